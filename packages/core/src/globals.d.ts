@@ -1,0 +1,16 @@
+// core compiles with no DOM and no Node types. These Web-platform globals exist in every
+// environment we run in (browsers, workers, Node >= 18), so we declare the small surface we use.
+declare class TextEncoder {
+  encode(input?: string): Uint8Array
+}
+declare class TextDecoder {
+  constructor(label?: string, options?: { fatal?: boolean; ignoreBOM?: boolean })
+  decode(input?: ArrayBufferView | ArrayBuffer, options?: { stream?: boolean }): string
+}
+interface AbortSignal {
+  readonly aborted: boolean
+  readonly reason: unknown
+  throwIfAborted(): void
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void
+  removeEventListener(type: 'abort', listener: () => void): void
+}
