@@ -96,3 +96,13 @@ export function errorFromWire(wire: WireError): ButterflyError {
   Object.defineProperty(err, 'name', { value: String(wire.name) })
   return err
 }
+
+export type TensorErrorCode = 'ERR_TENSOR_DTYPE' | 'ERR_TENSOR_SHAPE' | 'ERR_TENSOR_VALUE'
+
+/** A tensor's dtype is unsupported, its shape or byte length is inconsistent, or a value is out of range. */
+export class TensorError extends ButterflyError {
+  override readonly name = 'TensorError'
+  constructor(code: TensorErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options)
+  }
+}

@@ -1,1 +1,41 @@
-export {}
+/**
+ * @butterfly/core — the isomorphic heart of Butterfly (no DOM, no Node imports).
+ *
+ * Model layer
+ * - `ModelConfig`, `parseModelConfig(json)`, `modelConfigToJson(config)`: Llama-family configs.
+ * - `SafetensorsReader.open(source)`, `safetensorsLayout(...)`, `encodeSafetensors(...)`: weights,
+ *   read one tensor at a time by byte range from any `ByteSource`.
+ * - `toFloat32`, `fromFloat32`: fp16/bf16 conversion.
+ * - `Tokenizer`, `ByteTokenizer`, `HfTokenizer` (tokenizer.json via @huggingface/tokenizers).
+ * - `syntheticConfig(name)`, `syntheticTensor(...)`: deterministic seeded models.
+ * - `ReferenceModel`: slow, obviously-correct forward pass used as ground truth.
+ *
+ * Engine
+ * - `buildStageGraph(init, weights)`: the ONNX model of a contiguous layer range.
+ * - `InferenceBackend`, `StageSession`: what each runtime implements; `createOrtStage` runs a
+ *   stage with any onnxruntime package passed in as a component.
+ * - `uniformPartition(layers, k)`, `generate(pipeline, request)`: the in-order pipeline loop.
+ * - `Sampler`: greedy / temperature / top-k / top-p with a seed, from top-k logits.
+ *
+ * Errors: every class in `errors.ts` has a stable `code` and crosses the wire as
+ * `{name, code, message}` (`errorFromWire` rebuilds it).
+ */
+export * from './byte-tokenizer.js'
+export * from './engine/generate.js'
+export * from './engine/inference-backend.js'
+export * from './engine/ort-stage.js'
+export * from './engine/partition.js'
+export * from './errors.js'
+export * from './float16.js'
+export * from './hf-tokenizer.js'
+export * from './model-config.js'
+export * from './onnx/stage-graph.js'
+export * from './onnx/stage-io.js'
+export * from './reference-model.js'
+export * from './rope.js'
+export * from './safetensors.js'
+export * from './sampler.js'
+export * from './synthetic.js'
+export * from './tensor.js'
+export * from './tokenizer.js'
+export * from './weight-names.js'

@@ -1,0 +1,112 @@
+import { ButterflyError, GenerationError } from '../errors.js'
+import { Sampler, type SamplingParams, type TopKLogits, validateSamplingParams } from '../sampler.js'
+import type { StageSession } from './inference-backend.js'
+
+export interface GenerateRequest {
+  readonly promptIds: readonly number[]
+  readonly maxTokens: number
+  readonly sampling: SamplingParams
+  /** Generation ends (without emitting it) when one of these is sampled. */
+  readonly stopTokenIds?: readonly number[]
+  /** Prefill in chunks of at most this many tokens (default: the whole prompt at once). */
+  readonly prefillChunk?: number
+  /** Caller-chosen id; unique among generations running on the same stages. */
+  readonly generationId?: string
+}
+
+export type FinishReason = 'length' | 'stop' | 'context'
+
+export interface GenerationResult {
+  readonly finishReason: FinishReason
+  readonly promptTokens: number
+  readonly completionTokens: number
+}
+
+export interface GeneratedToken {
+  readonly id: number
+  /** The candidates the token was sampled from. */
+  readonly topk: TopKLogits
+}
+
+/** The coordinator's view of the pipeline: the stages in layer order. */
+export interface Pipeline {
+  readonly stages: readonly StageSession[]
+  readonly maxContext: number
+}
+
+let nextId = 0
+
+/**
+ * Drives one generation through the stages: prefill the prompt, then decode one token per
+ * step, sampling on the coordinator from the last stage's top-k. Yields tokens as they
+ * come and returns why it stopped. KV caches are freed on every exit path.
+ */
+export async function* generate(
+  pipeline: Pipeline,
+  request: GenerateRequest,
+  signal?: AbortSignal,
+): AsyncGenerator<GeneratedToken, GenerationResult> {
+  const { stages, maxContext } = pipeline
+  const sampling = validateSamplingParams(request.sampling)
+  const prompt = request.promptIds
+  if (stages.length === 0) throw new ButterflyError('ERR_PIPELINE', 'pipeline has no stages')
+  if (prompt.length === 0) throw new ButterflyError('ERR_EMPTY_PROMPT', 'prompt has no tokens')
+  if (!Number.isInteger(request.maxTokens) || request.maxTokens < 0) {
+    throw new ButterflyError('ERR_MAX_TOKENS', `maxTokens must be a non-negative integer`)
+  }
+  if (prompt.length > maxContext) {
+    throw new GenerationError(
+      'ERR_CONTEXT_OVERFLOW',
+      `prompt of ${prompt.length} tokens exceeds the context of ${maxContext}`,
+    )
+  }
+  const chunk = request.prefillChunk ?? prompt.length
+  if (!Number.isInteger(chunk) || chunk < 1)
+    throw new ButterflyError('ERR_PREFILL_CHUNK', 'bad prefill chunk')
+
+  const id = request.generationId ?? `g${nextId++}`
+  const sampler = new Sampler(sampling)
+  const stop = new Set(request.stopTokenIds ?? [])
+  const temperature = sampling.temperature
+  let position = 0
+  let completion = 0
+
+  const step = async (tokens: readonly number[]): Promise<TopKLogits | undefined> => {
+    let hidden: Float32Array | undefined
+    let topk: TopKLogits | undefined
+    for (const stage of stages) {
+      const data = stage.isFirst ? { tokens } : hidden === undefined ? {} : { hidden }
+      const out = await stage.step(
+        id,
+        { ...data, seqLen: tokens.length, startPos: position, temperature },
+        signal,
+      )
+      hidden = out.hidden
+      topk = out.topk
+    }
+    position += tokens.length
+    return topk
+  }
+
+  try {
+    let topk: TopKLogits | undefined
+    for (let i = 0; i < prompt.length; i += chunk) topk = await step(prompt.slice(i, i + chunk))
+    while (completion < request.maxTokens) {
+      if (topk === undefined) throw new ButterflyError('ERR_PIPELINE', 'last stage returned no logits')
+      const token = sampler.sample(topk)
+      if (stop.has(token)) return result('stop')
+      completion++
+      yield { id: token, topk }
+      if (completion === request.maxTokens) break
+      if (position >= maxContext) return result('context')
+      topk = await step([token])
+    }
+    return result('length')
+  } finally {
+    for (const stage of stages) stage.endGeneration(id)
+  }
+
+  function result(finishReason: FinishReason): GenerationResult {
+    return { finishReason, promptTokens: prompt.length, completionTokens: completion }
+  }
+}

@@ -1,0 +1,57 @@
+import type { ModelConfig } from '../model-config.js'
+import type { WeightProvider } from '../onnx/stage-graph.js'
+import type { TopKLogits } from '../sampler.js'
+
+/** One step of one generation through one stage. */
+export interface StageStepInput {
+  /** Token ids of the new positions (first stage only). */
+  readonly tokens?: readonly number[]
+  /** Hidden states [seqLen * hiddenSize] from the previous stage (every stage but the first). */
+  readonly hidden?: Float32Array
+  readonly seqLen: number
+  /** Number of positions this generation already has in the stage's KV cache. */
+  readonly startPos: number
+  /** Last stage: temperature the log-sum-exp is computed at (0 means greedy, computed at 1). */
+  readonly temperature?: number
+}
+
+export interface StageStepOutput {
+  /** Hidden states [seqLen * hiddenSize] for the next stage (every stage but the last). */
+  readonly hidden?: Float32Array
+  /** Candidates for sampling (last stage only). */
+  readonly topk?: TopKLogits
+  /** Full logits of the last position when the stage was built with emitLogits (tests). */
+  readonly logits?: Float32Array
+}
+
+export interface StageInit {
+  readonly config: ModelConfig
+  readonly layerStart: number
+  readonly layerEnd: number
+  readonly topK?: number
+  readonly emitLogits?: boolean
+}
+
+/**
+ * A loaded pipeline stage. It owns the KV caches of its layers, one per generation; they
+ * never leave it. Steps of one generation must arrive in order (startPos = positions so far).
+ */
+export interface StageSession {
+  readonly layerStart: number
+  readonly layerEnd: number
+  readonly isFirst: boolean
+  readonly isLast: boolean
+  step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput>
+  /** Frees the generation's KV cache; unknown ids are ignored. */
+  endGeneration(generationId: string): void
+  /** Generations currently holding a KV cache here. */
+  readonly activeGenerations: number
+  dispose(): Promise<void>
+}
+
+/** What node-worker (onnxruntime-node) and web (onnxruntime-web) each supply. */
+export interface InferenceBackend {
+  /** e.g. "onnxruntime-node/cpu". */
+  readonly name: string
+  createStage(init: StageInit, weights: WeightProvider, signal?: AbortSignal): Promise<StageSession>
+}

@@ -1,0 +1,203 @@
+import type { InferenceSession, Tensor } from 'onnxruntime-common'
+import { GenerationError } from '../errors.js'
+import { buildStageGraph, type WeightProvider } from '../onnx/stage-graph.js'
+import { type StageIo, stageIo } from '../onnx/stage-io.js'
+import type { StageInit, StageSession, StageStepInput, StageStepOutput } from './inference-backend.js'
+import { validateStepInput } from './step-input.js'
+
+/**
+ * The part of an onnxruntime package (onnxruntime-node or onnxruntime-web) this module
+ * uses. Callers pass the module they loaded, so core stays free of environment imports.
+ */
+export interface OrtRuntime {
+  readonly InferenceSession: {
+    create(model: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession>
+  }
+  readonly Tensor: new (
+    type: 'float32' | 'int64' | 'int32',
+    data: Float32Array | BigInt64Array | Int32Array,
+    dims: readonly number[],
+  ) => Tensor
+}
+
+export interface OrtStageComponents {
+  readonly ort: OrtRuntime
+  readonly weights: WeightProvider
+}
+
+export interface OrtStageOptions {
+  readonly sessionOptions?: InferenceSession.SessionOptions
+}
+
+/** KV capacity grows in blocks of this many positions, doubling, up to the model's context. */
+const KV_BLOCK = 256
+
+interface KvState {
+  length: number
+  capacity: number
+  keys: Tensor[]
+  values: Tensor[]
+}
+
+/**
+ * Builds the stage graph and runs it with ONNX Runtime. Each layer's past and present KV
+ * share one preallocated buffer (GroupQueryAttention's share-buffer mode), so a decode
+ * step appends in place instead of copying the whole cache in and out.
+ */
+export async function createOrtStage(
+  init: StageInit,
+  components: OrtStageComponents,
+  options: OrtStageOptions = {},
+): Promise<StageSession> {
+  const graph = await buildStageGraph(init, components.weights)
+  const session = await components.ort.InferenceSession.create(graph.bytes, {
+    // Fusions beyond 'basic' could fuse differently at stage boundaries and break the
+    // bit-identity of tokens across partitionings; the graph is already fused by hand.
+    graphOptimizationLevel: 'basic',
+    ...options.sessionOptions,
+  })
+  return new OrtStage(init, stageIo(init.config, init.layerStart, init.layerEnd), session, components.ort)
+}
+
+class OrtStage implements StageSession {
+  readonly layerStart: number
+  readonly layerEnd: number
+  readonly isFirst: boolean
+  readonly isLast: boolean
+  private readonly generations = new Map<string, KvState>()
+  private queue: Promise<unknown> = Promise.resolve()
+
+  constructor(
+    private readonly init: StageInit,
+    private readonly io: StageIo,
+    private readonly session: InferenceSession,
+    private readonly ort: OrtRuntime,
+  ) {
+    this.layerStart = init.layerStart
+    this.layerEnd = init.layerEnd
+    this.isFirst = io.isFirst
+    this.isLast = io.isLast
+  }
+
+  get activeGenerations(): number {
+    return this.generations.size
+  }
+
+  step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
+    // One run at a time per session: steps of different generations interleave safely.
+    const run = this.queue.then(() => this.runStep(generationId, input, signal))
+    this.queue = run.catch(() => undefined)
+    return run
+  }
+
+  private async runStep(id: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
+    signal?.throwIfAborted()
+    const { config } = this.init
+    validateStepInput(config, this.io, input)
+    const kv = this.generations.get(id) ?? this.newState(id, input.startPos)
+    if (input.startPos !== kv.length) {
+      throw new GenerationError(
+        'ERR_STEP_ORDER',
+        `generation ${id}: step starts at position ${input.startPos} but the cache holds ${kv.length}`,
+      )
+    }
+    const S = input.seqLen
+    const total = kv.length + S
+    this.ensureCapacity(kv, total)
+
+    const T = this.ort.Tensor
+    const feeds: Record<string, Tensor> = {
+      [this.io.positionIds]: new T('int64', positions(kv.length, S), [1, S]),
+      [this.io.seqlensK]: new T('int32', Int32Array.of(total - 1), [1]),
+      [this.io.totalSequenceLength]: new T('int32', Int32Array.of(total), [1]),
+    }
+    if (this.io.isFirst) {
+      feeds[this.io.inputIds] = new T('int64', BigInt64Array.from(input.tokens ?? [], BigInt), [1, S])
+    } else {
+      feeds[this.io.hiddenIn] = new T('float32', input.hidden ?? new Float32Array(0), [
+        1,
+        S,
+        config.hiddenSize,
+      ])
+    }
+    if (this.io.isLast) {
+      const t = input.temperature ?? 0
+      feeds[this.io.temperature] = new T('float32', Float32Array.of(t > 0 ? t : 1), [1])
+    }
+    const fetches: Record<string, Tensor | null> = {}
+    for (const name of this.session.outputNames) fetches[name] = null
+    this.io.layers.forEach((names, i) => {
+      const k = kv.keys[i] as Tensor
+      const v = kv.values[i] as Tensor
+      feeds[names.pastKey] = k
+      feeds[names.pastValue] = v
+      fetches[names.presentKey] = k
+      fetches[names.presentValue] = v
+    })
+    const out = await this.session.run(feeds, fetches as InferenceSession.FetchesType)
+    kv.length = total
+
+    if (!this.io.isLast) return { hidden: out[this.io.hiddenOut]?.data as Float32Array }
+    const values = out[this.io.topkValues]?.data as Float32Array
+    const ids64 = out[this.io.topkIds]?.data as BigInt64Array
+    const lse = out[this.io.logSumExp]?.data as Float32Array
+    const result: StageStepOutput = {
+      topk: { values, ids: Int32Array.from(ids64, Number), logSumExp: lse[0] ?? Number.NaN },
+    }
+    const logits = out[this.io.logits]?.data as Float32Array | undefined
+    return logits === undefined ? result : { ...result, logits }
+  }
+
+  private newState(id: string, startPos: number): KvState {
+    if (startPos !== 0) {
+      throw new GenerationError('ERR_STEP_ORDER', `generation ${id} is unknown here and does not start at 0`)
+    }
+    const state: KvState = { length: 0, capacity: 0, keys: [], values: [] }
+    this.generations.set(id, state)
+    return state
+  }
+
+  private ensureCapacity(kv: KvState, needed: number): void {
+    const { config } = this.init
+    if (needed > config.maxContext) {
+      throw new GenerationError(
+        'ERR_CONTEXT_OVERFLOW',
+        `${needed} positions exceed the model's context of ${config.maxContext}`,
+      )
+    }
+    if (needed <= kv.capacity) return
+    let capacity = Math.max(KV_BLOCK, kv.capacity)
+    while (capacity < needed) capacity *= 2
+    capacity = Math.min(capacity, config.maxContext)
+    const { numKvHeads: n, headDim: d } = config
+    const grow = (old: Tensor | undefined): Tensor => {
+      const data = new Float32Array(n * capacity * d)
+      if (old !== undefined && kv.length > 0) {
+        const src = old.data as Float32Array
+        // Layout [1, heads, capacity, headDim]: copy each head's filled prefix.
+        for (let h = 0; h < n; h++) {
+          data.set(src.subarray(h * kv.capacity * d, (h * kv.capacity + kv.length) * d), h * capacity * d)
+        }
+      }
+      return new this.ort.Tensor('float32', data, [1, n, capacity, d])
+    }
+    kv.keys = this.io.layers.map((_, i) => grow(kv.keys[i]))
+    kv.values = this.io.layers.map((_, i) => grow(kv.values[i]))
+    kv.capacity = capacity
+  }
+
+  endGeneration(generationId: string): void {
+    this.generations.delete(generationId)
+  }
+
+  async dispose(): Promise<void> {
+    this.generations.clear()
+    await this.session.release()
+  }
+}
+
+function positions(start: number, count: number): BigInt64Array {
+  const out = new BigInt64Array(count)
+  for (let i = 0; i < count; i++) out[i] = BigInt(start + i)
+  return out
+}

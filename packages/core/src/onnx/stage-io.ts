@@ -1,0 +1,66 @@
+import type { ModelConfig } from '../model-config.js'
+
+export interface LayerKvNames {
+  readonly layer: number
+  readonly pastKey: string
+  readonly pastValue: string
+  readonly presentKey: string
+  readonly presentValue: string
+}
+
+/**
+ * Input/output names of a stage graph. Executors (onnxruntime-node, onnxruntime-web) and the
+ * coordinator agree on these without looking inside the model.
+ */
+export interface StageIo {
+  readonly isFirst: boolean
+  readonly isLast: boolean
+  /** int64 [1, S]; first stage only. */
+  readonly inputIds: string
+  /** float32 [1, S, H]; every stage but the first. */
+  readonly hiddenIn: string
+  /** float32 [1, S, H]; every stage but the last. */
+  readonly hiddenOut: string
+  /** int64 [1, S]: absolute positions of the new tokens. */
+  readonly positionIds: string
+  /** int32 [1]: total length (past + new) minus one. */
+  readonly seqlensK: string
+  /** int32 [1]: past + new. */
+  readonly totalSequenceLength: string
+  /** float32 [1]: sampling temperature used for the log-sum-exp; last stage only. */
+  readonly temperature: string
+  readonly topkValues: string
+  readonly topkIds: string
+  readonly logSumExp: string
+  readonly logits: string
+  readonly layers: readonly LayerKvNames[]
+}
+
+export function stageIo(config: ModelConfig, layerStart: number, layerEnd: number): StageIo {
+  const layers: LayerKvNames[] = []
+  for (let l = layerStart; l < layerEnd; l++) {
+    layers.push({
+      layer: l,
+      pastKey: `past_key_${l}`,
+      pastValue: `past_value_${l}`,
+      presentKey: `present_key_${l}`,
+      presentValue: `present_value_${l}`,
+    })
+  }
+  return {
+    isFirst: layerStart === 0,
+    isLast: layerEnd === config.numLayers,
+    inputIds: 'input_ids',
+    hiddenIn: 'hidden_in',
+    hiddenOut: 'hidden_out',
+    positionIds: 'position_ids',
+    seqlensK: 'seqlens_k',
+    totalSequenceLength: 'total_sequence_length',
+    temperature: 'temperature',
+    topkValues: 'topk_values',
+    topkIds: 'topk_ids',
+    logSumExp: 'logsumexp',
+    logits: 'logits',
+    layers,
+  }
+}

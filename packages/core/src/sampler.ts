@@ -1,0 +1,239 @@
+import { SamplingError } from './errors.js'
+
+/**
+ * What the last pipeline stage returns instead of the full logits: the k largest logits (raw,
+ * unscaled, sorted descending; equal values keep the lower id first) and log Σ exp(logit / T)
+ * over the whole vocabulary at the temperature T actually used (`logitTemperature`).
+ */
+export interface TopKLogits {
+  values: Float32Array
+  ids: Int32Array
+  logSumExp: number
+}
+
+export interface SamplingParams {
+  /** 0 = greedy. */
+  temperature: number
+  topK?: number
+  topP?: number
+  /** Fixes the draws; any safe non-negative integer. */
+  seed?: number
+}
+
+const MAX_TEMPERATURE = 100
+/** How far the top logit may exceed logSumExp (float32 rounding in the producer) before we object. */
+const LSE_SLACK = 0.05
+
+export function validateSamplingParams(p: SamplingParams): SamplingParams {
+  if (typeof p !== 'object' || p === null) throw new SamplingError('sampling params must be an object')
+  const { temperature, topK, topP, seed } = p
+  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
+    throw new SamplingError(`temperature must be a finite number >= 0, got ${String(temperature)}`)
+  }
+  if (temperature > MAX_TEMPERATURE) {
+    throw new SamplingError(`temperature must be at most ${MAX_TEMPERATURE}, got ${temperature}`)
+  }
+  if (topK !== undefined && !(Number.isSafeInteger(topK) && topK > 0)) {
+    throw new SamplingError(`topK must be a positive integer, got ${String(topK)}`)
+  }
+  if (topP !== undefined && !(typeof topP === 'number' && topP > 0 && topP <= 1)) {
+    throw new SamplingError(`topP must be in (0, 1], got ${String(topP)}`)
+  }
+  if (seed !== undefined && !(Number.isSafeInteger(seed) && seed >= 0)) {
+    throw new SamplingError(`seed must be a safe non-negative integer, got ${String(seed)}`)
+  }
+  return p
+}
+
+/** The temperature the producer must divide by for logSumExp: greedy decoding uses 1. */
+export function logitTemperature(p: SamplingParams): number {
+  return p.temperature === 0 ? 1 : p.temperature
+}
+
+/**
+ * Draws tokens from top-k logits: greedy, or temperature with optional top-k then top-p.
+ * Because logSumExp covers the whole vocabulary, each candidate's probability is exact, so
+ * top-p (judged on full-vocabulary probabilities) is exact too whenever the nucleus fits in the
+ * candidates. When it does not, we sample among the candidates we have and record the shortfall.
+ */
+export class Sampler {
+  readonly params: SamplingParams
+  /** The seed in use (drawn at random when params.seed is absent), so a run can be replayed. */
+  readonly seed: number
+  /**
+   * After each `sample`: probability mass the requested filter wanted but the candidates did
+   * not cover (for a requested top-k larger than the candidate list, an upper bound); 0 when
+   * the draw was exact.
+   */
+  truncatedMass = 0
+  private readonly rng: Xoshiro128ss
+
+  constructor(params: SamplingParams) {
+    this.params = validateSamplingParams({ ...params })
+    this.seed = this.params.seed ?? Math.floor(Math.random() * 2 ** 53)
+    this.rng = new Xoshiro128ss(this.seed)
+  }
+
+  sample(logits: TopKLogits): number {
+    const { values, ids, logSumExp } = logits
+    const n = checkTopK(logits)
+    this.truncatedMass = 0
+    const { temperature, topK, topP } = this.params
+    if (temperature === 0) return ids[0] as number
+    if (!Number.isFinite(logSumExp)) throw new SamplingError(`logSumExp must be finite, got ${logSumExp}`)
+    const top = (values[0] as number) / temperature - logSumExp
+    if (!(top <= LSE_SLACK + 1e-6 * Math.abs(logSumExp))) {
+      throw new SamplingError(`logSumExp ${logSumExp} is below the top logit / T; wrong temperature?`)
+    }
+
+    const limit = topK === undefined ? n : Math.min(topK, n)
+    const probs = new Float64Array(limit)
+    let mass = 0
+    let kept = 0
+    while (kept < limit) {
+      const p = Math.min(1, Math.exp((values[kept] as number) / temperature - logSumExp))
+      probs[kept++] = p
+      mass += p
+      if (topP !== undefined && mass >= topP) break
+    }
+    // The filter stopped only because the candidate list ran out, not because it was satisfied.
+    if (kept === n && (topK === undefined || topK > n)) {
+      this.truncatedMass = Math.max(0, (topP ?? 1) - Math.min(1, mass))
+    }
+    if (!(mass > 0 && Number.isFinite(mass))) {
+      throw new SamplingError('candidate probabilities underflow: logSumExp does not match the values')
+    }
+
+    const r = this.rng.nextFloat64() * mass
+    let acc = 0
+    for (let i = 0; i < kept; i++) {
+      acc += probs[i] as number
+      if (r < acc) return ids[i] as number
+    }
+    // Only reachable when r * mass rounds up to mass: take the last candidate that has mass.
+    let last = kept - 1
+    while (last > 0 && (probs[last] as number) === 0) last--
+    return ids[last] as number
+  }
+}
+
+/** Checks the producer's output; returns the candidate count. */
+function checkTopK(logits: TopKLogits): number {
+  const { values, ids } = logits
+  if (!(values instanceof Float32Array) || !(ids instanceof Int32Array)) {
+    throw new SamplingError('top-k logits need Float32Array values and Int32Array ids')
+  }
+  const n = values.length
+  if (n === 0 || ids.length !== n) {
+    throw new SamplingError(
+      `top-k logits need matching non-empty values and ids (got ${n} and ${ids.length})`,
+    )
+  }
+  for (let i = 0; i < n; i++) {
+    const v = values[i] as number
+    if (Number.isNaN(v) || v === Number.POSITIVE_INFINITY) throw new SamplingError(`top-k value ${i} is ${v}`)
+    if (i > 0 && v > (values[i - 1] as number))
+      throw new SamplingError('top-k values are not sorted descending')
+    if ((ids[i] as number) < 0) throw new SamplingError(`top-k id ${ids[i]} is negative`)
+  }
+  return n
+}
+
+/**
+ * Reference top-k: the k largest logits, stable (equal values keep the lower id first), with
+ * logSumExp over all logits at `temperature` (0 means greedy, which uses 1).
+ */
+export function topKFromLogits(logits: Float32Array, k: number, temperature: number): TopKLogits {
+  if (!(logits instanceof Float32Array) || logits.length === 0) {
+    throw new SamplingError('logits must be a non-empty Float32Array')
+  }
+  if (!(Number.isSafeInteger(k) && k > 0)) throw new SamplingError(`k must be a positive integer, got ${k}`)
+  if (!(Number.isFinite(temperature) && temperature >= 0)) {
+    throw new SamplingError(`temperature must be a finite number >= 0, got ${temperature}`)
+  }
+  const kk = Math.min(k, logits.length)
+  const values = new Float32Array(kk)
+  const ids = new Int32Array(kk)
+  let count = 0
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i] as number
+    if (Number.isNaN(v) || v === Number.POSITIVE_INFINITY) throw new SamplingError(`logit ${i} is ${v}`)
+    if (count === kk && !(v > (values[kk - 1] as number))) continue
+    // Strict comparison: an equal earlier (lower-id) value stays ahead.
+    let j = count < kk ? count++ : kk - 1
+    while (j > 0 && (values[j - 1] as number) < v) {
+      values[j] = values[j - 1] as number
+      ids[j] = ids[j - 1] as number
+      j--
+    }
+    values[j] = v
+    ids[j] = i
+  }
+  const max = values[0] as number
+  if (max === Number.NEGATIVE_INFINITY) throw new SamplingError('every logit is -Infinity')
+  const t = temperature === 0 ? 1 : temperature
+  const shift = max / t
+  let sum = 0
+  for (let i = 0; i < logits.length; i++) sum += Math.exp((logits[i] as number) / t - shift)
+  return { values, ids, logSumExp: shift + Math.log(sum) }
+}
+
+/**
+ * xoshiro128** seeded through splitmix32, in 32-bit integer arithmetic only (Math.imul, shifts),
+ * so every JS engine produces the same stream. Distinct seeds give distinct states: the low and
+ * high 32 bits of the seed each pass through a bijection into separate state words.
+ */
+export class Xoshiro128ss {
+  private s0: number
+  private s1: number
+  private s2: number
+  private s3: number
+
+  constructor(seed: number) {
+    if (!(Number.isSafeInteger(seed) && seed >= 0)) {
+      throw new SamplingError(`seed must be a safe non-negative integer, got ${seed}`)
+    }
+    const lo = splitmix32(seed >>> 0)
+    const hi = splitmix32(Math.floor(seed / 2 ** 32) ^ 0x6a09e667)
+    this.s0 = lo()
+    this.s1 = lo()
+    this.s2 = hi()
+    this.s3 = hi()
+    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1 // the one state xoshiro cannot leave
+  }
+
+  /** Uniform in [0, 2^32). */
+  nextUint32(): number {
+    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0
+    const t = this.s1 << 9
+    this.s2 ^= this.s0
+    this.s3 ^= this.s1
+    this.s1 ^= this.s2
+    this.s0 ^= this.s3
+    this.s2 ^= t
+    this.s3 = rotl(this.s3, 11)
+    return result
+  }
+
+  /** Uniform in [0, 1) with 53 random bits. */
+  nextFloat64(): number {
+    const a = this.nextUint32() >>> 5
+    const b = this.nextUint32() >>> 6
+    return (a * 67108864 + b) / 9007199254740992
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k))
+}
+
+function splitmix32(seed: number): () => number {
+  let state = seed | 0
+  return () => {
+    state = (state + 0x9e3779b9) | 0
+    let z = state
+    z = Math.imul(z ^ (z >>> 16), 0x21f0aaad)
+    z = Math.imul(z ^ (z >>> 15), 0x735a2d97)
+    return (z ^ (z >>> 15)) >>> 0
+  }
+}

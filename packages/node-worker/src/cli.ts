@@ -1,0 +1,59 @@
+import { ButterflyError } from '@butterfly/core'
+import { Command, CommanderError, Option } from 'commander'
+import { floatArg, intArg } from './cli-args.js'
+import { CliUsageError } from './errors.js'
+import { runGenerate } from './generate-command.js'
+
+/** Builds the `butterfly-worker` command tree. `argv` excludes node and the script path. */
+export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
+  const program = new Command('butterfly-worker')
+    .description('Butterfly worker: runs LLM pipeline stages with onnxruntime-node.')
+    .exitOverride()
+    .showHelpAfterError(false)
+    .configureOutput({ writeErr: () => undefined, writeOut: (s) => out.write(s) })
+
+  program
+    .command('generate')
+    .description('Generate text with the model cut into K pipeline stages in this process.')
+    .requiredOption(
+      '--model <dir|synthetic:NAME>',
+      'model directory, or synthetic:NAME[:fp16] (tiny, small, 10m, 100m, 1b)',
+    )
+    .option('--prompt <text>', 'prompt text', '')
+    .option('--max-tokens <n>', 'tokens to generate', intArg('--max-tokens', 0, 1_000_000), 64)
+    .option('--temperature <t>', 'sampling temperature; 0 is greedy', floatArg('--temperature', 0, 100), 0)
+    .option('--top-p <p>', 'nucleus sampling mass', floatArg('--top-p', 0, 1, true))
+    .option('--top-k <k>', 'sample among the k most likely tokens', intArg('--top-k', 1, 1_000_000))
+    .option('--seed <s>', 'sampling seed', intArg('--seed', 0, Number.MAX_SAFE_INTEGER), 0)
+    .option('--stages <k>', 'pipeline stages (never changes the output)', intArg('--stages', 1, 1024), 1)
+    .option('--ids', 'print generated token ids instead of text', false)
+    .addOption(new Option('--threads <n>', 'threads per stage').argParser(intArg('--threads', 1, 256)))
+    .action(async (opts) => {
+      await runGenerate(opts, out)
+    })
+  return program
+}
+
+/** Runs the CLI; user errors print `error [CODE]: message` with no stack and exit non-zero. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildCli()
+  try {
+    await program.parseAsync([...argv], { from: 'user' })
+    return 0
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.exitCode === 0) return 0 // --help, --version
+      const usage = new CliUsageError(err.message.replace(/^error: /, ''))
+      process.stderr.write(`butterfly-worker: error [${usage.code}]: ${usage.message}\n`)
+      return 2
+    }
+    const cause = err instanceof CommanderError ? undefined : (err as { cause?: unknown }).cause
+    const e = err instanceof ButterflyError ? err : cause instanceof ButterflyError ? cause : undefined
+    if (e !== undefined) {
+      process.stderr.write(`butterfly-worker: error [${e.code}]: ${e.message}\n`)
+      return e instanceof CliUsageError ? 2 : 1
+    }
+    process.stderr.write(`butterfly-worker: internal error: ${(err as Error).stack ?? String(err)}\n`)
+    return 70
+  }
+}

@@ -1,0 +1,64 @@
+import { generate } from '@butterfly/core'
+import { createLocalPipeline } from './local-pipeline.js'
+import { loadModel } from './model-store.js'
+import { createNodeBackend } from './node-backend.js'
+
+export interface GenerateOptions {
+  readonly model: string
+  readonly prompt: string
+  readonly maxTokens: number
+  readonly temperature: number
+  readonly topP?: number
+  readonly topK?: number
+  readonly seed: number
+  readonly stages: number
+  readonly ids: boolean
+  readonly threads?: number
+}
+
+/** `butterfly-worker generate`: the model cut into K stages in this process, streamed to `out`. */
+export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStream, signal?: AbortSignal) {
+  const model = await loadModel(opts.model)
+  const backend = createNodeBackend(opts.threads === undefined ? {} : { threads: opts.threads })
+  try {
+    const pipeline = await createLocalPipeline(model, backend, { stages: opts.stages })
+    try {
+      const { tokenizer } = model
+      const promptIds = tokenizer.encode(opts.prompt, { addBos: true })
+      const stream = generate(
+        pipeline,
+        {
+          promptIds,
+          maxTokens: opts.maxTokens,
+          sampling: {
+            temperature: opts.temperature,
+            seed: opts.seed,
+            ...(opts.topP === undefined ? {} : { topP: opts.topP }),
+            ...(opts.topK === undefined ? {} : { topK: opts.topK }),
+          },
+          ...(tokenizer.eosTokenId === undefined ? {} : { stopTokenIds: [tokenizer.eosTokenId] }),
+        },
+        signal,
+      )
+      const decoder = tokenizer.createStreamDecoder()
+      let first = true
+      for (;;) {
+        const next = await stream.next()
+        if (next.done) {
+          out.write(opts.ids ? '\n' : `${decoder.flush()}\n`)
+          return next.value
+        }
+        if (opts.ids) {
+          out.write(`${first ? '' : ' '}${next.value.id}`)
+          first = false
+        } else {
+          out.write(decoder.push(next.value.id))
+        }
+      }
+    } finally {
+      await pipeline.dispose()
+    }
+  } finally {
+    await model.close()
+  }
+}

@@ -1,0 +1,103 @@
+import {
+  expectedWeightShapes,
+  fromFloat32,
+  type ModelConfig,
+  type Pipeline,
+  ReferenceModel,
+  type StageSession,
+  syntheticConfig,
+  syntheticTensor,
+  toFloat32,
+  uniformPartition,
+  type WeightProvider,
+} from '@butterfly/core'
+import { createNodeBackend } from '../src/node-backend.js'
+
+/** Synthetic weights served from memory, optionally stored as fp16. */
+export function syntheticWeights(config: ModelConfig, dtype: 'F32' | 'F16' = 'F32'): WeightProvider {
+  return async (name, shape) => ({ dtype, shape, data: fromFloat32(syntheticTensor(config, name), dtype) })
+}
+
+/** The reference model over the same weights (rounded through fp16 when the graph stores fp16). */
+export function referenceFor(config: ModelConfig, dtype: 'F32' | 'F16' = 'F32'): ReferenceModel {
+  const weights = new Map<string, Float32Array>()
+  for (const [name, shape] of expectedWeightShapes(config)) {
+    const data = syntheticTensor(config, name)
+    weights.set(name, dtype === 'F32' ? data : toFloat32({ dtype, shape, data: fromFloat32(data, dtype) }))
+  }
+  return new ReferenceModel(config, weights)
+}
+
+export async function buildPipeline(
+  config: ModelConfig,
+  stages: number,
+  opts: { dtype?: 'F32' | 'F16'; emitLogits?: boolean; topK?: number } = {},
+): Promise<Pipeline & { stages: StageSession[]; dispose(): Promise<void> }> {
+  const backend = createNodeBackend({ threads: 1 })
+  const weights = syntheticWeights(config, opts.dtype)
+  const sessions: StageSession[] = []
+  for (const r of uniformPartition(config.numLayers, stages)) {
+    sessions.push(
+      await backend.createStage(
+        {
+          config,
+          layerStart: r.start,
+          layerEnd: r.end,
+          ...(opts.emitLogits ? { emitLogits: true } : {}),
+          ...(opts.topK ? { topK: opts.topK } : {}),
+        },
+        weights,
+      ),
+    )
+  }
+  return {
+    stages: sessions,
+    maxContext: config.maxContext,
+    dispose: async () => {
+      await Promise.all(sessions.map((s) => s.dispose()))
+    },
+  }
+}
+
+/** Runs `tokens` through every stage as one step and returns the last position's full logits. */
+export async function stepLogits(
+  pipeline: Pipeline,
+  id: string,
+  tokens: readonly number[],
+  startPos: number,
+): Promise<Float32Array> {
+  let hidden: Float32Array | undefined
+  for (const stage of pipeline.stages) {
+    const out = await stage.step(id, {
+      ...(stage.isFirst ? { tokens } : hidden === undefined ? {} : { hidden }),
+      seqLen: tokens.length,
+      startPos,
+    })
+    if (stage.isLast) {
+      if (out.logits === undefined) throw new Error('stage built without emitLogits')
+      return out.logits
+    }
+    hidden = out.hidden
+  }
+  throw new Error('pipeline has no last stage')
+}
+
+/** max |a - b| / max |b|: the error relative to the scale of the expected logits. */
+export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) return Number.POSITIVE_INFINITY
+  let maxDiff = 0
+  let scale = 0
+  for (let i = 0; i < expected.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs((actual[i] as number) - (expected[i] as number)))
+    scale = Math.max(scale, Math.abs(expected[i] as number))
+  }
+  return maxDiff / Math.max(scale, 1e-12)
+}
+
+export function argmax(a: ArrayLike<number>): number {
+  let best = 0
+  for (let i = 1; i < a.length; i++) if ((a[i] as number) > (a[best] as number)) best = i
+  return best
+}
+
+export { syntheticConfig }
