@@ -47,17 +47,17 @@ export const SYNTHETIC_PRESETS = {
     tieWordEmbeddings: false,
     attentionBias: true,
   },
-  /** 6,852,864 params. */
+  /** 10,409,280 params. */
   '10m': {
     ...base,
     architecture: 'llama',
     vocabSize: 4096,
-    hiddenSize: 256,
+    hiddenSize: 320,
     numLayers: 8,
-    numHeads: 8,
-    numKvHeads: 4,
+    numHeads: 10,
+    numKvHeads: 5,
     headDim: 32,
-    intermediateSize: 688,
+    intermediateSize: 864,
     maxContext: 1024,
     tieWordEmbeddings: true,
     attentionBias: false,
@@ -77,13 +77,13 @@ export const SYNTHETIC_PRESETS = {
     tieWordEmbeddings: true,
     attentionBias: false,
   },
-  /** 787,023,872 params. */
+  /** 1,057,581,056 params (TinyLlama-1.1B's shape). */
   '1b': {
     ...base,
     architecture: 'llama',
     vocabSize: 32000,
     hiddenSize: 2048,
-    numLayers: 16,
+    numLayers: 22,
     numHeads: 32,
     numKvHeads: 8,
     headDim: 64,

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -51,7 +51,9 @@ export async function resolveModelDir(spec: string, cache = cacheDir()): Promise
     throw new ModelConfigError(`bad model spec "${spec}": expected synthetic:NAME or synthetic:NAME:fp16`)
   }
   const config = syntheticConfig(name)
-  const dir = join(cache, 'synthetic', `${name}-${dtype}`)
+  // The key covers the preset's shape, so a changed preset never reuses stale weights.
+  const key = createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 12)
+  const dir = join(cache, 'synthetic', `${name}-${dtype}-${key}`)
   if (await exists(join(dir, WEIGHTS_FILE))) return dir
   await writeSyntheticModel(config, dir, dtype === 'fp16' ? 'F16' : 'F32')
   return dir

@@ -1,6 +1,6 @@
 import type { InferenceSession, Tensor } from 'onnxruntime-common'
 import { GenerationError } from '../errors.js'
-import { buildStageGraph, type WeightProvider } from '../onnx/stage-graph.js'
+import { buildStageGraph, type StageGraph, type WeightProvider } from '../onnx/stage-graph.js'
 import { type StageIo, stageIo } from '../onnx/stage-io.js'
 import type { StageInit, StageSession, StageStepInput, StageStepOutput } from './inference-backend.js'
 import { validateStepInput } from './step-input.js'
@@ -20,13 +20,23 @@ export interface OrtRuntime {
   ) => Tensor
 }
 
+/**
+ * Turns a built graph into a session. Environments differ in how external weights reach the
+ * runtime (a file next to the model in Node, an in-memory blob in browsers).
+ */
+export type SessionLoader = (graph: StageGraph, options: InferenceSession.SessionOptions) => Promise<InferenceSession>
+
 export interface OrtStageComponents {
   readonly ort: OrtRuntime
   readonly weights: WeightProvider
+  /** Default: the model bytes with weights inline. */
+  readonly loadSession?: SessionLoader
 }
 
 export interface OrtStageOptions {
   readonly sessionOptions?: InferenceSession.SessionOptions
+  /** Build with external weights; requires a `loadSession` that can resolve them. */
+  readonly externalData?: boolean
 }
 
 /** KV capacity grows in blocks of this many positions, doubling, up to the model's context. */
@@ -49,13 +59,16 @@ export async function createOrtStage(
   components: OrtStageComponents,
   options: OrtStageOptions = {},
 ): Promise<StageSession> {
-  const graph = await buildStageGraph(init, components.weights)
-  const session = await components.ort.InferenceSession.create(graph.bytes, {
+  const external = options.externalData === true && components.loadSession !== undefined
+  const graph = await buildStageGraph({ ...init, externalData: external }, components.weights)
+  const sessionOptions: InferenceSession.SessionOptions = {
     // Fusions beyond 'basic' could fuse differently at stage boundaries and break the
     // bit-identity of tokens across partitionings; the graph is already fused by hand.
     graphOptimizationLevel: 'basic',
     ...options.sessionOptions,
-  })
+  }
+  const load = components.loadSession ?? ((g, o) => components.ort.InferenceSession.create(g.bytes, o))
+  const session = await load(graph, sessionOptions)
   return new OrtStage(init, stageIo(init.config, init.layerStart, init.layerEnd), session, components.ort)
 }
 

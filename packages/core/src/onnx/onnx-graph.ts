@@ -19,6 +19,7 @@ export type AttrValue = number | string | number[] | { float: number }
 export type Dim = number | string
 
 const MS_DOMAIN = 'com.microsoft'
+const PAGE = 4096
 
 /**
  * A thin, typed layer over the ONNX protobuf messages. Names are unique per graph; the
@@ -119,8 +120,39 @@ export class OnnxGraph {
     return out
   }
 
-  /** Serialises the model: default opset 17 plus the com.microsoft contrib domain. */
+  /** Serialises the model with every initializer inline (fine below protobuf's 2 GB limit). */
   toBytes(): Uint8Array {
+    return this.encode()
+  }
+
+  /**
+   * Serialises the model with initializers of at least `threshold` bytes moved to one
+   * external data blob, page-aligned so ONNX Runtime can map it. Needed past 2 GB, and
+   * faster to load well before that.
+   */
+  toExternal(location: string, threshold = 1024): { model: Uint8Array; data: Uint8Array[]; dataBytes: number } {
+    const data: Uint8Array[] = []
+    let offset = 0
+    for (const t of this.initializers) {
+      const raw = t.rawData
+      if (raw.byteLength < threshold) continue
+      const pad = (PAGE - (offset % PAGE)) % PAGE
+      if (pad > 0) data.push(new Uint8Array(pad))
+      offset += pad
+      data.push(raw)
+      t.rawData = new Uint8Array(0)
+      t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL
+      t.externalData = [
+        { key: 'location', value: location },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(raw.byteLength) },
+      ]
+      offset += raw.byteLength
+    }
+    return { model: this.encode(), data, dataBytes: offset }
+  }
+
+  private encode(): Uint8Array {
     const graph = onnx.GraphProto.create({
       name: this.graphName,
       node: this.nodes,

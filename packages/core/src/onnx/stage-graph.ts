@@ -19,14 +19,32 @@ export interface StageGraphInit {
   readonly topK?: number
   /** Test hook: the last stage also returns the full logits of the last position. */
   readonly emitLogits?: boolean
+  /**
+   * Keep weights out of the protobuf (which cannot exceed 2 GB) in an external blob. Loads
+   * faster and with a lower peak; the runtime must be able to resolve the blob.
+   */
+  readonly externalData?: boolean
 }
 
 export interface StageGraph {
+  /** The serialised ModelProto. */
   readonly bytes: Uint8Array
+  /** Initializers moved out of the model, when built with externalData; read as `location`. */
+  readonly external?: ExternalData
   readonly isFirst: boolean
   readonly isLast: boolean
   readonly topK: number
 }
+
+export interface ExternalData {
+  /** File name the model refers to, relative to the model file. */
+  readonly location: string
+  /** The blob, in order; concatenated they are `bytes` long. */
+  readonly chunks: readonly Uint8Array[]
+  readonly bytes: number
+}
+
+export const EXTERNAL_DATA_LOCATION = 'weights.bin'
 
 export const DEFAULT_TOP_K = 64
 
@@ -54,13 +72,23 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
   const { hiddenSize: H, numHeads, numKvHeads, headDim } = config
   const eps = { float: config.rmsNormEps }
 
-  const load = async (name: string, shape: readonly number[]): Promise<string> => {
+  /** Adds a weight as an initializer; `transpose` turns PyTorch's [out, in] into MatMul's [in, out]. */
+  const loaded = new Map<string, string>()
+  const load = async (name: string, shape: readonly number[], transpose = false): Promise<string> => {
+    const key = `${name}${transpose ? '^T' : ''}`
+    const done = loaded.get(key)
+    if (done !== undefined) return done
     const t = await weights(name, shape)
     if (t.dtype !== 'F32' && t.dtype !== 'F16') {
       throw new GraphBuildError(`tensor ${name}: dtype ${t.dtype} is not supported by the stage graph`)
     }
-    const stored = g.constant(name, t.dtype === 'F32' ? 'float32' : 'float16', shape, t.data)
-    return t.dtype === 'F32' ? stored : g.op1('Cast', [stored], { to: 1 })
+    const [rows = 1, cols = 1] = shape
+    const data = transpose ? transpose2d(t.data, rows, cols, t.dtype === 'F32' ? 4 : 2) : t.data
+    const dims = transpose ? [cols, rows] : shape
+    const stored = g.constant(name, t.dtype === 'F32' ? 'float32' : 'float16', dims, data)
+    const value = t.dtype === 'F32' ? stored : g.op1('Cast', [stored], { to: 1 })
+    loaded.set(key, value)
+    return value
   }
   const linear = async (
     x: string,
@@ -68,8 +96,7 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
     shape: readonly number[],
     bias?: string,
   ): Promise<string> => {
-    const w = g.op1('Transpose', [await load(name, shape)], { perm: [1, 0] })
-    const y = g.op1('MatMul', [x, w])
+    const y = g.op1('MatMul', [x, await load(name, shape, true)])
     return bias === undefined ? y : g.op1('Add', [y, await load(bias, [shape[0] ?? 0])])
   }
 
@@ -140,7 +167,7 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
 
   if (!io.isLast) {
     g.output(hidden, io.hiddenOut, 'float32', [1, 'seq', H])
-    return { bytes: g.toBytes(), isFirst: io.isFirst, isLast: false, topK }
+    return finish(g, init, { isFirst: io.isFirst, isLast: false, topK })
   }
 
   // Only the last position is sampled, so the LM head runs on one row even during prefill.
@@ -155,8 +182,10 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
     epsilon: eps,
   })
   const headName = config.tieWordEmbeddings ? EMBED_TOKENS : LM_HEAD
-  const logits3 = await linear(normedLast, headName, [config.vocabSize, H])
-  const logits = g.op1('Reshape', [logits3, g.constantInt64('shape', [1, config.vocabSize])])
+  // Gemm with transB reads the [vocab, hidden] table as stored, so a tied head shares the
+  // embedding initializer instead of holding a transposed copy.
+  const row = g.op1('Reshape', [normedLast, g.constantInt64('shape', [1, H])])
+  const logits = g.op1('Gemm', [row, await load(headName, [config.vocabSize, H])], { transB: 1 })
   const temperature = g.input(io.temperature, 'float32', [1])
   const [values, ids] = g.op('TopK', [logits, g.constantInt64('k', [topK])], {
     attrs: { axis: -1, largest: 1, sorted: 1 },
@@ -167,7 +196,28 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
   g.output(ids as string, io.topkIds, 'int64', [1, topK])
   g.output(lse, io.logSumExp, 'float32', [1])
   if (init.emitLogits) g.output(logits, io.logits, 'float32', [1, config.vocabSize])
-  return { bytes: g.toBytes(), isFirst: io.isFirst, isLast: true, topK }
+  return finish(g, init, { isFirst: io.isFirst, isLast: true, topK })
+}
+
+function finish(g: OnnxGraph, init: StageGraphInit, meta: Omit<StageGraph, 'bytes' | 'external'>): StageGraph {
+  if (!init.externalData) return { ...meta, bytes: g.toBytes() }
+  const { model, data, dataBytes } = g.toExternal(EXTERNAL_DATA_LOCATION)
+  return { ...meta, bytes: model, external: { location: EXTERNAL_DATA_LOCATION, chunks: data, bytes: dataBytes } }
+}
+
+/** Row-major [rows, cols] → [cols, rows] for 2- or 4-byte elements. */
+function transpose2d(src: Uint8Array, rows: number, cols: number, elemBytes: 2 | 4): Uint8Array {
+  const out = new Uint8Array(src.byteLength)
+  const copy = src.byteOffset % elemBytes === 0 ? src : src.slice()
+  const n = rows * cols
+  const from =
+    elemBytes === 4 ? new Uint32Array(copy.buffer, copy.byteOffset, n) : new Uint16Array(copy.buffer, copy.byteOffset, n)
+  const to = elemBytes === 4 ? new Uint32Array(out.buffer, 0, n) : new Uint16Array(out.buffer, 0, n)
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols
+    for (let c = 0; c < cols; c++) to[c * rows + r] = from[base + c] as number
+  }
+  return out
 }
 
 function bytesOf(a: Float32Array): Uint8Array {

@@ -1,68 +1,87 @@
 import { generate, type Pipeline } from '@butterfly/core'
 import { createLocalPipeline } from '../local-pipeline.js'
-import { loadModel } from '../model-store.js'
+import { type LoadedModel, loadModel } from '../model-store.js'
 import { createNodeBackend } from '../node-backend.js'
 import { median } from './stats.js'
 
 export interface EngineRunSpec {
   readonly model: string
-  readonly stages: number
+  /** Stage counts measured side by side; the first is the baseline of the ratios. */
+  readonly stages: readonly number[]
   readonly promptTokens: number
   readonly decodeTokens: number
-  readonly repeats: number
+  readonly rounds: number
 }
 
-export interface EngineRunResult extends EngineRunSpec {
+export interface StageCountResult {
+  readonly stages: number
   readonly prefillTokensPerSec: number
   readonly decodeTokensPerSec: number
+  /** Median over rounds of (this / baseline), each round timed back to back. */
+  readonly prefillRatio: number
+  readonly decodeRatio: number
+}
+
+/**
+ * Times every stage count in one process, round-robin, so drift on a shared machine hits
+ * all of them alike: each round runs one generation per pipeline. One warm-up round first.
+ */
+export async function runSideBySide(spec: EngineRunSpec): Promise<StageCountResult[]> {
+  const model = await loadModel(spec.model)
+  const backend = createNodeBackend()
+  const pipelines: Array<Pipeline & { dispose(): Promise<void> }> = []
+  for (const k of spec.stages) pipelines.push(await createLocalPipeline(model, backend, { stages: k }))
+  const prompt = benchPrompt(spec.promptTokens)
+  const prefill = spec.stages.map(() => [] as number[])
+  const decode = spec.stages.map(() => [] as number[])
+  for (let round = 0; round <= spec.rounds; round++) {
+    for (const [i, p] of pipelines.entries()) {
+      const [pre, dec] = await timeGeneration(p, prompt, spec.decodeTokens)
+      if (round === 0) continue
+      prefill[i]?.push(spec.promptTokens / pre)
+      decode[i]?.push((spec.decodeTokens - 1) / dec)
+    }
+  }
+  await Promise.all(pipelines.map((p) => p.dispose()))
+  await model.close()
+  const ratio = (series: number[][], i: number) =>
+    median((series[i] ?? []).map((v, r) => v / (series[0]?.[r] ?? Number.NaN)))
+  return spec.stages.map((stages, i) => ({
+    stages,
+    prefillTokensPerSec: median(prefill[i] ?? []),
+    decodeTokensPerSec: median(decode[i] ?? []),
+    prefillRatio: ratio(prefill, i),
+    decodeRatio: ratio(decode, i),
+  }))
+}
+
+export interface FootprintResult {
   readonly loadSeconds: number
   readonly peakRssMiB: number
 }
 
-/**
- * One configuration, run in its own process so its peak RSS is its own. Prefill and decode
- * are timed separately: prefill is the first step (prompt in, first token out), decode the
- * remaining tokens. One warm-up generation, then `repeats` timed ones; medians reported.
- */
-export async function runEngineConfig(spec: EngineRunSpec): Promise<EngineRunResult> {
+/** Load time and peak RSS of one configuration; run it alone in a fresh process. */
+export async function measureFootprint(modelSpec: string, stages: number, tokens: number): Promise<FootprintResult> {
   const t0 = performance.now()
-  const model = await loadModel(spec.model)
-  const pipeline = await createLocalPipeline(model, createNodeBackend(), { stages: spec.stages })
+  const model: LoadedModel = await loadModel(modelSpec)
+  const pipeline = await createLocalPipeline(model, createNodeBackend(), { stages })
   const loadSeconds = (performance.now() - t0) / 1000
-  const prompt = Array.from({ length: spec.promptTokens }, (_, i) => 3 + ((i * 31) % 250))
-  const prefill: number[] = []
-  const decode: number[] = []
-  for (let r = 0; r <= spec.repeats; r++) {
-    const [p, d] = await timeGeneration(pipeline, prompt, spec.decodeTokens)
-    if (r > 0) {
-      prefill.push(spec.promptTokens / p)
-      decode.push((spec.decodeTokens - 1) / d)
-    }
-  }
+  await timeGeneration(pipeline, benchPrompt(tokens), tokens)
   await pipeline.dispose()
   await model.close()
-  return {
-    ...spec,
-    prefillTokensPerSec: median(prefill),
-    decodeTokensPerSec: median(decode),
-    loadSeconds,
-    peakRssMiB: process.resourceUsage().maxRSS / 1024,
-  }
+  return { loadSeconds, peakRssMiB: process.resourceUsage().maxRSS / 1024 }
 }
 
-async function timeGeneration(
-  pipeline: Pipeline,
-  prompt: number[],
-  tokens: number,
-): Promise<[number, number]> {
+function benchPrompt(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => 3 + ((i * 31) % 250))
+}
+
+/** Seconds to the first token (prefill) and for the rest (decode). */
+async function timeGeneration(pipeline: Pipeline, prompt: number[], tokens: number): Promise<[number, number]> {
   const start = performance.now()
   let firstAt = 0
   let count = 0
-  for await (const _ of generate(pipeline, {
-    promptIds: prompt,
-    maxTokens: tokens,
-    sampling: { temperature: 0 },
-  })) {
+  for await (const _ of generate(pipeline, { promptIds: prompt, maxTokens: tokens, sampling: { temperature: 0 } })) {
     if (count++ === 0) firstAt = performance.now()
   }
   const end = performance.now()
