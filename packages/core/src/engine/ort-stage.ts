@@ -24,7 +24,10 @@ export interface OrtRuntime {
  * Turns a built graph into a session. Environments differ in how external weights reach the
  * runtime (a file next to the model in Node, an in-memory blob in browsers).
  */
-export type SessionLoader = (graph: StageGraph, options: InferenceSession.SessionOptions) => Promise<InferenceSession>
+export type SessionLoader = (
+  graph: StageGraph,
+  options: InferenceSession.SessionOptions,
+) => Promise<InferenceSession>
 
 export interface OrtStageComponents {
   readonly ort: OrtRuntime
@@ -42,17 +45,18 @@ export interface OrtStageOptions {
 /** KV capacity grows in blocks of this many positions, doubling, up to the model's context. */
 const KV_BLOCK = 256
 
+/** One generation's cache: per layer, [1, kvHeads, capacity, headDim] keys and values. */
 interface KvState {
   length: number
   capacity: number
-  keys: Tensor[]
-  values: Tensor[]
+  keys: Float32Array[]
+  values: Float32Array[]
 }
 
 /**
- * Builds the stage graph and runs it with ONNX Runtime. Each layer's past and present KV
- * share one preallocated buffer (GroupQueryAttention's share-buffer mode), so a decode
- * step appends in place instead of copying the whole cache in and out.
+ * Builds the stage graph and runs it with ONNX Runtime. The KV cache of each generation is
+ * held here as preallocated per-layer buffers that grow by doubling; each step feeds them
+ * as past and appends the new rows the graph returns.
  */
 export async function createOrtStage(
   init: StageInit,
@@ -137,17 +141,24 @@ class OrtStage implements StageSession {
       const t = input.temperature ?? 0
       feeds[this.io.temperature] = new T('float32', Float32Array.of(t > 0 ? t : 1), [1])
     }
-    const fetches: Record<string, Tensor | null> = {}
-    for (const name of this.session.outputNames) fetches[name] = null
+    const { numKvHeads: heads, headDim } = config
+    const kvDims = [1, heads, kv.capacity, headDim]
     this.io.layers.forEach((names, i) => {
-      const k = kv.keys[i] as Tensor
-      const v = kv.values[i] as Tensor
-      feeds[names.pastKey] = k
-      feeds[names.pastValue] = v
-      fetches[names.presentKey] = k
-      fetches[names.presentValue] = v
+      feeds[names.pastKey] = new T('float32', kv.keys[i] as Float32Array, kvDims)
+      feeds[names.pastValue] = new T('float32', kv.values[i] as Float32Array, kvDims)
     })
-    const out = await this.session.run(feeds, fetches as InferenceSession.FetchesType)
+    const out = await this.session.run(feeds)
+    this.io.layers.forEach((names, i) => {
+      appendRows(kv.keys[i] as Float32Array, out[names.newKey]?.data as Float32Array, kv, S, heads, headDim)
+      appendRows(
+        kv.values[i] as Float32Array,
+        out[names.newValue]?.data as Float32Array,
+        kv,
+        S,
+        heads,
+        headDim,
+      )
+    })
     kv.length = total
 
     if (!this.io.isLast) return { hidden: out[this.io.hiddenOut]?.data as Float32Array }
@@ -183,16 +194,14 @@ class OrtStage implements StageSession {
     while (capacity < needed) capacity *= 2
     capacity = Math.min(capacity, config.maxContext)
     const { numKvHeads: n, headDim: d } = config
-    const grow = (old: Tensor | undefined): Tensor => {
+    const grow = (old: Float32Array | undefined): Float32Array => {
       const data = new Float32Array(n * capacity * d)
       if (old !== undefined && kv.length > 0) {
-        const src = old.data as Float32Array
-        // Layout [1, heads, capacity, headDim]: copy each head's filled prefix.
         for (let h = 0; h < n; h++) {
-          data.set(src.subarray(h * kv.capacity * d, (h * kv.capacity + kv.length) * d), h * capacity * d)
+          data.set(old.subarray(h * kv.capacity * d, (h * kv.capacity + kv.length) * d), h * capacity * d)
         }
       }
-      return new this.ort.Tensor('float32', data, [1, n, capacity, d])
+      return data
     }
     kv.keys = this.io.layers.map((_, i) => grow(kv.keys[i]))
     kv.values = this.io.layers.map((_, i) => grow(kv.values[i]))
@@ -206,6 +215,26 @@ class OrtStage implements StageSession {
   async dispose(): Promise<void> {
     this.generations.clear()
     await this.session.release()
+  }
+}
+
+/** Copies new rows [S, heads * headDim] into the cache layout [heads, capacity, headDim] at kv.length. */
+function appendRows(
+  cache: Float32Array,
+  rows: Float32Array,
+  kv: KvState,
+  S: number,
+  heads: number,
+  headDim: number,
+) {
+  const width = heads * headDim
+  if (rows.length !== S * width)
+    throw new GenerationError('ERR_STEP_ORDER', 'stage returned malformed KV rows')
+  for (let h = 0; h < heads; h++) {
+    const base = (h * kv.capacity + kv.length) * headDim
+    for (let s = 0; s < S; s++) {
+      cache.set(rows.subarray(s * width + h * headDim, s * width + (h + 1) * headDim), base + s * headDim)
+    }
   }
 }
 

@@ -130,7 +130,10 @@ export class OnnxGraph {
    * external data blob, page-aligned so ONNX Runtime can map it. Needed past 2 GB, and
    * faster to load well before that.
    */
-  toExternal(location: string, threshold = 1024): { model: Uint8Array; data: Uint8Array[]; dataBytes: number } {
+  toExternal(
+    location: string,
+    threshold = 1024,
+  ): { model: Uint8Array; data: Uint8Array[]; dataBytes: number } {
     const data: Uint8Array[] = []
     let offset = 0
     for (const t of this.initializers) {

@@ -137,20 +137,25 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
     const v = await linear(normed, n.v, shapeOf(n.v), bias(n.vBias))
     const rope = (x: string, heads: number) =>
       g.op1('RotaryEmbedding', [x, positions, cosCache, sinCache], { interleaved: 0, num_heads: heads }, true)
-    const pastK = g.input(kv.pastKey, 'float32', [1, numKvHeads, 'past', headDim])
-    const pastV = g.input(kv.pastValue, 'float32', [1, numKvHeads, 'past', headDim])
+    const pastK = g.input(kv.pastKey, 'float32', [1, numKvHeads, 'capacity', headDim])
+    const pastV = g.input(kv.pastValue, 'float32', [1, numKvHeads, 'capacity', headDim])
+    // The KV cache lives in the executor as a [1, kvHeads, capacity, headDim] buffer fed as
+    // past; GQA reads its first seqlens_k + 1 - S rows. Its present outputs stay inside the
+    // graph: only the new rows leave it, and the executor appends them. (onnxruntime-node
+    // copies every fetched output into fresh memory, so fetching the whole cache each step
+    // would cost O(context) allocation per token.)
+    const kRot = rope(k, numKvHeads)
     const [attn] = g.op(
       'GroupQueryAttention',
-      [rope(q, numHeads), rope(k, numKvHeads), v, pastK, pastV, seqlensK, totalLen],
+      [rope(q, numHeads), kRot, v, pastK, pastV, seqlensK, totalLen],
       {
         attrs: { num_heads: numHeads, kv_num_heads: numKvHeads, scale: { float: 1 / Math.sqrt(headDim) } },
-        outputs: [g.fresh('attn'), kv.presentKey, kv.presentValue],
+        outputCount: 3,
         ms: true,
       },
     )
-    for (const name of [kv.presentKey, kv.presentValue]) {
-      g.output(name, name, 'float32', [1, numKvHeads, 'total', headDim])
-    }
+    g.output(kRot, kv.newKey, 'float32', [1, 'seq', numKvHeads * headDim])
+    g.output(v, kv.newValue, 'float32', [1, 'seq', numKvHeads * headDim])
     const attnOut = await linear(attn as string, n.o, shapeOf(n.o))
     // Outputs: normed, mean, inv_std_var, input+skip (the new residual stream).
     const [normed2, , , residual] = g.op(
@@ -199,10 +204,18 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
   return finish(g, init, { isFirst: io.isFirst, isLast: true, topK })
 }
 
-function finish(g: OnnxGraph, init: StageGraphInit, meta: Omit<StageGraph, 'bytes' | 'external'>): StageGraph {
+function finish(
+  g: OnnxGraph,
+  init: StageGraphInit,
+  meta: Omit<StageGraph, 'bytes' | 'external'>,
+): StageGraph {
   if (!init.externalData) return { ...meta, bytes: g.toBytes() }
   const { model, data, dataBytes } = g.toExternal(EXTERNAL_DATA_LOCATION)
-  return { ...meta, bytes: model, external: { location: EXTERNAL_DATA_LOCATION, chunks: data, bytes: dataBytes } }
+  return {
+    ...meta,
+    bytes: model,
+    external: { location: EXTERNAL_DATA_LOCATION, chunks: data, bytes: dataBytes },
+  }
 }
 
 /** Row-major [rows, cols] → [cols, rows] for 2- or 4-byte elements. */
@@ -211,7 +224,9 @@ function transpose2d(src: Uint8Array, rows: number, cols: number, elemBytes: 2 |
   const copy = src.byteOffset % elemBytes === 0 ? src : src.slice()
   const n = rows * cols
   const from =
-    elemBytes === 4 ? new Uint32Array(copy.buffer, copy.byteOffset, n) : new Uint16Array(copy.buffer, copy.byteOffset, n)
+    elemBytes === 4
+      ? new Uint32Array(copy.buffer, copy.byteOffset, n)
+      : new Uint16Array(copy.buffer, copy.byteOffset, n)
   const to = elemBytes === 4 ? new Uint32Array(out.buffer, 0, n) : new Uint16Array(out.buffer, 0, n)
   for (let r = 0; r < rows; r++) {
     const base = r * cols

@@ -4,8 +4,10 @@ export interface LayerKvNames {
   readonly layer: number
   readonly pastKey: string
   readonly pastValue: string
-  readonly presentKey: string
-  readonly presentValue: string
+  /** float32 [1, S, kvHeads * headDim]: rotated keys of the new positions. */
+  readonly newKey: string
+  /** float32 [1, S, kvHeads * headDim]: values of the new positions. */
+  readonly newValue: string
 }
 
 /**
@@ -43,8 +45,8 @@ export function stageIo(config: ModelConfig, layerStart: number, layerEnd: numbe
       layer: l,
       pastKey: `past_key_${l}`,
       pastValue: `past_value_${l}`,
-      presentKey: `present_key_${l}`,
-      presentValue: `present_value_${l}`,
+      newKey: `new_key_${l}`,
+      newValue: `new_value_${l}`,
     })
   }
   return {

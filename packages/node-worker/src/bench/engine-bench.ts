@@ -11,10 +11,14 @@ import { type FootprintResult, measureFootprint, runSideBySide } from './engine-
 const FOOTPRINT_FLAG = '--footprint'
 
 function footprintChild(model: string, stages: number): FootprintResult {
-  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), FOOTPRINT_FLAG, model, String(stages)], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
+  const out = execFileSync(
+    process.execPath,
+    [fileURLToPath(import.meta.url), FOOTPRINT_FLAG, model, String(stages)],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  )
   return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as FootprintResult
 }
 
@@ -25,9 +29,22 @@ async function main(): Promise<void> {
   console.log(
     `# Butterfly engine bench: ${cpu[0]?.model ?? 'cpu'} x ${cpu.length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`,
   )
-  console.log('# onnxruntime-node CPU, fp32 weights, greedy, 128-token prompt; medians over rounds after a warm-up')
+  console.log(
+    '# onnxruntime-node CPU, fp32 weights, greedy, 128-token prompt; medians over rounds after a warm-up',
+  )
   console.log('# ratio = median over rounds of (K=4 / K=1), both timed back to back in each round\n')
-  console.log(['model', 'K', 'prefill tok/s', 'decode tok/s', 'prefill ratio', 'decode ratio', 'load s', 'peak RSS MiB'].join('\t'))
+  console.log(
+    [
+      'model',
+      'K',
+      'prefill tok/s',
+      'decode tok/s',
+      'prefill ratio',
+      'decode ratio',
+      'load s',
+      'peak RSS MiB',
+    ].join('\t'),
+  )
   for (const model of models) {
     const big = model.endsWith('100m')
     const results = await runSideBySide({

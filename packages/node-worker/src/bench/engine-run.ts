@@ -61,7 +61,11 @@ export interface FootprintResult {
 }
 
 /** Load time and peak RSS of one configuration; run it alone in a fresh process. */
-export async function measureFootprint(modelSpec: string, stages: number, tokens: number): Promise<FootprintResult> {
+export async function measureFootprint(
+  modelSpec: string,
+  stages: number,
+  tokens: number,
+): Promise<FootprintResult> {
   const t0 = performance.now()
   const model: LoadedModel = await loadModel(modelSpec)
   const pipeline = await createLocalPipeline(model, createNodeBackend(), { stages })
@@ -77,11 +81,19 @@ function benchPrompt(n: number): number[] {
 }
 
 /** Seconds to the first token (prefill) and for the rest (decode). */
-async function timeGeneration(pipeline: Pipeline, prompt: number[], tokens: number): Promise<[number, number]> {
+async function timeGeneration(
+  pipeline: Pipeline,
+  prompt: number[],
+  tokens: number,
+): Promise<[number, number]> {
   const start = performance.now()
   let firstAt = 0
   let count = 0
-  for await (const _ of generate(pipeline, { promptIds: prompt, maxTokens: tokens, sampling: { temperature: 0 } })) {
+  for await (const _ of generate(pipeline, {
+    promptIds: prompt,
+    maxTokens: tokens,
+    sampling: { temperature: 0 },
+  })) {
     if (count++ === 0) firstAt = performance.now()
   }
   const end = performance.now()
