@@ -126,6 +126,6 @@ function checkVocabSize(vocabSize: number): void {
 }
 
 // ignoreBOM keeps a leading U+FEFF so that decode(encode(text)) === text for every string.
-function utf8Decoder(): TextDecoder {
+function utf8Decoder(): InstanceType<typeof TextDecoder> {
   return new TextDecoder('utf-8', { ignoreBOM: true })
 }

@@ -1,4 +1,4 @@
-import { generate } from '@butterfly/core'
+import { DEFAULT_TOP_K, generate } from '@butterfly/core'
 import { createLocalPipeline } from './local-pipeline.js'
 import { loadModel } from './model-store.js'
 import { createNodeBackend } from './node-backend.js'
@@ -21,7 +21,9 @@ export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStr
   const model = await loadModel(opts.model)
   const backend = createNodeBackend(opts.threads === undefined ? {} : { threads: opts.threads })
   try {
-    const pipeline = await createLocalPipeline(model, backend, { stages: opts.stages })
+    // The last stage returns at least as many candidates as --top-k asks to sample among.
+    const topK = Math.max(DEFAULT_TOP_K, opts.topK ?? 0)
+    const pipeline = await createLocalPipeline(model, backend, { stages: opts.stages, topK })
     try {
       const { tokenizer } = model
       const promptIds = tokenizer.encode(opts.prompt, { addBos: true })

@@ -97,10 +97,10 @@ describe('KV cache', () => {
     try {
       const seq = Array.from({ length: 40 }, (_, i) => 3 + ((i * 37) % 250))
       const whole = await stepLogits(pipeline, 'whole', seq, 0)
-      let single = new Float32Array()
+      let single: Float32Array = new Float32Array()
       for (let i = 0; i < seq.length; i++)
         single = await stepLogits(pipeline, 'single', [seq[i] as number], i)
-      let chunked = new Float32Array()
+      let chunked: Float32Array = new Float32Array()
       for (let i = 0; i < seq.length; i += 16)
         chunked = await stepLogits(pipeline, 'chunk', seq.slice(i, i + 16), i)
       expect(relativeError(single, whole)).toBeLessThan(1e-5)
