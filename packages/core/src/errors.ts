@@ -38,6 +38,7 @@ export type ModelFileErrorCode =
   | 'ERR_MODEL_FILE_SHAPE'
   | 'ERR_MODEL_TENSOR_MISSING'
   | 'ERR_MODEL_FILE_READ'
+  | 'ERR_MODEL_FILE_HASH'
 
 /** A weights file is corrupt or does not match the model config. Names the file and tensor. */
 export class ModelFileError extends ButterflyError {
@@ -104,5 +105,93 @@ export class TensorError extends ButterflyError {
   override readonly name = 'TensorError'
   constructor(code: TensorErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options)
+  }
+}
+
+/** A control-plane event (join, signal, plan, ...) is malformed or not allowed. */
+export class ControlError extends ButterflyError {
+  override readonly name = 'ControlError'
+  constructor(
+    code: 'ERR_CONTROL_INPUT' | 'ERR_MESH_TOKEN' | 'ERR_MESH_UNKNOWN' | 'ERR_PEER_UNKNOWN' | 'ERR_NOT_JOINED',
+    message: string,
+  ) {
+    super(code, message)
+  }
+}
+
+export type WireProtocolErrorCode =
+  | 'ERR_WIRE_MAGIC'
+  | 'ERR_WIRE_VERSION'
+  | 'ERR_WIRE_TYPE'
+  | 'ERR_WIRE_FLAGS'
+  | 'ERR_WIRE_TRUNCATED'
+  | 'ERR_WIRE_TOO_LARGE'
+  | 'ERR_WIRE_CHUNK'
+  | 'ERR_WIRE_PENDING'
+  | 'ERR_WIRE_PAYLOAD'
+  | 'ERR_WIRE_OPTIONS'
+
+/**
+ * Bytes from a peer are not a valid frame or message, or a message we were asked to send is
+ * invalid. Named WireProtocolError because `WireError` is already the `{name, code, message}` shape.
+ */
+export class WireProtocolError extends ButterflyError {
+  override readonly name = 'WireProtocolError'
+  declare readonly code: WireProtocolErrorCode
+  constructor(code: WireProtocolErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options)
+  }
+}
+
+export type PlacementErrorCode = 'ERR_PLACEMENT_NO_CAPACITY' | 'ERR_PLACEMENT_INPUT'
+
+/**
+ * No plan fits the mesh (ERR_PLACEMENT_NO_CAPACITY: the message says how much memory the mesh has
+ * and the model needs), or a peer's announced capacity or a planning option is invalid
+ * (ERR_PLACEMENT_INPUT).
+ */
+export class PlacementError extends ButterflyError {
+  override readonly name = 'PlacementError'
+  declare readonly code: PlacementErrorCode
+  /** Memory of the usable peers, in bytes (no-capacity errors only). */
+  readonly availableBytes: number | undefined
+  /** Least memory any plan needs, in bytes (no-capacity errors only). */
+  readonly requiredBytes: number | undefined
+
+  constructor(
+    code: PlacementErrorCode,
+    message: string,
+    options?: { availableBytes?: number; requiredBytes?: number; cause?: unknown },
+  ) {
+    super(code, message, options)
+    this.availableBytes = options?.availableBytes
+    this.requiredBytes = options?.requiredBytes
+  }
+}
+
+export type TransportErrorCode =
+  | 'ERR_CHANNEL_CLOSED'
+  | 'ERR_DIAL_FAILED'
+  | 'ERR_DIAL_TIMEOUT'
+  | 'ERR_SIGNAL_INVALID'
+  | 'ERR_TRANSPORT_OPTIONS'
+
+/** A peer channel is closed or cannot be opened in time, a signaling payload is malformed, or options are bad. */
+export class TransportError extends ButterflyError {
+  override readonly name = 'TransportError'
+  declare readonly code: TransportErrorCode
+  constructor(code: TransportErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options)
+  }
+}
+
+/** A remote stage did not answer in time, answered out of turn, or went away. */
+export class StageError extends ButterflyError {
+  override readonly name = 'StageError'
+  constructor(
+    code: 'ERR_STEP_TIMEOUT' | 'ERR_STAGE_GONE' | 'ERR_STAGE_REPLY' | 'ERR_NO_PLAN' | 'ERR_STAGE_BUSY',
+    message: string,
+  ) {
+    super(code, message)
   }
 }

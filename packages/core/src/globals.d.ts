@@ -14,3 +14,12 @@ interface AbortSignal {
   addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void
   removeEventListener(type: 'abort', listener: () => void): void
 }
+// Timers and AbortController exist in every JS runtime we target; only their return types differ.
+declare function setTimeout(handler: () => void, ms?: number): unknown
+declare function clearTimeout(id: unknown): void
+declare class AbortController {
+  readonly signal: AbortSignal
+  abort(reason?: unknown): void
+}
+declare function setInterval(handler: () => void, timeout?: number): unknown
+declare function clearInterval(id: unknown): void

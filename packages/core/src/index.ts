@@ -17,6 +17,14 @@
  * - `uniformPartition(layers, k)`, `generate(pipeline, request)`: the in-order pipeline loop.
  * - `Sampler`: greedy / temperature / top-k / top-p with a seed, from top-k logits.
  *
+ * Mesh
+ * - Wire protocol (`encodeMessage`, `Reassembler`, `sendWithBackpressure`): versioned binary
+ *   frames of at most 64 KiB, every field validated.
+ * - `Transport` / `FrameChannel`: WebRTC (`createWebRtcTransport`, simple-peer) and in-memory
+ *   (`createMemoryTransport`); `MessageConnection` adds messages on top.
+ * - Control protocol (`parseJoinRequest`, `PlanMessage`, ...): socket.io events with the server.
+ * - `RemoteStage` (coordinator side) and `createStageHost` (worker side) run steps across peers.
+ *
  * Errors: every class in `errors.ts` has a stable `code` and crosses the wire as
  * `{name, code, message}` (`errorFromWire` rebuilds it).
  */
@@ -28,9 +36,20 @@ export * from './engine/partition.js'
 export * from './errors.js'
 export * from './float16.js'
 export * from './hf-tokenizer.js'
+export * from './mesh/control-protocol.js'
+export * from './mesh/remote-stage.js'
+export * from './mesh/stage-host.js'
 export * from './model-config.js'
+export * from './onnx/onnx-graph.js'
 export * from './onnx/stage-graph.js'
 export * from './onnx/stage-io.js'
+export type { PeerBackend, PeerCapacity } from './placement/peer-capacity.js'
+export type { PlacementOptions, PlacementStrategy } from './placement/placement-options.js'
+export type { Plan, PlanStage as PlacementStage } from './placement/plan.js'
+export { type PlanBenchmarkResult, planBenchmark } from './placement/plan-benchmark.js'
+export { PlanCache } from './placement/plan-cache.js'
+export { planPlacement } from './placement/plan-placement.js'
+export { stageMemoryBytes } from './placement/stage-memory.js'
 export * from './reference-model.js'
 export * from './rope.js'
 export * from './safetensors.js'
@@ -38,4 +57,12 @@ export * from './sampler.js'
 export * from './synthetic.js'
 export * from './tensor.js'
 export * from './tokenizer.js'
+export * from './transport/memory-transport.js'
+export * from './transport/message-connection.js'
+export * from './transport/transport.js'
+export * from './transport/webrtc-transport.js'
 export * from './weight-names.js'
+export * from './wire/backpressure.js'
+export * from './wire/frame.js'
+export * from './wire/messages.js'
+export * from './wire/reassembler.js'

@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from 'commander'
 import { floatArg, intArg } from './cli-args.js'
 import { CliUsageError } from './errors.js'
 import { runGenerate } from './generate-command.js'
+import { parseMemory, parseServerUrl, runJoin } from './join-command.js'
 
 /** Builds the `butterfly-worker` command tree. `argv` excludes node and the script path. */
 export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
@@ -30,6 +31,31 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
     .addOption(new Option('--threads <n>', 'threads per stage').argParser(intArg('--threads', 1, 256)))
     .action(async (opts) => {
       await runGenerate(opts, out)
+    })
+  program
+    .command('join')
+    .description('Join a mesh as a worker: host the layers the server assigns and serve steps over WebRTC.')
+    .requiredOption('--server <url>', 'signal server URL, e.g. http://127.0.0.1:8080', parseServerUrl)
+    .option('--mesh <name>', 'mesh to join', 'default')
+    .option(
+      '--token <token>',
+      'mesh token, when the mesh requires one',
+      process.env.BUTTERFLY_MESH_TOKEN ?? '',
+    )
+    .addOption(
+      new Option('--device <device>', 'execution device; auto prefers cuda, then webgpu, then cpu')
+        .choices(['auto', 'cpu', 'cuda', 'webgpu'])
+        .default('auto'),
+    )
+    .option(
+      '--memory <size>',
+      'memory budget for weights and KV caches, e.g. 4GB',
+      parseMemory,
+      parseMemory('4GB'),
+    )
+    .option('--name <name>', 'name shown in the mesh', `worker-${process.pid}`)
+    .action(async (opts) => {
+      await runJoin(opts)
     })
   return program
 }

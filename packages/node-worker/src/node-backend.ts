@@ -3,8 +3,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createOrtStage, type InferenceBackend, type OrtRuntime, type SessionLoader } from '@butterfly/core'
 import * as ort from 'onnxruntime-node'
+import type { Device } from './device.js'
 
 export interface NodeBackendInit {
+  /** Execution provider; CPU by default. Resolve 'auto' with resolveDevice first. */
+  readonly device?: Device
   /** Intra-op threads per stage session (default: onnxruntime's choice, one per core). */
   readonly threads?: number
   /**
@@ -18,7 +21,7 @@ export interface NodeBackendInit {
 /** InferenceBackend over onnxruntime-node's CPU execution provider. */
 export function createNodeBackend(init: NodeBackendInit = {}): InferenceBackend {
   return {
-    name: 'onnxruntime-node/cpu',
+    name: `onnxruntime-node/${init.device ?? 'cpu'}`,
     createStage: (stageInit, weights) =>
       createOrtStage(
         stageInit,
@@ -26,7 +29,8 @@ export function createNodeBackend(init: NodeBackendInit = {}): InferenceBackend 
         {
           externalData: true,
           sessionOptions: {
-            executionProviders: ['cpu'],
+            executionProviders:
+              init.device === undefined || init.device === 'cpu' ? ['cpu'] : [init.device, 'cpu'],
             ...(init.threads === undefined ? {} : { intraOpNumThreads: init.threads }),
             extra: { session: { intra_op: { allow_spinning: init.spin ? '1' : '0' } } },
           },

@@ -1,0 +1,183 @@
+import { ButterflyError } from '@butterfly/core'
+
+/** An OpenAI-style 4xx: `{ error: { message, type, param, code } }`. */
+export class ApiError extends ButterflyError {
+  override readonly name = 'ApiError'
+  constructor(
+    readonly status: number,
+    code: string,
+    message: string,
+    readonly param: string | null = null,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(code, message)
+  }
+
+  body(): { error: { message: string; type: string; param: string | null; code: string } } {
+    const type =
+      this.status === 429
+        ? 'rate_limit_error'
+        : this.status === 401
+          ? 'authentication_error'
+          : this.status >= 500
+            ? 'server_error'
+            : 'invalid_request_error'
+    return { error: { message: this.message, type, param: this.param, code: this.code } }
+  }
+}
+
+export interface ChatMessage {
+  readonly role: 'system' | 'user' | 'assistant'
+  readonly content: string
+}
+
+/** What both endpoints boil down to once validated. */
+export interface CompletionRequest {
+  readonly model: string
+  /** Chat messages, or a raw prompt (completions). */
+  readonly messages?: readonly ChatMessage[]
+  readonly prompt?: string
+  readonly maxTokens: number | undefined
+  readonly temperature: number
+  readonly topP: number | undefined
+  readonly seed: number | undefined
+  readonly stop: readonly string[]
+  readonly stream: boolean
+  readonly includeUsage: boolean
+}
+
+export const REQUEST_LIMITS = {
+  messages: 256,
+  contentChars: 200_000,
+  maxTokens: 1_000_000,
+  stopSequences: 4,
+  stopChars: 256,
+} as const
+
+const invalid = (message: string, param: string) => new ApiError(400, 'invalid_request_error', message, param)
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function optionalNumber(
+  body: Record<string, unknown>,
+  key: string,
+  min: number,
+  max: number,
+  integer = false,
+) {
+  const v = body[key]
+  if (v === undefined || v === null) return undefined
+  if (
+    typeof v !== 'number' ||
+    !Number.isFinite(v) ||
+    (integer && !Number.isInteger(v)) ||
+    v < min ||
+    v > max
+  ) {
+    throw invalid(`'${key}' must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`, key)
+  }
+  return v
+}
+
+function parseStop(v: unknown): string[] {
+  if (v === undefined || v === null) return []
+  const list = typeof v === 'string' ? [v] : v
+  if (!Array.isArray(list) || list.length > REQUEST_LIMITS.stopSequences) {
+    throw invalid(`'stop' must be a string or up to ${REQUEST_LIMITS.stopSequences} strings`, 'stop')
+  }
+  return list.map((s) => {
+    if (typeof s !== 'string' || s.length === 0 || s.length > REQUEST_LIMITS.stopChars) {
+      throw invalid(
+        `each 'stop' sequence must be a non-empty string of at most ${REQUEST_LIMITS.stopChars} characters`,
+        'stop',
+      )
+    }
+    return s
+  })
+}
+
+function common(body: Record<string, unknown>): Omit<CompletionRequest, 'messages' | 'prompt'> {
+  if (typeof body.model !== 'string' || body.model.length === 0 || body.model.length > 256) {
+    throw invalid("'model' is required and must be a string", 'model')
+  }
+  const n = optionalNumber(body, 'n', 1, 1, true)
+  void n // only n = 1 is served; anything else was rejected above
+  if (body.stream !== undefined && typeof body.stream !== 'boolean')
+    throw invalid("'stream' must be a boolean", 'stream')
+  const so = body.stream_options
+  if (so !== undefined && so !== null && !isRecord(so))
+    throw invalid("'stream_options' must be an object", 'stream_options')
+  const maxTokens =
+    optionalNumber(body, 'max_completion_tokens', 0, REQUEST_LIMITS.maxTokens, true) ??
+    optionalNumber(body, 'max_tokens', 0, REQUEST_LIMITS.maxTokens, true)
+  return {
+    model: body.model,
+    maxTokens,
+    temperature: optionalNumber(body, 'temperature', 0, 2) ?? 1,
+    topP: optionalNumber(body, 'top_p', Number.MIN_VALUE, 1),
+    seed: optionalNumber(body, 'seed', 0, Number.MAX_SAFE_INTEGER, true),
+    stop: parseStop(body.stop),
+    stream: body.stream === true,
+    includeUsage: isRecord(so) && so.include_usage === true,
+  }
+}
+
+export function parseChatRequest(body: unknown): CompletionRequest {
+  if (!isRecord(body)) throw invalid('the request body must be a JSON object', 'body')
+  const base = common(body)
+  const messages = body.messages
+  if (!Array.isArray(messages) || messages.length === 0 || messages.length > REQUEST_LIMITS.messages) {
+    throw invalid(`'messages' must be an array of 1 to ${REQUEST_LIMITS.messages} messages`, 'messages')
+  }
+  let chars = 0
+  const parsed = messages.map((m, i): ChatMessage => {
+    if (!isRecord(m)) throw invalid(`messages[${i}] must be an object`, `messages[${i}]`)
+    if (m.role !== 'system' && m.role !== 'user' && m.role !== 'assistant' && m.role !== 'developer') {
+      throw invalid(`messages[${i}].role must be system, developer, user or assistant`, `messages[${i}].role`)
+    }
+    const content = messageText(m.content, i)
+    chars += content.length
+    return { role: m.role === 'developer' ? 'system' : m.role, content }
+  })
+  if (chars > REQUEST_LIMITS.contentChars) {
+    throw invalid(`messages exceed ${REQUEST_LIMITS.contentChars} characters`, 'messages')
+  }
+  return { ...base, messages: parsed }
+}
+
+export function parseCompletionRequest(body: unknown): CompletionRequest {
+  if (!isRecord(body)) throw invalid('the request body must be a JSON object', 'body')
+  const base = common(body)
+  const prompt = body.prompt
+  if (typeof prompt !== 'string') throw invalid("'prompt' must be a string", 'prompt')
+  if (prompt.length > REQUEST_LIMITS.contentChars) {
+    throw invalid(`'prompt' exceeds ${REQUEST_LIMITS.contentChars} characters`, 'prompt')
+  }
+  return { ...base, prompt }
+}
+
+/** Text content, either a string or an array of `{ type: 'text', text }` parts. */
+function messageText(content: unknown, i: number): string {
+  if (typeof content === 'string') return content
+  if (Array.isArray(content)) {
+    return content
+      .map((part, j) => {
+        if (!isRecord(part) || part.type !== 'text' || typeof part.text !== 'string') {
+          throw invalid(`messages[${i}].content[${j}] must be a text part`, `messages[${i}].content`)
+        }
+        return part.text
+      })
+      .join('')
+  }
+  throw invalid(`messages[${i}].content must be a string`, `messages[${i}].content`)
+}
+
+/**
+ * A plain role-tagged transcript ending with the assistant's turn. Checkpoints' own Jinja
+ * chat templates are not applied yet; this template is what every model sees.
+ */
+export function chatPrompt(messages: readonly ChatMessage[]): string {
+  return `${messages.map((m) => `<|${m.role}|>\n${m.content}\n`).join('')}<|assistant|>\n`
+}

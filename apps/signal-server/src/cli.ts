@@ -1,0 +1,236 @@
+import { ButterflyError, type IceServer } from '@butterfly/core'
+import { CliUsageError, resolveModelDir } from '@butterfly/node-worker'
+import { Command, CommanderError, Option } from 'commander'
+import { parseIceServers } from './ice-servers.js'
+import type { SignalServer } from './signal-server.js'
+
+export interface ServerCliOptions {
+  host: string
+  port: number
+  model: string
+  mesh: string
+  meshToken?: string
+  apiToken?: string
+  iceServers: IceServer[]
+  heartbeatMs: number
+  planStrategy: 'throughput' | 'memory' | 'uniform'
+  maxConcurrent: number
+  maxQueued: number
+}
+
+export interface MainOptions {
+  out?: NodeJS.WritableStream
+  /** Stops the server; by default SIGINT or SIGTERM does. */
+  signal?: AbortSignal
+  /** Called once the server listens (tests reach the server through it). */
+  onListening?: (server: SignalServer) => void
+}
+
+const MESH_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
+
+function intArg(flag: string, min: number, max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value)
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new CliUsageError(`${flag} must be an integer from ${min} to ${max}, got "${value}"`)
+    }
+    return n
+  }
+}
+
+function meshArg(value: string): string {
+  if (!MESH_NAME.test(value)) {
+    throw new CliUsageError(
+      `--mesh must be 1-64 letters, digits, '.', '_' or '-' (not starting with '.', '_' or '-'), got "${value}"`,
+    )
+  }
+  return value
+}
+
+function tokenArg(flag: string): (value: string) => string {
+  return (value) => {
+    if (value.length === 0 || value.length > 256) throw new CliUsageError(`${flag} must be 1-256 characters`)
+    return value
+  }
+}
+
+function iceArg(value: string): IceServer[] {
+  let json: unknown
+  try {
+    json = JSON.parse(value)
+  } catch {
+    throw new CliUsageError(`--ice-servers must be JSON, e.g. '[{"urls":"stun:stun.l.google.com:19302"}]'`)
+  }
+  try {
+    return parseIceServers(json)
+  } catch (err) {
+    throw new CliUsageError(`--ice-servers: ${(err as Error).message}`)
+  }
+}
+
+/** Builds the `butterfly-server` command; `run` receives the parsed options. */
+export function buildCli(
+  run: (options: ServerCliOptions) => Promise<void>,
+  out: NodeJS.WritableStream = process.stdout,
+): Command {
+  return new Command('butterfly-server')
+    .description(
+      'Butterfly control plane: peers join a mesh over socket.io, the server plans which layers each\n' +
+        'one runs, relays their WebRTC signaling, and serves the model files, /health and /metrics.',
+    )
+    .exitOverride()
+    .showHelpAfterError(false)
+    .configureOutput({ writeErr: () => undefined, writeOut: (s) => out.write(s) })
+    .addOption(
+      new Option('--host <host>', 'interface to listen on (0.0.0.0 for every interface)')
+        .env('BUTTERFLY_HOST')
+        .default('127.0.0.1'),
+    )
+    .addOption(
+      new Option('--port <port>', 'TCP port; 0 picks a free one')
+        .env('BUTTERFLY_PORT')
+        .argParser(intArg('--port', 0, 65_535))
+        .default(8080),
+    )
+    .addOption(
+      new Option(
+        '--model <dir|synthetic:NAME>',
+        'model directory, or synthetic:NAME[:fp16] (tiny, small, 10m, 100m, 1b)',
+      )
+        .env('BUTTERFLY_MODEL')
+        .default('synthetic:tiny'),
+    )
+    .addOption(
+      new Option('--mesh <name>', 'name of the mesh peers join to run this model')
+        .env('BUTTERFLY_MESH')
+        .argParser(meshArg)
+        .default('default'),
+    )
+    .addOption(
+      new Option('--mesh-token <token>', 'secret peers must present to join the mesh (default: open mesh)')
+        .env('BUTTERFLY_MESH_TOKEN')
+        .argParser(tokenArg('--mesh-token')),
+    )
+    .addOption(
+      new Option('--api-token <token>', 'bearer token API clients must send (default: no auth)')
+        .env('BUTTERFLY_API_TOKEN')
+        .argParser(tokenArg('--api-token')),
+    )
+    .addOption(
+      new Option('--ice-servers <json>', 'STUN/TURN servers handed to peers, as a JSON array of RTCIceServer')
+        .env('BUTTERFLY_ICE_SERVERS')
+        .argParser(iceArg)
+        .default([], '[]'),
+    )
+    .addOption(
+      new Option('--heartbeat-ms <n>', 'peer heartbeat interval; a peer silent for 3 intervals is dropped')
+        .env('BUTTERFLY_HEARTBEAT_MS')
+        .argParser(intArg('--heartbeat-ms', 100, 3_600_000))
+        .default(5000),
+    )
+    .addOption(
+      new Option('--plan-strategy <strategy>', 'placement strategy tried first (others are fallbacks)')
+        .env('BUTTERFLY_PLAN_STRATEGY')
+        .choices(['throughput', 'memory', 'uniform'])
+        .default('throughput'),
+    )
+    .addOption(
+      new Option('--max-concurrent <n>', 'generations running at once per mesh; more wait in a bounded queue')
+        .env('BUTTERFLY_MAX_CONCURRENT')
+        .argParser(intArg('--max-concurrent', 1, 4096))
+        .default(8),
+    )
+    .addOption(
+      new Option('--max-queued <n>', 'generations allowed to wait; past that the API answers 429')
+        .env('BUTTERFLY_MAX_QUEUED')
+        .argParser(intArg('--max-queued', 0, 1_000_000))
+        .default(32),
+    )
+    .action(async (opts: ServerCliOptions) => {
+      await run(opts)
+    })
+}
+
+/** Runs the CLI; user errors print `butterfly-server: error [CODE]: message` with no stack. */
+export async function main(argv: readonly string[], options: MainOptions = {}): Promise<number> {
+  const out = options.out ?? process.stdout
+  const program = buildCli((opts) => serve(opts, out, options), out)
+  try {
+    await program.parseAsync([...argv], { from: 'user' })
+    return 0
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.exitCode === 0) return 0 // --help, --version
+      return fail(new CliUsageError(err.message.replace(/^error: /, '')))
+    }
+    const cause = (err as { cause?: unknown }).cause
+    const e = err instanceof ButterflyError ? err : cause instanceof ButterflyError ? cause : undefined
+    if (e !== undefined) return fail(e)
+    const code = (err as { code?: unknown }).code
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
+      process.stderr.write(`butterfly-server: error [${code}]: ${(err as Error).message}\n`)
+      return 1
+    }
+    process.stderr.write(`butterfly-server: internal error: ${(err as Error).stack ?? String(err)}\n`)
+    return 70
+  }
+}
+
+function fail(e: ButterflyError): number {
+  process.stderr.write(`butterfly-server: error [${e.code}]: ${e.message}\n`)
+  return e instanceof CliUsageError ? 2 : 1
+}
+
+async function serve(
+  opts: ServerCliOptions,
+  out: NodeJS.WritableStream,
+  options: MainOptions,
+): Promise<void> {
+  // Loaded here, not at the top, so --help and usage errors answer without loading the server.
+  const { createSignalServer } = await import('./signal-server.js')
+  const modelDir = await resolveModelDir(opts.model)
+  const heartbeatMs = opts.heartbeatMs
+  const server = await createSignalServer({
+    host: opts.host,
+    port: opts.port,
+    meshes: [{ name: opts.mesh, modelDir, meshToken: opts.meshToken }],
+    apiToken: opts.apiToken,
+    iceServers: opts.iceServers,
+    heartbeatMs,
+    heartbeatTimeoutMs: 3 * heartbeatMs,
+    planOptions: { strategy: opts.planStrategy },
+    logger: { level: 'warn' },
+    extend: async (parts) => {
+      const { attachGateway } = await import('./gateway/gateway.js')
+      const { nodeWrtc } = await import('@butterfly/node-worker')
+      await attachGateway(
+        parts,
+        { apiToken: opts.apiToken, maxConcurrent: opts.maxConcurrent, maxQueued: opts.maxQueued },
+        { wrtc: nodeWrtc(), log: (line) => process.stderr.write(`butterfly-server: ${line}\n`) },
+      )
+    },
+  })
+  const mesh = server.meshes.get(opts.mesh)
+  out.write(`butterfly-server listening on ${server.url}\n`)
+  out.write(
+    `  mesh "${opts.mesh}": model ${mesh?.modelId} from ${modelDir}${opts.meshToken ? ' (token required)' : ''}\n`,
+  )
+  options.onListening?.(server)
+  await stopped(options.signal)
+  await server.close()
+}
+
+function stopped(signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      process.off('SIGINT', done)
+      process.off('SIGTERM', done)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    if (signal?.aborted) return done()
+    process.on('SIGINT', done)
+    process.on('SIGTERM', done)
+    signal?.addEventListener('abort', done, { once: true })
+  })
+}

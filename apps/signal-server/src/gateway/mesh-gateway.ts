@@ -1,0 +1,199 @@
+import {
+  createWebRtcTransport,
+  type GeneratedToken,
+  type GenerateRequest,
+  type GenerationResult,
+  generate,
+  MessageConnection,
+  type Pipeline,
+  type PlanMessage,
+  RemoteStage,
+  type StageSession,
+  type Tokenizer,
+  type WebRtcTransport,
+} from '@butterfly/core'
+import { Admission } from '../api/admission.js'
+import type { ServedModel } from '../api/completion-backend.js'
+import { ApiError } from '../api/openai-request.js'
+import type { LocalPeerHandle, Mesh } from '../mesh.js'
+import type { ServerMetrics } from '../server-metrics.js'
+import { MeteredStage } from './metered-stage.js'
+
+export interface MeshGatewayInit {
+  /** A step with no answer after this long fails the generation (503). */
+  readonly stepTimeoutMs?: number
+  /** How long a request waits for a plan that is still loading before 503. */
+  readonly planWaitMs?: number
+  readonly maxConcurrent?: number
+  readonly maxQueued?: number
+}
+
+export interface MeshGatewayComponents {
+  readonly mesh: Mesh
+  readonly tokenizer: Tokenizer
+  /** RTCPeerConnection implementation for Node. */
+  readonly wrtc: unknown
+  readonly metrics?: ServerMetrics
+  readonly log?: (line: string) => void
+}
+
+interface Ready {
+  readonly version: number
+  readonly pipeline: Pipeline
+}
+
+/**
+ * The coordinator inside the server for one mesh: an in-process mesh member that dials the
+ * workers of every ready plan over WebRTC and drives generations through them. A
+ * generation keeps the pipeline it started on, so a re-plan never mixes stages.
+ */
+export class MeshGateway implements ServedModel {
+  readonly id: string
+  readonly mesh: string
+  readonly created = Math.floor(Date.now() / 1000)
+  readonly tokenizer: Tokenizer
+  readonly maxContext: number
+  readonly admission: Admission
+  private readonly peer: LocalPeerHandle
+  private readonly transport: WebRtcTransport
+  private readonly connections = new Map<string, Promise<MessageConnection>>()
+  private ready: Ready | undefined
+  private building: Promise<void> = Promise.resolve()
+  private lastError: string | undefined
+
+  constructor(
+    private readonly init: MeshGatewayInit,
+    private readonly components: MeshGatewayComponents,
+  ) {
+    const { mesh } = components
+    this.id = mesh.modelId
+    this.mesh = mesh.name
+    this.tokenizer = components.tokenizer
+    this.maxContext = mesh.config.maxContext
+    this.admission = new Admission({
+      maxConcurrent: init.maxConcurrent ?? 8,
+      maxQueued: init.maxQueued ?? 32,
+      retryAfterSeconds: 2,
+    })
+    const signalHandlers = new Set<(from: string, data: Readonly<Record<string, unknown>>) => void>()
+    this.peer = mesh.addLocalPeer(`gateway-${mesh.name}`.slice(0, 64), {
+      onSignal: (from, data) => {
+        for (const h of signalHandlers) h(from, data)
+      },
+      onPlan: (plan) => this.onPlan(plan),
+      onPeerLeft: (id) => this.dropPeer(id),
+    })
+    this.transport = createWebRtcTransport(
+      { peerId: this.peer.peerId },
+      {
+        signaling: {
+          send: (to, data) => this.peer.sendSignal(to, data),
+          onSignal: (h) => {
+            signalHandlers.add(h)
+            return () => signalHandlers.delete(h)
+          },
+        },
+        wrtc: components.wrtc,
+      },
+    )
+    mesh.on('ready', (plan) => {
+      this.building = this.building.then(() => this.connect(plan))
+    })
+    if (mesh.isReady()) this.building = this.connect(mesh.plan)
+  }
+
+  async *generate(
+    request: GenerateRequest,
+    signal: AbortSignal,
+  ): AsyncGenerator<GeneratedToken, GenerationResult> {
+    const ready = await this.readyPipeline(signal)
+    return yield* generate(ready.pipeline, request, signal)
+  }
+
+  async close(): Promise<void> {
+    this.peer.leave()
+    for (const c of this.connections.values()) c.then((conn) => conn.close()).catch(() => undefined)
+    await this.transport.close()
+  }
+
+  private async readyPipeline(signal: AbortSignal): Promise<Ready> {
+    const { mesh } = this.components
+    if (this.ready && this.ready.version === mesh.plan.version) return this.ready
+    if (mesh.plan.stages.length === 0) {
+      const why = mesh.planError?.message ?? 'no worker has joined'
+      throw new ApiError(503, 'no_plan', `mesh '${mesh.name}' cannot serve: ${why}`)
+    }
+    const wait = AbortSignal.any([signal, AbortSignal.timeout(this.init.planWaitMs ?? 30_000)])
+    try {
+      await mesh.waitForReadyPlan(wait)
+      await this.building
+    } catch {
+      signal.throwIfAborted()
+    }
+    if (this.ready && this.ready.version === mesh.plan.version) return this.ready
+    throw new ApiError(
+      503,
+      'plan_not_ready',
+      `mesh '${mesh.name}' is loading its plan${this.lastError ? `: ${this.lastError}` : ''}`,
+    )
+  }
+
+  private onPlan(plan: PlanMessage): void {
+    // Connections to peers that left the plan are closed; the rest are reused.
+    const inPlan = new Set(plan.stages.map((s) => s.peerId))
+    for (const id of [...this.connections.keys()]) if (!inPlan.has(id)) this.dropPeer(id)
+  }
+
+  private dropPeer(id: string): void {
+    const c = this.connections.get(id)
+    this.connections.delete(id)
+    c?.then((conn) => conn.close()).catch(() => undefined)
+  }
+
+  private connection(peerId: string): Promise<MessageConnection> {
+    let c = this.connections.get(peerId)
+    if (c === undefined) {
+      c = this.transport.dial(peerId, AbortSignal.timeout(30_000)).then((channel) => {
+        const conn = new MessageConnection(channel)
+        conn.onClose(() => {
+          if (this.connections.get(peerId) === c) this.connections.delete(peerId)
+        })
+        return conn
+      })
+      c.catch(() => this.connections.delete(peerId))
+      this.connections.set(peerId, c)
+    }
+    return c
+  }
+
+  private async connect(plan: PlanMessage): Promise<void> {
+    const { mesh, metrics } = this.components
+    try {
+      const config = mesh.config
+      const stages: StageSession[] = await Promise.all(
+        plan.stages.map(async (s, i) => {
+          const remote = new RemoteStage(
+            {
+              peerId: s.peerId,
+              layerStart: s.start,
+              layerEnd: s.end,
+              isFirst: i === 0,
+              isLast: i === plan.stages.length - 1,
+              hiddenSize: config.hiddenSize,
+              stepTimeoutMs: this.init.stepTimeoutMs ?? 60_000,
+            },
+            await this.connection(s.peerId),
+          )
+          return metrics ? new MeteredStage(remote, { mesh: mesh.name, stage: String(i), metrics }) : remote
+        }),
+      )
+      if (plan.version !== mesh.plan.version) return
+      this.ready = { version: plan.version, pipeline: { stages, maxContext: config.maxContext } }
+      this.lastError = undefined
+      this.components.log?.(`mesh ${mesh.name}: plan ${plan.version} connected (${stages.length} stages)`)
+    } catch (err) {
+      this.lastError = (err as Error).message
+      this.components.log?.(`mesh ${mesh.name}: cannot connect plan ${plan.version}: ${this.lastError}`)
+    }
+  }
+}

@@ -1,0 +1,66 @@
+import type { PlanMessage, WireError } from '@butterfly/core'
+import type { FastifyInstance } from 'fastify'
+import type { MeshRegistry } from './mesh-registry.js'
+import type { ServerMetrics } from './server-metrics.js'
+
+export interface HealthPeer {
+  readonly id: string
+  readonly name: string
+  readonly backend: string
+  readonly memoryBytes: number
+  readonly layerStepsPerSec: number
+}
+
+export interface MeshHealth {
+  readonly name: string
+  readonly modelId: string
+  readonly peers: readonly HealthPeer[]
+  readonly plan: PlanMessage
+  /** Why the plan has no stages. */
+  readonly planError?: WireError
+  /** Every stage of the plan has reported stage-ready. */
+  readonly ready: boolean
+}
+
+export interface HealthReport {
+  readonly status: 'ok'
+  readonly meshes: readonly MeshHealth[]
+}
+
+export function healthReport(meshes: MeshRegistry): HealthReport {
+  return {
+    status: 'ok',
+    meshes: meshes.list().map((mesh) => {
+      const error = mesh.planError
+      return {
+        name: mesh.name,
+        modelId: mesh.modelId,
+        peers: mesh.workers().map((w) => ({
+          id: w.id,
+          name: w.name,
+          backend: w.backend,
+          memoryBytes: w.memoryBytes,
+          layerStepsPerSec: w.layerStepsPerSec,
+        })),
+        plan: mesh.plan,
+        ...(error === undefined ? {} : { planError: error }),
+        ready: mesh.isReady(),
+      }
+    }),
+  }
+}
+
+/** GET /health (JSON) and GET /metrics (Prometheus text from the server's own registry). */
+export function registerHealthRoutes(
+  app: FastifyInstance,
+  meshes: MeshRegistry,
+  metrics: ServerMetrics,
+): void {
+  app.get('/health', async (_request, reply) => {
+    return reply.header('cache-control', 'no-store').send(healthReport(meshes))
+  })
+  app.get('/metrics', async (_request, reply) => {
+    const body = await metrics.text()
+    return reply.header('cache-control', 'no-store').type(metrics.contentType).send(body)
+  })
+}

@@ -1,0 +1,66 @@
+/**
+ * @butterfly/signal-server — the control plane behind `butterfly-server`.
+ *
+ * - `createSignalServer(init)`: Fastify + socket.io on one port. Hosts one `Mesh` per configured
+ *   name; serves `/models/:mesh/{manifest.json,config.json,tokenizer.json,model.safetensors}`
+ *   (single Range, ETag), `/health` and `/metrics`. Add more routes to `server.app`.
+ * - `Mesh`: members, plan and readiness of one mesh. `addLocalPeer(id, handlers)` makes an
+ *   in-process member (the gateway); `waitForReadyPlan(signal)`; events 'plan', 'ready',
+ *   'peer-joined', 'peer-left', 'close'.
+ * - `MeshRegistry`: the meshes by name; `placementPlanner(options)` adapts planPlacement.
+ * - `ServerMetrics`: the server's own prom-client Registry and the metrics the gateway records.
+ * - `indexModelDir(dir)`: the manifest (file and per-tensor sha256) of a model directory.
+ * - `parseRange`, `sendError`, `requireBearer`: HTTP helpers shared with the gateway's routes.
+ * - `main(argv)`, `buildCli(run)`: the `butterfly-server` CLI.
+ *
+ * Socket events follow control-protocol.ts in @butterfly/core; a refused event is answered
+ * through its ack as `{ ok: false, error }`, or with an `error-event` when it had no ack.
+ */
+export { buildCli, type MainOptions, main, type ServerCliOptions } from './cli.js'
+export {
+  attachControlSocket,
+  type ControlSocketOptions,
+  ERROR_EVENT,
+  type ErrorEvent,
+} from './control-socket.js'
+export { ServerConfigError } from './errors.js'
+export {
+  type HealthPeer,
+  type HealthReport,
+  healthReport,
+  type MeshHealth,
+  registerHealthRoutes,
+} from './health-routes.js'
+export { type HttpErrorBody, httpErrorBody, requireBearer, secretEquals, sendError } from './http-errors.js'
+export { parseRange, type RangeResult } from './http-range.js'
+export { parseIceServers } from './ice-servers.js'
+export {
+  type LocalPeerHandle,
+  type LocalPeerHandlers,
+  type MemberSink,
+  Mesh,
+  type MeshEvents,
+  type MeshInit,
+  type PeerLeftReason,
+  type Planner,
+  type WorkerInfo,
+} from './mesh.js'
+export { MeshRegistry, type MeshRegistryOptions, type MeshSpec, placementPlanner } from './mesh-registry.js'
+export {
+  type FileDigest,
+  indexModelDir,
+  isModelFileName,
+  MODEL_FILES,
+  type ModelFileName,
+  type ModelIndex,
+  type ModelManifest,
+  type TensorDigest,
+} from './model-index.js'
+export { registerModelRoutes } from './model-routes.js'
+export { ServerMetrics } from './server-metrics.js'
+export {
+  createSignalServer,
+  type ResolvedServerInit,
+  type ServerInit,
+  type SignalServer,
+} from './signal-server.js'

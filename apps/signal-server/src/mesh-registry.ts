@@ -1,0 +1,107 @@
+import { resolve } from 'node:path'
+import { LIMITS, type PlacementOptions, PlanCache } from '@butterfly/core'
+import { ServerConfigError } from './errors.js'
+import { Mesh, type Planner } from './mesh.js'
+import { indexModelDir, type ModelIndex } from './model-index.js'
+import type { ServerMetrics } from './server-metrics.js'
+
+export interface MeshSpec {
+  /** Letters, digits, '.', '_' or '-', up to 64 characters. */
+  readonly name: string
+  /** An already resolved model directory (see resolveModelDir for `synthetic:NAME`). */
+  readonly modelDir: string
+  /** Peers must present this token to join; no token means the mesh is open. */
+  readonly meshToken?: string | undefined
+  /** Defaults to the directory's base name. */
+  readonly modelId?: string | undefined
+}
+
+export interface MeshRegistryOptions {
+  readonly heartbeatTimeoutMs: number
+  readonly planOptions?: PlacementOptions | undefined
+  /** Replaces placement entirely (tests, custom strategies). */
+  readonly planner?: Planner | undefined
+  readonly now?: (() => number) | undefined
+  readonly metrics?: ServerMetrics | undefined
+  readonly onError?: ((err: unknown) => void) | undefined
+}
+
+/** Placement over the workers' announced capabilities, layerStepsPerSec standing in for tokensPerSec. */
+export function placementPlanner(options: PlacementOptions = {}): Planner {
+  // Churn often returns to a membership seen before (a stage-less peer comes and goes).
+  const cache = new PlanCache()
+  return (config, workers) => {
+    const peers = workers.map((w) => ({
+      id: w.id,
+      memoryBytes: w.memoryBytes,
+      tokensPerSec: w.layerStepsPerSec,
+      backend: w.backend,
+    }))
+    return cache.plan(config, peers, options).stages
+  }
+}
+
+// The rule parseJoinRequest applies, so every configured mesh is one a peer can name.
+const MESH_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/
+
+/** Every mesh the server hosts, by name. */
+export class MeshRegistry {
+  private constructor(private readonly meshes: ReadonlyMap<string, Mesh>) {}
+
+  /** Indexes (hashes) each model directory once, even when several meshes share it. */
+  static async create(specs: readonly MeshSpec[], options: MeshRegistryOptions): Promise<MeshRegistry> {
+    const planner = options.planner ?? placementPlanner(options.planOptions)
+    const indexes = new Map<string, Promise<ModelIndex>>()
+    const meshes = new Map<string, Mesh>()
+    for (const spec of specs) {
+      if (typeof spec.name !== 'string' || !MESH_NAME.test(spec.name) || spec.name.length > LIMITS.meshName) {
+        throw new ServerConfigError(
+          `mesh name ${JSON.stringify(spec.name)} must be 1-${LIMITS.meshName} letters, digits, '.', '_' or '-'`,
+        )
+      }
+      if (meshes.has(spec.name)) throw new ServerConfigError(`mesh "${spec.name}" is configured twice`)
+      if (spec.meshToken !== undefined && spec.meshToken.length === 0) {
+        throw new ServerConfigError(`mesh "${spec.name}": an empty mesh token would let anyone join`)
+      }
+      const dir = resolve(spec.modelDir)
+      const key = `${dir}\0${spec.modelId ?? ''}`
+      let index = indexes.get(key)
+      if (index === undefined) {
+        index = indexModelDir(dir, spec.modelId)
+        indexes.set(key, index)
+      }
+      const name = spec.name
+      const mesh = new Mesh({
+        name,
+        model: await index,
+        planner,
+        meshToken: spec.meshToken,
+        heartbeatTimeoutMs: options.heartbeatTimeoutMs,
+        ...(options.now ? { now: options.now } : {}),
+        onMembership: (n) => options.metrics?.peers.set({ mesh: name }, n),
+        onReplan: () => options.metrics?.replans.inc({ mesh: name }),
+        ...(options.onError ? { onError: options.onError } : {}),
+      })
+      meshes.set(name, mesh)
+      options.metrics?.peers.set({ mesh: name }, 0)
+    }
+    return new MeshRegistry(meshes)
+  }
+
+  get(name: string): Mesh | undefined {
+    return this.meshes.get(name)
+  }
+
+  list(): Mesh[] {
+    return [...this.meshes.values()]
+  }
+
+  /** Drops timed-out peers in every mesh. */
+  sweep(): void {
+    for (const mesh of this.meshes.values()) mesh.sweep()
+  }
+
+  close(): void {
+    for (const mesh of this.meshes.values()) mesh.close()
+  }
+}

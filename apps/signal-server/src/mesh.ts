@@ -1,0 +1,319 @@
+import { randomBytes } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import {
+  ButterflyError,
+  ControlError,
+  type ModelConfig,
+  type PeerCapabilities,
+  type PlanMessage,
+  type PlanStage,
+  parsePeerId,
+  parseSignalEnvelope,
+  type SignalData,
+  type WireError,
+} from '@butterfly/core'
+import { secretEquals } from './http-errors.js'
+import type {
+  LocalPeerHandle,
+  LocalPeerHandlers,
+  MemberSink,
+  PeerLeftReason,
+  WorkerInfo,
+} from './mesh-member.js'
+import type { ModelIndex } from './model-index.js'
+
+export type { LocalPeerHandle, LocalPeerHandlers, MemberSink, PeerLeftReason, WorkerInfo }
+
+/** Computes stages for the worker peers; throws (any ButterflyError) when none fits. */
+export type Planner = (config: ModelConfig, workers: readonly WorkerInfo[]) => readonly PlanStage[]
+
+export interface MeshEvents {
+  plan: [plan: PlanMessage]
+  ready: [plan: PlanMessage]
+  'peer-joined': [peerId: string]
+  'peer-left': [peerId: string, reason: PeerLeftReason]
+  close: []
+}
+
+export interface MeshInit {
+  readonly name: string
+  readonly model: ModelIndex
+  readonly planner: Planner
+  readonly meshToken?: string | undefined
+  readonly heartbeatTimeoutMs: number
+  readonly now?: () => number
+  /** Called after every membership change with the number of worker peers. */
+  readonly onMembership?: (workers: number) => void
+  readonly onReplan?: () => void
+  /** Errors thrown by member callbacks or event listeners; they never reach the sender. */
+  readonly onError?: (err: unknown) => void
+}
+
+interface Member {
+  readonly id: string
+  readonly sink: MemberSink
+  /** Present for workers; local peers (the gateway) host no layers. */
+  readonly capabilities: PeerCapabilities | undefined
+  lastSeen: number
+}
+
+/**
+ * One mesh: its model, its members and the plan over them. Every membership change among
+ * workers re-plans, bumps `version` and pushes the plan to every member. Signals only ever
+ * travel between members of this mesh.
+ */
+export class Mesh extends EventEmitter<MeshEvents> {
+  readonly name: string
+  readonly model: ModelIndex
+  /** Where the model files are served, as put in every plan. */
+  readonly modelPath: string
+  private readonly init: MeshInit
+  private readonly now: () => number
+  private readonly members = new Map<string, Member>()
+  private current: PlanMessage
+  private currentError: WireError | undefined
+  private readonly readyPeers = new Set<string>()
+  private closed = false
+
+  constructor(init: MeshInit) {
+    super()
+    this.init = init
+    this.name = parsePeerId(init.name, 'mesh name') // mesh names follow the peer-id rule
+    this.model = init.model
+    this.modelPath = `/models/${this.name}/`
+    this.now = init.now ?? Date.now
+    this.current = this.planMessage(0, [])
+    this.currentError = noWorkersError()
+  }
+
+  get modelId(): string {
+    return this.model.manifest.modelId
+  }
+
+  get config(): ModelConfig {
+    return this.model.config
+  }
+
+  get plan(): PlanMessage {
+    return this.current
+  }
+
+  /** Why the current plan has no stages; undefined once a plan exists. */
+  get planError(): WireError | undefined {
+    return this.currentError
+  }
+
+  get requiresToken(): boolean {
+    return this.init.meshToken !== undefined
+  }
+
+  checkToken(token: string): boolean {
+    return this.init.meshToken === undefined || secretEquals(token, this.init.meshToken)
+  }
+
+  has(peerId: string): boolean {
+    return this.members.has(peerId)
+  }
+
+  workers(): WorkerInfo[] {
+    const out: WorkerInfo[] = []
+    for (const m of this.members.values()) if (m.capabilities) out.push({ id: m.id, ...m.capabilities })
+    return out
+  }
+
+  /** Adds a worker with a fresh server-assigned id, re-plans, and returns the id. */
+  join(capabilities: PeerCapabilities, sink: MemberSink): string {
+    this.assertOpen()
+    let id: string
+    do id = `p${randomBytes(12).toString('base64url')}`
+    while (this.members.has(id))
+    this.members.set(id, { id, sink, capabilities, lastSeen: this.now() })
+    this.guard(() => this.emit('peer-joined', id))
+    this.replan()
+    return id
+  }
+
+  /** An in-process member (the gateway): signals without a socket, hosts no layers, never times out. */
+  addLocalPeer(peerId: string, handlers: LocalPeerHandlers): LocalPeerHandle {
+    this.assertOpen()
+    const id = parsePeerId(peerId)
+    if (this.members.has(id)) throw new ControlError('ERR_CONTROL_INPUT', `peer id "${id}" is taken`)
+    const sink: MemberSink = {
+      signal: (from, data) => handlers.onSignal(from, data),
+      plan: (plan) => handlers.onPlan(plan),
+      peerLeft: (left) => handlers.onPeerLeft?.(left),
+    }
+    this.members.set(id, { id, sink, capabilities: undefined, lastSeen: Number.POSITIVE_INFINITY })
+    this.guard(() => this.emit('peer-joined', id))
+    this.guard(() => sink.plan(this.current))
+    return {
+      peerId: id,
+      sendSignal: (to, data) => {
+        if (this.members.get(id)?.sink !== sink) throw new ControlError('ERR_NOT_JOINED', `${id} has left`)
+        const env = parseSignalEnvelope({ to, data })
+        this.relaySignal(id, env.to, env.data)
+      },
+      leave: () => {
+        if (this.members.get(id)?.sink === sink) this.remove([id], 'leave')
+      },
+    }
+  }
+
+  /** Delivers a signal to a member of this mesh; anyone else is ERR_PEER_UNKNOWN. */
+  relaySignal(from: string, to: string, data: SignalData): void {
+    const target = this.members.get(to)
+    if (target === undefined || !this.members.has(from)) {
+      throw new ControlError('ERR_PEER_UNKNOWN', `no peer "${to}" in mesh "${this.name}"`)
+    }
+    this.guard(() => target.sink.signal(from, data))
+  }
+
+  /** Records that a member is alive. */
+  touch(peerId: string): void {
+    const m = this.members.get(peerId)
+    if (m !== undefined && m.capabilities !== undefined) m.lastSeen = this.now()
+  }
+
+  /**
+   * Marks a peer's stage of `planVersion` loaded; returns false for a stale version (the plan
+   * moved on while it loaded). Emits 'ready' once every stage of the current plan is ready.
+   */
+  stageReady(peerId: string, planVersion: number): boolean {
+    if (planVersion < this.current.version) return false
+    if (planVersion > this.current.version) {
+      throw new ControlError('ERR_CONTROL_INPUT', `plan version ${planVersion} has not been issued`)
+    }
+    if (!this.current.stages.some((s) => s.peerId === peerId)) {
+      throw new ControlError('ERR_CONTROL_INPUT', `${peerId} holds no stage in plan ${planVersion}`)
+    }
+    const wasReady = this.isReady()
+    this.readyPeers.add(peerId)
+    if (!wasReady && this.isReady()) {
+      const plan = this.current
+      this.guard(() => this.emit('ready', plan))
+    }
+    return true
+  }
+
+  /** Every stage of the current plan is loaded (false while the plan has no stages). */
+  isReady(): boolean {
+    const { stages } = this.current
+    return stages.length > 0 && stages.every((s) => this.readyPeers.has(s.peerId))
+  }
+
+  /** Resolves with the first plan whose every stage is ready (now, or when it becomes so). */
+  waitForReadyPlan(signal?: AbortSignal): Promise<PlanMessage> {
+    if (this.isReady()) return Promise.resolve(this.current)
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason)
+      if (this.closed) return reject(closedError(this.name))
+      const cleanup = () => {
+        this.off('ready', onReady)
+        this.off('close', onClose)
+        signal?.removeEventListener('abort', onAbort)
+      }
+      const onReady = (plan: PlanMessage) => {
+        cleanup()
+        resolve(plan)
+      }
+      const onClose = () => {
+        cleanup()
+        reject(closedError(this.name))
+      }
+      const onAbort = () => {
+        cleanup()
+        reject(signal?.reason)
+      }
+      this.on('ready', onReady)
+      this.on('close', onClose)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  /** Drops workers silent for longer than the heartbeat timeout; returns their ids. */
+  sweep(): string[] {
+    const deadline = this.now() - this.init.heartbeatTimeoutMs
+    const stale = [...this.members.values()].filter((m) => m.lastSeen < deadline).map((m) => m.id)
+    if (stale.length > 0) this.remove(stale, 'timeout')
+    return stale
+  }
+
+  /** Removes members, tells the others, and re-plans if a worker went. */
+  remove(ids: readonly string[], reason: PeerLeftReason): void {
+    const gone: Member[] = []
+    for (const id of ids) {
+      const m = this.members.get(id)
+      if (m === undefined) continue
+      this.members.delete(id)
+      gone.push(m)
+    }
+    for (const m of gone) {
+      if (reason !== 'leave' && reason !== 'disconnect') this.guard(() => m.sink.drop?.(reason))
+      for (const other of this.members.values()) this.guard(() => other.sink.peerLeft(m.id))
+      this.guard(() => this.emit('peer-left', m.id, reason))
+    }
+    if (gone.some((m) => m.capabilities !== undefined) && !this.closed) this.replan()
+    else if (gone.length > 0) this.init.onMembership?.(this.workers().length)
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    this.remove([...this.members.keys()], 'close')
+    this.init.onMembership?.(0)
+    this.guard(() => this.emit('close'))
+  }
+
+  private replan(): void {
+    const workers = this.workers()
+    let stages: readonly PlanStage[] = []
+    let error: WireError | undefined
+    if (workers.length === 0) error = noWorkersError()
+    else {
+      try {
+        stages = this.init.planner(this.config, workers)
+        if (stages.length === 0) error = noWorkersError()
+      } catch (err) {
+        error = toWire(err)
+      }
+    }
+    this.current = this.planMessage(this.current.version + 1, stages)
+    this.currentError = error
+    this.readyPeers.clear()
+    this.init.onReplan?.()
+    this.init.onMembership?.(workers.length)
+    const plan = this.current
+    for (const m of this.members.values()) this.guard(() => m.sink.plan(plan))
+    this.guard(() => this.emit('plan', plan))
+  }
+
+  private planMessage(version: number, stages: readonly PlanStage[]): PlanMessage {
+    const copy = stages.map((s) => ({ start: s.start, end: s.end, peerId: s.peerId }))
+    return { version, mesh: this.name, modelPath: this.modelPath, modelId: this.modelId, stages: copy }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw closedError(this.name)
+  }
+
+  private guard(fn: () => void): void {
+    try {
+      fn()
+    } catch (err) {
+      this.init.onError?.(err)
+    }
+  }
+}
+
+function noWorkersError(): WireError {
+  return { name: 'PlacementError', code: 'ERR_PLACEMENT_NO_CAPACITY', message: 'no worker peers have joined' }
+}
+
+function toWire(err: unknown): WireError {
+  if (err instanceof ButterflyError) return err.toJSON()
+  return { name: 'Error', code: 'ERR_PLACEMENT', message: err instanceof Error ? err.message : String(err) }
+}
+
+function closedError(mesh: string): ButterflyError {
+  return new ButterflyError('ERR_MESH_CLOSED', `mesh "${mesh}" is closed`)
+}

@@ -1,0 +1,147 @@
+import { createHash, type Hash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { readFile, stat } from 'node:fs/promises'
+import { basename, join } from 'node:path'
+import {
+  type ModelConfig,
+  ModelConfigError,
+  ModelFileError,
+  parseModelConfig,
+  SafetensorsReader,
+  type TensorInfo,
+} from '@butterfly/core'
+import { FileSource, ModelNotFoundError } from '@butterfly/node-worker'
+
+/** The only files a mesh serves; nothing else in (or outside) the model directory is reachable. */
+export const MODEL_FILES = ['config.json', 'tokenizer.json', 'model.safetensors'] as const
+export type ModelFileName = (typeof MODEL_FILES)[number]
+
+export interface FileDigest {
+  readonly size: number
+  readonly sha256: string
+}
+
+export interface TensorDigest {
+  /** Absolute byte offsets in model.safetensors, end exclusive. */
+  readonly begin: number
+  readonly end: number
+  readonly sha256: string
+}
+
+/** Served as manifest.json: lets a peer range-fetch and verify exactly the tensors it needs. */
+export interface ModelManifest {
+  readonly modelId: string
+  readonly files: Readonly<Record<ModelFileName, FileDigest>>
+  readonly tensors: Readonly<Record<string, TensorDigest>>
+}
+
+export interface ModelIndex {
+  readonly dir: string
+  readonly config: ModelConfig
+  readonly manifest: ModelManifest
+  /** Absolute path of each served file, fixed at startup. */
+  readonly paths: ReadonlyMap<ModelFileName, string>
+}
+
+export function isModelFileName(name: string): name is ModelFileName {
+  return (MODEL_FILES as readonly string[]).includes(name)
+}
+
+/**
+ * Validates a model directory and hashes its files once. model.safetensors is read in one
+ * streaming pass that feeds the whole-file hash and every tensor's hash, so a multi-GB model
+ * never sits in memory and is read only once.
+ */
+export async function indexModelDir(dir: string, modelId = basename(dir)): Promise<ModelIndex> {
+  const paths = new Map(MODEL_FILES.map((f) => [f, join(dir, f)] as const))
+  const pathOf = (f: ModelFileName) => paths.get(f) as string
+  for (const f of MODEL_FILES) {
+    const s = await stat(pathOf(f)).catch(() => undefined)
+    if (s === undefined || !s.isFile()) throw new ModelNotFoundError(`${pathOf(f)} does not exist`)
+  }
+  const configPath = pathOf('config.json')
+  let json: unknown
+  try {
+    json = JSON.parse(await readFile(configPath, 'utf8'))
+  } catch (err) {
+    throw new ModelConfigError(`${configPath} is not valid JSON: ${(err as Error).message}`)
+  }
+  const config = parseModelConfig(json, configPath)
+
+  const weightsPath = pathOf('model.safetensors')
+  const source = await FileSource.open(weightsPath)
+  let tensors: TensorInfo[]
+  try {
+    tensors = [...(await SafetensorsReader.open(source)).tensors.values()]
+  } finally {
+    await source.close()
+  }
+  const tensorHashes = new Map(tensors.map((t) => [t.name, createHash('sha256')] as const))
+  // Non-empty tensors are disjoint, so sorted by begin their ends are sorted too; empty ones
+  // (which may sit inside another's range) need no bytes and would break that order.
+  const withData = tensors.filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin)
+  const dataHashes = withData.map((t) => tensorHashes.get(t.name) as Hash)
+  const weights = await hashFile(weightsPath, (chunk, pos) => feedTensors(withData, dataHashes, chunk, pos))
+
+  const files = {
+    'config.json': await hashFile(configPath),
+    'tokenizer.json': await hashFile(pathOf('tokenizer.json')),
+    'model.safetensors': weights,
+  }
+  const tensorDigests = Object.fromEntries(
+    tensors.map((t) => {
+      const sha256 = (tensorHashes.get(t.name) as Hash).digest('hex')
+      return [t.name, { begin: t.begin, end: t.end, sha256 }] as const
+    }),
+  )
+  return { dir, config, paths, manifest: { modelId, files, tensors: tensorDigests } }
+}
+
+async function hashFile(
+  path: string,
+  onChunk?: (chunk: Buffer, position: number) => void,
+): Promise<FileDigest> {
+  const expected = (await stat(path)).size
+  const hash = createHash('sha256')
+  let size = 0
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    const buf = chunk as Buffer
+    hash.update(buf)
+    onChunk?.(buf, size)
+    size += buf.byteLength
+  }
+  // The file changed under us; hashes of a moving target would be served as if they were true.
+  if (size !== expected) {
+    throw new ModelFileError(
+      'ERR_MODEL_FILE_READ',
+      path,
+      `size changed while hashing (${expected} → ${size})`,
+    )
+  }
+  return { size, sha256: hash.digest('hex') }
+}
+
+/** Feeds the part of `chunk` (at absolute `pos`) that each tensor covers into its hash. */
+function feedTensors(
+  tensors: readonly TensorInfo[],
+  hashes: readonly Hash[],
+  chunk: Buffer,
+  pos: number,
+): void {
+  const chunkEnd = pos + chunk.byteLength
+  // Sorted and disjoint, so a binary search finds the first tensor that can overlap the chunk.
+  let lo = 0
+  let hi = tensors.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if ((tensors[mid] as TensorInfo).end <= pos) lo = mid + 1
+    else hi = mid
+  }
+  for (let i = lo; i < tensors.length; i++) {
+    const t = tensors[i] as TensorInfo
+    if (t.begin >= chunkEnd) break
+    const s = Math.max(t.begin, pos)
+    const e = Math.min(t.end, chunkEnd)
+    if (e > s) hashes[i]?.update(chunk.subarray(s - pos, e - pos))
+  }
+}

@@ -1,0 +1,77 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+
+/**
+ * Prometheus metrics of one server. Each server owns its Registry (never prom-client's global
+ * one), so several servers in one process — tests do this — never collide on metric names.
+ */
+export class ServerMetrics {
+  readonly registry = new Registry()
+  /** Worker peers currently joined, per mesh. */
+  readonly peers: Gauge<'mesh'>
+  /** Plans computed because membership changed. */
+  readonly replans: Counter<'mesh'>
+  /** Tokens processed by the gateway; kind is prompt or completion. */
+  readonly tokens: Counter<'mesh' | 'kind'>
+  readonly requestDuration: Histogram<'route' | 'status'>
+  /** One pipeline step on one stage, as the gateway measured it. */
+  readonly stageStep: Histogram<'mesh' | 'stage'>
+  readonly bytesSent: Counter<'mesh'>
+  readonly generationsRejected: Counter<'mesh' | 'reason'>
+
+  constructor(prefix = 'butterfly_') {
+    const registers = [this.registry]
+    this.peers = new Gauge({
+      name: `${prefix}peers`,
+      help: 'Worker peers joined to the mesh',
+      labelNames: ['mesh'],
+      registers,
+    })
+    this.replans = new Counter({
+      name: `${prefix}replans_total`,
+      help: 'Placement plans computed after a membership change',
+      labelNames: ['mesh'],
+      registers,
+    })
+    this.tokens = new Counter({
+      name: `${prefix}tokens_total`,
+      help: 'Tokens processed, by kind (prompt or completion)',
+      labelNames: ['mesh', 'kind'],
+      registers,
+    })
+    this.requestDuration = new Histogram({
+      name: `${prefix}request_duration_seconds`,
+      help: 'API request duration in seconds',
+      labelNames: ['route', 'status'],
+      buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers,
+    })
+    this.stageStep = new Histogram({
+      name: `${prefix}stage_step_seconds`,
+      help: 'Duration of one pipeline step on one stage in seconds',
+      labelNames: ['mesh', 'stage'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    })
+    this.bytesSent = new Counter({
+      name: `${prefix}bytes_sent_total`,
+      help: 'Bytes the gateway sent to mesh peers',
+      labelNames: ['mesh'],
+      registers,
+    })
+    this.generationsRejected = new Counter({
+      name: `${prefix}generations_rejected_total`,
+      help: 'Generation requests refused, by reason',
+      labelNames: ['mesh', 'reason'],
+      registers,
+    })
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  text(): Promise<string> {
+    return this.registry.metrics()
+  }
+
+  get contentType(): string {
+    return this.registry.contentType
+  }
+}

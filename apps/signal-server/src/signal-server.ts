@@ -1,0 +1,185 @@
+import type { IceServer, PlacementOptions } from '@butterfly/core'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { Server as SocketServer } from 'socket.io'
+import { attachControlSocket } from './control-socket.js'
+import { ServerConfigError } from './errors.js'
+import { registerHealthRoutes } from './health-routes.js'
+import { sendError } from './http-errors.js'
+import { parseIceServers } from './ice-servers.js'
+import type { Planner } from './mesh.js'
+import { MeshRegistry, type MeshSpec } from './mesh-registry.js'
+import { registerModelRoutes } from './model-routes.js'
+import { ServerMetrics } from './server-metrics.js'
+
+export interface ServerInit {
+  /** Default 127.0.0.1. */
+  readonly host?: string
+  /** Default 8080; 0 picks a free port (see SignalServer.url). */
+  readonly port?: number
+  readonly meshes: readonly MeshSpec[]
+  /** Bearer token for the OpenAI-compatible API (the routes the gateway adds); not checked here. */
+  readonly apiToken?: string | undefined
+  /** Handed to every peer in its join ack for WebRTC. Default []. */
+  readonly iceServers?: readonly IceServer[]
+  /** How often peers should heartbeat; told to them in the join ack. Default 5000. */
+  readonly heartbeatMs?: number
+  /** A worker silent this long is dropped and the mesh re-planned. Default 15000. */
+  readonly heartbeatTimeoutMs?: number
+  /** How often timeouts are checked. Default heartbeatTimeoutMs / 3, at least 10 ms. */
+  readonly sweepIntervalMs?: number
+  readonly planOptions?: PlacementOptions
+  /** Replaces placement (tests, custom strategies). */
+  readonly planner?: Planner
+  /** Clock for heartbeat timeouts. Default Date.now. */
+  readonly now?: () => number
+  /**
+   * Runs after the control plane is set up and before the server listens: the place to add
+   * routes (Fastify refuses new routes once listening), e.g. the gateway's OpenAI API.
+   */
+  readonly extend?: (parts: ServerParts) => Promise<void> | void
+  /** Fastify logger option. Default false. */
+  readonly logger?: FastifyServerOptions['logger']
+}
+
+/** What `extend` gets to build on. */
+export interface ServerParts {
+  readonly app: FastifyInstance
+  readonly meshes: MeshRegistry
+  readonly metrics: ServerMetrics
+}
+
+/** ServerInit with every default filled in. */
+export interface ResolvedServerInit {
+  readonly host: string
+  readonly port: number
+  readonly apiToken: string | undefined
+  readonly iceServers: readonly IceServer[]
+  readonly heartbeatMs: number
+  readonly heartbeatTimeoutMs: number
+}
+
+export interface SignalServer {
+  /** `http://host:port` actually listened on. */
+  readonly url: string
+  readonly app: FastifyInstance
+  readonly io: SocketServer
+  readonly meshes: MeshRegistry
+  readonly metrics: ServerMetrics
+  readonly options: ResolvedServerInit
+  close(): Promise<void>
+}
+
+/**
+ * Starts the control plane: Fastify (model files, /health, /metrics) with socket.io on the same
+ * HTTP server. Routes added to `app` after this resolves work as usual (Fastify compiles them
+ * lazily), which is how the gateway's API joins it.
+ */
+export async function createSignalServer(init: ServerInit): Promise<SignalServer> {
+  const options = resolveInit(init)
+  const metrics = new ServerMetrics()
+  const app = Fastify({ logger: init.logger ?? false, forceCloseConnections: true })
+  const onError = (err: unknown) => app.log.error({ err }, 'control plane error')
+  const meshes = await MeshRegistry.create(init.meshes, {
+    heartbeatTimeoutMs: options.heartbeatTimeoutMs,
+    planOptions: init.planOptions,
+    planner: init.planner,
+    now: init.now,
+    metrics,
+    onError,
+  })
+
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, 404, 'not_found', `no route for ${request.method} ${request.url.slice(0, 200)}`),
+  )
+  app.setErrorHandler((err: FastifyError, _request, reply) => {
+    const status = typeof err.statusCode === 'number' && err.statusCode >= 400 ? err.statusCode : 500
+    if (status >= 500) app.log.error({ err }, 'request failed')
+    const message = status >= 500 ? 'internal server error' : err.message
+    return sendError(reply, status, err.code ?? 'internal_error', message)
+  })
+  registerModelRoutes(app, (name) => meshes.get(name)?.model)
+  registerHealthRoutes(app, meshes, metrics)
+
+  const io = new SocketServer(app.server, { serveClient: false, cors: { origin: true } })
+  attachControlSocket(io, {
+    registry: meshes,
+    iceServers: options.iceServers,
+    heartbeatMs: options.heartbeatMs,
+    onError,
+  })
+  app.addHook('preClose', (done) => {
+    meshes.close()
+    io.local.disconnectSockets(true)
+    io.engine.close()
+    done()
+  })
+
+  const sweepMs = init.sweepIntervalMs ?? Math.max(10, Math.floor(options.heartbeatTimeoutMs / 3))
+  const sweeper = setInterval(() => meshes.sweep(), sweepMs)
+  sweeper.unref()
+  try {
+    await init.extend?.({ app, meshes, metrics })
+    await app.listen({ host: options.host, port: options.port })
+  } catch (err) {
+    clearInterval(sweeper)
+    meshes.close()
+    await app.close()
+    throw err
+  }
+  let closing: Promise<void> | undefined
+  return {
+    url: listeningUrl(app),
+    app,
+    io,
+    meshes,
+    metrics,
+    options,
+    close: () => {
+      closing ??= (async () => {
+        clearInterval(sweeper)
+        await app.close()
+      })()
+      return closing
+    },
+  }
+}
+
+function resolveInit(init: ServerInit): ResolvedServerInit {
+  const heartbeatMs = init.heartbeatMs ?? 5000
+  const heartbeatTimeoutMs = init.heartbeatTimeoutMs ?? 3 * heartbeatMs
+  const port = init.port ?? 8080
+  if (!Number.isSafeInteger(port) || port < 0 || port > 65_535) {
+    throw new ServerConfigError(`port must be an integer from 0 to 65535, got ${String(port)}`)
+  }
+  if (!Number.isSafeInteger(heartbeatMs) || heartbeatMs < 1 || heartbeatMs > 3_600_000) {
+    throw new ServerConfigError(
+      `heartbeatMs must be an integer from 1 to 3600000, got ${String(heartbeatMs)}`,
+    )
+  }
+  if (!Number.isSafeInteger(heartbeatTimeoutMs) || heartbeatTimeoutMs < heartbeatMs) {
+    throw new ServerConfigError(
+      `heartbeatTimeoutMs must be an integer no less than heartbeatMs (${heartbeatMs}), got ${String(heartbeatTimeoutMs)}`,
+    )
+  }
+  if (init.apiToken !== undefined && init.apiToken.length === 0) {
+    throw new ServerConfigError('an empty API token would let anyone in; leave it unset instead')
+  }
+  return {
+    host: init.host ?? '127.0.0.1',
+    port,
+    apiToken: init.apiToken,
+    iceServers: parseIceServers(init.iceServers ?? []),
+    heartbeatMs,
+    heartbeatTimeoutMs,
+  }
+}
+
+function listeningUrl(app: FastifyInstance): string {
+  const address = app.server.address()
+  if (address === null || typeof address === 'string')
+    throw new ServerConfigError('server has no TCP address')
+  // Listening on every interface: hand out a URL this machine's clients can reach.
+  const ip = address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address
+  const host = ip.includes(':') ? `[${ip}]` : ip
+  return `http://${host}:${address.port}`
+}

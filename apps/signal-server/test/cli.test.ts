@@ -1,0 +1,120 @@
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import type { HealthReport } from '../src/health-routes.js'
+import { tinyModel } from './helpers.js'
+
+// Waits are event-driven: a broken server shows up as a fast timeout, not a two-minute one.
+vi.setConfig({ testTimeout: 15_000 })
+
+// These run the built CLI (`npm test` compiles first) as a real process.
+const BIN = fileURLToPath(new URL('../bin/butterfly-server.js', import.meta.url))
+let model: Awaited<ReturnType<typeof tinyModel>>
+
+beforeAll(async () => {
+  model = await tinyModel()
+})
+afterAll(() => model.cleanup())
+
+/** Env without any BUTTERFLY_* from the developer's shell, plus `extra`. */
+function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BUTTERFLY_')))
+  return { ...clean, ...extra }
+}
+
+function start(
+  args: readonly string[],
+  extraEnv: Record<string, string> = {},
+): ChildProcessWithoutNullStreams {
+  return spawn(process.execPath, [BIN, ...args], { env: env(extraEnv), stdio: ['pipe', 'pipe', 'pipe'] })
+}
+
+async function run(args: readonly string[], extraEnv: Record<string, string> = {}) {
+  const child = start(args, extraEnv)
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => (stdout += d))
+  child.stderr.on('data', (d) => (stderr += d))
+  const [code] = (await once(child, 'close')) as [number | null]
+  return { code, stdout, stderr }
+}
+
+/** Resolves with the URL the server prints once it listens. */
+function listening(child: ChildProcessWithoutNullStreams): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = ''
+    let err = ''
+    child.stderr.on('data', (d) => (err += d))
+    child.stdout.on('data', (d) => {
+      out += d
+      const m = /listening on (http:\/\/\S+)/.exec(out)
+      if (m?.[1] !== undefined) resolve(m[1])
+    })
+    child.once('close', (code) => reject(new Error(`exited ${code} before listening: ${err}`)))
+  })
+}
+
+describe('butterfly-server', () => {
+  test('--help explains every option and exits 0', async () => {
+    const r = await run(['--help'])
+    expect(r.code).toBe(0)
+    for (const flag of [
+      '--host',
+      '--port',
+      '--model',
+      '--mesh',
+      '--mesh-token',
+      '--api-token',
+      '--ice-servers',
+      '--heartbeat-ms',
+    ]) {
+      expect(r.stdout).toContain(flag)
+    }
+    expect(r.stdout).toContain('BUTTERFLY_MESH_TOKEN')
+    expect(r.stdout).toContain('synthetic:tiny')
+  })
+
+  const bad: Array<[string, string[], Record<string, string>]> = [
+    ['a port out of range', ['--port', '70000'], {}],
+    ['a non-numeric port', ['--port', 'http'], {}],
+    ['a bad port from the environment', [], { BUTTERFLY_PORT: '-1' }],
+    ['a zero heartbeat', ['--heartbeat-ms', '0'], {}],
+    ['ICE servers that are not JSON', ['--ice-servers', '{stun'], {}],
+    ['ICE servers that are not an array', ['--ice-servers', '{"urls":"stun:x"}'], {}],
+    ['an ICE server with an http URL', ['--ice-servers', '[{"urls":"http://x"}]'], {}],
+    ['a mesh name with a slash', ['--mesh', 'a/b'], {}],
+    ['an empty mesh token', ['--mesh-token', ''], {}],
+    ['an unknown option', ['--frobnicate'], {}],
+    ['a stray argument', ['serve'], {}],
+  ]
+  test.each(bad)('%s is a usage error (exit 2, no stack)', async (_, args, extraEnv) => {
+    const r = await run(args, extraEnv)
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^butterfly-server: error \[ERR_CLI_USAGE\]: /)
+    expect(r.stderr).not.toMatch(/\n\s+at /)
+    expect(r.stdout).toBe('')
+  })
+
+  test('a missing model directory is an error naming it (exit 1)', async () => {
+    const r = await run(['--port', '0', '--model', '/nonexistent/model'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/error \[ERR_MODEL_NOT_FOUND\]: .*\/nonexistent\/model/)
+  })
+
+  test('serves until SIGTERM, configured from flags and environment, then exits 0', async () => {
+    const child = start(['--port', '0', '--model', model.dir], {
+      BUTTERFLY_MESH: 'env-mesh',
+      BUTTERFLY_MESH_TOKEN: 'tok',
+    })
+    const url = await listening(child)
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    const health = (await (await fetch(`${url}/health`)).json()) as HealthReport
+    expect(health.meshes.map((m) => m.name)).toEqual(['env-mesh'])
+    const manifest = await fetch(`${url}/models/env-mesh/manifest.json`)
+    expect(manifest.status).toBe(200)
+    const exited = once(child, 'close')
+    child.kill('SIGTERM')
+    expect(await exited).toEqual([0, null])
+  })
+})

@@ -1,0 +1,120 @@
+import { once } from 'node:events'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { JoinAck, PlanMessage } from '@butterfly/core'
+import { resolveModelDir } from '@butterfly/node-worker'
+import { io, type Socket } from 'socket.io-client'
+import { createSignalServer, type ServerInit, type SignalServer } from '../src/signal-server.js'
+
+/** A synthetic model written once per test file into a temp cache. */
+export async function tinyModel(): Promise<{ dir: string; cleanup(): Promise<void> }> {
+  const cache = await mkdtemp(join(tmpdir(), 'bf-server-'))
+  const dir = await resolveModelDir('synthetic:tiny', cache)
+  return { dir, cleanup: () => rm(cache, { recursive: true, force: true }) }
+}
+
+/** A manual clock for heartbeat timeouts: tests move time, then sweep. */
+export function manualClock(start = 1_000_000): { now: () => number; advance(ms: number): void } {
+  let t = start
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms
+    },
+  }
+}
+
+export function startServer(init: Partial<ServerInit> & Pick<ServerInit, 'meshes'>): Promise<SignalServer> {
+  // A sweep interval far beyond any test keeps timeouts under the test's explicit control.
+  return createSignalServer({ host: '127.0.0.1', port: 0, sweepIntervalMs: 3_600_000, ...init })
+}
+
+const clients: Socket[] = []
+
+export async function connect(server: SignalServer): Promise<Socket> {
+  const socket = io(server.url, { transports: ['websocket'], reconnection: false, forceNew: true })
+  clients.push(socket)
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve())
+    socket.once('connect_error', reject)
+  })
+  return socket
+}
+
+/** Disconnects every test client and waits until the server has let go of them all. */
+export async function closeClients(server: SignalServer): Promise<void> {
+  for (const s of clients.splice(0)) s.disconnect()
+  for (const mesh of server.meshes.list()) {
+    while (mesh.workers().length > 0) await once(mesh, 'peer-left')
+  }
+}
+
+/** Emits with an ack and resolves with the reply. */
+export function request<T = Record<string, unknown>>(
+  socket: Socket,
+  event: string,
+  ...args: unknown[]
+): Promise<T> {
+  return socket.timeout(5000).emitWithAck(event, ...args) as Promise<T>
+}
+
+/** Resolves with the next `event` the socket receives (optionally the first matching `accept`). */
+export function next<T = unknown>(
+  socket: Socket,
+  event: string,
+  accept: (v: T) => boolean = () => true,
+): Promise<T> {
+  return new Promise((resolve) => {
+    const handler = (v: T) => {
+      if (!accept(v)) return
+      socket.off(event, handler)
+      resolve(v)
+    }
+    socket.on(event, handler)
+  })
+}
+
+export const GIB = 2 ** 30
+
+export function caps(name = 'w', memoryBytes = GIB, layerStepsPerSec = 1000) {
+  return { backend: 'cpu', memoryBytes, layerStepsPerSec, name }
+}
+
+export interface Worker {
+  socket: Socket
+  peerId: string
+  /** Plans this worker received, in order. */
+  plans: PlanMessage[]
+}
+
+/** Connects and joins; resolves once the worker has its id and its first plan. */
+export async function joinWorker(
+  server: SignalServer,
+  opts: {
+    mesh?: string
+    token?: string
+    name?: string
+    memoryBytes?: number
+    layerStepsPerSec?: number
+  } = {},
+): Promise<Worker> {
+  const socket = await connect(server)
+  const plans: PlanMessage[] = []
+  socket.on('plan', (p: PlanMessage) => plans.push(p))
+  const firstPlan = next(socket, 'plan')
+  const ack = await request<JoinAck>(socket, 'join', {
+    mesh: opts.mesh ?? 'default',
+    token: opts.token ?? '',
+    capabilities: caps(opts.name, opts.memoryBytes, opts.layerStepsPerSec),
+  })
+  if (!ack.ok) throw new Error(`join failed: ${ack.error.code}`)
+  await firstPlan
+  return { socket, peerId: ack.peerId, plans }
+}
+
+/** Resolves once `socket` disconnects. */
+export function disconnected(socket: Socket): Promise<string> {
+  if (socket.disconnected) return Promise.resolve('already')
+  return new Promise((resolve) => socket.once('disconnect', (reason) => resolve(reason)))
+}

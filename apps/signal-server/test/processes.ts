@@ -1,0 +1,85 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+export const SERVER_BIN = fileURLToPath(new URL('../bin/butterfly-server.js', import.meta.url))
+export const WORKER_BIN = fileURLToPath(
+  new URL('../../../packages/node-worker/bin/butterfly-worker.js', import.meta.url),
+)
+
+export interface Proc {
+  readonly child: ChildProcess
+  readonly output: () => string
+  /** Resolves with the first match of `re` in stdout+stderr; rejects if the process exits first. */
+  waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>
+  stop(signal?: NodeJS.Signals): Promise<number | null>
+}
+
+/** Spawns a built CLI (npm test compiles first) and watches its output. */
+export function start(bin: string, args: readonly string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, [bin, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  const watchers = new Set<() => void>()
+  const onData = (d: Buffer) => {
+    out += d.toString()
+    for (const w of [...watchers]) w()
+  }
+  child.stdout?.on('data', onData)
+  child.stderr?.on('data', onData)
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  return {
+    child,
+    output: () => out,
+    exited,
+    waitFor(re, timeoutMs = 60_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const m = out.match(re)
+          if (m) {
+            done()
+            resolve(m)
+          }
+        }
+        const timer = setTimeout(() => {
+          done()
+          reject(new Error(`timed out waiting for ${re}; output so far:\n${out}`))
+        }, timeoutMs)
+        const onExit = (code: number | null) => {
+          done()
+          reject(new Error(`process exited (${code}) before ${re}; output:\n${out}`))
+        }
+        const done = () => {
+          clearTimeout(timer)
+          watchers.delete(check)
+          child.off('exit', onExit)
+        }
+        watchers.add(check)
+        child.once('exit', onExit)
+        check()
+      })
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      return exited
+    },
+  }
+}
+
+/** Polls `url` (JSON) until `predicate` holds; a bounded wait on a condition, not a sleep. */
+export async function until<T>(url: string, predicate: (body: T) => boolean, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    const res = await fetch(url).catch(() => undefined)
+    if (res?.ok) {
+      last = await res.json()
+      if (predicate(last as T)) return last as T
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`condition on ${url} not met; last body: ${JSON.stringify(last)}`)
+}

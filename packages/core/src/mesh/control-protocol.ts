@@ -1,0 +1,175 @@
+import { ControlError, type WireError } from '../errors.js'
+import type { SignalData } from '../transport/transport.js'
+
+/**
+ * The control plane between peers and the signal server, carried over socket.io. Every
+ * event from a peer is parsed by the functions here before anything else looks at it.
+ *
+ * Events (client → server): `join` (with ack), `heartbeat`, `signal`, `stage-ready`, `leave`.
+ * Events (server → client): `plan`, `signal`, `peer-left`.
+ */
+export const CONTROL_EVENTS = {
+  join: 'join',
+  heartbeat: 'heartbeat',
+  signal: 'signal',
+  stageReady: 'stage-ready',
+  leave: 'leave',
+  plan: 'plan',
+  peerLeft: 'peer-left',
+} as const
+
+export type Backend = 'cpu' | 'cuda' | 'wasm' | 'webgpu'
+const BACKENDS: readonly Backend[] = ['cpu', 'cuda', 'wasm', 'webgpu']
+
+export interface PeerCapabilities {
+  readonly backend: Backend
+  readonly memoryBytes: number
+  /** Single-token layer evaluations per second on this model, from the join benchmark. */
+  readonly layerStepsPerSec: number
+  readonly name: string
+}
+
+export interface JoinRequest {
+  readonly mesh: string
+  readonly token: string
+  readonly capabilities: PeerCapabilities
+}
+
+export interface IceServer {
+  readonly urls: string | readonly string[]
+  readonly username?: string
+  readonly credential?: string
+}
+
+export type JoinAck =
+  | {
+      readonly ok: true
+      readonly peerId: string
+      readonly iceServers: readonly IceServer[]
+      readonly heartbeatMs: number
+    }
+  | { readonly ok: false; readonly error: WireError }
+
+export interface PlanStage {
+  readonly start: number
+  readonly end: number
+  readonly peerId: string
+}
+
+/** Pushed to every member whenever the plan changes; `version` only grows. */
+export interface PlanMessage {
+  readonly version: number
+  readonly mesh: string
+  /** Model files are served at `${modelPath}config.json`, `tokenizer.json`, `model.safetensors`, `manifest.json`. */
+  readonly modelPath: string
+  readonly modelId: string
+  readonly stages: readonly PlanStage[]
+}
+
+export interface SignalEnvelope {
+  readonly to: string
+  readonly data: SignalData
+}
+
+export const LIMITS = {
+  meshName: 64,
+  token: 256,
+  peerName: 64,
+  peerId: 64,
+  signalBytes: 64 * 1024,
+  maxMemoryBytes: 2 ** 50,
+  maxLayerStepsPerSec: 1e9,
+} as const
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/
+
+function bad(message: string): ControlError {
+  return new ControlError('ERR_CONTROL_INPUT', message)
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function name(v: unknown, field: string, max: number): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > max || !NAME_RE.test(v)) {
+    throw bad(`${field} must be 1-${max} characters of letters, digits, '.', '_' or '-'`)
+  }
+  return v
+}
+
+function finite(v: unknown, field: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+    throw bad(`${field} must be a number from ${min} to ${max}`)
+  }
+  return v
+}
+
+export function parsePeerId(v: unknown, field = 'peer id'): string {
+  return name(v, field, LIMITS.peerId)
+}
+
+export function parseJoinRequest(v: unknown): JoinRequest {
+  if (!isRecord(v)) throw bad('join must be an object')
+  const caps = v.capabilities
+  if (!isRecord(caps)) throw bad('join.capabilities must be an object')
+  if (typeof v.token !== 'string' || v.token.length > LIMITS.token) throw bad('join.token must be a string')
+  if (!BACKENDS.includes(caps.backend as Backend))
+    throw bad(`join.capabilities.backend must be one of ${BACKENDS.join(', ')}`)
+  return {
+    mesh: name(v.mesh, 'join.mesh', LIMITS.meshName),
+    token: v.token,
+    capabilities: {
+      backend: caps.backend as Backend,
+      memoryBytes: finite(caps.memoryBytes, 'join.capabilities.memoryBytes', 1, LIMITS.maxMemoryBytes),
+      layerStepsPerSec: finite(
+        caps.layerStepsPerSec,
+        'join.capabilities.layerStepsPerSec',
+        0,
+        LIMITS.maxLayerStepsPerSec,
+      ),
+      name: caps.name === undefined ? 'peer' : name(caps.name, 'join.capabilities.name', LIMITS.peerName),
+    },
+  }
+}
+
+export function parseSignalEnvelope(v: unknown): SignalEnvelope {
+  if (!isRecord(v)) throw bad('signal must be an object')
+  const to = parsePeerId(v.to, 'signal.to')
+  if (!isRecord(v.data)) throw bad('signal.data must be an object')
+  let size: number
+  try {
+    size = JSON.stringify(v.data).length
+  } catch {
+    throw bad('signal.data must be plain JSON')
+  }
+  if (size > LIMITS.signalBytes) throw bad(`signal.data exceeds ${LIMITS.signalBytes} bytes`)
+  return { to, data: v.data }
+}
+
+export function parseStageReady(v: unknown): { planVersion: number } {
+  if (!isRecord(v)) throw bad('stage-ready must be an object')
+  return { planVersion: finite(v.planVersion, 'stage-ready.planVersion', 0, Number.MAX_SAFE_INTEGER) }
+}
+
+/** Validates a plan received from the server (a worker trusts the server, but not blindly). */
+export function parsePlanMessage(v: unknown): PlanMessage {
+  if (!isRecord(v)) throw bad('plan must be an object')
+  if (!Array.isArray(v.stages) || v.stages.length > 4096) throw bad('plan.stages must be an array')
+  const stages = v.stages.map((s, i) => {
+    if (!isRecord(s)) throw bad(`plan.stages[${i}] must be an object`)
+    const start = finite(s.start, `plan.stages[${i}].start`, 0, 1 << 20)
+    const end = finite(s.end, `plan.stages[${i}].end`, start + 1, 1 << 20)
+    return { start, end, peerId: parsePeerId(s.peerId, `plan.stages[${i}].peerId`) }
+  })
+  if (typeof v.modelPath !== 'string' || !v.modelPath.startsWith('/'))
+    throw bad('plan.modelPath must be a path')
+  if (typeof v.modelId !== 'string') throw bad('plan.modelId must be a string')
+  return {
+    version: finite(v.version, 'plan.version', 0, Number.MAX_SAFE_INTEGER),
+    mesh: name(v.mesh, 'plan.mesh', LIMITS.meshName),
+    modelPath: v.modelPath,
+    modelId: v.modelId,
+    stages,
+  }
+}

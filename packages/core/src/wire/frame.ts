@@ -1,0 +1,186 @@
+import { WireProtocolError } from '../errors.js'
+
+/**
+ * One wire frame: a fixed 24-byte little-endian header and one chunk of a message body.
+ *
+ *   0  u8   magic 0xBF        8  u32 message id
+ *   1  u8   magic 0x01       12  u32 chunk index
+ *   2  u8   protocol version 16  u32 chunk count
+ *   3  u8   frame type       20  u32 payload length
+ *   4  u8   flags (0)        24  payload
+ *   5  u8×3 reserved (0)
+ *
+ * Data channels silently drop or reject messages over 256 KiB, so a frame never exceeds 64 KiB.
+ */
+
+export const WIRE_MAGIC = [0xbf, 0x01] as const
+export const WIRE_VERSION = 1
+export const FRAME_HEADER_BYTES = 24
+/** Largest frame, header included. */
+export const MAX_CHUNK_BYTES = 64 * 1024
+export const MAX_CHUNK_PAYLOAD_BYTES = MAX_CHUNK_BYTES - FRAME_HEADER_BYTES
+/** Default cap on a reassembled message body. */
+export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+export const FrameType = {
+  StepRequest: 1,
+  StepResult: 2,
+  StepError: 3,
+  EndGeneration: 4,
+  Ping: 5,
+  Pong: 6,
+} as const
+export type FrameType = (typeof FrameType)[keyof typeof FrameType]
+
+export interface Frame {
+  readonly type: FrameType
+  readonly messageId: number
+  readonly chunkIndex: number
+  readonly chunkCount: number
+  /** On decode, a view into the frame's bytes (no copy). */
+  readonly payload: Uint8Array
+}
+
+const U32_MAX = 0xffffffff
+
+export function isFrameType(value: number): value is FrameType {
+  return Number.isInteger(value) && value >= FrameType.StepRequest && value <= FrameType.Pong
+}
+
+/** Writes a header into `target[0..24)`; the caller has checked every field. */
+export function writeFrameHeader(
+  target: Uint8Array,
+  type: FrameType,
+  messageId: number,
+  chunkIndex: number,
+  chunkCount: number,
+  payloadLength: number,
+): void {
+  const view = new DataView(target.buffer, target.byteOffset, FRAME_HEADER_BYTES)
+  view.setUint8(0, WIRE_MAGIC[0])
+  view.setUint8(1, WIRE_MAGIC[1])
+  view.setUint8(2, WIRE_VERSION)
+  view.setUint8(3, type)
+  // Flags and reserved bytes stay 0: a fresh Uint8Array is zeroed, but the target may be reused.
+  view.setUint32(4, 0, true)
+  view.setUint32(8, messageId, true)
+  view.setUint32(12, chunkIndex, true)
+  view.setUint32(16, chunkCount, true)
+  view.setUint32(20, payloadLength, true)
+}
+
+export function checkMessageId(messageId: number): void {
+  if (!(Number.isInteger(messageId) && messageId >= 0 && messageId <= U32_MAX)) {
+    throw new WireProtocolError('ERR_WIRE_CHUNK', `message id must be a u32, got ${String(messageId)}`)
+  }
+}
+
+export function encodeFrame(frame: Frame): Uint8Array {
+  const { type, messageId, chunkIndex, chunkCount, payload } = frame
+  if (!isFrameType(type)) throw new WireProtocolError('ERR_WIRE_TYPE', `unknown frame type ${String(type)}`)
+  checkMessageId(messageId)
+  checkChunkPosition(chunkIndex, chunkCount)
+  if (!(payload instanceof Uint8Array))
+    throw new WireProtocolError('ERR_WIRE_PAYLOAD', 'payload must be a Uint8Array')
+  checkPayloadLength(payload.length)
+  const out = new Uint8Array(FRAME_HEADER_BYTES + payload.length)
+  writeFrameHeader(out, type, messageId, chunkIndex, chunkCount, payload.length)
+  out.set(payload, FRAME_HEADER_BYTES)
+  return out
+}
+
+/** Parses and checks one frame from a peer. Accepts the ArrayBuffer a data channel delivers. */
+export function decodeFrame(input: Uint8Array | ArrayBuffer): Frame {
+  let bytes: Uint8Array
+  if (input instanceof Uint8Array) bytes = input
+  else if (input instanceof ArrayBuffer) bytes = new Uint8Array(input)
+  else throw new WireProtocolError('ERR_WIRE_MAGIC', 'not a binary wire frame (expected bytes)')
+
+  // Magic and version first, so a peer speaking something else gets the most useful error.
+  if (bytes.length < 2) throw truncatedHeader(bytes.length)
+  if (bytes[0] !== WIRE_MAGIC[0] || bytes[1] !== WIRE_MAGIC[1]) {
+    throw new WireProtocolError(
+      'ERR_WIRE_MAGIC',
+      `bad frame magic 0x${hex(bytes[0])}${hex(bytes[1])} (expected 0x${hex(WIRE_MAGIC[0])}${hex(WIRE_MAGIC[1])})`,
+    )
+  }
+  if (bytes.length < 3) throw truncatedHeader(bytes.length)
+  const version = bytes[2] as number
+  if (version !== WIRE_VERSION) {
+    throw new WireProtocolError(
+      'ERR_WIRE_VERSION',
+      `peer speaks wire protocol version ${version}, this peer speaks version ${WIRE_VERSION}`,
+    )
+  }
+  if (bytes.length < FRAME_HEADER_BYTES) throw truncatedHeader(bytes.length)
+
+  const view = new DataView(bytes.buffer, bytes.byteOffset, FRAME_HEADER_BYTES)
+  const type = view.getUint8(3)
+  if (!isFrameType(type)) throw new WireProtocolError('ERR_WIRE_TYPE', `unknown frame type ${type}`)
+  const flags = view.getUint8(4)
+  const reserved = view.getUint8(5) | view.getUint8(6) | view.getUint8(7)
+  if (flags !== 0 || reserved !== 0) {
+    throw new WireProtocolError(
+      'ERR_WIRE_FLAGS',
+      `unknown frame flags 0x${hex(flags)} or non-zero reserved bytes`,
+    )
+  }
+  const messageId = view.getUint32(8, true)
+  const chunkIndex = view.getUint32(12, true)
+  const chunkCount = view.getUint32(16, true)
+  const payloadLength = view.getUint32(20, true)
+
+  if (bytes.length > MAX_CHUNK_BYTES) {
+    throw new WireProtocolError(
+      'ERR_WIRE_TOO_LARGE',
+      `frame is ${bytes.length} bytes, over ${MAX_CHUNK_BYTES}`,
+    )
+  }
+  checkPayloadLength(payloadLength)
+  const end = FRAME_HEADER_BYTES + payloadLength
+  if (end > bytes.length) {
+    throw new WireProtocolError(
+      'ERR_WIRE_TRUNCATED',
+      `frame header announces ${payloadLength} payload bytes but only ${bytes.length - FRAME_HEADER_BYTES} follow`,
+    )
+  }
+  if (end < bytes.length) {
+    throw new WireProtocolError('ERR_WIRE_PAYLOAD', `frame has ${bytes.length - end} bytes after its payload`)
+  }
+  checkChunkPosition(chunkIndex, chunkCount)
+  return { type, messageId, chunkIndex, chunkCount, payload: bytes.subarray(FRAME_HEADER_BYTES, end) }
+}
+
+function checkChunkPosition(chunkIndex: number, chunkCount: number): void {
+  if (!(Number.isInteger(chunkCount) && chunkCount >= 1 && chunkCount <= U32_MAX)) {
+    throw new WireProtocolError('ERR_WIRE_CHUNK', `chunk count must be a u32 >= 1, got ${String(chunkCount)}`)
+  }
+  if (!(Number.isInteger(chunkIndex) && chunkIndex >= 0 && chunkIndex < chunkCount)) {
+    throw new WireProtocolError(
+      'ERR_WIRE_CHUNK',
+      `chunk index ${String(chunkIndex)} is not below count ${chunkCount}`,
+    )
+  }
+}
+
+function checkPayloadLength(length: number): void {
+  // An empty chunk carries nothing and would only let a peer inflate the chunk count.
+  if (length === 0) throw new WireProtocolError('ERR_WIRE_CHUNK', 'empty chunk payload')
+  if (length > MAX_CHUNK_PAYLOAD_BYTES) {
+    throw new WireProtocolError(
+      'ERR_WIRE_TOO_LARGE',
+      `chunk payload of ${length} bytes is over ${MAX_CHUNK_PAYLOAD_BYTES} (${MAX_CHUNK_BYTES} with header)`,
+    )
+  }
+}
+
+function truncatedHeader(length: number): WireProtocolError {
+  return new WireProtocolError(
+    'ERR_WIRE_TRUNCATED',
+    `frame is ${length} bytes, shorter than the ${FRAME_HEADER_BYTES}-byte header`,
+  )
+}
+
+function hex(byte: number | undefined): string {
+  return (byte ?? 0).toString(16).padStart(2, '0')
+}

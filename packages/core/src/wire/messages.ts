@@ -1,0 +1,221 @@
+import { type ButterflyError, errorFromWire, WireProtocolError } from '../errors.js'
+import { BodyReader, BodyWriter, payloadError, utf8Bytes } from './body.js'
+import {
+  checkMessageId,
+  FRAME_HEADER_BYTES,
+  FrameType,
+  MAX_CHUNK_BYTES,
+  MAX_CHUNK_PAYLOAD_BYTES,
+  MAX_MESSAGE_BYTES,
+} from './frame.js'
+import {
+  type EndGeneration,
+  type Message,
+  type Ping,
+  type Pong,
+  type StepError,
+  type StepRequest,
+  type StepResult,
+  validateMessage,
+} from './validate-message.js'
+
+export * from './validate-message.js'
+
+/**
+ * Binary bodies of the mesh messages. Every body is little-endian; arrays are raw bytes,
+ * 4-byte aligned from the body start, so the receiver views them in place.
+ *
+ *   id             u8 length, ASCII bytes, pad to 4
+ *   StepRequest    id, u32 stepIndex, u32 startPos, u32 seqLen, f32 temperature, u32 deadlineMs,
+ *                  u32 tokenCount, u32 hiddenCount, i32[tokenCount], f32[hiddenCount]
+ *   StepResult     id, u32 stepIndex, u32 hiddenCount, u32 topkCount, f64 logSumExp (0 without top-k),
+ *                  f32[hiddenCount], f32[topkCount] values, i32[topkCount] ids
+ *   StepError      id, u32 stepIndex, u8 nameLength, name, u8 codeLength, code,
+ *                  u16 messageLength, UTF-8 message
+ *   EndGeneration  id
+ *   Ping, Pong     u32 nonce, f64 sentAt
+ */
+
+/** A message as it arrives: a StepError carries the rebuilt error, ready to throw. */
+export type ReceivedMessage = Exclude<Message, StepError> | (StepError & { readonly error: ButterflyError })
+
+export interface EncodeOptions {
+  /** Defaults to a per-module counter; must be unique among this sender's in-flight messages. */
+  messageId?: number
+  maxMessageBytes?: number
+  /** Frame size cap, header included (tests use small values to force many chunks). */
+  maxChunkBytes?: number
+}
+
+let nextMessageId = 1
+
+/** Encodes a message into frames, each at most MAX_CHUNK_BYTES, ready to send in order. */
+export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Array[] {
+  const maxChunkBytes = opts.maxChunkBytes ?? MAX_CHUNK_BYTES
+  if (
+    !(
+      Number.isInteger(maxChunkBytes) &&
+      maxChunkBytes > FRAME_HEADER_BYTES &&
+      maxChunkBytes <= MAX_CHUNK_BYTES
+    )
+  ) {
+    throw new WireProtocolError(
+      'ERR_WIRE_OPTIONS',
+      `maxChunkBytes must be an integer in (${FRAME_HEADER_BYTES}, ${MAX_CHUNK_BYTES}], got ${maxChunkBytes}`,
+    )
+  }
+  const maxMessageBytes = checkMaxMessageBytes(opts.maxMessageBytes)
+  let messageId = opts.messageId
+  if (messageId === undefined) {
+    messageId = nextMessageId
+    nextMessageId = (nextMessageId + 1) >>> 0
+  }
+  checkMessageId(messageId)
+
+  const m = validateMessage(msg)
+  const w = new BodyWriter()
+  let type: FrameType
+  switch (m.type) {
+    case 'StepRequest':
+      type = FrameType.StepRequest
+      writeId(w, m.generationId)
+      w.u32(m.stepIndex).u32(m.startPos).u32(m.seqLen).f32(m.temperature).u32(m.deadlineMs)
+      w.u32(m.tokens?.length ?? 0).u32(m.hidden?.length ?? 0)
+      if (m.tokens !== undefined) w.array(m.tokens)
+      if (m.hidden !== undefined) w.array(m.hidden)
+      break
+    case 'StepResult':
+      type = FrameType.StepResult
+      writeId(w, m.generationId)
+      w.u32(m.stepIndex)
+        .u32(m.hidden?.length ?? 0)
+        .u32(m.topk?.values.length ?? 0)
+      w.f64(m.topk?.logSumExp ?? 0)
+      if (m.hidden !== undefined) w.array(m.hidden)
+      if (m.topk !== undefined) w.array(m.topk.values).array(m.topk.ids)
+      break
+    case 'StepError': {
+      type = FrameType.StepError
+      writeId(w, m.generationId)
+      const message = utf8Bytes(m.error.message)
+      w.u32(m.stepIndex)
+      w.u8(m.error.name.length).bytes(utf8Bytes(m.error.name))
+      w.u8(m.error.code.length).bytes(utf8Bytes(m.error.code))
+      w.u16(message.length).bytes(message)
+      break
+    }
+    case 'EndGeneration':
+      type = FrameType.EndGeneration
+      writeId(w, m.generationId)
+      break
+    case 'Ping':
+    case 'Pong':
+      type = m.type === 'Ping' ? FrameType.Ping : FrameType.Pong
+      w.u32(m.nonce).f64(m.sentAt)
+      break
+  }
+  if (w.length > maxMessageBytes) {
+    throw new WireProtocolError(
+      'ERR_WIRE_TOO_LARGE',
+      `${m.type} body is ${w.length} bytes, over ${maxMessageBytes}`,
+    )
+  }
+  return w.toFrames(type, messageId, maxChunkBytes - FRAME_HEADER_BYTES)
+}
+
+/**
+ * Decodes and validates a complete message body. Arrays in the result may be views into
+ * `body`, so the caller must not reuse those bytes afterwards.
+ */
+export function decodeMessageBody(type: FrameType, body: Uint8Array): ReceivedMessage {
+  const r = new BodyReader(body)
+  let msg: Message
+  switch (type) {
+    case FrameType.StepRequest: {
+      const generationId = readId(r)
+      const stepIndex = r.u32()
+      const startPos = r.u32()
+      const seqLen = r.u32()
+      const temperature = r.f32()
+      const deadlineMs = r.u32()
+      const tokenCount = r.u32()
+      const hiddenCount = r.u32()
+      const m: StepRequest = {
+        type: 'StepRequest',
+        generationId,
+        stepIndex,
+        startPos,
+        seqLen,
+        temperature,
+        deadlineMs,
+      }
+      if (tokenCount > 0) m.tokens = r.int32Array(tokenCount)
+      if (hiddenCount > 0) m.hidden = r.float32Array(hiddenCount)
+      msg = m
+      break
+    }
+    case FrameType.StepResult: {
+      const generationId = readId(r)
+      const stepIndex = r.u32()
+      const hiddenCount = r.u32()
+      const topkCount = r.u32()
+      const logSumExp = r.f64()
+      const m: StepResult = { type: 'StepResult', generationId, stepIndex }
+      if (hiddenCount > 0) m.hidden = r.float32Array(hiddenCount)
+      if (topkCount > 0) {
+        const values = r.float32Array(topkCount)
+        m.topk = { values, ids: r.int32Array(topkCount), logSumExp }
+      } else if (logSumExp !== 0) {
+        throw payloadError('StepResult without top-k carries a logSumExp')
+      }
+      msg = m
+      break
+    }
+    case FrameType.StepError: {
+      const generationId = readId(r)
+      const stepIndex = r.u32()
+      const name = r.ascii(r.u8())
+      const code = r.ascii(r.u8())
+      const message = r.utf8(r.u16())
+      msg = { type: 'StepError', generationId, stepIndex, error: { name, code, message } } satisfies StepError
+      break
+    }
+    case FrameType.EndGeneration:
+      msg = { type: 'EndGeneration', generationId: readId(r) } satisfies EndGeneration
+      break
+    case FrameType.Ping:
+    case FrameType.Pong:
+      msg = { type: type === FrameType.Ping ? 'Ping' : 'Pong', nonce: r.u32(), sentAt: r.f64() } satisfies
+        | Ping
+        | Pong
+      break
+    default:
+      throw new WireProtocolError('ERR_WIRE_TYPE', `unknown frame type ${String(type)}`)
+  }
+  r.end()
+  const valid = validateMessage(msg)
+  if (valid.type === 'StepError') return { ...valid, error: errorFromWire(valid.error) }
+  return valid
+}
+
+export function checkMaxMessageBytes(value: number | undefined): number {
+  if (value === undefined) return MAX_MESSAGE_BYTES
+  // Chunk counts must stay far below u32; 4 GiB would also exceed what a typed array can hold.
+  if (!(Number.isSafeInteger(value) && value >= MAX_CHUNK_PAYLOAD_BYTES && value <= 2 ** 31)) {
+    throw new WireProtocolError(
+      'ERR_WIRE_OPTIONS',
+      `maxMessageBytes must be an integer in [${MAX_CHUNK_PAYLOAD_BYTES}, 2^31], got ${value}`,
+    )
+  }
+  return value
+}
+
+function writeId(w: BodyWriter, id: string): void {
+  w.u8(id.length).bytes(utf8Bytes(id)).align4()
+}
+
+function readId(r: BodyReader): string {
+  const id = r.ascii(r.u8())
+  r.align4()
+  return id
+}

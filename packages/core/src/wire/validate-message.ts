@@ -1,0 +1,252 @@
+import type { WireError } from '../errors.js'
+import type { TopKLogits } from '../sampler.js'
+import { payloadError, utf8Bytes } from './body.js'
+
+/**
+ * The mesh messages and the field-by-field rules both sides apply: a sender validates before
+ * encoding so its own bugs surface locally, a receiver after decoding because peers are hostile.
+ */
+
+export const MAX_GENERATION_ID_LENGTH = 64
+/** Positions in one step (a prefill chunk). */
+export const MAX_SEQ_LEN = 1 << 17
+/** startPos + seqLen: far beyond any model's context, small enough to stay exact everywhere. */
+export const MAX_POSITIONS = 1 << 24
+export const MAX_HIDDEN_SIZE = 1 << 16
+export const MAX_TOPK = 1 << 16
+export const MAX_TEMPERATURE = 100
+export const MAX_ERROR_NAME_LENGTH = 64
+export const MAX_ERROR_MESSAGE_BYTES = 1024
+
+export interface StepRequest {
+  readonly type: 'StepRequest'
+  generationId: string
+  stepIndex: number
+  startPos: number
+  seqLen: number
+  /** Sent as f32. */
+  temperature: number
+  /** Relative budget in milliseconds (peers' clocks differ); 0 means none. */
+  deadlineMs: number
+  /** First stage: exactly seqLen token ids. */
+  tokens?: Int32Array
+  /** Other stages: seqLen * hiddenSize finite values. Exactly one of tokens and hidden is set. */
+  hidden?: Float32Array
+}
+
+export interface StepResult {
+  readonly type: 'StepResult'
+  generationId: string
+  stepIndex: number
+  /** Every stage but the last. Exactly one of hidden and topk is set. */
+  hidden?: Float32Array
+  topk?: TopKLogits
+}
+
+export interface StepError {
+  readonly type: 'StepError'
+  generationId: string
+  stepIndex: number
+  /** Use toWireError to turn any thrown value into one that passes validation. */
+  error: WireError
+}
+
+export interface EndGeneration {
+  readonly type: 'EndGeneration'
+  generationId: string
+}
+
+export interface Ping {
+  readonly type: 'Ping'
+  nonce: number
+  sentAt: number
+}
+
+export interface Pong {
+  readonly type: 'Pong'
+  nonce: number
+  sentAt: number
+}
+
+export type Message = StepRequest | StepResult | StepError | EndGeneration | Ping | Pong
+
+const GENERATION_ID = /^[A-Za-z0-9_-]{1,64}$/
+const ERROR_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/
+const ERROR_CODE = /^[A-Za-z0-9_]{1,64}$/
+
+export function validateMessage(msg: unknown): Message {
+  if (typeof msg !== 'object' || msg === null) throw payloadError('message must be an object')
+  const m = msg as Record<string, unknown>
+  switch (m.type) {
+    case 'StepRequest':
+      return validateStepRequest(m)
+    case 'StepResult':
+      return validateStepResult(m)
+    case 'StepError': {
+      checkGenerationId(m)
+      checkU32(m, 'stepIndex')
+      checkError(m.error)
+      return msg as StepError
+    }
+    case 'EndGeneration':
+      checkGenerationId(m)
+      return msg as EndGeneration
+    case 'Ping':
+    case 'Pong':
+      checkU32(m, 'nonce')
+      if (!(typeof m.sentAt === 'number' && Number.isFinite(m.sentAt) && m.sentAt >= 0)) {
+        throw payloadError(`${m.type}.sentAt must be a finite number >= 0, got ${String(m.sentAt)}`)
+      }
+      return msg as Ping | Pong
+    default:
+      throw payloadError(`unknown message type ${JSON.stringify(String(m.type)).slice(0, 80)}`)
+  }
+}
+
+function validateStepRequest(m: Record<string, unknown>): StepRequest {
+  checkGenerationId(m)
+  checkU32(m, 'stepIndex')
+  const startPos = checkU32(m, 'startPos')
+  const seqLen = checkU32(m, 'seqLen')
+  checkU32(m, 'deadlineMs')
+  if (seqLen < 1 || seqLen > MAX_SEQ_LEN)
+    throw payloadError(`StepRequest.seqLen must be in [1, ${MAX_SEQ_LEN}], got ${seqLen}`)
+  if (startPos + seqLen > MAX_POSITIONS) {
+    throw payloadError(
+      `StepRequest.startPos + seqLen must be at most ${MAX_POSITIONS}, got ${startPos + seqLen}`,
+    )
+  }
+  const t = m.temperature
+  if (!(typeof t === 'number' && Number.isFinite(t) && t >= 0 && t <= MAX_TEMPERATURE)) {
+    throw payloadError(`StepRequest.temperature must be in [0, ${MAX_TEMPERATURE}], got ${String(t)}`)
+  }
+  const { tokens, hidden } = m
+  if ((tokens === undefined) === (hidden === undefined)) {
+    throw payloadError('StepRequest needs exactly one of tokens (first stage) and hidden')
+  }
+  if (tokens !== undefined) {
+    if (!(tokens instanceof Int32Array)) throw payloadError('StepRequest.tokens must be an Int32Array')
+    if (tokens.length !== seqLen) {
+      throw payloadError(`StepRequest has ${tokens.length} tokens but seqLen ${seqLen}`)
+    }
+    for (let i = 0; i < tokens.length; i++) {
+      if ((tokens[i] as number) < 0) throw payloadError(`StepRequest.tokens[${i}] is negative (${tokens[i]})`)
+    }
+  }
+  if (hidden !== undefined) {
+    checkFinite(hidden, 'StepRequest.hidden')
+    const hiddenSize = hidden.length / seqLen
+    if (!Number.isInteger(hiddenSize) || hiddenSize > MAX_HIDDEN_SIZE) {
+      throw payloadError(
+        `StepRequest.hidden has ${hidden.length} values, not seqLen ${seqLen} times a hidden size <= ${MAX_HIDDEN_SIZE}`,
+      )
+    }
+  }
+  return m as unknown as StepRequest
+}
+
+function validateStepResult(m: Record<string, unknown>): StepResult {
+  checkGenerationId(m)
+  checkU32(m, 'stepIndex')
+  const { hidden, topk } = m
+  if ((hidden === undefined) === (topk === undefined)) {
+    throw payloadError('StepResult needs exactly one of hidden and topk')
+  }
+  if (hidden !== undefined) checkFinite(hidden, 'StepResult.hidden')
+  if (topk !== undefined) {
+    if (typeof topk !== 'object' || topk === null) throw payloadError('StepResult.topk must be an object')
+    const { values, ids, logSumExp } = topk as Record<string, unknown>
+    if (!(values instanceof Float32Array) || !(ids instanceof Int32Array)) {
+      throw payloadError('StepResult.topk needs Float32Array values and Int32Array ids')
+    }
+    const n = values.length
+    if (n === 0 || n > MAX_TOPK || ids.length !== n) {
+      throw payloadError(
+        `StepResult.topk needs 1..${MAX_TOPK} values and as many ids (got ${n} and ${ids.length})`,
+      )
+    }
+    if (!(typeof logSumExp === 'number' && Number.isFinite(logSumExp))) {
+      throw payloadError(`StepResult.topk.logSumExp must be finite, got ${String(logSumExp)}`)
+    }
+    for (let i = 0; i < n; i++) {
+      const v = values[i] as number
+      // -Infinity is a legitimate (masked) logit; NaN and +Infinity are not.
+      if (Number.isNaN(v) || v === Number.POSITIVE_INFINITY)
+        throw payloadError(`StepResult.topk.values[${i}] is ${v}`)
+      if (i > 0 && v > (values[i - 1] as number))
+        throw payloadError('StepResult.topk.values are not sorted descending')
+      if ((ids[i] as number) < 0) throw payloadError(`StepResult.topk.ids[${i}] is negative (${ids[i]})`)
+    }
+  }
+  return m as unknown as StepResult
+}
+
+function checkGenerationId(m: Record<string, unknown>): void {
+  const id = m.generationId
+  if (!(typeof id === 'string' && GENERATION_ID.test(id))) {
+    const shown =
+      typeof id === 'string' ? JSON.stringify(id.slice(0, MAX_GENERATION_ID_LENGTH + 1)) : typeof id
+    throw payloadError(`${String(m.type)}.generationId must be 1..64 chars of [A-Za-z0-9_-], got ${shown}`)
+  }
+}
+
+function checkU32(m: Record<string, unknown>, field: string): number {
+  const v = m[field]
+  if (!(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff)) {
+    throw payloadError(`${String(m.type)}.${field} must be a u32, got ${String(v)}`)
+  }
+  return v
+}
+
+function checkFinite(values: unknown, field: string): asserts values is Float32Array {
+  if (!(values instanceof Float32Array)) throw payloadError(`${field} must be a Float32Array`)
+  if (values.length === 0) throw payloadError(`${field} is empty`)
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i] as number)) throw payloadError(`${field}[${i}] is ${values[i]}`)
+  }
+}
+
+function checkError(error: unknown): void {
+  if (typeof error !== 'object' || error === null) throw payloadError('StepError.error must be an object')
+  const { name, code, message } = error as Record<string, unknown>
+  if (!(typeof name === 'string' && ERROR_NAME.test(name))) {
+    throw payloadError(`StepError.error.name must be an identifier of at most ${MAX_ERROR_NAME_LENGTH} chars`)
+  }
+  if (!(typeof code === 'string' && ERROR_CODE.test(code))) {
+    throw payloadError('StepError.error.code must be 1..64 chars of [A-Za-z0-9_]')
+  }
+  // UTF-8 never takes fewer bytes than UTF-16 code units, so a long string fails without encoding.
+  if (typeof message !== 'string' || message.length > MAX_ERROR_MESSAGE_BYTES) {
+    throw payloadError(
+      `StepError.error.message must be a string of at most ${MAX_ERROR_MESSAGE_BYTES} UTF-8 bytes`,
+    )
+  }
+  const bytes = utf8Bytes(message).length
+  if (bytes > MAX_ERROR_MESSAGE_BYTES) {
+    throw payloadError(`StepError.error.message is ${bytes} UTF-8 bytes, over ${MAX_ERROR_MESSAGE_BYTES}`)
+  }
+}
+
+/**
+ * Turns anything thrown into a WireError that passes validation: names and codes that do not
+ * fit are replaced, messages are cut to MAX_ERROR_MESSAGE_BYTES on a character boundary.
+ */
+export function toWireError(err: unknown): WireError {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as Record<string, unknown>
+  const rawName = typeof e.name === 'string' ? e.name : 'Error'
+  const name = ERROR_NAME.test(rawName) ? rawName : 'Error'
+  let code = typeof e.code === 'string' && ERROR_CODE.test(e.code) ? e.code : 'ERR_INTERNAL'
+  if (name === 'AbortError' && code === 'ERR_INTERNAL') code = 'ERR_ABORTED'
+  const rawMessage = typeof e.message === 'string' ? e.message : typeof err === 'object' ? '' : String(err)
+  return { name, code, message: truncateUtf8(rawMessage, MAX_ERROR_MESSAGE_BYTES) }
+}
+
+function truncateUtf8(s: string, maxBytes: number): string {
+  const bytes = utf8Bytes(s)
+  if (bytes.length <= maxBytes) return s
+  const ellipsis = '…'
+  let end = maxBytes - 3
+  // Back up over continuation bytes (10xxxxxx) so no code point is split.
+  while (end > 0 && ((bytes[end] as number) & 0xc0) === 0x80) end--
+  return new TextDecoder().decode(bytes.subarray(0, end)) + ellipsis
+}

@@ -1,0 +1,394 @@
+import { describe, expect, test } from 'vitest'
+import { TransportError, WireProtocolError, type WireProtocolErrorCode } from '../src/errors.js'
+import { MessageConnection, type MessageConnectionOptions } from '../src/transport/message-connection.js'
+import type { FrameChannel, Transport } from '../src/transport/transport.js'
+import {
+  encodeFrame,
+  FRAME_HEADER_BYTES,
+  FrameType,
+  MAX_CHUNK_BYTES,
+  MAX_CHUNK_PAYLOAD_BYTES,
+} from '../src/wire/frame.js'
+import { encodeMessage, type Message, type ReceivedMessage, type StepRequest } from '../src/wire/messages.js'
+
+export interface TransportPair {
+  a: Transport
+  b: Transport
+  cleanup(): Promise<void>
+}
+
+/**
+ * What every Transport must do, run against real implementations (memory, WebRTC). Tests
+ * wait on events, never on time; each has a timeout only so a hang fails instead of stalling.
+ */
+export function runTransportCompliance(name: string, makePair: () => Promise<TransportPair>): void {
+  const withPair = (fn: (pair: TransportPair) => Promise<void>) => async () => {
+    const pair = await makePair()
+    try {
+      await fn(pair)
+    } finally {
+      await pair.cleanup()
+    }
+  }
+
+  describe(`transport compliance: ${name}`, () => {
+    test(
+      'dials a peer, which sees the channel arrive; frames flow both ways as copies',
+      withPair(async ({ a, b }) => {
+        const { ab, ba, from } = await connect(a, b)
+        expect(from).toBe(a.peerId)
+        expect(ab.closed).toBe(false)
+        expect(ba.closed).toBe(false)
+        const got = nextFrame(ba)
+        const sent = Uint8Array.from([1, 2, 3, 250])
+        ab.send(sent)
+        sent.fill(0)
+        expect(Array.from(await got)).toEqual([1, 2, 3, 250])
+        const back = nextFrame(ab)
+        ba.send(Uint8Array.from([9]))
+        expect(Array.from(await back)).toEqual([9])
+      }),
+      15_000,
+    )
+
+    test(
+      'delivers many messages, small and chunked, in send order',
+      withPair(async ({ a, b }) => {
+        const { ab, ba } = await connect(a, b)
+        const tx = new MessageConnection(ab)
+        const rx = new MessageConnection(ba)
+        const count = 400
+        const received = collect(rx, count)
+        const sends: Promise<void>[] = []
+        for (let i = 0; i < count; i++) {
+          // Every tenth message spans 3 chunks, so chunked and single-frame messages interleave.
+          const msg: Message =
+            i % 10 === 0
+              ? {
+                  type: 'StepResult',
+                  generationId: `g${i}`,
+                  stepIndex: i,
+                  hidden: new Float32Array(40_000).fill(i),
+                }
+              : { type: 'Ping', nonce: i, sentAt: i }
+          sends.push(tx.send(msg))
+        }
+        await Promise.all(sends)
+        const msgs = await received
+        const order = msgs.map((m) =>
+          m.type === 'Ping' ? m.nonce : m.type === 'StepResult' ? m.stepIndex : -1,
+        )
+        expect(order).toEqual(Array.from({ length: count }, (_, i) => i))
+        const big = msgs[10]
+        expect(big?.type === 'StepResult' && big.hidden?.length === 40_000 && big.hidden[39_999] === 10).toBe(
+          true,
+        )
+      }),
+      15_000,
+    )
+
+    test(
+      'carries a 5 MB message intact, as frames of at most 64 KiB',
+      withPair(async ({ a, b }) => {
+        const { ab, ba } = await connect(a, b)
+        const sent = recordSends(ab)
+        const arrived: number[] = []
+        ba.onFrame((f) => arrived.push(f.length))
+        const tx = new MessageConnection(sent.channel)
+        const rx = new MessageConnection(ba)
+        const msg = bigRequest(320, 4096)
+        const bodyBytes = (msg.hidden as Float32Array).byteLength
+        expect(bodyBytes).toBeGreaterThan(5_000_000)
+        const received = collect(rx, 1)
+        await tx.send(msg)
+        const [got] = await received
+        expect(got?.type).toBe('StepRequest')
+        const hidden = (got as StepRequest).hidden as Float32Array
+        expect(hidden.length).toBe((msg.hidden as Float32Array).length)
+        expect(firstMismatch(hidden, msg.hidden as Float32Array)).toBe(-1)
+        const minFrames = Math.ceil(bodyBytes / MAX_CHUNK_PAYLOAD_BYTES)
+        expect(sent.sizes.length).toBeGreaterThanOrEqual(minFrames)
+        expect(Math.max(...sent.sizes)).toBeLessThanOrEqual(MAX_CHUNK_BYTES)
+        expect(arrived.length).toBe(sent.sizes.length)
+        expect(Math.max(...arrived)).toBeLessThanOrEqual(MAX_CHUNK_BYTES)
+      }),
+      30_000,
+    )
+
+    test(
+      'backpressure keeps bufferedAmount within one frame of the high-water mark',
+      withPair(async ({ a, b }) => {
+        const { ab, ba } = await connect(a, b)
+        const highWaterMark = 256 * 1024
+        const sent = recordSends(ab)
+        const tx = new MessageConnection(sent.channel, { highWaterMark })
+        const rx = new MessageConnection(ba)
+        const received = collect(rx, 2)
+        // 2 × 4 MiB, sent back to back: far more than the channel can hold at once.
+        await Promise.all([tx.send(bigRequest(256, 4096, 1)), tx.send(bigRequest(256, 4096, 2))])
+        const msgs = await received
+        expect(msgs.map((m) => (m as StepRequest).stepIndex)).toEqual([1, 2])
+        const worst = Math.max(...sent.bufferedAfter)
+        expect(worst).toBeLessThanOrEqual(highWaterMark + MAX_CHUNK_BYTES)
+        // The queue did fill past the mark, so the bound above was actually exercised.
+        expect(worst).toBeGreaterThan(highWaterMark)
+      }),
+      30_000,
+    )
+
+    test(
+      'reports malformed frames from the peer instead of throwing, and keeps going',
+      withPair(async ({ a, b }) => {
+        const { ab, ba } = await connect(a, b)
+        const rx = new MessageConnection(ba, { maxProtocolErrors: 100 })
+        const codes: WireProtocolErrorCode[] = []
+        rx.onProtocolError((err) => {
+          expect(err).toBeInstanceOf(WireProtocolError)
+          codes.push(err.code)
+        })
+        const cases = malformedFrames()
+        for (const c of cases) ab.send(c.bytes)
+        const received = collect(rx, 1)
+        for (const f of encodeMessage({ type: 'Ping', nonce: 7, sentAt: 1 })) ab.send(f)
+        const [ping] = await received
+        expect(ping).toMatchObject({ type: 'Ping', nonce: 7 })
+        expect(codes).toEqual(cases.map((c) => c.code))
+        expect(rx.protocolErrors).toBe(cases.length)
+        expect(rx.closed).toBe(false)
+      }),
+      15_000,
+    )
+
+    test(
+      'closes itself after too many protocol errors, and the peer sees the close',
+      withPair(async ({ a, b }) => {
+        const { ab, ba } = await connect(a, b)
+        const rx = new MessageConnection(ba, { maxProtocolErrors: 3 })
+        const rxClosed = new Promise<Error | undefined>((r) => rx.onClose(r))
+        const txClosed = new Promise<void>((r) => ab.onClose(() => r()))
+        for (let i = 0; i < 5; i++) ab.send(Uint8Array.from([0xde, 0xad, i]))
+        const reason = await rxClosed
+        expect(reason).toBeInstanceOf(WireProtocolError)
+        expect((reason as WireProtocolError).code).toBe('ERR_WIRE_MAGIC')
+        expect(rx.protocolErrors).toBe(3)
+        await txClosed
+        expect(ab.closed).toBe(true)
+      }),
+      15_000,
+    )
+
+    test(
+      'close on one side reaches the other',
+      withPair(async ({ a, b }) => {
+        const { ab, ba } = await connect(a, b)
+        const left = new MessageConnection(ab)
+        const right = new MessageConnection(ba)
+        const rightClosed = new Promise<void>((r) => right.onClose(() => r()))
+        const leftClosed = new Promise<Error | undefined>((r) => left.onClose(r))
+        left.close()
+        expect(await leftClosed).toBeUndefined()
+        await rightClosed
+        expect(left.closed && right.closed && ab.closed && ba.closed).toBe(true)
+      }),
+      15_000,
+    )
+
+    test(
+      'closing a transport closes its channels',
+      withPair(async ({ a, b }) => {
+        const { ba } = await connect(a, b)
+        const closed = new Promise<void>((r) => ba.onClose(() => r()))
+        await a.close()
+        await closed
+        expect(ba.closed).toBe(true)
+        await expect(a.dial(b.peerId)).rejects.toMatchObject({
+          name: 'TransportError',
+          code: 'ERR_DIAL_FAILED',
+        })
+      }),
+      15_000,
+    )
+
+    test(
+      'dial rejects with the abort reason, and a later dial still works',
+      withPair(async ({ a, b }) => {
+        const reason = new Error('changed my mind')
+        await expect(a.dial(b.peerId, AbortSignal.abort(reason))).rejects.toBe(reason)
+        const ac = new AbortController()
+        const pending = a.dial(b.peerId, ac.signal)
+        ac.abort(reason)
+        await expect(pending).rejects.toBe(reason)
+        const { ab } = await connect(a, b)
+        expect(ab.closed).toBe(false)
+      }),
+      15_000,
+    )
+
+    test(
+      'sending on a closed connection rejects with ERR_CHANNEL_CLOSED',
+      withPair(async ({ a, b }) => {
+        const { ab, ba } = await connect(a, b)
+        const left = new MessageConnection(ab)
+        const right = new MessageConnection(ba)
+        const rightClosed = new Promise<void>((r) => right.onClose(() => r()))
+        const ping: Message = { type: 'Ping', nonce: 1, sentAt: 0 }
+        left.close()
+        await expectClosed(left.send(ping))
+        expect(() => ab.send(Uint8Array.from([1]))).toThrow(TransportError)
+        await rightClosed
+        await expectClosed(right.send(ping))
+      }),
+      15_000,
+    )
+
+    test(
+      'a send waiting on backpressure rejects with ERR_CHANNEL_CLOSED when the channel closes',
+      withPair(async ({ a, b }) => {
+        const { ab } = await connect(a, b)
+        const sent = recordSends(ab)
+        const tx = new MessageConnection(sent.channel, {
+          highWaterMark: 64 * 1024,
+        } satisfies MessageConnectionOptions)
+        const sending = tx.send(bigRequest(256, 4096))
+        await sent.firstSend
+        tx.close()
+        await expectClosed(sending)
+        expect(sent.sizes.length).toBeLessThan(Math.ceil((256 * 4096 * 4) / MAX_CHUNK_PAYLOAD_BYTES))
+      }),
+      15_000,
+    )
+  })
+}
+
+async function connect(
+  a: Transport,
+  b: Transport,
+): Promise<{ ab: FrameChannel; ba: FrameChannel; from: string }> {
+  let stop = (): void => {}
+  const incoming = new Promise<[string, FrameChannel]>((resolve) => {
+    stop = b.onIncoming((from, channel) => resolve([from, channel]))
+  })
+  const ab = await a.dial(b.peerId)
+  const [from, ba] = await incoming
+  stop()
+  return { ab, ba, from }
+}
+
+function nextFrame(channel: FrameChannel): Promise<Uint8Array> {
+  return new Promise((resolve) => channel.onFrame(resolve))
+}
+
+function collect(conn: MessageConnection, n: number): Promise<ReceivedMessage[]> {
+  return new Promise((resolve, reject) => {
+    const out: ReceivedMessage[] = []
+    conn.onMessage((m) => {
+      out.push(m)
+      if (out.length === n) resolve(out)
+    })
+    conn.onClose((reason) => reject(reason ?? new Error(`closed after ${out.length} of ${n} messages`)))
+  })
+}
+
+async function expectClosed(p: Promise<unknown>): Promise<void> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  expect(err).toBeInstanceOf(TransportError)
+  expect((err as TransportError).code).toBe('ERR_CHANNEL_CLOSED')
+}
+
+/** Wraps a channel to record every frame size and the bufferedAmount right after each send. */
+function recordSends(inner: FrameChannel) {
+  const sizes: number[] = []
+  const bufferedAfter: number[] = []
+  let first = (): void => {}
+  const firstSend = new Promise<void>((r) => {
+    first = r
+  })
+  const channel: FrameChannel = {
+    send(frame) {
+      inner.send(frame)
+      sizes.push(frame.length)
+      bufferedAfter.push(inner.bufferedAmount)
+      first()
+    },
+    get bufferedAmount() {
+      return inner.bufferedAmount
+    },
+    get closed() {
+      return inner.closed
+    },
+    onFrame: (h) => inner.onFrame(h),
+    onClose: (h) => inner.onClose(h),
+    close: () => inner.close(),
+    ...(inner.waitForLow === undefined
+      ? {}
+      : { waitForLow: (s?: AbortSignal) => inner.waitForLow?.(s) as Promise<void> }),
+  }
+  return { channel, sizes, bufferedAfter, firstSend }
+}
+
+function bigRequest(seqLen: number, hiddenSize: number, stepIndex = 0): StepRequest {
+  const hidden = new Float32Array(seqLen * hiddenSize)
+  for (let i = 0; i < hidden.length; i++) hidden[i] = ((i * 2654435761) % 100_003) / 7 - stepIndex
+  return {
+    type: 'StepRequest',
+    generationId: 'big',
+    stepIndex,
+    startPos: 0,
+    seqLen,
+    temperature: 0,
+    deadlineMs: 0,
+    hidden,
+  }
+}
+
+function firstMismatch(x: Float32Array, y: Float32Array): number {
+  if (x.length !== y.length) return Math.min(x.length, y.length)
+  for (let i = 0; i < x.length; i++) if (!Object.is(x[i], y[i])) return i
+  return -1
+}
+
+/** Frames a hostile or broken peer might send, each with the error code it must produce. */
+function malformedFrames(): { name: string; bytes: Uint8Array; code: WireProtocolErrorCode }[] {
+  const ping = encodeMessage({ type: 'Ping', nonce: 1, sentAt: 0 }, { messageId: 1 })[0] as Uint8Array
+  const patch = (at: number, value: number, base = ping): Uint8Array => {
+    const out = base.slice()
+    out[at] = value
+    return out
+  }
+  const u32 = (at: number, value: number, base = ping): Uint8Array => {
+    const out = base.slice()
+    new DataView(out.buffer).setUint32(at, value, true)
+    return out
+  }
+  const withTail = new Uint8Array(ping.length + 1)
+  withTail.set(ping)
+  const header = ping.slice(0, FRAME_HEADER_BYTES)
+  new DataView(header.buffer).setUint32(20, 0, true)
+  return [
+    { name: 'not our protocol', bytes: Uint8Array.from({ length: 40 }, (_, i) => i), code: 'ERR_WIRE_MAGIC' },
+    { name: 'one byte', bytes: Uint8Array.from([0xbf]), code: 'ERR_WIRE_TRUNCATED' },
+    { name: 'short header', bytes: ping.slice(0, 10), code: 'ERR_WIRE_TRUNCATED' },
+    { name: 'another protocol version', bytes: patch(2, 99), code: 'ERR_WIRE_VERSION' },
+    { name: 'unknown frame type', bytes: patch(3, 200), code: 'ERR_WIRE_TYPE' },
+    { name: 'flags set', bytes: patch(4, 1), code: 'ERR_WIRE_FLAGS' },
+    { name: 'payload longer than announced', bytes: withTail, code: 'ERR_WIRE_PAYLOAD' },
+    { name: 'payload shorter than announced', bytes: u32(20, ping.length), code: 'ERR_WIRE_TRUNCATED' },
+    { name: 'empty chunk', bytes: header, code: 'ERR_WIRE_CHUNK' },
+    { name: 'chunk index past count', bytes: u32(12, 5, u32(16, 2)), code: 'ERR_WIRE_CHUNK' },
+    { name: 'absurd chunk count', bytes: u32(16, 0xffffffff), code: 'ERR_WIRE_TOO_LARGE' },
+    {
+      name: 'valid frame, garbage body',
+      bytes: encodeFrame({
+        type: FrameType.Ping,
+        messageId: 2,
+        chunkIndex: 0,
+        chunkCount: 1,
+        payload: Uint8Array.from([1, 2, 3]),
+      }),
+      code: 'ERR_WIRE_PAYLOAD',
+    },
+  ]
+}

@@ -1,0 +1,88 @@
+import bytes from 'bytes'
+import cliProgress from 'cli-progress'
+import { type DeviceRequest, resolveDevice } from './device.js'
+import { CliUsageError } from './errors.js'
+import { startWorkerNode } from './join/worker-node.js'
+import { createNodeBackend } from './node-backend.js'
+import { nodeWrtc } from './node-wrtc.js'
+
+export interface JoinOptions {
+  readonly server: string
+  readonly mesh: string
+  readonly token: string
+  readonly device: DeviceRequest
+  readonly memory: number
+  readonly name: string
+}
+
+/** Parses sizes like "4GB", "512MiB" or a plain byte count. */
+export function parseMemory(value: string): number {
+  const n = bytes.parse(value.replace(/iB$/i, 'B'))
+  if (n === null || !Number.isFinite(n) || n < 1) {
+    throw new CliUsageError(`--memory must be a size such as 4GB or 512MB, got "${value}"`)
+  }
+  return n
+}
+
+export function parseServerUrl(value: string): string {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new CliUsageError(`--server must be an http(s) URL, got "${value}"`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new CliUsageError(`--server must be an http(s) URL, got "${value}"`)
+  }
+  return url.toString().replace(/\/$/, '')
+}
+
+/**
+ * `butterfly-worker join`: registers with the server, benchmarks, loads the stage the plan
+ * gives it and serves steps until SIGINT/SIGTERM, then finishes in-flight steps and leaves.
+ */
+export async function runJoin(opts: JoinOptions): Promise<void> {
+  const device = await resolveDevice(opts.device)
+  const log = (line: string) => process.stderr.write(`butterfly-worker: ${line}\n`)
+  const bar = process.stderr.isTTY
+    ? new cliProgress.SingleBar(
+        { format: 'downloading layers [{bar}] {percentage}% {value}/{total} bytes', stream: process.stderr },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined
+  let barStarted = false
+  const node = await startWorkerNode(
+    {
+      serverUrl: opts.server,
+      mesh: opts.mesh,
+      token: opts.token,
+      name: opts.name,
+      memoryBytes: opts.memory,
+      backendName: device,
+    },
+    {
+      backend: createNodeBackend({ device }),
+      wrtc: nodeWrtc(),
+      log,
+      onDownload: (done, total) => {
+        if (!bar) return
+        if (!barStarted) bar.start(total, 0)
+        barStarted = true
+        bar.update(done)
+        if (done >= total) {
+          bar.stop()
+          barStarted = false
+        }
+      },
+    },
+  )
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      log(`${sig}: finishing in-flight steps and leaving`)
+      node.stop().then(resolve, resolve)
+    }
+    process.once('SIGINT', () => stop('SIGINT'))
+    process.once('SIGTERM', () => stop('SIGTERM'))
+  })
+  log(`left the mesh after serving ${node.stepsServed} steps`)
+}

@@ -1,0 +1,190 @@
+import {
+  createStageHost,
+  createWebRtcTransport,
+  EMBED_TOKENS,
+  FINAL_NORM,
+  type InferenceBackend,
+  LM_HEAD,
+  layerWeightShapes,
+  MessageConnection,
+  type ModelConfig,
+  type PlanMessage,
+  parseModelConfig,
+  type StageHost,
+  type StageSession,
+} from '@butterfly/core'
+import { openRemoteModel } from '../remote-model.js'
+import { ControlClient } from './control-client.js'
+import { benchmarkLayerSteps } from './layer-benchmark.js'
+
+export interface WorkerNodeInit {
+  readonly serverUrl: string
+  readonly mesh: string
+  readonly token: string
+  readonly name: string
+  readonly memoryBytes: number
+  readonly backendName: 'cpu' | 'cuda' | 'webgpu'
+}
+
+export interface WorkerNodeComponents {
+  readonly backend: InferenceBackend
+  /** RTCPeerConnection implementation (node-datachannel's polyfill). */
+  readonly wrtc: unknown
+  readonly log?: (line: string) => void
+  /** Download progress of the stage's tensors. */
+  readonly onDownload?: (done: number, total: number) => void
+}
+
+export interface WorkerNode {
+  readonly peerId: string
+  readonly layerStepsPerSec: number
+  /** The layer range served now, if any. */
+  readonly stage: { start: number; end: number } | undefined
+  readonly stepsServed: number
+  /** Resolves when the stage of plan `version` (or a later one) is loaded and announced. */
+  whenReady(version?: number): Promise<void>
+  /** Finishes in-flight steps, tells the server, leaves. */
+  stop(): Promise<void>
+}
+
+/**
+ * A worker in a mesh: joins with a benchmark figure, loads whatever layers the plan gives it
+ * (downloading only those tensors), and serves steps to coordinators over WebRTC.
+ */
+export async function startWorkerNode(
+  init: WorkerNodeInit,
+  components: WorkerNodeComponents,
+): Promise<WorkerNode> {
+  const log = components.log ?? (() => undefined)
+  const base = init.serverUrl.replace(/\/$/, '')
+  const config = parseModelConfig(await (await fetch(`${base}/models/${init.mesh}/config.json`)).json())
+  const layerStepsPerSec = await benchmarkLayerSteps(config, components.backend)
+  log(`benchmark: ${layerStepsPerSec.toFixed(0)} layer-steps/s on ${components.backend.name}`)
+
+  const control = await ControlClient.connect({ serverUrl: base })
+  const ack = await control.join({
+    mesh: init.mesh,
+    token: init.token,
+    capabilities: {
+      backend: init.backendName,
+      memoryBytes: init.memoryBytes,
+      layerStepsPerSec,
+      name: init.name,
+    },
+  })
+  log(`joined mesh ${init.mesh} as ${ack.peerId}`)
+  const transport = createWebRtcTransport(
+    { peerId: ack.peerId, iceServers: ack.iceServers },
+    { signaling: control, wrtc: components.wrtc },
+  )
+
+  let current: { start: number; end: number; stage: StageSession; host: StageHost } | undefined
+  let readyVersion = -1
+  let stepsServed = 0
+  let stopping = false
+  const readyWaiters: Array<{ version: number; resolve: () => void }> = []
+  const connections = new Map<MessageConnection, () => void>()
+
+  const serveAll = () => {
+    for (const [conn, off] of connections) {
+      off()
+      connections.set(conn, current ? current.host.serve(conn) : () => undefined)
+    }
+  }
+  transport.onIncoming((_from, channel) => {
+    const conn = new MessageConnection(channel)
+    connections.set(conn, current && !stopping ? current.host.serve(conn) : () => undefined)
+    conn.onClose(() => connections.delete(conn))
+  })
+
+  let queue: Promise<void> = Promise.resolve()
+  control.onPlan(
+    (plan) => {
+      queue = queue
+        .then(() => apply(plan))
+        .catch((err) => log(`plan ${plan.version} failed: ${(err as Error).message}`))
+    },
+    (err) => log(`ignored an invalid plan: ${(err as Error).message}`),
+  )
+
+  async function apply(plan: PlanMessage): Promise<void> {
+    if (stopping) return
+    const mine = plan.stages.find((s) => s.peerId === ack.peerId)
+    if (current && (!mine || mine.start !== current.start || mine.end !== current.end)) {
+      const old = current
+      current = undefined
+      serveAll()
+      await old.host.drain()
+      old.host.close()
+      await old.stage.dispose()
+      log(`released layers [${old.start}, ${old.end})`)
+    }
+    if (mine && !current) {
+      const remote = await openRemoteModel(`${base}${plan.modelPath}`)
+      const names = stageTensorNames(remote.config, mine.start, mine.end)
+      const total = remote.stageBytes(names)
+      let done = 0
+      const weights = async (name: string, shape: readonly number[]) => {
+        const t = await remote.weights(name, shape)
+        done += t.data.byteLength
+        components.onDownload?.(done, total)
+        return t
+      }
+      const stage = await components.backend.createStage(
+        { config: remote.config, layerStart: mine.start, layerEnd: mine.end },
+        weights,
+      )
+      const host = createStageHost(stage, { onStep: () => stepsServed++ })
+      current = { start: mine.start, end: mine.end, stage, host }
+      serveAll()
+      log(`serving layers [${mine.start}, ${mine.end}) of ${remote.manifest.modelId}`)
+    }
+    readyVersion = plan.version
+    control.stageReady(plan.version)
+    for (const w of readyWaiters.splice(0)) {
+      if (w.version <= readyVersion) w.resolve()
+      else readyWaiters.push(w)
+    }
+  }
+
+  return {
+    peerId: ack.peerId,
+    layerStepsPerSec,
+    get stage() {
+      return current ? { start: current.start, end: current.end } : undefined
+    },
+    get stepsServed() {
+      return stepsServed
+    },
+    whenReady(version = 0) {
+      if (readyVersion >= version) return Promise.resolve()
+      return new Promise((resolve) => readyWaiters.push({ version, resolve }))
+    },
+    async stop() {
+      if (stopping) return
+      stopping = true
+      await queue
+      if (current) await current.host.drain()
+      await control.leave()
+      for (const conn of connections.keys()) conn.close()
+      await transport.close()
+      if (current) {
+        current.host.close()
+        await current.stage.dispose()
+      }
+    },
+  }
+}
+
+/** Tensor names a stage of layers [start, end) loads. */
+export function stageTensorNames(config: ModelConfig, start: number, end: number): string[] {
+  const names: string[] = []
+  if (start === 0) names.push(EMBED_TOKENS)
+  for (let l = start; l < end; l++) for (const [n] of layerWeightShapes(config, l)) names.push(n)
+  if (end === config.numLayers) {
+    names.push(FINAL_NORM)
+    if (!config.tieWordEmbeddings) names.push(LM_HEAD)
+    else if (start !== 0) names.push(EMBED_TOKENS)
+  }
+  return names
+}

@@ -1,0 +1,98 @@
+import { createHash } from 'node:crypto'
+import {
+  type ModelConfig,
+  ModelFileError,
+  parseModelConfig,
+  SafetensorsReader,
+  type WeightProvider,
+} from '@butterfly/core'
+import { HttpSource } from './http-source.js'
+
+/** What the server publishes at `${modelPath}manifest.json`. */
+export interface ModelManifest {
+  readonly modelId: string
+  readonly files: Readonly<Record<string, { size: number; sha256: string }>>
+  readonly tensors: Readonly<Record<string, { begin: number; end: number; sha256: string }>>
+}
+
+export interface RemoteModel {
+  readonly config: ModelConfig
+  readonly manifest: ModelManifest
+  /** Fetches one tensor by byte range and checks it against the manifest's hash. */
+  readonly weights: WeightProvider
+  /** Bytes the tensors of layers [start, end) will download (for progress bars). */
+  stageBytes(names: readonly string[]): number
+}
+
+export interface RemoteModelOptions {
+  readonly headers?: Record<string, string>
+  readonly signal?: AbortSignal
+  /** Called with the bytes of each tensor as it arrives. */
+  readonly onBytes?: (bytes: number) => void
+}
+
+/** Opens the model a server publishes under `baseUrl` (ending in '/'), reading only headers. */
+export async function openRemoteModel(
+  baseUrl: string,
+  options: RemoteModelOptions = {},
+): Promise<RemoteModel> {
+  const headers = options.headers ?? {}
+  const init = { headers, ...(options.signal ? { signal: options.signal } : {}) }
+  const manifest = parseManifest(await fetchJson(`${baseUrl}manifest.json`, init), `${baseUrl}manifest.json`)
+  const config = parseModelConfig(await fetchJson(`${baseUrl}config.json`, init), `${baseUrl}config.json`)
+  const source = await HttpSource.open(`${baseUrl}model.safetensors`, headers, options.signal)
+  const reader = await SafetensorsReader.open(source, options.signal ? { signal: options.signal } : {})
+  const weights: WeightProvider = async (name, shape) => {
+    const t = await reader.read(name, { dtype: ['F32', 'F16'], shape }, options.signal)
+    const expected = manifest.tensors[name]?.sha256
+    const actual = createHash('sha256').update(t.data).digest('hex')
+    if (expected !== actual) {
+      throw new ModelFileError(
+        'ERR_MODEL_FILE_HASH',
+        source.name,
+        `content hash ${actual} does not match the manifest`,
+        {
+          tensor: name,
+        },
+      )
+    }
+    options.onBytes?.(t.data.byteLength)
+    return t
+  }
+  return {
+    config,
+    manifest,
+    weights,
+    stageBytes: (names) =>
+      names.reduce((sum, n) => sum + (reader.has(n) ? reader.info(n).end - reader.info(n).begin : 0), 0),
+  }
+}
+
+async function fetchJson(url: string, init: RequestInit): Promise<unknown> {
+  let res: Response
+  try {
+    res = await fetch(url, init)
+  } catch (err) {
+    throw new ModelFileError('ERR_MODEL_FILE_READ', url, `cannot reach the server: ${(err as Error).message}`)
+  }
+  if (!res.ok) throw new ModelFileError('ERR_MODEL_FILE_READ', url, `server answered ${res.status}`)
+  try {
+    return await res.json()
+  } catch {
+    throw new ModelFileError('ERR_MODEL_FILE_HEADER', url, 'not valid JSON')
+  }
+}
+
+function parseManifest(v: unknown, where: string): ModelManifest {
+  const bad = (m: string) => new ModelFileError('ERR_MODEL_FILE_HEADER', where, m)
+  if (typeof v !== 'object' || v === null) throw bad('manifest must be an object')
+  const m = v as Record<string, unknown>
+  if (typeof m.modelId !== 'string') throw bad('manifest.modelId must be a string')
+  if (typeof m.tensors !== 'object' || m.tensors === null) throw bad('manifest.tensors must be an object')
+  for (const [name, t] of Object.entries(m.tensors)) {
+    const e = t as Record<string, unknown>
+    if (typeof e?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256))
+      throw bad(`manifest.tensors.${name}.sha256 is invalid`)
+  }
+  return m as unknown as ModelManifest
+}
