@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
 import { OnnxGraph } from '@butterfly/core'
 import * as ort from 'onnxruntime-node'
 import { DeviceUnavailableError } from './errors.js'
@@ -13,9 +16,26 @@ function probeModel(): Uint8Array {
   return g.toBytes()
 }
 
+/**
+ * Cheap preconditions, so probing does not make onnxruntime or Dawn print load errors on
+ * machines that plainly lack the device: the CUDA provider library next to the binding, and
+ * (on Linux) a Vulkan loader for Dawn's WebGPU.
+ */
+function mightWork(device: Device): boolean {
+  if (process.platform !== 'linux') return true
+  if (device === 'cuda') {
+    const binding = createRequire(import.meta.url).resolve('onnxruntime-node')
+    const bin = join(dirname(binding), '..', 'bin', 'napi-v6', 'linux', process.arch)
+    return existsSync(join(bin, 'libonnxruntime_providers_cuda.so'))
+  }
+  const dirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib']
+  return dirs.some((d) => existsSync(join(d, 'libvulkan.so.1')))
+}
+
 /** True when a session on `device` can be created and run. */
 export async function deviceWorks(device: Device): Promise<boolean> {
   if (device === 'cpu') return true
+  if (!mightWork(device)) return false
   try {
     const session = await ort.InferenceSession.create(probeModel(), {
       executionProviders: [device],

@@ -30,3 +30,4 @@ export { cacheDir, type LoadedModel, loadModel, resolveModelDir, writeSyntheticM
 export { createNodeBackend, type NodeBackendInit } from './node-backend.js'
 export { nodeWrtc } from './node-wrtc.js'
 export { openRemoteModel, type RemoteModel } from './remote-model.js'
+export { transportBench } from './bench/transport-bench.js'

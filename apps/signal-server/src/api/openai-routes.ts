@@ -46,7 +46,9 @@ export function registerOpenAiRoutes(app: FastifyInstance, init: OpenAiRoutesIni
       const e = toApiError(err)
       if (e.status === 429) {
         reply.header('retry-after', String(e.retryAfterSeconds ?? 1))
-        observer?.onRejected?.(String((req.body as { model?: unknown })?.model ?? ''), 'queue_full')
+        // Label by the resolved mesh only: a client-chosen string must not mint new series.
+        const mesh = backend.find(String((req.body as { model?: unknown })?.model ?? ''))?.mesh
+        if (mesh !== undefined) observer?.onRejected?.(mesh, 'queue_full')
       }
       if (reply.raw.headersSent) {
         reply.raw.end(`data: ${JSON.stringify(e.body())}\n\n`)
