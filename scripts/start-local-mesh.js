@@ -36,14 +36,23 @@ const url = await new Promise((resolve) => {
   })
 })
 
-const worker = run('packages/node-worker/bin/butterfly-worker.js', ['join', '--server', url, '--name', 'local-worker'])
+const worker = run('packages/node-worker/bin/butterfly-worker.js', [
+  'join',
+  '--server',
+  url,
+  '--name',
+  'local-worker',
+])
 worker.stdout.pipe(process.stdout)
 children.push(worker)
 worker.on('exit', stop)
 
 // Wait until the plan is loaded, then show how to use it.
 for (;;) {
-  const health = await fetch(`${url}/health`).then((r) => r.json(), () => undefined)
+  const health = await fetch(`${url}/health`).then(
+    (r) => r.json(),
+    () => undefined,
+  )
   if (health?.meshes?.[0]?.ready) break
   await new Promise((r) => setTimeout(r, 200))
 }

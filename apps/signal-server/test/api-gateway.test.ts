@@ -13,9 +13,19 @@ let cleanup: () => Promise<void>
 let worker: WorkerNode | undefined
 
 const chatBody = (extra: Record<string, unknown> = {}) =>
-  JSON.stringify({ model: 'default', messages: [{ role: 'user', content: 'hello' }], max_tokens: 4, temperature: 0, ...extra })
+  JSON.stringify({
+    model: 'default',
+    messages: [{ role: 'user', content: 'hello' }],
+    max_tokens: 4,
+    temperature: 0,
+    ...extra,
+  })
 
-function post(body: string, headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` }, signal?: AbortSignal) {
+function post(
+  body: string,
+  headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` },
+  signal?: AbortSignal,
+) {
   return fetch(`${server.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
@@ -30,9 +40,11 @@ beforeAll(async () => {
   server = await startServer({
     meshes: [{ name: 'default', modelDir: model.dir }],
     extend: (parts) =>
-      attachGateway(parts, { apiToken: TOKEN, maxConcurrent: 1, maxQueued: 0, planWaitMs: 2000 }, { wrtc: nodeWrtc() }).then(
-        () => undefined,
-      ),
+      attachGateway(
+        parts,
+        { apiToken: TOKEN, maxConcurrent: 1, maxQueued: 0, planWaitMs: 2000 },
+        { wrtc: nodeWrtc() },
+      ).then(() => undefined),
   })
 })
 
@@ -63,13 +75,26 @@ describe('gateway API', () => {
 
   test('once a worker joins, requests are served', async () => {
     worker = await startWorkerNode(
-      { serverUrl: server.url, mesh: 'default', token: '', name: 'w1', memoryBytes: 2 ** 30, backendName: 'cpu' },
+      {
+        serverUrl: server.url,
+        mesh: 'default',
+        token: '',
+        name: 'w1',
+        memoryBytes: 2 ** 30,
+        backendName: 'cpu',
+      },
       { backend: createNodeBackend(), wrtc: nodeWrtc() },
     )
-    await until<{ meshes: Array<{ ready: boolean }> }>(`${server.url}/health`, (h) => h.meshes[0]?.ready === true)
+    await until<{ meshes: Array<{ ready: boolean }> }>(
+      `${server.url}/health`,
+      (h) => h.meshes[0]?.ready === true,
+    )
     const res = await post(chatBody())
     expect(res.status).toBe(200)
-    const body = (await res.json()) as { usage: { completion_tokens: number }; choices: Array<{ finish_reason: string }> }
+    const body = (await res.json()) as {
+      usage: { completion_tokens: number }
+      choices: Array<{ finish_reason: string }>
+    }
     expect(body.usage.completion_tokens).toBe(4)
     expect(body.choices[0]?.finish_reason).toBe('length')
   })
@@ -100,7 +125,9 @@ describe('gateway API', () => {
   test('/metrics reports tokens, request latency, stage steps and bytes', async () => {
     const text = await (await fetch(`${server.url}/metrics`)).text()
     expect(text).toMatch(/butterfly_tokens_total\{mesh="default",kind="completion"\} \d+/)
-    expect(text).toMatch(/butterfly_request_duration_seconds_count\{route="\/v1\/chat\/completions",status="200"\} \d+/)
+    expect(text).toMatch(
+      /butterfly_request_duration_seconds_count\{route="\/v1\/chat\/completions",status="200"\} \d+/,
+    )
     expect(text).toMatch(/butterfly_stage_step_seconds_count\{mesh="default",stage="0"\} \d+/)
     expect(text).toMatch(/butterfly_bytes_sent_total\{mesh="default"\} \d+/)
     expect(text).toMatch(/butterfly_generations_rejected_total\{mesh="default",reason="queue_full"\} 1/)

@@ -64,6 +64,10 @@ describe('MessageConnection', () => {
     )
   })
 
+  test.each([-1, Number.NaN, 16 * 1024 * 1024])('rejects highWaterMark = %s', (bad) => {
+    expect(() => new MessageConnection(new FakeChannel(), { highWaterMark: bad })).toThrow(WireProtocolError)
+  })
+
   test('round-trips messages through tiny chunks', () => {
     const left = new FakeChannel()
     const right = new FakeChannel()

@@ -28,7 +28,13 @@ function mightWork(device: Device): boolean {
     const bin = join(dirname(binding), '..', 'bin', 'napi-v6', 'linux', process.arch)
     return existsSync(join(bin, 'libonnxruntime_providers_cuda.so'))
   }
-  const dirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib']
+  const dirs = [
+    '/usr/lib/x86_64-linux-gnu',
+    '/usr/lib/aarch64-linux-gnu',
+    '/usr/lib64',
+    '/usr/lib',
+    '/usr/local/lib',
+  ]
   return dirs.some((d) => existsSync(join(d, 'libvulkan.so.1')))
 }
 

@@ -11,6 +11,8 @@
  * - `resolveDevice(request)`: picks cuda / webgpu / cpu.
  * - `openRemoteModel(url)`, `HttpSource`: range-read a model a server publishes.
  */
+
+export { transportBench } from './bench/transport-bench.js'
 export { buildCli, main } from './cli.js'
 export { type Device, type DeviceRequest, resolveDevice } from './device.js'
 export { CliUsageError, DeviceUnavailableError, ModelNotFoundError } from './errors.js'
@@ -30,4 +32,3 @@ export { cacheDir, type LoadedModel, loadModel, resolveModelDir, writeSyntheticM
 export { createNodeBackend, type NodeBackendInit } from './node-backend.js'
 export { nodeWrtc } from './node-wrtc.js'
 export { openRemoteModel, type RemoteModel } from './remote-model.js'
-export { transportBench } from './bench/transport-bench.js'

@@ -18,7 +18,9 @@ async function main(): Promise<void> {
   )
 
   const model = quick ? 'synthetic:tiny' : 'synthetic:100m'
-  console.log(`\n## Mesh vs single process: ${model}, greedy, 64-token prompt; medians over rounds, run round-robin`)
+  console.log(
+    `\n## Mesh vs single process: ${model}, greedy, 64-token prompt; medians over rounds, run round-robin`,
+  )
   const rows = await meshBench({
     model,
     workerCounts: quick ? [2] : [2, 4],
@@ -26,7 +28,15 @@ async function main(): Promise<void> {
     decodeTokens: quick ? 16 : 32,
     rounds: quick ? 2 : 5,
   })
-  console.log(['workers', 'mesh decode tok/s', 'single decode tok/s', 'ratio (goal >= 0.95)', 'mesh prefill tok/s'].join('\t'))
+  console.log(
+    [
+      'workers',
+      'mesh decode tok/s',
+      'single decode tok/s',
+      'ratio (goal >= 0.95)',
+      'mesh prefill tok/s',
+    ].join('\t'),
+  )
   for (const r of rows) {
     console.log(
       [

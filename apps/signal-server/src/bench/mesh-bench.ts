@@ -3,7 +3,13 @@ import { createRequire } from 'node:module'
 import { cpus } from 'node:os'
 import { dirname, join } from 'node:path'
 import { type GenerateRequest, generate, type Pipeline } from '@butterfly/core'
-import { createLocalPipeline, createNodeBackend, loadModel, nodeWrtc, resolveModelDir } from '@butterfly/node-worker'
+import {
+  createLocalPipeline,
+  createNodeBackend,
+  loadModel,
+  nodeWrtc,
+  resolveModelDir,
+} from '@butterfly/node-worker'
 import type { ServedModel } from '../api/completion-backend.js'
 import { attachGateway, type Gateway } from '../gateway/gateway.js'
 import { createSignalServer, type SignalServer } from '../signal-server.js'
@@ -55,9 +61,24 @@ export async function meshBench(opts: MeshBenchOptions): Promise<MeshBenchRow[]>
   try {
     for (const n of opts.workerCounts) {
       const workers = Array.from({ length: n }, (_, i) =>
-        spawn(process.execPath, [WORKER_BIN, 'join', '--server', server.url, '--mesh', 'bench', '--device', 'cpu', '--name', `bench-${i}`], {
-          stdio: 'ignore',
-        }),
+        spawn(
+          process.execPath,
+          [
+            WORKER_BIN,
+            'join',
+            '--server',
+            server.url,
+            '--mesh',
+            'bench',
+            '--device',
+            'cpu',
+            '--name',
+            `bench-${i}`,
+          ],
+          {
+            stdio: 'ignore',
+          },
+        ),
       )
       try {
         await waitReady(server, n)
@@ -65,8 +86,16 @@ export async function meshBench(opts: MeshBenchOptions): Promise<MeshBenchRow[]>
         const meshPrefill: number[] = []
         const ratios: number[] = []
         for (let round = 0; round <= opts.rounds; round++) {
-          const [mp, md] = await timeTokens((req, signal) => served.generate(req, signal), prompt, opts.decodeTokens)
-          const [, sd] = await timeTokens((req, signal) => generate(single as Pipeline, req, signal), prompt, opts.decodeTokens)
+          const [mp, md] = await timeTokens(
+            (req, signal) => served.generate(req, signal),
+            prompt,
+            opts.decodeTokens,
+          )
+          const [, sd] = await timeTokens(
+            (req, signal) => generate(single as Pipeline, req, signal),
+            prompt,
+            opts.decodeTokens,
+          )
           if (round === 0) continue
           meshDecode.push(md)
           meshPrefill.push(mp)

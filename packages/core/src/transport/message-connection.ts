@@ -11,7 +11,7 @@ export interface MessageConnectionOptions {
   maxMessageBytes?: number
   /** Frame size cap, header included; default MAX_CHUNK_BYTES. Tests lower it to force chunking. */
   maxChunkBytes?: number
-  /** Sending waits while the channel holds more than this many bytes; default 1 MiB. */
+  /** Sending waits while the channel holds more than this many bytes; default 1 MiB, at most 8 MiB. */
   highWaterMark?: number
   /** How often bufferedAmount is re-read while waiting; default 10 ms. */
   pollMs?: number
@@ -21,6 +21,11 @@ export interface MessageConnectionOptions {
 }
 
 export const DEFAULT_MAX_PROTOCOL_ERRORS = 16
+/**
+ * libwebrtc (Chrome, @roamhq/wrtc) holds at most 16 MiB per data channel and, past that,
+ * drops frames without an error (measured with @roamhq/wrtc 0.10); stay well below.
+ */
+export const MAX_HIGH_WATER_MARK = 8 * 1024 * 1024
 
 type Unsubscribe = () => void
 
@@ -51,6 +56,13 @@ export class MessageConnection {
       throw new WireProtocolError(
         'ERR_WIRE_OPTIONS',
         `maxProtocolErrors must be an integer >= 1, got ${String(max)}`,
+      )
+    }
+    const hwm = opts.highWaterMark
+    if (hwm !== undefined && !(Number.isFinite(hwm) && hwm >= 0 && hwm <= MAX_HIGH_WATER_MARK)) {
+      throw new WireProtocolError(
+        'ERR_WIRE_OPTIONS',
+        `highWaterMark must be in [0, ${MAX_HIGH_WATER_MARK}], got ${hwm}`,
       )
     }
     this.channel = channel

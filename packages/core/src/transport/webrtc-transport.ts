@@ -47,7 +47,7 @@ interface Entry {
   connected: boolean
   /** Dials waiting for this connection; when none, an opened connection is announced via onIncoming. */
   waiters: Set<Waiter>
-  timer: unknown
+  timer: ReturnType<typeof setTimeout> | undefined
   error: Error | undefined
 }
 
@@ -134,7 +134,7 @@ export function createWebRtcTransport(
       gone,
       connected: false,
       waiters,
-      timer: 0,
+      timer: undefined,
       error: undefined,
     }
     const current = (): boolean => entries.get(remote) === entry
@@ -146,8 +146,11 @@ export function createWebRtcTransport(
       )
     }, dialTimeoutMs)
 
-    peer.on('signal', (data) => {
-      if (!current()) return
+    // Candidates can be gathered before simple-peer emits the offer or answer they belong to;
+    // the other side drops signals from peers it has no connection with, so keep them in order.
+    let described = false
+    const held: Record<string, unknown>[] = []
+    const relay = (data: Record<string, unknown>): void => {
       try {
         signaling.send(remote, data)
       } catch (cause) {
@@ -155,6 +158,18 @@ export function createWebRtcTransport(
           entry,
           new TransportError('ERR_DIAL_FAILED', `cannot signal ${remote}: ${String(cause)}`, { cause }),
         )
+      }
+    }
+    peer.on('signal', (data) => {
+      if (!current()) return
+      if (!described && data.type === 'candidate') {
+        held.push(data)
+        return
+      }
+      relay(data)
+      if (data.type === 'offer' || data.type === 'answer') {
+        described = true
+        for (const c of held.splice(0)) if (current()) relay(c)
       }
     })
     peer.on('connect', () => {
@@ -200,13 +215,18 @@ export function createWebRtcTransport(
     try {
       entry.peer.signal(signal)
     } catch (cause) {
-      // simple-peer throws only once destroyed, and then the close event has cleaned up already.
-      report(
-        new TransportError('ERR_SIGNAL_INVALID', `signal for a closed connection: ${String(cause)}`, {
+      // node-datachannel's polyfill throws synchronously on an SDP it cannot apply; simple-peer
+      // throws once destroyed. Either way this connection cannot go on, and waiting would only
+      // turn the failure into a timeout.
+      const err = new TransportError(
+        'ERR_SIGNAL_INVALID',
+        `cannot apply signal from ${entry.remote}: ${String(cause)}`,
+        {
           cause,
-        }),
-        entry.remote,
+        },
       )
+      report(err, entry.remote)
+      if (!entry.connected) fail(entry, new TransportError('ERR_DIAL_FAILED', err.message, { cause }))
     }
   }
 

@@ -46,21 +46,15 @@ export async function transportBench(opts: TransportBenchOptions = {}): Promise<
       continue
     }
     try {
-      const raw = await rawThroughput(pair.ab, pair.ba, bytes, highWaterMark)
+      const raw = await within(rawThroughput(pair.ab, pair.ba, bytes, highWaterMark), 'raw throughput')
       const tx = new MessageConnection(pair.ab, { highWaterMark })
       const rx = new MessageConnection(pair.ba)
-      const msg = await messageThroughput(tx, rx, bytes)
-      const rtt = await roundTrips(tx, rx, pings)
-      lines.push(
-        [
-          kind,
-          pair.connectMs.toFixed(1),
-          mbps(bytes, raw),
-          mbps(bytes, msg),
-          median(rtt).toFixed(3),
-          percentile(rtt, 99).toFixed(3),
-        ].join('\t'),
-      )
+      const msg = await within(messageThroughput(tx, rx, bytes), 'message throughput')
+      const rtt = await within(roundTrips(tx, rx, pings), 'round trips')
+      const cells = [pair.connectMs.toFixed(1), mbps(bytes, raw), mbps(bytes, msg)]
+      lines.push([kind, ...cells, median(rtt).toFixed(3), percentile(rtt, 99).toFixed(3)].join('\t'))
+    } catch (err) {
+      lines.push(`${kind}\tfailed: ${err instanceof Error ? err.message : String(err)}`)
     } finally {
       await Promise.all([pair.a.close(), pair.b.close()])
     }
@@ -160,6 +154,19 @@ async function roundTrips(tx: MessageConnection, rx: MessageConnection, pings: n
   offEcho()
   offReply()
   return times
+}
+
+/** A lost frame would hang a phase forever; a bench must report that instead. */
+async function within<T>(work: Promise<T>, what: string, ms = 120_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms / 1000} s`)), ms)
+  })
+  try {
+    return await Promise.race([work, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 function mbps(bytes: number, ms: number): string {
