@@ -125,8 +125,12 @@ export class MeshGateway implements ServedModel {
     }
     const wait = AbortSignal.any([signal, AbortSignal.timeout(this.init.planWaitMs ?? 30_000)])
     try {
-      await mesh.waitForReadyPlan(wait)
+      const plan = await mesh.waitForReadyPlan(wait)
       await this.building
+      if (this.ready?.version !== plan.version) {
+        this.building = this.building.then(() => this.connect(plan))
+        await this.building
+      }
     } catch {
       signal.throwIfAborted()
     }
@@ -160,40 +164,49 @@ export class MeshGateway implements ServedModel {
         })
         return conn
       })
-      c.catch(() => this.connections.delete(peerId))
+      c.catch(() => {
+        if (this.connections.get(peerId) === c) this.connections.delete(peerId)
+      })
       this.connections.set(peerId, c)
     }
     return c
   }
 
-  private async connect(plan: PlanMessage): Promise<void> {
+  /** Dials every stage of a ready plan; a failed dial is retried with a fresh connection. */
+  private async connect(plan: PlanMessage, attempts = 3): Promise<void> {
     const { mesh, metrics } = this.components
-    try {
-      const config = mesh.config
-      const stages: StageSession[] = await Promise.all(
-        plan.stages.map(async (s, i) => {
-          const remote = new RemoteStage(
-            {
-              peerId: s.peerId,
-              layerStart: s.start,
-              layerEnd: s.end,
-              isFirst: i === 0,
-              isLast: i === plan.stages.length - 1,
-              hiddenSize: config.hiddenSize,
-              stepTimeoutMs: this.init.stepTimeoutMs ?? 60_000,
-            },
-            await this.connection(s.peerId),
-          )
-          return metrics ? new MeteredStage(remote, { mesh: mesh.name, stage: String(i), metrics }) : remote
-        }),
-      )
+    for (let attempt = 1; attempt <= attempts; attempt++) {
       if (plan.version !== mesh.plan.version) return
-      this.ready = { version: plan.version, pipeline: { stages, maxContext: config.maxContext } }
-      this.lastError = undefined
-      this.components.log?.(`mesh ${mesh.name}: plan ${plan.version} connected (${stages.length} stages)`)
-    } catch (err) {
-      this.lastError = (err as Error).message
-      this.components.log?.(`mesh ${mesh.name}: cannot connect plan ${plan.version}: ${this.lastError}`)
+      try {
+        const config = mesh.config
+        const stages: StageSession[] = await Promise.all(
+          plan.stages.map(async (s, i) => {
+            const remote = new RemoteStage(
+              {
+                peerId: s.peerId,
+                layerStart: s.start,
+                layerEnd: s.end,
+                isFirst: i === 0,
+                isLast: i === plan.stages.length - 1,
+                hiddenSize: config.hiddenSize,
+                stepTimeoutMs: this.init.stepTimeoutMs ?? 60_000,
+              },
+              await this.connection(s.peerId),
+            )
+            return metrics ? new MeteredStage(remote, { mesh: mesh.name, stage: String(i), metrics }) : remote
+          }),
+        )
+        if (plan.version !== mesh.plan.version) return
+        this.ready = { version: plan.version, pipeline: { stages, maxContext: config.maxContext } }
+        this.lastError = undefined
+        this.components.log?.(`mesh ${mesh.name}: plan ${plan.version} connected (${stages.length} stages)`)
+        return
+      } catch (err) {
+        this.lastError = (err as Error).message
+        this.components.log?.(
+          `mesh ${mesh.name}: plan ${plan.version}, attempt ${attempt}: cannot connect: ${this.lastError}`,
+        )
+      }
     }
   }
 }
