@@ -1,13 +1,16 @@
+import { randomBytes } from 'node:crypto'
 import {
   ButterflyError,
   CONTROL_EVENTS,
   ControlError,
+  type HelloMessage,
   type IceServer,
   type JoinAck,
   type PlanMessage,
   parseJoinRequest,
   parseSignalEnvelope,
   parseStageReady,
+  verifyJoinProof,
   type WireError,
 } from '@butterfly/core'
 import type { Server, Socket } from 'socket.io'
@@ -51,6 +54,9 @@ export function attachControlSocket(io: Server, options: ControlSocketOptions): 
 }
 
 function handleConnection(socket: Socket, options: ControlSocketOptions): void {
+  // The join proof signs this, so a proof is good for this connection only.
+  const nonce = randomBytes(32).toString('base64url')
+  socket.emit(CONTROL_EVENTS.hello, { nonce } satisfies HelloMessage)
   let member: { mesh: Mesh; peerId: string } | undefined
   // The join ack must reach the peer before its first plan, or it cannot find itself in it.
   let heldPlan: PlanMessage | undefined
@@ -111,9 +117,14 @@ function handleConnection(socket: Socket, options: ControlSocketOptions): void {
     const denied =
       mesh === undefined
         ? new ControlError('ERR_MESH_UNKNOWN', `no mesh named "${req.mesh}"`)
-        : mesh.checkToken(req.token)
-          ? undefined
-          : new ControlError('ERR_MESH_TOKEN', `wrong or missing token for mesh "${req.mesh}"`)
+        : !mesh.checkToken(req.token)
+          ? new ControlError('ERR_MESH_TOKEN', `wrong or missing token for mesh "${req.mesh}"`)
+          : !verifyJoinProof(req.publicKeyBytes, req.mesh, nonce, req.proof)
+            ? new ControlError(
+                'ERR_JOIN_PROOF',
+                'join proof does not verify: sign (mesh, hello nonce of this connection) with the announced key',
+              )
+            : undefined
     if (mesh === undefined || denied !== undefined) {
       refuse(CONTROL_EVENTS.join, denied, ack)
       // Sent after the refusal, so the peer reads why before the connection goes.
@@ -121,7 +132,7 @@ function handleConnection(socket: Socket, options: ControlSocketOptions): void {
       return undefined
     }
     acked = false
-    const peerId = mesh.join(req.capabilities, sink)
+    const peerId = mesh.join(req.capabilities, sink, req.publicKeyBytes)
     member = { mesh, peerId }
     const reply: JoinAck = {
       ok: true,

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import {
   ButterflyError,
@@ -9,6 +8,7 @@ import {
   type PlanStage,
   parsePeerId,
   parseSignalEnvelope,
+  peerIdFromPublicKey,
   type SignalData,
   type WireError,
 } from '@butterfly/core'
@@ -54,6 +54,8 @@ interface Member {
   readonly sink: MemberSink
   /** Present for workers; local peers (the gateway) host no layers. */
   readonly capabilities: PeerCapabilities | undefined
+  /** Workers' Ed25519 keys; their id is derived from it. */
+  readonly publicKey: Uint8Array | undefined
   lastSeen: number
 }
 
@@ -115,19 +117,38 @@ export class Mesh extends EventEmitter<MeshEvents> {
     return this.members.has(peerId)
   }
 
+  /** A worker's public key, to check the signatures on its step results; undefined for others. */
+  publicKey(peerId: string): Uint8Array | undefined {
+    const key = this.members.get(peerId)?.publicKey
+    return key === undefined ? undefined : Uint8Array.from(key)
+  }
+
   workers(): WorkerInfo[] {
     const out: WorkerInfo[] = []
     for (const m of this.members.values()) if (m.capabilities) out.push({ id: m.id, ...m.capabilities })
     return out
   }
 
-  /** Adds a worker with a fresh server-assigned id, re-plans, and returns the id. */
-  join(capabilities: PeerCapabilities, sink: MemberSink): string {
+  /**
+   * Adds a worker whose key the caller has verified, under the id derived from that key
+   * (peerIdFromPublicKey), re-plans, and returns the id. A key already in the mesh is refused.
+   */
+  join(capabilities: PeerCapabilities, sink: MemberSink, publicKey: Uint8Array): string {
     this.assertOpen()
-    let id: string
-    do id = `p${randomBytes(12).toString('base64url')}`
-    while (this.members.has(id))
-    this.members.set(id, { id, sink, capabilities, lastSeen: this.now() })
+    const id = peerIdFromPublicKey(publicKey)
+    if (this.members.has(id)) {
+      throw new ControlError(
+        'ERR_CONTROL_INPUT',
+        `identity already connected: ${id} is in mesh "${this.name}"`,
+      )
+    }
+    this.members.set(id, {
+      id,
+      sink,
+      capabilities,
+      publicKey: Uint8Array.from(publicKey),
+      lastSeen: this.now(),
+    })
     this.guard(() => this.emit('peer-joined', id))
     this.replan()
     return id
@@ -143,7 +164,13 @@ export class Mesh extends EventEmitter<MeshEvents> {
       plan: (plan) => handlers.onPlan(plan),
       peerLeft: (left) => handlers.onPeerLeft?.(left),
     }
-    this.members.set(id, { id, sink, capabilities: undefined, lastSeen: Number.POSITIVE_INFINITY })
+    this.members.set(id, {
+      id,
+      sink,
+      capabilities: undefined,
+      publicKey: undefined,
+      lastSeen: Number.POSITIVE_INFINITY,
+    })
     this.guard(() => this.emit('peer-joined', id))
     this.guard(() => sink.plan(this.current))
     return {

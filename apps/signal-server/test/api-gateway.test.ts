@@ -1,3 +1,4 @@
+import { generateIdentity } from '@butterfly/core'
 import { createNodeBackend, nodeWrtc, startWorkerNode, type WorkerNode } from '@butterfly/node-worker'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { attachGateway } from '../src/gateway/gateway.js'
@@ -83,7 +84,8 @@ describe('gateway API', () => {
         memoryBytes: 2 ** 30,
         backendName: 'cpu',
       },
-      { backend: createNodeBackend(), wrtc: nodeWrtc() },
+      // A fresh identity: the default one lives in the user's home directory.
+      { backend: createNodeBackend(), wrtc: nodeWrtc(), identity: generateIdentity() },
     )
     await until<{ meshes: Array<{ ready: boolean }> }>(
       `${server.url}/health`,

@@ -1,4 +1,11 @@
-import type { JoinAck } from '@butterfly/core'
+import {
+  generateIdentity,
+  type JoinAck,
+  peerIdFromPublicKey,
+  signJoinProof,
+  toBase64url,
+} from '@butterfly/core'
+import { ControlClient } from '@butterfly/node-worker'
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest'
 import type { SignalServer } from '../src/signal-server.js'
 import {
@@ -6,8 +13,10 @@ import {
   closeClients,
   connect,
   disconnected,
+  joinPayload,
   joinWorker,
   next,
+  nonceOf,
   request,
   startServer,
   tinyModel,
@@ -42,7 +51,12 @@ type Refusal = { ok: false; error: { name: string; code: string; message: string
 describe('join', () => {
   test('an open mesh accepts any token and assigns a url-safe id', async () => {
     const socket = await connect(server)
-    const ack = await request<JoinAck>(socket, 'join', { mesh: 'default', token: '', capabilities: caps() })
+    const identity = generateIdentity()
+    const ack = await request<JoinAck>(
+      socket,
+      'join',
+      joinPayload(socket, { mesh: 'default', token: '', capabilities: caps() }, identity),
+    )
     expect(ack).toMatchObject({
       ok: true,
       heartbeatMs: 1234,
@@ -50,7 +64,11 @@ describe('join', () => {
     })
     if (!ack.ok) throw new Error('unreachable')
     expect(ack.peerId).toMatch(/^[A-Za-z0-9][A-Za-z0-9_-]{8,63}$/)
+    expect(ack.peerId).toBe(peerIdFromPublicKey(identity.publicKey))
     expect(server.meshes.get('default')?.has(ack.peerId)).toBe(true)
+    expect(Array.from(server.meshes.get('default')?.publicKey(ack.peerId) ?? [])).toEqual(
+      Array.from(identity.publicKey),
+    )
   })
 
   test('the right token joins a protected mesh', async () => {
@@ -59,7 +77,7 @@ describe('join', () => {
     expect(server.meshes.get('default')?.has(w.peerId)).toBe(false)
   })
 
-  const refusals: Array<[string, Record<string, unknown>, string]> = [
+  const refusals: Array<[string, { mesh: string; token: string }, string]> = [
     ['no token', { mesh: 'secret', token: '' }, 'ERR_MESH_TOKEN'],
     ['a wrong token', { mesh: 'secret', token: 's3cret!' }, 'ERR_MESH_TOKEN'],
     ['an unknown mesh', { mesh: 'nowhere', token: 's3cret' }, 'ERR_MESH_UNKNOWN'],
@@ -67,7 +85,7 @@ describe('join', () => {
   test.each(refusals)('%s is refused and disconnected', async (_, join, code) => {
     const socket = await connect(server)
     const gone = disconnected(socket)
-    const ack = await request<Refusal>(socket, 'join', { ...join, capabilities: caps() })
+    const ack = await request<Refusal>(socket, 'join', joinPayload(socket, { ...join, capabilities: caps() }))
     expect(ack.ok).toBe(false)
     expect(ack.error).toMatchObject({ name: 'ControlError', code })
     expect(await gone).toBe('io server disconnect')
@@ -76,13 +94,119 @@ describe('join', () => {
 
   test('joining twice is refused without dropping the first membership', async () => {
     const w = await joinWorker(server)
-    const again = await request<Refusal>(w.socket, 'join', {
-      mesh: 'default',
-      token: '',
-      capabilities: caps(),
-    })
+    const again = await request<Refusal>(
+      w.socket,
+      'join',
+      joinPayload(w.socket, { mesh: 'default', token: '', capabilities: caps() }, w.identity),
+    )
     expect(again.error.code).toBe('ERR_CONTROL_INPUT')
     expect(server.meshes.get('default')?.has(w.peerId)).toBe(true)
+  })
+})
+
+describe('join identity', () => {
+  const fields = () => ({ mesh: 'default', token: '', capabilities: caps() })
+
+  test('every connection gets its own hello nonce', async () => {
+    const a = await connect(server)
+    const b = await connect(server)
+    expect(nonceOf(a)).toMatch(/^[A-Za-z0-9_-]{43}$/)
+    expect(nonceOf(a)).not.toBe(nonceOf(b))
+  })
+
+  test('a peer keeps its id across reconnects', async () => {
+    const identity = generateIdentity()
+    const first = await joinWorker(server, { identity })
+    const left = disconnected(first.socket)
+    await request(first.socket, 'leave')
+    first.socket.disconnect()
+    await left
+    const second = await joinWorker(server, { identity })
+    expect(second.peerId).toBe(first.peerId)
+    expect(second.peerId).toBe(peerIdFromPublicKey(identity.publicKey))
+  })
+
+  test('a second connection with the same key is refused while the first is joined', async () => {
+    const identity = generateIdentity()
+    const first = await joinWorker(server, { identity })
+    const socket = await connect(server)
+    const ack = await request<Refusal>(socket, 'join', joinPayload(socket, fields(), identity))
+    expect(ack).toMatchObject({ ok: false, error: { name: 'ControlError', code: 'ERR_CONTROL_INPUT' } })
+    expect(ack.error.message).toMatch(/identity already connected/)
+    expect(
+      server.meshes
+        .get('default')
+        ?.workers()
+        .map((w) => w.id),
+    ).toEqual([first.peerId])
+    expect(first.socket.connected).toBe(true)
+  })
+
+  const a = generateIdentity()
+  const b = generateIdentity()
+  const forgeries: Array<[string, (socket: Awaited<ReturnType<typeof connect>>) => Promise<unknown>]> = [
+    [
+      'a proof signed by another key (mismatched key)',
+      async (socket) =>
+        joinPayload(socket, fields(), a, { proof: signJoinProof(b, 'default', nonceOf(socket)) }),
+    ],
+    [
+      'a proof replayed from another connection',
+      async (socket) => {
+        const other = await connect(server)
+        return joinPayload(socket, fields(), a, { proof: signJoinProof(a, 'default', nonceOf(other)) })
+      },
+    ],
+    [
+      'a proof for another mesh',
+      async (socket) =>
+        joinPayload(socket, fields(), a, { proof: signJoinProof(a, 'secret', nonceOf(socket)) }),
+    ],
+    [
+      'a forged (random) proof',
+      async (socket) => joinPayload(socket, fields(), a, { proof: toBase64url(new Uint8Array(64).fill(3)) }),
+    ],
+    [
+      'a key that is not a curve point',
+      async (socket) =>
+        joinPayload(socket, fields(), a, { publicKey: toBase64url(new Uint8Array(32).fill(0xff)) }),
+    ],
+  ]
+  test.each(forgeries)('%s is ERR_JOIN_PROOF and disconnected', async (_, payload) => {
+    const socket = await connect(server)
+    const gone = disconnected(socket)
+    const ack = await request<Refusal>(socket, 'join', await payload(socket))
+    expect(ack).toMatchObject({ ok: false, error: { name: 'ControlError', code: 'ERR_JOIN_PROOF' } })
+    expect(await gone).toBe('io server disconnect')
+    expect(server.meshes.get('default')?.workers()).toEqual([])
+  })
+})
+
+describe('ControlClient', () => {
+  test('joins under the id its key determines; a second client with the same key is refused', async () => {
+    const identity = generateIdentity()
+    const request = {
+      mesh: 'default',
+      token: '',
+      capabilities: { ...caps(), backend: 'cpu' as const },
+      identity,
+    }
+    const a = await ControlClient.connect({ serverUrl: server.url })
+    const b = await ControlClient.connect({ serverUrl: server.url })
+    try {
+      const ack = await a.join(request)
+      expect(ack.peerId).toBe(identity.peerId)
+      expect(a.peerId).toBe(identity.peerId)
+      const refused = await b.join(request).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      expect(refused).toMatchObject({ name: 'ControlError', code: 'ERR_CONTROL_INPUT' })
+      expect((refused as Error).message).toMatch(/identity already connected/)
+    } finally {
+      await a.leave()
+      await b.leave()
+    }
   })
 })
 
@@ -153,10 +277,14 @@ describe('before join', () => {
 describe('malformed events', () => {
   const CURRENT_PLAN = Symbol('the plan the peer last received')
   const huge = { to: 'pabc', data: { sdp: 'x'.repeat(70 * 1024) } }
+  // Identity fields are well formed; the proof is not checked because parsing fails first.
+  const identity = generateIdentity()
   const join = (over: Record<string, unknown>, capsOver: Record<string, unknown> = {}) => ({
     mesh: 'default',
     token: '',
     capabilities: { ...caps(), ...capsOver },
+    publicKey: toBase64url(identity.publicKey),
+    proof: toBase64url(new Uint8Array(64)),
     ...over,
   })
   const beforeJoin: Array<[string, string, unknown[]]> = [
@@ -177,6 +305,12 @@ describe('malformed events', () => {
     ['join with infinite speed', 'join', [join({}, { layerStepsPerSec: Number.POSITIVE_INFINITY })]],
     ['join with a bad peer name', 'join', [join({}, { name: 'white space' })]],
     ['join with two arguments', 'join', [join({}), 'extra']],
+    ['join without a public key', 'join', [join({ publicKey: undefined })]],
+    ['join with a 16-byte public key', 'join', [join({ publicKey: toBase64url(new Uint8Array(16)) })]],
+    ['join with a hex public key', 'join', [join({ publicKey: 'ab'.repeat(32) })]],
+    ['join without a proof', 'join', [join({ proof: undefined })]],
+    ['join with a 65-byte proof', 'join', [join({ proof: toBase64url(new Uint8Array(65)) })]],
+    ['join with a numeric proof', 'join', [join({ proof: 7 })]],
     ['an unknown event', 'frobnicate', [{}]],
   ]
   const afterJoin: Array<[string, string, unknown[]]> = [

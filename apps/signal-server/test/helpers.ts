@@ -2,7 +2,14 @@ import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { JoinAck, PlanMessage } from '@butterfly/core'
+import {
+  generateIdentity,
+  type JoinAck,
+  type PeerIdentity,
+  type PlanMessage,
+  signJoinProof,
+  toBase64url,
+} from '@butterfly/core'
 import { resolveModelDir } from '@butterfly/node-worker'
 import { io, type Socket } from 'socket.io-client'
 import { createSignalServer, type ServerInit, type SignalServer } from '../src/signal-server.js'
@@ -31,15 +38,49 @@ export function startServer(init: Partial<ServerInit> & Pick<ServerInit, 'meshes
 }
 
 const clients: Socket[] = []
+const nonces = new WeakMap<Socket, string>()
 
+/** Connects and waits for the server's hello, whose nonce join proofs sign (see nonceOf). */
 export async function connect(server: SignalServer): Promise<Socket> {
   const socket = io(server.url, { transports: ['websocket'], reconnection: false, forceNew: true })
   clients.push(socket)
+  const hello = new Promise<void>((resolve) =>
+    socket.once('hello', (h: { nonce: string }) => {
+      nonces.set(socket, h.nonce)
+      resolve()
+    }),
+  )
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', () => resolve())
     socket.once('connect_error', reject)
   })
+  await hello
   return socket
+}
+
+/** The nonce the server greeted this connection with. */
+export function nonceOf(socket: Socket): string {
+  const nonce = nonces.get(socket)
+  if (nonce === undefined) throw new Error('socket has no hello nonce')
+  return nonce
+}
+
+/**
+ * A join payload for `socket`: `publicKey` and a proof signed by `identity` over the mesh and
+ * this connection's nonce, then `over` on top (to forge or break fields).
+ */
+export function joinPayload(
+  socket: Socket,
+  fields: { mesh: string; token: string; capabilities: unknown },
+  identity: PeerIdentity = generateIdentity(),
+  over: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    ...fields,
+    publicKey: toBase64url(identity.publicKey),
+    proof: signJoinProof(identity, fields.mesh, nonceOf(socket)),
+    ...over,
+  }
 }
 
 /** Disconnects every test client and waits until the server has let go of them all. */
@@ -84,6 +125,7 @@ export function caps(name = 'w', memoryBytes = GIB, layerStepsPerSec = 1000) {
 export interface Worker {
   socket: Socket
   peerId: string
+  identity: PeerIdentity
   /** Plans this worker received, in order. */
   plans: PlanMessage[]
 }
@@ -97,20 +139,24 @@ export async function joinWorker(
     name?: string
     memoryBytes?: number
     layerStepsPerSec?: number
+    /** Default: a fresh identity. */
+    identity?: PeerIdentity
   } = {},
 ): Promise<Worker> {
   const socket = await connect(server)
+  const identity = opts.identity ?? generateIdentity()
   const plans: PlanMessage[] = []
   socket.on('plan', (p: PlanMessage) => plans.push(p))
   const firstPlan = next(socket, 'plan')
-  const ack = await request<JoinAck>(socket, 'join', {
+  const fields = {
     mesh: opts.mesh ?? 'default',
     token: opts.token ?? '',
     capabilities: caps(opts.name, opts.memoryBytes, opts.layerStepsPerSec),
-  })
+  }
+  const ack = await request<JoinAck>(socket, 'join', joinPayload(socket, fields, identity))
   if (!ack.ok) throw new Error(`join failed: ${ack.error.code}`)
   await firstPlan
-  return { socket, peerId: ack.peerId, plans }
+  return { socket, peerId: ack.peerId, identity, plans }
 }
 
 /** Resolves once `socket` disconnects. */

@@ -36,6 +36,8 @@ function worker(name: string): Proc {
     ['join', '--server', url, '--device', 'cpu', '--name', name, '--memory', '1GB'],
     {
       BUTTERFLY_CACHE_DIR: cache,
+      // One identity per worker: a key can be in a mesh only once.
+      BUTTERFLY_IDENTITY: join(cache, `${name}.identity.json`),
     },
   )
   workers.push(w)

@@ -112,7 +112,13 @@ export class TensorError extends ButterflyError {
 export class ControlError extends ButterflyError {
   override readonly name = 'ControlError'
   constructor(
-    code: 'ERR_CONTROL_INPUT' | 'ERR_MESH_TOKEN' | 'ERR_MESH_UNKNOWN' | 'ERR_PEER_UNKNOWN' | 'ERR_NOT_JOINED',
+    code:
+      | 'ERR_CONTROL_INPUT'
+      | 'ERR_MESH_TOKEN'
+      | 'ERR_MESH_UNKNOWN'
+      | 'ERR_PEER_UNKNOWN'
+      | 'ERR_NOT_JOINED'
+      | 'ERR_JOIN_PROOF',
     message: string,
   ) {
     super(code, message)
@@ -193,5 +199,55 @@ export class StageError extends ButterflyError {
     message: string,
   ) {
     super(code, message)
+  }
+}
+
+export type IdentityErrorCode = 'ERR_IDENTITY_KEY' | 'ERR_IDENTITY_FILE' | 'ERR_IDENTITY_INPUT'
+
+/**
+ * A peer identity key has the wrong size or shape (ERR_IDENTITY_KEY), a stored identity file
+ * cannot be read or is corrupt (ERR_IDENTITY_FILE; the message names the file), or fields to
+ * sign are invalid (ERR_IDENTITY_INPUT).
+ */
+export class IdentityError extends ButterflyError {
+  override readonly name = 'IdentityError'
+  declare readonly code: IdentityErrorCode
+  constructor(code: IdentityErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options)
+  }
+}
+
+export type VerifyErrorCode =
+  | 'ERR_VERIFY_INPUT'
+  | 'ERR_VERIFY_CLASS'
+  | 'ERR_NO_QUORUM'
+  | 'ERR_FINGERPRINT_MAGIC'
+  | 'ERR_FINGERPRINT_VERSION'
+  | 'ERR_FINGERPRINT_TRUNCATED'
+  | 'ERR_FINGERPRINT_TOO_LARGE'
+  | 'ERR_FINGERPRINT_FIELD'
+
+/**
+ * Replica verification failed or was misused: no f+1 replicas agree on a stage's output
+ * (ERR_NO_QUORUM, with the stage and the peers that disagreed), a fingerprint from a peer is
+ * malformed (ERR_FINGERPRINT_*), a numeric class has no calibrated tolerance (ERR_VERIFY_CLASS),
+ * or an argument is invalid (ERR_VERIFY_INPUT).
+ */
+export class VerifyError extends ButterflyError {
+  override readonly name = 'VerifyError'
+  declare readonly code: VerifyErrorCode
+  /** Pipeline stage index (no-quorum errors only). */
+  readonly stage: number | undefined
+  /** Peers involved: for ERR_NO_QUORUM, the ones that disagreed with the best-supported output. */
+  readonly peers: readonly string[]
+
+  constructor(
+    code: VerifyErrorCode,
+    message: string,
+    options?: { stage?: number; peers?: readonly string[]; cause?: unknown },
+  ) {
+    super(code, message, options)
+    this.stage = options?.stage
+    this.peers = options?.peers ?? []
   }
 }

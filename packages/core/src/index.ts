@@ -24,6 +24,8 @@
  *   (`createMemoryTransport`); `MessageConnection` adds messages on top.
  * - Control protocol (`parseJoinRequest`, `PlanMessage`, ...): socket.io events with the server.
  * - `RemoteStage` (coordinator side) and `createStageHost` (worker side) run steps across peers.
+ * - Identity: `generateIdentity()`, `peerIdFromPublicKey(key)`, `signResult` / `verifyResult`
+ *   (Ed25519 over step results), `signJoinProof` / `verifyJoinProof` (join challenge).
  *
  * Errors: every class in `errors.ts` has a stable `code` and crosses the wire as
  * `{name, code, message}` (`errorFromWire` rebuilds it).
@@ -36,6 +38,10 @@ export * from './engine/partition.js'
 export * from './errors.js'
 export * from './float16.js'
 export * from './hf-tokenizer.js'
+export * from './identity/base64url.js'
+export * from './identity/join-proof.js'
+export * from './identity/peer-identity.js'
+export * from './identity/step-signature.js'
 export * from './mesh/control-protocol.js'
 export * from './mesh/remote-stage.js'
 export * from './mesh/stage-host.js'

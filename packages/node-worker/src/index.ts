@@ -29,6 +29,7 @@ export {
 } from './join/worker-node.js'
 export { createLocalPipeline, type LocalPipelineOptions } from './local-pipeline.js'
 export { cacheDir, type LoadedModel, loadModel, resolveModelDir, writeSyntheticModel } from './model-store.js'
+export { nodeSignatureBackend, useNativeSignatures } from './native-signatures.js'
 export { createNodeBackend, type NodeBackendInit } from './node-backend.js'
 export { nodeWrtc } from './node-wrtc.js'
 export { openRemoteModel, type RemoteModel } from './remote-model.js'

@@ -35,6 +35,11 @@ interface PeerConnectionLike {
   addIceCandidate(candidate?: unknown): Promise<void>
 }
 
+interface Adaptation {
+  extraConfig: Record<string, unknown>
+  loopbackOnly: boolean
+}
+
 type PeerConnectionClass = new (config?: Record<string, unknown>) => PeerConnectionLike
 
 const cache = new Map<string, WrtcImplementation>()
@@ -48,11 +53,11 @@ export function nodeWrtc(
   const hit = cache.get(key)
   if (hit !== undefined) return hit
   let base: WrtcImplementation
-  let extraConfig: Record<string, unknown> = {}
+  const how: Adaptation = { extraConfig: {}, loopbackOnly }
   if (kind === 'node-datachannel') {
     base = ndcPolyfill as unknown as WrtcImplementation
     // The polyfill passes its whole config on to libdatachannel, which understands bindAddress.
-    if (loopbackOnly) extraConfig = { bindAddress: '127.0.0.1' }
+    if (loopbackOnly) how.extraConfig = { bindAddress: '127.0.0.1' }
   } else if (kind === 'wrtc') {
     base = loadWrtc()
   } else {
@@ -62,7 +67,7 @@ export function nodeWrtc(
     )
   }
   const impl: WrtcImplementation = {
-    RTCPeerConnection: adapt(base.RTCPeerConnection as PeerConnectionClass, extraConfig, loopbackOnly),
+    RTCPeerConnection: adapt(base.RTCPeerConnection as PeerConnectionClass, how),
     RTCSessionDescription: base.RTCSessionDescription,
     RTCIceCandidate: base.RTCIceCandidate,
   }
@@ -70,10 +75,10 @@ export function nodeWrtc(
   return impl
 }
 
-function adapt(Base: PeerConnectionClass, extraConfig: Record<string, unknown>, loopbackOnly: boolean) {
+function adapt(Base: PeerConnectionClass, how: Adaptation) {
   return class ButterflyPeerConnection extends Base {
     constructor(config: Record<string, unknown> = {}) {
-      super({ ...config, ...extraConfig })
+      super({ ...config, ...how.extraConfig })
     }
 
     // simple-peer assigns to `offer.sdp`; node-datachannel's descriptions have getters only.
@@ -88,7 +93,7 @@ function adapt(Base: PeerConnectionClass, extraConfig: Record<string, unknown>, 
     }
 
     override addIceCandidate(candidate?: unknown): Promise<void> {
-      if (loopbackOnly && !isLoopbackOrEnd(candidate)) return Promise.resolve()
+      if (how.loopbackOnly && !isLoopbackOrEnd(candidate)) return Promise.resolve()
       return super.addIceCandidate(candidate)
     }
   }

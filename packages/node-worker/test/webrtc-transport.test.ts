@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest'
 import { TransportError } from '../../core/src/errors.js'
 import { MemorySignalingHub } from '../../core/src/transport/memory-transport.js'
+import { MessageConnection } from '../../core/src/transport/message-connection.js'
 import type { FrameChannel, SignalData, Signaling } from '../../core/src/transport/transport.js'
 import { createWebRtcTransport } from '../../core/src/transport/webrtc-transport.js'
 import { runTransportCompliance } from '../../core/test/transport-compliance.js'
@@ -97,6 +98,29 @@ describe('WebRTC transport', () => {
     ba.send(Uint8Array.from([2, 4]))
     expect(Array.from(await back)).toEqual([2, 4])
     await cleanup()
+  })
+
+  test.each([
+    ['node-datachannel', 'wrtc'],
+    ['wrtc', 'node-datachannel'],
+  ] as const)('interoperates: %s dials %s', async (x, y) => {
+    const hub = new MemorySignalingHub()
+    const a = createWebRtcTransport(
+      { peerId: 'alice' },
+      { signaling: hub.connect('alice'), wrtc: nodeWrtc(x, { loopbackOnly: true }) },
+    )
+    const b = createWebRtcTransport(
+      { peerId: 'bob' },
+      { signaling: hub.connect('bob'), wrtc: nodeWrtc(y, { loopbackOnly: true }) },
+    )
+    const incoming = new Promise<FrameChannel>((r) => b.onIncoming((_, channel) => r(channel)))
+    const tx = new MessageConnection(await a.dial('bob'))
+    const rx = new MessageConnection(await incoming)
+    const hidden = Float32Array.from({ length: 100_000 }, (_, i) => i / 7)
+    const got = new Promise((r) => rx.onMessage(r))
+    await tx.send({ type: 'StepResult', generationId: 'interop', stepIndex: 3, hidden })
+    expect(await got).toEqual({ type: 'StepResult', generationId: 'interop', stepIndex: 3, hidden })
+    await Promise.all([a.close(), b.close()])
   })
 
   test.each([

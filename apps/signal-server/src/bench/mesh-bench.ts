@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
-import { cpus } from 'node:os'
+import { cpus, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { type GenerateRequest, generate, type Pipeline } from '@butterfly/core'
 import {
@@ -58,6 +59,8 @@ export async function meshBench(opts: MeshBenchOptions): Promise<MeshBenchRow[]>
   const served = gateway?.find('bench') as ServedModel
   const prompt = Array.from({ length: opts.promptTokens }, (_, i) => 3 + ((i * 31) % 250))
   const rows: MeshBenchRow[] = []
+  // Each worker process needs its own identity: one key joins a mesh once.
+  const identities = await mkdtemp(join(tmpdir(), 'butterfly-bench-ids-'))
   try {
     for (const n of opts.workerCounts) {
       const workers = Array.from({ length: n }, (_, i) =>
@@ -116,6 +119,7 @@ export async function meshBench(opts: MeshBenchOptions): Promise<MeshBenchRow[]>
     await single.dispose()
     await model.close()
     await server.close()
+    await rm(identities, { recursive: true, force: true })
   }
   return rows
 }

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HfTokenizer, type Tokenizer } from '@butterfly/core'
+import { useNativeSignatures } from '@butterfly/node-worker'
 import type { CompletionBackend } from '../api/completion-backend.js'
 import { registerOpenAiRoutes } from '../api/openai-routes.js'
 import type { ServerParts } from '../signal-server.js'
@@ -23,6 +24,7 @@ export async function attachGateway(
   init: GatewayInit,
   components: { wrtc: unknown; log?: (line: string) => void },
 ): Promise<Gateway> {
+  useNativeSignatures()
   const gateways = new Map<string, MeshGateway>()
   for (const mesh of server.meshes.list()) {
     const tokenizer = await loadTokenizer(mesh.model.dir)

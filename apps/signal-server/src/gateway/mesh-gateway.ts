@@ -190,6 +190,8 @@ export class MeshGateway implements ServedModel {
                 isLast: i === plan.stages.length - 1,
                 hiddenSize: config.hiddenSize,
                 stepTimeoutMs: this.init.stepTimeoutMs ?? 60_000,
+                // Every result must carry the worker's signature over this very step.
+                ...verifyWith(mesh.publicKey(s.peerId), mesh.name),
               },
               await this.connection(s.peerId),
             )
@@ -209,4 +211,11 @@ export class MeshGateway implements ServedModel {
       }
     }
   }
+}
+
+function verifyWith(
+  key: Uint8Array | undefined,
+  mesh: string,
+): { verifyKey: Uint8Array; mesh: string } | object {
+  return key === undefined ? {} : { verifyKey: key, mesh }
 }

@@ -1,4 +1,6 @@
 import { ControlError, type WireError } from '../errors.js'
+import { fromBase64url } from '../identity/base64url.js'
+import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../identity/peer-identity.js'
 import type { SignalData } from '../transport/transport.js'
 
 /**
@@ -6,9 +8,15 @@ import type { SignalData } from '../transport/transport.js'
  * event from a peer is parsed by the functions here before anything else looks at it.
  *
  * Events (client → server): `join` (with ack), `heartbeat`, `signal`, `stage-ready`, `leave`.
- * Events (server → client): `plan`, `signal`, `peer-left`.
+ * Events (server → client): `hello` (on connect), `plan`, `signal`, `peer-left`.
+ *
+ * Joining proves key possession: the server greets every connection with `hello {nonce}`, a
+ * fresh random value, and the join carries the peer's Ed25519 public key and a signature over
+ * (mesh, nonce) (identity/join-proof.ts). The server names the peer after its key
+ * (peerIdFromPublicKey), so an id survives restarts and cannot be taken by anyone else.
  */
 export const CONTROL_EVENTS = {
+  hello: 'hello',
   join: 'join',
   heartbeat: 'heartbeat',
   signal: 'signal',
@@ -33,6 +41,15 @@ export interface JoinRequest {
   readonly mesh: string
   readonly token: string
   readonly capabilities: PeerCapabilities
+  /** Ed25519 public key, unpadded base64url of 32 bytes. */
+  readonly publicKey: string
+  /** signJoinProof(identity, mesh, nonce): base64url of a 64-byte signature. */
+  readonly proof: string
+}
+
+/** Sent by the server to every new connection; the join proof signs this nonce. */
+export interface HelloMessage {
+  readonly nonce: string
 }
 
 export interface IceServer {
@@ -79,6 +96,8 @@ export const LIMITS = {
   signalBytes: 64 * 1024,
   maxMemoryBytes: 2 ** 50,
   maxLayerStepsPerSec: 1e9,
+  nonceMin: 16,
+  nonceMax: 128,
 } as const
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/
@@ -109,16 +128,31 @@ export function parsePeerId(v: unknown, field = 'peer id'): string {
   return name(v, field, LIMITS.peerId)
 }
 
-export function parseJoinRequest(v: unknown): JoinRequest {
+/** Base64url text that decodes to exactly `bytes` bytes; returns the decoded bytes. */
+function base64urlOf(v: unknown, field: string, bytes: number): Uint8Array {
+  const decoded = typeof v === 'string' && v.length <= 4 * bytes ? fromBase64url(v) : undefined
+  if (decoded === undefined || decoded.length !== bytes) {
+    throw bad(`${field} must be unpadded base64url of ${bytes} bytes`)
+  }
+  return decoded
+}
+
+/** The join request, checked field by field; `publicKeyBytes` is the decoded key. */
+export function parseJoinRequest(v: unknown): JoinRequest & { readonly publicKeyBytes: Uint8Array } {
   if (!isRecord(v)) throw bad('join must be an object')
   const caps = v.capabilities
   if (!isRecord(caps)) throw bad('join.capabilities must be an object')
   if (typeof v.token !== 'string' || v.token.length > LIMITS.token) throw bad('join.token must be a string')
   if (!BACKENDS.includes(caps.backend as Backend))
     throw bad(`join.capabilities.backend must be one of ${BACKENDS.join(', ')}`)
+  const publicKeyBytes = base64urlOf(v.publicKey, 'join.publicKey', PUBLIC_KEY_BYTES)
+  base64urlOf(v.proof, 'join.proof', SIGNATURE_BYTES)
   return {
     mesh: name(v.mesh, 'join.mesh', LIMITS.meshName),
     token: v.token,
+    publicKey: v.publicKey as string,
+    proof: v.proof as string,
+    publicKeyBytes,
     capabilities: {
       backend: caps.backend as Backend,
       memoryBytes: finite(caps.memoryBytes, 'join.capabilities.memoryBytes', 1, LIMITS.maxMemoryBytes),
@@ -131,6 +165,21 @@ export function parseJoinRequest(v: unknown): JoinRequest {
       name: caps.name === undefined ? 'peer' : name(caps.name, 'join.capabilities.name', LIMITS.peerName),
     },
   }
+}
+
+/** Validates the server's `hello` (a worker trusts the server, but not blindly). */
+export function parseHello(v: unknown): HelloMessage {
+  if (!isRecord(v)) throw bad('hello must be an object')
+  const { nonce } = v
+  if (
+    typeof nonce !== 'string' ||
+    nonce.length < LIMITS.nonceMin ||
+    nonce.length > LIMITS.nonceMax ||
+    !/^[A-Za-z0-9_-]+$/.test(nonce)
+  ) {
+    throw bad(`hello.nonce must be ${LIMITS.nonceMin}-${LIMITS.nonceMax} base64url characters`)
+  }
+  return { nonce }
 }
 
 export function parseSignalEnvelope(v: unknown): SignalEnvelope {

@@ -1,5 +1,7 @@
 import type { StageSession, StageStepInput, StageStepOutput } from '../engine/inference-backend.js'
 import { type ButterflyError, StageError } from '../errors.js'
+import { isBytes, PUBLIC_KEY_BYTES } from '../identity/peer-identity.js'
+import { verifyResult } from '../identity/step-signature.js'
 import type { MessageConnection } from '../transport/message-connection.js'
 import type { ReceivedMessage } from '../wire/messages.js'
 
@@ -12,9 +14,18 @@ export interface RemoteStageInit {
   readonly hiddenSize: number
   /** A step with no answer after this long fails with ERR_STEP_TIMEOUT. */
   readonly stepTimeoutMs: number
+  /**
+   * The peer's Ed25519 public key. When set, every StepResult must carry the peer's valid
+   * signature for `mesh` (identity/step-signature.ts), or the step fails with ERR_STAGE_REPLY.
+   */
+  readonly verifyKey?: Uint8Array
+  /** The mesh the peer signs for; required with verifyKey. */
+  readonly mesh?: string
 }
 
 interface Pending {
+  readonly startPos: number
+  readonly seqLen: number
   resolve(out: StageStepOutput): void
   reject(err: unknown): void
 }
@@ -42,6 +53,15 @@ export class RemoteStage implements StageSession {
     this.layerEnd = init.layerEnd
     this.isFirst = init.isFirst
     this.isLast = init.isLast
+    if (
+      init.verifyKey !== undefined &&
+      !(isBytes(init.verifyKey, PUBLIC_KEY_BYTES) && init.mesh !== undefined)
+    ) {
+      throw new StageError(
+        'ERR_STAGE_REPLY',
+        `verifyKey must be ${PUBLIC_KEY_BYTES} bytes, with the mesh name`,
+      )
+    }
     this.unsubscribe.push(
       connection.onMessage((msg) => this.receive(msg)),
       connection.onClose((reason) => this.fail(reason)),
@@ -64,7 +84,7 @@ export class RemoteStage implements StageSession {
     if (this.pending.has(key)) throw new StageError('ERR_STAGE_REPLY', `step ${key} is already in flight`)
     this.generations.add(generationId)
     const reply = new Promise<StageStepOutput>((resolve, reject) =>
-      this.pending.set(key, { resolve, reject }),
+      this.pending.set(key, { startPos: input.startPos, seqLen: input.seqLen, resolve, reject }),
     )
     const timeout = this.init.stepTimeoutMs
     let timer: ReturnType<typeof setTimeout> | undefined
@@ -133,6 +153,21 @@ export class RemoteStage implements StageSession {
         new StageError('ERR_STAGE_REPLY', `peer ${this.init.peerId} sent the wrong output kind`),
       )
       return
+    }
+    const { verifyKey, mesh } = this.init
+    const p = this.pending.get(key)
+    if (verifyKey !== undefined && mesh !== undefined && p !== undefined) {
+      const { generationId, stepIndex } = msg
+      const fields = { mesh, generationId, stepIndex, startPos: p.startPos, seqLen: p.seqLen, output: msg }
+      if (msg.signature === undefined || !verifyResult(verifyKey, fields, msg.signature)) {
+        const why = msg.signature === undefined ? 'an unsigned' : 'a wrongly signed'
+        this.settle(
+          key,
+          undefined,
+          new StageError('ERR_STAGE_REPLY', `peer ${this.init.peerId} sent ${why} result`),
+        )
+        return
+      }
     }
     this.settle(
       key,

@@ -1,4 +1,5 @@
 import type { StageSession } from '../engine/inference-backend.js'
+import type { StepSigner } from '../identity/step-signature.js'
 import type { MessageConnection } from '../transport/message-connection.js'
 import { type StepRequest, toWireError } from '../wire/messages.js'
 
@@ -7,6 +8,8 @@ export interface StageHostOptions {
   readonly idleTimeoutMs?: number
   /** Called after every served step, for counters and metrics. */
   readonly onStep?: (info: { generationId: string; seqLen: number; ms: number; ok: boolean }) => void
+  /** Signs every StepResult (e.g. `(f) => signResult(identity, { ...f, mesh })`). */
+  readonly sign?: StepSigner
 }
 
 export interface StageHost {
@@ -62,12 +65,20 @@ export function createStageHost(stage: StageSession, options: StageHostOptions =
         temperature: req.temperature,
       })
       lastUsed.set(req.generationId, Date.now())
+      const signature = options.sign?.({
+        generationId: req.generationId,
+        stepIndex: req.stepIndex,
+        startPos: req.startPos,
+        seqLen: req.seqLen,
+        output: out,
+      })
       await conn.send({
         type: 'StepResult',
         generationId: req.generationId,
         stepIndex: req.stepIndex,
         ...(out.hidden !== undefined ? { hidden: out.hidden } : {}),
         ...(out.topk !== undefined ? { topk: out.topk } : {}),
+        ...(signature !== undefined ? { signature } : {}),
       })
       ok = true
     } catch (err) {

@@ -1,11 +1,6 @@
-// simple-peer's npm entry needs Node's Buffer and streams (polyfills in a browser) and its
-// @types pull Node's types into core. The package's self-contained browser build runs in both
-// Node and browsers and has no types, so we describe the little we use in peer-channel.ts.
-// @ts-expect-error no declaration file for the browser build
-import SimplePeerBuild from 'simple-peer/simplepeer.min.js'
 import { TransportError } from '../errors.js'
 import type { IceServer } from '../mesh/control-protocol.js'
-import { PeerChannel, type SimplePeerLike } from './peer-channel.js'
+import { PeerLink, type Waiter } from './peer-link.js'
 import { parseSignal } from './signal-data.js'
 import type { FrameChannel, Signaling, Transport } from './transport.js'
 
@@ -30,27 +25,6 @@ export interface WebRtcTransport extends Transport {
   onSignalError(handler: (err: TransportError, from: string) => void): () => void
 }
 
-type PeerConstructor = new (opts: Record<string, unknown>) => SimplePeerLike
-const SimplePeer = SimplePeerBuild as PeerConstructor
-
-interface Waiter {
-  resolve(channel: FrameChannel): void
-  reject(err: unknown): void
-}
-
-interface Entry {
-  readonly remote: string
-  readonly initiator: boolean
-  readonly peer: SimplePeerLike
-  readonly channel: PeerChannel
-  readonly gone: Promise<void>
-  connected: boolean
-  /** Dials waiting for this connection; when none, an opened connection is announced via onIncoming. */
-  waiters: Set<Waiter>
-  timer: ReturnType<typeof setTimeout> | undefined
-  error: Error | undefined
-}
-
 export const DEFAULT_DIAL_TIMEOUT_MS = 30_000
 const DEFAULT_LOW_THRESHOLD = 256 * 1024
 
@@ -58,8 +32,10 @@ const DEFAULT_LOW_THRESHOLD = 256 * 1024
  * Direct peer channels over WebRTC via simple-peer: one ordered, reliable data channel per
  * peer pair, offers/answers/candidates relayed through `signaling` (trickle ICE).
  *
- * Renegotiation is never needed for a data-only connection, so an offer from a peer we are
- * connected to means it reconnected: the old channel closes and a new one is announced.
+ * There is at most one connection per remote peer: dialing a peer we already have an open
+ * channel with (whichever side dialed) returns that channel. Renegotiation is never needed for
+ * a data-only connection, so an offer from a peer we are connected to means it reconnected:
+ * the old channel closes and the new one is announced through onIncoming.
  */
 export function createWebRtcTransport(
   init: WebRtcTransportInit,
@@ -86,7 +62,11 @@ export function createWebRtcTransport(
     ...(s.credential === undefined ? {} : { credential: s.credential }),
   }))
   const { signaling, wrtc } = components
-  const entries = new Map<string, Entry>()
+  const peerOptions: Record<string, unknown> = {
+    config: { iceServers },
+    ...(wrtc === undefined ? {} : { wrtc }),
+  }
+  const links = new Map<string, PeerLink>()
   const incomingHandlers = new Set<(from: string, channel: FrameChannel) => void>()
   const errorHandlers = new Set<(err: TransportError, from: string) => void>()
   let closed = false
@@ -95,148 +75,44 @@ export function createWebRtcTransport(
     for (const handler of errorHandlers) guard(() => handler(err, from))
   }
 
-  const drop = (entry: Entry, reason?: Error): void => {
-    clearTimeout(entry.timer)
-    if (entries.get(entry.remote) === entry) entries.delete(entry.remote)
-    entry.channel.markClosed(reason)
-    try {
-      entry.peer.destroy()
-    } catch {
-      // Already destroyed.
-    }
-  }
-
-  const fail = (entry: Entry, err: TransportError): void => {
-    const waiters = [...entry.waiters]
-    entry.waiters.clear()
-    for (const w of waiters) w.reject(err)
-    drop(entry)
-  }
-
-  const open = (remote: string, initiator: boolean, waiters = new Set<Waiter>()): Entry => {
-    const peer = new SimplePeer({
-      initiator,
-      trickle: true,
-      config: { iceServers },
-      channelConfig: { ordered: true },
-      ...(wrtc === undefined ? {} : { wrtc }),
-    })
-    let onGone = (): void => {}
-    const gone = new Promise<void>((resolve) => {
-      onGone = resolve
-    })
-    const channel = new PeerChannel(peer, lowThreshold)
-    const entry: Entry = {
+  const open = (remote: string, initiator: boolean, waiters?: Set<Waiter>): PeerLink => {
+    const link = new PeerLink({
       remote,
       initiator,
-      peer,
-      channel,
-      gone,
-      connected: false,
-      waiters,
-      timer: undefined,
-      error: undefined,
-    }
-    const current = (): boolean => entries.get(remote) === entry
-    entries.set(remote, entry)
-    entry.timer = setTimeout(() => {
-      fail(
-        entry,
-        new TransportError('ERR_DIAL_TIMEOUT', `no connection to ${remote} after ${dialTimeoutMs} ms`),
-      )
-    }, dialTimeoutMs)
-
-    // Candidates can be gathered before simple-peer emits the offer or answer they belong to;
-    // the other side drops signals from peers it has no connection with, so keep them in order.
-    let described = false
-    const held: Record<string, unknown>[] = []
-    const relay = (data: Record<string, unknown>): void => {
-      try {
-        signaling.send(remote, data)
-      } catch (cause) {
-        fail(
-          entry,
-          new TransportError('ERR_DIAL_FAILED', `cannot signal ${remote}: ${String(cause)}`, { cause }),
-        )
-      }
-    }
-    peer.on('signal', (data) => {
-      if (!current()) return
-      if (!described && data.type === 'candidate') {
-        held.push(data)
-        return
-      }
-      relay(data)
-      if (data.type === 'offer' || data.type === 'answer') {
-        described = true
-        for (const c of held.splice(0)) if (current()) relay(c)
-      }
+      peerOptions,
+      lowThreshold,
+      timeoutMs: dialTimeoutMs,
+      send: (data) => signaling.send(remote, data),
+      onOpen: (l, dialers) => {
+        if (dialers.length > 0) for (const w of dialers) w.resolve(l.channel)
+        else for (const handler of incomingHandlers) guard(() => handler(remote, l.channel))
+      },
+      onGone: (l) => {
+        if (links.get(remote) === l) links.delete(remote)
+      },
     })
-    peer.on('connect', () => {
-      if (!current()) return
-      entry.connected = true
-      clearTimeout(entry.timer)
-      channel.opened()
-      const dialers = [...entry.waiters]
-      entry.waiters.clear()
-      if (dialers.length > 0) for (const w of dialers) w.resolve(channel)
-      else for (const handler of incomingHandlers) guard(() => handler(remote, channel))
-    })
-    peer.on('error', (err) => {
-      entry.error = err
-    })
-    peer.on('close', () => {
-      clearTimeout(entry.timer)
-      if (current()) entries.delete(remote)
-      const why = entry.error === undefined ? '' : `: ${entry.error.message}`
-      const cause = entry.error === undefined ? undefined : { cause: entry.error }
-      const dialers = [...entry.waiters]
-      entry.waiters.clear()
-      for (const w of dialers) {
-        w.reject(
-          new TransportError(
-            'ERR_DIAL_FAILED',
-            `connection to ${remote} closed before it opened${why}`,
-            cause,
-          ),
-        )
-      }
-      channel.markClosed(
-        entry.error === undefined
-          ? undefined
-          : new TransportError('ERR_CHANNEL_CLOSED', `connection to ${remote} failed${why}`, cause),
-      )
-      onGone()
-    })
-    return entry
+    if (waiters !== undefined) link.waiters = waiters
+    links.set(remote, link)
+    return link
   }
 
-  const deliver = (entry: Entry, signal: unknown): void => {
+  const deliver = (link: PeerLink, signal: Record<string, unknown>): void => {
     try {
-      entry.peer.signal(signal)
+      link.signal(signal)
     } catch (cause) {
-      // node-datachannel's polyfill throws synchronously on an SDP it cannot apply; simple-peer
-      // throws once destroyed. Either way this connection cannot go on, and waiting would only
-      // turn the failure into a timeout.
-      const err = new TransportError(
-        'ERR_SIGNAL_INVALID',
-        `cannot apply signal from ${entry.remote}: ${String(cause)}`,
-        {
-          cause,
-        },
-      )
-      report(err, entry.remote)
-      if (!entry.connected) fail(entry, new TransportError('ERR_DIAL_FAILED', err.message, { cause }))
+      // simple-peer throws once destroyed, the polyfill on some SDPs it cannot apply. Either way
+      // this link cannot go on, and waiting would only turn the failure into a timeout.
+      const err = new TransportError('ERR_SIGNAL_INVALID', `cannot apply signal: ${String(cause)}`, { cause })
+      report(err, link.remote)
+      if (!link.connected) link.fail(new TransportError('ERR_DIAL_FAILED', err.message, { cause }))
     }
   }
 
   const onSignal = (from: unknown, data: unknown): void => {
     if (closed) return
     if (!isPeerId(from) || from === peerId) {
-      report(
-        new TransportError('ERR_SIGNAL_INVALID', 'signal from an invalid peer id'),
-        String(from).slice(0, 64),
-      )
+      const shown = typeof from === 'string' ? from.slice(0, 64) : typeof from
+      report(new TransportError('ERR_SIGNAL_INVALID', 'signal from an invalid peer id'), shown)
       return
     }
     let signal: ReturnType<typeof parseSignal>
@@ -247,23 +123,23 @@ export function createWebRtcTransport(
       return
     }
     if (signal.type === 'renegotiate' || signal.type === 'transceiverRequest') return
-    const entry = entries.get(from)
+    const link = links.get(from)
     if (signal.type !== 'offer') {
       // Candidates that trail a closed connection are normal; there is nothing to give them to.
-      if (entry !== undefined) deliver(entry, signal)
+      if (link !== undefined) deliver(link, signal)
       return
     }
     let waiters: Set<Waiter> | undefined
-    if (entry?.initiator && !entry.connected) {
+    if (link?.initiator && !link.connected) {
       // Both sides dialed at once: the smaller id stays initiator, the other answers and hands its dials over.
       if (peerId < from) return
-      waiters = entry.waiters
-      entry.waiters = new Set()
-      drop(entry)
-    } else if (entry !== undefined) {
-      drop(entry, new TransportError('ERR_CHANNEL_CLOSED', `peer ${from} reconnected`))
+      waiters = link.waiters
+      link.waiters = new Set()
+      link.drop()
+    } else if (link !== undefined) {
+      link.drop(new TransportError('ERR_CHANNEL_CLOSED', `peer ${from} reconnected`))
     }
-    let fresh: Entry
+    let fresh: PeerLink
     try {
       fresh = open(from, false, waiters)
     } catch (cause) {
@@ -288,12 +164,12 @@ export function createWebRtcTransport(
           )
         }
         if (signal?.aborted) return reject(signal.reason)
-        let entry = entries.get(to)
-        if (entry?.connected && !entry.channel.closed) return resolve(entry.channel)
-        if (entry === undefined || entry.connected) {
-          if (entry !== undefined) drop(entry)
+        let link = links.get(to)
+        if (link?.connected && !link.channel.closed) return resolve(link.channel)
+        if (link === undefined || link.connected) {
+          link?.drop()
           try {
-            entry = open(to, true)
+            link = open(to, true)
           } catch (cause) {
             return reject(
               new TransportError('ERR_DIAL_FAILED', `cannot dial ${to}: ${String(cause)}`, { cause }),
@@ -301,11 +177,11 @@ export function createWebRtcTransport(
           }
         }
         const onAbort = (): void => {
-          // The waiter may have moved to another entry (simultaneous dials), so look it up again.
-          const current = entries.get(to)
+          // The waiter may have moved to another link (simultaneous dials), so look it up again.
+          const current = links.get(to)
           current?.waiters.delete(waiter)
           reject(signal?.reason)
-          if (current?.initiator && !current.connected && current.waiters.size === 0) drop(current)
+          if (current?.initiator && !current.connected && current.waiters.size === 0) current.drop()
         }
         const waiter: Waiter = {
           resolve: (channel) => {
@@ -317,7 +193,7 @@ export function createWebRtcTransport(
             reject(err)
           },
         }
-        entry.waiters.add(waiter)
+        link.waiters.add(waiter)
         signal?.addEventListener('abort', onAbort, { once: true })
       })
     },
@@ -334,9 +210,9 @@ export function createWebRtcTransport(
       closed = true
       unsubscribe()
       incomingHandlers.clear()
-      const all = [...entries.values()]
-      for (const entry of all) fail(entry, new TransportError('ERR_DIAL_FAILED', 'transport closed'))
-      await Promise.all(all.map((e) => e.gone))
+      const all = [...links.values()]
+      for (const link of all) link.fail(new TransportError('ERR_DIAL_FAILED', 'transport closed'))
+      await Promise.all(all.map((l) => l.gone))
     },
   }
 }

@@ -77,7 +77,7 @@ export class BodyWriter {
   }
 
   /** Splits the body into frames of at most `maxPayload` payload bytes, copying each byte once. */
-  toFrames(type: FrameType, messageId: number, maxPayload: number): Uint8Array[] {
+  toFrames(type: FrameType, messageId: number, maxPayload: number, flags = 0): Uint8Array[] {
     this.flushHead()
     const count = Math.max(1, Math.ceil(this.total / maxPayload))
     const frames: Uint8Array[] = []
@@ -86,7 +86,7 @@ export class BodyWriter {
     for (let i = 0; i < count; i++) {
       const length = Math.min(maxPayload, this.total - i * maxPayload)
       const frame = new Uint8Array(FRAME_HEADER_BYTES + length)
-      writeFrameHeader(frame, type, messageId, i, count, length)
+      writeFrameHeader(frame, type, messageId, i, count, length, flags)
       let at = FRAME_HEADER_BYTES
       while (at < frame.length) {
         const src = this.parts[part] as Uint8Array
@@ -106,7 +106,7 @@ export class BodyWriter {
 
   private reserve(n: number): DataView {
     if (this.headLength + n > this.head.length) {
-      // Only reached by a body with more than 4 KiB of metadata, which no message has; grow anyway.
+      // Only a StepResult with a large fingerprint has more than 4 KiB outside its arrays.
       const grown = new Uint8Array(Math.max(this.head.length * 2, this.headLength + n))
       grown.set(this.head.subarray(0, this.headLength))
       this.head = grown
@@ -166,6 +166,11 @@ export class BodyReader {
     } catch (cause) {
       throw new WireProtocolError('ERR_WIRE_PAYLOAD', 'string field is not valid UTF-8', { cause })
     }
+  }
+  /** A copy, so the result never aliases a buffer the caller may reuse. */
+  bytes(length: number): Uint8Array {
+    const at = this.take(length)
+    return this.body.slice(at, at + length)
   }
   align4(): void {
     const pad = (4 - (this.offset % 4)) % 4

@@ -7,10 +7,14 @@ import { WireProtocolError } from '../errors.js'
  *   1  u8   magic 0x01       12  u32 chunk index
  *   2  u8   protocol version 16  u32 chunk count
  *   3  u8   frame type       20  u32 payload length
- *   4  u8   flags (0)        24  payload
+ *   4  u8   flags            24  payload
  *   5  u8×3 reserved (0)
  *
  * Data channels silently drop or reject messages over 256 KiB, so a frame never exceeds 64 KiB.
+ *
+ * Flags grow version 1 without breaking it: a message that needs none is byte-for-byte what it
+ * always was, and a peer that predates a flag refuses it with ERR_WIRE_FLAGS instead of
+ * misreading the body. Every chunk of a message carries the same flags.
  */
 
 export const WIRE_MAGIC = [0xbf, 0x01] as const
@@ -21,6 +25,12 @@ export const MAX_CHUNK_BYTES = 64 * 1024
 export const MAX_CHUNK_PAYLOAD_BYTES = MAX_CHUNK_BYTES - FRAME_HEADER_BYTES
 /** Default cap on a reassembled message body. */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+/** Frame flag bits. */
+export const FrameFlag = {
+  /** StepResult only: the body ends with the optional section (signature, fingerprint). */
+  Extensions: 0x01,
+} as const
 
 export const FrameType = {
   StepRequest: 1,
@@ -37,6 +47,8 @@ export interface Frame {
   readonly messageId: number
   readonly chunkIndex: number
   readonly chunkCount: number
+  /** FrameFlag bits; absent means 0. Decoding always sets it. */
+  readonly flags?: number
   /** On decode, a view into the frame's bytes (no copy). */
   readonly payload: Uint8Array
 }
@@ -55,14 +67,15 @@ export function writeFrameHeader(
   chunkIndex: number,
   chunkCount: number,
   payloadLength: number,
+  flags = 0,
 ): void {
   const view = new DataView(target.buffer, target.byteOffset, FRAME_HEADER_BYTES)
   view.setUint8(0, WIRE_MAGIC[0])
   view.setUint8(1, WIRE_MAGIC[1])
   view.setUint8(2, WIRE_VERSION)
   view.setUint8(3, type)
-  // Flags and reserved bytes stay 0: a fresh Uint8Array is zeroed, but the target may be reused.
-  view.setUint32(4, 0, true)
+  // Reserved bytes stay 0: a fresh Uint8Array is zeroed, but the target may be reused.
+  view.setUint32(4, flags, true)
   view.setUint32(8, messageId, true)
   view.setUint32(12, chunkIndex, true)
   view.setUint32(16, chunkCount, true)
@@ -78,13 +91,15 @@ export function checkMessageId(messageId: number): void {
 export function encodeFrame(frame: Frame): Uint8Array {
   const { type, messageId, chunkIndex, chunkCount, payload } = frame
   if (!isFrameType(type)) throw new WireProtocolError('ERR_WIRE_TYPE', `unknown frame type ${String(type)}`)
+  const flags = frame.flags ?? 0
+  checkFlags(type, flags)
   checkMessageId(messageId)
   checkChunkPosition(chunkIndex, chunkCount)
   if (!(payload instanceof Uint8Array))
     throw new WireProtocolError('ERR_WIRE_PAYLOAD', 'payload must be a Uint8Array')
   checkPayloadLength(payload.length)
   const out = new Uint8Array(FRAME_HEADER_BYTES + payload.length)
-  writeFrameHeader(out, type, messageId, chunkIndex, chunkCount, payload.length)
+  writeFrameHeader(out, type, messageId, chunkIndex, chunkCount, payload.length, flags)
   out.set(payload, FRAME_HEADER_BYTES)
   return out
 }
@@ -119,12 +134,8 @@ export function decodeFrame(input: Uint8Array | ArrayBuffer): Frame {
   if (!isFrameType(type)) throw new WireProtocolError('ERR_WIRE_TYPE', `unknown frame type ${type}`)
   const flags = view.getUint8(4)
   const reserved = view.getUint8(5) | view.getUint8(6) | view.getUint8(7)
-  if (flags !== 0 || reserved !== 0) {
-    throw new WireProtocolError(
-      'ERR_WIRE_FLAGS',
-      `unknown frame flags 0x${hex(flags)} or non-zero reserved bytes`,
-    )
-  }
+  if (reserved !== 0) throw new WireProtocolError('ERR_WIRE_FLAGS', 'non-zero reserved header bytes')
+  checkFlags(type, flags)
   const messageId = view.getUint32(8, true)
   const chunkIndex = view.getUint32(12, true)
   const chunkCount = view.getUint32(16, true)
@@ -148,7 +159,24 @@ export function decodeFrame(input: Uint8Array | ArrayBuffer): Frame {
     throw new WireProtocolError('ERR_WIRE_PAYLOAD', `frame has ${bytes.length - end} bytes after its payload`)
   }
   checkChunkPosition(chunkIndex, chunkCount)
-  return { type, messageId, chunkIndex, chunkCount, payload: bytes.subarray(FRAME_HEADER_BYTES, end) }
+  return {
+    type,
+    messageId,
+    chunkIndex,
+    chunkCount,
+    flags,
+    payload: bytes.subarray(FRAME_HEADER_BYTES, end),
+  }
+}
+
+function checkFlags(type: FrameType, flags: number): void {
+  const allowed = type === FrameType.StepResult ? FrameFlag.Extensions : 0
+  if (!(Number.isInteger(flags) && flags >= 0 && (flags & ~allowed) === 0)) {
+    throw new WireProtocolError(
+      'ERR_WIRE_FLAGS',
+      `unknown frame flags 0x${hex(flags)} for frame type ${type}; the peer may speak a newer protocol`,
+    )
+  }
 }
 
 function checkChunkPosition(chunkIndex: number, chunkCount: number): void {

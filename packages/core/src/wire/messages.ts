@@ -3,6 +3,7 @@ import { BodyReader, BodyWriter, payloadError, utf8Bytes } from './body.js'
 import {
   checkMessageId,
   FRAME_HEADER_BYTES,
+  FrameFlag,
   FrameType,
   MAX_CHUNK_BYTES,
   MAX_CHUNK_PAYLOAD_BYTES,
@@ -10,9 +11,11 @@ import {
 } from './frame.js'
 import {
   type EndGeneration,
+  MAX_FINGERPRINT_BYTES,
   type Message,
   type Ping,
   type Pong,
+  STEP_SIGNATURE_BYTES,
   type StepError,
   type StepRequest,
   type StepResult,
@@ -29,7 +32,10 @@ export * from './validate-message.js'
  *   StepRequest    id, u32 stepIndex, u32 startPos, u32 seqLen, f32 temperature, u32 deadlineMs,
  *                  u32 tokenCount, u32 hiddenCount, i32[tokenCount], f32[hiddenCount]
  *   StepResult     id, u32 stepIndex, u32 hiddenCount, u32 topkCount, f64 logSumExp (0 without top-k),
- *                  f32[hiddenCount], f32[topkCount] values, i32[topkCount] ids
+ *                  f32[hiddenCount], f32[topkCount] values, i32[topkCount] ids,
+ *                  then only with FrameFlag.Extensions (set iff a signature or fingerprint is sent):
+ *                  u8 parts (1 signature, 2 fingerprint; not 0), u8 0, u16 fingerprintLength
+ *                  (0 without one), u8[64] signature, u8[fingerprintLength] fingerprint
  *   StepError      id, u32 stepIndex, u8 nameLength, name, u8 codeLength, code,
  *                  u16 messageLength, UTF-8 message
  *   EndGeneration  id
@@ -75,6 +81,7 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
   const m = validateMessage(msg)
   const w = new BodyWriter()
   let type: FrameType
+  let flags = 0
   switch (m.type) {
     case 'StepRequest':
       type = FrameType.StepRequest
@@ -93,6 +100,17 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
       w.f64(m.topk?.logSumExp ?? 0)
       if (m.hidden !== undefined) w.array(m.hidden)
       if (m.topk !== undefined) w.array(m.topk.values).array(m.topk.ids)
+      if (m.signature !== undefined || m.fingerprint !== undefined) {
+        flags = FrameFlag.Extensions
+        const parts =
+          (m.signature !== undefined ? EXT_SIGNATURE : 0) |
+          (m.fingerprint !== undefined ? EXT_FINGERPRINT : 0)
+        w.u8(parts)
+          .u8(0)
+          .u16(m.fingerprint?.length ?? 0)
+        if (m.signature !== undefined) w.bytes(m.signature)
+        if (m.fingerprint !== undefined) w.bytes(m.fingerprint)
+      }
       break
     case 'StepError': {
       type = FrameType.StepError
@@ -120,14 +138,17 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
       `${m.type} body is ${w.length} bytes, over ${maxMessageBytes}`,
     )
   }
-  return w.toFrames(type, messageId, maxChunkBytes - FRAME_HEADER_BYTES)
+  return w.toFrames(type, messageId, maxChunkBytes - FRAME_HEADER_BYTES, flags)
 }
 
 /**
  * Decodes and validates a complete message body. Arrays in the result may be views into
- * `body`, so the caller must not reuse those bytes afterwards.
+ * `body`, so the caller must not reuse those bytes afterwards. `flags` are the frames' flags.
  */
-export function decodeMessageBody(type: FrameType, body: Uint8Array): ReceivedMessage {
+export function decodeMessageBody(type: FrameType, body: Uint8Array, flags = 0): ReceivedMessage {
+  if (flags !== 0 && !(type === FrameType.StepResult && flags === FrameFlag.Extensions)) {
+    throw new WireProtocolError('ERR_WIRE_FLAGS', `frame flags 0x${flags.toString(16)} on frame type ${type}`)
+  }
   const r = new BodyReader(body)
   let msg: Message
   switch (type) {
@@ -168,6 +189,7 @@ export function decodeMessageBody(type: FrameType, body: Uint8Array): ReceivedMe
       } else if (logSumExp !== 0) {
         throw payloadError('StepResult without top-k carries a logSumExp')
       }
+      if (flags === FrameFlag.Extensions) readExtensions(r, m)
       msg = m
       break
     }
@@ -208,6 +230,32 @@ export function checkMaxMessageBytes(value: number | undefined): number {
     )
   }
   return value
+}
+
+const EXT_SIGNATURE = 1
+const EXT_FINGERPRINT = 2
+
+function readExtensions(r: BodyReader, m: StepResult): void {
+  const parts = r.u8()
+  const reserved = r.u8()
+  const fingerprintLength = r.u16()
+  // The flag promises a section; an empty one, or a length with no fingerprint, would give one
+  // message two encodings.
+  if (parts === 0 || (parts & ~(EXT_SIGNATURE | EXT_FINGERPRINT)) !== 0 || reserved !== 0) {
+    throw payloadError(
+      `StepResult extension header has unknown parts 0x${parts.toString(16)} or reserved bits`,
+    )
+  }
+  if ((parts & EXT_FINGERPRINT) === 0 ? fingerprintLength !== 0 : fingerprintLength === 0) {
+    throw payloadError('StepResult fingerprint length does not match its presence bit')
+  }
+  if (fingerprintLength > MAX_FINGERPRINT_BYTES) {
+    throw payloadError(
+      `StepResult fingerprint of ${fingerprintLength} bytes is over ${MAX_FINGERPRINT_BYTES}`,
+    )
+  }
+  if ((parts & EXT_SIGNATURE) !== 0) m.signature = r.bytes(STEP_SIGNATURE_BYTES)
+  if ((parts & EXT_FINGERPRINT) !== 0) m.fingerprint = r.bytes(fingerprintLength)
 }
 
 function writeId(w: BodyWriter, id: string): void {

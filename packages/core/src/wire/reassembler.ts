@@ -16,6 +16,7 @@ export interface ReassemblerOptions {
 
 interface Partial {
   readonly type: FrameType
+  readonly flags: number
   readonly chunks: (Uint8Array | undefined)[]
   readonly startedAt: number
   received: number
@@ -65,18 +66,19 @@ export class Reassembler {
   push(input: Uint8Array | ArrayBuffer): ReceivedMessage | undefined {
     const frame = decodeFrame(input)
     const { type, messageId, chunkIndex, chunkCount, payload } = frame
+    const flags = frame.flags ?? 0
     const now = this.now()
     this.expire(now)
 
     let p = this.pending.get(messageId)
-    if (p !== undefined && (p.type !== type || p.chunks.length !== chunkCount)) {
+    if (p !== undefined && (p.type !== type || p.flags !== flags || p.chunks.length !== chunkCount)) {
       this.drop(messageId, p)
       throw new WireProtocolError(
         'ERR_WIRE_CHUNK',
-        `message ${messageId}: chunk says type ${type} of ${chunkCount} chunks, earlier chunks said type ${p.type} of ${p.chunks.length}`,
+        `message ${messageId}: chunk says type ${type} (flags ${flags}) of ${chunkCount} chunks, earlier chunks said type ${p.type} (flags ${p.flags}) of ${p.chunks.length}`,
       )
     }
-    if (chunkCount === 1) return this.decode(type, payload)
+    if (chunkCount === 1) return this.decode(type, payload, flags)
 
     // Every chunk but one could be full, so a count this high can only describe an oversized message.
     if (chunkCount > Math.ceil(this.maxMessageBytes / MAX_CHUNK_PAYLOAD_BYTES)) {
@@ -92,7 +94,14 @@ export class Reassembler {
           `too many partial messages (${this.pending.size}); refusing message ${messageId}`,
         )
       }
-      p = { type, chunks: new Array(chunkCount).fill(undefined), startedAt: now, received: 0, bytes: 0 }
+      p = {
+        type,
+        flags,
+        chunks: new Array(chunkCount).fill(undefined),
+        startedAt: now,
+        received: 0,
+        bytes: 0,
+      }
       this.pending.set(messageId, p)
     }
     if (p.chunks[chunkIndex] !== undefined) {
@@ -126,7 +135,7 @@ export class Reassembler {
       body.set(chunk as Uint8Array, at)
       at += (chunk as Uint8Array).length
     }
-    return this.decode(type, body)
+    return this.decode(type, body, p.flags)
   }
 
   /** Drops partial messages older than timeoutMs; returns how many. push() calls it too. */
@@ -148,14 +157,14 @@ export class Reassembler {
     this.buffered = 0
   }
 
-  private decode(type: FrameType, body: Uint8Array): ReceivedMessage {
+  private decode(type: FrameType, body: Uint8Array, flags: number): ReceivedMessage {
     if (body.length > this.maxMessageBytes) {
       throw new WireProtocolError(
         'ERR_WIRE_TOO_LARGE',
         `message body of ${body.length} bytes is over ${this.maxMessageBytes}`,
       )
     }
-    return decodeMessageBody(type, body)
+    return decodeMessageBody(type, body, flags)
   }
 
   private drop(id: number, p: Partial): void {

@@ -17,6 +17,9 @@ export const MAX_TOPK = 1 << 16
 export const MAX_TEMPERATURE = 100
 export const MAX_ERROR_NAME_LENGTH = 64
 export const MAX_ERROR_MESSAGE_BYTES = 1024
+/** An Ed25519 signature. */
+export const STEP_SIGNATURE_BYTES = 64
+export const MAX_FINGERPRINT_BYTES = 4096
 
 export interface StepRequest {
   readonly type: 'StepRequest'
@@ -41,6 +44,13 @@ export interface StepResult {
   /** Every stage but the last. Exactly one of hidden and topk is set. */
   hidden?: Float32Array
   topk?: TopKLogits
+  /**
+   * The answering peer's Ed25519 signature over the step and its output (hidden or topk, plus
+   * the fingerprint): see identity/step-signature.ts. Exactly STEP_SIGNATURE_BYTES bytes.
+   */
+  signature?: Uint8Array
+  /** Opaque summary of the output for cross-checking peers; 1..MAX_FINGERPRINT_BYTES bytes. */
+  fingerprint?: Uint8Array
 }
 
 export interface StepError {
@@ -153,6 +163,23 @@ function validateStepResult(m: Record<string, unknown>): StepResult {
     throw payloadError('StepResult needs exactly one of hidden and topk')
   }
   if (hidden !== undefined) checkFinite(hidden, 'StepResult.hidden')
+  const { signature, fingerprint } = m
+  if (
+    signature !== undefined &&
+    !(signature instanceof Uint8Array && signature.length === STEP_SIGNATURE_BYTES)
+  ) {
+    throw payloadError(`StepResult.signature must be a Uint8Array of ${STEP_SIGNATURE_BYTES} bytes`)
+  }
+  if (
+    fingerprint !== undefined &&
+    !(
+      fingerprint instanceof Uint8Array &&
+      fingerprint.length >= 1 &&
+      fingerprint.length <= MAX_FINGERPRINT_BYTES
+    )
+  ) {
+    throw payloadError(`StepResult.fingerprint must be a Uint8Array of 1..${MAX_FINGERPRINT_BYTES} bytes`)
+  }
   if (topk !== undefined) {
     if (typeof topk !== 'object' || topk === null) throw payloadError('StepResult.topk must be an object')
     const { values, ids, logSumExp } = topk as Record<string, unknown>

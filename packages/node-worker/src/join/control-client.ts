@@ -4,9 +4,13 @@ import {
   errorFromWire,
   type JoinAck,
   type JoinRequest,
+  type PeerIdentity,
   type PlanMessage,
+  parseHello,
   parsePlanMessage,
   type Signaling,
+  signJoinProof,
+  toBase64url,
 } from '@butterfly/core'
 import { io, type Socket } from 'socket.io-client'
 
@@ -15,12 +19,17 @@ export interface ControlClientInit {
   readonly connectTimeoutMs?: number
 }
 
+/** A join request with the identity to join as, from which ControlClient.join makes the key fields. */
+export type JoinOptions = Omit<JoinRequest, 'publicKey' | 'proof'> & { readonly identity: PeerIdentity }
+
 /**
  * The worker's side of the control plane: one socket.io connection to the server for
  * join, heartbeats, plans and signaling relay.
  */
 export class ControlClient implements Signaling {
   private readonly socket: Socket
+  /** From the server's hello; the join proof signs it. */
+  private nonce: string | undefined
   private heartbeat: ReturnType<typeof setInterval> | undefined
   private peer: string | undefined
   /** Plans can arrive right after the join ack, before anyone subscribes: keep the latest. */
@@ -40,15 +49,29 @@ export class ControlClient implements Signaling {
     const client = new ControlClient(socket)
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => fail(new Error('timed out')), init.connectTimeoutMs ?? 10_000)
+      let connected = false
       const fail = (err: Error) => {
         clearTimeout(timer)
         socket.close()
-        reject(new ControlError('ERR_NOT_JOINED', `cannot reach ${init.serverUrl}: ${err.message}`))
+        const why = connected
+          ? `${err.message} (no valid hello; is the server older than this worker?)`
+          : err.message
+        reject(new ControlError('ERR_NOT_JOINED', `cannot reach ${init.serverUrl}: ${why}`))
       }
       signal?.addEventListener('abort', () => fail(new Error('aborted')), { once: true })
-      socket.once('connect', () => {
+      // The server greets right after connecting; the join cannot be signed before that.
+      socket.once(CONTROL_EVENTS.hello, (raw: unknown) => {
+        try {
+          client.nonce = parseHello(raw).nonce
+        } catch (err) {
+          fail(err as Error)
+          return
+        }
         clearTimeout(timer)
         resolve()
+      })
+      socket.once('connect', () => {
+        connected = true
       })
       socket.once('connect_error', fail)
       socket.connect()
@@ -61,11 +84,30 @@ export class ControlClient implements Signaling {
     return this.peer
   }
 
-  /** Joins a mesh; rejects with the server's error (e.g. ERR_MESH_TOKEN) rebuilt. */
-  async join(request: JoinRequest): Promise<Extract<JoinAck, { ok: true }>> {
+  /**
+   * Joins a mesh as `identity`, proving it holds the key; rejects with the server's error
+   * (e.g. ERR_MESH_TOKEN, ERR_JOIN_PROOF) rebuilt. The peer id is the one the key determines.
+   */
+  async join(options: JoinOptions): Promise<Extract<JoinAck, { ok: true }>> {
+    if (this.nonce === undefined) throw new ControlError('ERR_NOT_JOINED', 'no hello from the server yet')
+    const { identity, mesh, token, capabilities } = options
+    // Built field by field: the secret key must never ride along to the server.
+    const request: JoinRequest = {
+      mesh,
+      token,
+      capabilities,
+      publicKey: toBase64url(identity.publicKey),
+      proof: signJoinProof(identity, mesh, this.nonce),
+    }
     const ack = (await this.socket.timeout(10_000).emitWithAck(CONTROL_EVENTS.join, request)) as JoinAck
     if (!ack || typeof ack !== 'object') throw new ControlError('ERR_CONTROL_INPUT', 'malformed join answer')
     if (!ack.ok) throw errorFromWire(ack.error)
+    if (ack.peerId !== identity.peerId) {
+      throw new ControlError(
+        'ERR_CONTROL_INPUT',
+        `server assigned peer id ${String(ack.peerId)}, but this identity is ${identity.peerId}`,
+      )
+    }
     this.peer = ack.peerId
     this.heartbeat = setInterval(() => this.socket.emit(CONTROL_EVENTS.heartbeat, {}), ack.heartbeatMs)
     this.heartbeat.unref()

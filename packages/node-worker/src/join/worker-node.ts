@@ -8,11 +8,15 @@ import {
   layerWeightShapes,
   MessageConnection,
   type ModelConfig,
+  type PeerIdentity,
   type PlanMessage,
   parseModelConfig,
   type StageHost,
   type StageSession,
+  signResult,
 } from '@butterfly/core'
+import { loadOrCreateIdentity } from '../identity-store.js'
+import { useNativeSignatures } from '../native-signatures.js'
 import { openRemoteModel } from '../remote-model.js'
 import { ControlClient } from './control-client.js'
 import { benchmarkLayerSteps } from './layer-benchmark.js'
@@ -33,6 +37,8 @@ export interface WorkerNodeComponents {
   readonly log?: (line: string) => void
   /** Download progress of the stage's tensors. */
   readonly onDownload?: (done: number, total: number) => void
+  /** Default: loadOrCreateIdentity() ($BUTTERFLY_IDENTITY or ~/.config/butterfly/identity.json). */
+  readonly identity?: PeerIdentity
 }
 
 export interface WorkerNode {
@@ -56,11 +62,13 @@ export async function startWorkerNode(
   components: WorkerNodeComponents,
 ): Promise<WorkerNode> {
   const log = components.log ?? (() => undefined)
+  useNativeSignatures()
   const base = init.serverUrl.replace(/\/$/, '')
   const config = parseModelConfig(await (await fetch(`${base}/models/${init.mesh}/config.json`)).json())
   const layerStepsPerSec = await benchmarkLayerSteps(config, components.backend)
   log(`benchmark: ${layerStepsPerSec.toFixed(0)} layer-steps/s on ${components.backend.name}`)
 
+  const identity = components.identity ?? (await loadOrCreateIdentity())
   const control = await ControlClient.connect({ serverUrl: base })
   const ack = await control.join({
     mesh: init.mesh,
@@ -71,6 +79,7 @@ export async function startWorkerNode(
       layerStepsPerSec,
       name: init.name,
     },
+    identity,
   })
   log(`joined mesh ${init.mesh} as ${ack.peerId}`)
   const transport = createWebRtcTransport(
@@ -134,7 +143,10 @@ export async function startWorkerNode(
         { config: remote.config, layerStart: mine.start, layerEnd: mine.end },
         weights,
       )
-      const host = createStageHost(stage, { onStep: () => stepsServed++ })
+      const host = createStageHost(stage, {
+        onStep: () => stepsServed++,
+        sign: (f) => signResult(identity, { ...f, mesh: init.mesh }),
+      })
       current = { start: mine.start, end: mine.end, stage, host }
       serveAll()
       log(`serving layers [${mine.start}, ${mine.end}) of ${remote.manifest.modelId}`)

@@ -1,0 +1,72 @@
+import { describe, expect, test } from 'vitest'
+import { ControlError } from '../src/errors.js'
+import { toBase64url } from '../src/identity/base64url.js'
+import { signJoinProof, verifyJoinProof } from '../src/identity/join-proof.js'
+import { generateIdentity } from '../src/identity/peer-identity.js'
+import { parseHello, parseJoinRequest } from '../src/mesh/control-protocol.js'
+
+const id = generateIdentity()
+const nonce = 'abcdefghijklmnopqrstuvwxyz012345'
+const valid = {
+  mesh: 'default',
+  token: '',
+  capabilities: { backend: 'cpu', memoryBytes: 2 ** 30, layerStepsPerSec: 100, name: 'w' },
+  publicKey: toBase64url(id.publicKey),
+  proof: signJoinProof(id, 'default', nonce),
+}
+
+function refused(fn: () => unknown): ControlError {
+  let thrown: unknown
+  try {
+    fn()
+  } catch (err) {
+    thrown = err
+  }
+  expect(thrown).toBeInstanceOf(ControlError)
+  expect((thrown as ControlError).code).toBe('ERR_CONTROL_INPUT')
+  return thrown as ControlError
+}
+
+describe('parseJoinRequest identity fields', () => {
+  test('keeps the key and proof and decodes the key', () => {
+    const req = parseJoinRequest(valid)
+    expect(req.publicKey).toBe(valid.publicKey)
+    expect(req.proof).toBe(valid.proof)
+    expect(Array.from(req.publicKeyBytes)).toEqual(Array.from(id.publicKey))
+    expect(verifyJoinProof(req.publicKeyBytes, req.mesh, nonce, req.proof)).toBe(true)
+  })
+
+  test.each([
+    ['no public key', { publicKey: undefined }],
+    ['a numeric public key', { publicKey: 42 }],
+    ['a 31-byte public key', { publicKey: toBase64url(new Uint8Array(31)) }],
+    ['a 33-byte public key', { publicKey: toBase64url(new Uint8Array(33)) }],
+    ['a padded public key', { publicKey: `${toBase64url(id.publicKey)}=` }],
+    [
+      'a standard-base64 public key',
+      { publicKey: toBase64url(id.publicKey).replace(/[-_]/g, '+').padEnd(43, '+') },
+    ],
+    ['a huge public key', { publicKey: 'A'.repeat(1_000_000) }],
+    ['no proof', { proof: undefined }],
+    ['a 63-byte proof', { proof: toBase64url(new Uint8Array(63)) }],
+    ['a proof object', { proof: { sig: 1 } }],
+  ])('refuses %s', (_, over) => {
+    refused(() => parseJoinRequest({ ...valid, ...over }))
+  })
+})
+
+describe('parseHello', () => {
+  test('accepts a base64url nonce', () => {
+    expect(parseHello({ nonce })).toEqual({ nonce })
+  })
+  test.each([
+    [null],
+    ['x'],
+    [{}],
+    [{ nonce: 'short' }],
+    [{ nonce: 'a'.repeat(129) }],
+    [{ nonce: `${nonce}!` }],
+  ])('refuses %j', (v) => {
+    refused(() => parseHello(v))
+  })
+})
