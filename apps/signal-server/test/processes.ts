@@ -64,7 +64,13 @@ export function start(bin: string, args: readonly string[], env: Record<string, 
     },
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal)
-      return exited
+      // A process that ignores the signal is killed, so a suite's teardown always ends.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+      try {
+        return await exited
+      } finally {
+        clearTimeout(timer)
+      }
     },
   }
 }

@@ -210,7 +210,9 @@ describe('calibrate input', () => {
       () => calibrate([{ cls: 'a/b', hidden: x }], x, { hiddenSize: 32, homogeneityRatio: 0.5 }),
     ],
     ['samples not an array', () => calibrate({} as never, x, { hiddenSize: 32 })],
-  ])('rejects bad arguments: %s', (_name, fn) => expectVerifyError(fn, 'ERR_VERIFY_INPUT'))
+  ])('rejects bad arguments: %s', (_name, fn) => {
+    expectVerifyError(fn, 'ERR_VERIFY_INPUT')
+  })
 })
 
 describe('ToleranceTable', () => {
@@ -226,7 +228,9 @@ describe('ToleranceTable', () => {
       'cross pair without within-class entries',
       () => new ToleranceTable([{ a: 'a/b', b: 'c/d', tolerance: tol }]),
     ],
-  ])('rejects %s', (_name, fn) => expectVerifyError(fn, 'ERR_VERIFY_INPUT'))
+  ])('rejects %s', (_name, fn) => {
+    expectVerifyError(fn, 'ERR_VERIFY_INPUT')
+  })
 
   it('judges homogeneity by the ratio of cross to within tolerance', () => {
     const t = new ToleranceTable([

@@ -94,7 +94,9 @@ describe('fingerprintHidden', () => {
     ['challenge -1', () => fingerprintHidden(new Float32Array(4), 1, 4, 4, { challenge: -1 })],
     ['challenge 2^32', () => fingerprintHidden(new Float32Array(4), 1, 4, 4, { challenge: 2 ** 32 })],
     ['sampledRows 13', () => fingerprintHidden(new Float32Array(4), 1, 4, 4, { sampledRows: 13 })],
-  ])('rejects bad input: %s', (_name, fn) => expectVerifyError(fn, 'ERR_VERIFY_INPUT'))
+  ])('rejects bad input: %s', (_name, fn) => {
+    expectVerifyError(fn, 'ERR_VERIFY_INPUT')
+  })
 })
 
 describe('encodeFingerprint / decodeFingerprint', () => {
@@ -263,7 +265,9 @@ describe('compareHidden (worst-row relative L2)', () => {
     ['overlap 1.5', () => compareHidden(a, a, h, { relative: 1e-3, indexOverlap: 1.5 })],
     ['hiddenSize 0', () => compareHidden(a, a, 0, TOL)],
     ['arrays', () => compareHidden([1] as unknown as Float32Array, a, h, TOL)],
-  ])('rejects bad arguments: %s', (_name, fn) => expectVerifyError(fn, 'ERR_VERIFY_INPUT'))
+  ])('rejects bad arguments: %s', (_name, fn) => {
+    expectVerifyError(fn, 'ERR_VERIFY_INPUT')
+  })
 })
 
 describe('compareToFingerprint', () => {

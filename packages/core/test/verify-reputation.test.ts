@@ -232,7 +232,9 @@ describe('ReputationBook input', () => {
         return book.shouldReplicate('p', () => 1)
       },
     ],
-  ])('rejects %s', (_name, fn) => expectVerifyError(fn, 'ERR_VERIFY_INPUT'))
+  ])('rejects %s', (_name, fn) => {
+    expectVerifyError(fn, 'ERR_VERIFY_INPUT')
+  })
 
   it('a bad outcome does not create a peer', () => {
     const book = new ReputationBook()

@@ -15,6 +15,8 @@ export interface JoinOptions {
   readonly name: string
 }
 
+const STOP_DEADLINE_MS = 20_000
+
 /** Parses sizes like "4GB", "512MiB" or a plain byte count. */
 export function parseMemory(value: string): number {
   const n = bytes.parse(value.replace(/iB$/i, 'B'))
@@ -79,6 +81,12 @@ export async function runJoin(opts: JoinOptions): Promise<void> {
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log(`${sig}: finishing in-flight steps and leaving`)
+      // A wedged peer connection must not keep the process alive forever.
+      const deadline = setTimeout(() => {
+        log('shutdown took too long; exiting')
+        process.exit(1)
+      }, STOP_DEADLINE_MS)
+      deadline.unref()
       node.stop().then(resolve, resolve)
     }
     process.once('SIGINT', () => stop('SIGINT'))

@@ -18,6 +18,9 @@ import { isNumericClass, type NumericClass, ToleranceTable } from './tolerance.j
  * not homogeneous with the candidate's are not counted for or against it. When the only full
  * state is a lie, honest fingerprints all disagree with it and there is no quorum: the result
  * names the peers to ask for a full state next, and the caller votes again with it added.
+ *
+ * The caller must give every fingerprinting replica its own random challenge and never reveal
+ * them to the primary; otherwise a lying primary could shape its lie around the sketch.
  */
 
 export interface HiddenReply {
