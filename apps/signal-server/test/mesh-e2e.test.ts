@@ -163,6 +163,18 @@ describe('mesh of three workers over WebRTC', () => {
   })
 })
 
+describe('identity', () => {
+  test('a second worker with an identity already in the mesh is refused and exits', async () => {
+    const twin = start(WORKER_BIN, ['join', '--server', url, '--device', 'cpu', '--name', 'twin'], {
+      BUTTERFLY_CACHE_DIR: cache,
+      BUTTERFLY_IDENTITY: join(cache, 'w1.identity.json'),
+    })
+    expect(await twin.exited).toBe(1)
+    expect(twin.output()).toMatch(/error \[ERR_CONTROL_INPUT\]: .*identity already connected/)
+    await until<Health>(`${url}/health`, readyWith(3))
+  })
+})
+
 describe('bad API input', () => {
   const cases: Array<[string, unknown, number, string]> = [
     ['missing messages', { model: 'x' }, 400, 'messages'],

@@ -80,6 +80,7 @@ export async function meshBench(opts: MeshBenchOptions): Promise<MeshBenchRow[]>
           ],
           {
             stdio: 'ignore',
+            env: { ...process.env, BUTTERFLY_IDENTITY: join(identities, `worker-${n}-${i}.json`) },
           },
         ),
       )

@@ -70,17 +70,23 @@ export async function startWorkerNode(
 
   const identity = components.identity ?? (await loadOrCreateIdentity())
   const control = await ControlClient.connect({ serverUrl: base })
-  const ack = await control.join({
-    mesh: init.mesh,
-    token: init.token,
-    capabilities: {
-      backend: init.backendName,
-      memoryBytes: init.memoryBytes,
-      layerStepsPerSec,
-      name: init.name,
-    },
-    identity,
-  })
+  const ack = await control
+    .join({
+      mesh: init.mesh,
+      token: init.token,
+      capabilities: {
+        backend: init.backendName,
+        memoryBytes: init.memoryBytes,
+        layerStepsPerSec,
+        name: init.name,
+      },
+      identity,
+    })
+    .catch(async (err: unknown) => {
+      // A refused join must not leave the connection (and the process) hanging.
+      await control.leave()
+      throw err
+    })
   log(`joined mesh ${init.mesh} as ${ack.peerId}`)
   const transport = createWebRtcTransport(
     { peerId: ack.peerId, iceServers: ack.iceServers },
