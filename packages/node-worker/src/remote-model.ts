@@ -68,7 +68,8 @@ export async function openRemoteModel(
   }
 }
 
-async function fetchJson(url: string, init: RequestInit): Promise<unknown> {
+/** GETs JSON; unreachable servers, HTTP errors and bad JSON become ModelFileErrors naming the URL. */
+export async function fetchJson(url: string, init: RequestInit = {}): Promise<unknown> {
   let res: Response
   try {
     res = await fetch(url, init)

@@ -99,6 +99,32 @@ describe('butterfly-worker generate', () => {
     expect(run.stdout).toBe('')
   })
 
+  const badJoin: Array<[string, string[], RegExp]> = [
+    ['a server that is not a URL', ['--server', 'not a url'], /--server must be an http\(s\) URL/],
+    ['a non-http server', ['--server', 'ftp://127.0.0.1:1'], /--server must be an http\(s\) URL/],
+    [
+      'a memory budget that is not a size',
+      ['--server', 'http://127.0.0.1:9', '--memory', 'lots'],
+      /--memory must be a size/,
+    ],
+    ['an unknown device', ['--server', 'http://127.0.0.1:9', '--device', 'tpu'], /--device/],
+    ['no server at all', [], /--server/],
+  ]
+  test.each(badJoin)('join with %s is a usage error', async (_, args, message) => {
+    const run = await cli(['join', ...args])
+    expect(run.code).toBe(2)
+    expect(run.stderr).toMatch(/error \[ERR_CLI_USAGE\]/)
+    expect(run.stderr).toMatch(message)
+    expect(run.stderr).not.toMatch(/\n\s+at /)
+  })
+
+  test('join to a server that is not there fails clearly', async () => {
+    const run = await cli(['join', '--server', 'http://127.0.0.1:9', '--device', 'cpu'])
+    expect(run.code).toBe(1)
+    expect(run.stderr).toMatch(/error \[ERR_MODEL_FILE_READ\]: .*config\.json: cannot reach the server/)
+    expect(run.stderr).not.toMatch(/\n\s+at /)
+  })
+
   test('more stages than layers is refused', async () => {
     const run = await cli(['generate', '--model', 'synthetic:tiny', '--stages', '99'])
     expect(run.code).toBe(1)

@@ -17,7 +17,7 @@ import {
 } from '@butterfly/core'
 import { loadOrCreateIdentity } from '../identity-store.js'
 import { useNativeSignatures } from '../native-signatures.js'
-import { openRemoteModel } from '../remote-model.js'
+import { fetchJson, openRemoteModel } from '../remote-model.js'
 import { ControlClient } from './control-client.js'
 import { benchmarkLayerSteps } from './layer-benchmark.js'
 
@@ -64,7 +64,8 @@ export async function startWorkerNode(
   const log = components.log ?? (() => undefined)
   useNativeSignatures()
   const base = init.serverUrl.replace(/\/$/, '')
-  const config = parseModelConfig(await (await fetch(`${base}/models/${init.mesh}/config.json`)).json())
+  const configUrl = `${base}/models/${init.mesh}/config.json`
+  const config = parseModelConfig(await fetchJson(configUrl), configUrl)
   const layerStepsPerSec = await benchmarkLayerSteps(config, components.backend)
   log(`benchmark: ${layerStepsPerSec.toFixed(0)} layer-steps/s on ${components.backend.name}`)
 
