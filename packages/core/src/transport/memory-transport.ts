@@ -1,4 +1,5 @@
 import { TransportError, WireProtocolError } from '../errors.js'
+import { guard } from './guard.js'
 import type { FrameChannel, SignalData, Signaling, Transport } from './transport.js'
 
 /**
@@ -261,17 +262,6 @@ class MemoryChannel implements FrameChannel {
     }
     if (this.isClosed) return
     for (const handler of this.frameHandlers) guard(() => handler(item))
-  }
-}
-
-function guard(fn: () => void): void {
-  try {
-    fn()
-  } catch (err) {
-    // A throwing handler is a bug above us; surface it without breaking delivery to the others.
-    setTimeout(() => {
-      throw err
-    }, 0)
   }
 }
 

@@ -1,4 +1,5 @@
 import { TransportError } from '../errors.js'
+import { guard } from './guard.js'
 import type { FrameChannel } from './transport.js'
 
 /**
@@ -156,16 +157,5 @@ export class PeerChannel implements FrameChannel {
 
   private dispatch(frame: Uint8Array): void {
     for (const handler of this.frameHandlers) guard(() => handler(frame))
-  }
-}
-
-function guard(fn: () => void): void {
-  try {
-    fn()
-  } catch (err) {
-    // A throwing handler is a bug above us; surface it without breaking the data channel's callback.
-    setTimeout(() => {
-      throw err
-    }, 0)
   }
 }

@@ -1,5 +1,6 @@
 import { TransportError } from '../errors.js'
 import type { IceServer } from '../mesh/control-protocol.js'
+import { guard } from './guard.js'
 import { PeerLink, type Waiter } from './peer-link.js'
 import { parseSignal } from './signal-data.js'
 import type { FrameChannel, Signaling, Transport } from './transport.js'
@@ -219,15 +220,4 @@ export function createWebRtcTransport(
 
 function isPeerId(id: unknown): id is string {
   return typeof id === 'string' && id.length > 0 && id.length <= 64
-}
-
-function guard(fn: () => void): void {
-  try {
-    fn()
-  } catch (err) {
-    // A throwing handler is a bug above us; surface it without breaking signaling or the peer.
-    setTimeout(() => {
-      throw err
-    }, 0)
-  }
 }
