@@ -5,8 +5,7 @@ import {
   type ResolvedPlacementOptions,
   resolvePlacementOptions,
 } from './placement-options.js'
-import { firstOverfullStage, formatBytes, makePlan, noCapacity, type Plan } from './plan.js'
-import { rangeBytes } from './stage-memory.js'
+import { assertStagesFit, makePlan, noCapacity, type Plan } from './plan.js'
 
 /**
  * exo-style: peers sorted by memory (largest first, then id), each given layers in proportion to
@@ -35,17 +34,7 @@ export function placeMemoryWeighted(
     used.map((p) => p.memoryBytes),
     memory.numLayers,
   )
-  const bad = firstOverfullStage(memory, used, counts)
-  if (bad >= 0) {
-    const start = counts.slice(0, bad).reduce((a, b) => a + b, 0)
-    const n = counts[bad] ?? 0
-    const need = rangeBytes(memory, start === 0, start + n === memory.numLayers, n)
-    const peer = used[bad]
-    throw noCapacity(
-      `memory: peer ${JSON.stringify(peer?.id)} has ${formatBytes(peer?.memoryBytes ?? 0)} but its share, ` +
-        `layers [${start}, ${start + n}), needs ${formatBytes(need)}`,
-    )
-  }
+  assertStagesFit('memory', memory, used, counts)
   return makePlan('memory', used, counts, options.hopSeconds)
 }
 

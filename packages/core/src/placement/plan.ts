@@ -66,6 +66,25 @@ export function firstOverfullStage(
 }
 
 /** Error a strategy throws when it cannot place the model; planPlacement catches it to fall back. */
+/** Throws ERR_PLACEMENT_NO_CAPACITY naming the first peer whose layers do not fit its memory. */
+export function assertStagesFit(
+  strategy: PlacementStrategy,
+  memory: StageMemoryModel,
+  used: readonly PeerCapacity[],
+  counts: readonly number[],
+): void {
+  const bad = firstOverfullStage(memory, used, counts)
+  if (bad < 0) return
+  const start = counts.slice(0, bad).reduce((a, b) => a + b, 0)
+  const n = counts[bad] ?? 0
+  const need = rangeBytes(memory, start === 0, start + n === memory.numLayers, n)
+  const peer = used[bad]
+  throw noCapacity(
+    `${strategy}: peer ${JSON.stringify(peer?.id)} has ${formatBytes(peer?.memoryBytes ?? 0)} but its layers ` +
+      `[${start}, ${start + n}) need ${formatBytes(need)}`,
+  )
+}
+
 export function noCapacity(message: string): PlacementError {
   return new PlacementError('ERR_PLACEMENT_NO_CAPACITY', message)
 }

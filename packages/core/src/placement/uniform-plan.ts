@@ -6,8 +6,7 @@ import {
   type ResolvedPlacementOptions,
   resolvePlacementOptions,
 } from './placement-options.js'
-import { firstOverfullStage, formatBytes, makePlan, noCapacity, type Plan } from './plan.js'
-import { rangeBytes } from './stage-memory.js'
+import { assertStagesFit, makePlan, noCapacity, type Plan } from './plan.js'
 
 /**
  * One stage per usable peer (in id order) up to one per layer, with equal layer counts. Throws
@@ -28,16 +27,6 @@ export function placeUniform(usable: readonly PeerCapacity[], options: ResolvedP
   if (usable.length === 0) throw noCapacity('uniform: no peer has both memory and throughput')
   const used = usable.slice(0, Math.min(usable.length, memory.numLayers))
   const counts = uniformPartition(memory.numLayers, used.length).map((r) => r.end - r.start)
-  const bad = firstOverfullStage(memory, used, counts)
-  if (bad >= 0) {
-    const start = counts.slice(0, bad).reduce((a, b) => a + b, 0)
-    const n = counts[bad] ?? 0
-    const need = rangeBytes(memory, start === 0, start + n === memory.numLayers, n)
-    const peer = used[bad]
-    throw noCapacity(
-      `uniform: peer ${JSON.stringify(peer?.id)} has ${formatBytes(peer?.memoryBytes ?? 0)} but layers ` +
-        `[${start}, ${start + n}) need ${formatBytes(need)}`,
-    )
-  }
+  assertStagesFit('uniform', memory, used, counts)
   return makePlan('uniform', used, counts, options.hopSeconds)
 }
