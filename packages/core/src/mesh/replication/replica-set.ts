@@ -1,0 +1,160 @@
+import type { StageSession, StageStepInput, StageStepOutput } from '../../engine/inference-backend.js'
+import { StageError, VerifyError } from '../../errors.js'
+import type { ReputationBook } from '../../verify/reputation.js'
+import { isNumericClass, type NumericClass, type ToleranceTable } from '../../verify/tolerance.js'
+
+export interface Replica {
+  readonly peerId: string
+  readonly cls: NumericClass
+  readonly session: StageSession
+}
+
+/** 'spare': never asked yet; 'flagged': excluded by the reputation book; 'failed': threw or timed out. */
+export type ReplicaState = 'active' | 'spare' | 'flagged' | 'failed'
+
+export interface ReplicaStatus {
+  readonly peerId: string
+  readonly cls: NumericClass
+  state: ReplicaState
+}
+
+export interface Member extends ReplicaStatus {
+  readonly session: StageSession
+  /** Per generation: how many of its steps this replica has in its KV cache. */
+  readonly synced: Map<string, number>
+}
+
+const MAX_PEER_ID_LENGTH = 256
+
+export function toMembers(
+  replicas: readonly Replica[],
+  spares: readonly Replica[],
+  shape: StageShape,
+): Member[] {
+  if (!Array.isArray(replicas) || replicas.length === 0) {
+    throw new VerifyError('ERR_VERIFY_INPUT', 'a replicated stage needs at least one replica')
+  }
+  if (!Array.isArray(spares)) throw new VerifyError('ERR_VERIFY_INPUT', 'spares must be an array')
+  const seen = new Set<string>()
+  const members: Member[] = []
+  for (const [list, state] of [
+    [replicas, 'active'],
+    [spares, 'spare'],
+  ] as const) {
+    for (const r of list) {
+      const { peerId, cls, session } = r ?? ({} as Replica)
+      if (!(typeof peerId === 'string' && peerId.length > 0 && peerId.length <= MAX_PEER_ID_LENGTH)) {
+        throw new VerifyError(
+          'ERR_VERIFY_INPUT',
+          `replica peerId must be a string of 1..${MAX_PEER_ID_LENGTH}`,
+        )
+      }
+      if (seen.has(peerId)) throw new VerifyError('ERR_VERIFY_INPUT', `peer ${peerId} is listed twice`)
+      seen.add(peerId)
+      if (!isNumericClass(cls)) throw new VerifyError('ERR_VERIFY_INPUT', `peer ${peerId}: bad numeric class`)
+      if (
+        typeof session?.step !== 'function' ||
+        session.layerStart !== shape.layerStart ||
+        session.layerEnd !== shape.layerEnd ||
+        session.isFirst !== shape.isFirst ||
+        session.isLast !== shape.isLast
+      ) {
+        throw new VerifyError('ERR_VERIFY_INPUT', `peer ${peerId} does not serve this stage's layers`)
+      }
+      members.push({ peerId, cls, session, state, synced: new Map() })
+    }
+  }
+  return members
+}
+
+export interface StageShape {
+  readonly layerStart: number
+  readonly layerEnd: number
+  readonly isFirst: boolean
+  readonly isLast: boolean
+}
+
+/**
+ * The usable replicas (not flagged, not failed, of a calibrated class) in the order to ask them:
+ * first the largest homogeneous class group (BOINC homogeneous redundancy: only replicas whose
+ * honest outputs are provably close vote together), its active members before its spares, then
+ * everyone else as a last resort for escalation. Ties go to the group of the first active replica.
+ */
+export function askOrder(
+  members: readonly Member[],
+  tolerances: ToleranceTable,
+  book: ReputationBook,
+): Member[] {
+  for (const m of members) {
+    if ((m.state === 'active' || m.state === 'spare') && book.isFlagged(m.peerId)) m.state = 'flagged'
+  }
+  const usable = members.filter((m) => (m.state === 'active' || m.state === 'spare') && tolerances.has(m.cls))
+  const byState = (list: Member[]) => [
+    ...list.filter((m) => m.state === 'active'),
+    ...list.filter((m) => m.state === 'spare'),
+  ]
+  const ordered = byState(usable)
+  const groups = tolerances.homogeneousGroups(ordered.map((m) => m.cls))
+  let best: Member[] = []
+  for (const g of groups) {
+    const inGroup = ordered.filter((m) => g.includes(m.cls))
+    if (inGroup.length > best.length) best = inGroup
+  }
+  return [...best, ...ordered.filter((m) => !best.includes(m))]
+}
+
+/** The step, raced against `timeoutMs` (when given): a late answer is a StageError ERR_STEP_TIMEOUT. */
+export function stepWithTimeout(
+  m: Member,
+  generationId: string,
+  input: StageStepInput,
+  timeoutMs: number | undefined,
+  signal?: AbortSignal,
+): Promise<StageStepOutput> {
+  const run = m.session.step(generationId, input, signal)
+  if (timeoutMs === undefined) return run
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new StageError('ERR_STEP_TIMEOUT', `peer ${m.peerId} did not answer in ${timeoutMs} ms`)),
+      timeoutMs,
+    )
+  })
+  run.catch(() => undefined) // a replica that fails after its timeout must not surface unhandled
+  return Promise.race([run, late]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * Brings the replica's KV cache for the generation up to `history` (Petals-style: replay the
+ * earlier inputs in order, outputs discarded), then runs the current step.
+ */
+export async function syncAndStep(
+  m: Member,
+  generationId: string,
+  history: readonly StageStepInput[],
+  input: StageStepInput,
+  timeoutMs: number | undefined,
+  signal?: AbortSignal,
+): Promise<{ out: StageStepOutput; replayed: number }> {
+  const from = m.synced.get(generationId) ?? 0
+  for (let i = from; i < history.length; i++) {
+    await stepWithTimeout(m, generationId, history[i] as StageStepInput, timeoutMs, signal)
+    m.synced.set(generationId, i + 1)
+  }
+  const out = await stepWithTimeout(m, generationId, input, timeoutMs, signal)
+  m.synced.set(generationId, history.length + 1)
+  return { out, replayed: history.length - from }
+}
+
+/** Takes a replica out of service and frees whatever generations it holds (best effort). */
+export function retire(m: Member, state: 'flagged' | 'failed'): void {
+  m.state = state
+  for (const id of m.synced.keys()) {
+    try {
+      m.session.endGeneration(id)
+    } catch {
+      // a replica that is gone cannot free anything
+    }
+  }
+  m.synced.clear()
+}

@@ -1,0 +1,353 @@
+import { generate, type Pipeline, type StageSession, uniformPartition, VerifyError } from '@butterfly/core'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { type Replica, ReplicatedStage } from '../../core/src/mesh/replicated-stage.js'
+import { calibrate } from '../../core/src/verify/calibration.js'
+import { ReputationBook } from '../../core/src/verify/reputation.js'
+import type { ToleranceTable } from '../../core/src/verify/tolerance.js'
+import { createNodeBackend } from '../src/node-backend.js'
+import { type FaultMode, FaultyStage } from './faulty-stage.js'
+import { syntheticConfig, syntheticWeights } from './helpers.js'
+
+/*
+ * Replicated stages over real ORT stages of the synthetic 'tiny' model (K = 2: layers [0,2) and
+ * [2,4)), replicas of two numeric classes: cpu/fp32 and cpu/fp16w (fp16-rounded weights).
+ *
+ * Which reference the tokens must equal: calibration finds fp16w ~1e-3 away from fp32 while honest
+ * fp32 replicas are bit-identical (within-class tolerance = the 1e-4 floor), so the two classes are
+ * NOT homogeneous (cross tolerance > 2x the tighter within-class one) and never vote together.
+ * Each stage votes within its largest class group; with an fp32 majority the accepted output is
+ * always an fp32 replica's, bit-identical to an unreplicated fp32 stage, so the tokens must equal
+ * the all-fp32 reference exactly. Where the fp16w group is the larger, the reference is the
+ * pipeline built from the class that served each stage (checked in its own test).
+ */
+
+const config = syntheticConfig('tiny')
+const PROMPT = [1, 40, 75, 80, 75, 35, 110, 120]
+const STEPS = 64
+const TIMEOUT_MS = 250
+const FP32 = 'cpu/fp32'
+const FP16W = 'cpu/fp16w'
+const ranges = uniformPartition(config.numLayers, 2)
+/** A stage over another layer range, for 'other-layer' liars at the first and last stages. */
+const otherRanges = [
+  { start: 0, end: 1 },
+  { start: 3, end: config.numLayers },
+]
+
+type Dtype = 'F32' | 'F16'
+const pools: Record<Dtype, StageSession[][]> = { F32: [[], []], F16: [[], []] }
+const others: StageSession[][] = [[], []]
+let tolerances: ToleranceTable
+let reference: number[]
+const all: StageSession[] = []
+
+async function build(dtype: Dtype, start: number, end: number): Promise<StageSession> {
+  const backend = createNodeBackend({ threads: 1 })
+  const s = await backend.createStage(
+    { config, layerStart: start, layerEnd: end },
+    syntheticWeights(config, dtype),
+  )
+  all.push(s)
+  return s
+}
+
+async function run(stages: readonly StageSession[]): Promise<number[]> {
+  const pipeline: Pipeline = { stages, maxContext: config.maxContext }
+  const ids: number[] = []
+  for await (const t of generate(pipeline, {
+    promptIds: PROMPT,
+    maxTokens: STEPS,
+    sampling: { temperature: 0 },
+  })) {
+    ids.push(t.id)
+  }
+  return ids
+}
+
+beforeAll(async () => {
+  for (let s = 0; s < 2; s++) {
+    const r = ranges[s] as { start: number; end: number }
+    for (let i = 0; i < 9; i++) pools.F32[s]?.push(await build('F32', r.start, r.end))
+    for (let i = 0; i < 4; i++) pools.F16[s]?.push(await build('F16', r.start, r.end))
+    const o = otherRanges[s] as { start: number; end: number }
+    for (let i = 0; i < 2; i++) others[s]?.push(await build('F32', o.start, o.end))
+  }
+  // Calibration: two fp32 and one fp16w replica of stage 0 run the same known input.
+  const outputs = await Promise.all(
+    [pools.F32[0]?.[0], pools.F32[0]?.[1], pools.F16[0]?.[0]].map(async (stage, i) => {
+      const out = await (stage as StageSession).step(`calibrate${i}`, {
+        tokens: PROMPT,
+        seqLen: 8,
+        startPos: 0,
+      })
+      stage?.endGeneration(`calibrate${i}`)
+      return out.hidden as Float32Array
+    }),
+  )
+  const [a, b, c] = outputs as [Float32Array, Float32Array, Float32Array]
+  const cal = calibrate(
+    [
+      { cls: FP32, hidden: a },
+      { cls: FP32, hidden: b },
+      { cls: FP16W, hidden: c },
+    ],
+    a,
+    { hiddenSize: config.hiddenSize },
+  )
+  expect(cal.rejected).toEqual([])
+  tolerances = cal.table
+  reference = await run([pools.F32[0]?.[0], pools.F32[1]?.[0]] as StageSession[])
+  expect(reference).toHaveLength(STEPS)
+}, 120_000)
+
+afterAll(async () => {
+  await Promise.all(all.map((s) => s.dispose()))
+})
+
+interface Fault {
+  readonly mode: FaultMode
+  readonly fromStep: number
+}
+
+interface Layout {
+  /** Classes of the replicas, then of the spares, in order ('32' | '16'). */
+  readonly replicas: ReadonlyArray<'32' | '16'>
+  readonly spares: ReadonlyArray<'32' | '16'>
+  /** Faults by replica index. */
+  readonly faults?: ReadonlyMap<number, Fault>
+}
+
+interface Built {
+  readonly stage: ReplicatedStage
+  readonly faulty: string[]
+  readonly honest: string[]
+  readonly wrappers: Map<string, FaultyStage>
+}
+
+function replicatedStage(
+  s: number,
+  f: number,
+  layout: Layout,
+  book: ReputationBook,
+  extra: { maxReplicas?: number; rngSeed?: number } = {},
+): Built {
+  const taken = { F32: 0, F16: 0 }
+  const faulty: string[] = []
+  const honest: string[] = []
+  const wrappers = new Map<string, FaultyStage>()
+  let otherUsed = 0
+  const make = (kind: '32' | '16', name: string, fault: Fault | undefined): Replica => {
+    const dtype: Dtype = kind === '32' ? 'F32' : 'F16'
+    const inner = pools[dtype][s]?.[taken[dtype]++] as StageSession
+    const mode = fault?.mode ?? 'honest'
+    const other = mode === 'other-layer' ? others[s]?.[otherUsed++] : undefined
+    const seed = 7 + wrappers.size
+    const noise = s === 1 ? 0.5 : 0.01 // logits must move enough to change the greedy token
+    const session = new FaultyStage(inner, {
+      mode,
+      fromStep: fault?.fromStep ?? 0,
+      seed,
+      noise,
+      delayMs: 4 * TIMEOUT_MS,
+      ...(other === undefined ? {} : { other }),
+    })
+    const peerId = `s${s}-${name}`
+    wrappers.set(peerId, session)
+    ;(fault === undefined ? honest : faulty).push(peerId)
+    return { peerId, cls: kind === '32' ? FP32 : FP16W, session }
+  }
+  const replicas = layout.replicas.map((k, i) => make(k, `r${i}-${k}`, layout.faults?.get(i)))
+  const spares = layout.spares.map((k, i) => make(k, `spare${i}-${k}`, undefined))
+  let x = extra.rngSeed ?? 12345
+  const rng = () => {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0
+    return x / 2 ** 32
+  }
+  const r = ranges[s] as { start: number; end: number }
+  const stage = new ReplicatedStage(
+    {
+      layerStart: r.start,
+      layerEnd: r.end,
+      isFirst: s === 0,
+      isLast: s === 1,
+      hiddenSize: config.hiddenSize,
+      f,
+      stage: s,
+      stepTimeoutMs: TIMEOUT_MS,
+      ...(extra.maxReplicas === undefined ? {} : { maxReplicas: extra.maxReplicas }),
+    },
+    { replicas, spares, tolerances, reputation: book, rng },
+  )
+  return { stage, faulty, honest, wrappers }
+}
+
+/** No adaptive replication: every step is voted by 2f + 1 replicas. */
+const strictBook = () => new ReputationBook({ trustAfter: 1_000_000 })
+
+test('calibrated tolerances keep fp32 and fp16-weight replicas in separate vote groups', () => {
+  expect(tolerances.get(FP32, FP32).relative).toBeCloseTo(1e-4, 10)
+  expect(tolerances.get(FP32, FP16W).relative).toBeGreaterThan(2 * 1e-4)
+  expect(tolerances.homogeneous(FP32, FP16W)).toBe(false)
+  expect(tolerances.homogeneousGroups([FP32, FP16W])).toEqual([[FP32], [FP16W]])
+})
+
+const DATA_FAULTS: FaultMode[] = ['noise', 'zero', 'stale', 'other-layer']
+const TIME_FAULTS: FaultMode[] = ['late', 'silent']
+
+const layouts = (f: number, mode: FaultMode): [Layout, Layout] =>
+  f === 1
+    ? [
+        // stage 0: the primary lies from the prefill on; stage 1: the third fp32 replica from step 5
+        {
+          replicas: ['32', '32', '16', '32'],
+          spares: ['32', '16'],
+          faults: new Map([[0, { mode, fromStep: 0 }]]),
+        },
+        { replicas: ['32', '16', '32', '32'], spares: ['32'], faults: new Map([[3, { mode, fromStep: 5 }]]) },
+      ]
+    : [
+        {
+          replicas: ['32', '16', '32', '32', '32', '16', '32'],
+          spares: ['32', '32'],
+          faults: new Map([
+            [0, { mode, fromStep: 0 }],
+            [3, { mode, fromStep: 10 }],
+          ]),
+        },
+        {
+          replicas: ['32', '32', '32', '16', '32', '32'],
+          spares: ['32', '32'],
+          faults: new Map([
+            [2, { mode, fromStep: 3 }],
+            [5, { mode, fromStep: 0 }],
+          ]),
+        },
+      ]
+
+for (const f of [1, 2]) {
+  describe(`f = ${f} (${2 * f + 1} replicas per stage, fp32 + fp16w)`, () => {
+    for (const mode of [...DATA_FAULTS, ...TIME_FAULTS]) {
+      test(`${f} '${mode}' replica(s) per stage: reference tokens, liars caught, honest peers clean`, async () => {
+        const book = strictBook()
+        const [l0, l1] = layouts(f, mode)
+        const built = [replicatedStage(0, f, l0, book), replicatedStage(1, f, l1, book)]
+        expect(await run(built.map((b) => b.stage))).toEqual(reference)
+        for (const [i, { stage, faulty, honest }] of built.entries()) {
+          const layout = (i === 0 ? l0 : l1) as Layout
+          const joinsLate =
+            DATA_FAULTS.includes(mode) || [...(layout.faults?.values() ?? [])].some((x) => x.fromStep > 0)
+          const states = new Map(stage.replicas().map((r) => [r.peerId, r.state]))
+          for (const id of faulty) {
+            if (TIME_FAULTS.includes(mode)) {
+              // A timeout proves nothing about honesty, so it never flags; the replica is retired.
+              expect(states.get(id)).toBe('failed')
+              expect(book.get(id)?.timeouts).toBeGreaterThanOrEqual(1)
+              expect(book.isFlagged(id)).toBe(false)
+            } else {
+              expect(book.isFlagged(id), id).toBe(true)
+              expect(states.get(id)).toBe('flagged')
+            }
+          }
+          for (const id of honest) {
+            expect(book.isFlagged(id), id).toBe(false)
+            expect(book.get(id)?.disagreements ?? 0, id).toBe(0)
+            expect(book.get(id)?.timeouts ?? 0, id).toBe(0)
+          }
+          // Replacements that joined mid-generation replayed this stage's earlier inputs.
+          if (joinsLate) expect(stage.stats.replayedSteps).toBeGreaterThan(0)
+          expect(stage.activeGenerations).toBe(0)
+        }
+      })
+    }
+  })
+}
+
+test('a replica killed mid-generation is replaced by a spare that replays the history', async () => {
+  const book = strictBook()
+  const s0 = replicatedStage(0, 1, { replicas: ['32', '32', '32'], spares: [] }, book)
+  const s1 = replicatedStage(
+    1,
+    1,
+    { replicas: ['32', '32', '32'], spares: ['32'], faults: new Map([[1, { mode: 'gone', fromStep: 20 }]]) },
+    book,
+  )
+  expect(await run([s0.stage, s1.stage])).toEqual(reference)
+  const [killed] = s1.faulty as [string]
+  expect(s1.stage.replicas().find((r) => r.peerId === killed)?.state).toBe('failed')
+  const spare = s1.wrappers.get('s1-spare0-32') as FaultyStage
+  expect(s1.stage.replicas().find((r) => r.peerId === 's1-spare0-32')?.state).toBe('active')
+  // The prefill and 19 decode steps replayed in order, then the step the killed replica missed, ...
+  expect(spare.calls.map((c) => c.startPos)).toEqual(
+    Array.from({ length: STEPS }, (_, i) => (i === 0 ? 0 : 7 + i)),
+  )
+  expect(s1.stage.stats.replayedSteps).toBe(20)
+  expect(s1.stage.stats.failures).toBe(1)
+})
+
+test('f + 1 independent liars at a stage: ERR_NO_QUORUM naming the stage and the peers', async () => {
+  for (const f of [1, 2]) {
+    const book = strictBook()
+    const liars = new Map(
+      Array.from({ length: f + 1 }, (_, i) => [2 * i, { mode: 'noise' as const, fromStep: 0 }]),
+    )
+    const s0 = replicatedStage(
+      0,
+      f,
+      { replicas: Array(2 * f + 1).fill('32'), spares: [], faults: liars },
+      book,
+    )
+    const s1 = replicatedStage(1, f, { replicas: Array(2 * f + 1).fill('32'), spares: [] }, book)
+    const err = await run([s0.stage, s1.stage]).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(VerifyError)
+    const v = err as VerifyError
+    expect(v.code).toBe('ERR_NO_QUORUM')
+    expect(v.stage).toBe(0)
+    expect(v.message).toContain('stage 0')
+    for (const id of s0.faulty) {
+      expect(v.peers).toContain(id)
+      expect(v.message).toContain(id)
+    }
+    // A vote without quorum proves nothing, so nobody is blamed for it.
+    for (const id of [...s0.faulty, ...s0.honest]) expect(book.isFlagged(id)).toBe(false)
+  }
+})
+
+test('escalation: with a spare to ask, f + 1 liars are outvoted and flagged', async () => {
+  const book = strictBook()
+  const liars = new Map([
+    [0, { mode: 'noise' as const, fromStep: 0 }],
+    [1, { mode: 'zero' as const, fromStep: 0 }],
+  ])
+  const s0 = replicatedStage(0, 1, { replicas: ['32', '32', '32'], spares: ['32'], faults: liars }, book, {
+    maxReplicas: 4,
+  })
+  const s1 = replicatedStage(1, 1, { replicas: ['32', '32', '32'], spares: [] }, book)
+  expect(await run([s0.stage, s1.stage])).toEqual(reference)
+  for (const id of s0.faulty) expect(book.isFlagged(id)).toBe(true)
+  for (const id of s0.honest) expect(book.isFlagged(id)).toBe(false)
+  expect(s0.stage.stats.escalations).toBeGreaterThan(0)
+})
+
+test('an fp16w majority serves the stage: tokens match the reference of the classes that served', async () => {
+  const book = strictBook()
+  const s0 = replicatedStage(0, 1, { replicas: ['16', '32', '16', '16'], spares: [] }, book)
+  const s1 = replicatedStage(1, 1, { replicas: ['32', '32', '32'], spares: [] }, book)
+  const mixed = await run([pools.F16[0]?.[3], pools.F32[1]?.[8]] as StageSession[])
+  expect(await run([s0.stage, s1.stage])).toEqual(mixed)
+  // The fp32 replica is of another vote group: never asked, never blamed.
+  expect(book.get('s0-r1-32')).toBeUndefined()
+})
+
+test('adaptive replication: trusted primaries are spot-checked, tokens unchanged', async () => {
+  const book = new ReputationBook({ trustAfter: 10, spotCheckRate: 0.2 })
+  const s0 = replicatedStage(0, 1, { replicas: ['32', '32', '32'], spares: [] }, book)
+  const s1 = replicatedStage(1, 1, { replicas: ['32', '32', '32'], spares: [] }, book)
+  expect(await run([s0.stage, s1.stage])).toEqual(reference)
+  for (const b of [s0, s1]) {
+    expect(b.stage.stats.spotChecks).toBeGreaterThan(30)
+    // Backups skipped by spot checks caught up by replay when a spot check asked them again.
+    expect(b.stage.stats.replayedSteps).toBeGreaterThan(0)
+    const backup = b.wrappers.get(`s${b === s0 ? 0 : 1}-r1-32`) as FaultyStage
+    expect(backup.calls.length).toBeLessThanOrEqual(STEPS)
+  }
+})
