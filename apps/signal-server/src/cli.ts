@@ -14,6 +14,7 @@ export interface ServerCliOptions {
   iceServers: IceServer[]
   heartbeatMs: number
   planStrategy: 'throughput' | 'memory' | 'uniform'
+  replicas: number
   maxConcurrent: number
   maxQueued: number
 }
@@ -135,6 +136,15 @@ export function buildCli(
         .default('throughput'),
     )
     .addOption(
+      new Option(
+        '--replicas <r>',
+        'peers per stage; with 3 or more the gateway votes among them (f = (r-1)/2 liars)',
+      )
+        .env('BUTTERFLY_REPLICAS')
+        .argParser(intArg('--replicas', 1, 16))
+        .default(1),
+    )
+    .addOption(
       new Option('--max-concurrent <n>', 'generations running at once per mesh; more wait in a bounded queue')
         .env('BUTTERFLY_MAX_CONCURRENT')
         .argParser(intArg('--max-concurrent', 1, 4096))
@@ -199,6 +209,7 @@ async function serve(
     heartbeatMs,
     heartbeatTimeoutMs: 3 * heartbeatMs,
     planOptions: { strategy: opts.planStrategy },
+    replicas: opts.replicas,
     logger: { level: 'warn' },
     extend: async (parts) => {
       const { attachGateway } = await import('./gateway/gateway.js')

@@ -1,5 +1,14 @@
 import { resolve } from 'node:path'
-import { LIMITS, type PlacementOptions, PlanCache } from '@butterfly/core'
+import {
+  LIMITS,
+  MAX_STAGE_REPLICAS,
+  type ModelConfig,
+  type PeerCapacity,
+  type PlacementOptions,
+  PlanCache,
+  type PlanStage,
+  stageMemoryBytes,
+} from '@butterfly/core'
 import { ServerConfigError } from './errors.js'
 import { Mesh, type Planner } from './mesh.js'
 import { indexModelDir, type ModelIndex } from './model-index.js'
@@ -19,6 +28,8 @@ export interface MeshSpec {
 export interface MeshRegistryOptions {
   readonly heartbeatTimeoutMs: number
   readonly planOptions?: PlacementOptions | undefined
+  /** Peers per stage (primary + replicas) the planner aims for; 1 = no replication. */
+  readonly replicas?: number | undefined
   /** Replaces placement entirely (tests, custom strategies). */
   readonly planner?: Planner | undefined
   readonly now?: (() => number) | undefined
@@ -27,7 +38,7 @@ export interface MeshRegistryOptions {
 }
 
 /** Placement over the workers' announced capabilities, layerStepsPerSec standing in for tokensPerSec. */
-export function placementPlanner(options: PlacementOptions = {}): Planner {
+export function placementPlanner(options: PlacementOptions = {}, replicas = 1): Planner {
   // Churn often returns to a membership seen before (a stage-less peer comes and goes).
   const cache = new PlanCache()
   return (config, workers) => {
@@ -37,8 +48,41 @@ export function placementPlanner(options: PlacementOptions = {}): Planner {
       tokensPerSec: w.layerStepsPerSec,
       backend: w.backend,
     }))
-    return cache.plan(config, peers, options).stages
+    if (replicas <= 1) return cache.plan(config, peers, options).stages
+    return replicatedPlan(config, peers, replicas, (subset) => cache.plan(config, subset, options).stages)
   }
+}
+
+/**
+ * Plans over the strongest ⌊n / r⌋ peers (at least one), then hands every other peer to the
+ * stages round-robin as a replica, wherever its memory holds that stage's layers. Replicas of a
+ * stage run the same layers, so the coordinator can vote among them.
+ */
+export function replicatedPlan(
+  config: ModelConfig,
+  peers: readonly PeerCapacity[],
+  replicas: number,
+  plan: (peers: readonly PeerCapacity[]) => readonly PlanStage[],
+): PlanStage[] {
+  const ranked = [...peers].sort((a, b) => b.memoryBytes - a.memoryBytes || (a.id < b.id ? -1 : 1))
+  const primaries = ranked.slice(0, Math.max(1, Math.floor(ranked.length / replicas)))
+  const stages = plan(primaries).map((s) => ({ ...s, replicas: [] as string[] }))
+  let next = 0
+  for (const peer of ranked.filter((p) => !stages.some((s) => s.peerId === p.id))) {
+    for (let tries = 0; tries < stages.length; tries++) {
+      const stage = stages[(next + tries) % stages.length]
+      if (
+        stage &&
+        stage.replicas.length < MAX_STAGE_REPLICAS &&
+        stageMemoryBytes(config, stage.start, stage.end) <= peer.memoryBytes
+      ) {
+        stage.replicas.push(peer.id)
+        next = (next + tries + 1) % stages.length
+        break
+      }
+    }
+  }
+  return stages.map((s) => (s.replicas.length === 0 ? { start: s.start, end: s.end, peerId: s.peerId } : s))
 }
 
 // The rule parseJoinRequest applies, so every configured mesh is one a peer can name.
@@ -50,7 +94,7 @@ export class MeshRegistry {
 
   /** Indexes (hashes) each model directory once, even when several meshes share it. */
   static async create(specs: readonly MeshSpec[], options: MeshRegistryOptions): Promise<MeshRegistry> {
-    const planner = options.planner ?? placementPlanner(options.planOptions)
+    const planner = options.planner ?? placementPlanner(options.planOptions, options.replicas ?? 1)
     const indexes = new Map<string, Promise<ModelIndex>>()
     const meshes = new Map<string, Mesh>()
     for (const spec of specs) {

@@ -10,6 +10,7 @@ import {
   parseSignalEnvelope,
   peerIdFromPublicKey,
   type SignalData,
+  stagePeers,
   type WireError,
 } from '@butterfly/core'
 import { secretEquals } from './http-errors.js'
@@ -210,7 +211,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     if (planVersion > this.current.version) {
       throw new ControlError('ERR_CONTROL_INPUT', `plan version ${planVersion} has not been issued`)
     }
-    if (!this.current.stages.some((s) => s.peerId === peerId)) {
+    if (!this.current.stages.some((s) => stagePeers(s).includes(peerId))) {
       throw new ControlError('ERR_CONTROL_INPUT', `${peerId} holds no stage in plan ${planVersion}`)
     }
     const wasReady = this.isReady()
@@ -225,7 +226,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   /** Every stage of the current plan is loaded (false while the plan has no stages). */
   isReady(): boolean {
     const { stages } = this.current
-    return stages.length > 0 && stages.every((s) => this.readyPeers.has(s.peerId))
+    return stages.length > 0 && stages.every((s) => stagePeers(s).every((p) => this.readyPeers.has(p)))
   }
 
   /** Resolves with the first plan whose every stage is ready (now, or when it becomes so). */
@@ -315,7 +316,11 @@ export class Mesh extends EventEmitter<MeshEvents> {
   }
 
   private planMessage(version: number, stages: readonly PlanStage[]): PlanMessage {
-    const copy = stages.map((s) => ({ start: s.start, end: s.end, peerId: s.peerId }))
+    const copy = stages.map((s) =>
+      s.replicas === undefined || s.replicas.length === 0
+        ? { start: s.start, end: s.end, peerId: s.peerId }
+        : { start: s.start, end: s.end, peerId: s.peerId, replicas: [...s.replicas] },
+    )
     return { version, mesh: this.name, modelPath: this.modelPath, modelId: this.modelId, stages: copy }
   }
 

@@ -28,6 +28,8 @@ export interface ServerInit {
   /** How often timeouts are checked. Default heartbeatTimeoutMs / 3, at least 10 ms. */
   readonly sweepIntervalMs?: number
   readonly planOptions?: PlacementOptions
+  /** Peers per stage (primary + replicas) for result voting; default 1. */
+  readonly replicas?: number
   /** Replaces placement (tests, custom strategies). */
   readonly planner?: Planner
   /** Clock for heartbeat timeouts. Default Date.now. */
@@ -82,6 +84,7 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
   const meshes = await MeshRegistry.create(init.meshes, {
     heartbeatTimeoutMs: options.heartbeatTimeoutMs,
     planOptions: init.planOptions,
+    replicas: init.replicas,
     planner: init.planner,
     now: init.now,
     metrics,

@@ -27,6 +27,10 @@
  * - Identity: `generateIdentity()`, `peerIdFromPublicKey(key)`, `signResult` / `verifyResult`
  *   (Ed25519 over step results), `signJoinProof` / `verifyJoinProof` (join challenge).
  *
+ * Verification (`verify/`): calibrated tolerances per numeric class, TOPLOC-style hidden-state
+ * fingerprints, quorum votes (`voteHidden`, `voteToken`), `ReputationBook` with adaptive
+ * replication; `ReplicatedStage` votes among the replicas of one stage.
+ *
  * Errors: every class in `errors.ts` has a stable `code` and crosses the wire as
  * `{name, code, message}` (`errorFromWire` rebuilds it).
  */
@@ -68,6 +72,20 @@ export * from './transport/memory-transport.js'
 export * from './transport/message-connection.js'
 export * from './transport/transport.js'
 export * from './transport/webrtc-transport.js'
+export * from './verify/calibration.js'
+export * from './verify/comparator-stats.js'
+export * from './verify/compare-hidden.js'
+export * from './verify/fingerprint.js'
+export {
+  decodeFingerprint,
+  encodeFingerprint,
+  FINGERPRINT_VERSION,
+  fingerprintByteLength,
+  MAX_FINGERPRINT_BYTES as MAX_HIDDEN_FINGERPRINT_BYTES,
+} from './verify/fingerprint-codec.js'
+export * from './verify/reputation.js'
+export * from './verify/tolerance.js'
+export * from './verify/vote.js'
 export * from './weight-names.js'
 export * from './wire/backpressure.js'
 export * from './wire/frame.js'

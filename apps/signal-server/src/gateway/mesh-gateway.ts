@@ -8,9 +8,14 @@ import {
   type Pipeline,
   type PlanMessage,
   RemoteStage,
+  ReplicatedStage,
+  ReputationBook,
   type StageSession,
+  stagePeers,
   type Tokenizer,
+  ToleranceTable,
   type WebRtcTransport,
+  Xoshiro128ss,
 } from '@butterfly/core'
 import { Admission } from '../api/admission.js'
 import type { ServedModel } from '../api/completion-backend.js'
@@ -60,6 +65,8 @@ export class MeshGateway implements ServedModel {
   private ready: Ready | undefined
   private building: Promise<void> = Promise.resolve()
   private lastError: string | undefined
+  /** Agreements, disagreements and timeouts of every peer this gateway has voted on. */
+  readonly reputation = new ReputationBook()
 
   constructor(
     private readonly init: MeshGatewayInit,
@@ -144,7 +151,7 @@ export class MeshGateway implements ServedModel {
 
   private onPlan(plan: PlanMessage): void {
     // Connections to peers that left the plan are closed; the rest are reused.
-    const inPlan = new Set(plan.stages.map((s) => s.peerId))
+    const inPlan = new Set(plan.stages.flatMap(stagePeers))
     for (const id of [...this.connections.keys()]) if (!inPlan.has(id)) this.dropPeer(id)
   }
 
@@ -172,6 +179,36 @@ export class MeshGateway implements ServedModel {
     return c
   }
 
+  /**
+   * A stage held by several peers: the coordinator votes among 2f+1 of them (f from the
+   * replica count), the rest are spares. Node workers all compute in fp32 on the same graph,
+   * so honest replicas agree to within the 1e-4 calibration floor.
+   */
+  private replicated(
+    index: number,
+    shape: { layerStart: number; layerEnd: number; isFirst: boolean; isLast: boolean },
+    peers: Array<{ peerId: string; session: StageSession }>,
+  ): StageSession {
+    const { mesh } = this.components
+    const backends = new Map(mesh.workers().map((w) => [w.id, w.backend]))
+    const replicas = peers.map((p) => ({ ...p, cls: `${backends.get(p.peerId) ?? 'cpu'}/fp32` }))
+    const f = Math.floor((replicas.length - 1) / 2)
+    const active = replicas.slice(0, 2 * f + 1)
+    return new ReplicatedStage(
+      { ...shape, hiddenSize: mesh.config.hiddenSize, f, maxReplicas: replicas.length, stage: index },
+      {
+        replicas: active,
+        spares: replicas.slice(active.length),
+        tolerances: ToleranceTable.uniform([...new Set(replicas.map((r) => r.cls))], {
+          relative: 1e-4,
+          indexOverlap: 0.75,
+        }),
+        reputation: this.reputation,
+        rng: seededRandom(index + 1),
+      },
+    )
+  }
+
   /** Dials every stage of a ready plan; a failed dial is retried with a fresh connection. */
   private async connect(plan: PlanMessage, attempts = 3): Promise<void> {
     const { mesh, metrics } = this.components
@@ -181,21 +218,34 @@ export class MeshGateway implements ServedModel {
         const config = mesh.config
         const stages: StageSession[] = await Promise.all(
           plan.stages.map(async (s, i) => {
-            const remote = new RemoteStage(
-              {
-                peerId: s.peerId,
-                layerStart: s.start,
-                layerEnd: s.end,
-                isFirst: i === 0,
-                isLast: i === plan.stages.length - 1,
-                hiddenSize: config.hiddenSize,
-                stepTimeoutMs: this.init.stepTimeoutMs ?? 60_000,
-                // Every result must carry the worker's signature over this very step.
-                ...verifyWith(mesh.publicKey(s.peerId), mesh.name),
-              },
-              await this.connection(s.peerId),
-            )
-            return metrics ? new MeteredStage(remote, { mesh: mesh.name, stage: String(i), metrics }) : remote
+            const shape = {
+              layerStart: s.start,
+              layerEnd: s.end,
+              isFirst: i === 0,
+              isLast: i === plan.stages.length - 1,
+            }
+            const remote = async (peerId: string) =>
+              new RemoteStage(
+                {
+                  peerId,
+                  ...shape,
+                  hiddenSize: config.hiddenSize,
+                  stepTimeoutMs: this.init.stepTimeoutMs ?? 60_000,
+                  // Every result must carry the worker's signature over this very step.
+                  ...verifyWith(mesh.publicKey(peerId), mesh.name),
+                },
+                await this.connection(peerId),
+              )
+            const peers = stagePeers(s)
+            const stage =
+              peers.length === 1
+                ? await remote(s.peerId)
+                : await this.replicated(
+                    i,
+                    shape,
+                    await Promise.all(peers.map(async (p) => ({ peerId: p, session: await remote(p) }))),
+                  )
+            return metrics ? new MeteredStage(stage, { mesh: mesh.name, stage: String(i), metrics }) : stage
           }),
         )
         if (plan.version !== mesh.plan.version) return
@@ -218,4 +268,10 @@ function verifyWith(
   mesh: string,
 ): { verifyKey: Uint8Array; mesh: string } | object {
   return key === undefined ? {} : { verifyKey: key, mesh }
+}
+
+/** Seeded uniform [0, 1) draws for spot-check decisions, reproducible per stage. */
+function seededRandom(seed: number): () => number {
+  const rng = new Xoshiro128ss(seed)
+  return () => rng.nextFloat64()
 }

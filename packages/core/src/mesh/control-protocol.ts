@@ -70,7 +70,17 @@ export type JoinAck =
 export interface PlanStage {
   readonly start: number
   readonly end: number
+  /** The stage's primary peer. */
   readonly peerId: string
+  /** Further peers holding the same layers, for result voting (absent: the primary alone). */
+  readonly replicas?: readonly string[]
+}
+
+export const MAX_STAGE_REPLICAS = 16
+
+/** Every peer that holds a stage's layers, primary first. */
+export function stagePeers(stage: PlanStage): string[] {
+  return [stage.peerId, ...(stage.replicas ?? [])]
 }
 
 /** Pushed to every member whenever the plan changes; `version` only grows. */
@@ -209,7 +219,16 @@ export function parsePlanMessage(v: unknown): PlanMessage {
     if (!isRecord(s)) throw bad(`plan.stages[${i}] must be an object`)
     const start = finite(s.start, `plan.stages[${i}].start`, 0, 1 << 20)
     const end = finite(s.end, `plan.stages[${i}].end`, start + 1, 1 << 20)
-    return { start, end, peerId: parsePeerId(s.peerId, `plan.stages[${i}].peerId`) }
+    const peerId = parsePeerId(s.peerId, `plan.stages[${i}].peerId`)
+    if (s.replicas === undefined) return { start, end, peerId }
+    if (!Array.isArray(s.replicas) || s.replicas.length > MAX_STAGE_REPLICAS) {
+      throw bad(`plan.stages[${i}].replicas must be an array of at most ${MAX_STAGE_REPLICAS} peer ids`)
+    }
+    const replicas = s.replicas.map((r, j) => parsePeerId(r, `plan.stages[${i}].replicas[${j}]`))
+    if (new Set([peerId, ...replicas]).size !== replicas.length + 1) {
+      throw bad(`plan.stages[${i}] names a peer twice`)
+    }
+    return { start, end, peerId, replicas }
   })
   if (typeof v.modelPath !== 'string' || !v.modelPath.startsWith('/'))
     throw bad('plan.modelPath must be a path')

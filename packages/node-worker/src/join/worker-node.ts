@@ -14,6 +14,7 @@ import {
   type StageHost,
   type StageSession,
   signResult,
+  stagePeers,
 } from '@butterfly/core'
 import { loadOrCreateIdentity } from '../identity-store.js'
 import { useNativeSignatures } from '../native-signatures.js'
@@ -125,7 +126,7 @@ export async function startWorkerNode(
 
   async function apply(plan: PlanMessage): Promise<void> {
     if (stopping) return
-    const mine = plan.stages.find((s) => s.peerId === ack.peerId)
+    const mine = plan.stages.find((s) => stagePeers(s).includes(ack.peerId))
     if (current && (!mine || mine.start !== current.start || mine.end !== current.end)) {
       const old = current
       current = undefined

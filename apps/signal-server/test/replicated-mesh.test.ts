@@ -1,0 +1,108 @@
+import { generate, generateIdentity, type InferenceBackend } from '@butterfly/core'
+import {
+  createLocalPipeline,
+  createNodeBackend,
+  loadModel,
+  nodeWrtc,
+  startWorkerNode,
+  type WorkerNode,
+} from '@butterfly/node-worker'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { FaultyStage } from '../../../packages/node-worker/test/faulty-stage.js'
+import { attachGateway, type Gateway } from '../src/gateway/gateway.js'
+import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
+import type { SignalServer } from '../src/signal-server.js'
+import { startServer, tinyModel } from './helpers.js'
+
+// A mesh with 3 replicas per stage over real WebRTC, one worker lying through a test-only
+// wrapper around its stage executor: the gateway votes it down, answers with the honest
+// tokens and flags the liar.
+const PROMPT = [1, 40, 75, 80, 75, 35, 110, 120]
+const TOKENS = 32
+let server: SignalServer
+let gateway: Gateway | undefined
+let modelDir: string
+let cleanup: () => Promise<void>
+const workers: WorkerNode[] = []
+
+function lyingBackend(): InferenceBackend {
+  const real = createNodeBackend()
+  return {
+    name: 'onnxruntime-node/cpu (lying)',
+    createStage: async (init, weights) =>
+      new FaultyStage(await real.createStage(init, weights), { mode: 'noise', noise: 0.5, fromStep: 2 }),
+  }
+}
+
+async function join(name: string, backend: InferenceBackend): Promise<WorkerNode> {
+  const node = await startWorkerNode(
+    { serverUrl: server.url, mesh: 'default', token: '', name, memoryBytes: 2 ** 30, backendName: 'cpu' },
+    { backend, wrtc: nodeWrtc(), identity: generateIdentity() },
+  )
+  workers.push(node)
+  return node
+}
+
+beforeAll(async () => {
+  const model = await tinyModel()
+  modelDir = model.dir
+  cleanup = model.cleanup
+  server = await startServer({
+    meshes: [{ name: 'default', modelDir }],
+    replicas: 3,
+    extend: async (parts) => {
+      gateway = await attachGateway(parts, {}, { wrtc: nodeWrtc() })
+    },
+  })
+})
+
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.stop()))
+  await server?.close()
+  await cleanup?.()
+})
+
+describe('replicated stages', () => {
+  test('one lying replica out of three is outvoted and flagged; tokens are the honest ones', async () => {
+    await join('honest-1', createNodeBackend())
+    await join('honest-2', createNodeBackend())
+    const liar = await join('liar', lyingBackend())
+    const mesh = server.meshes.get('default')
+    if (!mesh) throw new Error('no mesh')
+    // Wait for the plan that holds all three peers: one stage with two replicas.
+    for (;;) {
+      const plan = await mesh.waitForReadyPlan(AbortSignal.timeout(60_000))
+      if (plan.stages.length === 1 && plan.stages[0]?.replicas?.length === 2) break
+      await new Promise<void>((resolve) => mesh.once('plan', () => resolve()))
+    }
+
+    const model = await loadModel(modelDir)
+    const local = await createLocalPipeline(model, createNodeBackend(), { stages: 1 })
+    const reference: number[] = []
+    for await (const t of generate(local, {
+      promptIds: PROMPT,
+      maxTokens: TOKENS,
+      sampling: { temperature: 0 },
+    })) {
+      reference.push(t.id)
+    }
+    await local.dispose()
+    await model.close()
+
+    const served = gateway?.find('default') as MeshGateway
+    const tokens: number[] = []
+    const signal = new AbortController().signal
+    for await (const t of served.generate(
+      { promptIds: PROMPT, maxTokens: TOKENS, sampling: { temperature: 0 } },
+      signal,
+    )) {
+      tokens.push(t.id)
+    }
+    expect(tokens).toEqual(reference)
+    expect(served.reputation.isFlagged(liar.peerId)).toBe(true)
+    for (const honest of workers.filter((w) => w !== liar)) {
+      expect(served.reputation.isFlagged(honest.peerId)).toBe(false)
+      expect(served.reputation.get(honest.peerId)?.disagreements ?? 0).toBe(0)
+    }
+  })
+})
