@@ -9,6 +9,8 @@ export interface HealthPeer {
   readonly backend: string
   readonly memoryBytes: number
   readonly layerStepsPerSec: number
+  /** Outvoted too often: a member, but given no layers. */
+  readonly excluded: boolean
 }
 
 export interface MeshHealth {
@@ -20,6 +22,8 @@ export interface MeshHealth {
   readonly planError?: WireError
   /** Every stage of the plan has reported stage-ready. */
   readonly ready: boolean
+  /** Votes per peer (agreements, disagreements, timeouts, flagged), from the gateway. */
+  readonly reputation?: unknown
 }
 
 export interface HealthReport {
@@ -32,6 +36,8 @@ export function healthReport(meshes: MeshRegistry): HealthReport {
     status: 'ok',
     meshes: meshes.list().map((mesh) => {
       const error = mesh.planError
+      const excluded = new Set(mesh.excludedPeers())
+      const reputation = mesh.reputation?.()
       return {
         name: mesh.name,
         modelId: mesh.modelId,
@@ -41,10 +47,12 @@ export function healthReport(meshes: MeshRegistry): HealthReport {
           backend: w.backend,
           memoryBytes: w.memoryBytes,
           layerStepsPerSec: w.layerStepsPerSec,
+          excluded: excluded.has(w.id),
         })),
         plan: mesh.plan,
         ...(error === undefined ? {} : { planError: error }),
         ready: mesh.isReady(),
+        ...(reputation === undefined ? {} : { reputation }),
       }
     }),
   }

@@ -124,6 +124,7 @@ export class MeshRegistry {
         ...(options.now ? { now: options.now } : {}),
         onMembership: (n) => options.metrics?.peers.set({ mesh: name }, n),
         onReplan: () => options.metrics?.replans.inc({ mesh: name }),
+        onExcluded: (n) => options.metrics?.peersExcluded.set({ mesh: name }, n),
         ...(options.onError ? { onError: options.onError } : {}),
       })
       meshes.set(name, mesh)

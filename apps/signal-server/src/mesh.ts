@@ -46,6 +46,8 @@ export interface MeshInit {
   /** Called after every membership change with the number of worker peers. */
   readonly onMembership?: (workers: number) => void
   readonly onReplan?: () => void
+  /** Peers currently excluded from plans. */
+  readonly onExcluded?: (count: number) => void
   /** Errors thrown by member callbacks or event listeners; they never reach the sender. */
   readonly onError?: (err: unknown) => void
 }
@@ -75,6 +77,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private readonly members = new Map<string, Member>()
   private current: PlanMessage
   private currentError: WireError | undefined
+  private readonly excluded = new Set<string>()
+  /** Set by the gateway: its vote record for /health. */
+  reputation: (() => unknown) | undefined
   private readonly readyPeers = new Set<string>()
   private closed = false
 
@@ -122,6 +127,21 @@ export class Mesh extends EventEmitter<MeshEvents> {
   publicKey(peerId: string): Uint8Array | undefined {
     const key = this.members.get(peerId)?.publicKey
     return key === undefined ? undefined : Uint8Array.from(key)
+  }
+
+  /**
+   * Gives a peer no more layers (it was outvoted too often); it stays a member and is listed
+   * in the plan's `excluded`. Re-plans when this changes anything.
+   */
+  exclude(peerId: string): boolean {
+    if (this.excluded.has(peerId) || !this.members.has(peerId)) return false
+    this.excluded.add(peerId)
+    this.replan()
+    return true
+  }
+
+  excludedPeers(): string[] {
+    return [...this.excluded].filter((id) => this.members.has(id))
   }
 
   workers(): WorkerInfo[] {
@@ -293,7 +313,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
   }
 
   private replan(): void {
-    const workers = this.workers()
+    const all = this.workers()
+    const workers = all.filter((w) => !this.excluded.has(w.id))
     let stages: readonly PlanStage[] = []
     let error: WireError | undefined
     if (workers.length === 0) error = noWorkersError()
@@ -309,7 +330,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.currentError = error
     this.readyPeers.clear()
     this.init.onReplan?.()
-    this.init.onMembership?.(workers.length)
+    this.init.onMembership?.(all.length)
+    this.init.onExcluded?.(this.excludedPeers().length)
     const plan = this.current
     for (const m of this.members.values()) this.guard(() => m.sink.plan(plan))
     this.guard(() => this.emit('plan', plan))
@@ -321,7 +343,15 @@ export class Mesh extends EventEmitter<MeshEvents> {
         ? { start: s.start, end: s.end, peerId: s.peerId }
         : { start: s.start, end: s.end, peerId: s.peerId, replicas: [...s.replicas] },
     )
-    return { version, mesh: this.name, modelPath: this.modelPath, modelId: this.modelId, stages: copy }
+    const excluded = this.excludedPeers()
+    return {
+      version,
+      mesh: this.name,
+      modelPath: this.modelPath,
+      modelId: this.modelId,
+      stages: copy,
+      ...(excluded.length === 0 ? {} : { excluded }),
+    }
   }
 
   private assertOpen(): void {

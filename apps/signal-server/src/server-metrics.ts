@@ -8,6 +8,8 @@ export class ServerMetrics {
   readonly registry = new Registry()
   /** Worker peers currently joined, per mesh. */
   readonly peers: Gauge<'mesh'>
+  /** Peers outvoted too often and given no layers, per mesh. */
+  readonly peersExcluded: Gauge<'mesh'>
   /** Plans computed because membership changed. */
   readonly replans: Counter<'mesh'>
   /** Tokens processed by the gateway; kind is prompt or completion. */
@@ -23,6 +25,12 @@ export class ServerMetrics {
     this.peers = new Gauge({
       name: `${prefix}peers`,
       help: 'Worker peers joined to the mesh',
+      labelNames: ['mesh'],
+      registers,
+    })
+    this.peersExcluded = new Gauge({
+      name: `${prefix}peers_excluded`,
+      help: 'Peers excluded from plans after being outvoted',
       labelNames: ['mesh'],
       registers,
     })

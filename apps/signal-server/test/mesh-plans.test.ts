@@ -245,7 +245,14 @@ describe('/health and /metrics', () => {
           name: 'default',
           modelId: mesh.modelId,
           peers: [
-            { id: a.peerId, name: 'alpha', backend: 'cpu', memoryBytes: 2 * GIB, layerStepsPerSec: 1000 },
+            {
+              id: a.peerId,
+              name: 'alpha',
+              backend: 'cpu',
+              memoryBytes: 2 * GIB,
+              layerStepsPerSec: 1000,
+              excluded: false,
+            },
           ],
           plan: mesh.plan,
           ready: false,

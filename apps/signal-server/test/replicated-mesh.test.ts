@@ -105,4 +105,22 @@ describe('replicated stages', () => {
       expect(served.reputation.get(honest.peerId)?.disagreements ?? 0).toBe(0)
     }
   })
+
+  test('the flagged peer is excluded from the next plan and shown so in /health and /metrics', async () => {
+    const mesh = server.meshes.get('default')
+    const liar = workers.find((w) => mesh?.excludedPeers().includes(w.peerId))
+    expect(liar).toBeDefined()
+    const plan = mesh?.plan
+    expect(plan?.excluded).toEqual([liar?.peerId])
+    expect(plan?.stages.flatMap((s) => [s.peerId, ...(s.replicas ?? [])])).not.toContain(liar?.peerId)
+    const health = (await (await fetch(`${server.url}/health`)).json()) as {
+      meshes: Array<{ peers: Array<{ id: string; excluded: boolean }>; reputation: { flagged: number } }>
+    }
+    const peers = health.meshes[0]?.peers ?? []
+    expect(peers.find((p) => p.id === liar?.peerId)?.excluded).toBe(true)
+    expect(peers.filter((p) => p.excluded)).toHaveLength(1)
+    expect(health.meshes[0]?.reputation.flagged).toBe(1)
+    const metrics = await (await fetch(`${server.url}/metrics`)).text()
+    expect(metrics).toMatch(/butterfly_peers_excluded\{mesh="default"\} 1/)
+  })
 })

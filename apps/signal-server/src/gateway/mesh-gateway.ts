@@ -103,6 +103,7 @@ export class MeshGateway implements ServedModel {
         wrtc: components.wrtc,
       },
     )
+    mesh.reputation = () => this.reputation.snapshot()
     mesh.on('ready', (plan) => {
       this.building = this.building.then(() => this.connect(plan))
     })
@@ -114,7 +115,12 @@ export class MeshGateway implements ServedModel {
     signal: AbortSignal,
   ): AsyncGenerator<GeneratedToken, GenerationResult> {
     const ready = await this.readyPipeline(signal)
-    return yield* generate(ready.pipeline, request, signal)
+    try {
+      return yield* generate(ready.pipeline, request, signal)
+    } finally {
+      // Peers the votes flagged get no layers in the next plan.
+      for (const p of this.reputation.snapshot().peers) if (p.flagged) this.components.mesh.exclude(p.peerId)
+    }
   }
 
   async close(): Promise<void> {

@@ -91,6 +91,8 @@ export interface PlanMessage {
   readonly modelPath: string
   readonly modelId: string
   readonly stages: readonly PlanStage[]
+  /** Peers outvoted too often: still members, but given no layers. */
+  readonly excluded?: readonly string[]
 }
 
 export interface SignalEnvelope {
@@ -230,6 +232,12 @@ export function parsePlanMessage(v: unknown): PlanMessage {
     }
     return { start, end, peerId, replicas }
   })
+  let excluded: string[] | undefined
+  if (v.excluded !== undefined) {
+    if (!Array.isArray(v.excluded) || v.excluded.length > 4096)
+      throw bad('plan.excluded must be an array of peer ids')
+    excluded = v.excluded.map((id, i) => parsePeerId(id, `plan.excluded[${i}]`))
+  }
   if (typeof v.modelPath !== 'string' || !v.modelPath.startsWith('/'))
     throw bad('plan.modelPath must be a path')
   if (typeof v.modelId !== 'string') throw bad('plan.modelId must be a string')
@@ -239,5 +247,6 @@ export function parsePlanMessage(v: unknown): PlanMessage {
     modelPath: v.modelPath,
     modelId: v.modelId,
     stages,
+    ...(excluded === undefined ? {} : { excluded }),
   }
 }
