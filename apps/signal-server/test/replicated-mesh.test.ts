@@ -1,4 +1,4 @@
-import { generate, generateIdentity, type InferenceBackend } from '@butterfly/core'
+import { generate, generateIdentity, type InferenceBackend, Xoshiro128ss } from '@butterfly/core'
 import {
   createLocalPipeline,
   createNodeBackend,
@@ -24,6 +24,7 @@ let gateway: Gateway | undefined
 let modelDir: string
 let cleanup: () => Promise<void>
 const workers: WorkerNode[] = []
+const stopped = new Set<WorkerNode>()
 
 function lyingBackend(): InferenceBackend {
   const real = createNodeBackend()
@@ -57,7 +58,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  await Promise.all(workers.map((w) => w.stop()))
+  await Promise.all(workers.filter((w) => !stopped.has(w)).map((w) => w.stop()))
   await server?.close()
   await cleanup?.()
 })
@@ -122,5 +123,44 @@ describe('replicated stages', () => {
     expect(health.meshes[0]?.reputation.flagged).toBe(1)
     const metrics = await (await fetch(`${server.url}/metrics`)).text()
     expect(metrics).toMatch(/butterfly_peers_excluded\{mesh="default"\} 1/)
+  })
+
+  test('killing a replica mid-generation: 20 trials at random steps all finish with the honest tokens', async () => {
+    const mesh = server.meshes.get('default')
+    if (!mesh) throw new Error('no mesh')
+    const served = gateway?.find('default') as MeshGateway
+    const rng = new Xoshiro128ss(7)
+    const reference: number[] = []
+    for await (const t of served.generate(
+      { promptIds: PROMPT, maxTokens: TOKENS, sampling: { temperature: 0 } },
+      new AbortController().signal,
+    )) {
+      reference.push(t.id)
+    }
+    for (let trial = 0; trial < 20; trial++) {
+      // Top the stage back up to three honest peers, then kill one of them at a random step.
+      const live = workers.filter((w) => !mesh.excludedPeers().includes(w.peerId) && !stopped.has(w))
+      for (let i = live.length; i < 3; i++) await join(`spare-${trial}-${i}`, createNodeBackend())
+      for (;;) {
+        const plan = await mesh.waitForReadyPlan(AbortSignal.timeout(60_000))
+        if (plan.stages[0]?.replicas?.length === 2) break
+        await new Promise<void>((resolve) => mesh.once('plan', () => resolve()))
+      }
+      const holders = new Set(mesh.plan.stages.flatMap((s) => [s.peerId, ...(s.replicas ?? [])]))
+      const victim = workers.find((w) => holders.has(w.peerId) && !stopped.has(w)) as WorkerNode
+      const killAt = 1 + Math.floor(rng.nextFloat64() * (TOKENS - 2))
+      const tokens: number[] = []
+      for await (const t of served.generate(
+        { promptIds: PROMPT, maxTokens: TOKENS, sampling: { temperature: 0 } },
+        new AbortController().signal,
+      )) {
+        tokens.push(t.id)
+        if (tokens.length === killAt) {
+          stopped.add(victim)
+          await victim.stop()
+        }
+      }
+      expect(tokens).toEqual(reference)
+    }
   })
 })
