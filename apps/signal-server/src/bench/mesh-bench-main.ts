@@ -22,8 +22,8 @@ async function main(): Promise<void> {
   const hidden = 768
   const stats = measureComparator({ hiddenSize: hidden, now: () => performance.now() })
   console.log(
-    `\n## Verification (hidden ${hidden}): false positives ${(stats.falsePositiveRate * 100).toFixed(2)}% of ${stats.honest.trials}, ` +
-      `false negatives ${(stats.falseNegativeRate * 100).toFixed(2)}% of ${stats.lies.trials}; ` +
+    `\n## Verification (hidden ${hidden}): false positives ${(stats.falsePositiveRate * 100).toFixed(2)}% of ${stats.honest.comparisons}, ` +
+      `false negatives ${(stats.falseNegativeRate * 100).toFixed(2)}% of ${stats.lies.comparisons}; ` +
       `per comparison: full vs full ${stats.micros.compareHidden.toFixed(1)} µs, fingerprint ${stats.micros.fingerprint.toFixed(1)} µs + check ${stats.micros.compareToFingerprint.toFixed(1)} µs, fingerprint ${stats.fingerprintBytes} B`,
   )
   const step = (h: Float32Array) =>
