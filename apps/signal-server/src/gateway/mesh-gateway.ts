@@ -115,11 +115,51 @@ export class MeshGateway implements ServedModel {
     signal: AbortSignal,
   ): AsyncGenerator<GeneratedToken, GenerationResult> {
     const ready = await this.readyPipeline(signal)
+    let version = ready.version
+    // A peer that dies mid-generation: wait for the re-plan, then continue on the new pipeline.
+    const recover = async (): Promise<Pipeline | undefined> => {
+      const next = await this.nextPipeline(version, signal).catch(() => undefined)
+      if (next === undefined) return undefined
+      version = next.version
+      this.components.log?.(
+        `mesh ${this.mesh}: a generation moved to plan ${next.version} and replays its tokens`,
+      )
+      return next.pipeline
+    }
     try {
-      return yield* generate(ready.pipeline, request, signal)
+      return yield* generate(ready.pipeline, request, signal, { recover })
     } finally {
       // Peers the votes flagged get no layers in the next plan.
       for (const p of this.reputation.snapshot().peers) if (p.flagged) this.components.mesh.exclude(p.peerId)
+    }
+  }
+
+  /** The first connected pipeline of a plan newer than `after`. */
+  private async nextPipeline(after: number, signal: AbortSignal): Promise<Ready> {
+    const { mesh } = this.components
+    const wait = AbortSignal.any([signal, AbortSignal.timeout(this.init.planWaitMs ?? 30_000)])
+    for (;;) {
+      if (this.ready && this.ready.version > after && this.ready.version === mesh.plan.version)
+        return this.ready
+      if (mesh.plan.version > after && mesh.isReady()) {
+        const plan = mesh.plan
+        this.building = this.building.then(() =>
+          this.ready?.version === plan.version ? undefined : this.connect(plan),
+        )
+        await this.building
+        if (this.ready?.version === plan.version) return this.ready
+      }
+      wait.throwIfAborted()
+      await new Promise<void>((resolve, reject) => {
+        const done = () => {
+          mesh.off('ready', done)
+          wait.removeEventListener('abort', done)
+          if (wait.aborted) reject(wait.reason)
+          else resolve()
+        }
+        mesh.on('ready', done)
+        wait.addEventListener('abort', done, { once: true })
+      })
     }
   }
 

@@ -28,6 +28,22 @@ export interface GeneratedToken {
   readonly topk: TopKLogits
 }
 
+/**
+ * Called when a stage fails for good (its peer went away or stopped answering). Returns a new
+ * pipeline to continue on, or undefined to give up. The generation replays every token so far
+ * through the new pipeline as one prefill, so the new peers rebuild their KV caches.
+ */
+export type PipelineRecovery = (error: unknown) => Promise<Pipeline | undefined>
+
+export interface GenerateOptions {
+  readonly recover?: PipelineRecovery
+  /** Recoveries allowed in one generation; default 3. */
+  readonly maxRecoveries?: number
+}
+
+/** Stage errors a new pipeline can cure. */
+const RECOVERABLE = new Set(['ERR_STAGE_GONE', 'ERR_STEP_TIMEOUT', 'ERR_CHANNEL_CLOSED'])
+
 /** The coordinator's view of the pipeline: the stages in layer order. */
 export interface Pipeline {
   readonly stages: readonly StageSession[]
@@ -45,8 +61,11 @@ export async function* generate(
   pipeline: Pipeline,
   request: GenerateRequest,
   signal?: AbortSignal,
+  options: GenerateOptions = {},
 ): AsyncGenerator<GeneratedToken, GenerationResult> {
-  const { stages, maxContext } = pipeline
+  let { stages } = pipeline
+  const { maxContext } = pipeline
+  const used = new Set(stages)
   const sampling = validateSamplingParams(request.sampling)
   const prompt = request.promptIds
   if (stages.length === 0) throw new ButterflyError('ERR_PIPELINE', 'pipeline has no stages')
@@ -70,8 +89,34 @@ export async function* generate(
   const temperature = sampling.temperature
   let position = 0
   let completion = 0
+  /** Every token fed so far, for replay onto a recovered pipeline. */
+  const fed: number[] = []
+  let recoveries = 0
 
   const step = async (tokens: readonly number[]): Promise<TopKLogits | undefined> => {
+    for (;;) {
+      try {
+        const topk = await runStages(tokens)
+        fed.push(...tokens)
+        return topk
+      } catch (err) {
+        const code = (err as { code?: unknown })?.code
+        if (options.recover === undefined || typeof code !== 'string' || !RECOVERABLE.has(code)) throw err
+        if (recoveries++ >= (options.maxRecoveries ?? 3)) throw err
+        signal?.throwIfAborted()
+        const next = await options.recover(err)
+        if (next === undefined) throw err
+        for (const stage of stages) stage.endGeneration(id)
+        stages = next.stages
+        for (const stage of stages) used.add(stage)
+        // Rebuild the new peers' caches: everything fed so far, then this step's tokens.
+        position = 0
+        tokens = [...fed.splice(0), ...tokens]
+      }
+    }
+  }
+
+  const runStages = async (tokens: readonly number[]): Promise<TopKLogits | undefined> => {
     let hidden: Float32Array | undefined
     let topk: TopKLogits | undefined
     for (const stage of stages) {
@@ -103,7 +148,7 @@ export async function* generate(
     }
     return result('length')
   } finally {
-    for (const stage of stages) stage.endGeneration(id)
+    for (const stage of used) stage.endGeneration(id)
   }
 
   function result(finishReason: FinishReason): GenerationResult {

@@ -102,15 +102,26 @@ export async function startWorkerNode(
   const readyWaiters: Array<{ version: number; resolve: () => void }> = []
   const connections = new Map<MessageConnection, () => void>()
 
+  // With no stage loaded (between plans, or after release), steps are refused at once with
+  // ERR_STAGE_GONE so the coordinator moves on instead of waiting for a timeout.
+  const refuse = (conn: MessageConnection) =>
+    conn.onMessage((msg) => {
+      if (msg.type !== 'StepRequest') return
+      const error = { name: 'StageError', code: 'ERR_STAGE_GONE', message: 'this peer holds no stage now' }
+      conn
+        .send({ type: 'StepError', generationId: msg.generationId, stepIndex: msg.stepIndex, error })
+        .catch(() => undefined)
+    })
+  const serve = (conn: MessageConnection) => (current && !stopping ? current.host.serve(conn) : refuse(conn))
   const serveAll = () => {
     for (const [conn, off] of connections) {
       off()
-      connections.set(conn, current ? current.host.serve(conn) : () => undefined)
+      connections.set(conn, serve(conn))
     }
   }
   transport.onIncoming((_from, channel) => {
     const conn = new MessageConnection(channel)
-    connections.set(conn, current && !stopping ? current.host.serve(conn) : () => undefined)
+    connections.set(conn, serve(conn))
     conn.onClose(() => connections.delete(conn))
   })
 
