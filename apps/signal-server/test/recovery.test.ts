@@ -1,17 +1,11 @@
-import { generate, generateIdentity, Xoshiro128ss } from '@butterfly/core'
-import {
-  createLocalPipeline,
-  createNodeBackend,
-  loadModel,
-  nodeWrtc,
-  startWorkerNode,
-  type WorkerNode,
-} from '@butterfly/node-worker'
+import { Xoshiro128ss } from '@butterfly/core'
+import { nodeWrtc, type WorkerNode } from '@butterfly/node-worker'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { attachGateway, type Gateway } from '../src/gateway/gateway.js'
 import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
 import type { SignalServer } from '../src/signal-server.js'
 import { startServer, tinyModel } from './helpers.js'
+import { meshTokens, readyPlan, referenceTokens, startLocalWorker } from './mesh-harness.js'
 
 // r = 1: each stage has one peer. When a worker dies mid-generation the mesh re-plans onto the
 // peers left, the gateway moves the generation to the new pipeline and replays its tokens, and
@@ -25,10 +19,7 @@ let cleanup: () => Promise<void>
 const live = new Set<WorkerNode>()
 
 async function join(name: string): Promise<WorkerNode> {
-  const node = await startWorkerNode(
-    { serverUrl: server.url, mesh: 'default', token: '', name, memoryBytes: 2 ** 30, backendName: 'cpu' },
-    { backend: createNodeBackend(), wrtc: nodeWrtc(), identity: generateIdentity() },
-  )
+  const node = await startLocalWorker(server, name)
   live.add(node)
   return node
 }
@@ -54,18 +45,7 @@ afterAll(async () => {
 
 describe('a stage peer dying mid-generation (r = 1, with a spare peer)', () => {
   test('20 trials at random steps: each re-plans, replays and finishes with the undisturbed tokens', async () => {
-    const model = await loadModel(modelDir)
-    const local = await createLocalPipeline(model, createNodeBackend(), { stages: 1 })
-    const reference: number[] = []
-    for await (const t of generate(local, {
-      promptIds: PROMPT,
-      maxTokens: TOKENS,
-      sampling: { temperature: 0 },
-    })) {
-      reference.push(t.id)
-    }
-    await local.dispose()
-    await model.close()
+    const reference = await referenceTokens(modelDir, PROMPT, TOKENS)
 
     const mesh = server.meshes.get('default')
     if (!mesh) throw new Error('no mesh')
@@ -73,25 +53,15 @@ describe('a stage peer dying mid-generation (r = 1, with a spare peer)', () => {
     const rng = new Xoshiro128ss(11)
     for (let trial = 0; trial < 20; trial++) {
       while (live.size < 2) await join(`w-${trial}-${live.size}`)
-      for (;;) {
-        const plan = await mesh.waitForReadyPlan(AbortSignal.timeout(60_000))
-        if (plan.stages.length === 2) break
-        await new Promise<void>((resolve) => mesh.once('plan', () => resolve()))
-      }
+      await readyPlan(mesh, (plan) => plan.stages.length === 2)
       const victims = [...live]
       const victim = victims[Math.floor(rng.nextFloat64() * victims.length)] as WorkerNode
       const killAt = 1 + Math.floor(rng.nextFloat64() * (TOKENS - 2))
-      const tokens: number[] = []
-      for await (const t of served.generate(
-        { promptIds: PROMPT, maxTokens: TOKENS, sampling: { temperature: 0 } },
-        new AbortController().signal,
-      )) {
-        tokens.push(t.id)
-        if (tokens.length === killAt) {
-          live.delete(victim)
-          await victim.stop()
-        }
-      }
+      const tokens = await meshTokens(served, PROMPT, TOKENS, async (count) => {
+        if (count !== killAt) return
+        live.delete(victim)
+        await victim.stop()
+      })
       expect(tokens).toEqual(reference)
     }
   })

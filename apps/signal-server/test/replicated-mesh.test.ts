@@ -1,18 +1,12 @@
-import { generate, generateIdentity, type InferenceBackend, Xoshiro128ss } from '@butterfly/core'
-import {
-  createLocalPipeline,
-  createNodeBackend,
-  loadModel,
-  nodeWrtc,
-  startWorkerNode,
-  type WorkerNode,
-} from '@butterfly/node-worker'
+import { type InferenceBackend, stagePeers, Xoshiro128ss } from '@butterfly/core'
+import { createNodeBackend, nodeWrtc, type WorkerNode } from '@butterfly/node-worker'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { FaultyStage } from '../../../packages/node-worker/test/faulty-stage.js'
 import { attachGateway, type Gateway } from '../src/gateway/gateway.js'
 import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
 import type { SignalServer } from '../src/signal-server.js'
 import { startServer, tinyModel } from './helpers.js'
+import { meshTokens, readyPlan, referenceTokens, startLocalWorker } from './mesh-harness.js'
 
 // A mesh with 3 replicas per stage over real WebRTC, one worker lying through a test-only
 // wrapper around its stage executor: the gateway votes it down, answers with the honest
@@ -36,10 +30,7 @@ function lyingBackend(): InferenceBackend {
 }
 
 async function join(name: string, backend: InferenceBackend): Promise<WorkerNode> {
-  const node = await startWorkerNode(
-    { serverUrl: server.url, mesh: 'default', token: '', name, memoryBytes: 2 ** 30, backendName: 'cpu' },
-    { backend, wrtc: nodeWrtc(), identity: generateIdentity() },
-  )
+  const node = await startLocalWorker(server, name, backend)
   workers.push(node)
   return node
 }
@@ -71,34 +62,11 @@ describe('replicated stages', () => {
     const mesh = server.meshes.get('default')
     if (!mesh) throw new Error('no mesh')
     // Wait for the plan that holds all three peers: one stage with two replicas.
-    for (;;) {
-      const plan = await mesh.waitForReadyPlan(AbortSignal.timeout(60_000))
-      if (plan.stages.length === 1 && plan.stages[0]?.replicas?.length === 2) break
-      await new Promise<void>((resolve) => mesh.once('plan', () => resolve()))
-    }
+    await readyPlan(mesh, (plan) => plan.stages.length === 1 && plan.stages[0]?.replicas?.length === 2)
 
-    const model = await loadModel(modelDir)
-    const local = await createLocalPipeline(model, createNodeBackend(), { stages: 1 })
-    const reference: number[] = []
-    for await (const t of generate(local, {
-      promptIds: PROMPT,
-      maxTokens: TOKENS,
-      sampling: { temperature: 0 },
-    })) {
-      reference.push(t.id)
-    }
-    await local.dispose()
-    await model.close()
-
+    const reference = await referenceTokens(modelDir, PROMPT, TOKENS)
     const served = gateway?.find('default') as MeshGateway
-    const tokens: number[] = []
-    const signal = new AbortController().signal
-    for await (const t of served.generate(
-      { promptIds: PROMPT, maxTokens: TOKENS, sampling: { temperature: 0 } },
-      signal,
-    )) {
-      tokens.push(t.id)
-    }
+    const tokens = await meshTokens(served, PROMPT, TOKENS)
     expect(tokens).toEqual(reference)
     expect(served.reputation.isFlagged(liar.peerId)).toBe(true)
     for (const honest of workers.filter((w) => w !== liar)) {
@@ -113,7 +81,7 @@ describe('replicated stages', () => {
     expect(liar).toBeDefined()
     const plan = mesh?.plan
     expect(plan?.excluded).toEqual([liar?.peerId])
-    expect(plan?.stages.flatMap((s) => [s.peerId, ...(s.replicas ?? [])])).not.toContain(liar?.peerId)
+    expect(plan?.stages.flatMap(stagePeers)).not.toContain(liar?.peerId)
     const health = (await (await fetch(`${server.url}/health`)).json()) as {
       meshes: Array<{ peers: Array<{ id: string; excluded: boolean }>; reputation: { flagged: number } }>
     }
@@ -130,36 +98,20 @@ describe('replicated stages', () => {
     if (!mesh) throw new Error('no mesh')
     const served = gateway?.find('default') as MeshGateway
     const rng = new Xoshiro128ss(7)
-    const reference: number[] = []
-    for await (const t of served.generate(
-      { promptIds: PROMPT, maxTokens: TOKENS, sampling: { temperature: 0 } },
-      new AbortController().signal,
-    )) {
-      reference.push(t.id)
-    }
+    const reference = await meshTokens(served, PROMPT, TOKENS)
     for (let trial = 0; trial < 20; trial++) {
       // Top the stage back up to three honest peers, then kill one of them at a random step.
       const live = workers.filter((w) => !mesh.excludedPeers().includes(w.peerId) && !stopped.has(w))
       for (let i = live.length; i < 3; i++) await join(`spare-${trial}-${i}`, createNodeBackend())
-      for (;;) {
-        const plan = await mesh.waitForReadyPlan(AbortSignal.timeout(60_000))
-        if (plan.stages[0]?.replicas?.length === 2) break
-        await new Promise<void>((resolve) => mesh.once('plan', () => resolve()))
-      }
-      const holders = new Set(mesh.plan.stages.flatMap((s) => [s.peerId, ...(s.replicas ?? [])]))
+      await readyPlan(mesh, (plan) => plan.stages[0]?.replicas?.length === 2)
+      const holders = new Set(mesh.plan.stages.flatMap(stagePeers))
       const victim = workers.find((w) => holders.has(w.peerId) && !stopped.has(w)) as WorkerNode
       const killAt = 1 + Math.floor(rng.nextFloat64() * (TOKENS - 2))
-      const tokens: number[] = []
-      for await (const t of served.generate(
-        { promptIds: PROMPT, maxTokens: TOKENS, sampling: { temperature: 0 } },
-        new AbortController().signal,
-      )) {
-        tokens.push(t.id)
-        if (tokens.length === killAt) {
-          stopped.add(victim)
-          await victim.stop()
-        }
-      }
+      const tokens = await meshTokens(served, PROMPT, TOKENS, async (count) => {
+        if (count !== killAt) return
+        stopped.add(victim)
+        await victim.stop()
+      })
       expect(tokens).toEqual(reference)
     }
   })
