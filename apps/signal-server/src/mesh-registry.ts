@@ -3,6 +3,7 @@ import {
   LIMITS,
   MAX_STAGE_REPLICAS,
   type ModelConfig,
+  numericClassOf,
   type PeerCapacity,
   type PlacementOptions,
   PlanCache,
@@ -49,38 +50,64 @@ export function placementPlanner(options: PlacementOptions = {}, replicas = 1): 
       backend: w.backend,
     }))
     if (replicas <= 1) return cache.plan(config, peers, options).stages
-    return replicatedPlan(config, peers, replicas, (subset) => cache.plan(config, subset, options).stages)
+    const classes = new Map(workers.map((w) => [w.id, numericClassOf(w)]))
+    return replicatedPlan(
+      config,
+      peers,
+      replicas,
+      (subset) => cache.plan(config, subset, options).stages,
+      (id) => classes.get(id) ?? '',
+    )
   }
 }
 
 /**
- * Plans over the strongest ⌊n / r⌋ peers (at least one), then hands every other peer to the
- * stages round-robin as a replica, wherever its memory holds that stage's layers. Replicas of a
- * stage run the same layers, so the coordinator can vote among them.
+ * Plans over ⌊n / r⌋ peers (at least one), then hands every other peer to a stage
+ * as a replica, wherever its memory holds that stage's layers. Replicas of a stage run the same
+ * layers, so the coordinator can vote among them. Homogeneous redundancy (BOINC): a peer joins a
+ * stage whose peers are all of its numeric class when one fits, since replicas of classes too far
+ * apart never vote together; among the candidates, the stage with the fewest replicas wins (ties
+ * go round-robin).
  */
 export function replicatedPlan(
   config: ModelConfig,
   peers: readonly PeerCapacity[],
   replicas: number,
   plan: (peers: readonly PeerCapacity[]) => readonly PlanStage[],
+  classOf: (peerId: string) => string = () => '',
 ): PlanStage[] {
   const ranked = [...peers].sort((a, b) => b.memoryBytes - a.memoryBytes || (a.id < b.id ? -1 : 1))
-  const primaries = ranked.slice(0, Math.max(1, Math.floor(ranked.length / replicas)))
+  // Each class first gets a stage per r of its peers (its largest ones lead), so classes that can
+  // fill stages alone do; any stage left goes to the largest peers remaining.
+  const k = Math.max(1, Math.floor(ranked.length / replicas))
+  const byClass = new Map<string, PeerCapacity[]>()
+  for (const p of ranked) byClass.set(classOf(p.id), [...(byClass.get(classOf(p.id)) ?? []), p])
+  const primaries: PeerCapacity[] = []
+  for (const list of [...byClass.values()].sort((a, b) => b.length - a.length)) {
+    for (const p of list.slice(0, Math.floor(list.length / replicas)))
+      if (primaries.length < k) primaries.push(p)
+  }
+  for (const p of ranked) if (primaries.length < k && !primaries.includes(p)) primaries.push(p)
   const stages = plan(primaries).map((s) => ({ ...s, replicas: [] as string[] }))
   let next = 0
   for (const peer of ranked.filter((p) => !stages.some((s) => s.peerId === p.id))) {
-    for (let tries = 0; tries < stages.length; tries++) {
-      const stage = stages[(next + tries) % stages.length]
-      if (
-        stage &&
-        stage.replicas.length < MAX_STAGE_REPLICAS &&
-        stageMemoryBytes(config, stage.start, stage.end) <= peer.memoryBytes
-      ) {
-        stage.replicas.push(peer.id)
-        next = (next + tries + 1) % stages.length
-        break
-      }
-    }
+    const cls = classOf(peer.id)
+    const fits = stages
+      .map((stage, i) => ({ stage, i, turn: (i - next + stages.length) % stages.length }))
+      .filter(
+        ({ stage }) =>
+          stage.replicas.length < MAX_STAGE_REPLICAS &&
+          stageMemoryBytes(config, stage.start, stage.end) <= peer.memoryBytes,
+      )
+    const same = fits.filter(({ stage }) =>
+      [stage.peerId, ...stage.replicas].every((id) => classOf(id) === cls),
+    )
+    const pick = (same.length > 0 ? same : fits).sort(
+      (a, b) => a.stage.replicas.length - b.stage.replicas.length || a.turn - b.turn,
+    )[0]
+    if (pick === undefined) continue
+    pick.stage.replicas.push(peer.id)
+    next = (pick.i + 1) % stages.length
   }
   return stages.map((s) => (s.replicas.length === 0 ? { start: s.start, end: s.end, peerId: s.peerId } : s))
 }

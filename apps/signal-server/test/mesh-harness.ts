@@ -1,4 +1,11 @@
-import { generate, generateIdentity, type InferenceBackend, type PlanMessage } from '@butterfly/core'
+import {
+  fromFloat32,
+  generate,
+  generateIdentity,
+  type InferenceBackend,
+  type PlanMessage,
+  toFloat32,
+} from '@butterfly/core'
 import {
   createLocalPipeline,
   createNodeBackend,
@@ -19,11 +26,64 @@ export function startLocalWorker(
   server: SignalServer,
   name: string,
   backend: InferenceBackend = createNodeBackend(),
+  opts: { weights?: 'fp32' | 'fp16'; memoryBytes?: number } = {},
 ): Promise<WorkerNode> {
   return startWorkerNode(
-    { serverUrl: server.url, mesh: 'default', token: '', name, memoryBytes: 2 ** 30, backendName: 'cpu' },
+    {
+      serverUrl: server.url,
+      mesh: 'default',
+      token: '',
+      name,
+      memoryBytes: opts.memoryBytes ?? 2 ** 30,
+      backendName: 'cpu',
+      weights: opts.weights ?? 'fp32',
+    },
     { backend, wrtc: nodeWrtc(), identity: generateIdentity() },
   )
+}
+
+/**
+ * Greedy tokens of a pipeline with the plan's layer ranges, each stage's weights rounded to fp16
+ * where `fp16(stageIndex)` says so: the exact answer of a mesh whose stages are served by
+ * replicas of those classes.
+ */
+export async function classReferenceTokens(
+  modelDir: string,
+  ranges: ReadonlyArray<{ start: number; end: number }>,
+  fp16: (stage: number) => boolean,
+  prompt: readonly number[],
+  tokens: number,
+): Promise<number[]> {
+  const model = await loadModel(modelDir)
+  const backend = createNodeBackend()
+  const stages = await Promise.all(
+    ranges.map((r, i) =>
+      backend.createStage(
+        { config: model.config, layerStart: r.start, layerEnd: r.end },
+        async (name, shape) => {
+          const t = await model.weights(name, shape)
+          return fp16(i) && t.dtype === 'F32'
+            ? { ...t, dtype: 'F16', data: fromFloat32(toFloat32(t), 'F16') }
+            : t
+        },
+      ),
+    ),
+  )
+  try {
+    const out: number[] = []
+    const pipeline = { stages, maxContext: model.config.maxContext }
+    for await (const t of generate(pipeline, {
+      promptIds: prompt,
+      maxTokens: tokens,
+      sampling: { temperature: 0 },
+    })) {
+      out.push(t.id)
+    }
+    return out
+  } finally {
+    await Promise.all(stages.map((s) => s.dispose()))
+    await model.close()
+  }
 }
 
 /** Greedy tokens of the model in one process: what every mesh run must give. */

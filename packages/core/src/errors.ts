@@ -195,7 +195,13 @@ export class TransportError extends ButterflyError {
 export class StageError extends ButterflyError {
   override readonly name = 'StageError'
   constructor(
-    code: 'ERR_STEP_TIMEOUT' | 'ERR_STAGE_GONE' | 'ERR_STAGE_REPLY' | 'ERR_NO_PLAN' | 'ERR_STAGE_BUSY',
+    code:
+      | 'ERR_STEP_TIMEOUT'
+      | 'ERR_STAGE_GONE'
+      | 'ERR_STAGE_REPLY'
+      | 'ERR_NO_PLAN'
+      | 'ERR_STAGE_BUSY'
+      | 'ERR_HIDDEN_UNAVAILABLE',
     message: string,
   ) {
     super(code, message)

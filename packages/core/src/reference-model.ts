@@ -58,9 +58,18 @@ export class ReferenceModel {
   private readonly cos: Float32Array
   private readonly sin: Float32Array
 
-  constructor(config: ModelConfig, weights: ReadonlyMap<string, Float32Array>) {
+  /**
+   * `only`, when given, limits the model to the tensors it accepts (e.g. one layer's, streamed a
+   * layer at a time); calling on anything that needs another tensor is the caller's bug.
+   */
+  constructor(
+    config: ModelConfig,
+    weights: ReadonlyMap<string, Float32Array>,
+    only?: (name: string) => boolean,
+  ) {
     checkConfig(config)
     for (const [name, shape] of expectedWeightShapes(config)) {
+      if (only !== undefined && !only(name)) continue
       const w = weights.get(name)
       if (w === undefined) {
         throw new ModelFileError('ERR_MODEL_TENSOR_MISSING', 'reference weights', 'tensor missing', {

@@ -89,11 +89,32 @@ describe('ReputationBook flagging', () => {
     expect(book.get('honest')?.agreements).toBe(10_000)
   })
 
-  it('timeouts are counted but neither flag nor reset the streak', () => {
+  it('errors are counted but neither flag nor reset the streak', () => {
     const book = new ReputationBook({ trustAfter: 3 })
     for (let i = 0; i < 3; i++) book.record('p', 'agree')
-    for (let i = 0; i < 50; i++) book.record('p', 'timeout')
-    expect(book.get('p')).toMatchObject({ timeouts: 50, streak: 3, flagged: false, trusted: true })
+    for (let i = 0; i < 50; i++) book.record('p', 'error')
+    expect(book.get('p')).toMatchObject({ errors: 50, timeouts: 0, streak: 3, flagged: false, trusted: true })
+    expect(book.snapshot()).toMatchObject({ errors: 50, flagged: 0 })
+  })
+
+  it('missed deadlines flag a peer as unresponsive after flagAfterTimeouts', () => {
+    const strict = new ReputationBook({ trustAfter: 3 })
+    for (let i = 0; i < 3; i++) strict.record('p', 'agree')
+    strict.record('p', 'timeout')
+    expect(strict.get('p')).toMatchObject({
+      timeouts: 1,
+      streak: 3,
+      flagged: true,
+      flagReason: 'unresponsive',
+    })
+    const lenient = new ReputationBook({ flagAfterTimeouts: 3 })
+    lenient.record('q', 'timeout')
+    lenient.record('q', 'timeout')
+    expect(lenient.isFlagged('q')).toBe(false)
+    lenient.record('q', 'timeout')
+    expect(lenient.get('q')?.flagReason).toBe('unresponsive')
+    expect(() => new ReputationBook({ flagAfterTimeouts: 0 })).toThrow(/flagAfterTimeouts/)
+    expect(() => strict.record('p', 'late' as 'timeout')).toThrow(/outcome/)
   })
 
   it('records a vote that reached quorum, and nothing from one that did not', () => {
@@ -125,6 +146,7 @@ describe('ReputationBook flagging', () => {
           agreements: 1,
           disagreements: 0,
           timeouts: 0,
+          errors: 0,
           flagged: false,
           streak: 1,
           recentDisagreements: 0,
@@ -135,6 +157,7 @@ describe('ReputationBook flagging', () => {
           agreements: 1,
           disagreements: 0,
           timeouts: 0,
+          errors: 0,
           flagged: false,
           streak: 1,
           recentDisagreements: 0,
@@ -145,6 +168,7 @@ describe('ReputationBook flagging', () => {
           agreements: 0,
           disagreements: 1,
           timeouts: 0,
+          errors: 0,
           flagged: false,
           streak: 0,
           recentDisagreements: 1,
@@ -156,6 +180,7 @@ describe('ReputationBook flagging', () => {
       agreements: 2,
       disagreements: 1,
       timeouts: 0,
+      errors: 0,
     })
     expect(JSON.parse(JSON.stringify(book.snapshot()))).toEqual(book.snapshot())
     book.forget('c')

@@ -34,6 +34,18 @@ function stepRequestBody(o: {
   return b.build()
 }
 
+function withTail(body: Uint8Array, tail: number[]): Uint8Array {
+  return Uint8Array.from([...body, ...tail])
+}
+
+/** A frame with the Extensions flag, written by hand (encodeFrame refuses it on most types). */
+function flaggedFrame(type: FrameType, body: Uint8Array): Uint8Array {
+  const frame = frameOf(B.StepResult, body)
+  frame[3] = type
+  frame[4] = 1
+  return frame
+}
+
 function stepResultTopK(values: number[], ids: number[], logSumExp: number): Uint8Array {
   const b = new RawBody().id('g1').u32(0).u32(0).u32(values.length).f64(logSumExp)
   for (const v of values) b.f32(v)
@@ -335,6 +347,36 @@ const cases: Case[] = [
     name: 'ping sentAt NaN',
     frames: () => [frameOf(B.Ping, new RawBody().u32(1).f64(Number.NaN).build())],
     code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'fingerprint flag on a request without the challenge',
+    frames: () => [flaggedFrame(B.StepRequest, stepRequestBody({}))],
+    code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'fingerprint challenge cut short',
+    frames: () => [flaggedFrame(B.StepRequest, withTail(stepRequestBody({}), [1, 2]))],
+    code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'bytes after a fingerprint challenge',
+    frames: () => [flaggedFrame(B.StepRequest, withTail(stepRequestBody({}), [1, 0, 0, 0, 9, 9, 9, 9]))],
+    code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'fetch without a step index',
+    frames: () => [frameOf(B.FetchHidden, new RawBody().id('g1').build())],
+    code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'fetch with a bad generation id',
+    frames: () => [frameOf(B.FetchHidden, new RawBody().id('g 1').u32(0).build())],
+    code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'flags on a fetch',
+    frames: () => [flaggedFrame(B.FetchHidden, new RawBody().id('g1').u32(0).build())],
+    code: 'ERR_WIRE_FLAGS',
   },
   {
     name: 'pong body too short',

@@ -124,9 +124,36 @@ describe('wire messages', () => {
     expect(got.stepIndex).toBe(3)
   })
 
-  it('round-trips EndGeneration, Ping and Pong', () => {
+  it('round-trips a StepRequest that asks for a fingerprint, and only it sets the flag', () => {
+    const base: StepRequest = {
+      type: 'StepRequest',
+      generationId: 'g',
+      stepIndex: 2,
+      startPos: 2,
+      seqLen: 1,
+      temperature: 0,
+      deadlineMs: 100,
+      hidden: randomFloats(8, 3),
+    }
+    for (const challenge of [0, 1, 0xffffffff]) {
+      const frames = encodeMessage({ ...base, fingerprintChallenge: challenge })
+      expect(decodeFrame(frames[0] as Uint8Array).flags).toBe(1)
+      const got = deliver(frames) as StepRequest
+      expect(got.fingerprintChallenge).toBe(challenge)
+      expect(firstByteMismatch(got.hidden as Float32Array, base.hidden as Float32Array)).toBe(-1)
+    }
+    const plain = encodeMessage(base)
+    expect(decodeFrame(plain[0] as Uint8Array).flags).toBe(0)
+    expect((deliver(plain) as StepRequest).fingerprintChallenge).toBeUndefined()
+    for (const bad of [-1, 2 ** 32, 1.5, Number.NaN]) {
+      expectWireError(() => encodeMessage({ ...base, fingerprintChallenge: bad }), 'ERR_WIRE_PAYLOAD')
+    }
+  })
+
+  it('round-trips EndGeneration, FetchHidden, Ping and Pong', () => {
     const cases: Message[] = [
       { type: 'EndGeneration', generationId: 'abc_DEF-123' },
+      { type: 'FetchHidden', generationId: 'abc_DEF-123', stepIndex: 0xffffffff },
       { type: 'Ping', nonce: 0xdeadbeef, sentAt: 1_712_345_678_901.25 },
       { type: 'Pong', nonce: 0, sentAt: 0 },
     ]

@@ -189,7 +189,11 @@ describe('StepResult signature and fingerprint', () => {
       () => flagged(new RawBody().u32(1).f64(2).build(), FrameType.Ping),
       'ERR_WIRE_FLAGS',
     ],
-    ['the flag on a StepRequest', () => flagged(new Uint8Array(8), FrameType.StepRequest), 'ERR_WIRE_FLAGS'],
+    [
+      'the flag on an EndGeneration',
+      () => flagged(new RawBody().id('g1').build(), FrameType.EndGeneration),
+      'ERR_WIRE_FLAGS',
+    ],
     ['an unknown flag bit', () => flagged(topkBodyWith([]), FrameType.StepResult, 0x02), 'ERR_WIRE_FLAGS'],
   ]
   it.each(badOnReceive)('refuses %s on receipt', (_, frame, code) => {

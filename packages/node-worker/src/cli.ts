@@ -54,6 +54,14 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
       parseMemory('4GB'),
     )
     .option('--name <name>', 'name shown in the mesh', `worker-${process.pid}`)
+    .addOption(
+      new Option(
+        '--weights <dtype>',
+        'fp16 rounds the weights to half precision as they load (numeric class fp16w)',
+      )
+        .choices(['fp32', 'fp16'])
+        .default('fp32'),
+    )
     .action(async (opts) => {
       await runJoin(opts)
     })

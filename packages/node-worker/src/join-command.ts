@@ -13,6 +13,7 @@ export interface JoinOptions {
   readonly device: DeviceRequest
   readonly memory: number
   readonly name: string
+  readonly weights: 'fp32' | 'fp16'
 }
 
 const STOP_DEADLINE_MS = 20_000
@@ -61,6 +62,7 @@ export async function runJoin(opts: JoinOptions): Promise<void> {
       name: opts.name,
       memoryBytes: opts.memory,
       backendName: device,
+      weights: opts.weights,
     },
     {
       backend: createNodeBackend({ device }),

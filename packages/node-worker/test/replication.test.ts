@@ -1,4 +1,13 @@
-import { generate, type Pipeline, type StageSession, uniformPartition, VerifyError } from '@butterfly/core'
+import {
+  FingerprintingStage,
+  generate,
+  type Pipeline,
+  type StageSession,
+  type StageStepInput,
+  type StageStepOutput,
+  uniformPartition,
+  VerifyError,
+} from '@butterfly/core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { type Replica, ReplicatedStage } from '../../core/src/mesh/replicated-stage.js'
 import { calibrate } from '../../core/src/verify/calibration.js'
@@ -129,7 +138,7 @@ function replicatedStage(
   f: number,
   layout: Layout,
   book: ReputationBook,
-  extra: { maxReplicas?: number; rngSeed?: number } = {},
+  extra: { maxReplicas?: number; rngSeed?: number; fingerprints?: boolean; twoFaced?: number } = {},
 ): Built {
   const taken = { F32: 0, F16: 0 }
   const faulty: string[] = []
@@ -153,8 +162,15 @@ function replicatedStage(
     })
     const peerId = `s${s}-${name}`
     wrappers.set(peerId, session)
-    ;(fault === undefined ? honest : faulty).push(peerId)
-    return { peerId, cls: kind === '32' ? FP32 : FP16W, session }
+    const twoFaced = name === `r${extra.twoFaced}-${kind}`
+    ;(fault === undefined && !twoFaced ? honest : faulty).push(peerId)
+    // With fingerprints on, replicas answer as a stage host does: fingerprint asks are honoured.
+    const served = extra.fingerprints === false ? session : new FingerprintingStage(session)
+    return {
+      peerId,
+      cls: kind === '32' ? FP32 : FP16W,
+      session: twoFaced ? new TwoFacedStage(served as FingerprintingStage) : served,
+    }
   }
   const replicas = layout.replicas.map((k, i) => make(k, `r${i}-${k}`, layout.faults?.get(i)))
   const spares = layout.spares.map((k, i) => make(k, `spare${i}-${k}`, undefined))
@@ -174,11 +190,44 @@ function replicatedStage(
       f,
       stage: s,
       stepTimeoutMs: TIMEOUT_MS,
+      ...(extra.fingerprints === undefined ? {} : { fingerprints: extra.fingerprints }),
       ...(extra.maxReplicas === undefined ? {} : { maxReplicas: extra.maxReplicas }),
     },
     { replicas, spares, tolerances, reputation: book, rng },
   )
   return { stage, faulty, honest, wrappers }
+}
+
+/**
+ * A liar that fingerprints its honest output but ships a lie whenever a full state is asked of it
+ * or fetched from it: the fingerprint alone would vouch for it, so the vote must catch the full
+ * state (against the others' fingerprints, and against its own fingerprint once fetched).
+ */
+class TwoFacedStage implements StageSession {
+  readonly layerStart: number
+  readonly layerEnd: number
+  readonly isFirst: boolean
+  readonly isLast: boolean
+  constructor(private readonly honest: FingerprintingStage) {
+    this.layerStart = honest.layerStart
+    this.layerEnd = honest.layerEnd
+    this.isFirst = honest.isFirst
+    this.isLast = honest.isLast
+  }
+  get activeGenerations(): number {
+    return this.honest.activeGenerations
+  }
+  async step(id: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
+    const out = await this.honest.step(id, input, signal)
+    return out.hidden === undefined ? out : { hidden: out.hidden.map((v) => v * 1.05) }
+  }
+  async fetchHidden(id: string, startPos: number): Promise<Float32Array> {
+    return (await this.honest.fetchHidden(id, startPos)).map((v) => v * 1.05)
+  }
+  endGeneration(id: string): void {
+    this.honest.endGeneration(id)
+  }
+  async dispose(): Promise<void> {}
 }
 
 /** No adaptive replication: every step is voted by 2f + 1 replicas. */
@@ -225,42 +274,66 @@ const layouts = (f: number, mode: FaultMode): [Layout, Layout] =>
       ]
 
 for (const f of [1, 2]) {
-  describe(`f = ${f} (${2 * f + 1} replicas per stage, fp32 + fp16w)`, () => {
-    for (const mode of [...DATA_FAULTS, ...TIME_FAULTS]) {
-      test(`${f} '${mode}' replica(s) per stage: reference tokens, liars caught, honest peers clean`, async () => {
-        const book = strictBook()
-        const [l0, l1] = layouts(f, mode)
-        const built = [replicatedStage(0, f, l0, book), replicatedStage(1, f, l1, book)]
-        expect(await run(built.map((b) => b.stage))).toEqual(reference)
-        for (const [i, { stage, faulty, honest }] of built.entries()) {
-          const layout = (i === 0 ? l0 : l1) as Layout
-          const joinsLate =
-            DATA_FAULTS.includes(mode) || [...(layout.faults?.values() ?? [])].some((x) => x.fromStep > 0)
-          const states = new Map(stage.replicas().map((r) => [r.peerId, r.state]))
-          for (const id of faulty) {
-            if (TIME_FAULTS.includes(mode)) {
-              // A timeout proves nothing about honesty, so it never flags; the replica is retired.
-              expect(states.get(id)).toBe('failed')
-              expect(book.get(id)?.timeouts).toBeGreaterThanOrEqual(1)
-              expect(book.isFlagged(id)).toBe(false)
-            } else {
+  for (const fingerprints of [true, false]) {
+    const how = fingerprints ? 'one full state + fingerprints' : 'full states from all'
+    describe(`f = ${f} (${2 * f + 1} replicas per stage, fp32 + fp16w, ${how})`, () => {
+      for (const mode of [...DATA_FAULTS, ...TIME_FAULTS]) {
+        test(`${f} '${mode}' replica(s) per stage: reference tokens, faulty flagged, honest clean`, async () => {
+          const book = strictBook()
+          const [l0, l1] = layouts(f, mode)
+          const built = [
+            replicatedStage(0, f, l0, book, { fingerprints }),
+            replicatedStage(1, f, l1, book, { fingerprints }),
+          ]
+          expect(await run(built.map((b) => b.stage))).toEqual(reference)
+          for (const [i, { stage, faulty, honest }] of built.entries()) {
+            const layout = (i === 0 ? l0 : l1) as Layout
+            const joinsLate =
+              DATA_FAULTS.includes(mode) || [...(layout.faults?.values() ?? [])].some((x) => x.fromStep > 0)
+            const states = new Map(stage.replicas().map((r) => [r.peerId, r.state]))
+            for (const id of faulty) {
               expect(book.isFlagged(id), id).toBe(true)
-              expect(states.get(id)).toBe('flagged')
+              if (TIME_FAULTS.includes(mode)) {
+                // Retired at its first missed deadline, and flagged for it.
+                expect(states.get(id)).toBe('failed')
+                expect(book.get(id)).toMatchObject({ timeouts: 1, flagReason: 'unresponsive' })
+              } else expect(states.get(id)).toBe('flagged')
             }
+            for (const id of honest) {
+              expect(book.isFlagged(id), id).toBe(false)
+              expect(book.get(id)?.disagreements ?? 0, id).toBe(0)
+              expect(book.get(id)?.timeouts ?? 0, id).toBe(0)
+            }
+            // Replacements that joined mid-generation replayed this stage's earlier inputs.
+            if (joinsLate) expect(stage.stats.replayedSteps).toBeGreaterThan(0)
+            expect(stage.activeGenerations).toBe(0)
+            if (i === 0) {
+              // Stage 0's primary is faulty from the prefill: the fingerprints outvote it and a
+              // second full state is fetched.
+              expect(stage.stats.fingerprints > 0).toBe(fingerprints)
+              expect(stage.stats.fetches > 0).toBe(fingerprints)
+            } else expect(stage.stats.fingerprints).toBe(0) // the last stage votes on tokens
           }
-          for (const id of honest) {
-            expect(book.isFlagged(id), id).toBe(false)
-            expect(book.get(id)?.disagreements ?? 0, id).toBe(0)
-            expect(book.get(id)?.timeouts ?? 0, id).toBe(0)
-          }
-          // Replacements that joined mid-generation replayed this stage's earlier inputs.
-          if (joinsLate) expect(stage.stats.replayedSteps).toBeGreaterThan(0)
-          expect(stage.activeGenerations).toBe(0)
-        }
-      })
-    }
-  })
+        })
+      }
+    })
+  }
 }
+
+test('a two-faced primary (honest fingerprint, lying full state) is caught when asked and when fetched', async () => {
+  for (const f of [1, 2]) {
+    const book = strictBook()
+    const n = 2 * f + 1
+    // Stage 0: the two-faced replica is the primary; stage 1 gets an honest pipeline.
+    const s0 = replicatedStage(0, f, { replicas: Array(n).fill('32'), spares: [] }, book, { twoFaced: 0 })
+    const s1 = replicatedStage(1, f, { replicas: Array(n).fill('32'), spares: [] }, book)
+    expect(await run([s0.stage, s1.stage])).toEqual(reference)
+    const [liar] = s0.faulty as [string]
+    expect(book.get(liar)?.flagged).toBe(true)
+    for (const id of s0.honest) expect(book.get(id)?.disagreements ?? 0).toBe(0)
+    expect(s0.stage.stats.fetches).toBeGreaterThanOrEqual(1)
+  }
+})
 
 test('a replica killed mid-generation is replaced by a spare that replays the history', async () => {
   const book = strictBook()

@@ -1,15 +1,18 @@
 import {
+  calibrationTokens,
   createWebRtcTransport,
   type GeneratedToken,
   type GenerateRequest,
   type GenerationResult,
   generate,
   MessageConnection,
+  numericClassOf,
   type Pipeline,
   type PlanMessage,
   RemoteStage,
   ReplicatedStage,
   ReputationBook,
+  referenceBoundaries,
   type StageSession,
   stagePeers,
   type Tokenizer,
@@ -17,12 +20,14 @@ import {
   type WebRtcTransport,
   Xoshiro128ss,
 } from '@butterfly/core'
+import { loadModel } from '@butterfly/node-worker'
 import { Admission } from '../api/admission.js'
 import type { ServedModel } from '../api/completion-backend.js'
 import { ApiError } from '../api/openai-request.js'
 import type { LocalPeerHandle, Mesh } from '../mesh.js'
 import type { ServerMetrics } from '../server-metrics.js'
 import { MeteredStage } from './metered-stage.js'
+import { StageCalibrator } from './stage-calibrator.js'
 
 export interface MeshGatewayInit {
   /** A step with no answer after this long fails the generation (503). */
@@ -67,6 +72,7 @@ export class MeshGateway implements ServedModel {
   private lastError: string | undefined
   /** Agreements, disagreements and timeouts of every peer this gateway has voted on. */
   readonly reputation = new ReputationBook()
+  private readonly calibrator: StageCalibrator
 
   constructor(
     private readonly init: MeshGatewayInit,
@@ -104,6 +110,19 @@ export class MeshGateway implements ServedModel {
       },
     )
     mesh.reputation = () => this.reputation.snapshot()
+    const tokens = calibrationTokens(mesh.config)
+    let boundaries: Promise<Float32Array[]> | undefined
+    this.calibrator = new StageCalibrator({
+      // Computed on first need from the files this server serves, then kept (numLayers + 1 rows).
+      boundaries: () => {
+        boundaries ??= exactBoundaries(mesh.model.dir, tokens)
+        return boundaries
+      },
+      tokens,
+      hiddenSize: mesh.config.hiddenSize,
+      reputation: this.reputation,
+      ...(components.log ? { log: components.log } : {}),
+    })
     mesh.on('ready', (plan) => {
       this.building = this.building.then(() => this.connect(plan))
     })
@@ -202,6 +221,7 @@ export class MeshGateway implements ServedModel {
   }
 
   private dropPeer(id: string): void {
+    this.calibrator.forget(id)
     const c = this.connections.get(id)
     this.connections.delete(id)
     c?.then((conn) => conn.close()).catch(() => undefined)
@@ -226,29 +246,48 @@ export class MeshGateway implements ServedModel {
   }
 
   /**
-   * A stage held by several peers: the coordinator votes among 2f+1 of them (f from the
-   * replica count), the rest are spares. Node workers all compute in fp32 on the same graph,
-   * so honest replicas agree to within the 1e-4 calibration floor.
+   * A stage held by several peers: the coordinator votes among 2f+1 of them, the rest are
+   * spares. Tolerances come from join-time
+   * calibration against the exact answer; the last stage votes on tokens, which need none.
    */
-  private replicated(
+  private async replicated(
     index: number,
     shape: { layerStart: number; layerEnd: number; isFirst: boolean; isLast: boolean },
     peers: Array<{ peerId: string; session: StageSession }>,
-  ): StageSession {
+  ): Promise<StageSession> {
     const { mesh } = this.components
-    const backends = new Map(mesh.workers().map((w) => [w.id, w.backend]))
-    const replicas = peers.map((p) => ({ ...p, cls: `${backends.get(p.peerId) ?? 'cpu'}/fp32` }))
-    const f = Math.floor((replicas.length - 1) / 2)
+    const workers = new Map(mesh.workers().map((w) => [w.id, w]))
+    const all = peers.map((p) => {
+      const w = workers.get(p.peerId)
+      return {
+        ...p,
+        cls: numericClassOf({ backend: w?.backend ?? 'cpu', precision: w?.precision ?? 'fp32' }),
+      }
+    })
+    let replicas = all
+    let tolerances = ToleranceTable.uniform([...new Set(all.map((r) => r.cls))], {
+      relative: 1e-4,
+      indexOverlap: 0.75,
+    })
+    if (!shape.isLast) {
+      const cal = await this.calibrator.calibrate(
+        { start: shape.layerStart, end: shape.layerEnd, isFirst: shape.isFirst },
+        all,
+      )
+      replicas = all.filter((r) => cal.calibrated.some((c) => c.peerId === r.peerId))
+      tolerances = cal.table
+      if (replicas.length === 0) throw new Error(`stage ${index}: no replica passed calibration`)
+    }
+    // f follows the plan, not the survivors: replicas refused by calibration lower the margin,
+    // never the quorum a step needs.
+    const f = Math.floor((all.length - 1) / 2)
     const active = replicas.slice(0, 2 * f + 1)
     return new ReplicatedStage(
       { ...shape, hiddenSize: mesh.config.hiddenSize, f, maxReplicas: replicas.length, stage: index },
       {
         replicas: active,
         spares: replicas.slice(active.length),
-        tolerances: ToleranceTable.uniform([...new Set(replicas.map((r) => r.cls))], {
-          relative: 1e-4,
-          indexOverlap: 0.75,
-        }),
+        tolerances,
         reputation: this.reputation,
         rng: seededRandom(index + 1),
       },
@@ -314,6 +353,16 @@ function verifyWith(
   mesh: string,
 ): { verifyKey: Uint8Array; mesh: string } | object {
   return key === undefined ? {} : { verifyKey: key, mesh }
+}
+
+/** The calibration input's exact states at every layer boundary, from the model files. */
+async function exactBoundaries(dir: string, tokens: readonly number[]): Promise<Float32Array[]> {
+  const model = await loadModel(dir)
+  try {
+    return await referenceBoundaries(model.config, model.weights, tokens)
+  } finally {
+    await model.close()
+  }
 }
 
 /** Seeded uniform [0, 1) draws for spot-check decisions, reproducible per stage. */

@@ -1,6 +1,7 @@
 import type { ModelConfig } from '../model-config.js'
 import type { WeightProvider } from '../onnx/stage-graph.js'
 import type { TopKLogits } from '../sampler.js'
+import type { HiddenFingerprint } from '../verify/fingerprint.js'
 
 /** One step of one generation through one stage. */
 export interface StageStepInput {
@@ -13,6 +14,12 @@ export interface StageStepInput {
   readonly startPos: number
   /** Last stage: temperature the log-sum-exp is computed at (0 means greedy, computed at 1). */
   readonly temperature?: number
+  /**
+   * Result voting: answer with a fingerprint of the hidden output under this u32 challenge
+   * instead of the output, and keep the output for fetchHidden. Only sessions with fetchHidden
+   * honour it (FingerprintingStage adds both to any session).
+   */
+  readonly fingerprint?: { readonly challenge: number }
 }
 
 export interface StageStepOutput {
@@ -22,6 +29,8 @@ export interface StageStepOutput {
   readonly topk?: TopKLogits
   /** Full logits of the last position when the stage was built with emitLogits (tests). */
   readonly logits?: Float32Array
+  /** In place of `hidden` when the input asked for a fingerprint. */
+  readonly fingerprint?: HiddenFingerprint
 }
 
 export interface StageInit {
@@ -42,6 +51,11 @@ export interface StageSession {
   readonly isFirst: boolean
   readonly isLast: boolean
   step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput>
+  /**
+   * The full hidden output of the generation's latest fingerprinted step, which started at
+   * `startPos`; fails (StageError ERR_HIDDEN_UNAVAILABLE) once a later step ran or it was freed.
+   */
+  fetchHidden?(generationId: string, startPos: number, signal?: AbortSignal): Promise<Float32Array>
   /** Frees the generation's KV cache; unknown ids are ignored. */
   endGeneration(generationId: string): void
   /** Generations currently holding a KV cache here. */

@@ -29,8 +29,22 @@ export const CONTROL_EVENTS = {
 export type Backend = 'cpu' | 'cuda' | 'wasm' | 'webgpu'
 const BACKENDS: readonly Backend[] = ['cpu', 'cuda', 'wasm', 'webgpu']
 
+/**
+ * How a peer computes: 'fp32' (fp32 weights and math), 'fp16w' (fp16-rounded weights, fp32 math),
+ * 'fp16' (fp16 math, e.g. WebGPU shader-f16). With the backend it names the peer's numeric class.
+ */
+export type Precision = 'fp32' | 'fp16w' | 'fp16'
+export const PRECISIONS: readonly Precision[] = ['fp32', 'fp16w', 'fp16']
+
+/** "backend/precision", the numeric class result voting groups replicas by. */
+export function numericClassOf(caps: Pick<PeerCapabilities, 'backend' | 'precision'>): string {
+  return `${caps.backend}/${caps.precision ?? 'fp32'}`
+}
+
 export interface PeerCapabilities {
   readonly backend: Backend
+  /** Default 'fp32'. */
+  readonly precision?: Precision
   readonly memoryBytes: number
   /** Single-token layer evaluations per second on this model, from the join benchmark. */
   readonly layerStepsPerSec: number
@@ -157,6 +171,8 @@ export function parseJoinRequest(v: unknown): JoinRequest & { readonly publicKey
   if (typeof v.token !== 'string' || v.token.length > LIMITS.token) throw bad('join.token must be a string')
   if (!BACKENDS.includes(caps.backend as Backend))
     throw bad(`join.capabilities.backend must be one of ${BACKENDS.join(', ')}`)
+  if (caps.precision !== undefined && !PRECISIONS.includes(caps.precision as Precision))
+    throw bad(`join.capabilities.precision must be one of ${PRECISIONS.join(', ')}`)
   const publicKeyBytes = base64urlOf(v.publicKey, 'join.publicKey', PUBLIC_KEY_BYTES)
   base64urlOf(v.proof, 'join.proof', SIGNATURE_BYTES)
   return {
@@ -167,6 +183,7 @@ export function parseJoinRequest(v: unknown): JoinRequest & { readonly publicKey
     publicKeyBytes,
     capabilities: {
       backend: caps.backend as Backend,
+      precision: (caps.precision ?? 'fp32') as Precision,
       memoryBytes: finite(caps.memoryBytes, 'join.capabilities.memoryBytes', 1, LIMITS.maxMemoryBytes),
       layerStepsPerSec: finite(
         caps.layerStepsPerSec,

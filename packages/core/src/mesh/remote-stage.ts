@@ -3,6 +3,7 @@ import { type ButterflyError, StageError } from '../errors.js'
 import { isBytes, PUBLIC_KEY_BYTES } from '../identity/peer-identity.js'
 import { verifyResult } from '../identity/step-signature.js'
 import type { MessageConnection } from '../transport/message-connection.js'
+import { decodeFingerprint } from '../verify/fingerprint-codec.js'
 import type { ReceivedMessage } from '../wire/messages.js'
 
 export interface RemoteStageInit {
@@ -23,9 +24,13 @@ export interface RemoteStageInit {
   readonly mesh?: string
 }
 
+/** What a reply must carry: the stage's output, a fingerprint of it, or a fetched hidden state. */
+type Expect = 'output' | { readonly challenge: number } | 'fetched'
+
 interface Pending {
   readonly startPos: number
   readonly seqLen: number
+  readonly expect: Expect
   resolve(out: StageStepOutput): void
   reject(err: unknown): void
 }
@@ -42,6 +47,8 @@ export class RemoteStage implements StageSession {
   readonly isLast: boolean
   private readonly pending = new Map<string, Pending>()
   private readonly generations = new Set<string>()
+  /** Per generation, its latest step answered with a fingerprint: what fetchHidden may ask for. */
+  private readonly fingerprinted = new Map<string, { startPos: number; seqLen: number }>()
   private readonly unsubscribe: Array<() => void> = []
   private gone: Error | undefined
 
@@ -77,14 +84,68 @@ export class RemoteStage implements StageSession {
   }
 
   async step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
+    const challenge = input.fingerprint?.challenge
+    this.fingerprinted.delete(generationId)
+    const out = await this.request(
+      generationId,
+      input.startPos,
+      input.seqLen,
+      challenge === undefined ? 'output' : { challenge },
+      {
+        type: 'StepRequest',
+        generationId,
+        stepIndex: input.startPos,
+        startPos: input.startPos,
+        seqLen: input.seqLen,
+        temperature: input.temperature ?? 0,
+        deadlineMs: this.init.stepTimeoutMs,
+        ...(input.tokens !== undefined ? { tokens: Int32Array.from(input.tokens) } : {}),
+        ...(input.hidden !== undefined ? { hidden: input.hidden } : {}),
+        ...(challenge !== undefined ? { fingerprintChallenge: challenge } : {}),
+      },
+      signal,
+    )
+    if (challenge !== undefined)
+      this.fingerprinted.set(generationId, { startPos: input.startPos, seqLen: input.seqLen })
+    return out
+  }
+
+  /** The full state behind the generation's latest fingerprinted step (FetchHidden). */
+  async fetchHidden(generationId: string, startPos: number, signal?: AbortSignal): Promise<Float32Array> {
+    const step = this.fingerprinted.get(generationId)
+    if (step?.startPos !== startPos) {
+      throw new StageError(
+        'ERR_HIDDEN_UNAVAILABLE',
+        `no fingerprinted step of generation ${generationId} at position ${startPos} on ${this.init.peerId}`,
+      )
+    }
+    const out = await this.request(
+      generationId,
+      startPos,
+      step.seqLen,
+      'fetched',
+      { type: 'FetchHidden', generationId, stepIndex: startPos },
+      signal,
+    )
+    return out.hidden as Float32Array
+  }
+
+  /** Sends one request and waits for its StepResult (or StepError), under the step deadline. */
+  private async request(
+    generationId: string,
+    startPos: number,
+    seqLen: number,
+    expect: Expect,
+    message: Parameters<MessageConnection['send']>[0],
+    signal: AbortSignal | undefined,
+  ): Promise<StageStepOutput> {
     signal?.throwIfAborted()
     if (this.gone !== undefined) throw this.goneError()
-    const stepIndex = input.startPos
-    const key = `${generationId}:${stepIndex}`
+    const key = `${generationId}:${startPos}`
     if (this.pending.has(key)) throw new StageError('ERR_STAGE_REPLY', `step ${key} is already in flight`)
     this.generations.add(generationId)
     const reply = new Promise<StageStepOutput>((resolve, reject) =>
-      this.pending.set(key, { startPos: input.startPos, seqLen: input.seqLen, resolve, reject }),
+      this.pending.set(key, { startPos, seqLen, expect, resolve, reject }),
     )
     const timeout = this.init.stepTimeoutMs
     let timer: ReturnType<typeof setTimeout> | undefined
@@ -103,20 +164,7 @@ export class RemoteStage implements StageSession {
           ),
         timeout,
       )
-      await this.connection.send(
-        {
-          type: 'StepRequest',
-          generationId,
-          stepIndex,
-          startPos: input.startPos,
-          seqLen: input.seqLen,
-          temperature: input.temperature ?? 0,
-          deadlineMs: timeout,
-          ...(input.tokens !== undefined ? { tokens: Int32Array.from(input.tokens) } : {}),
-          ...(input.hidden !== undefined ? { hidden: input.hidden } : {}),
-        },
-        signal,
-      )
+      await this.connection.send(message, signal)
       return await reply
     } catch (err) {
       this.pending.delete(key)
@@ -128,6 +176,7 @@ export class RemoteStage implements StageSession {
   }
 
   endGeneration(generationId: string): void {
+    this.fingerprinted.delete(generationId)
     if (!this.generations.delete(generationId) || this.gone !== undefined) return
     this.connection.send({ type: 'EndGeneration', generationId }).catch(() => undefined)
   }
@@ -144,19 +193,16 @@ export class RemoteStage implements StageSession {
       this.settle(key, undefined, msg.error)
       return
     }
+    const p = this.pending.get(key)
+    if (p === undefined) return // late or unsolicited: ignored
     // A peer that answers with the wrong kind of output is as bad as one that lies.
-    const wantHidden = !this.init.isLast
-    if (wantHidden ? msg.hidden === undefined : msg.topk === undefined) {
-      this.settle(
-        key,
-        undefined,
-        new StageError('ERR_STAGE_REPLY', `peer ${this.init.peerId} sent the wrong output kind`),
-      )
+    const out = this.outputOf(msg, p)
+    if (out instanceof StageError) {
+      this.settle(key, undefined, out)
       return
     }
     const { verifyKey, mesh } = this.init
-    const p = this.pending.get(key)
-    if (verifyKey !== undefined && mesh !== undefined && p !== undefined) {
+    if (verifyKey !== undefined && mesh !== undefined) {
       const { generationId, stepIndex } = msg
       const fields = { mesh, generationId, stepIndex, startPos: p.startPos, seqLen: p.seqLen, output: msg }
       if (msg.signature === undefined || !verifyResult(verifyKey, fields, msg.signature)) {
@@ -169,10 +215,38 @@ export class RemoteStage implements StageSession {
         return
       }
     }
-    this.settle(
-      key,
-      msg.hidden !== undefined ? { hidden: msg.hidden } : msg.topk !== undefined ? { topk: msg.topk } : {},
-    )
+    this.settle(key, out)
+  }
+
+  /** The reply's output if it is what the request asked for, else the error to fail it with. */
+  private outputOf(msg: ReceivedMessage & { type: 'StepResult' }, p: Pending): StageStepOutput | StageError {
+    const wrong = (what: string) => new StageError('ERR_STAGE_REPLY', `peer ${this.init.peerId} sent ${what}`)
+    const { hiddenSize } = this.init
+    if (p.expect === 'output') {
+      if (msg.fingerprint !== undefined) return wrong('a fingerprint nobody asked for')
+      if (this.init.isLast)
+        return msg.topk !== undefined ? { topk: msg.topk } : wrong('the wrong output kind')
+      if (msg.hidden === undefined) return wrong('the wrong output kind')
+      return { hidden: msg.hidden }
+    }
+    if (p.expect === 'fetched') {
+      if (msg.hidden?.length !== p.seqLen * hiddenSize || msg.fingerprint !== undefined) {
+        return wrong('a fetched state of the wrong shape')
+      }
+      return { hidden: msg.hidden }
+    }
+    if (msg.fingerprint === undefined || msg.hidden !== undefined || msg.topk !== undefined) {
+      return wrong('no fingerprint where one was asked for')
+    }
+    try {
+      const fp = decodeFingerprint(msg.fingerprint)
+      if (fp.seqLen !== p.seqLen || fp.hiddenSize !== hiddenSize || fp.challenge !== p.expect.challenge) {
+        return wrong('a fingerprint of another shape or challenge')
+      }
+      return { fingerprint: fp }
+    } catch (err) {
+      return wrong(`a malformed fingerprint (${(err as Error).message})`)
+    }
   }
 
   private settle(key: string, out?: StageStepOutput, err?: unknown): void {

@@ -3,9 +3,10 @@ import { GenerationError, VerifyError } from '../errors.js'
 import type { TopKLogits } from '../sampler.js'
 import type { ReputationBook } from '../verify/reputation.js'
 import { ToleranceTable } from '../verify/tolerance.js'
-import { type HiddenReply, type TokenReply, voteHidden, voteToken } from '../verify/vote.js'
+import { type TokenReply, voteHidden, voteToken } from '../verify/vote.js'
 import {
   askOrder,
+  fetchWithTimeout,
   type Member,
   type Replica,
   type ReplicaStatus,
@@ -13,6 +14,7 @@ import {
   syncAndStep,
   toMembers,
 } from './replication/replica-set.js'
+import { argmaxToken, hiddenReply, type Reply, randomChallenge } from './replication/replies.js'
 
 export type { Replica, ReplicaState, ReplicaStatus } from './replication/replica-set.js'
 
@@ -28,6 +30,11 @@ export interface ReplicatedStageInit {
   readonly maxReplicas?: number
   /** Pipeline stage index, named in errors. */
   readonly stage: number
+  /**
+   * Ask all replicas but one for fingerprints instead of full hidden states (replicas whose
+   * session has fetchHidden); default true.
+   */
+  readonly fingerprints?: boolean
   /** Per replica call (each replayed step too); none by default (RemoteStage has its own). */
   readonly stepTimeoutMs?: number
 }
@@ -42,6 +49,11 @@ export interface ReplicatedStageComponents {
   readonly rng: () => number
   /** The token the coordinator would pick from a top-k, without advancing its RNG; default argmax. */
   readonly sampleToken?: (topk: TopKLogits) => number
+  /**
+   * A fresh u32 fingerprint challenge per ask. It must be unpredictable to the replicas (a liar
+   * that knew it could shape its lie around the sketch); default cryptographically random.
+   */
+  readonly challenge?: () => number
 }
 
 export interface ReplicationStats {
@@ -54,29 +66,18 @@ export interface ReplicationStats {
   replayedSteps: number
   /** Replica calls that threw or timed out. */
   failures: number
-}
-
-interface Reply {
-  readonly m: Member
-  readonly out: StageStepOutput
-}
-
-/** Greedy pick, refusing a malformed top-k (the coordinator's Sampler would throw on it later). */
-function argmaxToken(topk: TopKLogits): number {
-  const { values, ids } = topk
-  if (!(values instanceof Float32Array && ids instanceof Int32Array) || values.length === 0) return -1
-  if (ids.length !== values.length) return -1
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i] as number
-    if (Number.isNaN(v) || (i > 0 && v > (values[i - 1] as number))) return -1
-  }
-  return ids[0] as number
+  /** Replies asked as fingerprints instead of full states. */
+  fingerprints: number
+  /** Full states fetched after a vote on fingerprints found no quorum. */
+  fetches: number
 }
 
 /**
  * One pipeline stage served by several untrusted replicas; a Pipeline of these runs under
- * generate() unchanged. Hidden outputs are voted with voteHidden (full states), the last stage's
- * by exact agreement on the token its top-k yields. Outcomes go to the ReputationBook; flagged or
+ * generate() unchanged. Hidden outputs are voted with voteHidden: the first replica asked ships its
+ * full state, the others fingerprints under their own secret challenges, and when those do not
+ * confirm the full state the most-supported fingerprint's full state is fetched and the vote
+ * retried. The last stage's replies are voted by exact agreement on the token their top-k yields. Outcomes go to the ReputationBook; flagged or
  * failed replicas are retired and the next usable one (often a spare) takes their place, catching
  * up on the generation by replaying this stage's earlier inputs. Replicas skipped by a spot check
  * fall behind the same way and catch up when next asked.
@@ -92,6 +93,8 @@ export class ReplicatedStage implements StageSession {
     escalations: 0,
     replayedSteps: 0,
     failures: 0,
+    fingerprints: 0,
+    fetches: 0,
   }
   private readonly members: Member[]
   private readonly f: number
@@ -99,6 +102,8 @@ export class ReplicatedStage implements StageSession {
   /** Per generation, every step input this stage accepted, in order: what a replacement replays. */
   private readonly history = new Map<string, StageStepInput[]>()
   private readonly sampleToken: (topk: TopKLogits) => number
+  private readonly challenge: () => number
+  private readonly fingerprints: boolean
 
   constructor(
     private readonly init: ReplicatedStageInit,
@@ -126,6 +131,8 @@ export class ReplicatedStage implements StageSession {
     this.isLast = init.isLast
     this.members = toMembers(c.replicas, c.spares ?? [], init)
     this.sampleToken = c.sampleToken ?? argmaxToken
+    this.challenge = c.challenge ?? randomChallenge
+    this.fingerprints = init.fingerprints ?? true
   }
 
   get activeGenerations(): number {
@@ -154,13 +161,25 @@ export class ReplicatedStage implements StageSession {
     const r = 2 * this.f + 1
     let want = primary !== undefined && !this.c.reputation.shouldReplicate(primary.peerId, this.c.rng) ? 1 : r
     const replies: Reply[] = []
+    const failed: string[] = []
     let next = 0
-    const timedOut: string[] = []
+    let fullAsked = false
     for (;;) {
       const batch: Member[] = []
       while (replies.length + batch.length < want && next < order.length) batch.push(order[next++] as Member)
+      // One replica (the first asked) ships its full state; the others a fingerprint of theirs.
+      const asks = batch.map((m): StageStepInput => {
+        if (this.isLast || !fullAsked || !this.fingerprints || typeof m.session.fetchHidden !== 'function') {
+          fullAsked = true
+          return input
+        }
+        this.stats.fingerprints++
+        return { ...input, fingerprint: { challenge: this.challenge() } }
+      })
       const settled = await Promise.allSettled(
-        batch.map((m) => syncAndStep(m, generationId, history, input, this.init.stepTimeoutMs, signal)),
+        batch.map((m, i) =>
+          syncAndStep(m, generationId, history, asks[i] as StageStepInput, this.init.stepTimeoutMs, signal),
+        ),
       )
       signal?.throwIfAborted()
       settled.forEach((s, i) => {
@@ -169,27 +188,23 @@ export class ReplicatedStage implements StageSession {
           if (m.state === 'spare') m.state = 'active'
           this.stats.replayedSteps += s.value.replayed
           replies.push({ m, out: s.value.out })
-        } else {
-          this.stats.failures++
-          timedOut.push(m.peerId)
-          this.c.reputation.record(m.peerId, 'timeout')
-          retire(m, 'failed')
-        }
+        } else this.failed(m, s.reason, failed)
       })
       if (want === 1 && r > 1 && replies.length === 0) want = r // the trusted primary failed: replicate
       if (replies.length < want && next < order.length) continue // replace the ones that failed
-      const accepted = this.decide(replies, want === 1 && r > 1, input.seqLen)
+      const spotCheck = want === 1 && r > 1
+      const accepted = await this.decide(replies, spotCheck, generationId, input, failed, signal)
       if (accepted !== undefined) {
-        if (want === 1 && r > 1) this.stats.spotChecks++
+        if (spotCheck) this.stats.spotChecks++
         history.push(input)
         return accepted
       }
-      if (want === 1 && r > 1)
+      if (spotCheck)
         want = r // the trusted primary's answer was unusable: replicate
       else if (replies.length < this.maxReplicas && next < order.length) {
         this.stats.escalations++
         want = Math.min(this.maxReplicas, replies.length + 1)
-      } else throw this.noQuorum(replies, timedOut)
+      } else throw this.noQuorum(replies, failed)
     }
   }
 
@@ -212,12 +227,19 @@ export class ReplicatedStage implements StageSession {
   }
 
   /** The accepted output, or undefined when the replies reach no quorum. */
-  private decide(replies: Reply[], spotCheck: boolean, seqLen: number): StageStepOutput | undefined {
+  private async decide(
+    replies: Reply[],
+    spotCheck: boolean,
+    generationId: string,
+    input: StageStepInput,
+    failed: string[],
+    signal: AbortSignal | undefined,
+  ): Promise<StageStepOutput | undefined> {
     if (replies.length === 0) return undefined
     if (spotCheck) {
       // A trusted primary answering alone is taken on trust, but only if it is well-formed.
       const only = replies[0] as Reply
-      return this.wellFormed(only.out, seqLen) ? only.out : undefined
+      return this.wellFormed(only.out, input.seqLen) ? only.out : undefined
     }
     const book = this.c.reputation
     if (this.isLast) {
@@ -232,16 +254,42 @@ export class ReplicatedStage implements StageSession {
       // The first agreeing reply in ask order: the primary's, when it is honest.
       return replies.find((_, i) => tokens[i]?.token === vote.token)?.out
     }
-    const hidden: HiddenReply[] = replies.map(({ m, out }) => ({
-      peerId: m.peerId,
-      cls: m.cls,
-      ...(out.hidden instanceof Float32Array ? { full: out.hidden } : {}),
-    }))
-    const vote = voteHidden(hidden, this.f, this.c.tolerances, { seqLen, hiddenSize: this.init.hiddenSize })
-    if (!vote.ok) return undefined
-    book.recordVote(vote)
-    this.retireFlagged(replies)
-    return { hidden: vote.accepted.hidden }
+    const shape = { seqLen: input.seqLen, hiddenSize: this.init.hiddenSize }
+    for (;;) {
+      const vote = voteHidden(replies.map(hiddenReply), this.f, this.c.tolerances, shape)
+      if (vote.ok) {
+        book.recordVote(vote)
+        this.retireFlagged(replies)
+        return { hidden: vote.accepted.hidden }
+      }
+      // No full state reached quorum (the one shipped may be a lie, or its sender failed): fetch
+      // the full state of the most-supported fingerprint and vote again.
+      const reply = replies.find((x) => x.m.peerId === vote.askFullFrom[0])
+      if (reply === undefined) return undefined
+      try {
+        reply.full = await fetchWithTimeout(
+          reply.m,
+          generationId,
+          input.startPos,
+          this.init.stepTimeoutMs,
+          signal,
+        )
+        this.stats.fetches++
+      } catch (err) {
+        signal?.throwIfAborted()
+        this.failed(reply.m, err, failed)
+        replies.splice(replies.indexOf(reply), 1)
+      }
+    }
+  }
+
+  /** A replica that threw or missed its deadline: counted, and out of this stage for good. */
+  private failed(m: Member, err: unknown, failed: string[]): void {
+    this.stats.failures++
+    failed.push(m.peerId)
+    const late = (err as { code?: unknown } | null)?.code === 'ERR_STEP_TIMEOUT'
+    this.c.reputation.record(m.peerId, late ? 'timeout' : 'error')
+    retire(m, 'failed')
   }
 
   private tokenOf(out: StageStepOutput): number {

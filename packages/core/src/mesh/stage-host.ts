@@ -1,7 +1,10 @@
 import type { StageSession } from '../engine/inference-backend.js'
+import { StageError } from '../errors.js'
 import type { StepSigner } from '../identity/step-signature.js'
 import type { MessageConnection } from '../transport/message-connection.js'
-import { type StepRequest, toWireError } from '../wire/messages.js'
+import { encodeFingerprint } from '../verify/fingerprint-codec.js'
+import { type FetchHidden, type StepRequest, type StepResult, toWireError } from '../wire/messages.js'
+import { FingerprintingStage } from './fingerprinting-stage.js'
 
 export interface StageHostOptions {
   /** A generation idle this long has its KV cache freed (the coordinator may have died). */
@@ -24,13 +27,17 @@ export interface StageHost {
 
 /**
  * The worker side of a stage: runs StepRequests from coordinators on the local stage and
- * answers each with a StepResult or a StepError (errors keep their name and code). KV
- * caches are freed on EndGeneration, when the coordinator's connection closes, or after
- * idleTimeoutMs without a step.
+ * answers each with a StepResult or a StepError (errors keep their name and code). A request
+ * with a fingerprint challenge is answered with the fingerprint, and the output waits for a
+ * FetchHidden from the same connection. KV caches are freed on EndGeneration, when the
+ * coordinator's connection closes, or after idleTimeoutMs without a step.
  */
-export function createStageHost(stage: StageSession, options: StageHostOptions = {}): StageHost {
+export function createStageHost(local: StageSession, options: StageHostOptions = {}): StageHost {
+  const stage = new FingerprintingStage(local)
   const idleMs = options.idleTimeoutMs ?? 5 * 60_000
   const lastUsed = new Map<string, number>()
+  /** Per generation, its latest step answered with a fingerprint. */
+  const fingerprinted = new Map<string, { stepIndex: number; startPos: number }>()
   const owners = new Map<MessageConnection, Set<string>>()
   let inFlight = 0
   let idleWaiters: Array<() => void> = []
@@ -47,6 +54,7 @@ export function createStageHost(stage: StageSession, options: StageHostOptions =
 
   function end(id: string): void {
     lastUsed.delete(id)
+    fingerprinted.delete(id)
     stage.endGeneration(id)
   }
 
@@ -63,33 +71,27 @@ export function createStageHost(stage: StageSession, options: StageHostOptions =
         seqLen: req.seqLen,
         startPos: req.startPos,
         temperature: req.temperature,
+        ...(req.fingerprintChallenge !== undefined
+          ? { fingerprint: { challenge: req.fingerprintChallenge } }
+          : {}),
       })
       lastUsed.set(req.generationId, Date.now())
-      const signature = options.sign?.({
-        generationId: req.generationId,
-        stepIndex: req.stepIndex,
-        startPos: req.startPos,
-        seqLen: req.seqLen,
-        output: out,
-      })
-      await conn.send({
-        type: 'StepResult',
-        generationId: req.generationId,
-        stepIndex: req.stepIndex,
-        ...(out.hidden !== undefined ? { hidden: out.hidden } : {}),
-        ...(out.topk !== undefined ? { topk: out.topk } : {}),
-        ...(signature !== undefined ? { signature } : {}),
-      })
+      if (out.fingerprint !== undefined) {
+        fingerprinted.set(req.generationId, { stepIndex: req.stepIndex, startPos: req.startPos })
+      }
+      const fingerprint = out.fingerprint !== undefined ? encodeFingerprint(out.fingerprint) : undefined
+      const output =
+        fingerprint !== undefined
+          ? { fingerprint }
+          : out.hidden !== undefined
+            ? { hidden: out.hidden }
+            : out.topk !== undefined
+              ? { topk: out.topk }
+              : {}
+      await reply(conn, req, req.seqLen, output)
       ok = true
     } catch (err) {
-      await conn
-        .send({
-          type: 'StepError',
-          generationId: req.generationId,
-          stepIndex: req.stepIndex,
-          error: toWireError(err),
-        })
-        .catch(() => undefined)
+      await sendError(conn, req, err)
     } finally {
       inFlight--
       options.onStep?.({ generationId: req.generationId, seqLen: req.seqLen, ms: Date.now() - started, ok })
@@ -101,12 +103,68 @@ export function createStageHost(stage: StageSession, options: StageHostOptions =
     }
   }
 
+  /** A signed StepResult for the step at req.stepIndex. */
+  async function reply(
+    conn: MessageConnection,
+    req: { generationId: string; stepIndex: number; startPos: number },
+    seqLen: number,
+    output: Pick<StepResult, 'hidden' | 'topk' | 'fingerprint'>,
+  ): Promise<void> {
+    const signature = options.sign?.({
+      generationId: req.generationId,
+      stepIndex: req.stepIndex,
+      startPos: req.startPos,
+      seqLen,
+      output,
+    })
+    await conn.send({
+      type: 'StepResult',
+      generationId: req.generationId,
+      stepIndex: req.stepIndex,
+      ...output,
+      ...(signature !== undefined ? { signature } : {}),
+    })
+  }
+
+  function sendError(
+    conn: MessageConnection,
+    req: { generationId: string; stepIndex: number },
+    err: unknown,
+  ) {
+    return conn
+      .send({
+        type: 'StepError',
+        generationId: req.generationId,
+        stepIndex: req.stepIndex,
+        error: toWireError(err),
+      })
+      .catch(() => undefined)
+  }
+
+  /** The kept output of a fingerprinted step, only to the connection that ran it. */
+  async function fetch(conn: MessageConnection, req: FetchHidden, mine: Set<string>): Promise<void> {
+    try {
+      const step = fingerprinted.get(req.generationId)
+      if (!mine.has(req.generationId) || step?.stepIndex !== req.stepIndex) {
+        throw new StageError(
+          'ERR_HIDDEN_UNAVAILABLE',
+          `no kept output of this connection's generation ${req.generationId}, step ${req.stepIndex}`,
+        )
+      }
+      const kept = stage.keptStep(req.generationId, step.startPos)
+      await reply(conn, { ...req, startPos: step.startPos }, kept.seqLen, { hidden: kept.hidden })
+    } catch (err) {
+      await sendError(conn, req, err)
+    }
+  }
+
   return {
     serve(conn) {
       const mine = new Set<string>()
       owners.set(conn, mine)
       const offMessage = conn.onMessage((msg) => {
         if (msg.type === 'StepRequest') void run(conn, msg)
+        else if (msg.type === 'FetchHidden') void fetch(conn, msg, mine)
         else if (msg.type === 'EndGeneration') {
           mine.delete(msg.generationId)
           end(msg.generationId)

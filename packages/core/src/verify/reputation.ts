@@ -4,11 +4,16 @@ import type { HiddenVote, TokenVote } from './vote.js'
 /**
  * What each peer's replicas did in votes, and BOINC-style adaptive replication.
  *
- * Flagging (exclusion) rules, over the peer's agree/disagree outcomes (timeouts are counted but
- * prove nothing about honesty, so they neither flag nor touch the streak):
- * - burst: `flagAfter` disagreements among its last `window` outcomes;
+ * Flagging (exclusion) rules:
+ * - burst: `flagAfter` disagreements among its last `window` agree/disagree outcomes;
  * - rate: over its last `rateWindow` outcomes, once at least `minRateSamples` were seen,
- *   a disagreement rate above `maxDisagreementRate` (catches a liar that lies rarely).
+ *   a disagreement rate above `maxDisagreementRate` (catches a liar that lies rarely);
+ * - unresponsive: `flagAfterTimeouts` missed step deadlines. A peer that is connected but answers
+ *   late, or never, stalls every step it is asked for by a whole deadline, which is as damaging as
+ *   a lie; deadlines are meant to be generous, so an honest peer does not miss one.
+ * 'error' outcomes (the peer went away, or answered a step with an error) are counted and flag
+ * nothing: a peer that dies is an honest failure, and membership removes it anyway. Neither
+ * timeouts nor errors touch the agreement streak.
  * Counting disagreements in windows rather than over a lifetime keeps honest peers safe: an honest
  * replica disagrees only on a comparator false positive (rate ~0 at calibrated tolerances), and
  * three of those within 100 votes does not happen by chance. A flag sticks until `unflag`.
@@ -17,7 +22,8 @@ import type { HiddenVote, TokenVote } from './vote.js'
  * `spotCheckRate` fraction of its steps; a single disagreement resets its streak to 0.
  */
 
-export type Outcome = 'agree' | 'disagree' | 'timeout'
+export type Outcome = 'agree' | 'disagree' | 'timeout' | 'error'
+export type FlagReason = 'burst' | 'rate' | 'unresponsive'
 
 export interface ReputationOptions {
   /** Default 3. */
@@ -34,6 +40,8 @@ export interface ReputationOptions {
   readonly trustAfter?: number
   /** Default 0.1. */
   readonly spotCheckRate?: number
+  /** Missed step deadlines that flag a peer; default 1. */
+  readonly flagAfterTimeouts?: number
 }
 
 export interface PeerReputation {
@@ -41,9 +49,10 @@ export interface PeerReputation {
   readonly agreements: number
   readonly disagreements: number
   readonly timeouts: number
+  readonly errors: number
   readonly flagged: boolean
-  /** Why it was flagged ('burst' | 'rate'), when it is. */
-  readonly flagReason?: 'burst' | 'rate'
+  /** Why it was flagged, when it is. */
+  readonly flagReason?: FlagReason
   /** Consecutive agreements. */
   readonly streak: number
   /** Disagreements among the last `window` outcomes. */
@@ -59,6 +68,7 @@ export interface ReputationSnapshot {
   readonly agreements: number
   readonly disagreements: number
   readonly timeouts: number
+  readonly errors: number
 }
 
 /** Uniform in [0, 1): a function, or anything with nextFloat64 (Xoshiro128ss). */
@@ -68,7 +78,8 @@ interface PeerState {
   agreements: number
   disagreements: number
   timeouts: number
-  flagReason: 'burst' | 'rate' | undefined
+  errors: number
+  flagReason: FlagReason | undefined
   streak: number
   /** Ring of the last rateWindow outcomes, 1 = disagree. */
   ring: Uint8Array
@@ -104,6 +115,7 @@ export class ReputationBook {
   readonly maxDisagreementRate: number
   readonly trustAfter: number
   readonly spotCheckRate: number
+  readonly flagAfterTimeouts: number
   private readonly peers = new Map<string, PeerState>()
 
   constructor(options: ReputationOptions = {}) {
@@ -117,18 +129,24 @@ export class ReputationBook {
     this.maxDisagreementRate = fraction(options.maxDisagreementRate, 0.02, 'maxDisagreementRate')
     this.trustAfter = integer(options.trustAfter, 20, 'trustAfter', 1)
     this.spotCheckRate = fraction(options.spotCheckRate, 0.1, 'spotCheckRate')
+    this.flagAfterTimeouts = integer(options.flagAfterTimeouts, 1, 'flagAfterTimeouts', 1)
   }
 
   record(peerId: string, outcome: Outcome): void {
-    if (outcome !== 'agree' && outcome !== 'disagree' && outcome !== 'timeout') {
+    if (!['agree', 'disagree', 'timeout', 'error'].includes(outcome)) {
       throw new VerifyError(
         'ERR_VERIFY_INPUT',
-        `outcome must be agree, disagree or timeout, got ${String(outcome)}`,
+        `outcome must be agree, disagree, timeout or error, got ${String(outcome)}`,
       )
     }
     const p = this.state(peerId)
+    if (outcome === 'error') {
+      p.errors++
+      return
+    }
     if (outcome === 'timeout') {
       p.timeouts++
+      if (p.flagReason === undefined && p.timeouts >= this.flagAfterTimeouts) p.flagReason = 'unresponsive'
       return
     }
     const bit = outcome === 'disagree' ? 1 : 0
@@ -205,10 +223,12 @@ export class ReputationBook {
     let agreements = 0
     let disagreements = 0
     let timeouts = 0
+    let errors = 0
     for (const p of peers) {
       agreements += p.agreements
       disagreements += p.disagreements
       timeouts += p.timeouts
+      errors += p.errors
     }
     return {
       peers,
@@ -217,6 +237,7 @@ export class ReputationBook {
       agreements,
       disagreements,
       timeouts,
+      errors,
     }
   }
 
@@ -226,6 +247,7 @@ export class ReputationBook {
       agreements: p.agreements,
       disagreements: p.disagreements,
       timeouts: p.timeouts,
+      errors: p.errors,
       flagged: p.flagReason !== undefined,
       ...(p.flagReason === undefined ? {} : { flagReason: p.flagReason }),
       streak: p.streak,
@@ -239,6 +261,7 @@ export class ReputationBook {
       agreements: 0,
       disagreements: 0,
       timeouts: 0,
+      errors: 0,
       flagReason: undefined,
       streak: 0,
       ring: new Uint8Array(this.rateWindow),

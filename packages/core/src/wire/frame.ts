@@ -28,7 +28,10 @@ export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 /** Frame flag bits. */
 export const FrameFlag = {
-  /** StepResult only: the body ends with the optional section (signature, fingerprint). */
+  /**
+   * StepResult: the body ends with the optional section (signature, fingerprint).
+   * StepRequest: the body ends with a fingerprint challenge (answer with a fingerprint).
+   */
   Extensions: 0x01,
 } as const
 
@@ -39,6 +42,7 @@ export const FrameType = {
   EndGeneration: 4,
   Ping: 5,
   Pong: 6,
+  FetchHidden: 7,
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 
@@ -56,7 +60,7 @@ export interface Frame {
 const U32_MAX = 0xffffffff
 
 export function isFrameType(value: number): value is FrameType {
-  return Number.isInteger(value) && value >= FrameType.StepRequest && value <= FrameType.Pong
+  return Number.isInteger(value) && value >= FrameType.StepRequest && value <= FrameType.FetchHidden
 }
 
 /** Writes a header into `target[0..24)`; the caller has checked every field. */
@@ -170,7 +174,7 @@ export function decodeFrame(input: Uint8Array | ArrayBuffer): Frame {
 }
 
 function checkFlags(type: FrameType, flags: number): void {
-  const allowed = type === FrameType.StepResult ? FrameFlag.Extensions : 0
+  const allowed = type === FrameType.StepResult || type === FrameType.StepRequest ? FrameFlag.Extensions : 0
   if (!(Number.isInteger(flags) && flags >= 0 && (flags & ~allowed) === 0)) {
     throw new WireProtocolError(
       'ERR_WIRE_FLAGS',

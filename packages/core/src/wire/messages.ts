@@ -11,6 +11,7 @@ import {
 } from './frame.js'
 import {
   type EndGeneration,
+  type FetchHidden,
   MAX_FINGERPRINT_BYTES,
   type Message,
   type Ping,
@@ -30,7 +31,8 @@ export * from './validate-message.js'
  *
  *   id             u8 length, ASCII bytes, pad to 4
  *   StepRequest    id, u32 stepIndex, u32 startPos, u32 seqLen, f32 temperature, u32 deadlineMs,
- *                  u32 tokenCount, u32 hiddenCount, i32[tokenCount], f32[hiddenCount]
+ *                  u32 tokenCount, u32 hiddenCount, i32[tokenCount], f32[hiddenCount],
+ *                  then only with FrameFlag.Extensions: u32 fingerprintChallenge
  *   StepResult     id, u32 stepIndex, u32 hiddenCount, u32 topkCount, f64 logSumExp (0 without top-k),
  *                  f32[hiddenCount], f32[topkCount] values, i32[topkCount] ids,
  *                  then only with FrameFlag.Extensions (set iff a signature or fingerprint is sent):
@@ -39,6 +41,7 @@ export * from './validate-message.js'
  *   StepError      id, u32 stepIndex, u8 nameLength, name, u8 codeLength, code,
  *                  u16 messageLength, UTF-8 message
  *   EndGeneration  id
+ *   FetchHidden    id, u32 stepIndex
  *   Ping, Pong     u32 nonce, f64 sentAt
  */
 
@@ -90,6 +93,10 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
       w.u32(m.tokens?.length ?? 0).u32(m.hidden?.length ?? 0)
       if (m.tokens !== undefined) w.array(m.tokens)
       if (m.hidden !== undefined) w.array(m.hidden)
+      if (m.fingerprintChallenge !== undefined) {
+        flags = FrameFlag.Extensions
+        w.u32(m.fingerprintChallenge)
+      }
       break
     case 'StepResult':
       type = FrameType.StepResult
@@ -126,6 +133,11 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
       type = FrameType.EndGeneration
       writeId(w, m.generationId)
       break
+    case 'FetchHidden':
+      type = FrameType.FetchHidden
+      writeId(w, m.generationId)
+      w.u32(m.stepIndex)
+      break
     case 'Ping':
     case 'Pong':
       type = m.type === 'Ping' ? FrameType.Ping : FrameType.Pong
@@ -146,7 +158,8 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
  * `body`, so the caller must not reuse those bytes afterwards. `flags` are the frames' flags.
  */
 export function decodeMessageBody(type: FrameType, body: Uint8Array, flags = 0): ReceivedMessage {
-  if (flags !== 0 && !(type === FrameType.StepResult && flags === FrameFlag.Extensions)) {
+  const extensible = type === FrameType.StepResult || type === FrameType.StepRequest
+  if (flags !== 0 && !(extensible && flags === FrameFlag.Extensions)) {
     throw new WireProtocolError('ERR_WIRE_FLAGS', `frame flags 0x${flags.toString(16)} on frame type ${type}`)
   }
   const r = new BodyReader(body)
@@ -172,6 +185,7 @@ export function decodeMessageBody(type: FrameType, body: Uint8Array, flags = 0):
       }
       if (tokenCount > 0) m.tokens = r.int32Array(tokenCount)
       if (hiddenCount > 0) m.hidden = r.float32Array(hiddenCount)
+      if (flags === FrameFlag.Extensions) m.fingerprintChallenge = r.u32()
       msg = m
       break
     }
@@ -204,6 +218,9 @@ export function decodeMessageBody(type: FrameType, body: Uint8Array, flags = 0):
     }
     case FrameType.EndGeneration:
       msg = { type: 'EndGeneration', generationId: readId(r) } satisfies EndGeneration
+      break
+    case FrameType.FetchHidden:
+      msg = { type: 'FetchHidden', generationId: readId(r), stepIndex: r.u32() } satisfies FetchHidden
       break
     case FrameType.Ping:
     case FrameType.Pong:

@@ -35,13 +35,18 @@ export interface StepRequest {
   tokens?: Int32Array
   /** Other stages: seqLen * hiddenSize finite values. Exactly one of tokens and hidden is set. */
   hidden?: Float32Array
+  /**
+   * u32. When set (stages that output hidden states), the peer answers with a fingerprint of its output
+   * under this challenge instead of the output itself, and keeps the output for a FetchHidden.
+   */
+  fingerprintChallenge?: number
 }
 
 export interface StepResult {
   readonly type: 'StepResult'
   generationId: string
   stepIndex: number
-  /** Every stage but the last. Exactly one of hidden and topk is set. */
+  /** Every stage but the last. At most one of hidden and topk is set, and one unless a fingerprint is. */
   hidden?: Float32Array
   topk?: TopKLogits
   /**
@@ -61,6 +66,16 @@ export interface StepError {
   error: WireError
 }
 
+/**
+ * Asks for the full hidden state of a step the peer answered with a fingerprint; the answer is a
+ * StepResult for the same step carrying it (signed like any result), or a StepError.
+ */
+export interface FetchHidden {
+  readonly type: 'FetchHidden'
+  generationId: string
+  stepIndex: number
+}
+
 export interface EndGeneration {
   readonly type: 'EndGeneration'
   generationId: string
@@ -78,7 +93,7 @@ export interface Pong {
   sentAt: number
 }
 
-export type Message = StepRequest | StepResult | StepError | EndGeneration | Ping | Pong
+export type Message = StepRequest | StepResult | StepError | EndGeneration | FetchHidden | Ping | Pong
 
 const GENERATION_ID = /^[A-Za-z0-9_-]{1,64}$/
 const ERROR_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/
@@ -101,6 +116,10 @@ export function validateMessage(msg: unknown): Message {
     case 'EndGeneration':
       checkGenerationId(m)
       return msg as EndGeneration
+    case 'FetchHidden':
+      checkGenerationId(m)
+      checkU32(m, 'stepIndex')
+      return msg as FetchHidden
     case 'Ping':
     case 'Pong':
       checkU32(m, 'nonce')
@@ -131,6 +150,7 @@ function validateStepRequest(m: Record<string, unknown>): StepRequest {
     throw payloadError(`StepRequest.temperature must be in [0, ${MAX_TEMPERATURE}], got ${String(t)}`)
   }
   const { tokens, hidden } = m
+  if (m.fingerprintChallenge !== undefined) checkU32(m, 'fingerprintChallenge')
   if ((tokens === undefined) === (hidden === undefined)) {
     throw payloadError('StepRequest needs exactly one of tokens (first stage) and hidden')
   }
@@ -159,8 +179,10 @@ function validateStepResult(m: Record<string, unknown>): StepResult {
   checkGenerationId(m)
   checkU32(m, 'stepIndex')
   const { hidden, topk } = m
-  if ((hidden === undefined) === (topk === undefined)) {
-    throw payloadError('StepResult needs exactly one of hidden and topk')
+  // A fingerprinted step answers with the fingerprint alone; every other result carries its output.
+  if (hidden !== undefined && topk !== undefined) throw payloadError('StepResult has both hidden and topk')
+  if (hidden === undefined && topk === undefined && m.fingerprint === undefined) {
+    throw payloadError('StepResult needs one of hidden, topk and fingerprint')
   }
   if (hidden !== undefined) checkFinite(hidden, 'StepResult.hidden')
   const { signature, fingerprint } = m

@@ -3,6 +3,7 @@ import {
   createWebRtcTransport,
   EMBED_TOKENS,
   FINAL_NORM,
+  fromFloat32,
   type InferenceBackend,
   LM_HEAD,
   layerWeightShapes,
@@ -15,6 +16,7 @@ import {
   type StageSession,
   signResult,
   stagePeers,
+  toFloat32,
 } from '@butterfly/core'
 import { loadOrCreateIdentity } from '../identity-store.js'
 import { useNativeSignatures } from '../native-signatures.js'
@@ -29,6 +31,11 @@ export interface WorkerNodeInit {
   readonly name: string
   readonly memoryBytes: number
   readonly backendName: 'cpu' | 'cuda' | 'webgpu'
+  /**
+   * 'fp16' rounds the stage's weights to fp16 as they load (half the weight memory; math stays
+   * fp32): the peer joins as numeric class backend/fp16w. Default 'fp32' keeps the file's values.
+   */
+  readonly weights?: 'fp32' | 'fp16'
 }
 
 export interface WorkerNodeComponents {
@@ -50,8 +57,8 @@ export interface WorkerNode {
   readonly stepsServed: number
   /** Resolves when the stage of plan `version` (or a later one) is loaded and announced. */
   whenReady(version?: number): Promise<void>
-  /** Finishes in-flight steps, tells the server, leaves. */
-  stop(): Promise<void>
+  /** Finishes in-flight steps (waiting at most drainMs, default 15 s), tells the server, leaves. */
+  stop(options?: { drainMs?: number }): Promise<void>
 }
 
 /**
@@ -78,6 +85,7 @@ export async function startWorkerNode(
       token: init.token,
       capabilities: {
         backend: init.backendName,
+        precision: init.weights === 'fp16' ? 'fp16w' : 'fp32',
         memoryBytes: init.memoryBytes,
         layerStepsPerSec,
         name: init.name,
@@ -156,7 +164,8 @@ export async function startWorkerNode(
         const t = await remote.weights(name, shape)
         done += t.data.byteLength
         components.onDownload?.(done, total)
-        return t
+        if (init.weights !== 'fp16' || t.dtype === 'F16') return t
+        return { ...t, dtype: 'F16' as const, data: fromFloat32(toFloat32(t), 'F16') }
       }
       const stage = await components.backend.createStage(
         { config: remote.config, layerStart: mine.start, layerEnd: mine.end },
@@ -191,11 +200,12 @@ export async function startWorkerNode(
       if (readyVersion >= version) return Promise.resolve()
       return new Promise((resolve) => readyWaiters.push({ version, resolve }))
     },
-    async stop() {
+    async stop(options = {}) {
       if (stopping) return
       stopping = true
       await queue
-      if (current) await current.host.drain()
+      // A step that never finishes (a hung device) must not keep the worker from leaving.
+      if (current) await settleWithin(current.host.drain(), options.drainMs ?? 15_000)
       await control.leave()
       for (const conn of connections.keys()) conn.close()
       await transport.close()
@@ -205,6 +215,14 @@ export async function startWorkerNode(
       }
     },
   }
+}
+
+function settleWithin(work: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms)
+  })
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer))
 }
 
 /** Tensor names a stage of layers [start, end) loads. */

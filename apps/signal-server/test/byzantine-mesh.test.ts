@@ -1,0 +1,187 @@
+import { type InferenceBackend, type PlanMessage, stagePeers } from '@butterfly/core'
+import { createNodeBackend, nodeWrtc, type WorkerNode } from '@butterfly/node-worker'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { type FaultMode, FaultyStage } from '../../../packages/node-worker/test/faulty-stage.js'
+import { attachGateway, type Gateway } from '../src/gateway/gateway.js'
+import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
+import type { SignalServer } from '../src/signal-server.js'
+import { startServer, tinyModel } from './helpers.js'
+import { classReferenceTokens, meshTokens, readyPlan, startLocalWorker } from './mesh-harness.js'
+
+/*
+ * Result voting over real WebRTC: a mesh of fp32 and fp16-weight workers (two numeric classes),
+ * two stages of r replicas each, f of them faulty per stage through a test-only wrapper around
+ * their stage executor. Placement keeps each stage to one class (homogeneous redundancy), every
+ * replica is calibrated against the exact answer when it joins, and each round decodes 200 tokens:
+ * they must equal the single-process reference of the classes that served each stage, every
+ * faulty peer must end flagged and excluded, and no honest peer may ever be blamed.
+ */
+const PROMPT = [1, 40, 75, 80, 75, 35, 110, 120]
+const TOKENS = 200
+const STEP_TIMEOUT_MS = 2000
+const GIB = 2 ** 30
+
+interface Round {
+  /** Fault modes of the f liars of the fp32 stage, then of the fp16w stage. */
+  readonly fp32: readonly FaultMode[]
+  readonly fp16: readonly FaultMode[]
+  /** Liars get the most memory, so one of them is each stage's primary (it ships the full state). */
+  readonly liarsLead?: boolean
+}
+
+const ROUNDS: Record<number, readonly Round[]> = {
+  3: [
+    { fp32: ['noise'], fp16: ['zero'] },
+    { fp32: ['stale'], fp16: ['other-layer'], liarsLead: true },
+    { fp32: ['late'], fp16: ['silent'], liarsLead: true },
+  ],
+  5: [
+    { fp32: ['noise', 'stale'], fp16: ['zero', 'other-layer'] },
+    { fp32: ['late', 'other-layer'], fp16: ['silent', 'noise'], liarsLead: true },
+  ],
+}
+
+/** A real node backend whose stages misbehave from the generation's third step (calibration passes). */
+function faultyBackend(mode: FaultMode, seed: number): InferenceBackend {
+  const real = createNodeBackend()
+  let created = 0
+  return {
+    name: `onnxruntime-node/cpu (${mode})`,
+    createStage: async (init, weights) => {
+      const inner = await real.createStage(init, weights)
+      // The first stage is the join benchmark's: faulting it would only stall the join.
+      if (created++ === 0) return inner
+      const { layerStart: a, layerEnd: b, config } = init
+      // 'other-layer' answers with a real stage over another range of the same kind (first or
+      // last); a middle stage passes its input through instead (FaultyStage does that itself).
+      const n = config.numLayers
+      const otherRange =
+        a === 0 && b < n
+          ? { layerEnd: b > 1 ? b - 1 : b + 1 }
+          : a > 0 && b === n
+            ? { layerStart: a + 1 < n ? a + 1 : a - 1 }
+            : undefined
+      const other =
+        mode === 'other-layer' && otherRange
+          ? await real.createStage({ ...init, ...otherRange }, weights)
+          : undefined
+      return new FaultyStage(inner, {
+        mode,
+        fromStep: 2,
+        seed,
+        noise: 0.5,
+        delayMs: 3 * STEP_TIMEOUT_MS,
+        ...(other ? { other } : {}),
+      })
+    },
+  }
+}
+
+for (const r of [3, 5]) {
+  const f = (r - 1) / 2
+  describe(`r = ${r} (f = ${f}) over two numeric classes`, () => {
+    let server: SignalServer
+    let gateway: Gateway | undefined
+    let modelDir: string
+    let cleanup: () => Promise<void>
+    const workers: WorkerNode[] = []
+    const honest: WorkerNode[] = []
+    const classOf = new Map<string, 'fp32' | 'fp16'>()
+
+    async function join(
+      name: string,
+      weights: 'fp32' | 'fp16',
+      memoryBytes: number,
+      backend = createNodeBackend(),
+    ) {
+      const node = await startLocalWorker(server, name, backend, { weights, memoryBytes })
+      workers.push(node)
+      classOf.set(node.peerId, weights)
+      return node
+    }
+
+    beforeAll(async () => {
+      const model = await tinyModel()
+      modelDir = model.dir
+      cleanup = model.cleanup
+      server = await startServer({
+        meshes: [{ name: 'default', modelDir }],
+        replicas: r,
+        planOptions: { strategy: 'uniform' },
+        extend: async (parts) => {
+          gateway = await attachGateway(
+            parts,
+            { stepTimeoutMs: STEP_TIMEOUT_MS, planWaitMs: 60_000 },
+            { wrtc: nodeWrtc() },
+          )
+        },
+      })
+      for (const weights of ['fp32', 'fp16'] as const) {
+        for (let i = 0; i < r - f; i++)
+          honest.push(await join(`honest-${weights}-${i}`, weights, i === 0 ? 4 * GIB : GIB))
+      }
+    })
+
+    afterAll(async () => {
+      // Silent liars never finish their last step; nothing waits for them.
+      await Promise.all(workers.map((w) => w.stop({ drainMs: 100 })))
+      await server?.close()
+      await cleanup?.()
+    })
+
+    for (const [n, round] of (ROUNDS[r] ?? []).entries()) {
+      const modes = `${round.fp32.join('+')} (fp32), ${round.fp16.join('+')} (fp16w)`
+      test(`round ${n + 1}: ${modes}${round.liarsLead ? ', liars as primaries' : ''}: ${TOKENS} honest tokens`, async () => {
+        const mesh = server.meshes.get('default')
+        if (!mesh) throw new Error('no mesh')
+        const liars: WorkerNode[] = []
+        const memory = round.liarsLead ? 8 * GIB : GIB
+        for (const [weights, list] of [
+          ['fp32', round.fp32],
+          ['fp16', round.fp16],
+        ] as const) {
+          for (const [i, mode] of list.entries()) {
+            liars.push(
+              await join(`liar-${n}-${weights}-${mode}`, weights, memory, faultyBackend(mode, 31 + i)),
+            )
+          }
+        }
+        const ids = new Set(liars.map((l) => l.peerId))
+        const plan: PlanMessage = await readyPlan(
+          mesh,
+          (p) =>
+            p.stages.length === 2 &&
+            p.stages.every((s) => stagePeers(s).length === r) &&
+            [...ids].every((id) => p.stages.some((s) => stagePeers(s).includes(id))),
+        )
+        // Homogeneous redundancy: each stage is served by one class only.
+        const stageClass = plan.stages.map((s) => {
+          const classes = new Set(stagePeers(s).map((id) => classOf.get(id)))
+          expect(classes.size).toBe(1)
+          return [...classes][0]
+        })
+        expect(new Set(stageClass).size).toBe(2)
+        const reference = await classReferenceTokens(
+          modelDir,
+          plan.stages.map((s) => ({ start: s.start, end: s.end })),
+          (i) => stageClass[i] === 'fp16',
+          PROMPT,
+          TOKENS,
+        )
+        const served = gateway?.find('default') as MeshGateway
+        expect(await meshTokens(served, PROMPT, TOKENS)).toEqual(reference)
+
+        for (const liar of liars) {
+          expect(served.reputation.isFlagged(liar.peerId), liar.peerId).toBe(true)
+          expect(mesh.excludedPeers()).toContain(liar.peerId)
+        }
+        for (const h of honest) {
+          const rec = served.reputation.get(h.peerId)
+          expect(rec?.flagged ?? false, h.peerId).toBe(false)
+          expect(rec?.disagreements ?? 0).toBe(0)
+          expect(rec?.timeouts ?? 0).toBe(0)
+        }
+      })
+    }
+  })
+}

@@ -1,0 +1,81 @@
+import type { StageSession, StageStepInput, StageStepOutput } from '../engine/inference-backend.js'
+import { StageError } from '../errors.js'
+import { fingerprintHidden } from '../verify/fingerprint.js'
+
+interface Kept {
+  readonly startPos: number
+  readonly seqLen: number
+  readonly hidden: Float32Array
+}
+
+/**
+ * Gives any stage the replica side of fingerprint voting: a step that asks for a fingerprint is
+ * run as usual, answered with the fingerprint of its hidden output, and the output is kept, one
+ * per generation, until the coordinator fetches it (when the vote needs a second full state), the
+ * next step of that generation replaces it, or the generation ends. The stage host wraps its
+ * stage in one; in-process replicas (tests, benches) are wrapped directly.
+ */
+export class FingerprintingStage implements StageSession {
+  readonly layerStart: number
+  readonly layerEnd: number
+  readonly isFirst: boolean
+  readonly isLast: boolean
+  private readonly kept = new Map<string, Kept>()
+
+  constructor(private readonly inner: StageSession) {
+    this.layerStart = inner.layerStart
+    this.layerEnd = inner.layerEnd
+    this.isFirst = inner.isFirst
+    this.isLast = inner.isLast
+  }
+
+  get activeGenerations(): number {
+    return this.inner.activeGenerations
+  }
+
+  async step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
+    const { fingerprint, ...plain } = input
+    // Whatever was kept belongs to an earlier step, which can no longer be voted on.
+    this.kept.delete(generationId)
+    if (fingerprint === undefined) return this.inner.step(generationId, plain, signal)
+    if (this.isLast) {
+      throw new StageError('ERR_STAGE_REPLY', 'the last stage answers with top-k logits, not a fingerprint')
+    }
+    const out = await this.inner.step(generationId, plain, signal)
+    const hidden = out.hidden
+    if (!(hidden instanceof Float32Array) || hidden.length % input.seqLen !== 0) {
+      throw new StageError('ERR_STAGE_REPLY', 'the stage produced no hidden state to fingerprint')
+    }
+    const fp = fingerprintHidden(hidden, input.seqLen, hidden.length / input.seqLen, undefined, {
+      challenge: fingerprint.challenge,
+    })
+    this.kept.set(generationId, { startPos: input.startPos, seqLen: input.seqLen, hidden })
+    return { fingerprint: fp }
+  }
+
+  /** The kept output of the step at `startPos`, with its length in positions. */
+  keptStep(generationId: string, startPos: number): { hidden: Float32Array; seqLen: number } {
+    const k = this.kept.get(generationId)
+    if (k === undefined || k.startPos !== startPos) {
+      throw new StageError(
+        'ERR_HIDDEN_UNAVAILABLE',
+        `no kept output for generation ${generationId} at position ${startPos}`,
+      )
+    }
+    return { hidden: k.hidden, seqLen: k.seqLen }
+  }
+
+  async fetchHidden(generationId: string, startPos: number): Promise<Float32Array> {
+    return this.keptStep(generationId, startPos).hidden
+  }
+
+  endGeneration(generationId: string): void {
+    this.kept.delete(generationId)
+    this.inner.endGeneration(generationId)
+  }
+
+  async dispose(): Promise<void> {
+    this.kept.clear()
+    await this.inner.dispose()
+  }
+}

@@ -1,0 +1,111 @@
+import { describe, expect, test } from 'vitest'
+import { generateIdentity } from '../src/identity/peer-identity.js'
+import { signResult } from '../src/identity/step-signature.js'
+import { fingerprintHidden } from '../src/verify/fingerprint.js'
+import { encodeFingerprint } from '../src/verify/fingerprint-codec.js'
+import type { StepResult } from '../src/wire/messages.js'
+import { connect, HIDDEN, input, MESH, rejection, remote, signerFor } from './remote-stage-helpers.js'
+
+// Fingerprint voting's wire round trip: StepRequest with a challenge, a fingerprint back, and the
+// full state fetched afterwards, signed, from a real stage host; then peers that cheat at it.
+
+const worker = generateIdentity()
+const doubled = Float32Array.of(2, 4, 6, 8)
+
+describe('RemoteStage fingerprint asks and fetches', () => {
+  test('a fingerprint ask gets the fingerprint of the output; a fetch gets the output, both signed', async () => {
+    const stage = remote(await connect({ sign: signerFor(worker) }), {
+      verifyKey: worker.publicKey,
+      mesh: MESH,
+    })
+    const out = await stage.step('g1', { ...input(), fingerprint: { challenge: 77 } })
+    expect(out.hidden).toBeUndefined()
+    expect(out.fingerprint).toEqual(fingerprintHidden(doubled, 1, HIDDEN, undefined, { challenge: 77 }))
+    expect(Array.from(await stage.fetchHidden('g1', 0))).toEqual(Array.from(doubled))
+    // The kept state is gone once the generation moves on.
+    expect(Array.from((await stage.step('g1', input(1))).hidden ?? [])).toEqual(Array.from(doubled))
+    expect((await rejection(stage.fetchHidden('g1', 0))).code).toBe('ERR_HIDDEN_UNAVAILABLE')
+  })
+
+  test('the host keeps only the latest fingerprinted step, and only for its own connection', async () => {
+    const stage = remote(await connect({}))
+    await stage.step('g1', { ...input(0), fingerprint: { challenge: 1 } })
+    await stage.step('g1', { ...input(1), fingerprint: { challenge: 2 } })
+    expect((await rejection(stage.fetchHidden('g1', 0))).code).toBe('ERR_HIDDEN_UNAVAILABLE')
+    expect(Array.from(await stage.fetchHidden('g1', 1))).toEqual(Array.from(doubled))
+    stage.endGeneration('g1')
+    expect((await rejection(stage.fetchHidden('g1', 1))).code).toBe('ERR_HIDDEN_UNAVAILABLE')
+  })
+
+  test('the last stage refuses a fingerprint ask with an error, not a crash', async () => {
+    const last = remote(await connect({ isLast: true }), { isLast: true })
+    // The host's error crosses the wire as {name, code, message} and is rebuilt.
+    const err = await last.step('g1', { ...input(), fingerprint: { challenge: 1 } }).catch((e: unknown) => e)
+    expect(err).toMatchObject({ name: 'StageError', code: 'ERR_STAGE_REPLY' })
+    expect(Array.from((await last.step('g2', input())).topk?.ids ?? [])).toEqual([7, 3])
+  })
+
+  /** Replies a cheating peer sends to a StepRequest (and to a FetchHidden, as `fetched`). */
+  const fp = (challenge: number, values = doubled) =>
+    encodeFingerprint(fingerprintHidden(values, 1, HIDDEN, undefined, { challenge }))
+  type Reply = Omit<StepResult, 'type' | 'generationId' | 'stepIndex' | 'signature'>
+  const cheats: Array<[string, (challenge: number | undefined) => Reply, Reply | undefined, RegExp]> = [
+    [
+      'a fingerprint nobody asked for',
+      () => ({ hidden: doubled, fingerprint: fp(0) }),
+      undefined,
+      /nobody asked/,
+    ],
+    ['the full state when a fingerprint was asked', () => ({ hidden: doubled }), undefined, /no fingerprint/],
+    [
+      'a fingerprint under another challenge',
+      (c) => ({ fingerprint: fp((c ?? 0) + 1) }),
+      undefined,
+      /challenge/,
+    ],
+    ['a malformed fingerprint', () => ({ fingerprint: Uint8Array.of(1, 2, 3) }), undefined, /malformed/],
+    [
+      'a fetched state of the wrong length',
+      (c) => ({ fingerprint: fp(c ?? 0) }),
+      { hidden: Float32Array.of(1) },
+      /wrong shape/,
+    ],
+  ]
+  test.each(cheats)('refuses %s with ERR_STAGE_REPLY', async (_, onStep, onFetch, message) => {
+    const conn = await connect({
+      peer: (c) =>
+        c.onMessage((msg) => {
+          if (msg.type !== 'StepRequest' && msg.type !== 'FetchHidden') return
+          const body = msg.type === 'StepRequest' ? onStep(msg.fingerprintChallenge) : onFetch
+          if (body === undefined) return
+          const startPos = msg.stepIndex
+          const signature = signResult(worker, {
+            mesh: MESH,
+            generationId: msg.generationId,
+            stepIndex: msg.stepIndex,
+            startPos,
+            seqLen: 1,
+            output: body,
+          })
+          void c.send({
+            type: 'StepResult',
+            generationId: msg.generationId,
+            stepIndex: msg.stepIndex,
+            ...body,
+            signature,
+          })
+        }),
+    })
+    const stage = remote(conn, { verifyKey: worker.publicKey, mesh: MESH })
+    const asked = message.source.includes('nobody asked')
+      ? input()
+      : { ...input(), fingerprint: { challenge: 5 } }
+    const run = async () => {
+      await stage.step('g1', asked)
+      await stage.fetchHidden('g1', 0)
+    }
+    const err = await rejection(run())
+    expect(err.code).toBe('ERR_STAGE_REPLY')
+    expect(err.message).toMatch(message)
+  })
+})
