@@ -17,6 +17,9 @@ export interface ServerCliOptions {
   replicas: number
   maxConcurrent: number
   maxQueued: number
+  stepTimeoutMs: number
+  trustAfter: number
+  spotCheckRate: number
 }
 
 export interface MainOptions {
@@ -34,6 +37,16 @@ function intArg(flag: string, min: number, max: number): (value: string) => numb
     const n = Number(value)
     if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
       throw new CliUsageError(`${flag} must be an integer from ${min} to ${max}, got "${value}"`)
+    }
+    return n
+  }
+}
+
+function fractionArg(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value)
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) {
+      throw new CliUsageError(`${flag} must be a number from 0 to 1, got "${value}"`)
     }
     return n
   }
@@ -156,6 +169,24 @@ export function buildCli(
         .argParser(intArg('--max-queued', 0, 1_000_000))
         .default(32),
     )
+    .addOption(
+      new Option('--step-timeout-ms <n>', 'a replica that misses this step deadline is replaced and flagged')
+        .env('BUTTERFLY_STEP_TIMEOUT_MS')
+        .argParser(intArg('--step-timeout-ms', 100, 3_600_000))
+        .default(60_000),
+    )
+    .addOption(
+      new Option('--trust-after <n>', 'agreements in a row after which a peer is only spot-checked')
+        .env('BUTTERFLY_TRUST_AFTER')
+        .argParser(intArg('--trust-after', 1, 1_000_000_000))
+        .default(20),
+    )
+    .addOption(
+      new Option('--spot-check-rate <p>', "share of a trusted peer's steps still replicated (1: always)")
+        .env('BUTTERFLY_SPOT_CHECK_RATE')
+        .argParser(fractionArg('--spot-check-rate'))
+        .default(0.1),
+    )
     .action(async (opts: ServerCliOptions) => {
       await run(opts)
     })
@@ -216,7 +247,13 @@ async function serve(
       const { nodeWrtc } = await import('@butterfly/node-worker')
       await attachGateway(
         parts,
-        { apiToken: opts.apiToken, maxConcurrent: opts.maxConcurrent, maxQueued: opts.maxQueued },
+        {
+          apiToken: opts.apiToken,
+          maxConcurrent: opts.maxConcurrent,
+          maxQueued: opts.maxQueued,
+          stepTimeoutMs: opts.stepTimeoutMs,
+          reputation: { trustAfter: opts.trustAfter, spotCheckRate: opts.spotCheckRate },
+        },
         { wrtc: nodeWrtc(), log: (line) => process.stderr.write(`butterfly-server: ${line}\n`) },
       )
     },

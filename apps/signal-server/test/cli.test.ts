@@ -68,6 +68,10 @@ describe('butterfly-server', () => {
       '--api-token',
       '--ice-servers',
       '--heartbeat-ms',
+      '--replicas',
+      '--step-timeout-ms',
+      '--trust-after',
+      '--spot-check-rate',
     ]) {
       expect(r.stdout).toContain(flag)
     }
@@ -86,6 +90,10 @@ describe('butterfly-server', () => {
     ['a mesh name with a slash', ['--mesh', 'a/b'], {}],
     ['an empty mesh token', ['--mesh-token', ''], {}],
     ['an unknown option', ['--frobnicate'], {}],
+    ['a spot-check rate above 1', ['--spot-check-rate', '1.5'], {}],
+    ['a spot-check rate that is not a number', ['--spot-check-rate', 'often'], {}],
+    ['a zero trust-after', ['--trust-after', '0'], {}],
+    ['a step timeout below 100 ms', ['--step-timeout-ms', '5'], {}],
     ['a stray argument', ['serve'], {}],
   ]
   test.each(bad)('%s is a usage error (exit 2, no stack)', async (_, args, extraEnv) => {

@@ -1,6 +1,14 @@
-import { encodeMessage, measureComparator, planBenchmark } from '@butterfly/core'
+import {
+  encodeFingerprint,
+  encodeMessage,
+  fingerprintHidden,
+  type Message,
+  measureComparator,
+  planBenchmark,
+} from '@butterfly/core'
 import { transportBench } from '@butterfly/node-worker'
 import { describeMachine, meshBench } from './mesh-bench.js'
+import { replicationBench } from './replication-bench.js'
 
 /**
  * The mesh half of `npm run bench`: WebRTC transport figures, placement time for 100 peers ×
@@ -18,7 +26,7 @@ async function main(): Promise<void> {
   )
 
   // Result verification: comparator cost at the 100m model's hidden size, and wire bytes per
-  // decode token for one replica against three (full hidden states from every replica).
+  // decode token for one replica against three (full states, or one full state + fingerprints).
   const hidden = 768
   const stats = measureComparator({ hiddenSize: hidden, now: () => performance.now() })
   console.log(
@@ -26,24 +34,41 @@ async function main(): Promise<void> {
       `false negatives ${(stats.falseNegativeRate * 100).toFixed(2)}% of ${stats.lies.comparisons}; ` +
       `per comparison: full vs full ${stats.micros.compareHidden.toFixed(1)} µs, fingerprint ${stats.micros.fingerprint.toFixed(1)} µs + check ${stats.micros.compareToFingerprint.toFixed(1)} µs, fingerprint ${stats.fingerprintBytes} B`,
   )
-  const step = (h: Float32Array) =>
-    encodeMessage({
+  // Bytes of one decode step at one middle stage, as encoded on the wire (signed results).
+  const size = (msg: Message) => encodeMessage(msg).reduce((n, f) => n + f.byteLength, 0)
+  const request = (fingerprint: boolean) =>
+    size({
       type: 'StepRequest',
-      generationId: 'g',
+      generationId: 'g0123456789abcdef',
       stepIndex: 1,
       startPos: 1,
       seqLen: 1,
       temperature: 0,
-      deadlineMs: 0,
-      hidden: h,
+      deadlineMs: 60_000,
+      hidden: new Float32Array(hidden),
+      ...(fingerprint ? { fingerprintChallenge: 7 } : {}),
     })
-  const result = (h: Float32Array) =>
-    encodeMessage({ type: 'StepResult', generationId: 'g', stepIndex: 1, hidden: h })
-  const bytes = (frames: Uint8Array[]) => frames.reduce((n, f) => n + f.byteLength, 0)
-  const perReplica = bytes(step(new Float32Array(hidden))) + bytes(result(new Float32Array(hidden)))
+  const signature = new Uint8Array(64)
+  const fullResult = size({
+    type: 'StepResult',
+    generationId: 'g0123456789abcdef',
+    stepIndex: 1,
+    hidden: new Float32Array(hidden),
+    signature,
+  })
+  const fpResult = size({
+    type: 'StepResult',
+    generationId: 'g0123456789abcdef',
+    stepIndex: 1,
+    fingerprint: encodeFingerprint(fingerprintHidden(new Float32Array(hidden).fill(1), 1, hidden)),
+    signature,
+  })
+  const r1 = request(false) + fullResult
+  const r3full = 3 * r1
+  const r3fp = r1 + 2 * (request(true) + fpResult)
   console.log(
-    `   wire bytes per decode token per middle stage: r=1 ${perReplica} B, r=3 ${3 * perReplica} B ` +
-      `(r=3 with fingerprints from two replicas: ${perReplica + 2 * (bytes(step(new Float32Array(hidden))) + 64 + stats.fingerprintBytes)} B)`,
+    `   wire bytes per decode token per middle stage: r=1 ${r1} B; r=3 full states ${r3full} B; ` +
+      `r=3 one full state + two fingerprints ${r3fp} B (${((1 - r3fp / r3full) * 100).toFixed(0)}% less; results alone ${fullResult + 2 * fpResult} B vs ${3 * fullResult} B)`,
   )
 
   const model = quick ? 'synthetic:tiny' : 'synthetic:100m'
@@ -67,8 +92,11 @@ async function main(): Promise<void> {
     ].join('\t'),
   )
   for (const r of rows) {
-    // 3 comparisons per replicated step (two replicas against the accepted one).
-    const share = (2 * stats.micros.compareHidden) / 1000 / (1000 / r.singleDecodeTokensPerSec / r.workers)
+    // Per voted middle-stage step the coordinator checks two fingerprints against the full state;
+    // each replica fingerprints its own output once. Both against one stage's compute per token.
+    const stageStepMicros = (1000 * 1000) / r.singleDecodeTokensPerSec / r.workers
+    const coordinator = (2 * stats.micros.compareToFingerprint) / stageStepMicros
+    const replica = stats.micros.fingerprint / stageStepMicros
     console.log(
       [
         r.workers,
@@ -76,10 +104,23 @@ async function main(): Promise<void> {
         r.singleDecodeTokensPerSec.toFixed(1),
         r.ratio.toFixed(3),
         r.meshPrefillTokensPerSec.toFixed(1),
-        `comparator ${(share * 100).toFixed(3)}% of a stage's step`,
+        `comparator ${(coordinator * 100).toFixed(3)}% (coordinator), ${(replica * 100).toFixed(3)}% (replica) of a stage's step`,
       ].join('\t'),
     )
   }
+
+  const replModel = quick ? 'synthetic:tiny' : 'synthetic:10m'
+  console.log(
+    `\n## Replication: ${replModel}, one stage, greedy; decode tok/s, medians over rounds, run round-robin`,
+  )
+  const repl = await replicationBench({
+    model: replModel,
+    promptTokens: 16,
+    decodeTokens: quick ? 32 : 64,
+    rounds: quick ? 2 : 5,
+  })
+  console.log(['mesh', 'decode tok/s', 'vs r=1'].join('\t'))
+  for (const r of repl) console.log([r.label, r.decodeTokensPerSec.toFixed(1), r.ratio.toFixed(3)].join('\t'))
 }
 
 await main()

@@ -12,6 +12,7 @@ import {
   RemoteStage,
   ReplicatedStage,
   ReputationBook,
+  type ReputationOptions,
   referenceBoundaries,
   type StageSession,
   stagePeers,
@@ -36,6 +37,8 @@ export interface MeshGatewayInit {
   readonly planWaitMs?: number
   readonly maxConcurrent?: number
   readonly maxQueued?: number
+  /** Flagging and adaptive replication (trustAfter, spotCheckRate, ...); core's defaults otherwise. */
+  readonly reputation?: ReputationOptions
 }
 
 export interface MeshGatewayComponents {
@@ -71,7 +74,7 @@ export class MeshGateway implements ServedModel {
   private building: Promise<void> = Promise.resolve()
   private lastError: string | undefined
   /** Agreements, disagreements and timeouts of every peer this gateway has voted on. */
-  readonly reputation = new ReputationBook()
+  readonly reputation: ReputationBook
   private readonly calibrator: StageCalibrator
 
   constructor(
@@ -79,6 +82,7 @@ export class MeshGateway implements ServedModel {
     private readonly components: MeshGatewayComponents,
   ) {
     const { mesh } = components
+    this.reputation = new ReputationBook(init.reputation)
     this.id = mesh.modelId
     this.mesh = mesh.name
     this.tokenizer = components.tokenizer

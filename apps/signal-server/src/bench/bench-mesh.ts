@@ -1,0 +1,120 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { type GenerateRequest, type ReputationOptions, stagePeers } from '@butterfly/core'
+import { nodeWrtc } from '@butterfly/node-worker'
+import type { ServedModel } from '../api/completion-backend.js'
+import { attachGateway, type Gateway } from '../gateway/gateway.js'
+import { createSignalServer, type SignalServer } from '../signal-server.js'
+
+// A server with its gateway and N real worker processes over WebRTC, for the benches.
+
+const WORKER_BIN = join(
+  dirname(createRequire(import.meta.url).resolve('@butterfly/node-worker')),
+  '..',
+  'bin',
+  'butterfly-worker.js',
+)
+
+export interface BenchMeshInit {
+  readonly modelDir: string
+  readonly workers: number
+  /** Peers per stage (1: no voting). */
+  readonly replicas?: number
+  readonly reputation?: ReputationOptions
+  /** Folder for the workers' identity files: one key joins a mesh once. */
+  readonly identities: string
+  readonly name: string
+}
+
+export interface BenchMesh {
+  readonly served: ServedModel
+  readonly server: SignalServer
+  close(): Promise<void>
+}
+
+export async function startBenchMesh(init: BenchMeshInit): Promise<BenchMesh> {
+  let gateway: Gateway | undefined
+  const server = await createSignalServer({
+    port: 0,
+    meshes: [{ name: 'bench', modelDir: init.modelDir }],
+    planOptions: { strategy: 'uniform' },
+    replicas: init.replicas ?? 1,
+    extend: async (parts) => {
+      gateway = await attachGateway(
+        parts,
+        { stepTimeoutMs: 120_000, ...(init.reputation ? { reputation: init.reputation } : {}) },
+        { wrtc: nodeWrtc() },
+      )
+    },
+  })
+  const children = Array.from({ length: init.workers }, (_, i) =>
+    spawn(
+      process.execPath,
+      [
+        WORKER_BIN,
+        'join',
+        '--server',
+        server.url,
+        '--mesh',
+        'bench',
+        '--device',
+        'cpu',
+        '--name',
+        `${init.name}-${i}`,
+      ],
+      {
+        stdio: 'ignore',
+        env: { ...process.env, BUTTERFLY_IDENTITY: join(init.identities, `${init.name}-${i}.json`) },
+      },
+    ),
+  )
+  const close = async () => {
+    await Promise.all(children.map(stop))
+    await server.close()
+  }
+  try {
+    // Every worker holds layers: as stages (r = 1) or as replicas of the stages.
+    const mesh = server.meshes.get('bench')
+    if (!mesh) throw new Error('no bench mesh')
+    const deadline = AbortSignal.timeout(300_000)
+    for (;;) {
+      const plan = await mesh.waitForReadyPlan(deadline)
+      if (plan.stages.flatMap(stagePeers).length === init.workers) break
+      await new Promise<void>((resolve) => mesh.once('plan', () => resolve()))
+    }
+    return { served: gateway?.find('bench') as ServedModel, server, close }
+  } catch (err) {
+    await close()
+    throw err
+  }
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve()
+    child.once('exit', () => resolve())
+    child.kill('SIGTERM')
+  })
+}
+
+type Run = (req: GenerateRequest, signal: AbortSignal) => AsyncGenerator<unknown, unknown>
+
+/** Prefill tokens/s (prompt to first token) and decode tokens/s (the rest). */
+export async function timeTokens(run: Run, prompt: number[], tokens: number): Promise<[number, number]> {
+  const start = performance.now()
+  let first = 0
+  let count = 0
+  const signal = new AbortController().signal
+  for await (const _ of run({ promptIds: prompt, maxTokens: tokens, sampling: { temperature: 0 } }, signal)) {
+    if (count++ === 0) first = performance.now()
+  }
+  const end = performance.now()
+  return [prompt.length / ((first - start) / 1000), (tokens - 1) / ((end - first) / 1000)]
+}
+
+export function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
+}
