@@ -1,4 +1,4 @@
-import type { PlanMessage, WireError } from '@butterfly/core'
+import { numericClassOf, type PlanMessage, type WireError } from '@butterfly/core'
 import type { FastifyInstance } from 'fastify'
 import type { MeshRegistry } from './mesh-registry.js'
 import type { ServerMetrics } from './server-metrics.js'
@@ -7,6 +7,8 @@ export interface HealthPeer {
   readonly id: string
   readonly name: string
   readonly backend: string
+  /** Numeric class (backend/precision): replicas vote within homogeneous classes. */
+  readonly numericClass: string
   readonly memoryBytes: number
   readonly layerStepsPerSec: number
   /** Outvoted too often: a member, but given no layers. */
@@ -45,6 +47,7 @@ export function healthReport(meshes: MeshRegistry): HealthReport {
           id: w.id,
           name: w.name,
           backend: w.backend,
+          numericClass: numericClassOf(w),
           memoryBytes: w.memoryBytes,
           layerStepsPerSec: w.layerStepsPerSec,
           excluded: excluded.has(w.id),

@@ -175,6 +175,13 @@ for (const r of [3, 5]) {
           expect(served.reputation.isFlagged(liar.peerId), liar.peerId).toBe(true)
           expect(mesh.excludedPeers()).toContain(liar.peerId)
         }
+        const health = (await (await fetch(`${server.url}/health`)).json()) as {
+          meshes: Array<{ peers: Array<{ id: string; numericClass: string; excluded: boolean }> }>
+        }
+        for (const p of health.meshes[0]?.peers ?? []) {
+          expect(p.numericClass).toBe(classOf.get(p.id) === 'fp16' ? 'cpu/fp16w' : 'cpu/fp32')
+          if (ids.has(p.id)) expect(p.excluded).toBe(true)
+        }
         for (const h of honest) {
           const rec = served.reputation.get(h.peerId)
           expect(rec?.flagged ?? false, h.peerId).toBe(false)

@@ -249,6 +249,7 @@ describe('/health and /metrics', () => {
               id: a.peerId,
               name: 'alpha',
               backend: 'cpu',
+              numericClass: 'cpu/fp32',
               memoryBytes: 2 * GIB,
               layerStepsPerSec: 1000,
               excluded: false,

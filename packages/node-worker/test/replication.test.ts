@@ -349,9 +349,11 @@ test('a replica killed mid-generation is replaced by a spare that replays the hi
   expect(s1.stage.replicas().find((r) => r.peerId === killed)?.state).toBe('failed')
   const spare = s1.wrappers.get('s1-spare0-32') as FaultyStage
   expect(s1.stage.replicas().find((r) => r.peerId === 's1-spare0-32')?.state).toBe('active')
-  // The prefill and 19 decode steps replayed in order, then the step the killed replica missed, ...
-  expect(spare.calls.map((c) => c.startPos)).toEqual(
-    Array.from({ length: STEPS }, (_, i) => (i === 0 ? 0 : 7 + i)),
+  // The prefill and 19 decode steps replayed as one chunk of 8 + 19 positions, then the step the
+  // killed replica missed, and every later one.
+  expect(spare.calls[0]).toMatchObject({ startPos: 0, seqLen: PROMPT.length + 19 })
+  expect(spare.calls.slice(1).map((c) => c.startPos)).toEqual(
+    Array.from({ length: STEPS - 20 }, (_, i) => PROMPT.length + 19 + i),
   )
   expect(s1.stage.stats.replayedSteps).toBe(20)
   expect(s1.stage.stats.failures).toBe(1)

@@ -6,28 +6,23 @@ import {
   type GenerationResult,
   generate,
   MessageConnection,
-  numericClassOf,
   type Pipeline,
   type PlanMessage,
   RemoteStage,
-  ReplicatedStage,
   ReputationBook,
   type ReputationOptions,
-  referenceBoundaries,
   type StageSession,
   stagePeers,
   type Tokenizer,
-  ToleranceTable,
   type WebRtcTransport,
-  Xoshiro128ss,
 } from '@butterfly/core'
-import { loadModel } from '@butterfly/node-worker'
 import { Admission } from '../api/admission.js'
 import type { ServedModel } from '../api/completion-backend.js'
 import { ApiError } from '../api/openai-request.js'
 import type { LocalPeerHandle, Mesh } from '../mesh.js'
 import type { ServerMetrics } from '../server-metrics.js'
 import { MeteredStage } from './metered-stage.js'
+import { exactBoundaries, replicatedStage } from './replicated-stage-factory.js'
 import { StageCalibrator } from './stage-calibrator.js'
 
 export interface MeshGatewayInit {
@@ -249,55 +244,6 @@ export class MeshGateway implements ServedModel {
     return c
   }
 
-  /**
-   * A stage held by several peers: the coordinator votes among 2f+1 of them, the rest are
-   * spares. Tolerances come from join-time
-   * calibration against the exact answer; the last stage votes on tokens, which need none.
-   */
-  private async replicated(
-    index: number,
-    shape: { layerStart: number; layerEnd: number; isFirst: boolean; isLast: boolean },
-    peers: Array<{ peerId: string; session: StageSession }>,
-  ): Promise<StageSession> {
-    const { mesh } = this.components
-    const workers = new Map(mesh.workers().map((w) => [w.id, w]))
-    const all = peers.map((p) => {
-      const w = workers.get(p.peerId)
-      return {
-        ...p,
-        cls: numericClassOf({ backend: w?.backend ?? 'cpu', precision: w?.precision ?? 'fp32' }),
-      }
-    })
-    let replicas = all
-    let tolerances = ToleranceTable.uniform([...new Set(all.map((r) => r.cls))], {
-      relative: 1e-4,
-      indexOverlap: 0.75,
-    })
-    if (!shape.isLast) {
-      const cal = await this.calibrator.calibrate(
-        { start: shape.layerStart, end: shape.layerEnd, isFirst: shape.isFirst },
-        all,
-      )
-      replicas = all.filter((r) => cal.calibrated.some((c) => c.peerId === r.peerId))
-      tolerances = cal.table
-      if (replicas.length === 0) throw new Error(`stage ${index}: no replica passed calibration`)
-    }
-    // f follows the plan, not the survivors: replicas refused by calibration lower the margin,
-    // never the quorum a step needs.
-    const f = Math.floor((all.length - 1) / 2)
-    const active = replicas.slice(0, 2 * f + 1)
-    return new ReplicatedStage(
-      { ...shape, hiddenSize: mesh.config.hiddenSize, f, maxReplicas: replicas.length, stage: index },
-      {
-        replicas: active,
-        spares: replicas.slice(active.length),
-        tolerances,
-        reputation: this.reputation,
-        rng: seededRandom(index + 1),
-      },
-    )
-  }
-
   /** Dials every stage of a ready plan; a failed dial is retried with a fresh connection. */
   private async connect(plan: PlanMessage, attempts = 3): Promise<void> {
     const { mesh, metrics } = this.components
@@ -329,9 +275,9 @@ export class MeshGateway implements ServedModel {
             const stage =
               peers.length === 1
                 ? await remote(s.peerId)
-                : await this.replicated(
-                    i,
-                    shape,
+                : await replicatedStage(
+                    { index: i, ...shape },
+                    { mesh, calibrator: this.calibrator, reputation: this.reputation },
                     await Promise.all(peers.map(async (p) => ({ peerId: p, session: await remote(p) }))),
                   )
             return metrics ? new MeteredStage(stage, { mesh: mesh.name, stage: String(i), metrics }) : stage
@@ -357,20 +303,4 @@ function verifyWith(
   mesh: string,
 ): { verifyKey: Uint8Array; mesh: string } | object {
   return key === undefined ? {} : { verifyKey: key, mesh }
-}
-
-/** The calibration input's exact states at every layer boundary, from the model files. */
-async function exactBoundaries(dir: string, tokens: readonly number[]): Promise<Float32Array[]> {
-  const model = await loadModel(dir)
-  try {
-    return await referenceBoundaries(model.config, model.weights, tokens)
-  } finally {
-    await model.close()
-  }
-}
-
-/** Seeded uniform [0, 1) draws for spot-check decisions, reproducible per stage. */
-function seededRandom(seed: number): () => number {
-  const rng = new Xoshiro128ss(seed)
-  return () => rng.nextFloat64()
 }

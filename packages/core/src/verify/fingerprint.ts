@@ -165,17 +165,30 @@ export function sketchRow(
   if (!(Number.isInteger(m) && m >= 1 && m <= 32))
     throw inputError(`sketch size must be in [1, 32], got ${m}`)
   const rng = new Xoshiro128ss(challenge * 2 ** 20 + position)
-  // Bit j of element i's word picks +1 or -1 for projection j. Summing only the +1 elements and
-  // using v·x = 2 * sum(+1 elements) - sum(all) keeps the inner loop free of branches.
-  const acc = new Float64Array(m)
+  // Bit j of element i's word picks +1 or -1 for projection j. Rather than m multiply-adds per
+  // element, each element is added to one bucket per byte of its word; projection j is then the
+  // sum of the buckets whose byte has bit j set (v·x = 2 * sum(+1 elements) - sum(all)), which
+  // costs 256 per byte whatever the hidden size.
+  const bytes = Math.ceil(m / 8)
+  const buckets = new Float64Array(256 * bytes)
   let total = 0
   for (let i = 0; i < n; i++) {
     const x = hidden[off + i] as number
     const word = rng.nextUint32()
     total += x
-    for (let j = 0; j < m; j++) acc[j] = (acc[j] as number) + x * ((word >>> j) & 1)
+    for (let b = 0; b < bytes; b++) {
+      const at = 256 * b + ((word >>> (8 * b)) & 0xff)
+      buckets[at] = (buckets[at] as number) + x
+    }
   }
-  for (let j = 0; j < m; j++) acc[j] = 2 * (acc[j] as number) - total
+  const acc = new Float64Array(m)
+  for (let j = 0; j < m; j++) {
+    const base = 256 * (j >> 3)
+    const bit = 1 << (j & 7)
+    let plus = 0
+    for (let v = 0; v < 256; v++) if ((v & bit) !== 0) plus += buckets[base + v] as number
+    acc[j] = 2 * plus - total
+  }
   return acc
 }
 

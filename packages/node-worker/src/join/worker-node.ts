@@ -150,7 +150,8 @@ export async function startWorkerNode(
       const old = current
       current = undefined
       serveAll()
-      await old.host.drain()
+      // A hung step must not block the next plan; the coordinator has given up on it by now.
+      await settleWithin(old.host.drain(), 15_000)
       old.host.close()
       await old.stage.dispose()
       log(`released layers [${old.start}, ${old.end})`)
@@ -203,9 +204,10 @@ export async function startWorkerNode(
     async stop(options = {}) {
       if (stopping) return
       stopping = true
-      await queue
+      const drainMs = options.drainMs ?? 15_000
+      await settleWithin(queue, drainMs + 15_000)
       // A step that never finishes (a hung device) must not keep the worker from leaving.
-      if (current) await settleWithin(current.host.drain(), options.drainMs ?? 15_000)
+      if (current) await settleWithin(current.host.drain(), drainMs)
       await control.leave()
       for (const conn of connections.keys()) conn.close()
       await transport.close()

@@ -142,9 +142,60 @@ function withTimeout<T>(peerId: string, run: Promise<T>, timeoutMs: number | und
   return Promise.race([run, late]).finally(() => clearTimeout(timer))
 }
 
+/** Most positions one catch-up request carries. */
+export const MAX_REPLAY_POSITIONS = 512
+
+/**
+ * Consecutive steps merged into chunks of at most `maxPositions` positions (a step longer than
+ * that stays whole), each with the number of steps it covers. One chunk computes the same KV rows
+ * as its steps one by one (the stage graph serves prefill and decode alike) in one pass over the
+ * weights, so a replica that fell behind catches up for about the cost of one step, not k.
+ */
+export function mergeSteps(
+  steps: readonly StageStepInput[],
+  maxPositions = MAX_REPLAY_POSITIONS,
+): Array<{ input: StageStepInput; steps: number }> {
+  const chunks: Array<{ parts: StageStepInput[]; positions: number }> = []
+  for (const s of steps) {
+    const last = chunks[chunks.length - 1]
+    const sameKind = last !== undefined && (last.parts[0]?.tokens !== undefined) === (s.tokens !== undefined)
+    if (last !== undefined && sameKind && last.positions + s.seqLen <= maxPositions) {
+      last.parts.push(s)
+      last.positions += s.seqLen
+    } else chunks.push({ parts: [s], positions: s.seqLen })
+  }
+  return chunks.map(({ parts, positions }) => {
+    const first = parts[0] as StageStepInput
+    if (parts.length === 1) return { input: first, steps: 1 }
+    const tail = parts[parts.length - 1] as StageStepInput
+    const input: StageStepInput =
+      first.tokens !== undefined
+        ? { tokens: parts.flatMap((p) => p.tokens ?? []), seqLen: positions, startPos: first.startPos }
+        : {
+            hidden: concat(parts.map((p) => p.hidden as Float32Array)),
+            seqLen: positions,
+            startPos: first.startPos,
+          }
+    return {
+      input: tail.temperature === undefined ? input : { ...input, temperature: tail.temperature },
+      steps: parts.length,
+    }
+  })
+}
+
+function concat(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
+
 /**
  * Brings the replica's KV cache for the generation up to `history` (Petals-style: replay the
- * earlier inputs in order, outputs discarded), then runs the current step.
+ * earlier inputs in order, merged into chunks, outputs discarded), then runs the current step.
  */
 export async function syncAndStep(
   m: Member,
@@ -157,8 +208,9 @@ export async function syncAndStep(
   const from = m.synced.get(generationId) ?? 0
   // Replayed outputs are discarded, so a replica that can answer with a fingerprint does.
   const brief = !m.session.isLast && typeof m.session.fetchHidden === 'function'
-  for (let i = from; i < history.length; i++) {
-    const past = history[i] as StageStepInput
+  let synced = from
+  for (const chunk of mergeSteps(history.slice(from))) {
+    const past = chunk.input
     await stepWithTimeout(
       m,
       generationId,
@@ -166,7 +218,8 @@ export async function syncAndStep(
       timeoutMs,
       signal,
     )
-    m.synced.set(generationId, i + 1)
+    synced += chunk.steps
+    m.synced.set(generationId, synced)
   }
   const out = await stepWithTimeout(m, generationId, input, timeoutMs, signal)
   m.synced.set(generationId, history.length + 1)
