@@ -16,5 +16,6 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 240_000,
     pool: 'forks',
+    globalSetup: ['./vitest.global-setup.ts'],
   },
 })

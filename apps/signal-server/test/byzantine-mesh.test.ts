@@ -1,17 +1,22 @@
-import { type InferenceBackend, type PlanMessage, stagePeers } from '@butterfly/core'
-import { createNodeBackend, nodeWrtc, type WorkerNode } from '@butterfly/node-worker'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join as joinPath } from 'node:path'
+import { type PlanMessage, stagePeers } from '@butterfly/core'
+import { nodeWrtc } from '@butterfly/node-worker'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { type FaultMode, FaultyStage } from '../../../packages/node-worker/test/faulty-stage.js'
+import type { FaultMode } from '../../../packages/node-worker/test/faulty-stage.js'
 import { attachGateway, type Gateway } from '../src/gateway/gateway.js'
 import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
 import type { SignalServer } from '../src/signal-server.js'
 import { startServer, tinyModel } from './helpers.js'
-import { classReferenceTokens, meshTokens, readyPlan, startLocalWorker } from './mesh-harness.js'
+import { classReferenceTokens, meshTokens, readyPlan } from './mesh-harness.js'
+import { type Proc, startWorkerProcess } from './processes.js'
 
 /*
- * Result voting over real WebRTC: a mesh of fp32 and fp16-weight workers (two numeric classes),
- * two stages of r replicas each, f of them faulty per stage through a test-only wrapper around
- * their stage executor. Placement keeps each stage to one class (homogeneous redundancy), every
+ * Result voting over real WebRTC between real processes: a mesh of fp32 and fp16-weight workers
+ * (two numeric classes; honest ones are `butterfly-worker join` processes), two stages of r
+ * replicas each, f of them faulty per stage: test-only worker processes whose stage executor is
+ * wrapped by FaultyStage (packages/node-worker/test/fixtures/faulty-worker.ts). Placement keeps each stage to one class (homogeneous redundancy), every
  * replica is calibrated against the exact answer when it joins, and each round decodes 200 tokens:
  * they must equal the single-process reference of the classes that served each stage, every
  * faulty peer must end flagged and excluded, and no honest peer may ever be blamed.
@@ -25,7 +30,7 @@ interface Round {
   /** Fault modes of the f liars of the fp32 stage, then of the fp16w stage. */
   readonly fp32: readonly FaultMode[]
   readonly fp16: readonly FaultMode[]
-  /** Liars get the most memory, so one of them is each stage's primary (it ships the full state). */
+  /** The first liar of each class gets the most memory, so it is its stage's primary (it ships the full state). */
   readonly liarsLead?: boolean
 }
 
@@ -41,42 +46,6 @@ const ROUNDS: Record<number, readonly Round[]> = {
   ],
 }
 
-/** A real node backend whose stages misbehave from the generation's third step (calibration passes). */
-function faultyBackend(mode: FaultMode, seed: number): InferenceBackend {
-  const real = createNodeBackend()
-  let created = 0
-  return {
-    name: `onnxruntime-node/cpu (${mode})`,
-    createStage: async (init, weights) => {
-      const inner = await real.createStage(init, weights)
-      // The first stage is the join benchmark's: faulting it would only stall the join.
-      if (created++ === 0) return inner
-      const { layerStart: a, layerEnd: b, config } = init
-      // 'other-layer' answers with a real stage over another range of the same kind (first or
-      // last); a middle stage passes its input through instead (FaultyStage does that itself).
-      const n = config.numLayers
-      const otherRange =
-        a === 0 && b < n
-          ? { layerEnd: b > 1 ? b - 1 : b + 1 }
-          : a > 0 && b === n
-            ? { layerStart: a + 1 < n ? a + 1 : a - 1 }
-            : undefined
-      const other =
-        mode === 'other-layer' && otherRange
-          ? await real.createStage({ ...init, ...otherRange }, weights)
-          : undefined
-      return new FaultyStage(inner, {
-        mode,
-        fromStep: 2,
-        seed,
-        noise: 0.5,
-        delayMs: 3 * STEP_TIMEOUT_MS,
-        ...(other ? { other } : {}),
-      })
-    },
-  }
-}
-
 for (const r of [3, 5]) {
   const f = (r - 1) / 2
   describe(`r = ${r} (f = ${f}) over two numeric classes`, () => {
@@ -84,23 +53,30 @@ for (const r of [3, 5]) {
     let gateway: Gateway | undefined
     let modelDir: string
     let cleanup: () => Promise<void>
-    const workers: WorkerNode[] = []
-    const honest: WorkerNode[] = []
+    const procs: Proc[] = []
+    const honest: string[] = []
     const classOf = new Map<string, 'fp32' | 'fp16'>()
+    let identities: string
 
     async function join(
       name: string,
       weights: 'fp32' | 'fp16',
       memoryBytes: number,
-      backend = createNodeBackend(),
-    ) {
-      const node = await startLocalWorker(server, name, backend, { weights, memoryBytes })
-      workers.push(node)
-      classOf.set(node.peerId, weights)
-      return node
+      fault?: { mode: FaultMode; seed: number },
+    ): Promise<string> {
+      const { proc, peerId } = await startWorkerProcess(server.url, name, {
+        weights,
+        memoryBytes,
+        identity: joinPath(identities, `${name}.json`),
+        ...(fault ? { fault: { ...fault, delayMs: 3 * STEP_TIMEOUT_MS } } : {}),
+      })
+      procs.push(proc)
+      classOf.set(peerId, weights)
+      return peerId
     }
 
     beforeAll(async () => {
+      identities = await mkdtemp(joinPath(tmpdir(), 'butterfly-byz-'))
       const model = await tinyModel()
       modelDir = model.dir
       cleanup = model.cleanup
@@ -116,17 +92,20 @@ for (const r of [3, 5]) {
           )
         },
       })
+      const starting: Array<Promise<string>> = []
       for (const weights of ['fp32', 'fp16'] as const) {
         for (let i = 0; i < r - f; i++)
-          honest.push(await join(`honest-${weights}-${i}`, weights, i === 0 ? 4 * GIB : GIB))
+          starting.push(join(`honest-${weights}-${i}`, weights, i === 0 ? 4 * GIB : GIB))
       }
+      honest.push(...(await Promise.all(starting)))
     })
 
     afterAll(async () => {
-      // Silent liars never finish their last step; nothing waits for them.
-      await Promise.all(workers.map((w) => w.stop({ drainMs: 100 })))
+      // Silent liars never finish their last step; nothing needs a graceful exit here.
+      await Promise.all(procs.map((p) => p.stop('SIGKILL')))
       await server?.close()
       await cleanup?.()
+      await rm(identities, { recursive: true, force: true })
     })
 
     for (const [n, round] of (ROUNDS[r] ?? []).entries()) {
@@ -134,19 +113,21 @@ for (const r of [3, 5]) {
       test(`round ${n + 1}: ${modes}${round.liarsLead ? ', liars as primaries' : ''}: ${TOKENS} honest tokens`, async () => {
         const mesh = server.meshes.get('default')
         if (!mesh) throw new Error('no mesh')
-        const liars: WorkerNode[] = []
+        // Liars get the most memory when they lead, so one is each stage's primary.
         const memory = round.liarsLead ? 8 * GIB : GIB
+        const starting: Array<Promise<string>> = []
         for (const [weights, list] of [
           ['fp32', round.fp32],
           ['fp16', round.fp16],
         ] as const) {
           for (const [i, mode] of list.entries()) {
-            liars.push(
-              await join(`liar-${n}-${weights}-${mode}`, weights, memory, faultyBackend(mode, 31 + i)),
+            starting.push(
+              join(`liar-${n}-${weights}-${mode}`, weights, i === 0 ? memory : GIB, { mode, seed: 31 + i }),
             )
           }
         }
-        const ids = new Set(liars.map((l) => l.peerId))
+        const liars = await Promise.all(starting)
+        const ids = new Set(liars)
         const plan: PlanMessage = await readyPlan(
           mesh,
           (p) =>
@@ -172,8 +153,8 @@ for (const r of [3, 5]) {
         expect(await meshTokens(served, PROMPT, TOKENS)).toEqual(reference)
 
         for (const liar of liars) {
-          expect(served.reputation.isFlagged(liar.peerId), liar.peerId).toBe(true)
-          expect(mesh.excludedPeers()).toContain(liar.peerId)
+          expect(served.reputation.isFlagged(liar), liar).toBe(true)
+          expect(mesh.excludedPeers()).toContain(liar)
         }
         const health = (await (await fetch(`${server.url}/health`)).json()) as {
           meshes: Array<{ peers: Array<{ id: string; numericClass: string; excluded: boolean }> }>
@@ -183,8 +164,8 @@ for (const r of [3, 5]) {
           if (ids.has(p.id)) expect(p.excluded).toBe(true)
         }
         for (const h of honest) {
-          const rec = served.reputation.get(h.peerId)
-          expect(rec?.flagged ?? false, h.peerId).toBe(false)
+          const rec = served.reputation.get(h)
+          expect(rec?.flagged ?? false, h).toBe(false)
           expect(rec?.disagreements ?? 0).toBe(0)
           expect(rec?.timeouts ?? 0).toBe(0)
         }

@@ -5,6 +5,10 @@ export const SERVER_BIN = fileURLToPath(new URL('../bin/butterfly-server.js', im
 export const WORKER_BIN = fileURLToPath(
   new URL('../../../packages/node-worker/bin/butterfly-worker.js', import.meta.url),
 )
+/** Test-only misbehaving worker (packages/node-worker/test/fixtures), compiled by vitest's global setup. */
+export const FAULTY_WORKER_BIN = fileURLToPath(
+  new URL('../../../.cache/test-fixtures/test/fixtures/faulty-worker.js', import.meta.url),
+)
 
 export interface Proc {
   readonly child: ChildProcess
@@ -17,8 +21,13 @@ export interface Proc {
 }
 
 /** Spawns a built CLI (npm test compiles first) and watches its output. */
-export function start(bin: string, args: readonly string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [bin, ...args], {
+export function start(
+  bin: string,
+  args: readonly string[],
+  env: Record<string, string> = {},
+  moreArgs: readonly string[] = [],
+): Proc {
+  const child = spawn(process.execPath, [bin, ...args, ...moreArgs], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -88,4 +97,41 @@ export async function until<T>(url: string, predicate: (body: T) => boolean, tim
     await new Promise((r) => setTimeout(r, 50))
   }
   throw new Error(`condition on ${url} not met; last body: ${JSON.stringify(last)}`)
+}
+
+export interface WorkerProcessOptions {
+  readonly weights?: 'fp32' | 'fp16'
+  readonly memoryBytes?: number
+  /** A fault mode runs the test-only faulty worker instead of `butterfly-worker join`. */
+  readonly fault?: { readonly mode: string; readonly seed?: number; readonly delayMs?: number }
+  /** Identity file for this process (one key joins a mesh once). */
+  readonly identity: string
+}
+
+/** A worker process joined to mesh 'default' of `serverUrl`, with its peer id. */
+export async function startWorkerProcess(
+  serverUrl: string,
+  name: string,
+  opts: WorkerProcessOptions,
+): Promise<{ proc: Proc; peerId: string }> {
+  const weights = opts.weights ?? 'fp32'
+  const memory = opts.memoryBytes ?? 2 ** 30
+  const proc = opts.fault
+    ? start(FAULTY_WORKER_BIN, [
+        serverUrl,
+        name,
+        weights,
+        opts.fault.mode,
+        String(memory),
+        String(opts.fault.seed ?? 1),
+        String(opts.fault.delayMs ?? 6000),
+      ])
+    : start(
+        WORKER_BIN,
+        ['join', '--server', serverUrl, '--mesh', 'default', '--device', 'cpu', '--name', name],
+        { BUTTERFLY_IDENTITY: opts.identity },
+        ['--weights', weights, '--memory', String(memory)],
+      )
+  const [, peerId] = await proc.waitFor(/joined mesh default as (\S+)/, 120_000)
+  return { proc, peerId: peerId as string }
 }

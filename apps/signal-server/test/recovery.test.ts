@@ -1,13 +1,17 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join as joinPath } from 'node:path'
 import { Xoshiro128ss } from '@butterfly/core'
-import { nodeWrtc, type WorkerNode } from '@butterfly/node-worker'
+import { nodeWrtc } from '@butterfly/node-worker'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { attachGateway, type Gateway } from '../src/gateway/gateway.js'
 import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
 import type { SignalServer } from '../src/signal-server.js'
 import { startServer, tinyModel } from './helpers.js'
-import { meshTokens, readyPlan, referenceTokens, startLocalWorker } from './mesh-harness.js'
+import { meshTokens, readyPlan, referenceTokens } from './mesh-harness.js'
+import { type Proc, startWorkerProcess } from './processes.js'
 
-// r = 1: each stage has one peer. When a worker dies mid-generation the mesh re-plans onto the
+// r = 1: each stage has one peer, a worker process. When one is SIGKILLed mid-generation the mesh re-plans onto the
 // peers left, the gateway moves the generation to the new pipeline and replays its tokens, and
 // the generation finishes with the tokens an undisturbed run gives.
 const PROMPT = [1, 40, 75, 80, 75, 35, 110, 120]
@@ -16,15 +20,19 @@ let server: SignalServer
 let gateway: Gateway | undefined
 let modelDir: string
 let cleanup: () => Promise<void>
-const live = new Set<WorkerNode>()
+/** Worker processes alive, by peer id. */
+const live = new Map<string, Proc>()
+let identities: string
 
-async function join(name: string): Promise<WorkerNode> {
-  const node = await startLocalWorker(server, name)
-  live.add(node)
-  return node
+async function join(name: string): Promise<void> {
+  const { proc, peerId } = await startWorkerProcess(server.url, name, {
+    identity: joinPath(identities, `${name}.json`),
+  })
+  live.set(peerId, proc)
 }
 
 beforeAll(async () => {
+  identities = await mkdtemp(joinPath(tmpdir(), 'butterfly-recovery-'))
   const model = await tinyModel()
   modelDir = model.dir
   cleanup = model.cleanup
@@ -38,9 +46,10 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  await Promise.all([...live].map((w) => w.stop()))
+  await Promise.all([...live.values()].map((p) => p.stop()))
   await server?.close()
   await cleanup?.()
+  await rm(identities, { recursive: true, force: true })
 })
 
 describe('a stage peer dying mid-generation (r = 1, with a spare peer)', () => {
@@ -54,13 +63,15 @@ describe('a stage peer dying mid-generation (r = 1, with a spare peer)', () => {
     for (let trial = 0; trial < 20; trial++) {
       while (live.size < 2) await join(`w-${trial}-${live.size}`)
       await readyPlan(mesh, (plan) => plan.stages.length === 2)
-      const victims = [...live]
-      const victim = victims[Math.floor(rng.nextFloat64() * victims.length)] as WorkerNode
+      const victims = [...live.keys()]
+      const victim = victims[Math.floor(rng.nextFloat64() * victims.length)] as string
       const killAt = 1 + Math.floor(rng.nextFloat64() * (TOKENS - 2))
       const tokens = await meshTokens(served, PROMPT, TOKENS, async (count) => {
         if (count !== killAt) return
+        // Killed outright: no leave, no goodbye; the mesh finds out when the channel drops.
+        const proc = live.get(victim) as Proc
         live.delete(victim)
-        await victim.stop()
+        await proc.stop('SIGKILL')
       })
       expect(tokens).toEqual(reference)
     }

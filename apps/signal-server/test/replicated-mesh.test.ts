@@ -1,4 +1,7 @@
-import { type InferenceBackend, stagePeers, Xoshiro128ss } from '@butterfly/core'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join as joinPath } from 'node:path'
+import { type InferenceBackend, type PlanStage, stagePeers, Xoshiro128ss } from '@butterfly/core'
 import { createNodeBackend, nodeWrtc, type WorkerNode } from '@butterfly/node-worker'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { FaultyStage } from '../../../packages/node-worker/test/faulty-stage.js'
@@ -7,6 +10,7 @@ import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
 import type { SignalServer } from '../src/signal-server.js'
 import { startServer, tinyModel } from './helpers.js'
 import { meshTokens, readyPlan, referenceTokens, startLocalWorker } from './mesh-harness.js'
+import { type Proc, startWorkerProcess } from './processes.js'
 
 // A mesh with 3 replicas per stage over real WebRTC, one worker lying through a test-only
 // wrapper around its stage executor: the gateway votes it down, answers with the honest
@@ -93,26 +97,37 @@ describe('replicated stages', () => {
     expect(metrics).toMatch(/butterfly_peers_excluded\{mesh="default"\} 1/)
   })
 
-  test('killing a replica mid-generation: 20 trials at random steps all finish with the honest tokens', async () => {
+  test('SIGKILL of a replica process mid-generation: 20 trials at random steps all finish with the honest tokens', async () => {
     const mesh = server.meshes.get('default')
     if (!mesh) throw new Error('no mesh')
     const served = gateway?.find('default') as MeshGateway
     const rng = new Xoshiro128ss(7)
     const reference = await meshTokens(served, PROMPT, TOKENS)
-    for (let trial = 0; trial < 20; trial++) {
-      // Top the stage back up to three honest peers, then kill one of them at a random step.
-      const live = workers.filter((w) => !mesh.excludedPeers().includes(w.peerId) && !stopped.has(w))
-      for (let i = live.length; i < 3; i++) await join(`spare-${trial}-${i}`, createNodeBackend())
-      await readyPlan(mesh, (plan) => plan.stages[0]?.replicas?.length === 2)
-      const holders = new Set(mesh.plan.stages.flatMap(stagePeers))
-      const victim = workers.find((w) => holders.has(w.peerId) && !stopped.has(w)) as WorkerNode
-      const killAt = 1 + Math.floor(rng.nextFloat64() * (TOKENS - 2))
-      const tokens = await meshTokens(served, PROMPT, TOKENS, async (count) => {
-        if (count !== killAt) return
-        stopped.add(victim)
-        await victim.stop()
-      })
-      expect(tokens).toEqual(reference)
+    const identities = await mkdtemp(joinPath(tmpdir(), 'butterfly-kill-'))
+    const procs: Proc[] = []
+    try {
+      for (let trial = 0; trial < 20; trial++) {
+        // Top the stage back up to three with a worker process, then kill that process outright
+        // (no leave, no goodbye) at a random step.
+        const { proc, peerId } = await startWorkerProcess(server.url, `spare-${trial}`, {
+          identity: joinPath(identities, `spare-${trial}.json`),
+        })
+        procs.push(proc)
+        await readyPlan(
+          mesh,
+          (plan) => plan.stages[0] !== undefined && stagePeers(plan.stages[0]).includes(peerId),
+        )
+        expect(stagePeers(mesh.plan.stages[0] as PlanStage)).toHaveLength(3)
+        const killAt = 1 + Math.floor(rng.nextFloat64() * (TOKENS - 2))
+        const tokens = await meshTokens(served, PROMPT, TOKENS, async (count) => {
+          if (count === killAt) await proc.stop('SIGKILL')
+        })
+        expect(tokens).toEqual(reference)
+        expect(served.reputation.isFlagged(peerId)).toBe(false)
+      }
+    } finally {
+      await Promise.all(procs.map((p) => p.stop('SIGKILL')))
+      await rm(identities, { recursive: true, force: true })
     }
   })
 })
