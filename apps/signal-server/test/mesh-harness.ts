@@ -7,7 +7,6 @@ import {
   toFloat32,
 } from '@butterfly/core'
 import {
-  createLocalPipeline,
   createNodeBackend,
   loadModel,
   nodeWrtc,
@@ -49,7 +48,8 @@ export function startLocalWorker(
  */
 export async function classReferenceTokens(
   modelDir: string,
-  ranges: ReadonlyArray<{ start: number; end: number }>,
+  /** Default: the whole model as one stage. */
+  ranges: ReadonlyArray<{ start: number; end: number }> | undefined,
   fp16: (stage: number) => boolean,
   prompt: readonly number[],
   tokens: number,
@@ -57,7 +57,7 @@ export async function classReferenceTokens(
   const model = await loadModel(modelDir)
   const backend = createNodeBackend()
   const stages = await Promise.all(
-    ranges.map((r, i) =>
+    (ranges ?? [{ start: 0, end: model.config.numLayers }]).map((r, i) =>
       backend.createStage(
         { config: model.config, layerStart: r.start, layerEnd: r.end },
         async (name, shape) => {
@@ -86,28 +86,13 @@ export async function classReferenceTokens(
   }
 }
 
-/** Greedy tokens of the model in one process: what every mesh run must give. */
+/** Greedy tokens of the model in one process, one fp32 stage: what every fp32 mesh run must give. */
 export async function referenceTokens(
   modelDir: string,
   prompt: readonly number[],
   tokens: number,
 ): Promise<number[]> {
-  const model = await loadModel(modelDir)
-  const local = await createLocalPipeline(model, createNodeBackend(), { stages: 1 })
-  try {
-    const out: number[] = []
-    for await (const t of generate(local, {
-      promptIds: prompt,
-      maxTokens: tokens,
-      sampling: { temperature: 0 },
-    })) {
-      out.push(t.id)
-    }
-    return out
-  } finally {
-    await local.dispose()
-    await model.close()
-  }
+  return classReferenceTokens(modelDir, undefined, () => false, prompt, tokens)
 }
 
 /** Greedy tokens through the gateway; `onToken` runs after each (e.g. to kill a peer). */
