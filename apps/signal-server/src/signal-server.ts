@@ -10,6 +10,7 @@ import type { Planner } from './mesh.js'
 import { MeshRegistry, type MeshSpec } from './mesh-registry.js'
 import { registerModelRoutes } from './model-routes.js'
 import { ServerMetrics } from './server-metrics.js'
+import { registerWebRoutes } from './web-routes.js'
 
 export interface ServerInit {
   /** Default 127.0.0.1. */
@@ -17,6 +18,8 @@ export interface ServerInit {
   /** Default 8080; 0 picks a free port (see SignalServer.url). */
   readonly port?: number
   readonly meshes: readonly MeshSpec[]
+  /** The built web app served at `/`; default apps/web/dist; false serves none. */
+  readonly webDir?: string | false
   /** Bearer token for the OpenAI-compatible API (the routes the gateway adds); not checked here. */
   readonly apiToken?: string | undefined
   /** Handed to every peer in its join ack for WebRTC. Default []. */
@@ -102,6 +105,7 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
   })
   registerModelRoutes(app, (name) => meshes.get(name)?.model)
   registerHealthRoutes(app, meshes, metrics)
+  if (init.webDir !== false) await registerWebRoutes(app, init.webDir)
 
   const io = new SocketServer(app.server, { serveClient: false, cors: { origin: true } })
   attachControlSocket(io, {

@@ -1,0 +1,112 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Browser, Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from '../apps/signal-server/test/processes.js'
+import { launchChromium } from './chromium.js'
+
+// The web app in real Chromium against a real server and a real worker process: a prompt typed
+// into the chat UI streams exactly the text `butterfly-worker generate` gives in one process.
+const RESULTS = fileURLToPath(new URL('../test-results/e2e/', import.meta.url))
+const MAX_TOKENS = 24
+let cache: string
+let server: Proc
+let worker: Proc
+let url: string
+let browser: Browser
+const errors: string[] = []
+
+async function cliGenerate(prompt: string): Promise<string> {
+  const p = start(
+    WORKER_BIN,
+    ['generate', '--model', 'synthetic:tiny', '--prompt', prompt, '--max-tokens', String(MAX_TOKENS)],
+    {
+      BUTTERFLY_CACHE_DIR: cache,
+    },
+  )
+  expect(await p.exited).toBe(0)
+  return p.output().replace(/\n$/, '')
+}
+
+async function openApp(): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 390, height: 844 } })
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text())
+  })
+  page.on('pageerror', (e) => errors.push(e.message))
+  await page.goto(url)
+  return page
+}
+
+beforeAll(async () => {
+  cache = await mkdtemp(join(tmpdir(), 'bf-e2e-'))
+  await mkdir(RESULTS, { recursive: true })
+  server = start(SERVER_BIN, ['--port', '0', '--model', 'synthetic:tiny'], { BUTTERFLY_CACHE_DIR: cache })
+  url = (await server.waitFor(/listening on (http:\/\/\S+)/))[1] as string
+  worker = start(WORKER_BIN, ['join', '--server', url, '--device', 'cpu', '--name', 'node-worker'], {
+    BUTTERFLY_CACHE_DIR: cache,
+    BUTTERFLY_IDENTITY: join(cache, 'worker.identity.json'),
+  })
+  await until<{ meshes: Array<{ ready: boolean }> }>(`${url}/health`, (h) => h.meshes[0]?.ready === true)
+  browser = await launchChromium()
+})
+
+afterAll(async () => {
+  await browser?.close()
+  await Promise.all([worker?.stop(), server?.stop()])
+  await rm(cache, { recursive: true, force: true })
+})
+
+describe('web app', () => {
+  test('the server sends the page cross-origin isolated', async () => {
+    const res = await fetch(url)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('cross-origin-opener-policy')).toBe('same-origin')
+    expect(res.headers.get('cross-origin-embedder-policy')).toBe('require-corp')
+  })
+
+  test('a prompt typed into the chat streams exactly the single-process tokens', async () => {
+    const prompt = 'To be, or not'
+    const reference = await cliGenerate(prompt)
+    expect(reference.length).toBeGreaterThan(0)
+    const page = await openApp()
+    await page.getByLabel('Prompt').fill(prompt)
+    await page.getByLabel('Max tokens').fill(String(MAX_TOKENS))
+    await page.getByRole('button', { name: 'Send' }).click()
+    await page
+      .getByTestId('chat-status')
+      .getByText(/^done: /)
+      .waitFor({ timeout: 60_000 })
+    expect(await page.getByTestId('completion').textContent()).toBe(reference)
+    expect(await page.getByTestId('chat-status').textContent()).toContain(`${MAX_TOKENS} tokens`)
+    expect(await page.evaluate('crossOriginIsolated')).toBe(true)
+    await page.screenshot({ path: join(RESULTS, 'chat.png'), fullPage: true })
+    await page.close()
+  })
+
+  test('the mesh view shows the worker, its class and the plan', async () => {
+    const page = await openApp()
+    await page.getByRole('button', { name: 'Mesh' }).click()
+    await page.getByRole('cell', { name: 'node-worker' }).waitFor()
+    expect(await page.getByRole('cell', { name: 'cpu/fp32' }).count()).toBe(1)
+    expect(await page.getByTestId('stage-0').textContent()).toMatch(/layers 0–3: node-worker/)
+    await page.screenshot({ path: join(RESULTS, 'mesh.png'), fullPage: true })
+    await page.close()
+  })
+
+  test('an error from the mesh is shown in words, and the page logs no console errors', async () => {
+    const page = await openApp()
+    await page.getByLabel('Prompt').fill('a'.repeat(600))
+    await page.getByRole('button', { name: 'Send' }).click()
+    const alert = page.getByRole('alert')
+    await alert.waitFor()
+    expect(await alert.textContent()).toMatch(
+      /The mesh could not answer: the prompt is \d+ tokens; the model's context is 512/,
+    )
+    await page.close()
+    // The refused request is the only thing the console may mention.
+    expect(errors.filter((e) => !/status of 400/.test(e))).toEqual([])
+  })
+})
