@@ -59,6 +59,8 @@ for (;;) {
 console.log(`
 Butterfly is running at ${url}  (health: ${url}/health, metrics: ${url}/metrics)
 
+Open ${url}/ in a browser to chat with the mesh and watch it work.
+
 Try it:
   curl ${url}/v1/chat/completions -H 'content-type: application/json' \\
     -d '{"model":"default","messages":[{"role":"user","content":"To be, or not to be"}],"max_tokens":32}'
