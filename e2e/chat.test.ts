@@ -82,6 +82,10 @@ describe('web app', () => {
     expect(await page.getByTestId('completion').textContent()).toBe(reference)
     expect(await page.getByTestId('chat-status').textContent()).toContain(`${MAX_TOKENS} tokens`)
     expect(await page.evaluate('crossOriginIsolated')).toBe(true)
+    // Each token says which peer computed its stage: here the one Node worker, no vote (r = 1).
+    expect(await page.getByTestId('token-details').textContent()).toMatch(/stage 0: node-worker$/)
+    await page.getByRole('button', { name: 'token 1: show which peers computed it' }).click()
+    expect(await page.getByTestId('token-details').textContent()).toMatch(/^Token 1: .*stage 0: node-worker$/)
     await page.screenshot({ path: join(RESULTS, 'chat.png'), fullPage: true })
     await page.close()
   })

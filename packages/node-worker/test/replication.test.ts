@@ -1,5 +1,6 @@
 import {
   FingerprintingStage,
+  type GeneratedToken,
   generate,
   type Pipeline,
   type StageSession,
@@ -333,6 +334,40 @@ test('a two-faced primary (honest fingerprint, lying full state) is caught when 
     for (const id of s0.honest) expect(book.get(id)?.disagreements ?? 0).toBe(0)
     expect(s0.stage.stats.fetches).toBeGreaterThanOrEqual(1)
   }
+})
+
+test('every token says which replicas computed each stage and how the vote went', async () => {
+  const book = strictBook()
+  const s0 = replicatedStage(
+    0,
+    1,
+    { replicas: ['32', '32', '32'], spares: [], faults: new Map([[2, { mode: 'noise', fromStep: 5 }]]) },
+    book,
+  )
+  const s1 = replicatedStage(1, 1, { replicas: ['32', '32', '32'], spares: [] }, book)
+  const pipeline: Pipeline = { stages: [s0.stage, s1.stage], maxContext: config.maxContext }
+  const seen: Array<NonNullable<GeneratedToken['provenance']>> = []
+  for await (const t of generate(pipeline, {
+    promptIds: PROMPT,
+    maxTokens: 16,
+    sampling: { temperature: 0 },
+  })) {
+    seen.push(t.provenance ?? [])
+  }
+  const [liar] = s0.faulty as [string]
+  expect(seen).toHaveLength(16)
+  for (const stages of seen) {
+    expect(stages).toHaveLength(2)
+    for (const st of stages) {
+      expect(st?.spotChecked).toBe(false)
+      expect(st?.agreeing.length).toBeGreaterThanOrEqual(2)
+    }
+  }
+  // The liar lies from its sixth step (the prefill is the first) until it is flagged and retired.
+  expect(seen[3]?.[0]?.disagreeing).toEqual([])
+  expect(seen.some((st) => st[0]?.disagreeing.includes(liar))).toBe(true)
+  expect(seen.at(-1)?.[0]?.peers).not.toContain(liar)
+  for (const st of seen) for (const id of st[1]?.peers ?? []) expect(s1.honest).toContain(id)
 })
 
 test('a replica killed mid-generation is replaced by a spare that replays the history', async () => {

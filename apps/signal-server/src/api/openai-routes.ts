@@ -1,5 +1,5 @@
 import { randomBytes, randomInt } from 'node:crypto'
-import type { FinishReason, GenerateRequest } from '@butterfly/core'
+import type { FinishReason, GenerateRequest, StepProvenance } from '@butterfly/core'
 import { ButterflyError } from '@butterfly/core'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ApiObserver, CompletionBackend, ServedModel } from './completion-backend.js'
@@ -118,6 +118,7 @@ async function complete(
         break
       }
       completion++
+      out.token(next.value.provenance)
       out.text(stops.push(decoder.push(next.value.id)))
       if (stops.stopped) {
         finish = 'stop'
@@ -143,6 +144,8 @@ class Output {
   private readonly created = Math.floor(Date.now() / 1000)
   private buffered = ''
   private started = false
+  /** Per token since the last chunk, who computed each stage's step (a Butterfly extension). */
+  private pending: Array<{ stages: Array<StepProvenance | null> }> = []
 
   constructor(
     private readonly kind: Kind,
@@ -151,6 +154,13 @@ class Output {
     private readonly reply: FastifyReply,
   ) {
     this.id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`
+  }
+
+  /** Notes a generated token's provenance; it rides on the next chunk sent. */
+  token(provenance: ReadonlyArray<StepProvenance | undefined> | undefined): void {
+    if (this.request.stream && provenance !== undefined) {
+      this.pending.push({ stages: provenance.map((p) => p ?? null) })
+    }
   }
 
   text(piece: string): void {
@@ -216,8 +226,14 @@ class Output {
     }
   }
 
-  private send(payload: unknown): void {
-    this.reply.raw.write(`data: ${JSON.stringify(payload)}\n\n`)
+  private send(payload: Record<string, unknown>): void {
+    // Clients that do not know the field ignore it, as OpenAI's own SDKs do.
+    const body =
+      this.pending.length > 0 && Array.isArray(payload.choices) && payload.choices.length > 0
+        ? { ...payload, butterfly: { tokens: this.pending } }
+        : payload
+    if (body !== payload) this.pending = []
+    this.reply.raw.write(`data: ${JSON.stringify(body)}\n\n`)
   }
 }
 

@@ -36,6 +36,10 @@ export class MeteredStage implements StageSession {
     }
   }
 
+  provenance(id: string) {
+    return this.inner.provenance?.(id)
+  }
+
   endGeneration(id: string): void {
     this.inner.endGeneration(id)
   }

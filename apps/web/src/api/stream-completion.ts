@@ -12,6 +12,16 @@ export interface CompletionParams {
   readonly seed: number
 }
 
+/** Who computed each stage's step for one token (the server's `butterfly` extension). */
+export interface TokenProvenance {
+  readonly stages: ReadonlyArray<{
+    readonly peers: readonly string[]
+    readonly agreeing: readonly string[]
+    readonly disagreeing: readonly string[]
+    readonly spotChecked: boolean
+  } | null>
+}
+
 export class ApiFailure extends Error {
   override readonly name = 'ApiFailure'
   constructor(
@@ -37,7 +47,7 @@ function failure(status: number, body: ErrorBody | undefined): ApiFailure {
 /** Resolves with the number of tokens generated, as the server counted them. */
 export async function streamCompletion(
   params: CompletionParams,
-  onText: (text: string) => void,
+  onText: (text: string, tokens: readonly TokenProvenance[]) => void,
   signal: AbortSignal,
 ): Promise<number | undefined> {
   const res = await fetch('/v1/completions', {
@@ -79,12 +89,14 @@ export async function streamCompletion(
       const chunk = JSON.parse(data) as {
         choices?: Array<{ text?: string }>
         usage?: { completion_tokens?: number }
+        butterfly?: { tokens?: TokenProvenance[] }
       } & ErrorBody
       if (chunk.error !== undefined) throw failure(500, chunk)
       // A token that ends inside a multi-byte character brings no text; the usage chunk counts it.
       if (typeof chunk.usage?.completion_tokens === 'number') generated = chunk.usage.completion_tokens
       const text = chunk.choices?.[0]?.text
-      if (typeof text === 'string' && text.length > 0) onText(text)
+      const tokens = Array.isArray(chunk.butterfly?.tokens) ? chunk.butterfly.tokens : []
+      if (typeof text === 'string' && (text.length > 0 || tokens.length > 0)) onText(text, tokens)
     }
   }
 }

@@ -1,16 +1,26 @@
 import { create } from 'zustand'
-import { type CompletionParams, streamCompletion } from '../api/stream-completion.js'
+import { type CompletionParams, streamCompletion, type TokenProvenance } from '../api/stream-completion.js'
 
 export type ChatStatus = 'idle' | 'streaming' | 'done' | 'stopped' | 'error'
+
+/** A piece of streamed text and the tokens that produced it. */
+export interface Piece {
+  readonly text: string
+  readonly tokens: readonly TokenProvenance[]
+}
 
 export interface ChatState {
   readonly params: CompletionParams
   readonly output: string
+  readonly pieces: readonly Piece[]
+  /** Index of the piece whose provenance is shown. */
+  readonly selected: number | undefined
   readonly tokens: number
   readonly tokensPerSec: number
   readonly status: ChatStatus
   readonly error: string | undefined
   setParams(p: Partial<CompletionParams>): void
+  select(index: number | undefined): void
   send(): Promise<void>
   stop(): void
 }
@@ -21,27 +31,43 @@ let controller: AbortController | undefined
 export const useChat = create<ChatState>((set, get) => ({
   params: { prompt: '', maxTokens: 64, temperature: 0, topP: 1, seed: 0 },
   output: '',
+  pieces: [],
+  selected: undefined,
   tokens: 0,
   tokensPerSec: 0,
   status: 'idle',
   error: undefined,
   setParams: (p) => set({ params: { ...get().params, ...p } }),
+  select: (index) => set({ selected: index }),
   async send() {
     controller?.abort()
     const mine = new AbortController()
     controller = mine
-    set({ output: '', tokens: 0, tokensPerSec: 0, status: 'streaming', error: undefined })
+    set({
+      output: '',
+      pieces: [],
+      selected: undefined,
+      tokens: 0,
+      tokensPerSec: 0,
+      status: 'streaming',
+      error: undefined,
+    })
     let first = 0
     let last = 0
     try {
       const generated = await streamCompletion(
         get().params,
-        (text) => {
+        (text, provenance) => {
           last = performance.now()
           if (first === 0) first = last
-          const tokens = get().tokens + 1
+          const tokens = get().tokens + Math.max(1, provenance.length)
           const secs = (last - first) / 1000
-          set({ output: get().output + text, tokens, tokensPerSec: secs > 0 ? (tokens - 1) / secs : 0 })
+          set({
+            output: get().output + text,
+            pieces: [...get().pieces, { text, tokens: provenance }],
+            tokens,
+            tokensPerSec: secs > 0 ? (tokens - 1) / secs : 0,
+          })
         },
         mine.signal,
       )

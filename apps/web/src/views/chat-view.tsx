@@ -1,9 +1,11 @@
 import type { FormEvent } from 'react'
 import { useChat } from '../store/chat-store.js'
+import { TokenDetails } from './token-details.js'
 
 /** A prompt, the sampling settings, and the completion as it streams in. */
 export function ChatView() {
-  const { params, output, tokens, tokensPerSec, status, error, setParams, send, stop } = useChat()
+  const { params, pieces, selected, tokens, tokensPerSec, status, error, setParams, send, stop, select } =
+    useChat()
   const streaming = status === 'streaming'
   const submit = (e: FormEvent) => {
     e.preventDefault()
@@ -82,8 +84,20 @@ export function ChatView() {
         </div>
       </form>
       <output className="completion" aria-live="polite" data-status={status} data-testid="completion">
-        {output}
+        {pieces.map((p, i) => (
+          <button
+            // biome-ignore lint/suspicious/noArrayIndexKey: pieces only ever grow, in order
+            key={i}
+            type="button"
+            className={`piece${selected === i ? ' selected' : ''}`}
+            onClick={() => select(i)}
+            aria-label={`token ${i + 1}: show which peers computed it`}
+          >
+            {p.text}
+          </button>
+        ))}
       </output>
+      <TokenDetails />
       <p className="meta" data-testid="chat-status">
         {status === 'streaming' && `streaming… ${tokens} tokens, ${tokensPerSec.toFixed(1)} tokens/s`}
         {status === 'done' && `done: ${tokens} tokens at ${tokensPerSec.toFixed(1)} tokens/s`}

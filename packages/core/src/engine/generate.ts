@@ -1,6 +1,6 @@
 import { ButterflyError, GenerationError } from '../errors.js'
 import { Sampler, type SamplingParams, type TopKLogits, validateSamplingParams } from '../sampler.js'
-import type { StageSession } from './inference-backend.js'
+import type { StageSession, StepProvenance } from './inference-backend.js'
 
 export interface GenerateRequest {
   readonly promptIds: readonly number[]
@@ -26,6 +26,8 @@ export interface GeneratedToken {
   readonly id: number
   /** The candidates the token was sampled from. */
   readonly topk: TopKLogits
+  /** Per stage, who computed the step the token was sampled from (stages that know). */
+  readonly provenance?: ReadonlyArray<StepProvenance | undefined>
 }
 
 /**
@@ -141,7 +143,8 @@ export async function* generate(
       const token = sampler.sample(topk)
       if (stop.has(token)) return result('stop')
       completion++
-      yield { id: token, topk }
+      const provenance = stages.map((s) => s.provenance?.(id))
+      yield provenance.some((p) => p !== undefined) ? { id: token, topk, provenance } : { id: token, topk }
       if (completion === request.maxTokens) break
       if (position >= maxContext) return result('context')
       topk = await step([token])

@@ -41,6 +41,17 @@ export interface StageInit {
   readonly emitLogits?: boolean
 }
 
+/** Who computed a stage's latest step of a generation, and how the vote on it went. */
+export interface StepProvenance {
+  /** Peers whose answers were considered (one for an unreplicated stage). */
+  readonly peers: readonly string[]
+  /** Peers whose answers agreed with the accepted output (empty without a vote). */
+  readonly agreeing: readonly string[]
+  readonly disagreeing: readonly string[]
+  /** The step went to a trusted peer alone (adaptive replication). */
+  readonly spotChecked: boolean
+}
+
 /**
  * A loaded pipeline stage. It owns the KV caches of its layers, one per generation; they
  * never leave it. Steps of one generation must arrive in order (startPos = positions so far).
@@ -56,6 +67,8 @@ export interface StageSession {
    * `startPos`; fails (StageError ERR_HIDDEN_UNAVAILABLE) once a later step ran or it was freed.
    */
   fetchHidden?(generationId: string, startPos: number, signal?: AbortSignal): Promise<Float32Array>
+  /** Who computed the generation's latest step here (remote and replicated stages know). */
+  provenance?(generationId: string): StepProvenance | undefined
   /** Frees the generation's KV cache; unknown ids are ignored. */
   endGeneration(generationId: string): void
   /** Generations currently holding a KV cache here. */

@@ -1,4 +1,9 @@
-import type { StageSession, StageStepInput, StageStepOutput } from '../engine/inference-backend.js'
+import type {
+  StageSession,
+  StageStepInput,
+  StageStepOutput,
+  StepProvenance,
+} from '../engine/inference-backend.js'
 import { type ButterflyError, StageError } from '../errors.js'
 import { isBytes, PUBLIC_KEY_BYTES } from '../identity/peer-identity.js'
 import { verifyResult } from '../identity/step-signature.js'
@@ -108,6 +113,11 @@ export class RemoteStage implements StageSession {
     if (challenge !== undefined)
       this.fingerprinted.set(generationId, { startPos: input.startPos, seqLen: input.seqLen })
     return out
+  }
+
+  provenance(generationId: string): StepProvenance | undefined {
+    if (!this.generations.has(generationId)) return undefined
+    return { peers: [this.init.peerId], agreeing: [], disagreeing: [], spotChecked: false }
   }
 
   /** The full state behind the generation's latest fingerprinted step (FetchHidden). */

@@ -1,4 +1,9 @@
-import type { StageSession, StageStepInput, StageStepOutput } from '../engine/inference-backend.js'
+import type {
+  StageSession,
+  StageStepInput,
+  StageStepOutput,
+  StepProvenance,
+} from '../engine/inference-backend.js'
 import { GenerationError, VerifyError } from '../errors.js'
 import type { TopKLogits } from '../sampler.js'
 import type { ReputationBook } from '../verify/reputation.js'
@@ -101,6 +106,8 @@ export class ReplicatedStage implements StageSession {
   private readonly maxReplicas: number
   /** Per generation, every step input this stage accepted, in order: what a replacement replays. */
   private readonly history = new Map<string, StageStepInput[]>()
+  /** Per generation, who computed its latest accepted step and how the vote went. */
+  private readonly lastVote = new Map<string, StepProvenance>()
   private readonly sampleToken: (topk: TopKLogits) => number
   private readonly challenge: () => number
   private readonly fingerprints: boolean
@@ -210,6 +217,7 @@ export class ReplicatedStage implements StageSession {
 
   endGeneration(generationId: string): void {
     this.history.delete(generationId)
+    this.lastVote.delete(generationId)
     for (const m of this.members) {
       m.synced.delete(generationId)
       try {
@@ -239,7 +247,14 @@ export class ReplicatedStage implements StageSession {
     if (spotCheck) {
       // A trusted primary answering alone is taken on trust, but only if it is well-formed.
       const only = replies[0] as Reply
-      return this.wellFormed(only.out, input.seqLen) ? only.out : undefined
+      if (!this.wellFormed(only.out, input.seqLen)) return undefined
+      this.lastVote.set(generationId, {
+        peers: [only.m.peerId],
+        agreeing: [],
+        disagreeing: [],
+        spotChecked: true,
+      })
+      return only.out
     }
     const book = this.c.reputation
     if (this.isLast) {
@@ -250,6 +265,7 @@ export class ReplicatedStage implements StageSession {
       const vote = voteToken(tokens, this.f)
       if (!vote.ok) return undefined
       book.recordVote(vote)
+      this.remember(generationId, replies, vote)
       this.retireFlagged(replies)
       // The first agreeing reply in ask order: the primary's, when it is honest.
       return replies.find((_, i) => tokens[i]?.token === vote.token)?.out
@@ -259,6 +275,7 @@ export class ReplicatedStage implements StageSession {
       const vote = voteHidden(replies.map(hiddenReply), this.f, this.c.tolerances, shape)
       if (vote.ok) {
         book.recordVote(vote)
+        this.remember(generationId, replies, vote)
         this.retireFlagged(replies)
         return { hidden: vote.accepted.hidden }
       }
@@ -281,6 +298,23 @@ export class ReplicatedStage implements StageSession {
         replies.splice(replies.indexOf(reply), 1)
       }
     }
+  }
+
+  provenance(generationId: string): StepProvenance | undefined {
+    return this.lastVote.get(generationId)
+  }
+
+  private remember(
+    generationId: string,
+    replies: Reply[],
+    vote: { agreeing: string[]; disagreeing: string[] },
+  ): void {
+    this.lastVote.set(generationId, {
+      peers: replies.map((r) => r.m.peerId),
+      agreeing: [...vote.agreeing],
+      disagreeing: [...vote.disagreeing],
+      spotChecked: false,
+    })
   }
 
   /** A replica that threw or missed its deadline: counted, and out of this stage for good. */

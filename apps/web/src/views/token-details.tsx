@@ -1,0 +1,39 @@
+import { useEffect } from 'react'
+import { useChat } from '../store/chat-store.js'
+import { useMesh } from '../store/mesh-store.js'
+
+/** For the selected piece of the answer (the last one by default): each stage's peers and vote. */
+export function TokenDetails() {
+  const { pieces, selected } = useChat()
+  const { meshes, refresh } = useMesh()
+  useEffect(() => {
+    void refresh()
+  }, [refresh])
+  const index = selected ?? pieces.length - 1
+  const piece = pieces[index]
+  const token = piece?.tokens[piece.tokens.length - 1]
+  if (piece === undefined || token === undefined) return null
+  const names = new Map(meshes.flatMap((m) => m.peers.map((p) => [p.id, p.name] as const)))
+  const name = (id: string) => names.get(id) ?? `${id.slice(0, 8)}…`
+  return (
+    <section aria-label="token details" className="token-details" data-testid="token-details">
+      <h3>
+        Token {index + 1}: {JSON.stringify(piece.text)}
+      </h3>
+      <ul>
+        {token.stages.map((s, i) => (
+          // biome-ignore lint/suspicious/noArrayIndexKey: stages are fixed for a generation
+          <li key={i}>
+            stage {i}:{' '}
+            {s === null
+              ? 'computed in-process'
+              : s.agreeing.length === 0
+                ? `${s.peers.map(name).join(', ')}${s.spotChecked ? ' (trusted, spot-checked)' : ''}`
+                : `${s.peers.length} replicas; agreed ${s.agreeing.map(name).join(', ')}` +
+                  (s.disagreeing.length > 0 ? `; outvoted ${s.disagreeing.map(name).join(', ')}` : '')}
+          </li>
+        ))}
+      </ul>
+    </section>
+  )
+}
