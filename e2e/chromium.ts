@@ -9,6 +9,11 @@ export const CHROMIUM_ARGS = [
   '--disable-sync',
   '--no-first-run',
   '--disable-quic',
+  // WebRTC between the page and Node workers on 127.0.0.1.
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  // A software (SwiftShader) WebGPU adapter where there is no GPU: slow, but correct.
+  '--enable-unsafe-webgpu',
 ]
 
 /** The distribution's Chromium (scripts/ensure-chromium.mjs installs it before `npm test`). */

@@ -1,11 +1,11 @@
 import {
+  ControlClient,
   generateIdentity,
   type JoinAck,
   peerIdFromPublicKey,
   signJoinProof,
   toBase64url,
 } from '@butterfly/core'
-import { ControlClient } from '@butterfly/node-worker'
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest'
 import type { SignalServer } from '../src/signal-server.js'
 import {

@@ -1,8 +1,9 @@
 import { useState } from 'react'
 import { ChatView } from './views/chat-view.js'
+import { ContributeView } from './views/contribute-view.js'
 import { MeshView } from './views/mesh-view.js'
 
-type Tab = 'chat' | 'mesh'
+type Tab = 'chat' | 'mesh' | 'contribute'
 
 /** The two views, switched by a tab bar that works from the keyboard. */
 export function App() {
@@ -12,14 +13,23 @@ export function App() {
       <header>
         <h1>Butterfly</h1>
         <nav aria-label="views">
-          {(['chat', 'mesh'] as const).map((t) => (
+          {(['chat', 'mesh', 'contribute'] as const).map((t) => (
             <button key={t} type="button" aria-pressed={tab === t} onClick={() => setTab(t)}>
-              {t === 'chat' ? 'Chat' : 'Mesh'}
+              {t === 'chat' ? 'Chat' : t === 'mesh' ? 'Mesh' : 'Contribute'}
             </button>
           ))}
         </nav>
       </header>
-      <main>{tab === 'chat' ? <ChatView /> : <MeshView />}</main>
+      {/* Every view stays mounted: contributing goes on while the user chats or looks at the mesh. */}
+      <main>
+        <div hidden={tab !== 'chat'}>
+          <ChatView />
+        </div>
+        <div hidden={tab !== 'mesh'}>{tab === 'mesh' && <MeshView />}</div>
+        <div hidden={tab !== 'contribute'}>
+          <ContributeView />
+        </div>
+      </main>
     </>
   )
 }

@@ -23,3 +23,17 @@ declare class AbortController {
 }
 declare function setInterval(handler: () => void, timeout?: number): unknown
 declare function clearInterval(id: unknown): void
+// fetch and performance.now, as every runtime we target has them; only what core uses.
+interface CoreFetchResponse {
+  readonly ok: boolean
+  readonly status: number
+  readonly headers: { get(name: string): string | null }
+  readonly body: { cancel(): Promise<void> } | null
+  json(): Promise<unknown>
+  arrayBuffer(): Promise<ArrayBuffer>
+}
+declare function fetch(
+  url: string,
+  init?: { method?: string; headers?: Record<string, string>; signal?: AbortSignal },
+): Promise<CoreFetchResponse>
+declare const performance: { now(): number }

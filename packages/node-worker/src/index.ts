@@ -18,18 +18,9 @@ export { type Device, type DeviceRequest, resolveDevice } from './device.js'
 export { CliUsageError, DeviceUnavailableError, ModelNotFoundError } from './errors.js'
 export { FileSource } from './file-source.js'
 export { type GenerateOptions, runGenerate } from './generate-command.js'
-export { HttpSource } from './http-source.js'
-export { ControlClient } from './join/control-client.js'
-export { benchmarkLayerSteps } from './join/layer-benchmark.js'
-export {
-  stageTensorNames,
-  startWorkerNode,
-  type WorkerNode,
-  type WorkerNodeInit,
-} from './join/worker-node.js'
+export { startWorkerNode, type WorkerNode, type WorkerNodeInit } from './join/worker-node.js'
 export { createLocalPipeline, type LocalPipelineOptions } from './local-pipeline.js'
 export { cacheDir, type LoadedModel, loadModel, resolveModelDir, writeSyntheticModel } from './model-store.js'
 export { nodeSignatureBackend, useNativeSignatures } from './native-signatures.js'
 export { createNodeBackend, type NodeBackendInit } from './node-backend.js'
 export { nodeWrtc } from './node-wrtc.js'
-export { openRemoteModel, type RemoteModel } from './remote-model.js'

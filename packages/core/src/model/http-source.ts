@@ -1,5 +1,5 @@
-import type { ByteSource } from '@butterfly/core'
-import { ModelFileError } from '@butterfly/core'
+import { ModelFileError } from '../errors.js'
+import type { ByteSource } from '../safetensors.js'
 
 /**
  * A ByteSource over HTTP Range requests, so a worker downloads only the byte ranges of its

@@ -1,4 +1,7 @@
-import { fromFloat32, type InferenceBackend, type ModelConfig, syntheticTensor } from '@butterfly/core'
+import type { InferenceBackend } from '../engine/inference-backend.js'
+import { fromFloat32 } from '../float16.js'
+import type { ModelConfig } from '../model-config.js'
+import { syntheticTensor } from '../synthetic.js'
 
 /**
  * The throughput figure a worker announces at join: single-token layer evaluations per

@@ -1,18 +1,17 @@
+import { io, type Socket } from 'socket.io-client'
+import { ControlError, errorFromWire } from '../errors.js'
+import { toBase64url } from '../identity/base64url.js'
+import { signJoinProof } from '../identity/join-proof.js'
+import type { PeerIdentity } from '../identity/peer-identity.js'
+import type { Signaling } from '../transport/transport.js'
 import {
   CONTROL_EVENTS,
-  ControlError,
-  errorFromWire,
   type JoinAck,
   type JoinRequest,
-  type PeerIdentity,
   type PlanMessage,
   parseHello,
   parsePlanMessage,
-  type Signaling,
-  signJoinProof,
-  toBase64url,
-} from '@butterfly/core'
-import { io, type Socket } from 'socket.io-client'
+} from './control-protocol.js'
 
 export interface ControlClientInit {
   readonly serverUrl: string
@@ -110,7 +109,8 @@ export class ControlClient implements Signaling {
     }
     this.peer = ack.peerId
     this.heartbeat = setInterval(() => this.socket.emit(CONTROL_EVENTS.heartbeat, {}), ack.heartbeatMs)
-    this.heartbeat.unref()
+    // Node's timers would keep the process alive for the heartbeat alone; browsers have no unref.
+    ;(this.heartbeat as { unref?: () => void }).unref?.()
     return ack
   }
 

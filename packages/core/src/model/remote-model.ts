@@ -1,11 +1,9 @@
-import { createHash } from 'node:crypto'
-import {
-  type ModelConfig,
-  ModelFileError,
-  parseModelConfig,
-  SafetensorsReader,
-  type WeightProvider,
-} from '@butterfly/core'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { ModelFileError } from '../errors.js'
+import { type ModelConfig, parseModelConfig } from '../model-config.js'
+import type { WeightProvider } from '../onnx/stage-graph.js'
+import { SafetensorsReader } from '../safetensors.js'
 import { HttpSource } from './http-source.js'
 
 /** What the server publishes at `${modelPath}manifest.json`. */
@@ -45,7 +43,7 @@ export async function openRemoteModel(
   const weights: WeightProvider = async (name, shape) => {
     const t = await reader.read(name, { dtype: ['F32', 'F16'], shape }, options.signal)
     const expected = manifest.tensors[name]?.sha256
-    const actual = createHash('sha256').update(t.data).digest('hex')
+    const actual = bytesToHex(sha256(t.data))
     if (expected !== actual) {
       throw new ModelFileError(
         'ERR_MODEL_FILE_HASH',
@@ -69,8 +67,13 @@ export async function openRemoteModel(
 }
 
 /** GETs JSON; unreachable servers, HTTP errors and bad JSON become ModelFileErrors naming the URL. */
-export async function fetchJson(url: string, init: RequestInit = {}): Promise<unknown> {
-  let res: Response
+export interface FetchInit {
+  readonly headers?: Record<string, string>
+  readonly signal?: AbortSignal
+}
+
+export async function fetchJson(url: string, init: FetchInit = {}): Promise<unknown> {
+  let res: Awaited<ReturnType<typeof fetch>>
   try {
     res = await fetch(url, init)
   } catch (err) {

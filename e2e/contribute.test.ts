@@ -1,0 +1,198 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Browser, Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from '../apps/signal-server/test/processes.js'
+import { launchChromium } from './chromium.js'
+
+// A browser tab contributes a pipeline stage (onnxruntime-web on WASM, in a Web Worker) next to
+// one Node worker; prompts typed into a second tab's chat stream exactly the single-process text.
+// Then the contributing tab is closed mid-generation and the generation still completes intact.
+const RESULTS = fileURLToPath(new URL('../test-results/e2e/', import.meta.url))
+const MAX_TOKENS = 24
+const PROMPT = 'Now is the winter'
+let cache: string
+let server: Proc
+let worker: Proc
+let url: string
+let browser: Browser
+
+interface Health {
+  meshes: Array<{
+    ready: boolean
+    plan: { stages: Array<{ peerId: string }> }
+    peers: Array<{ id: string; backend: string }>
+  }>
+}
+
+async function cliGenerate(prompt: string): Promise<string> {
+  const p = start(
+    WORKER_BIN,
+    ['generate', '--model', 'synthetic:tiny', '--prompt', prompt, '--max-tokens', String(MAX_TOKENS)],
+    {
+      BUTTERFLY_CACHE_DIR: cache,
+    },
+  )
+  expect(await p.exited).toBe(0)
+  return p.output().replace(/\n$/, '')
+}
+
+/** A tab that turns on "Contribute this GPU" and waits until it hosts layers. */
+async function contributingTab(device: 'wasm' | 'webgpu'): Promise<Page> {
+  const page = await browser.newPage()
+  await page.goto(`${url}/?device=${device}`)
+  await page.getByRole('button', { name: 'Contribute' }).click()
+  await page.getByRole('switch', { name: 'Contribute this GPU' }).check()
+  await page
+    .getByTestId('contribute-layers')
+    .getByText(/^\d+–\d+$/)
+    .waitFor({ timeout: 90_000 })
+  return page
+}
+
+async function chat(prompt: string): Promise<{ page: Page; text: string | null }> {
+  const page = await browser.newPage()
+  await page.goto(url)
+  await page.getByLabel('Prompt').fill(prompt)
+  await page.getByLabel('Max tokens').fill(String(MAX_TOKENS))
+  await page.getByRole('button', { name: 'Send' }).click()
+  await page
+    .getByTestId('chat-status')
+    .getByText(/^done: /)
+    .waitFor({ timeout: 90_000 })
+  return { page, text: await page.getByTestId('completion').textContent() }
+}
+
+/** Streams a completion through the API, calling `onToken` after each chunk. */
+async function apiText(prompt: string, onChunk: (n: number) => Promise<void>): Promise<string> {
+  const res = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt, max_tokens: MAX_TOKENS, temperature: 0, stream: true }),
+  })
+  expect(res.status).toBe(200)
+  let text = ''
+  let n = 0
+  let buffer = ''
+  const decoder = new TextDecoder()
+  for await (const bytes of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(bytes, { stream: true })
+    for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
+      const data = buffer.slice(6, end)
+      buffer = buffer.slice(end + 2)
+      if (data === '[DONE]') return text
+      text += (JSON.parse(data) as { choices: Array<{ text: string }> }).choices[0]?.text ?? ''
+      await onChunk(++n)
+    }
+  }
+  throw new Error('stream ended without [DONE]')
+}
+
+beforeAll(async () => {
+  cache = await mkdtemp(join(tmpdir(), 'bf-e2e-tab-'))
+  server = start(SERVER_BIN, ['--port', '0', '--model', 'synthetic:tiny', '--plan-strategy', 'uniform'], {
+    BUTTERFLY_CACHE_DIR: cache,
+  })
+  url = (await server.waitFor(/listening on (http:\/\/\S+)/))[1] as string
+  worker = start(WORKER_BIN, ['join', '--server', url, '--device', 'cpu', '--name', 'node-worker'], {
+    BUTTERFLY_CACHE_DIR: cache,
+    BUTTERFLY_IDENTITY: join(cache, 'worker.identity.json'),
+  })
+  await until<Health>(`${url}/health`, (h) => h.meshes[0]?.ready === true)
+  browser = await launchChromium()
+})
+
+afterAll(async () => {
+  await browser?.close()
+  await Promise.all([worker?.stop(), server?.stop()])
+  await rm(cache, { recursive: true, force: true })
+})
+
+describe('a browser tab as a pipeline stage', () => {
+  test('a tab contributing on WASM serves a stage next to a Node worker; chat gives the single-process text', async () => {
+    const reference = await cliGenerate(PROMPT)
+    const tab = await contributingTab('wasm')
+    const health = await until<Health>(
+      `${url}/health`,
+      (h) => h.meshes[0]?.ready === true && h.meshes[0].plan.stages.length === 2,
+    )
+    expect(health.meshes[0]?.peers.map((p) => p.backend).sort()).toEqual(['cpu', 'wasm'])
+    const { page, text } = await chat(PROMPT)
+    expect(text).toBe(reference)
+    await tab.screenshot({ path: join(RESULTS, 'contribute.png'), fullPage: true })
+    expect(
+      Number(await tab.getByTestId('contribute-status').locator('dd').nth(3).textContent()),
+    ).toBeGreaterThan(0)
+    await page.close()
+
+    // Closing the contributing tab mid-generation: the mesh re-plans onto the Node worker and
+    // the generation replays its tokens there, finishing with the same text.
+    const closed = await apiText(PROMPT, async (n) => {
+      if (n === 5) await tab.close()
+    })
+    expect(closed).toBe(reference)
+  })
+})
+
+describe('a tab on WebGPU among CPU replicas', () => {
+  let rServer: Proc
+  let rUrl: string
+  const rWorkers: Proc[] = []
+
+  beforeAll(async () => {
+    rServer = start(SERVER_BIN, ['--port', '0', '--model', 'synthetic:tiny', '--replicas', '3'], {
+      BUTTERFLY_CACHE_DIR: cache,
+    })
+    rUrl = (await rServer.waitFor(/listening on (http:\/\/\S+)/))[1] as string
+    for (const name of ['cpu-a', 'cpu-b']) {
+      rWorkers.push(
+        start(WORKER_BIN, ['join', '--server', rUrl, '--device', 'cpu', '--name', name], {
+          BUTTERFLY_CACHE_DIR: cache,
+          BUTTERFLY_IDENTITY: join(cache, `${name}.identity.json`),
+        }),
+      )
+    }
+  })
+
+  afterAll(async () => {
+    await Promise.all([...rWorkers.map((w) => w.stop()), rServer?.stop()])
+  })
+
+  test("the tab's WebGPU outputs pass the votes against CPU replicas, and the tokens are the single-process ones", async () => {
+    const reference = await cliGenerate(PROMPT)
+    const page = await browser.newPage()
+    await page.goto(`${rUrl}/?device=webgpu`)
+    await page.getByRole('button', { name: 'Contribute' }).click()
+    await page.getByRole('switch', { name: 'Contribute this GPU' }).check()
+    await page
+      .getByTestId('contribute-layers')
+      .getByText(/^\d+–\d+$/)
+      .waitFor({ timeout: 120_000 })
+    expect(await page.getByTestId('contribute-status').textContent()).toContain('WebGPU')
+    type RHealth = Health & {
+      meshes: Array<{
+        reputation?: { peers: Array<{ peerId: string; agreements: number; disagreements: number }> }
+      }>
+    }
+    await until<RHealth>(
+      `${rUrl}/health`,
+      (h) => h.meshes[0]?.ready === true && h.meshes[0].peers.length === 3,
+    )
+    const tabId = (await page.getByTestId('contribute-status').locator('dd').nth(4).textContent()) ?? ''
+    const res = await fetch(`${rUrl}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'default', prompt: PROMPT, max_tokens: MAX_TOKENS, temperature: 0 }),
+    })
+    const body = (await res.json()) as { choices: Array<{ text: string }> }
+    expect(body.choices[0]?.text).toBe(reference)
+    const health = (await (await fetch(`${rUrl}/health`)).json()) as RHealth
+    const votes = health.meshes[0]?.reputation?.peers.find((p) => p.peerId === tabId)
+    expect(votes?.agreements).toBeGreaterThan(0)
+    expect(votes?.disagreements).toBe(0)
+    expect(health.meshes[0]?.peers.find((p) => p.id === tabId)?.backend).toBe('webgpu')
+    await page.close()
+  })
+})

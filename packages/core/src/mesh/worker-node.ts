@@ -1,0 +1,228 @@
+import type { InferenceBackend, StageSession } from '../engine/inference-backend.js'
+import { fromFloat32, toFloat32 } from '../float16.js'
+import type { PeerIdentity } from '../identity/peer-identity.js'
+import { signResult } from '../identity/step-signature.js'
+import { fetchJson, openRemoteModel } from '../model/remote-model.js'
+import { type ModelConfig, parseModelConfig } from '../model-config.js'
+import { MessageConnection } from '../transport/message-connection.js'
+import { createWebRtcTransport } from '../transport/webrtc-transport.js'
+import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightShapes } from '../weight-names.js'
+import { ControlClient } from './control-client.js'
+import { type Backend, type PlanMessage, stagePeers } from './control-protocol.js'
+import { benchmarkLayerSteps } from './layer-benchmark.js'
+import { createStageHost, type StageHost } from './stage-host.js'
+
+export interface WorkerNodeInit {
+  readonly serverUrl: string
+  readonly mesh: string
+  readonly token: string
+  readonly name: string
+  readonly memoryBytes: number
+  readonly backendName: Backend
+  /**
+   * 'fp16' rounds the stage's weights to fp16 as they load (half the weight memory; math stays
+   * fp32): the peer joins as numeric class backend/fp16w. Default 'fp32' keeps the file's values.
+   */
+  readonly weights?: 'fp32' | 'fp16'
+}
+
+export interface WorkerNodeComponents {
+  readonly backend: InferenceBackend
+  /** RTCPeerConnection implementation (node-datachannel's polyfill). */
+  readonly wrtc: unknown
+  readonly log?: (line: string) => void
+  /** Download progress of the stage's tensors. */
+  readonly onDownload?: (done: number, total: number) => void
+  /** The peer's long-lived key (node-worker keeps it in a file, a tab in its storage). */
+  readonly identity: PeerIdentity
+}
+
+export interface WorkerNode {
+  readonly peerId: string
+  readonly layerStepsPerSec: number
+  /** The layer range served now, if any. */
+  readonly stage: { start: number; end: number } | undefined
+  readonly stepsServed: number
+  /** Resolves when the stage of plan `version` (or a later one) is loaded and announced. */
+  whenReady(version?: number): Promise<void>
+  /** Finishes in-flight steps (waiting at most drainMs, default 15 s), tells the server, leaves. */
+  stop(options?: { drainMs?: number }): Promise<void>
+}
+
+/**
+ * A worker in a mesh: joins with a benchmark figure, loads whatever layers the plan gives it
+ * (downloading only those tensors), and serves steps to coordinators over WebRTC.
+ */
+export async function startWorkerNode(
+  init: WorkerNodeInit,
+  components: WorkerNodeComponents,
+): Promise<WorkerNode> {
+  const log = components.log ?? (() => undefined)
+  const base = init.serverUrl.replace(/\/$/, '')
+  const configUrl = `${base}/models/${init.mesh}/config.json`
+  const config = parseModelConfig(await fetchJson(configUrl), configUrl)
+  const layerStepsPerSec = await benchmarkLayerSteps(config, components.backend)
+  log(`benchmark: ${layerStepsPerSec.toFixed(0)} layer-steps/s on ${components.backend.name}`)
+
+  const identity = components.identity
+  const control = await ControlClient.connect({ serverUrl: base })
+  const ack = await control
+    .join({
+      mesh: init.mesh,
+      token: init.token,
+      capabilities: {
+        backend: init.backendName,
+        precision: init.weights === 'fp16' ? 'fp16w' : 'fp32',
+        memoryBytes: init.memoryBytes,
+        layerStepsPerSec,
+        name: init.name,
+      },
+      identity,
+    })
+    .catch(async (err: unknown) => {
+      // A refused join must not leave the connection (and the process) hanging.
+      await control.leave()
+      throw err
+    })
+  log(`joined mesh ${init.mesh} as ${ack.peerId}`)
+  const transport = createWebRtcTransport(
+    { peerId: ack.peerId, iceServers: ack.iceServers },
+    { signaling: control, wrtc: components.wrtc },
+  )
+
+  let current: { start: number; end: number; stage: StageSession; host: StageHost } | undefined
+  let readyVersion = -1
+  let stepsServed = 0
+  let stopping = false
+  const readyWaiters: Array<{ version: number; resolve: () => void }> = []
+  const connections = new Map<MessageConnection, () => void>()
+
+  // With no stage loaded (between plans, or after release), steps are refused at once with
+  // ERR_STAGE_GONE so the coordinator moves on instead of waiting for a timeout.
+  const refuse = (conn: MessageConnection) =>
+    conn.onMessage((msg) => {
+      if (msg.type !== 'StepRequest') return
+      const error = { name: 'StageError', code: 'ERR_STAGE_GONE', message: 'this peer holds no stage now' }
+      conn
+        .send({ type: 'StepError', generationId: msg.generationId, stepIndex: msg.stepIndex, error })
+        .catch(() => undefined)
+    })
+  const serve = (conn: MessageConnection) => (current && !stopping ? current.host.serve(conn) : refuse(conn))
+  const serveAll = () => {
+    for (const [conn, off] of connections) {
+      off()
+      connections.set(conn, serve(conn))
+    }
+  }
+  transport.onIncoming((_from, channel) => {
+    const conn = new MessageConnection(channel)
+    connections.set(conn, serve(conn))
+    conn.onClose(() => connections.delete(conn))
+  })
+
+  let queue: Promise<void> = Promise.resolve()
+  control.onPlan(
+    (plan) => {
+      queue = queue
+        .then(() => apply(plan))
+        .catch((err) => log(`plan ${plan.version} failed: ${(err as Error).message}`))
+    },
+    (err) => log(`ignored an invalid plan: ${(err as Error).message}`),
+  )
+
+  async function apply(plan: PlanMessage): Promise<void> {
+    if (stopping) return
+    const mine = plan.stages.find((s) => stagePeers(s).includes(ack.peerId))
+    if (current && (!mine || mine.start !== current.start || mine.end !== current.end)) {
+      const old = current
+      current = undefined
+      serveAll()
+      // A hung step must not block the next plan; the coordinator has given up on it by now.
+      await settleWithin(old.host.drain(), 15_000)
+      old.host.close()
+      await old.stage.dispose()
+      log(`released layers [${old.start}, ${old.end})`)
+    }
+    if (mine && !current) {
+      const remote = await openRemoteModel(`${base}${plan.modelPath}`)
+      const names = stageTensorNames(remote.config, mine.start, mine.end)
+      const total = remote.stageBytes(names)
+      let done = 0
+      const weights = async (name: string, shape: readonly number[]) => {
+        const t = await remote.weights(name, shape)
+        done += t.data.byteLength
+        components.onDownload?.(done, total)
+        if (init.weights !== 'fp16' || t.dtype === 'F16') return t
+        return { ...t, dtype: 'F16' as const, data: fromFloat32(toFloat32(t), 'F16') }
+      }
+      const stage = await components.backend.createStage(
+        { config: remote.config, layerStart: mine.start, layerEnd: mine.end },
+        weights,
+      )
+      const host = createStageHost(stage, {
+        onStep: () => stepsServed++,
+        sign: (f) => signResult(identity, { ...f, mesh: init.mesh }),
+      })
+      current = { start: mine.start, end: mine.end, stage, host }
+      serveAll()
+      log(`serving layers [${mine.start}, ${mine.end}) of ${remote.manifest.modelId}`)
+    }
+    readyVersion = plan.version
+    control.stageReady(plan.version)
+    for (const w of readyWaiters.splice(0)) {
+      if (w.version <= readyVersion) w.resolve()
+      else readyWaiters.push(w)
+    }
+  }
+
+  return {
+    peerId: ack.peerId,
+    layerStepsPerSec,
+    get stage() {
+      return current ? { start: current.start, end: current.end } : undefined
+    },
+    get stepsServed() {
+      return stepsServed
+    },
+    whenReady(version = 0) {
+      if (readyVersion >= version) return Promise.resolve()
+      return new Promise((resolve) => readyWaiters.push({ version, resolve }))
+    },
+    async stop(options = {}) {
+      if (stopping) return
+      stopping = true
+      const drainMs = options.drainMs ?? 15_000
+      await settleWithin(queue, drainMs + 15_000)
+      // A step that never finishes (a hung device) must not keep the worker from leaving.
+      if (current) await settleWithin(current.host.drain(), drainMs)
+      await control.leave()
+      for (const conn of connections.keys()) conn.close()
+      await transport.close()
+      if (current) {
+        current.host.close()
+        await current.stage.dispose()
+      }
+    },
+  }
+}
+
+function settleWithin(work: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms)
+  })
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer))
+}
+
+/** Tensor names a stage of layers [start, end) loads. */
+export function stageTensorNames(config: ModelConfig, start: number, end: number): string[] {
+  const names: string[] = []
+  if (start === 0) names.push(EMBED_TOKENS)
+  for (let l = start; l < end; l++) for (const [n] of layerWeightShapes(config, l)) names.push(n)
+  if (end === config.numLayers) {
+    names.push(FINAL_NORM)
+    if (!config.tieWordEmbeddings) names.push(LM_HEAD)
+    else if (start !== 0) names.push(EMBED_TOKENS)
+  }
+  return names
+}
