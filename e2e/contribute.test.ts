@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { Browser, Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from '../apps/signal-server/test/processes.js'
 import { launchChromium } from './chromium.js'
@@ -18,6 +18,7 @@ let server: Proc
 let worker: Proc
 let url: string
 let browser: Browser
+let profile: BrowserContext | undefined
 
 interface Health {
   meshes: Array<{
@@ -41,7 +42,9 @@ async function cliGenerate(prompt: string): Promise<string> {
 
 /** A tab that turns on "Contribute this GPU" and waits until it hosts layers. */
 async function contributingTab(device: 'wasm' | 'webgpu'): Promise<Page> {
-  const page = await browser.newPage()
+  // One browser profile for every contributing tab, so storage (key, tensor cache) carries over.
+  profile ??= await browser.newContext()
+  const page = await profile.newPage()
   await page.goto(`${url}/?device=${device}`)
   await page.getByRole('button', { name: 'Contribute' }).click()
   await page.getByRole('switch', { name: 'Contribute this GPU' }).check()
@@ -122,9 +125,10 @@ describe('a browser tab as a pipeline stage', () => {
     const { page, text } = await chat(PROMPT)
     expect(text).toBe(reference)
     await tab.screenshot({ path: join(RESULTS, 'contribute.png'), fullPage: true })
-    expect(
-      Number(await tab.getByTestId('contribute-status').locator('dd').nth(3).textContent()),
-    ).toBeGreaterThan(0)
+    expect(Number(await tab.getByTestId('contribute-steps').textContent())).toBeGreaterThan(0)
+    expect(await tab.getByTestId('contribute-weights').textContent()).toMatch(
+      /^[1-9]\d* tensors downloaded, 0 from/,
+    )
     await page.close()
 
     // Closing the contributing tab mid-generation: the mesh re-plans onto the Node worker and
@@ -133,6 +137,17 @@ describe('a browser tab as a pipeline stage', () => {
       if (n === 5) await tab.close()
     })
     expect(closed).toBe(reference)
+
+    // Coming back: the same peer (its key is kept in the tab's storage) gets the same layers and
+    // loads them from the browser's cache, each checked against the manifest's hash.
+    const again = await contributingTab('wasm')
+    expect(await again.getByTestId('contribute-weights').textContent()).toMatch(
+      /^0 tensors downloaded, [1-9]\d* from/,
+    )
+    const { page: after, text: afterText } = await chat(PROMPT)
+    expect(afterText).toBe(reference)
+    await after.close()
+    await again.close()
   })
 })
 
@@ -180,7 +195,7 @@ describe('a tab on WebGPU among CPU replicas', () => {
       `${rUrl}/health`,
       (h) => h.meshes[0]?.ready === true && h.meshes[0].peers.length === 3,
     )
-    const tabId = (await page.getByTestId('contribute-status').locator('dd').nth(4).textContent()) ?? ''
+    const tabId = (await page.getByTestId('contribute-peer').textContent()) ?? ''
     const res = await fetch(`${rUrl}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

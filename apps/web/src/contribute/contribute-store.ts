@@ -9,6 +9,7 @@ import {
 } from '@butterfly/core'
 import { create } from 'zustand'
 import type { Device } from './stage-worker.js'
+import { browserTensorCache, type CacheCounts } from './tensor-cache.js'
 import { createWorkerBackend } from './worker-backend.js'
 
 export type ContributeStatus = 'off' | 'starting' | 'on' | 'stopping' | 'error'
@@ -21,6 +22,11 @@ export interface ContributeState {
   readonly memoryGiB: number
   readonly layers: { start: number; end: number } | undefined
   readonly stepsServed: number
+  /** Tensors of the hosted layers loaded from this browser's cache, and downloaded. */
+  readonly cached: number
+  readonly downloaded: number
+  /** This peer's votes, from the server's /health. */
+  readonly votes: { agreements: number; disagreements: number } | undefined
   readonly log: readonly string[]
   readonly error: string | undefined
   setMemory(gib: number): void
@@ -67,6 +73,19 @@ async function pickDevice(): Promise<{ device: Device; adapter: string | undefin
   return { device: 'wasm', adapter: undefined }
 }
 
+/** This peer's agreements and disagreements as the gateway counted them. */
+async function votesOf(peerId: string): Promise<{ agreements: number; disagreements: number } | undefined> {
+  const res = await fetch('/health').catch(() => undefined)
+  if (!res?.ok) return undefined
+  const body = (await res.json()) as {
+    meshes?: Array<{
+      reputation?: { peers?: Array<{ peerId: string; agreements: number; disagreements: number }> }
+    }>
+  }
+  const mine = body.meshes?.flatMap((m) => m.reputation?.peers ?? []).find((p) => p.peerId === peerId)
+  return mine && { agreements: mine.agreements, disagreements: mine.disagreements }
+}
+
 let node: WorkerNode | undefined
 let terminate: (() => void) | undefined
 let poll: ReturnType<typeof setInterval> | undefined
@@ -80,6 +99,9 @@ export const useContribute = create<ContributeState>((set, get) => ({
   memoryGiB: 1,
   layers: undefined,
   stepsServed: 0,
+  cached: 0,
+  downloaded: 0,
+  votes: undefined,
   log: [],
   error: undefined,
   setMemory: (gib) => set({ memoryGiB: gib }),
@@ -92,6 +114,8 @@ export const useContribute = create<ContributeState>((set, get) => ({
       const backend = createWorkerBackend(device)
       terminate = backend.terminate
       const health = (await (await fetch('/health')).json()) as { meshes?: Array<{ name: string }> }
+      const counts: CacheCounts = { hits: 0, misses: 0 }
+      const tensorCache = await browserTensorCache(counts)
       node = await startWorkerNode(
         {
           serverUrl: location.origin,
@@ -105,12 +129,21 @@ export const useContribute = create<ContributeState>((set, get) => ({
           backend,
           wrtc: undefined,
           identity: tabIdentity(),
+          ...(tensorCache ? { tensorCache } : {}),
           log: (line) => set({ log: [...get().log.slice(-19), line] }),
         },
       )
       set({ status: 'on', peerId: node.peerId })
+      const me = node.peerId
       poll = setInterval(() => {
-        if (node) set({ layers: node.stage, stepsServed: node.stepsServed })
+        if (node)
+          set({
+            layers: node.stage,
+            stepsServed: node.stepsServed,
+            cached: counts.hits,
+            downloaded: counts.misses,
+          })
+        void votesOf(me).then((votes) => set({ votes }))
       }, 500)
     } catch (err) {
       terminate?.()

@@ -43,9 +43,17 @@ export function ContributeView() {
           {c.layers ? `${c.layers.start}–${c.layers.end - 1}` : 'none yet'}
         </dd>
         <dt>steps served</dt>
-        <dd>{c.stepsServed}</dd>
+        <dd data-testid="contribute-steps">{c.stepsServed}</dd>
+        <dt>votes agreed / disagreed</dt>
+        <dd>{c.votes ? `${c.votes.agreements} / ${c.votes.disagreements}` : '–'}</dd>
+        <dt>weights</dt>
+        <dd data-testid="contribute-weights">
+          {c.cached + c.downloaded === 0
+            ? '–'
+            : `${c.downloaded} tensors downloaded, ${c.cached} from this browser's cache`}
+        </dd>
         <dt>peer id</dt>
-        <dd>{c.peerId ?? '–'}</dd>
+        <dd data-testid="contribute-peer">{c.peerId ?? '–'}</dd>
       </dl>
       {c.error !== undefined && (
         <p role="alert" className="error">

@@ -2,7 +2,7 @@ import type { InferenceBackend, StageSession } from '../engine/inference-backend
 import { fromFloat32, toFloat32 } from '../float16.js'
 import type { PeerIdentity } from '../identity/peer-identity.js'
 import { signResult } from '../identity/step-signature.js'
-import { fetchJson, openRemoteModel } from '../model/remote-model.js'
+import { fetchJson, openRemoteModel, type TensorCache } from '../model/remote-model.js'
 import { type ModelConfig, parseModelConfig } from '../model-config.js'
 import { MessageConnection } from '../transport/message-connection.js'
 import { createWebRtcTransport } from '../transport/webrtc-transport.js'
@@ -35,6 +35,8 @@ export interface WorkerNodeComponents {
   readonly onDownload?: (done: number, total: number) => void
   /** The peer's long-lived key (node-worker keeps it in a file, a tab in its storage). */
   readonly identity: PeerIdentity
+  /** Tensors kept from earlier downloads (a tab's Cache Storage): a stage loads them from there. */
+  readonly tensorCache?: TensorCache
 }
 
 export interface WorkerNode {
@@ -144,7 +146,10 @@ export async function startWorkerNode(
       log(`released layers [${old.start}, ${old.end})`)
     }
     if (mine && !current) {
-      const remote = await openRemoteModel(`${base}${plan.modelPath}`)
+      const remote = await openRemoteModel(
+        `${base}${plan.modelPath}`,
+        components.tensorCache ? { cache: components.tensorCache } : {},
+      )
       const names = stageTensorNames(remote.config, mine.start, mine.end)
       const total = remote.stageBytes(names)
       let done = 0

@@ -3,7 +3,7 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import { ModelFileError } from '../errors.js'
 import { type ModelConfig, parseModelConfig } from '../model-config.js'
 import type { WeightProvider } from '../onnx/stage-graph.js'
-import { SafetensorsReader } from '../safetensors.js'
+import { type ByteSource, SafetensorsReader } from '../safetensors.js'
 import { HttpSource } from './http-source.js'
 
 /** What the server publishes at `${modelPath}manifest.json`. */
@@ -22,7 +22,18 @@ export interface RemoteModel {
   stageBytes(names: readonly string[]): number
 }
 
+/**
+ * Where a peer keeps tensors it downloaded, keyed by their SHA-256 (a browser's Cache Storage,
+ * for one). Entries are checked against the manifest's hash on the way out, so a damaged or
+ * planted entry is refetched, never used.
+ */
+export interface TensorCache {
+  get(sha256: string): Promise<Uint8Array | undefined>
+  put(sha256: string, bytes: Uint8Array): Promise<void>
+}
+
 export interface RemoteModelOptions {
+  readonly cache?: TensorCache
   readonly headers?: Record<string, string>
   readonly signal?: AbortSignal
   /** Called with the bytes of each tensor as it arrives. */
@@ -38,12 +49,15 @@ export async function openRemoteModel(
   const init = { headers, ...(options.signal ? { signal: options.signal } : {}) }
   const manifest = parseManifest(await fetchJson(`${baseUrl}manifest.json`, init), `${baseUrl}manifest.json`)
   const config = parseModelConfig(await fetchJson(`${baseUrl}config.json`, init), `${baseUrl}config.json`)
-  const source = await HttpSource.open(`${baseUrl}model.safetensors`, headers, options.signal)
+  const http = await HttpSource.open(`${baseUrl}model.safetensors`, headers, options.signal)
+  const source = cachedSource(http, manifest, options.cache)
   const reader = await SafetensorsReader.open(source, options.signal ? { signal: options.signal } : {})
   const weights: WeightProvider = async (name, shape) => {
     const t = await reader.read(name, { dtype: ['F32', 'F16'], shape }, options.signal)
     const expected = manifest.tensors[name]?.sha256
     const actual = bytesToHex(sha256(t.data))
+    if (expected === actual && !source.hits.has(expected))
+      await options.cache?.put(expected, t.data).catch(() => undefined)
     if (expected !== actual) {
       throw new ModelFileError(
         'ERR_MODEL_FILE_HASH',
@@ -63,6 +77,36 @@ export async function openRemoteModel(
     weights,
     stageBytes: (names) =>
       names.reduce((sum, n) => sum + (reader.has(n) ? reader.info(n).end - reader.info(n).begin : 0), 0),
+  }
+}
+
+/**
+ * The model file, answering a read of exactly one tensor's bytes from the cache when it holds
+ * bytes with that tensor's hash; everything else (the header, misses) goes to the network.
+ */
+function cachedSource(
+  http: HttpSource,
+  manifest: ModelManifest,
+  cache: TensorCache | undefined,
+): ByteSource & { hits: Set<string> } {
+  const byRange = new Map<string, string>()
+  for (const t of Object.values(manifest.tensors)) byRange.set(`${t.begin}:${t.end - t.begin}`, t.sha256)
+  const hits = new Set<string>()
+  return {
+    name: http.name,
+    size: http.size,
+    hits,
+    async read(offset, length, signal) {
+      const hash = byRange.get(`${offset}:${length}`)
+      if (cache !== undefined && hash !== undefined) {
+        const bytes = await cache.get(hash).catch(() => undefined)
+        if (bytes !== undefined && bytes.length === length && bytesToHex(sha256(bytes)) === hash) {
+          hits.add(hash)
+          return bytes
+        }
+      }
+      return http.read(offset, length, signal)
+    },
   }
 }
 
