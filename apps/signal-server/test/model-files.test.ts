@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto'
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { bytesSource, encodeSafetensors, SafetensorsReader } from '@butterfly/core'
+import {
+  bytesSource,
+  EMBED_TOKENS,
+  encodeSafetensors,
+  openRemoteModel,
+  SafetensorsReader,
+  type TensorCache,
+} from '@butterfly/core'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { parseRange } from '../src/http-range.js'
 import { indexModelDir, type ModelManifest } from '../src/model-index.js'
@@ -144,6 +151,59 @@ describe('Range requests on model.safetensors', () => {
     expect(parseRange('bytes=0-', 0)).toEqual({ kind: 'unsatisfiable' })
     expect(parseRange('bytes=-1', 0)).toEqual({ kind: 'unsatisfiable' })
     expect(parseRange(undefined, 0)).toEqual({ kind: 'full' })
+  })
+})
+
+describe('openRemoteModel with a tensor cache', () => {
+  /** A Map-backed cache that records what was asked of it. */
+  function mapCache(): TensorCache & { store: Map<string, Uint8Array>; gets: number } {
+    const store = new Map<string, Uint8Array>()
+    return {
+      store,
+      gets: 0,
+      async get(hash) {
+        this.gets++
+        return store.get(hash)
+      },
+      async put(hash, bytes) {
+        store.set(hash, bytes.slice())
+      },
+    }
+  }
+
+  test('a miss downloads and keeps the tensor; a hit serves it; a damaged entry is refetched and replaced', async () => {
+    const cache = mapCache()
+    const first = await openRemoteModel(url(''), { cache })
+    const shape = [first.config.vocabSize, first.config.hiddenSize]
+    const fresh = await first.weights(EMBED_TOKENS, shape)
+    const hash = sha256(fresh.data)
+    expect(first.manifest.tensors[EMBED_TOKENS]?.sha256).toBe(hash)
+    expect(sha256(cache.store.get(hash) as Uint8Array)).toBe(hash)
+
+    // A hit: the network is not asked for the tensor's bytes.
+    const entry = first.manifest.tensors[EMBED_TOKENS] as { begin: number; end: number }
+    let tensorFetches = 0
+    const realFetch = globalThis.fetch
+    const spy = vi.spyOn(globalThis, 'fetch').mockImplementation((input, init) => {
+      if (new Headers(init?.headers).get('range') === `bytes=${entry.begin}-${entry.end - 1}`) tensorFetches++
+      return realFetch(input, init)
+    })
+    try {
+      const second = await openRemoteModel(url(''), { cache })
+      expect(sha256((await second.weights(EMBED_TOKENS, shape)).data)).toBe(hash)
+      expect(tensorFetches).toBe(0)
+
+      // A planted entry of the right length but the wrong bytes is never used.
+      const planted = (cache.store.get(hash) as Uint8Array).slice()
+      planted[0] = (planted[0] as number) ^ 0xff
+      cache.store.set(hash, planted)
+      const third = await openRemoteModel(url(''), { cache })
+      expect(sha256((await third.weights(EMBED_TOKENS, shape)).data)).toBe(hash)
+      expect(tensorFetches).toBe(1)
+      expect(sha256(cache.store.get(hash) as Uint8Array)).toBe(hash)
+    } finally {
+      spy.mockRestore()
+    }
   })
 })
 
