@@ -1,34 +1,19 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from '../apps/signal-server/test/processes.js'
 import { launchChromium } from './chromium.js'
+import { type E2eMesh, startE2eMesh } from './e2e-mesh.js'
 
 // The web app in real Chromium against a real server and a real worker process: a prompt typed
 // into the chat UI streams exactly the text `butterfly-worker generate` gives in one process.
 const RESULTS = fileURLToPath(new URL('../test-results/e2e/', import.meta.url))
 const MAX_TOKENS = 24
-let cache: string
-let server: Proc
-let worker: Proc
+let mesh: E2eMesh
 let url: string
 let browser: Browser
 const errors: string[] = []
-
-async function cliGenerate(prompt: string): Promise<string> {
-  const p = start(
-    WORKER_BIN,
-    ['generate', '--model', 'synthetic:tiny', '--prompt', prompt, '--max-tokens', String(MAX_TOKENS)],
-    {
-      BUTTERFLY_CACHE_DIR: cache,
-    },
-  )
-  expect(await p.exited).toBe(0)
-  return p.output().replace(/\n$/, '')
-}
 
 async function openApp(): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: 390, height: 844 } })
@@ -41,22 +26,15 @@ async function openApp(): Promise<Page> {
 }
 
 beforeAll(async () => {
-  cache = await mkdtemp(join(tmpdir(), 'bf-e2e-'))
   await mkdir(RESULTS, { recursive: true })
-  server = start(SERVER_BIN, ['--port', '0', '--model', 'synthetic:tiny'], { BUTTERFLY_CACHE_DIR: cache })
-  url = (await server.waitFor(/listening on (http:\/\/\S+)/))[1] as string
-  worker = start(WORKER_BIN, ['join', '--server', url, '--device', 'cpu', '--name', 'node-worker'], {
-    BUTTERFLY_CACHE_DIR: cache,
-    BUTTERFLY_IDENTITY: join(cache, 'worker.identity.json'),
-  })
-  await until<{ meshes: Array<{ ready: boolean }> }>(`${url}/health`, (h) => h.meshes[0]?.ready === true)
+  mesh = await startE2eMesh()
+  url = mesh.url
   browser = await launchChromium()
 })
 
 afterAll(async () => {
   await browser?.close()
-  await Promise.all([worker?.stop(), server?.stop()])
-  await rm(cache, { recursive: true, force: true })
+  await mesh?.close()
 })
 
 describe('web app', () => {
@@ -69,7 +47,7 @@ describe('web app', () => {
 
   test('a prompt typed into the chat streams exactly the single-process tokens', async () => {
     const prompt = 'To be, or not'
-    const reference = await cliGenerate(prompt)
+    const reference = await mesh.generate(prompt, MAX_TOKENS)
     expect(reference.length).toBeGreaterThan(0)
     const page = await openApp()
     await page.getByLabel('Prompt').fill(prompt)

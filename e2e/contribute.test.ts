@@ -1,11 +1,10 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from '../apps/signal-server/test/processes.js'
 import { launchChromium } from './chromium.js'
+import { type E2eMesh, startE2eMesh } from './e2e-mesh.js'
 
 // A browser tab contributes a pipeline stage (onnxruntime-web on WASM, in a Web Worker) next to
 // one Node worker; prompts typed into a second tab's chat stream exactly the single-process text.
@@ -13,9 +12,7 @@ import { launchChromium } from './chromium.js'
 const RESULTS = fileURLToPath(new URL('../test-results/e2e/', import.meta.url))
 const MAX_TOKENS = 24
 const PROMPT = 'Now is the winter'
-let cache: string
-let server: Proc
-let worker: Proc
+let mesh: E2eMesh
 let url: string
 let browser: Browser
 let profile: BrowserContext | undefined
@@ -28,17 +25,7 @@ interface Health {
   }>
 }
 
-async function cliGenerate(prompt: string): Promise<string> {
-  const p = start(
-    WORKER_BIN,
-    ['generate', '--model', 'synthetic:tiny', '--prompt', prompt, '--max-tokens', String(MAX_TOKENS)],
-    {
-      BUTTERFLY_CACHE_DIR: cache,
-    },
-  )
-  expect(await p.exited).toBe(0)
-  return p.output().replace(/\n$/, '')
-}
+const cliGenerate = (prompt: string) => mesh.generate(prompt, MAX_TOKENS)
 
 /** A tab that turns on "Contribute this GPU" and waits until it hosts layers. */
 async function contributingTab(device: 'wasm' | 'webgpu'): Promise<Page> {
@@ -94,23 +81,14 @@ async function apiText(prompt: string, onChunk: (n: number) => Promise<void>): P
 }
 
 beforeAll(async () => {
-  cache = await mkdtemp(join(tmpdir(), 'bf-e2e-tab-'))
-  server = start(SERVER_BIN, ['--port', '0', '--model', 'synthetic:tiny', '--plan-strategy', 'uniform'], {
-    BUTTERFLY_CACHE_DIR: cache,
-  })
-  url = (await server.waitFor(/listening on (http:\/\/\S+)/))[1] as string
-  worker = start(WORKER_BIN, ['join', '--server', url, '--device', 'cpu', '--name', 'node-worker'], {
-    BUTTERFLY_CACHE_DIR: cache,
-    BUTTERFLY_IDENTITY: join(cache, 'worker.identity.json'),
-  })
-  await until<Health>(`${url}/health`, (h) => h.meshes[0]?.ready === true)
+  mesh = await startE2eMesh(['--plan-strategy', 'uniform'])
+  url = mesh.url
   browser = await launchChromium()
 })
 
 afterAll(async () => {
   await browser?.close()
-  await Promise.all([worker?.stop(), server?.stop()])
-  await rm(cache, { recursive: true, force: true })
+  await mesh?.close()
 })
 
 describe('a browser tab as a pipeline stage', () => {
@@ -158,14 +136,14 @@ describe('a tab on WebGPU among CPU replicas', () => {
 
   beforeAll(async () => {
     rServer = start(SERVER_BIN, ['--port', '0', '--model', 'synthetic:tiny', '--replicas', '3'], {
-      BUTTERFLY_CACHE_DIR: cache,
+      BUTTERFLY_CACHE_DIR: mesh.cache,
     })
     rUrl = (await rServer.waitFor(/listening on (http:\/\/\S+)/))[1] as string
     for (const name of ['cpu-a', 'cpu-b']) {
       rWorkers.push(
         start(WORKER_BIN, ['join', '--server', rUrl, '--device', 'cpu', '--name', name], {
-          BUTTERFLY_CACHE_DIR: cache,
-          BUTTERFLY_IDENTITY: join(cache, `${name}.identity.json`),
+          BUTTERFLY_CACHE_DIR: mesh.cache,
+          BUTTERFLY_IDENTITY: join(mesh.cache, `${name}.identity.json`),
         }),
       )
     }
