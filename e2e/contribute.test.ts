@@ -20,7 +20,7 @@ let profile: BrowserContext | undefined
 interface Health {
   meshes: Array<{
     ready: boolean
-    plan: { stages: Array<{ peerId: string }> }
+    plan: { stages: Array<{ peerId: string; replicas?: string[] }> }
     peers: Array<{ id: string; backend: string }>
   }>
 }
@@ -104,6 +104,10 @@ describe('a browser tab as a pipeline stage', () => {
     expect(text).toBe(reference)
     await tab.screenshot({ path: join(RESULTS, 'contribute.png'), fullPage: true })
     expect(Number(await tab.getByTestId('contribute-steps').textContent())).toBeGreaterThan(0)
+    // It received hidden states and sent results: real traffic both ways.
+    expect(await tab.getByTestId('contribute-bytes').textContent()).toMatch(
+      /^[1-9]\d* (B|KiB) \/ [1-9]\d* (B|KiB)$/,
+    )
     expect(await tab.getByTestId('contribute-weights').textContent()).toMatch(
       /^[1-9]\d* tensors downloaded, 0 from/,
     )
@@ -169,11 +173,15 @@ describe('a tab on WebGPU among CPU replicas', () => {
         reputation?: { peers: Array<{ peerId: string; agreements: number; disagreements: number }> }
       }>
     }
+    const tabId = (await page.getByTestId('contribute-peer').textContent()) ?? ''
+    // Ready, with the tab among the stage's replicas (not a plan from before it joined).
     await until<RHealth>(
       `${rUrl}/health`,
-      (h) => h.meshes[0]?.ready === true && h.meshes[0].peers.length === 3,
+      (h) =>
+        h.meshes[0]?.ready === true &&
+        h.meshes[0].plan.stages.some((s) => [s.peerId, ...(s.replicas ?? [])].includes(tabId)),
+      120_000,
     )
-    const tabId = (await page.getByTestId('contribute-peer').textContent()) ?? ''
     const res = await fetch(`${rUrl}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

@@ -68,6 +68,23 @@ describe('MessageConnection', () => {
     expect(() => new MessageConnection(new FakeChannel(), { highWaterMark: bad })).toThrow(WireProtocolError)
   })
 
+  test('counts the frame bytes it sends and receives, malformed frames included', async () => {
+    const left = new FakeChannel()
+    const right = new FakeChannel()
+    const tx = new MessageConnection(left, { maxChunkBytes: FRAME_HEADER_BYTES + 16 })
+    const rx = new MessageConnection(right)
+    await tx.send(ping(1))
+    await tx.send(ping(2))
+    const total = left.sent.reduce((n, f) => n + f.byteLength, 0)
+    expect(left.sent).toHaveLength(2)
+    expect(tx.bytesSent).toBe(total)
+    for (const f of left.sent) right.deliver(f)
+    expect(rx.bytesReceived).toBe(total)
+    right.deliver(Uint8Array.of(1, 2, 3))
+    expect(rx.bytesReceived).toBe(total + 3)
+    expect(rx.bytesSent).toBe(0)
+  })
+
   test('round-trips messages through tiny chunks', () => {
     const left = new FakeChannel()
     const right = new FakeChannel()

@@ -22,6 +22,8 @@ export interface ContributeState {
   readonly memoryGiB: number
   readonly layers: { start: number; end: number } | undefined
   readonly stepsServed: number
+  readonly bytesIn: number
+  readonly bytesOut: number
   /** Tensors of the hosted layers loaded from this browser's cache, and downloaded. */
   readonly cached: number
   readonly downloaded: number
@@ -99,6 +101,8 @@ export const useContribute = create<ContributeState>((set, get) => ({
   memoryGiB: 1,
   layers: undefined,
   stepsServed: 0,
+  bytesIn: 0,
+  bytesOut: 0,
   cached: 0,
   downloaded: 0,
   votes: undefined,
@@ -140,6 +144,8 @@ export const useContribute = create<ContributeState>((set, get) => ({
           set({
             layers: node.stage,
             stepsServed: node.stepsServed,
+            bytesIn: node.bytes.in,
+            bytesOut: node.bytes.out,
             cached: counts.hits,
             downloaded: counts.misses,
           })

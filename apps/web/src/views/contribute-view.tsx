@@ -1,5 +1,7 @@
 import { useContribute } from '../contribute/contribute-store.js'
 
+const kib = (n: number) => (n < 10 * 1024 ? `${n} B` : `${(n / 1024).toFixed(0)} KiB`)
+
 /** The "Contribute this GPU" toggle and what the tab is doing for the mesh. */
 export function ContributeView() {
   const c = useContribute()
@@ -44,6 +46,10 @@ export function ContributeView() {
         </dd>
         <dt>steps served</dt>
         <dd data-testid="contribute-steps">{c.stepsServed}</dd>
+        <dt>bytes in / out</dt>
+        <dd data-testid="contribute-bytes">
+          {kib(c.bytesIn)} / {kib(c.bytesOut)}
+        </dd>
         <dt>votes agreed / disagreed</dt>
         <dd>{c.votes ? `${c.votes.agreements} / ${c.votes.disagreements}` : '–'}</dd>
         <dt>weights</dt>

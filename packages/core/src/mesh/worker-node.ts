@@ -45,6 +45,8 @@ export interface WorkerNode {
   /** The layer range served now, if any. */
   readonly stage: { start: number; end: number } | undefined
   readonly stepsServed: number
+  /** Bytes received from and sent to coordinators, over every connection this worker served. */
+  readonly bytes: { readonly in: number; readonly out: number }
   /** Resolves when the stage of plan `version` (or a later one) is loaded and announced. */
   whenReady(version?: number): Promise<void>
   /** Finishes in-flight steps (waiting at most drainMs, default 15 s), tells the server, leaves. */
@@ -98,6 +100,9 @@ export async function startWorkerNode(
   let stopping = false
   const readyWaiters: Array<{ version: number; resolve: () => void }> = []
   const connections = new Map<MessageConnection, () => void>()
+  /** Traffic of connections already closed (the open ones are counted live). */
+  let closedIn = 0
+  let closedOut = 0
 
   // With no stage loaded (between plans, or after release), steps are refused at once with
   // ERR_STAGE_GONE so the coordinator moves on instead of waiting for a timeout.
@@ -119,7 +124,11 @@ export async function startWorkerNode(
   transport.onIncoming((_from, channel) => {
     const conn = new MessageConnection(channel)
     connections.set(conn, serve(conn))
-    conn.onClose(() => connections.delete(conn))
+    conn.onClose(() => {
+      closedIn += conn.bytesReceived
+      closedOut += conn.bytesSent
+      connections.delete(conn)
+    })
   })
 
   let queue: Promise<void> = Promise.resolve()
@@ -185,6 +194,15 @@ export async function startWorkerNode(
     layerStepsPerSec,
     get stage() {
       return current ? { start: current.start, end: current.end } : undefined
+    },
+    get bytes() {
+      let bytesIn = closedIn
+      let bytesOut = closedOut
+      for (const conn of connections.keys()) {
+        bytesIn += conn.bytesReceived
+        bytesOut += conn.bytesSent
+      }
+      return { in: bytesIn, out: bytesOut }
     },
     get stepsServed() {
       return stepsServed

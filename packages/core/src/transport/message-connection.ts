@@ -49,6 +49,8 @@ export class MessageConnection {
   private isClosed = false
   private closeReason: Error | undefined
   private errorCount = 0
+  private sentBytes = 0
+  private receivedBytes = 0
 
   constructor(channel: FrameChannel, opts: MessageConnectionOptions = {}) {
     const max = opts.maxProtocolErrors ?? DEFAULT_MAX_PROTOCOL_ERRORS
@@ -78,6 +80,16 @@ export class MessageConnection {
 
   get closed(): boolean {
     return this.isClosed || this.channel.closed
+  }
+
+  /** Frame bytes handed to the channel so far (messages sent whole). */
+  get bytesSent(): number {
+    return this.sentBytes
+  }
+
+  /** Frame bytes received so far, malformed ones included. */
+  get bytesReceived(): number {
+    return this.receivedBytes
   }
 
   /** Malformed frames or messages received so far. */
@@ -147,6 +159,7 @@ export class MessageConnection {
         ...(this.opts.pollMs === undefined ? {} : { pollMs: this.opts.pollMs }),
         ...(this.opts.sleep === undefined ? {} : { sleep: this.opts.sleep }),
       })
+      for (const f of frames) this.sentBytes += f.byteLength
     } catch (err) {
       if (signal?.aborted && err === signal.reason) throw err
       if (this.closed) throw closedError(this.closeReason, err)
@@ -159,6 +172,7 @@ export class MessageConnection {
 
   private receive(frame: Uint8Array): void {
     if (this.isClosed) return
+    this.receivedBytes += frame.byteLength
     let msg: ReceivedMessage | undefined
     try {
       msg = this.reassembler.push(frame)
