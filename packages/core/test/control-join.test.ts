@@ -56,6 +56,21 @@ describe('parseJoinRequest identity fields', () => {
   })
 })
 
+describe('parseJoinRequest precision (numeric class)', () => {
+  test('defaults to fp32 and keeps a known precision', () => {
+    expect(parseJoinRequest(valid).capabilities.precision).toBe('fp32')
+    const fp16w = parseJoinRequest({ ...valid, capabilities: { ...valid.capabilities, precision: 'fp16w' } })
+    expect(fp16w.capabilities.precision).toBe('fp16w')
+  })
+
+  test.each([['fp8'], [''], [16], [null], [{ bits: 16 }], ['FP32']])('refuses precision %j', (precision) => {
+    const err = refused(() =>
+      parseJoinRequest({ ...valid, capabilities: { ...valid.capabilities, precision } }),
+    )
+    expect(err.message).toMatch(/precision must be one of fp32, fp16w, fp16/)
+  })
+})
+
 describe('parseHello', () => {
   test('accepts a base64url nonce', () => {
     expect(parseHello({ nonce })).toEqual({ nonce })

@@ -108,6 +108,7 @@ describe('butterfly-worker generate', () => {
       /--memory must be a size/,
     ],
     ['an unknown device', ['--server', 'http://127.0.0.1:9', '--device', 'tpu'], /--device/],
+    ['an unknown weight precision', ['--server', 'http://127.0.0.1:9', '--weights', 'fp8'], /--weights/],
     ['no server at all', [], /--server/],
   ]
   test.each(badJoin)('join with %s is a usage error', async (_, args, message) => {
