@@ -139,9 +139,24 @@ describe('a tab on WebGPU among CPU replicas', () => {
   const rWorkers: Proc[] = []
 
   beforeAll(async () => {
-    rServer = start(SERVER_BIN, ['--port', '0', '--model', 'synthetic:tiny', '--replicas', '3'], {
-      BUTTERFLY_CACHE_DIR: mesh.cache,
-    })
+    rServer = start(
+      SERVER_BIN,
+      [
+        '--port',
+        '0',
+        '--model',
+        'synthetic:tiny',
+        '--replicas',
+        '3',
+        // SwiftShader compiles the tab's shaders on its first step, which under a loaded test run
+        // can outlast the default deadline; a missed deadline would retire the tab before it votes.
+        '--step-timeout-ms',
+        '300000',
+      ],
+      {
+        BUTTERFLY_CACHE_DIR: mesh.cache,
+      },
+    )
     rUrl = (await rServer.waitFor(/listening on (http:\/\/\S+)/))[1] as string
     for (const name of ['cpu-a', 'cpu-b']) {
       rWorkers.push(
@@ -191,7 +206,17 @@ describe('a tab on WebGPU among CPU replicas', () => {
     expect(body.choices[0]?.text).toBe(reference)
     const health = (await (await fetch(`${rUrl}/health`)).json()) as RHealth
     const votes = health.meshes[0]?.reputation?.peers.find((p) => p.peerId === tabId)
-    expect(votes?.agreements).toBeGreaterThan(0)
+    expect(
+      votes?.agreements,
+      JSON.stringify({
+        votes,
+        plan: health.meshes[0]?.plan,
+        log: await page
+          .locator('details pre')
+          .textContent()
+          .catch(() => ''),
+      }),
+    ).toBeGreaterThan(0)
     expect(votes?.disagreements).toBe(0)
     expect(health.meshes[0]?.peers.find((p) => p.id === tabId)?.backend).toBe('webgpu')
     await page.close()
