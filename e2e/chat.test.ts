@@ -74,6 +74,46 @@ describe('web app', () => {
     await page.getByRole('cell', { name: 'node-worker' }).waitFor()
     expect(await page.getByRole('cell', { name: 'cpu/fp32' }).count()).toBe(1)
     expect(await page.getByTestId('stage-0').textContent()).toMatch(/layers 0–3: node-worker/)
+    // The drawing: the worker is stage 0's primary, its link has a measured round trip (the
+    // chat above made the gateway dial it), and the cell in the table says the same.
+    const node = page.locator('[data-peer]')
+    await node
+      .and(
+        page.getByRole('button', { name: /node-worker, stage 0 primary; cpu\/fp32; round trip \d+\.\d ms/ }),
+      )
+      .waitFor()
+    expect(await node.count()).toBe(1)
+    expect(await page.getByTestId('topology-default').locator('.rtt').textContent()).toMatch(/^\d+\.\d ms$/)
+    // Keyboard only: Tab reaches the peer, Enter opens its details.
+    let focused = ''
+    for (let i = 0; i < 40 && focused === ''; i++) {
+      await page.keyboard.press('Tab')
+      focused = await page.evaluate<string>("document.activeElement?.getAttribute('data-peer') ?? ''")
+    }
+    expect(focused).not.toBe('')
+    await page.keyboard.press('Enter')
+    expect(await page.getByTestId('peer-details').textContent()).toMatch(
+      /rolestage 0 primary.*cpu \(cpu\/fp32\)/,
+    )
+    // Tokens generated while the view is open show up in the throughput chart.
+    const models = (await (await fetch(`${url}/v1/models`)).json()) as { data: Array<{ id: string }> }
+    const res = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: models.data[0]?.id,
+        prompt: 'Once',
+        max_tokens: MAX_TOKENS,
+        temperature: 0,
+      }),
+    })
+    expect(res.status).toBe(200)
+    await page.waitForFunction(
+      `Number(document.querySelector('[data-testid="throughput-now-default"]')?.textContent) > 0`,
+      undefined,
+      { timeout: 20_000 },
+    )
+    expect(await page.getByTestId('throughput-default').locator('.bar').count()).toBeGreaterThan(0)
     await page.screenshot({ path: join(RESULTS, 'mesh.png'), fullPage: true })
     await page.close()
   })

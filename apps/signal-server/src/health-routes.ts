@@ -1,5 +1,6 @@
 import { numericClassOf, type PlanMessage, type WireError } from '@butterfly/core'
 import type { FastifyInstance } from 'fastify'
+import type { LinkStat } from './gateway/link-prober.js'
 import type { MeshRegistry } from './mesh-registry.js'
 import type { ServerMetrics } from './server-metrics.js'
 
@@ -26,6 +27,10 @@ export interface MeshHealth {
   readonly ready: boolean
   /** Votes per peer (agreements, disagreements, timeouts, flagged), from the gateway. */
   readonly reputation?: unknown
+  /** Round-trip times of the gateway's links to the workers it has dialled. */
+  readonly links: readonly LinkStat[]
+  /** Tokens generated on this mesh since the server started (the web app charts its rate). */
+  readonly tokensGenerated: number
 }
 
 export interface HealthReport {
@@ -56,6 +61,8 @@ export function healthReport(meshes: MeshRegistry): HealthReport {
         ...(error === undefined ? {} : { planError: error }),
         ready: mesh.isReady(),
         ...(reputation === undefined ? {} : { reputation }),
+        links: mesh.links?.() ?? [],
+        tokensGenerated: mesh.tokensGenerated,
       }
     }),
   }

@@ -13,6 +13,7 @@ import {
   stagePeers,
   type WireError,
 } from '@butterfly/core'
+import type { LinkStat } from './gateway/link-prober.js'
 import { secretEquals } from './http-errors.js'
 import type {
   LocalPeerHandle,
@@ -80,6 +81,10 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private readonly excluded = new Set<string>()
   /** Set by the gateway: its vote record for /health. */
   reputation: (() => unknown) | undefined
+  /** Set by the gateway: round-trip times of its links to the workers. */
+  links: (() => readonly LinkStat[]) | undefined
+  /** Tokens the gateway has generated on this mesh since the server started. */
+  tokensGenerated = 0
   private readonly readyPeers = new Set<string>()
   private closed = false
 

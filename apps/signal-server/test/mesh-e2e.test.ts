@@ -11,6 +11,8 @@ import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from './processes.js'
 interface Health {
   meshes: Array<{
     ready: boolean
+    tokensGenerated: number
+    links: Array<{ peerId: string; rttMs: number; samples: number }>
     plan: { version: number; stages: Array<{ peerId: string; start: number; end: number }> }
   }>
 }
@@ -127,6 +129,21 @@ describe('mesh of three workers over WebRTC', () => {
     expect(reference.length).toBeGreaterThan(0)
     expect(await chat()).toBe(reference)
     expect(await chatStream()).toBe(reference)
+  })
+
+  test('/health counts generated tokens and reports a round-trip time for every link', async () => {
+    const before = (await until<Health>(`${url}/health`, readyWith(3))).meshes[0]?.tokensGenerated ?? -1
+    expect(await chat()).toBe(reference)
+    const health = await until<Health>(`${url}/health`, (h) => (h.meshes[0]?.links.length ?? 0) === 3)
+    const mesh = health.meshes[0]
+    expect(mesh?.tokensGenerated).toBe(before + MAX_TOKENS)
+    expect(new Set(mesh?.links.map((l) => l.peerId))).toEqual(new Set(mesh?.plan.stages.map((s) => s.peerId)))
+    for (const link of mesh?.links ?? []) {
+      expect(link.samples).toBeGreaterThan(0)
+      // Loopback WebRTC: well under a second, and never zero or negative.
+      expect(link.rttMs).toBeGreaterThan(0)
+      expect(link.rttMs).toBeLessThan(1000)
+    }
   })
 
   test('completions give exactly the single-process tokens', async () => {

@@ -21,6 +21,7 @@ import type { ServedModel } from '../api/completion-backend.js'
 import { ApiError } from '../api/openai-request.js'
 import type { LocalPeerHandle, Mesh } from '../mesh.js'
 import type { ServerMetrics } from '../server-metrics.js'
+import { LinkProber } from './link-prober.js'
 import { MeteredStage } from './metered-stage.js'
 import { exactBoundaries, replicatedStage } from './replicated-stage-factory.js'
 import { StageCalibrator } from './stage-calibrator.js'
@@ -71,6 +72,7 @@ export class MeshGateway implements ServedModel {
   /** Agreements, disagreements and timeouts of every peer this gateway has voted on. */
   readonly reputation: ReputationBook
   private readonly calibrator: StageCalibrator
+  private readonly links = new LinkProber()
 
   constructor(
     private readonly init: MeshGatewayInit,
@@ -109,6 +111,7 @@ export class MeshGateway implements ServedModel {
       },
     )
     mesh.reputation = () => this.reputation.snapshot()
+    mesh.links = () => this.links.snapshot()
     const tokens = calibrationTokens(mesh.config)
     let boundaries: Promise<Float32Array[]> | undefined
     this.calibrator = new StageCalibrator({
@@ -144,9 +147,17 @@ export class MeshGateway implements ServedModel {
       )
       return next.pipeline
     }
+    const tokens = generate(ready.pipeline, request, signal, { recover })
     try {
-      return yield* generate(ready.pipeline, request, signal, { recover })
+      for (;;) {
+        const next = await tokens.next()
+        if (next.done === true) return next.value
+        this.components.mesh.tokensGenerated++
+        yield next.value
+      }
     } finally {
+      // A consumer that stops early (client gone) must still end the pipeline's generation.
+      await tokens.return(undefined as never).catch(() => undefined)
       // Peers the votes flagged get no layers in the next plan.
       for (const p of this.reputation.snapshot().peers) if (p.flagged) this.components.mesh.exclude(p.peerId)
     }
@@ -182,6 +193,7 @@ export class MeshGateway implements ServedModel {
   }
 
   async close(): Promise<void> {
+    this.links.close()
     this.peer.leave()
     for (const c of this.connections.values()) c.then((conn) => conn.close()).catch(() => undefined)
     await this.transport.close()
@@ -221,6 +233,7 @@ export class MeshGateway implements ServedModel {
 
   private dropPeer(id: string): void {
     this.calibrator.forget(id)
+    this.links.forget(id)
     const c = this.connections.get(id)
     this.connections.delete(id)
     c?.then((conn) => conn.close()).catch(() => undefined)
@@ -231,6 +244,7 @@ export class MeshGateway implements ServedModel {
     if (c === undefined) {
       c = this.transport.dial(peerId, AbortSignal.timeout(30_000)).then((channel) => {
         const conn = new MessageConnection(channel)
+        this.links.watch(peerId, conn)
         conn.onClose(() => {
           if (this.connections.get(peerId) === c) this.connections.delete(peerId)
         })
