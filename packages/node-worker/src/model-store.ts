@@ -4,6 +4,7 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import {
   byteTokenizerJson,
+  expectedWeightShapes,
   fromFloat32,
   HfTokenizer,
   type ModelConfig,
@@ -112,6 +113,13 @@ export async function loadModel(spec: string): Promise<LoadedModel> {
     tokenizerConfig,
   )
   const shards = await openLocalWeights(dir)
+  try {
+    // A sharded checkpoint whose index forgets a tensor fails now, naming the index.
+    if (shards.index !== undefined) for (const name of expectedWeightShapes(config).keys()) shards.fileOf(name)
+  } catch (err) {
+    await shards.close()
+    throw err
+  }
   const weights: WeightProvider = async (name, shape) =>
     toGraphDtype(await shards.read(name, { dtype: ['F32', 'F16', 'BF16'], shape }))
   return { dir, config, tokenizer, weights, close: () => shards.close() }
