@@ -115,7 +115,8 @@ export async function loadModel(spec: string): Promise<LoadedModel> {
   const shards = await openLocalWeights(dir)
   try {
     // A sharded checkpoint whose index forgets a tensor fails now, naming the index.
-    if (shards.index !== undefined) for (const name of expectedWeightShapes(config).keys()) shards.fileOf(name)
+    if (shards.index !== undefined)
+      for (const name of expectedWeightShapes(config).keys()) shards.fileOf(name)
   } catch (err) {
     await shards.close()
     throw err
