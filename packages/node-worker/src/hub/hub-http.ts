@@ -141,17 +141,24 @@ export async function hubRequest(
       async *chunks() {
         if (res.body === null) return release()
         const reader = res.body.getReader()
+        let finished = false
         try {
           for (;;) {
             arm(policy.idleTimeoutMs)
             const { done, value } = await reader.read()
-            if (done) return
+            if (done) {
+              finished = true
+              return
+            }
             yield value
           }
         } catch (err) {
+          finished = true
           throw failure(err, at)
         } finally {
           release()
+          // A consumer that stops early (a size cap) must not leave the connection streaming.
+          if (!finished) await reader.cancel().catch(() => undefined)
           reader.releaseLock()
         }
       },
