@@ -183,6 +183,14 @@ describe('hf: downloads', () => {
     })
   })
 
+  test('a file served from another commit than the listing pinned is ERR_DOWNLOAD_RESPONSE', async () => {
+    hub.fault({ kind: 'wrong-commit', path: 'model.safetensors' })
+    await expect(download('hf:org/tiny', freshCache())).rejects.toMatchObject({
+      code: 'ERR_DOWNLOAD_RESPONSE',
+      message: expect.stringContaining('the hub answered from ffff'),
+    })
+  })
+
   test('a private repo needs HF_TOKEN, which never reaches the CDN', async () => {
     await expect(download('hf:org/private', freshCache())).rejects.toMatchObject({
       code: 'ERR_DOWNLOAD_AUTH',

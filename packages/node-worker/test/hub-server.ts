@@ -25,6 +25,8 @@ export type Fault =
   | { kind: 'status'; path: string; status: number; times?: number }
   /** The resolve URL redirects to itself forever. */
   | { kind: 'redirect-loop'; path: string; times?: number }
+  /** The resolve URL's X-Repo-Commit names another commit (a branch moved mid-download). */
+  | { kind: 'wrong-commit'; path: string; times?: number }
   /** The resolve URL redirects to `location`. */
   | { kind: 'redirect-to'; path: string; location: string; times?: number }
 
@@ -171,7 +173,8 @@ export async function startTestHub(): Promise<TestHub> {
       res.writeHead(302, { location }).end()
       return
     }
-    const common = { 'x-repo-commit': repo.commit }
+    const moved = takeFault(path, ['wrong-commit']) !== undefined
+    const common = { 'x-repo-commit': moved ? 'f'.repeat(40) : repo.commit }
     if (repo.lfs(path)) {
       const sha = sha256Hex(bytes)
       res

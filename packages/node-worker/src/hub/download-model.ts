@@ -101,7 +101,7 @@ async function downloadHf(
     return {
       path,
       url: `${endpoint}/${repo}/resolve/${listing.commit}/${path}`,
-      expect,
+      expect: { ...expect, commit: listing.commit },
       ...(maxBytes === undefined ? {} : { maxBytes }),
     }
   }

@@ -12,6 +12,8 @@ export interface FileExpectation {
   readonly sha256?: string | undefined
   /** Git blob id: SHA-1 of `blob <size>\0` + content (plain files in a git repo). */
   readonly gitOid?: string | undefined
+  /** The commit the hub must say (X-Repo-Commit) it answered from, when it says one. */
+  readonly commit?: string | undefined
 }
 
 export interface FileDownloadOptions {
@@ -100,6 +102,15 @@ async function fetchVerified(
       throw retry(`${opts.label}: the server refused to resume; starting over`, url)
     }
     await expectStatus(res, [200, 206], opts.label)
+    const answered = res.hubHeaders.get('x-repo-commit')
+    if (expect.commit !== undefined && answered !== null && answered !== expect.commit) {
+      await res.close()
+      throw new ModelDownloadError(
+        'ERR_DOWNLOAD_RESPONSE',
+        `${opts.label}: asked for commit ${expect.commit}, the hub answered from ${answered}`,
+        { url },
+      )
+    }
     etag = res.headers.get('etag') ?? etag
     const linked = unquote(res.hubHeaders.get('x-linked-etag') ?? res.hubHeaders.get('etag'))
     if (sha256 === undefined && linked !== undefined && SHA256.test(linked)) sha256 = linked
