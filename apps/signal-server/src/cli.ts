@@ -1,5 +1,13 @@
 import { ButterflyError, type IceServer } from '@butterfly/core'
-import { CliUsageError, resolveModelDir } from '@butterfly/node-worker'
+import {
+  CliUsageError,
+  cacheDir,
+  describeSpec,
+  downloadOptions,
+  isRemoteSpec,
+  parseRemoteSpec,
+  resolveModelDir,
+} from '@butterfly/node-worker'
 import { Command, CommanderError, Option } from 'commander'
 import { parseIceServers } from './ice-servers.js'
 import type { SignalServer } from './signal-server.js'
@@ -8,6 +16,7 @@ export interface ServerCliOptions {
   host: string
   port: number
   model: string
+  hfEndpoint?: string
   mesh: string
   meshToken?: string
   apiToken?: string
@@ -108,11 +117,16 @@ export function buildCli(
     )
     .addOption(
       new Option(
-        '--model <dir|synthetic:NAME>',
-        'model directory, or synthetic:NAME[:fp16] (tiny, small, 10m, 100m, 1b)',
+        '--model <dir|synthetic:NAME|hf:ORG/REPO|URL>',
+        'model directory; synthetic:NAME[:fp16] (tiny, small, 10m, 100m, 1b); hf:ORG/REPO[@REVISION] or an https:// directory URL, downloaded once into the cache (workers then fetch their tensors from this server)',
       )
         .env('BUTTERFLY_MODEL')
         .default('synthetic:tiny'),
+    )
+    .addOption(
+      new Option('--hf-endpoint <url>', 'Hugging Face Hub for hf: models (HF_TOKEN, if set, is sent to it)')
+        .env('HF_ENDPOINT')
+        .default(undefined, 'https://huggingface.co'),
     )
     .addOption(
       new Option('--mesh <name>', 'name of the mesh peers join to run this model')
@@ -229,12 +243,18 @@ async function serve(
 ): Promise<void> {
   // Loaded here, not at the top, so --help and usage errors answer without loading the server.
   const { createSignalServer } = await import('./signal-server.js')
-  const modelDir = await resolveModelDir(opts.model)
+  const modelDir = await resolveModelDir(
+    opts.model,
+    cacheDir(),
+    downloadOptions(opts.hfEndpoint, options.signal, 'butterfly-server'),
+  )
+  // A downloaded model is known by its repository (or URL), not by its cache directory's name.
+  const modelId = isRemoteSpec(opts.model) ? describeSpec(parseRemoteSpec(opts.model)) : undefined
   const heartbeatMs = opts.heartbeatMs
   const server = await createSignalServer({
     host: opts.host,
     port: opts.port,
-    meshes: [{ name: opts.mesh, modelDir, meshToken: opts.meshToken }],
+    meshes: [{ name: opts.mesh, modelDir, meshToken: opts.meshToken, modelId }],
     apiToken: opts.apiToken,
     iceServers: opts.iceServers,
     heartbeatMs,

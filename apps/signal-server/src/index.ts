@@ -3,15 +3,18 @@
  *
  * - `createSignalServer(init)`: Fastify + socket.io on one port. Hosts one `Mesh` per configured
  *   name; serves `/models/:mesh/{manifest.json,config.json,tokenizer.json,model.safetensors}`
- *   (single Range, ETag), `/health` and `/metrics`. Add more routes to `server.app`.
+ *   (or the index and shards of a sharded model; single Range, ETag), `/health` and `/metrics`.
+ *   Add more routes to `server.app`.
  * - `Mesh`: members, plan and readiness of one mesh. `addLocalPeer(id, handlers)` makes an
  *   in-process member (the gateway); `waitForReadyPlan(signal)`; events 'plan', 'ready',
  *   'peer-joined', 'peer-left', 'close'.
  * - `MeshRegistry`: the meshes by name; `placementPlanner(options)` adapts planPlacement.
  * - `ServerMetrics`: the server's own prom-client Registry and the metrics the gateway records.
- * - `indexModelDir(dir)`: the manifest (file and per-tensor sha256) of a model directory.
+ * - `indexModelDir(dir)`: the manifest (file and per-tensor sha256, each tensor's shard) of a
+ *   model directory, single-file or sharded.
  * - `parseRange`, `sendError`, `requireBearer`: HTTP helpers shared with the gateway's routes.
- * - `main(argv)`, `buildCli(run)`: the `butterfly-server` CLI.
+ * - `main(argv)`, `buildCli(run)`: the `butterfly-server` CLI (`--model` also takes `hf:ORG/REPO`
+ *   and https directory URLs, downloaded once into the cache; `--hf-endpoint`).
  *
  * Socket events follow control-protocol.ts in @butterfly/core; a refused event is answered
  * through its ack as `{ ok: false, error }`, or with an `error-event` when it had no ack.

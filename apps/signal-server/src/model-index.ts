@@ -7,12 +7,12 @@ import {
   ModelConfigError,
   ModelFileError,
   parseModelConfig,
-  SafetensorsReader,
+  SAFETENSORS_INDEX_FILE,
   type TensorInfo,
 } from '@butterfly/core'
-import { FileSource, ModelNotFoundError } from '@butterfly/node-worker'
+import { ModelNotFoundError, openLocalWeights } from '@butterfly/node-worker'
 
-/** The only files a mesh serves; nothing else in (or outside) the model directory is reachable. */
+/** The files of a single-file model. A sharded one has the index and its shards instead of the last. */
 export const MODEL_FILES = ['config.json', 'tokenizer.json', 'model.safetensors'] as const
 export type ModelFileName = (typeof MODEL_FILES)[number]
 
@@ -22,7 +22,9 @@ export interface FileDigest {
 }
 
 export interface TensorDigest {
-  /** Absolute byte offsets in model.safetensors, end exclusive. */
+  /** The weights file holding the tensor: model.safetensors, or a shard of a sharded model. */
+  readonly file: string
+  /** Absolute byte offsets in that file, end exclusive. */
   readonly begin: number
   readonly end: number
   readonly sha256: string
@@ -31,7 +33,8 @@ export interface TensorDigest {
 /** Served as manifest.json: lets a peer range-fetch and verify exactly the tensors it needs. */
 export interface ModelManifest {
   readonly modelId: string
-  readonly files: Readonly<Record<ModelFileName, FileDigest>>
+  /** config.json, tokenizer.json and the weights files (index and shards when sharded). */
+  readonly files: Readonly<Record<string, FileDigest>>
   readonly tensors: Readonly<Record<string, TensorDigest>>
 }
 
@@ -39,8 +42,8 @@ export interface ModelIndex {
   readonly dir: string
   readonly config: ModelConfig
   readonly manifest: ModelManifest
-  /** Absolute path of each served file, fixed at startup. */
-  readonly paths: ReadonlyMap<ModelFileName, string>
+  /** Absolute path of each served file, fixed at startup; nothing else is reachable. */
+  readonly paths: ReadonlyMap<string, string>
 }
 
 export function isModelFileName(name: string): name is ModelFileName {
@@ -48,18 +51,17 @@ export function isModelFileName(name: string): name is ModelFileName {
 }
 
 /**
- * Validates a model directory and hashes its files once. model.safetensors is read in one
- * streaming pass that feeds the whole-file hash and every tensor's hash, so a multi-GB model
- * never sits in memory and is read only once.
+ * Validates a model directory (single model.safetensors, or model.safetensors.index.json and
+ * its shards) and hashes its files once. Each weights file is read in one streaming pass that
+ * feeds the whole-file hash and the hash of every tensor in it, so a multi-GB model never sits
+ * in memory and is read only once.
  */
 export async function indexModelDir(dir: string, modelId = basename(dir)): Promise<ModelIndex> {
-  const paths = new Map(MODEL_FILES.map((f) => [f, join(dir, f)] as const))
-  const pathOf = (f: ModelFileName) => paths.get(f) as string
-  for (const f of MODEL_FILES) {
-    const s = await stat(pathOf(f)).catch(() => undefined)
-    if (s === undefined || !s.isFile()) throw new ModelNotFoundError(`${pathOf(f)} does not exist`)
+  for (const f of ['config.json', 'tokenizer.json']) {
+    const s = await stat(join(dir, f)).catch(() => undefined)
+    if (s === undefined || !s.isFile()) throw new ModelNotFoundError(`${join(dir, f)} does not exist`)
   }
-  const configPath = pathOf('config.json')
+  const configPath = join(dir, 'config.json')
   let json: unknown
   try {
     json = JSON.parse(await readFile(configPath, 'utf8'))
@@ -68,33 +70,41 @@ export async function indexModelDir(dir: string, modelId = basename(dir)): Promi
   }
   const config = parseModelConfig(json, configPath)
 
-  const weightsPath = pathOf('model.safetensors')
-  const source = await FileSource.open(weightsPath)
-  let tensors: TensorInfo[]
-  try {
-    tensors = [...(await SafetensorsReader.open(source)).tensors.values()]
-  } finally {
-    await source.close()
-  }
-  const tensorHashes = new Map(tensors.map((t) => [t.name, createHash('sha256')] as const))
-  // Non-empty tensors are disjoint, so sorted by begin their ends are sorted too; empty ones
-  // (which may sit inside another's range) need no bytes and would break that order.
-  const withData = tensors.filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin)
-  const dataHashes = withData.map((t) => tensorHashes.get(t.name) as Hash)
-  const weights = await hashFile(weightsPath, (chunk, pos) => feedTensors(withData, dataHashes, chunk, pos))
-
-  const files = {
+  const files: Record<string, FileDigest> = {
     'config.json': await hashFile(configPath),
-    'tokenizer.json': await hashFile(pathOf('tokenizer.json')),
-    'model.safetensors': weights,
+    'tokenizer.json': await hashFile(join(dir, 'tokenizer.json')),
   }
-  const tensorDigests = Object.fromEntries(
-    tensors.map((t) => {
-      const sha256 = (tensorHashes.get(t.name) as Hash).digest('hex')
-      return [t.name, { begin: t.begin, end: t.end, sha256 }] as const
-    }),
-  )
-  return { dir, config, paths, manifest: { modelId, files, tensors: tensorDigests } }
+  // A Map, not an object literal, so a tensor named "__proto__" is just a name.
+  const tensorDigests = new Map<string, TensorDigest>()
+  const weights = await openLocalWeights(dir)
+  try {
+    if (weights.index !== undefined) {
+      files[SAFETENSORS_INDEX_FILE] = await hashFile(join(dir, SAFETENSORS_INDEX_FILE))
+    }
+    for (const file of weights.files) {
+      const reader = await weights.reader(file)
+      // A sharded model serves the tensors its index names, each from the shard it names.
+      const tensors = [...reader.tensors.values()].filter(
+        (t) => weights.index === undefined || weights.index.weightMap.get(t.name) === file,
+      )
+      const tensorHashes = new Map(tensors.map((t) => [t.name, createHash('sha256')] as const))
+      // Non-empty tensors are disjoint, so sorted by begin their ends are sorted too; empty ones
+      // (which may sit inside another's range) need no bytes and would break that order.
+      const withData = tensors.filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin)
+      const dataHashes = withData.map((t) => tensorHashes.get(t.name) as Hash)
+      files[file] = await hashFile(join(dir, file), (chunk, pos) =>
+        feedTensors(withData, dataHashes, chunk, pos),
+      )
+      for (const t of tensors) {
+        const sha256 = (tensorHashes.get(t.name) as Hash).digest('hex')
+        tensorDigests.set(t.name, { file, begin: t.begin, end: t.end, sha256 })
+      }
+    }
+  } finally {
+    await weights.close()
+  }
+  const paths = new Map(Object.keys(files).map((f) => [f, join(dir, f)] as const))
+  return { dir, config, paths, manifest: { modelId, files, tensors: Object.fromEntries(tensorDigests) } }
 }
 
 async function hashFile(

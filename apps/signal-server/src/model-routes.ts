@@ -3,13 +3,10 @@ import { createReadStream } from 'node:fs'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { sendError } from './http-errors.js'
 import { parseRange } from './http-range.js'
-import { isModelFileName, type ModelIndex } from './model-index.js'
+import type { FileDigest, ModelIndex } from './model-index.js'
 
-const CONTENT_TYPES = {
-  'config.json': 'application/json; charset=utf-8',
-  'tokenizer.json': 'application/json; charset=utf-8',
-  'model.safetensors': 'application/octet-stream',
-} as const
+const contentType = (file: string) =>
+  file.endsWith('.json') ? 'application/json; charset=utf-8' : 'application/octet-stream'
 
 // Browser workers may load from another origin (a dev server, a static host), and need to read
 // these headers to verify and resume range downloads.
@@ -24,8 +21,9 @@ interface Params {
 }
 
 /**
- * GET/HEAD `/models/:mesh/manifest.json` and `/models/:mesh/<file>` for the three model files,
- * with single-range support. `lookup` maps a mesh name to its indexed model directory.
+ * GET/HEAD `/models/:mesh/manifest.json` and `/models/:mesh/<file>` for the files the manifest
+ * lists (config.json, tokenizer.json, model.safetensors or the index and its shards), with
+ * single-range support. `lookup` maps a mesh name to its indexed model directory.
  */
 export function registerModelRoutes(
   app: FastifyInstance,
@@ -69,7 +67,7 @@ export function registerModelRoutes(
         if (request.headers['if-none-match'] === m.etag) return reply.code(304).send()
         return reply.type('application/json; charset=utf-8').send(m.body)
       }
-      if (!isModelFileName(file)) {
+      if (!index.paths.has(file)) {
         return sendError(reply, 404, 'file_not_found', `mesh "${mesh}" serves no file named "${file}"`)
       }
       return sendFile(request, reply, index, file)
@@ -81,15 +79,15 @@ function sendFile(
   request: FastifyRequest,
   reply: FastifyReply,
   index: ModelIndex,
-  file: keyof typeof CONTENT_TYPES,
+  file: string,
 ): FastifyReply {
-  const { size, sha256 } = index.manifest.files[file]
+  const { size, sha256 } = index.manifest.files[file] as FileDigest
   const etag = `"${sha256}"`
   reply
     .header('accept-ranges', 'bytes')
     .header('etag', etag)
     .header('cache-control', 'no-cache')
-    .type(CONTENT_TYPES[file])
+    .type(contentType(file))
   if (request.headers['if-none-match'] === etag) return reply.code(304).send()
 
   // If-Range: a client resuming a download of an older file must get the new one whole.

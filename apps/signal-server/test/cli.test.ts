@@ -72,6 +72,7 @@ describe('butterfly-server', () => {
       '--step-timeout-ms',
       '--trust-after',
       '--spot-check-rate',
+      '--hf-endpoint',
     ]) {
       expect(r.stdout).toContain(flag)
     }
@@ -108,6 +109,33 @@ describe('butterfly-server', () => {
     const r = await run(['--port', '0', '--model', '/nonexistent/model'])
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/error \[ERR_MODEL_NOT_FOUND\]: .*\/nonexistent\/model/)
+  })
+
+  test.each([
+    [
+      'a malformed hf: spec',
+      ['--model', 'hf:../etc'],
+      {},
+      /error \[ERR_MODEL_SPEC\]: bad model spec "hf:\.\.\/etc"/,
+    ],
+    [
+      'a plain-http model URL off loopback',
+      ['--model', 'http://example.com/m/'],
+      {},
+      /error \[ERR_MODEL_SPEC\]/,
+    ],
+    ['an hf-endpoint that is not https', ['--model', 'hf:o/r'], { HF_ENDPOINT: 'ftp://x' }, /ERR_MODEL_SPEC/],
+    [
+      'an unreachable hub',
+      ['--model', 'hf:o/r', '--hf-endpoint', 'http://127.0.0.1:9'],
+      {},
+      /ERR_DOWNLOAD_NETWORK/,
+    ],
+  ])('%s is a clear error (exit 1, no stack)', async (_, args, extraEnv, message) => {
+    const r = await run(['--port', '0', ...args], extraEnv)
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(message)
+    expect(r.stderr).not.toMatch(/\n\s+at /)
   })
 
   test('serves until SIGTERM, configured from flags and environment, then exits 0', async () => {

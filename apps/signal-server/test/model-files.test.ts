@@ -80,7 +80,7 @@ describe('manifest.json', () => {
       expect(index.manifest.tensors.a?.sha256).toBe(sha256(big))
       expect(index.manifest.tensors.empty?.sha256).toBe(sha256(new Uint8Array(0)))
       expect(index.manifest.tensors.b?.sha256).toBe(sha256(new Uint8Array([1, 2, 3])))
-      expect(index.manifest.files['model.safetensors'].sha256).toBe(sha256(bytes))
+      expect(index.manifest.files['model.safetensors']?.sha256).toBe(sha256(bytes))
     } finally {
       await rm(dir, { recursive: true, force: true })
     }

@@ -39,6 +39,8 @@ export type ModelFileErrorCode =
   | 'ERR_MODEL_TENSOR_MISSING'
   | 'ERR_MODEL_FILE_READ'
   | 'ERR_MODEL_FILE_HASH'
+  /** model.safetensors.index.json is malformed, names a file outside the directory, or lies. */
+  | 'ERR_MODEL_INDEX'
 
 /** A weights file is corrupt or does not match the model config. Names the file and tensor. */
 export class ModelFileError extends ButterflyError {

@@ -5,6 +5,11 @@
  * - `ModelConfig`, `parseModelConfig(json)`, `modelConfigToJson(config)`: Llama-family configs.
  * - `SafetensorsReader.open(source)`, `safetensorsLayout(...)`, `encodeSafetensors(...)`: weights,
  *   read one tensor at a time by byte range from any `ByteSource`.
+ * - `parseSafetensorsIndex(json, file)`, `isShardName(name)`: model.safetensors.index.json of
+ *   sharded checkpoints; `ShardedSafetensors`: reads tensors across shards, opening each on
+ *   first use.
+ * - `openRemoteModel(baseUrl)`: a model a server publishes (manifest with per-tensor SHA-256),
+ *   fetched one tensor at a time by HTTP Range, single-file or sharded.
  * - `toFloat32`, `fromFloat32`: fp16/bf16 conversion.
  * - `Tokenizer`, `ByteTokenizer`, `HfTokenizer` (tokenizer.json via @huggingface/tokenizers).
  * - `syntheticConfig(name)`, `syntheticTensor(...)`: deterministic seeded models.
@@ -70,7 +75,9 @@ export { stageMemoryBytes } from './placement/stage-memory.js'
 export * from './reference-model.js'
 export * from './rope.js'
 export * from './safetensors.js'
+export * from './safetensors-index.js'
 export * from './sampler.js'
+export * from './sharded-safetensors.js'
 export * from './synthetic.js'
 export * from './tensor.js'
 export * from './tokenizer.js'

@@ -17,8 +17,13 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
     .command('generate')
     .description('Generate text with the model cut into K pipeline stages in this process.')
     .requiredOption(
-      '--model <dir|synthetic:NAME>',
-      'model directory, or synthetic:NAME[:fp16] (tiny, small, 10m, 100m, 1b)',
+      '--model <dir|synthetic:NAME|hf:ORG/REPO|URL>',
+      'model directory; synthetic:NAME[:fp16] (tiny, small, 10m, 100m, 1b); hf:ORG/REPO[@REVISION] or an https:// directory URL, downloaded into the cache',
+    )
+    .addOption(
+      new Option('--hf-endpoint <url>', 'Hugging Face Hub for hf: models')
+        .env('HF_ENDPOINT')
+        .default(undefined, 'https://huggingface.co'),
     )
     .option('--prompt <text>', 'prompt text', '')
     .option('--max-tokens <n>', 'tokens to generate', intArg('--max-tokens', 0, 1_000_000), 64)

@@ -1,6 +1,7 @@
 import { DEFAULT_TOP_K, generate } from '@butterfly/core'
+import { downloadOptions } from './hub/download-options.js'
 import { createLocalPipeline } from './local-pipeline.js'
-import { loadModel } from './model-store.js'
+import { cacheDir, loadModel, resolveModelDir } from './model-store.js'
 import { createNodeBackend } from './node-backend.js'
 
 export interface GenerateOptions {
@@ -14,11 +15,14 @@ export interface GenerateOptions {
   readonly stages: number
   readonly ids: boolean
   readonly threads?: number
+  /** Hub for hf: models; default $HF_ENDPOINT, else https://huggingface.co. */
+  readonly hfEndpoint?: string
 }
 
 /** `butterfly-worker generate`: the model cut into K stages in this process, streamed to `out`. */
 export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStream, signal?: AbortSignal) {
-  const model = await loadModel(opts.model)
+  const dir = await resolveModelDir(opts.model, cacheDir(), downloadOptions(opts.hfEndpoint, signal))
+  const model = await loadModel(dir)
   const backend = createNodeBackend(opts.threads === undefined ? {} : { threads: opts.threads })
   try {
     // The last stage returns at least as many candidates as --top-k asks to sample among.

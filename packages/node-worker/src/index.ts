@@ -2,8 +2,14 @@
  * @butterfly/node-worker — the headless worker.
  *
  * - `createNodeBackend(init)`: InferenceBackend over onnxruntime-node.
- * - `loadModel(spec)`, `resolveModelDir(spec)`, `writeSyntheticModel(...)`: model directories
- *   and `synthetic:NAME` models.
+ * - `loadModel(spec)`, `resolveModelDir(spec, cache, download)`, `writeSyntheticModel(...)`:
+ *   model directories (single-file or sharded safetensors), `synthetic:NAME` models, and
+ *   `hf:ORG/REPO[@REV]` / `https://…/` models downloaded into the cache.
+ * - `downloadModel(spec, cache, options)`: the resumable, checksummed download behind those;
+ *   `parseRemoteSpec`, `isRemoteSpec`, `resolveHfEndpoint`, `describeSpec` for specs;
+ *   `downloadOptions(flag)` wires a CLI's --hf-endpoint, progress bar and log lines;
+ *   `ModelDownloadError` with its stable codes (ERR_DOWNLOAD_*, ERR_MODEL_SPEC).
+ * - `openLocalWeights(dir)`: a directory's weights across shards (`ShardedSafetensors`).
  * - `createLocalPipeline(model, backend, {stages})`: all stages in one process.
  * - `main(argv)`, `buildCli()`: the `butterfly-worker` CLI (`generate`, `join`).
  * - `startWorkerNode(init, components)`: a mesh worker (join, load its layers, serve steps).
@@ -15,11 +21,30 @@
 export { transportBench } from './bench/transport-bench.js'
 export { buildCli, main } from './cli.js'
 export { type Device, type DeviceRequest, resolveDevice } from './device.js'
-export { CliUsageError, DeviceUnavailableError, ModelNotFoundError } from './errors.js'
+export {
+  CliUsageError,
+  DeviceUnavailableError,
+  ModelDownloadError,
+  type ModelDownloadErrorCode,
+  ModelNotFoundError,
+} from './errors.js'
 export { FileSource } from './file-source.js'
 export { type GenerateOptions, runGenerate } from './generate-command.js'
+export { type DownloadModelOptions, type DownloadProgress, downloadModel } from './hub/download-model.js'
+export { downloadOptions } from './hub/download-options.js'
+export { terminalProgress } from './hub/download-progress.js'
+export { downloadFile, type FileExpectation } from './hub/file-download.js'
+export {
+  DEFAULT_HF_ENDPOINT,
+  describeSpec,
+  isRemoteSpec,
+  parseRemoteSpec,
+  type RemoteModelSpec,
+  resolveHfEndpoint,
+} from './hub/model-spec.js'
 export { startWorkerNode, type WorkerNode, type WorkerNodeInit } from './join/worker-node.js'
 export { createLocalPipeline, type LocalPipelineOptions } from './local-pipeline.js'
+export { openLocalWeights } from './local-weights.js'
 export { cacheDir, type LoadedModel, loadModel, resolveModelDir, writeSyntheticModel } from './model-store.js'
 export { nodeSignatureBackend, useNativeSignatures } from './native-signatures.js'
 export { createNodeBackend, type NodeBackendInit } from './node-backend.js'

@@ -4,6 +4,7 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import {
   byteTokenizerJson,
+  expectedWeightShapes,
   fromFloat32,
   HfTokenizer,
   type ModelConfig,
@@ -11,7 +12,6 @@ import {
   modelConfigToJson,
   parseModelConfig,
   type RawTensor,
-  SafetensorsReader,
   safetensorsLayout,
   syntheticConfig,
   syntheticTensor,
@@ -22,7 +22,9 @@ import {
   type WeightProvider,
 } from '@butterfly/core'
 import { ModelNotFoundError } from './errors.js'
-import { FileSource } from './file-source.js'
+import { type DownloadModelOptions, downloadModel } from './hub/download-model.js'
+import { isRemoteSpec, parseRemoteSpec } from './hub/model-spec.js'
+import { openLocalWeights } from './local-weights.js'
 
 export interface LoadedModel {
   readonly dir: string
@@ -41,10 +43,17 @@ export function cacheDir(): string {
 }
 
 /**
- * Resolves `--model`: a directory, or `synthetic:NAME[:fp16]`, which is written once into
- * the cache as an ordinary model directory and then loaded like any other.
+ * Resolves `--model`: a directory; `synthetic:NAME[:fp16]`, which is written once into the
+ * cache as an ordinary model directory; or `hf:ORG/REPO[@REV]` / an `https://…/` directory
+ * URL, downloaded into the cache (resumable, checksummed; see downloadModel). Each is then
+ * loaded like any other directory.
  */
-export async function resolveModelDir(spec: string, cache = cacheDir()): Promise<string> {
+export async function resolveModelDir(
+  spec: string,
+  cache = cacheDir(),
+  download: DownloadModelOptions = {},
+): Promise<string> {
+  if (isRemoteSpec(spec)) return downloadModel(parseRemoteSpec(spec), cache, download)
   if (!spec.startsWith('synthetic:')) return resolve(spec)
   const [name = '', dtype = 'fp32', ...rest] = spec.slice('synthetic:'.length).split(':')
   if (rest.length > 0 || (dtype !== 'fp32' && dtype !== 'fp16')) {
@@ -103,18 +112,18 @@ export async function loadModel(spec: string): Promise<LoadedModel> {
     await readJson(tokenizerPath, (m) => new TokenizerError(m)),
     tokenizerConfig,
   )
-  const weightsPath = join(dir, WEIGHTS_FILE)
-  if (!(await exists(weightsPath))) throw new ModelNotFoundError(`${weightsPath} does not exist`)
-  const source = await FileSource.open(weightsPath)
+  const shards = await openLocalWeights(dir)
   try {
-    const reader = await SafetensorsReader.open(source)
-    const weights: WeightProvider = async (name, shape) =>
-      toGraphDtype(await reader.read(name, { dtype: ['F32', 'F16', 'BF16'], shape }))
-    return { dir, config, tokenizer, weights, close: () => source.close() }
+    // A sharded checkpoint whose index forgets a tensor fails now, naming the index.
+    if (shards.index !== undefined)
+      for (const name of expectedWeightShapes(config).keys()) shards.fileOf(name)
   } catch (err) {
-    await source.close()
+    await shards.close()
     throw err
   }
+  const weights: WeightProvider = async (name, shape) =>
+    toGraphDtype(await shards.read(name, { dtype: ['F32', 'F16', 'BF16'], shape }))
+  return { dir, config, tokenizer, weights, close: () => shards.close() }
 }
 
 /** The graph takes F32 or F16; BF16 checkpoints are widened to F32 on load. */

@@ -3,14 +3,20 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import { ModelFileError } from '../errors.js'
 import { type ModelConfig, parseModelConfig } from '../model-config.js'
 import type { WeightProvider } from '../onnx/stage-graph.js'
-import { type ByteSource, SafetensorsReader } from '../safetensors.js'
+import type { ByteSource } from '../safetensors.js'
+import { isShardName, SAFETENSORS_FILE } from '../safetensors-index.js'
+import { ShardedSafetensors } from '../sharded-safetensors.js'
 import { HttpSource } from './http-source.js'
 
 /** What the server publishes at `${modelPath}manifest.json`. */
 export interface ModelManifest {
   readonly modelId: string
   readonly files: Readonly<Record<string, { size: number; sha256: string }>>
-  readonly tensors: Readonly<Record<string, { begin: number; end: number; sha256: string }>>
+  /**
+   * Absolute byte range of each tensor in its weights file. `file` names the shard of a sharded
+   * checkpoint (see SafetensorsIndex); absent, the tensor is in model.safetensors.
+   */
+  readonly tensors: Readonly<Record<string, { begin: number; end: number; sha256: string; file?: string }>>
 }
 
 export interface RemoteModel {
@@ -40,7 +46,11 @@ export interface RemoteModelOptions {
   readonly onBytes?: (bytes: number) => void
 }
 
-/** Opens the model a server publishes under `baseUrl` (ending in '/'), reading only headers. */
+/**
+ * Opens the model a server publishes under `baseUrl` (ending in '/'), reading only the manifest
+ * and config. A weights file (model.safetensors, or a shard the manifest names) is opened on the
+ * first read of one of its tensors, so a stage touches only the shards that hold its layers.
+ */
 export async function openRemoteModel(
   baseUrl: string,
   options: RemoteModelOptions = {},
@@ -49,23 +59,29 @@ export async function openRemoteModel(
   const init = { headers, ...(options.signal ? { signal: options.signal } : {}) }
   const manifest = parseManifest(await fetchJson(`${baseUrl}manifest.json`, init), `${baseUrl}manifest.json`)
   const config = parseModelConfig(await fetchJson(`${baseUrl}config.json`, init), `${baseUrl}config.json`)
-  const http = await HttpSource.open(`${baseUrl}model.safetensors`, headers, options.signal)
-  const source = cachedSource(http, manifest, options.cache)
-  const reader = await SafetensorsReader.open(source, options.signal ? { signal: options.signal } : {})
+  const weightMap = new Map(Object.entries(manifest.tensors).map(([n, t]) => [n, t.file ?? SAFETENSORS_FILE]))
+  const hits = new Set<string>()
+  const opener = async (file: string) => {
+    const http = await HttpSource.open(`${baseUrl}${file}`, headers, options.signal)
+    return cachedSource(http, file, manifest, options.cache, hits)
+  }
+  const shards = ShardedSafetensors.sharded(
+    { weightMap, shards: [...new Set(weightMap.values())] },
+    opener,
+    `${baseUrl}manifest.json`,
+  )
   const weights: WeightProvider = async (name, shape) => {
-    const t = await reader.read(name, { dtype: ['F32', 'F16'], shape }, options.signal)
+    const t = await shards.read(name, { dtype: ['F32', 'F16'], shape }, options.signal)
     const expected = manifest.tensors[name]?.sha256
     const actual = bytesToHex(sha256(t.data))
-    if (expected === actual && !source.hits.has(expected))
+    if (expected === actual && !hits.has(expected))
       await options.cache?.put(expected, t.data).catch(() => undefined)
     if (expected !== actual) {
       throw new ModelFileError(
         'ERR_MODEL_FILE_HASH',
-        source.name,
+        `${baseUrl}${shards.fileOf(name)}`,
         `content hash ${actual} does not match the manifest`,
-        {
-          tensor: name,
-        },
+        { tensor: name },
       )
     }
     options.onBytes?.(t.data.byteLength)
@@ -76,26 +92,31 @@ export async function openRemoteModel(
     manifest,
     weights,
     stageBytes: (names) =>
-      names.reduce((sum, n) => sum + (reader.has(n) ? reader.info(n).end - reader.info(n).begin : 0), 0),
+      names.reduce((sum, n) => {
+        const t = manifest.tensors[n]
+        return sum + (t === undefined ? 0 : t.end - t.begin)
+      }, 0),
   }
 }
 
 /**
- * The model file, answering a read of exactly one tensor's bytes from the cache when it holds
+ * A weights file, answering a read of exactly one tensor's bytes from the cache when it holds
  * bytes with that tensor's hash; everything else (the header, misses) goes to the network.
  */
 function cachedSource(
   http: HttpSource,
+  file: string,
   manifest: ModelManifest,
   cache: TensorCache | undefined,
-): ByteSource & { hits: Set<string> } {
+  hits: Set<string>,
+): ByteSource {
   const byRange = new Map<string, string>()
-  for (const t of Object.values(manifest.tensors)) byRange.set(`${t.begin}:${t.end - t.begin}`, t.sha256)
-  const hits = new Set<string>()
+  for (const t of Object.values(manifest.tensors)) {
+    if ((t.file ?? SAFETENSORS_FILE) === file) byRange.set(`${t.begin}:${t.end - t.begin}`, t.sha256)
+  }
   return {
     name: http.name,
     size: http.size,
-    hits,
     async read(offset, length, signal) {
       const hash = byRange.get(`${offset}:${length}`)
       if (cache !== undefined && hash !== undefined) {
@@ -141,6 +162,15 @@ function parseManifest(v: unknown, where: string): ModelManifest {
     const e = t as Record<string, unknown>
     if (typeof e?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256))
       throw bad(`manifest.tensors.${name}.sha256 is invalid`)
+    if (!isOffset(e.begin) || !isOffset(e.end) || e.end < e.begin)
+      throw bad(`manifest.tensors.${name} has an invalid byte range`)
+    // The name becomes part of a URL: only a plain *.safetensors file name may appear here.
+    if (e.file !== undefined && !isShardName(e.file))
+      throw bad(`manifest.tensors.${name}.file ${JSON.stringify(e.file)} is not a weights file name`)
   }
   return m as unknown as ModelManifest
+}
+
+function isOffset(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 }
