@@ -26,11 +26,16 @@ export interface TensorDigest {
   readonly begin: number
   readonly end: number
   readonly sha256: string
+  /** safetensors dtype (an int4 weight's `.qweight` entry is U8, its `.scales` F16). */
+  readonly dtype: string
+  readonly shape: readonly number[]
 }
 
 /** Served as manifest.json: lets a peer range-fetch and verify exactly the tensors it needs. */
 export interface ModelManifest {
   readonly modelId: string
+  /** 'int4' when config.json marks int4 projections, else the file's float dtypes ('F32', 'F16', 'F32+F16'). */
+  readonly weights: string
   readonly files: Readonly<Record<ModelFileName, FileDigest>>
   readonly tensors: Readonly<Record<string, TensorDigest>>
 }
@@ -91,10 +96,14 @@ export async function indexModelDir(dir: string, modelId = basename(dir)): Promi
   const tensorDigests = Object.fromEntries(
     tensors.map((t) => {
       const sha256 = (tensorHashes.get(t.name) as Hash).digest('hex')
-      return [t.name, { begin: t.begin, end: t.end, sha256 }] as const
+      return [t.name, { begin: t.begin, end: t.end, sha256, dtype: t.dtype, shape: t.shape }] as const
     }),
   )
-  return { dir, config, paths, manifest: { modelId, files, tensors: tensorDigests } }
+  const weightsKind =
+    config.quantization !== undefined
+      ? config.quantization.method
+      : [...new Set(tensors.map((t) => t.dtype))].sort().join('+')
+  return { dir, config, paths, manifest: { modelId, weights: weightsKind, files, tensors: tensorDigests } }
 }
 
 async function hashFile(

@@ -4,8 +4,12 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import {
   byteTokenizerJson,
+  encodeLinearWeight,
+  expectedWeightShapes,
   fromFloat32,
   HfTokenizer,
+  isInt4Weight,
+  linearWeightSpecs,
   type ModelConfig,
   ModelConfigError,
   modelConfigToJson,
@@ -13,13 +17,14 @@ import {
   type RawTensor,
   SafetensorsReader,
   safetensorsLayout,
+  storedTensorDtypes,
   syntheticConfig,
   syntheticTensor,
-  syntheticTensorSpecs,
   type Tokenizer,
   TokenizerError,
   toFloat32,
   type WeightProvider,
+  withInt4Quantization,
 } from '@butterfly/core'
 import { ModelNotFoundError } from './errors.js'
 import { FileSource } from './file-source.js'
@@ -40,43 +45,67 @@ export function cacheDir(): string {
   return process.env.BUTTERFLY_CACHE_DIR ?? join(homedir(), '.cache', 'butterfly')
 }
 
+/** Weight formats of `synthetic:NAME[:DTYPE]`. */
+const SYNTHETIC_DTYPES = { fp32: 'F32', fp16: 'F16', int4: 'int4' } as const
+
 /**
- * Resolves `--model`: a directory, or `synthetic:NAME[:fp16]`, which is written once into
- * the cache as an ordinary model directory and then loaded like any other.
+ * Resolves `--model`: a directory, or `synthetic:NAME[:fp16|:int4]`, which is written once into
+ * the cache as an ordinary model directory and then loaded like any other. `:int4` stores the
+ * linear projections as int4 (block 32) and every other tensor as fp16.
  */
 export async function resolveModelDir(spec: string, cache = cacheDir()): Promise<string> {
   if (!spec.startsWith('synthetic:')) return resolve(spec)
   const [name = '', dtype = 'fp32', ...rest] = spec.slice('synthetic:'.length).split(':')
-  if (rest.length > 0 || (dtype !== 'fp32' && dtype !== 'fp16')) {
-    throw new ModelConfigError(`bad model spec "${spec}": expected synthetic:NAME or synthetic:NAME:fp16`)
+  if (rest.length > 0 || !Object.hasOwn(SYNTHETIC_DTYPES, dtype)) {
+    throw new ModelConfigError(
+      `bad model spec "${spec}": expected synthetic:NAME, synthetic:NAME:fp16 or synthetic:NAME:int4`,
+    )
   }
-  const config = syntheticConfig(name)
+  const format = SYNTHETIC_DTYPES[dtype as keyof typeof SYNTHETIC_DTYPES]
+  const base = syntheticConfig(name)
+  const config = format === 'int4' ? withInt4Quantization(base) : base
   // The key covers the preset's shape, so a changed preset never reuses stale weights.
   const key = createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 12)
   const dir = join(cache, 'synthetic', `${name}-${dtype}-${key}`)
   if (await exists(join(dir, WEIGHTS_FILE))) return dir
-  await writeSyntheticModel(config, dir, dtype === 'fp16' ? 'F16' : 'F32')
+  await writeSyntheticModel(config, dir, format)
   return dir
 }
 
-/** Writes config.json, tokenizer.json and model.safetensors atomically (temp dir + rename). */
+/**
+ * Writes config.json, tokenizer.json and model.safetensors atomically (temp dir + rename).
+ * 'int4' marks the config as int4 (unless it already is) and stores the tensors isInt4Weight
+ * selects as int4, the rest as F16.
+ */
 export async function writeSyntheticModel(
-  config: ModelConfig,
+  model: ModelConfig,
   dir: string,
-  dtype: 'F32' | 'F16',
+  dtype: 'F32' | 'F16' | 'int4',
 ): Promise<void> {
+  const config = dtype === 'int4' && model.quantization === undefined ? withInt4Quantization(model) : model
+  const blockSize = config.quantization?.blockSize
   const tmp = `${dir}.tmp-${randomBytes(4).toString('hex')}`
   await mkdir(tmp, { recursive: true })
   try {
     await writeFile(join(tmp, 'config.json'), `${JSON.stringify(modelConfigToJson(config), null, 2)}\n`)
     await writeFile(join(tmp, 'tokenizer.json'), JSON.stringify(byteTokenizerJson(config.vocabSize)))
-    const specs = syntheticTensorSpecs(config)
-    const layout = safetensorsLayout(specs.map((s) => ({ name: s.name, dtype, shape: s.shape })))
+    const specs = [...expectedWeightShapes(config)].map(([name, shape]) => ({
+      name,
+      shape,
+      format: isInt4Weight(config, name) ? ('int4' as const) : dtype === 'int4' ? ('F16' as const) : dtype,
+    }))
+    const layout = safetensorsLayout(
+      specs.flatMap((s) => linearWeightSpecs(s.name, s.shape, s.format, blockSize)),
+    )
     const file = await open(join(tmp, WEIGHTS_FILE), 'w')
     try {
       await file.write(layout.header)
       // One tensor at a time, so a multi-GB model never sits in memory whole.
-      for (const s of specs) await file.write(fromFloat32(syntheticTensor(config, s.name), dtype))
+      for (const s of specs) {
+        const data = syntheticTensor(config, s.name)
+        for (const e of encodeLinearWeight(s.name, data, s.shape, s.format, blockSize))
+          await file.write(e.data)
+      }
     } finally {
       await file.close()
     }
@@ -108,8 +137,9 @@ export async function loadModel(spec: string): Promise<LoadedModel> {
   const source = await FileSource.open(weightsPath)
   try {
     const reader = await SafetensorsReader.open(source)
+    // storedTensorDtypes also admits an int4 weight's U8 levels and F16/F32 scales.
     const weights: WeightProvider = async (name, shape) =>
-      toGraphDtype(await reader.read(name, { dtype: ['F32', 'F16', 'BF16'], shape }))
+      toGraphDtype(await reader.read(name, { dtype: storedTensorDtypes(name), shape }))
     return { dir, config, tokenizer, weights, close: () => source.close() }
   } catch (err) {
     await source.close()
@@ -117,7 +147,7 @@ export async function loadModel(spec: string): Promise<LoadedModel> {
   }
 }
 
-/** The graph takes F32 or F16; BF16 checkpoints are widened to F32 on load. */
+/** The graph takes F32 or F16 (and U8 int4 levels); BF16 checkpoints are widened to F32 on load. */
 function toGraphDtype(t: RawTensor): RawTensor {
   if (t.dtype !== 'BF16') return t
   return { dtype: 'F32', shape: t.shape, data: fromFloat32(toFloat32(t), 'F32') }

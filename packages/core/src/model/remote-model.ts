@@ -3,14 +3,19 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import { ModelFileError } from '../errors.js'
 import { type ModelConfig, parseModelConfig } from '../model-config.js'
 import type { WeightProvider } from '../onnx/stage-graph.js'
+import { storedTensorDtypes } from '../quant/weight-encoding.js'
 import { type ByteSource, SafetensorsReader } from '../safetensors.js'
 import { HttpSource } from './http-source.js'
 
 /** What the server publishes at `${modelPath}manifest.json`. */
 export interface ModelManifest {
   readonly modelId: string
+  /** 'int4' when config.json marks int4 projections, else the float dtype(s) of the file. */
+  readonly weights?: string
   readonly files: Readonly<Record<string, { size: number; sha256: string }>>
-  readonly tensors: Readonly<Record<string, { begin: number; end: number; sha256: string }>>
+  readonly tensors: Readonly<
+    Record<string, { begin: number; end: number; sha256: string; dtype?: string; shape?: number[] }>
+  >
 }
 
 export interface RemoteModel {
@@ -53,7 +58,9 @@ export async function openRemoteModel(
   const source = cachedSource(http, manifest, options.cache)
   const reader = await SafetensorsReader.open(source, options.signal ? { signal: options.signal } : {})
   const weights: WeightProvider = async (name, shape) => {
-    const t = await reader.read(name, { dtype: ['F32', 'F16'], shape }, options.signal)
+    // Float tensors are F32 or F16; an int4 weight's .qweight is U8 and its .scales F16 or F32.
+    const dtype = storedTensorDtypes(name, ['F32', 'F16'])
+    const t = await reader.read(name, { dtype, shape }, options.signal)
     const expected = manifest.tensors[name]?.sha256
     const actual = bytesToHex(sha256(t.data))
     if (expected === actual && !source.hits.has(expected))
