@@ -109,7 +109,7 @@ export function buildCli(
     .addOption(
       new Option(
         '--model <dir|synthetic:NAME>',
-        'model directory, or synthetic:NAME[:fp16] (tiny, small, 10m, 100m, 1b)',
+        'model directory, or synthetic:NAME[:fp16|:int4] (tiny, small, 10m, 100m, 1b)',
       )
         .env('BUTTERFLY_MODEL')
         .default('synthetic:tiny'),

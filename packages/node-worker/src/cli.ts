@@ -18,7 +18,7 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
     .description('Generate text with the model cut into K pipeline stages in this process.')
     .requiredOption(
       '--model <dir|synthetic:NAME>',
-      'model directory, or synthetic:NAME[:fp16] (tiny, small, 10m, 100m, 1b)',
+      'model directory, or synthetic:NAME[:fp16|:int4] (tiny, small, 10m, 100m, 1b)',
     )
     .option('--prompt <text>', 'prompt text', '')
     .option('--max-tokens <n>', 'tokens to generate', intArg('--max-tokens', 0, 1_000_000), 64)
