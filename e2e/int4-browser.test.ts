@@ -120,7 +120,7 @@ describe('an int4 stage in onnxruntime-web matches onnxruntime-node', () => {
     ['tiny (K=172 padded blocks)', withInt4Quantization(syntheticConfig('tiny'))],
     ['small (biases, int4 LM head)', withInt4Quantization(syntheticConfig('small'), { lmHead: true })],
   ]
-  let current = new Uint8Array()
+  let current: Uint8Array = new Uint8Array()
   let site: { url: string; server: Server }
   let page: Page
   beforeAll(async () => {
