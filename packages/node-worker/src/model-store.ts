@@ -1,22 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import {
   byteTokenizerJson,
-  encodeLinearWeight,
-  expectedWeightShapes,
   fromFloat32,
   HfTokenizer,
-  isInt4Weight,
-  linearWeightSpecs,
   type ModelConfig,
   ModelConfigError,
   modelConfigToJson,
   parseModelConfig,
   type RawTensor,
   SafetensorsReader,
-  safetensorsLayout,
   storedTensorDtypes,
   syntheticConfig,
   syntheticTensor,
@@ -28,6 +23,7 @@ import {
 } from '@butterfly/core'
 import { ModelNotFoundError } from './errors.js'
 import { FileSource } from './file-source.js'
+import { type ModelDtype, writeWeightsFile } from './model-convert.js'
 
 export interface LoadedModel {
   readonly dir: string
@@ -77,38 +73,14 @@ export async function resolveModelDir(spec: string, cache = cacheDir()): Promise
  * 'int4' marks the config as int4 (unless it already is) and stores the tensors isInt4Weight
  * selects as int4, the rest as F16.
  */
-export async function writeSyntheticModel(
-  model: ModelConfig,
-  dir: string,
-  dtype: 'F32' | 'F16' | 'int4',
-): Promise<void> {
+export async function writeSyntheticModel(model: ModelConfig, dir: string, dtype: ModelDtype): Promise<void> {
   const config = dtype === 'int4' && model.quantization === undefined ? withInt4Quantization(model) : model
-  const blockSize = config.quantization?.blockSize
   const tmp = `${dir}.tmp-${randomBytes(4).toString('hex')}`
   await mkdir(tmp, { recursive: true })
   try {
     await writeFile(join(tmp, 'config.json'), `${JSON.stringify(modelConfigToJson(config), null, 2)}\n`)
     await writeFile(join(tmp, 'tokenizer.json'), JSON.stringify(byteTokenizerJson(config.vocabSize)))
-    const specs = [...expectedWeightShapes(config)].map(([name, shape]) => ({
-      name,
-      shape,
-      format: isInt4Weight(config, name) ? ('int4' as const) : dtype === 'int4' ? ('F16' as const) : dtype,
-    }))
-    const layout = safetensorsLayout(
-      specs.flatMap((s) => linearWeightSpecs(s.name, s.shape, s.format, blockSize)),
-    )
-    const file = await open(join(tmp, WEIGHTS_FILE), 'w')
-    try {
-      await file.write(layout.header)
-      // One tensor at a time, so a multi-GB model never sits in memory whole.
-      for (const s of specs) {
-        const data = syntheticTensor(config, s.name)
-        for (const e of encodeLinearWeight(s.name, data, s.shape, s.format, blockSize))
-          await file.write(e.data)
-      }
-    } finally {
-      await file.close()
-    }
+    await writeWeightsFile(join(tmp, WEIGHTS_FILE), config, dtype, (name) => syntheticTensor(config, name))
     await rm(dir, { recursive: true, force: true })
     await rename(tmp, dir)
   } catch (err) {

@@ -20,6 +20,7 @@ import onnxProto from 'onnx-proto'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { FileSource } from '../src/file-source.js'
 import { createLocalPipeline } from '../src/local-pipeline.js'
+import { convertModelDir } from '../src/model-convert.js'
 import { loadModel, resolveModelDir } from '../src/model-store.js'
 import { createNodeBackend } from '../src/node-backend.js'
 import { argmax, buildPipeline, referenceFor, relativeError, stepLogits, syntheticConfig } from './helpers.js'
@@ -163,6 +164,19 @@ describe('synthetic:NAME:int4 on disk', () => {
     } finally {
       await Promise.all([fromFile.dispose(), inMemory.dispose(), model.close()])
     }
+  })
+
+  test('converting a float model directory to int4 gives the synthetic int4 weights byte for byte', async () => {
+    const out = join(cache, 'converted-int4')
+    await convertModelDir(await resolveModelDir('synthetic:tiny', cache), out, 'int4')
+    const int4Dir = await resolveModelDir('synthetic:tiny:int4', cache)
+    expect(await readFile(join(out, 'model.safetensors'))).toEqual(
+      await readFile(join(int4Dir, 'model.safetensors')),
+    )
+    const config = parseModelConfig(JSON.parse(await readFile(join(out, 'config.json'), 'utf8')))
+    expect(config).toEqual(withInt4Quantization(syntheticConfig('tiny')))
+    // An int4 directory has lost its float values: it cannot be a source.
+    await expect(convertModelDir(out, join(cache, 'again'), 'F16')).rejects.toThrow(/already int4/)
   })
 
   test('a bad dtype suffix is refused', async () => {

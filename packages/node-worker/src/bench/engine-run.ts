@@ -76,12 +76,12 @@ export async function measureFootprint(
   return { loadSeconds, peakRssMiB: process.resourceUsage().maxRSS / 1024 }
 }
 
-function benchPrompt(n: number): number[] {
+export function benchPrompt(n: number): number[] {
   return Array.from({ length: n }, (_, i) => 3 + ((i * 31) % 250))
 }
 
 /** Seconds to the first token (prefill) and for the rest (decode). */
-async function timeGeneration(
+export async function timeGeneration(
   pipeline: Pipeline,
   prompt: number[],
   tokens: number,
