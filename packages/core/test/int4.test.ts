@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ModelConfigError, TensorError } from '../src/errors.js'
 import { f16BitsToF32, f32ToF16Bits, toFloat32 } from '../src/float16.js'
+import { stageTensorNames } from '../src/mesh/worker-node.js'
 import { modelConfigToJson, parseModelConfig } from '../src/model-config.js'
 import { stageMemoryBytes } from '../src/placement/stage-memory.js'
 import { dequantizeInt4, type Int4Weight, int4Shapes, quantizeInt4 } from '../src/quant/int4.js'
@@ -14,8 +15,10 @@ import {
   storedTensorNames,
   withInt4Quantization,
 } from '../src/quant/weight-encoding.js'
+import { ReferenceModel } from '../src/reference-model.js'
 import { bytesSource, encodeSafetensors, SafetensorsReader } from '../src/safetensors.js'
 import { syntheticConfig, syntheticTensor } from '../src/synthetic.js'
+import { calibrationTokens, referenceBoundaries } from '../src/verify/calibration-reference.js'
 import { EMBED_TOKENS, expectedWeightShapes, FINAL_NORM, LM_HEAD } from '../src/weight-names.js'
 
 /** Seeded uniform values in [-scale, scale] (a tiny LCG; deterministic across runs). */
@@ -322,5 +325,46 @@ describe('stage memory of int4 models', () => {
     const last = (cfg: typeof small) => stageMemoryBytes(cfg, small.numLayers - 1, small.numLayers, opts)
     const mid = (cfg: typeof small) => stageMemoryBytes(cfg, 1, 2, opts)
     expect(last(head) - mid(head)).toBe(small.hiddenSize * 4 + small.vocabSize * 3 * (16 + 4))
+  })
+})
+
+describe('int4 in the mesh paths', () => {
+  const config = withInt4Quantization(syntheticConfig('small'), { lmHead: true })
+
+  it("a stage downloads its projections' qweight and scales entries, and the stages cover the file", async () => {
+    const stored = new Set<string>()
+    for (const [start, end] of [
+      [0, 2],
+      [2, 5],
+    ] as const) {
+      const names = stageTensorNames(config, start, end)
+      expect(names).not.toContain('model.layers.0.self_attn.q_proj.weight')
+      for (const n of names) stored.add(n)
+    }
+    expect(stored.has('model.layers.0.self_attn.q_proj.weight.qweight')).toBe(true)
+    expect(stored.has(`${LM_HEAD}.scales`)).toBe(true)
+    const file = [...expectedWeightShapes(config)].flatMap(([name, shape]) =>
+      linearWeightSpecs(name, shape, isInt4Weight(config, name) ? 'int4' : 'F16').map((s) => s.name),
+    )
+    expect([...stored].sort()).toEqual([...file].sort())
+  })
+
+  it('the calibration reference runs on the dequantised weights, layer by layer', async () => {
+    const tokens = calibrationTokens(config)
+    const boundaries = await referenceBoundaries(config, syntheticStoredWeights(config), tokens)
+    const weights = new Map<string, Float32Array>()
+    for (const [name, shape] of expectedWeightShapes(config)) {
+      weights.set(name, await readDequantized(config, syntheticStoredWeights(config), name, shape))
+    }
+    const whole = new ReferenceModel(config, weights)
+    const cache = whole.createCache()
+    let x = whole.embed(tokens)
+    for (let l = 0; l < config.numLayers; l++) {
+      x = whole.runLayers(x, tokens.length, 0, l, l + 1, cache)
+      expect(boundaries[l + 1]).toEqual(x)
+    }
+    // And those weights really are the quantised ones, not the float originals.
+    const q = 'model.layers.1.mlp.gate_proj.weight'
+    expect(weights.get(q)).not.toEqual(syntheticTensor(config, q))
   })
 })

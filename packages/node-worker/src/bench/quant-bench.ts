@@ -96,7 +96,7 @@ async function compare(
   title: string,
   variants: ReadonlyArray<[ModelDtype, string]>,
   text: string,
-  opts: { rounds: number; decodeTokens: number; evalTokens: number },
+  opts: { rounds: number; decodeTokens: number; evalTokens: number; footprintRuns: number },
 ): Promise<Row[]> {
   const backend = createNodeBackend()
   const models: LoadedModel[] = []
@@ -126,12 +126,13 @@ async function compare(
       const m = models[i] as LoadedModel
       const size = (await stat(join(dir, 'model.safetensors'))).size
       const planned = stageMemoryBytes(m.config, 0, m.config.numLayers, { kvContext: 1, overheadBytes: 0 })
-      const fp = footprintChild(dir)
+      // Peak RSS moves with when V8 collects the graph's garbage (more on a busy machine): median of runs.
+      const peaks = Array.from({ length: opts.footprintRuns }, () => footprintChild(dir).peakRssMiB)
       rows.push({
         dtype,
         fileMiB: size / 2 ** 20,
         plannedMiB: planned / 2 ** 20,
-        peakRssMiB: fp.peakRssMiB,
+        peakRssMiB: median(peaks),
         decode: median(decode[i] ?? []),
         decodeRatio: median((decode[i] ?? []).map((v, r) => v / (decode[0]?.[r] ?? Number.NaN))),
         loss: evals[i]?.lossNats ?? Number.NaN,
@@ -183,7 +184,7 @@ async function main(): Promise<void> {
   console.log(
     '# decode: medians over rounds, all three timed round-robin in one process; ratio = median of per-round ratios',
   )
-  console.log('# peak RSS: load + 16 tokens, each format alone in a child process')
+  console.log('# peak RSS: load + 16 tokens, each format alone in a child process (median of 3 runs)')
   console.log('# loss / agreement: teacher-forced over the last 10% of the text, windows of 256 tokens')
   let text: string
   try {
@@ -197,7 +198,8 @@ async function main(): Promise<void> {
   for (const d of DTYPES) {
     synthetic.push([d, await resolveModelDir(`synthetic:${name}${d === 'F32' ? '' : `:${LABEL[d]}`}`)])
   }
-  const rounds = opts.quick ? 2 : 5
+  const rounds = opts.quick ? 2 : 7
+  const footprintRuns = opts.quick ? 1 : 3
   const title = `synthetic:${name} (random weights: loss is meaningless; agreement, memory and speed are real)`
   print(
     title,
@@ -205,6 +207,7 @@ async function main(): Promise<void> {
       rounds,
       decodeTokens: 32,
       evalTokens: opts.evalTokens ?? (opts.quick ? 64 : 256),
+      footprintRuns,
     }),
   )
   const present = await stat(join(opts.trained, 'config.json')).catch(() => undefined)
@@ -221,6 +224,7 @@ async function main(): Promise<void> {
       rounds,
       decodeTokens: 32,
       evalTokens: opts.evalTokens ?? (opts.quick ? 256 : 4096),
+      footprintRuns,
     }),
   )
 }
