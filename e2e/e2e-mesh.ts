@@ -15,10 +15,14 @@ export interface E2eMesh {
   close(): Promise<void>
 }
 
-export async function startE2eMesh(serverArgs: readonly string[] = []): Promise<E2eMesh> {
+/** `model` is any --model spec (e.g. synthetic:tiny:int4); the server, worker and generate share it. */
+export async function startE2eMesh(
+  serverArgs: readonly string[] = [],
+  model = 'synthetic:tiny',
+): Promise<E2eMesh> {
   const cache = await mkdtemp(join(tmpdir(), 'bf-e2e-'))
   const env = { BUTTERFLY_CACHE_DIR: cache }
-  const server: Proc = start(SERVER_BIN, ['--port', '0', '--model', 'synthetic:tiny', ...serverArgs], env)
+  const server: Proc = start(SERVER_BIN, ['--port', '0', '--model', model, ...serverArgs], env)
   const url = (await server.waitFor(/listening on (http:\/\/\S+)/))[1] as string
   const worker = start(WORKER_BIN, ['join', '--server', url, '--device', 'cpu', '--name', 'node-worker'], {
     ...env,
@@ -31,7 +35,7 @@ export async function startE2eMesh(serverArgs: readonly string[] = []): Promise<
     async generate(prompt, maxTokens) {
       const p = start(
         WORKER_BIN,
-        ['generate', '--model', 'synthetic:tiny', '--prompt', prompt, '--max-tokens', String(maxTokens)],
+        ['generate', '--model', model, '--prompt', prompt, '--max-tokens', String(maxTokens)],
         env,
       )
       expect(await p.exited).toBe(0)

@@ -118,7 +118,7 @@ export function buildCli(
     .addOption(
       new Option(
         '--model <dir|synthetic:NAME|hf:ORG/REPO|URL>',
-        'model directory; synthetic:NAME[:fp16] (tiny, small, 10m, 100m, 1b); hf:ORG/REPO[@REVISION] or an https:// directory URL, downloaded once into the cache (workers then fetch their tensors from this server)',
+        'model directory; synthetic:NAME[:fp16|:int4] (tiny, small, 10m, 100m, 1b); hf:ORG/REPO[@REVISION] or an https:// directory URL, downloaded once into the cache (workers then fetch their tensors from this server)',
       )
         .env('BUTTERFLY_MODEL')
         .default('synthetic:tiny'),

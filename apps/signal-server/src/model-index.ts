@@ -28,11 +28,16 @@ export interface TensorDigest {
   readonly begin: number
   readonly end: number
   readonly sha256: string
+  /** safetensors dtype (an int4 weight's `.qweight` entry is U8, its `.scales` F16). */
+  readonly dtype: string
+  readonly shape: readonly number[]
 }
 
 /** Served as manifest.json: lets a peer range-fetch and verify exactly the tensors it needs. */
 export interface ModelManifest {
   readonly modelId: string
+  /** 'int4' when config.json marks int4 projections, else the file's float dtypes ('F32', 'F16', 'F32+F16'). */
+  readonly weights: string
   /** config.json, tokenizer.json and the weights files (index and shards when sharded). */
   readonly files: Readonly<Record<string, FileDigest>>
   readonly tensors: Readonly<Record<string, TensorDigest>>
@@ -76,6 +81,7 @@ export async function indexModelDir(dir: string, modelId = basename(dir)): Promi
   }
   // A Map, not an object literal, so a tensor named "__proto__" is just a name.
   const tensorDigests = new Map<string, TensorDigest>()
+  const dtypes = new Set<string>()
   const weights = await openLocalWeights(dir)
   try {
     if (weights.index !== undefined) {
@@ -97,14 +103,29 @@ export async function indexModelDir(dir: string, modelId = basename(dir)): Promi
       )
       for (const t of tensors) {
         const sha256 = (tensorHashes.get(t.name) as Hash).digest('hex')
-        tensorDigests.set(t.name, { file, begin: t.begin, end: t.end, sha256 })
+        tensorDigests.set(t.name, {
+          file,
+          begin: t.begin,
+          end: t.end,
+          sha256,
+          dtype: t.dtype,
+          shape: t.shape,
+        })
+        dtypes.add(t.dtype)
       }
     }
   } finally {
     await weights.close()
   }
   const paths = new Map(Object.keys(files).map((f) => [f, join(dir, f)] as const))
-  return { dir, config, paths, manifest: { modelId, files, tensors: Object.fromEntries(tensorDigests) } }
+  const weightsKind =
+    config.quantization !== undefined ? config.quantization.method : [...dtypes].sort().join('+')
+  return {
+    dir,
+    config,
+    paths,
+    manifest: { modelId, weights: weightsKind, files, tensors: Object.fromEntries(tensorDigests) },
+  }
 }
 
 async function hashFile(

@@ -14,6 +14,11 @@
  * - `Tokenizer`, `ByteTokenizer`, `HfTokenizer` (tokenizer.json via @huggingface/tokenizers).
  * - `syntheticConfig(name)`, `syntheticTensor(...)`: deterministic seeded models.
  * - `ReferenceModel`: slow, obviously-correct forward pass used as ground truth.
+ * - int4 weights (`quant/`): `quantizeInt4` / `dequantizeInt4` (MatMulNBits layout, block 32,
+ *   symmetric), `encodeLinearWeight(name, data, shape, dtype)` and `linearWeightSpecs(...)` for
+ *   writers (the importer), `isInt4Weight(config, name)`, `withInt4Quantization(config)`,
+ *   `readDequantized(...)` for float64 references, `syntheticStoredWeights(config)` for synthetic
+ *   models as their files store them.
  *
  * Engine
  * - `buildStageGraph(init, weights)`: the ONNX model of a contiguous layer range.
@@ -72,6 +77,9 @@ export { type PlanBenchmarkResult, planBenchmark } from './placement/plan-benchm
 export { PlanCache } from './placement/plan-cache.js'
 export { planPlacement } from './placement/plan-placement.js'
 export { stageMemoryBytes } from './placement/stage-memory.js'
+export * from './quant/int4.js'
+export * from './quant/synthetic-weights.js'
+export * from './quant/weight-encoding.js'
 export * from './reference-model.js'
 export * from './rope.js'
 export * from './safetensors.js'

@@ -20,7 +20,28 @@ export interface ModelConfig {
   readonly attentionBias: boolean
   readonly bosTokenId: number | undefined
   readonly eosTokenId: number | undefined
+  /** Absent for float weights; present when the linear projections are stored as int4. */
+  readonly quantization?: WeightQuantization
 }
+
+/**
+ * int4 linear weights (see quant/int4.ts): every q/k/v/o/gate/up/down projection is stored as
+ * `X.weight.qweight` + `X.weight.scales` instead of `X.weight`, and run with MatMulNBits. In
+ * config.json it is `quantization_config: {quant_method: "butterfly_int4", bits: 4,
+ * block_size: 32, symmetric: true, lm_head: false}`.
+ */
+export interface WeightQuantization {
+  readonly method: 'int4'
+  readonly bits: 4
+  /** Weights per scale along the input dimension; a power of two from 16 to 256. */
+  readonly blockSize: number
+  /** The untied LM head is int4 too (a tied head is the embedding table and stays float). */
+  readonly lmHead: boolean
+}
+
+/** quant_method we write and accept in config.json. */
+export const INT4_QUANT_METHOD = 'butterfly_int4'
+const QUANT_BLOCK_SIZES: readonly number[] = [16, 32, 64, 128, 256]
 
 const ARCHITECTURES: readonly Architecture[] = ['llama', 'mistral', 'qwen2', 'smollm']
 
@@ -49,6 +70,7 @@ const HF_NAME: Readonly<Record<keyof ModelConfig, string>> = {
   attentionBias: 'attention_bias',
   bosTokenId: 'bos_token_id',
   eosTokenId: 'eos_token_id',
+  quantization: 'quantization_config',
 }
 
 /** Upper bounds that catch corrupt or hostile configs before they size any allocation. */
@@ -145,7 +167,42 @@ export function parseModelConfig(json: unknown, source = 'config.json'): ModelCo
     bosTokenId: tokenId('bos_token_id'),
     eosTokenId: tokenId('eos_token_id'),
   }
-  return validateModelConfig(config, source)
+  const quantization = parseQuantization(get('quantization_config'), fail)
+  return validateModelConfig(quantization ? { ...config, quantization } : config, source)
+}
+
+/**
+ * Only our own int4 format is accepted: a GPTQ, AWQ or bitsandbytes checkpoint stores other
+ * tensors in other layouts, and loading it as if it were float would only fail later and worse.
+ */
+function parseQuantization(
+  value: unknown,
+  fail: (field: string, msg: string) => Error,
+): WeightQuantization | undefined {
+  if (value === undefined) return undefined
+  const field = 'quantization_config'
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw fail(field, `must be an object, got ${describe(value)}`)
+  }
+  const q = value as Record<string, unknown>
+  const method = q.quant_method
+  if (method !== INT4_QUANT_METHOD) {
+    throw fail(
+      field,
+      `quant_method ${describe(method)} is unsupported (only ${JSON.stringify(INT4_QUANT_METHOD)}; re-import the float checkpoint with --dtype int4)`,
+    )
+  }
+  if (q.bits !== 4) throw fail(field, `bits must be 4, got ${describe(q.bits)}`)
+  const blockSize = q.block_size ?? 32
+  if (typeof blockSize !== 'number' || !QUANT_BLOCK_SIZES.includes(blockSize)) {
+    throw fail(field, `block_size must be one of ${QUANT_BLOCK_SIZES.join(', ')}, got ${describe(blockSize)}`)
+  }
+  if (q.symmetric !== undefined && q.symmetric !== true) {
+    throw fail(field, `symmetric must be true (zero points are not supported), got ${describe(q.symmetric)}`)
+  }
+  const lmHead = q.lm_head ?? false
+  if (typeof lmHead !== 'boolean') throw fail(field, `lm_head must be a boolean, got ${describe(lmHead)}`)
+  return { method: 'int4', bits: 4, blockSize, lmHead }
 }
 
 /**
@@ -204,6 +261,17 @@ export function validateModelConfig(config: ModelConfig, source = 'model config'
       throw fail(key, `must be an integer token id below vocab_size (${config.vocabSize})`)
     }
   }
+  const q = config.quantization
+  if (q !== undefined) {
+    const ok =
+      typeof q === 'object' &&
+      q !== null &&
+      q.method === 'int4' &&
+      q.bits === 4 &&
+      QUANT_BLOCK_SIZES.includes(q.blockSize) &&
+      typeof q.lmHead === 'boolean'
+    if (!ok) throw fail('quantization', `must be {method: 'int4', bits: 4, blockSize, lmHead}`)
+  }
   return config
 }
 
@@ -230,6 +298,15 @@ export function modelConfigToJson(config: ModelConfig): Record<string, unknown> 
   }
   if (c.bosTokenId !== undefined) json.bos_token_id = c.bosTokenId
   if (c.eosTokenId !== undefined) json.eos_token_id = c.eosTokenId
+  if (c.quantization !== undefined) {
+    json.quantization_config = {
+      quant_method: INT4_QUANT_METHOD,
+      bits: c.quantization.bits,
+      block_size: c.quantization.blockSize,
+      symmetric: true,
+      lm_head: c.quantization.lmHead,
+    }
+  }
   return json
 }
 

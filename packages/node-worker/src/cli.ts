@@ -18,7 +18,7 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
     .description('Generate text with the model cut into K pipeline stages in this process.')
     .requiredOption(
       '--model <dir|synthetic:NAME|hf:ORG/REPO|URL>',
-      'model directory; synthetic:NAME[:fp16] (tiny, small, 10m, 100m, 1b); hf:ORG/REPO[@REVISION] or an https:// directory URL, downloaded into the cache',
+      'model directory; synthetic:NAME[:fp16|:int4] (tiny, small, 10m, 100m, 1b); hf:ORG/REPO[@REVISION] or an https:// directory URL, downloaded into the cache',
     )
     .addOption(
       new Option('--hf-endpoint <url>', 'Hugging Face Hub for hf: models')

@@ -3,13 +3,16 @@
  *
  * - `createNodeBackend(init)`: InferenceBackend over onnxruntime-node.
  * - `loadModel(spec)`, `resolveModelDir(spec, cache, download)`, `writeSyntheticModel(...)`:
- *   model directories (single-file or sharded safetensors), `synthetic:NAME` models, and
+ *   model directories (single-file or sharded safetensors), `synthetic:NAME[:fp16|:int4]` models, and
  *   `hf:ORG/REPO[@REV]` / `https://…/` models downloaded into the cache.
  * - `downloadModel(spec, cache, options)`: the resumable, checksummed download behind those;
  *   `parseRemoteSpec`, `isRemoteSpec`, `resolveHfEndpoint`, `describeSpec` for specs;
  *   `downloadOptions(flag)` wires a CLI's --hf-endpoint, progress bar and log lines;
  *   `ModelDownloadError` with its stable codes (ERR_DOWNLOAD_*, ERR_MODEL_SPEC).
  * - `openLocalWeights(dir)`: a directory's weights across shards (`ShardedSafetensors`).
+ * - `writeWeightsFile(path, config, dtype, values)`: streams a model.safetensors as F32, F16 or
+ *   int4 (projections int4, the rest F16); `convertModelDir(src, out, dtype)` re-encodes a local
+ *   float model directory.
  * - `createLocalPipeline(model, backend, {stages})`: all stages in one process.
  * - `main(argv)`, `buildCli()`: the `butterfly-worker` CLI (`generate`, `join`).
  * - `startWorkerNode(init, components)`: a mesh worker (join, load its layers, serve steps).
@@ -45,6 +48,7 @@ export {
 export { startWorkerNode, type WorkerNode, type WorkerNodeInit } from './join/worker-node.js'
 export { createLocalPipeline, type LocalPipelineOptions } from './local-pipeline.js'
 export { openLocalWeights } from './local-weights.js'
+export { convertModelDir, type ModelDtype, writeWeightsFile } from './model-convert.js'
 export { cacheDir, type LoadedModel, loadModel, resolveModelDir, writeSyntheticModel } from './model-store.js'
 export { nodeSignatureBackend, useNativeSignatures } from './native-signatures.js'
 export { createNodeBackend, type NodeBackendInit } from './node-backend.js'

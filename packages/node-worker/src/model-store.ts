@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import {
@@ -12,19 +12,20 @@ import {
   modelConfigToJson,
   parseModelConfig,
   type RawTensor,
-  safetensorsLayout,
+  storedTensorDtypes,
   syntheticConfig,
   syntheticTensor,
-  syntheticTensorSpecs,
   type Tokenizer,
   TokenizerError,
   toFloat32,
   type WeightProvider,
+  withInt4Quantization,
 } from '@butterfly/core'
 import { ModelNotFoundError } from './errors.js'
 import { type DownloadModelOptions, downloadModel } from './hub/download-model.js'
 import { isRemoteSpec, parseRemoteSpec } from './hub/model-spec.js'
 import { openLocalWeights } from './local-weights.js'
+import { type ModelDtype, writeWeightsFile } from './model-convert.js'
 
 export interface LoadedModel {
   readonly dir: string
@@ -42,11 +43,15 @@ export function cacheDir(): string {
   return process.env.BUTTERFLY_CACHE_DIR ?? join(homedir(), '.cache', 'butterfly')
 }
 
+/** Weight formats of `synthetic:NAME[:DTYPE]`. */
+const SYNTHETIC_DTYPES = { fp32: 'F32', fp16: 'F16', int4: 'int4' } as const
+
 /**
- * Resolves `--model`: a directory; `synthetic:NAME[:fp16]`, which is written once into the
- * cache as an ordinary model directory; or `hf:ORG/REPO[@REV]` / an `https://…/` directory
- * URL, downloaded into the cache (resumable, checksummed; see downloadModel). Each is then
- * loaded like any other directory.
+ * Resolves `--model`: a directory; `synthetic:NAME[:fp16|:int4]`, which is written once into
+ * the cache as an ordinary model directory (`:int4` stores the linear projections as int4,
+ * block 32, and every other tensor as fp16); or `hf:ORG/REPO[@REV]` / an `https://…/`
+ * directory URL, downloaded into the cache (resumable, checksummed; see downloadModel). Each is
+ * then loaded like any other directory.
  */
 export async function resolveModelDir(
   spec: string,
@@ -56,39 +61,35 @@ export async function resolveModelDir(
   if (isRemoteSpec(spec)) return downloadModel(parseRemoteSpec(spec), cache, download)
   if (!spec.startsWith('synthetic:')) return resolve(spec)
   const [name = '', dtype = 'fp32', ...rest] = spec.slice('synthetic:'.length).split(':')
-  if (rest.length > 0 || (dtype !== 'fp32' && dtype !== 'fp16')) {
-    throw new ModelConfigError(`bad model spec "${spec}": expected synthetic:NAME or synthetic:NAME:fp16`)
+  if (rest.length > 0 || !Object.hasOwn(SYNTHETIC_DTYPES, dtype)) {
+    throw new ModelConfigError(
+      `bad model spec "${spec}": expected synthetic:NAME, synthetic:NAME:fp16 or synthetic:NAME:int4`,
+    )
   }
-  const config = syntheticConfig(name)
+  const format = SYNTHETIC_DTYPES[dtype as keyof typeof SYNTHETIC_DTYPES]
+  const base = syntheticConfig(name)
+  const config = format === 'int4' ? withInt4Quantization(base) : base
   // The key covers the preset's shape, so a changed preset never reuses stale weights.
   const key = createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 12)
   const dir = join(cache, 'synthetic', `${name}-${dtype}-${key}`)
   if (await exists(join(dir, WEIGHTS_FILE))) return dir
-  await writeSyntheticModel(config, dir, dtype === 'fp16' ? 'F16' : 'F32')
+  await writeSyntheticModel(config, dir, format)
   return dir
 }
 
-/** Writes config.json, tokenizer.json and model.safetensors atomically (temp dir + rename). */
-export async function writeSyntheticModel(
-  config: ModelConfig,
-  dir: string,
-  dtype: 'F32' | 'F16',
-): Promise<void> {
+/**
+ * Writes config.json, tokenizer.json and model.safetensors atomically (temp dir + rename).
+ * 'int4' marks the config as int4 (unless it already is) and stores the tensors isInt4Weight
+ * selects as int4, the rest as F16.
+ */
+export async function writeSyntheticModel(model: ModelConfig, dir: string, dtype: ModelDtype): Promise<void> {
+  const config = dtype === 'int4' && model.quantization === undefined ? withInt4Quantization(model) : model
   const tmp = `${dir}.tmp-${randomBytes(4).toString('hex')}`
   await mkdir(tmp, { recursive: true })
   try {
     await writeFile(join(tmp, 'config.json'), `${JSON.stringify(modelConfigToJson(config), null, 2)}\n`)
     await writeFile(join(tmp, 'tokenizer.json'), JSON.stringify(byteTokenizerJson(config.vocabSize)))
-    const specs = syntheticTensorSpecs(config)
-    const layout = safetensorsLayout(specs.map((s) => ({ name: s.name, dtype, shape: s.shape })))
-    const file = await open(join(tmp, WEIGHTS_FILE), 'w')
-    try {
-      await file.write(layout.header)
-      // One tensor at a time, so a multi-GB model never sits in memory whole.
-      for (const s of specs) await file.write(fromFloat32(syntheticTensor(config, s.name), dtype))
-    } finally {
-      await file.close()
-    }
+    await writeWeightsFile(join(tmp, WEIGHTS_FILE), config, dtype, (name) => syntheticTensor(config, name))
     await rm(dir, { recursive: true, force: true })
     await rename(tmp, dir)
   } catch (err) {
@@ -122,11 +123,12 @@ export async function loadModel(spec: string): Promise<LoadedModel> {
     throw err
   }
   const weights: WeightProvider = async (name, shape) =>
-    toGraphDtype(await shards.read(name, { dtype: ['F32', 'F16', 'BF16'], shape }))
+    // storedTensorDtypes also admits an int4 weight's U8 levels and F16/F32 scales.
+    toGraphDtype(await shards.read(name, { dtype: storedTensorDtypes(name), shape }))
   return { dir, config, tokenizer, weights, close: () => shards.close() }
 }
 
-/** The graph takes F32 or F16; BF16 checkpoints are widened to F32 on load. */
+/** The graph takes F32 or F16 (and U8 int4 levels); BF16 checkpoints are widened to F32 on load. */
 function toGraphDtype(t: RawTensor): RawTensor {
   if (t.dtype !== 'BF16') return t
   return { dtype: 'F32', shape: t.shape, data: fromFloat32(toFloat32(t), 'F32') }

@@ -1,11 +1,15 @@
 import {
+  dequantizeInt4,
   expectedWeightShapes,
   fromFloat32,
+  isInt4Weight,
   type ModelConfig,
   type Pipeline,
+  quantizeInt4,
   ReferenceModel,
   type StageSession,
   syntheticConfig,
+  syntheticStoredWeights,
   syntheticTensor,
   toFloat32,
   uniformPartition,
@@ -13,17 +17,25 @@ import {
 } from '@butterfly/core'
 import { createNodeBackend } from '../src/node-backend.js'
 
-/** Synthetic weights served from memory, optionally stored as fp16. */
+/** Synthetic weights served from memory, optionally stored as fp16 (int4 where the config says). */
 export function syntheticWeights(config: ModelConfig, dtype: 'F32' | 'F16' = 'F32'): WeightProvider {
+  if (config.quantization !== undefined) return syntheticStoredWeights(config, dtype)
   return async (name, shape) => ({ dtype, shape, data: fromFloat32(syntheticTensor(config, name), dtype) })
 }
 
-/** The reference model over the same weights (rounded through fp16 when the graph stores fp16). */
+/**
+ * The reference model over the same weights (rounded through fp16 when the graph stores fp16,
+ * dequantised from int4 where an int4 config says so).
+ */
 export function referenceFor(config: ModelConfig, dtype: 'F32' | 'F16' = 'F32'): ReferenceModel {
   const weights = new Map<string, Float32Array>()
   for (const [name, shape] of expectedWeightShapes(config)) {
     const data = syntheticTensor(config, name)
-    weights.set(name, dtype === 'F32' ? data : toFloat32({ dtype, shape, data: fromFloat32(data, dtype) }))
+    const [n = 1, k = 1] = shape
+    const blockSize = config.quantization?.blockSize
+    if (isInt4Weight(config, name)) weights.set(name, dequantizeInt4(quantizeInt4(data, n, k, blockSize)))
+    else
+      weights.set(name, dtype === 'F32' ? data : toFloat32({ dtype, shape, data: fromFloat32(data, dtype) }))
   }
   return new ReferenceModel(config, weights)
 }

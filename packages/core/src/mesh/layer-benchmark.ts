@@ -1,7 +1,6 @@
 import type { InferenceBackend } from '../engine/inference-backend.js'
-import { fromFloat32 } from '../float16.js'
 import type { ModelConfig } from '../model-config.js'
-import { syntheticTensor } from '../synthetic.js'
+import { syntheticStoredWeights } from '../quant/synthetic-weights.js'
 
 /**
  * The throughput figure a worker announces at join: single-token layer evaluations per
@@ -17,7 +16,8 @@ export async function benchmarkLayerSteps(
   const layer = config.numLayers >= 3 ? 1 : 0
   const stage = await backend.createStage(
     { config, layerStart: layer, layerEnd: layer + 1 },
-    async (name, shape) => ({ dtype: 'F32', shape, data: fromFloat32(syntheticTensor(config, name), 'F32') }),
+    // Stored as the config says (int4 projections included), so the figure is this format's.
+    syntheticStoredWeights(config),
   )
   try {
     const hidden = new Float32Array(config.hiddenSize).fill(0.01)

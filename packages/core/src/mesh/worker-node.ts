@@ -4,6 +4,7 @@ import type { PeerIdentity } from '../identity/peer-identity.js'
 import { signResult } from '../identity/step-signature.js'
 import { fetchJson, openRemoteModel, type TensorCache } from '../model/remote-model.js'
 import { type ModelConfig, parseModelConfig } from '../model-config.js'
+import { storedTensorNames } from '../quant/weight-encoding.js'
 import { MessageConnection } from '../transport/message-connection.js'
 import { createWebRtcTransport } from '../transport/webrtc-transport.js'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightShapes } from '../weight-names.js'
@@ -166,7 +167,8 @@ export async function startWorkerNode(
         const t = await remote.weights(name, shape)
         done += t.data.byteLength
         components.onDownload?.(done, total)
-        if (init.weights !== 'fp16' || t.dtype === 'F16') return t
+        // fp16w rounds float weights only; int4 levels and their scales stay as stored.
+        if (init.weights !== 'fp16' || t.dtype !== 'F32' || name.endsWith('.scales')) return t
         return { ...t, dtype: 'F16' as const, data: fromFloat32(toFloat32(t), 'F16') }
       }
       const stage = await components.backend.createStage(
@@ -237,7 +239,7 @@ function settleWithin(work: Promise<void>, ms: number): Promise<void> {
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer))
 }
 
-/** Tensor names a stage of layers [start, end) loads. */
+/** Stored tensor names a stage of layers [start, end) loads (an int4 weight's two entries). */
 export function stageTensorNames(config: ModelConfig, start: number, end: number): string[] {
   const names: string[] = []
   if (start === 0) names.push(EMBED_TOKENS)
@@ -247,5 +249,5 @@ export function stageTensorNames(config: ModelConfig, start: number, end: number
     if (!config.tieWordEmbeddings) names.push(LM_HEAD)
     else if (start !== 0) names.push(EMBED_TOKENS)
   }
-  return names
+  return names.flatMap((n) => storedTensorNames(config, n))
 }

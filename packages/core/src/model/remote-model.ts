@@ -3,6 +3,7 @@ import { bytesToHex } from '@noble/hashes/utils.js'
 import { ModelFileError } from '../errors.js'
 import { type ModelConfig, parseModelConfig } from '../model-config.js'
 import type { WeightProvider } from '../onnx/stage-graph.js'
+import { storedTensorDtypes } from '../quant/weight-encoding.js'
 import type { ByteSource } from '../safetensors.js'
 import { isShardName, SAFETENSORS_FILE } from '../safetensors-index.js'
 import { ShardedSafetensors } from '../sharded-safetensors.js'
@@ -11,12 +12,19 @@ import { HttpSource } from './http-source.js'
 /** What the server publishes at `${modelPath}manifest.json`. */
 export interface ModelManifest {
   readonly modelId: string
+  /** 'int4' when config.json marks int4 projections, else the float dtype(s) of the file. */
+  readonly weights?: string
   readonly files: Readonly<Record<string, { size: number; sha256: string }>>
   /**
    * Absolute byte range of each tensor in its weights file. `file` names the shard of a sharded
    * checkpoint (see SafetensorsIndex); absent, the tensor is in model.safetensors.
    */
-  readonly tensors: Readonly<Record<string, { begin: number; end: number; sha256: string; file?: string }>>
+  readonly tensors: Readonly<
+    Record<
+      string,
+      { begin: number; end: number; sha256: string; file?: string; dtype?: string; shape?: number[] }
+    >
+  >
 }
 
 export interface RemoteModel {
@@ -71,7 +79,9 @@ export async function openRemoteModel(
     `${baseUrl}manifest.json`,
   )
   const weights: WeightProvider = async (name, shape) => {
-    const t = await shards.read(name, { dtype: ['F32', 'F16'], shape }, options.signal)
+    // Float tensors are F32 or F16; an int4 weight's .qweight is U8 and its .scales F16 or F32.
+    const dtype = storedTensorDtypes(name, ['F32', 'F16'])
+    const t = await shards.read(name, { dtype, shape }, options.signal)
     const expected = manifest.tensors[name]?.sha256
     const actual = bytesToHex(sha256(t.data))
     if (expected === actual && !hits.has(expected))

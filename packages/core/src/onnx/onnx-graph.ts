@@ -4,13 +4,14 @@ import { GraphBuildError } from '../errors.js'
 const { onnx } = onnxProto
 
 /** ONNX element types we emit. */
-export type OnnxElemType = 'float32' | 'float16' | 'int64' | 'int32'
+export type OnnxElemType = 'float32' | 'float16' | 'int64' | 'int32' | 'uint8'
 
 const ELEM: Record<OnnxElemType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   float16: onnx.TensorProto.DataType.FLOAT16,
   int64: onnx.TensorProto.DataType.INT64,
   int32: onnx.TensorProto.DataType.INT32,
+  uint8: onnx.TensorProto.DataType.UINT8,
 }
 
 export type AttrValue = number | string | number[] | { float: number }

@@ -1,8 +1,10 @@
 import { GraphBuildError } from '../errors.js'
 import type { ModelConfig } from '../model-config.js'
+import { isInt4Weight } from '../quant/weight-encoding.js'
 import { ropeCaches } from '../rope.js'
 import type { RawTensor } from '../tensor.js'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames, layerWeightShapes } from '../weight-names.js'
+import { matMulNBits } from './matmul-nbits.js'
 import { OnnxGraph } from './onnx-graph.js'
 import { stageIo } from './stage-io.js'
 
@@ -57,7 +59,9 @@ export const DEFAULT_TOP_K = 64
  * residual and post-attention norm use the fused SkipSimplifiedLayerNormalization.
  *
  * Weights are stored [out, in] (PyTorch layout) in fp32 or fp16 and transposed/cast by
- * nodes that ONNX Runtime constant-folds at session creation; compute is fp32.
+ * nodes that ONNX Runtime constant-folds at session creation; compute is fp32. Under an int4
+ * config the linear projections are MatMulNBits nodes over the stored 4-bit blocks instead
+ * (activations stay fp32).
  */
 export async function buildStageGraph(init: StageGraphInit, weights: WeightProvider): Promise<StageGraph> {
   const { config, layerStart: a, layerEnd: b } = init
@@ -96,7 +100,9 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
     shape: readonly number[],
     bias?: string,
   ): Promise<string> => {
-    const y = g.op1('MatMul', [x, await load(name, shape, true)])
+    const y = isInt4Weight(config, name)
+      ? await matMulNBits(g, x, config, weights, name, shape)
+      : g.op1('MatMul', [x, await load(name, shape, true)])
     return bias === undefined ? y : g.op1('Add', [y, await load(bias, [shape[0] ?? 0])])
   }
 
@@ -190,7 +196,10 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
   // Gemm with transB reads the [vocab, hidden] table as stored, so a tied head shares the
   // embedding initializer instead of holding a transposed copy.
   const row = g.op1('Reshape', [normedLast, g.constantInt64('shape', [1, H])])
-  const logits = g.op1('Gemm', [row, await load(headName, [config.vocabSize, H])], { transB: 1 })
+  const headShape = [config.vocabSize, H]
+  const logits = isInt4Weight(config, headName)
+    ? await matMulNBits(g, row, config, weights, headName, headShape)
+    : g.op1('Gemm', [row, await load(headName, headShape)], { transB: 1 })
   const temperature = g.input(io.temperature, 'float32', [1])
   const [values, ids] = g.op('TopK', [logits, g.constantInt64('k', [topK])], {
     attrs: { axis: -1, largest: 1, sorted: 1 },

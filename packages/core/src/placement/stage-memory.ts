@@ -1,8 +1,13 @@
 import { PlacementError } from '../errors.js'
 import { type ModelConfig, validateModelConfig } from '../model-config.js'
+import { int4Bytes } from '../quant/int4.js'
 
 export interface StageMemoryOptions {
-  /** Bytes per weight as loaded (4 for fp32, 2 for fp16). Default 4: the engine runs fp32. */
+  /**
+   * Bytes per float weight as loaded (4 for fp32, 2 for fp16). Default 4: the engine runs fp32.
+   * Under an int4 config the projections cost half a byte per weight plus a float32 scale per
+   * block instead, whatever this says.
+   */
   readonly bytesPerParam?: number
   /** Tokens of KV cache each stage reserves (fp32). Default: the model's maxContext. */
   readonly kvContext?: number
@@ -73,22 +78,34 @@ export function stageMemoryModel(config: ModelConfig, options: StageMemoryOption
   const h = c.hiddenSize
   const qDim = c.numHeads * c.headDim
   const kvDim = c.numKvHeads * c.headDim
+  const f = c.intermediateSize
   // Mirrors layerWeightShapes: two norms, q/k/v/o, gate/up/down, and qwen2's q/k/v biases.
-  const layerParams =
-    2 * h +
-    2 * qDim * h +
-    2 * kvDim * h +
-    3 * c.intermediateSize * h +
-    (c.attentionBias ? qDim + 2 * kvDim : 0)
+  const projections: Array<[number, number]> = [
+    [qDim, h],
+    [kvDim, h],
+    [kvDim, h],
+    [h, qDim],
+    [f, h],
+    [f, h],
+    [h, f],
+  ]
+  const q = c.quantization
+  // int4 projections hold their packed levels plus one float32 scale per block (the graph widens
+  // the file's float16 scales to the activations' type, as MatMulNBits requires).
+  const matrixBytes = (n: number, k: number, int4: boolean) =>
+    int4 && q !== undefined ? int4Bytes(n, k, q.blockSize, 4) : n * k * bytesPerParam
+  const projectionBytes = projections.reduce((sum, [n, k]) => sum + matrixBytes(n, k, true), 0)
+  const otherParams = 2 * h + (c.attentionBias ? qDim + 2 * kvDim : 0)
   const kvBytes = 2 * kvDim * kvContext * 4
   const table = c.vocabSize * h * bytesPerParam
+  const head = c.tieWordEmbeddings ? table : matrixBytes(c.vocabSize, h, q?.lmHead === true)
   const norm = h * bytesPerParam
   return {
     numLayers: c.numLayers,
-    layerBytes: layerParams * bytesPerParam + kvBytes,
+    layerBytes: projectionBytes + otherParams * bytesPerParam + kvBytes,
     embedBytes: table,
-    headBytes: norm + table,
-    headBytesWhenFirst: c.tieWordEmbeddings ? norm : norm + table,
+    headBytes: norm + head,
+    headBytesWhenFirst: c.tieWordEmbeddings ? norm : norm + head,
     overheadBytes,
   }
 }

@@ -1,7 +1,7 @@
 import { VerifyError } from '../errors.js'
-import { toFloat32 } from '../float16.js'
 import type { ModelConfig } from '../model-config.js'
 import type { WeightProvider } from '../onnx/stage-graph.js'
+import { readDequantized } from '../quant/weight-encoding.js'
 import { ReferenceModel } from '../reference-model.js'
 import { EMBED_TOKENS, layerWeightShapes } from '../weight-names.js'
 
@@ -37,7 +37,8 @@ export async function referenceBoundaries(
   }
   const load = async (names: Array<[string, readonly number[]]>) => {
     const map = new Map<string, Float32Array>()
-    for (const [name, shape] of names) map.set(name, Float32Array.from(toFloat32(await weights(name, shape))))
+    // int4 weights come back dequantised: exactly the values MatMulNBits multiplies by.
+    for (const [name, shape] of names) map.set(name, await readDequantized(config, weights, name, shape))
     return new ReferenceModel(config, map, (n) => map.has(n))
   }
   const embed = await load([[EMBED_TOKENS, [config.vocabSize, config.hiddenSize]]])

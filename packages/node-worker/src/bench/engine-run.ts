@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { generate, type Pipeline } from '@butterfly/core'
 import { createLocalPipeline } from '../local-pipeline.js'
 import { type LoadedModel, loadModel } from '../model-store.js'
@@ -73,15 +74,30 @@ export async function measureFootprint(
   await timeGeneration(pipeline, benchPrompt(tokens), tokens)
   await pipeline.dispose()
   await model.close()
-  return { loadSeconds, peakRssMiB: process.resourceUsage().maxRSS / 1024 }
+  return { loadSeconds, peakRssMiB: peakRssMiB() }
 }
 
-function benchPrompt(n: number): number[] {
+/**
+ * Peak RSS of this process, MiB. On Linux this is VmHWM, which belongs to the address space and
+ * starts afresh at exec. getrusage's maxRSS does not: a child keeps the peak of the process it
+ * was forked from, so a bench child spawned by a parent holding models reported the parent's size.
+ */
+function peakRssMiB(): number {
+  try {
+    const hwm = readFileSync('/proc/self/status', 'utf8').match(/^VmHWM:\s+(\d+) kB$/m)
+    if (hwm) return Number(hwm[1]) / 1024
+  } catch {
+    // not Linux: fall back below
+  }
+  return process.resourceUsage().maxRSS / 1024
+}
+
+export function benchPrompt(n: number): number[] {
   return Array.from({ length: n }, (_, i) => 3 + ((i * 31) % 250))
 }
 
 /** Seconds to the first token (prefill) and for the rest (decode). */
-async function timeGeneration(
+export async function timeGeneration(
   pipeline: Pipeline,
   prompt: number[],
   tokens: number,

@@ -1,0 +1,229 @@
+import { readFile } from 'node:fs/promises'
+import { createServer, type Server } from 'node:http'
+import { createRequire } from 'node:module'
+import type { AddressInfo } from 'node:net'
+import { basename, dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import {
+  buildStageGraph,
+  type ModelConfig,
+  type StageSession,
+  stageIo,
+  syntheticConfig,
+  syntheticStoredWeights,
+  withInt4Quantization,
+} from '@butterfly/core'
+import { createNodeBackend } from '@butterfly/node-worker'
+import type { Browser, Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { until } from '../apps/signal-server/test/processes.js'
+import { launchChromium } from './chromium.js'
+import { type E2eMesh, startE2eMesh } from './e2e-mesh.js'
+
+// int4 weights (com.microsoft.MatMulNBits) in real Chromium with the real onnxruntime-web:
+// 1. The same int4 stage graph runs on WASM and on WebGPU (SwiftShader here) in a page, and its
+//    logits at every step match onnxruntime-node's CPU logits within an explicit tolerance.
+// 2. A tab hosts an int4 stage of a mesh (remote download of the .qweight/.scales entries, the
+//    stage in the Web Worker) and the mesh's text equals the single-process Node run.
+
+/**
+ * max |a − b| / max |b| over a step's logits. WASM is the same fp32 CPU arithmetic as Node;
+ * WebGPU leaves room for a hardware GPU's summation order (SwiftShader measures ~1e-6).
+ */
+const TOLERANCE = { wasm: 1e-4, webgpu: 1e-3 } as const
+const FORCED_STEPS = 12
+const PROMPT = [1, 40, 75, 80, 75, 35, 110, 120]
+const ORT_DIST = dirname(createRequire(import.meta.url).resolve('onnxruntime-web'))
+const RUNNER = fileURLToPath(new URL('./fixtures/ort-stage-runner.js', import.meta.url))
+
+let browser: Browser
+
+beforeAll(async () => {
+  browser = await launchChromium()
+})
+afterAll(async () => {
+  await browser?.close()
+})
+
+/** Serves the blank page, the runner, onnxruntime-web's dist and the current graph on 127.0.0.1. */
+async function staticServer(graph: () => Uint8Array): Promise<{ url: string; server: Server }> {
+  const types: Record<string, string> = {
+    '.mjs': 'text/javascript',
+    '.js': 'text/javascript',
+    '.wasm': 'application/wasm',
+  }
+  const server = createServer(async (req, res) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname
+    try {
+      if (path === '/')
+        return res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>int4</title>')
+      if (path === '/runner.js')
+        return res.writeHead(200, { 'content-type': types['.js'] }).end(await readFile(RUNNER))
+      if (path === '/stage.onnx')
+        return res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(graph())
+      if (path.startsWith('/ort/')) {
+        const file = basename(path)
+        const ext = file.slice(file.lastIndexOf('.'))
+        return res
+          .writeHead(200, { 'content-type': types[ext] ?? 'application/octet-stream' })
+          .end(await readFile(join(ORT_DIST, file)))
+      }
+    } catch {
+      // fall through to 404
+    }
+    res.writeHead(404).end()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
+}
+
+/** Node CPU (the engine's own OrtStage): greedy tokens and each step's logits. */
+async function nodeRun(config: ModelConfig): Promise<{ tokens: number[]; logits: Float32Array[] }> {
+  const stage: StageSession = await createNodeBackend({ threads: 1 }).createStage(
+    { config, layerStart: 0, layerEnd: config.numLayers, emitLogits: true },
+    syntheticStoredWeights(config),
+  )
+  try {
+    const logits: Float32Array[] = []
+    const tokens: number[] = []
+    let input = PROMPT
+    for (let i = 0; i <= FORCED_STEPS; i++) {
+      const out = await stage.step('g', {
+        tokens: input,
+        seqLen: input.length,
+        startPos: i === 0 ? 0 : PROMPT.length + i - 1,
+      })
+      const l = out.logits as Float32Array
+      logits.push(l)
+      const next = l.indexOf(Math.max(...l))
+      tokens.push(next)
+      input = [next]
+    }
+    return { tokens, logits }
+  } finally {
+    await stage.dispose()
+  }
+}
+
+function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let diff = 0
+  let scale = 0
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs((actual[i] as number) - (expected[i] as number)))
+    scale = Math.max(scale, Math.abs(expected[i] as number))
+  }
+  return actual.length === expected.length ? diff / scale : Number.POSITIVE_INFINITY
+}
+
+describe('an int4 stage in onnxruntime-web matches onnxruntime-node', () => {
+  const configs: Array<[string, ModelConfig]> = [
+    ['tiny (K=172 padded blocks)', withInt4Quantization(syntheticConfig('tiny'))],
+    ['small (biases, int4 LM head)', withInt4Quantization(syntheticConfig('small'), { lmHead: true })],
+  ]
+  let current: Uint8Array = new Uint8Array()
+  let site: { url: string; server: Server }
+  let page: Page
+  beforeAll(async () => {
+    site = await staticServer(() => current)
+    page = await browser.newPage()
+    await page.goto(`${site.url}/`)
+  })
+  afterAll(async () => {
+    await page?.close()
+    await new Promise((resolve) => site?.server.close(resolve))
+  })
+
+  for (const [label, config] of configs) {
+    for (const device of ['wasm', 'webgpu'] as const) {
+      test(`${label} on ${device}: every step's logits within ${TOLERANCE[device]} of Node CPU, same top token`, async () => {
+        const expected = await nodeRun(config)
+        current = (
+          await buildStageGraph(
+            { config, layerStart: 0, layerEnd: config.numLayers, emitLogits: true },
+            syntheticStoredWeights(config),
+          )
+        ).bytes
+        const io = stageIo(config, 0, config.numLayers)
+        const args = {
+          device,
+          io,
+          dims: { heads: config.numKvHeads, headDim: config.headDim, capacity: 64 },
+          prompt: PROMPT,
+          forced: expected.tokens.slice(0, FORCED_STEPS),
+        }
+        const { logits, gpuKernels } = (await page.evaluate(
+          `import('/runner.js').then((m) => m.run(${JSON.stringify(args)}))`,
+        )) as { logits: number[][]; gpuKernels: string[] }
+        console.log(`int4 ${label} ${device}: kernels on WebGPU: ${gpuKernels.join(', ') || 'none'}`)
+        // On WebGPU the int4 matmuls must run on the GPU, not fall back to the CPU provider.
+        if (device === 'webgpu') expect(gpuKernels).toContain('MatMulNBits')
+        expect(logits).toHaveLength(FORCED_STEPS + 1)
+        const errors = logits.map((l, i) => relativeError(l, expected.logits[i] as Float32Array))
+        console.log(
+          `int4 ${label} ${device}: worst relative logit error ${Math.max(...errors).toExponential(2)}`,
+        )
+        for (const [i, l] of logits.entries()) {
+          expect(errors[i], `step ${i}`).toBeLessThan(TOLERANCE[device])
+          expect(l.indexOf(Math.max(...l)), `step ${i}`).toBe(expected.tokens[i])
+        }
+      })
+    }
+  }
+})
+
+describe('a tab hosts an int4 stage of a mesh', () => {
+  let mesh: E2eMesh
+  beforeAll(async () => {
+    mesh = await startE2eMesh(
+      ['--plan-strategy', 'uniform', '--step-timeout-ms', '300000'],
+      'synthetic:tiny:int4',
+    )
+  })
+  afterAll(async () => {
+    await mesh?.close()
+  })
+
+  for (const device of ['wasm', 'webgpu'] as const) {
+    test(`on ${device}: the mesh's text equals the single-process int4 run`, async () => {
+      const prompt = 'Now is the winter'
+      const reference = await mesh.generate(prompt, 24)
+      const manifest = (await (await fetch(`${mesh.url}/models/default/manifest.json`)).json()) as {
+        weights: string
+        tensors: Record<string, { dtype: string }>
+      }
+      expect(manifest.weights).toBe('int4')
+      expect(manifest.tensors['model.layers.3.mlp.down_proj.weight.qweight']?.dtype).toBe('U8')
+      const context = await browser.newContext()
+      try {
+        const tab = await context.newPage()
+        await tab.goto(`${mesh.url}/?device=${device}`)
+        await tab.getByRole('button', { name: 'Contribute' }).click()
+        await tab.getByRole('switch', { name: 'Contribute this GPU' }).check()
+        await tab
+          .getByTestId('contribute-layers')
+          .getByText(/^\d+–\d+$/)
+          .waitFor({ timeout: 180_000 })
+        const tabId = (await tab.getByTestId('contribute-peer').textContent()) ?? ''
+        await until<{ meshes: Array<{ ready: boolean; plan: { stages: Array<{ peerId: string }> } }> }>(
+          `${mesh.url}/health`,
+          (h) => h.meshes[0]?.ready === true && h.meshes[0].plan.stages.some((s) => s.peerId === tabId),
+          180_000,
+        )
+        const res = await fetch(`${mesh.url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'default', prompt, max_tokens: 24, temperature: 0 }),
+        })
+        const body = (await res.json()) as { choices: Array<{ text: string }> }
+        expect(body.choices[0]?.text).toBe(reference)
+        expect(Number(await tab.getByTestId('contribute-steps').textContent())).toBeGreaterThan(0)
+        expect(await tab.getByTestId('contribute-status').textContent()).toContain(
+          device === 'webgpu' ? 'WebGPU' : 'WASM',
+        )
+        await tab.close()
+      } finally {
+        await context.close()
+      }
+    })
+  }
+})
