@@ -39,8 +39,12 @@ export type ModelFileErrorCode =
   | 'ERR_MODEL_TENSOR_MISSING'
   | 'ERR_MODEL_FILE_READ'
   | 'ERR_MODEL_FILE_HASH'
+  | 'ERR_MODEL_FILE_VERSION'
 
-/** A weights file is corrupt or does not match the model config. Names the file and tensor. */
+/**
+ * A weights file is corrupt or does not match the model config. Names the file and tensor.
+ * ERR_MODEL_FILE_VERSION: a format version this build does not read (GGUF v1, llama2.c v2).
+ */
 export class ModelFileError extends ButterflyError {
   override readonly name = 'ModelFileError'
   readonly file: string
