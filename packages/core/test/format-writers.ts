@@ -372,10 +372,13 @@ export function ggufLlamaFile(
   vocab: { pieces: string[]; scores: number[] },
   type: number = GGML.F32,
   extraMeta: readonly GgufMeta[] = [],
+  dropMeta: readonly string[] = [],
+  dropTensors: readonly string[] = [],
+  replaceTensors: Readonly<Record<string, Omit<GgufTensorSpec, 'name'>>> = {},
 ): Uint8Array {
   const d = w.dims
   const { tokens, types } = sentencepieceSpelling(vocab.pieces)
-  const meta: GgufMeta[] = [
+  const all: GgufMeta[] = [
     { key: 'general.architecture', type: 'string', value: 'llama' },
     { key: 'general.name', type: 'string', value: 'test' },
     { key: 'llama.context_length', type: 'u32', value: d.seqLen },
@@ -395,8 +398,8 @@ export function ggufLlamaFile(
     { key: 'tokenizer.ggml.bos_token_id', type: 'u32', value: 1 },
     { key: 'tokenizer.ggml.eos_token_id', type: 'u32', value: 2 },
     { key: 'tokenizer.ggml.unknown_token_id', type: 'u32', value: 0 },
-    ...extraMeta,
   ]
+  const meta = [...all.filter((m) => !dropMeta.includes(m.key)), ...extraMeta]
   const t: GgufTensorSpec[] = []
   const mat = (name: string, x: Float32Array, rows: number, cols: number) =>
     t.push({ name, dims: [cols, rows], type, data: ggmlBytes(x, type) })
@@ -417,7 +420,10 @@ export function ggufLlamaFile(
   }
   vec('output_norm.weight', w.rmsFinal)
   if (w.wcls !== undefined) mat('output.weight', w.wcls, d.vocabSize, d.dim)
-  return writeGguf(meta, t)
+  const tensors = t
+    .filter((x) => !dropTensors.includes(x.name))
+    .map((x) => (Object.hasOwn(replaceTensors, x.name) ? { name: x.name, ...replaceTensors[x.name] } : x))
+  return writeGguf(meta, tensors as GgufTensorSpec[])
 }
 
 /** The same weights as a Hugging Face Llama checkpoint: HF names, q/k permuted to rotate_half. */

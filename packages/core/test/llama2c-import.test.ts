@@ -159,7 +159,7 @@ describe('corrupt llama2.c checkpoints', () => {
     ],
     ['a truncated version 1 file', () => goodV1().subarray(0, 300), 'ERR_MODEL_FILE_TRUNCATED', /implies/],
   ]
-  test.each(cases)('%s is %s', async (_, bytes, code, message) => {
+  test.each(cases)('%s', async (_, bytes, code, message) => {
     const err = await openLlama2cCheckpoint(bytesSource('bad.bin', bytes())).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(ModelFileError)
     expect((err as ModelFileError).code).toBe(code)

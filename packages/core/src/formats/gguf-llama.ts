@@ -113,19 +113,19 @@ function ggufTensor(
 ): ImportTensor {
   const fail = (code: 'ERR_MODEL_FILE_SHAPE' | 'ERR_MODEL_FILE_DTYPE', msg: string) =>
     new ModelFileError(code, file.source.name, msg, { tensor: info.name })
+  const plain = Object.hasOwn(PLAIN, info.type.name) ? PLAIN[info.type.name] : undefined
+  if (plain === undefined && !canDequantize(info.type)) {
+    throw fail(
+      'ERR_MODEL_FILE_DTYPE',
+      `ggml type ${info.type.name} is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K are)`,
+    )
+  }
   // ggml lists dims innermost first; PyTorch outermost first.
   const torchShape = [...info.dims].reverse()
   if (torchShape.length !== shape.length || torchShape.some((d, i) => d !== shape[i])) {
     throw fail(
       'ERR_MODEL_FILE_SHAPE',
       `expected shape [${shape.join(', ')}], file has [${torchShape.join(', ')}]`,
-    )
-  }
-  const plain = Object.hasOwn(PLAIN, info.type.name) ? PLAIN[info.type.name] : undefined
-  if (plain === undefined && !canDequantize(info.type)) {
-    throw fail(
-      'ERR_MODEL_FILE_DTYPE',
-      `ggml type ${info.type.name} is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K are)`,
     )
   }
   return {

@@ -221,7 +221,7 @@ async function readValue(cur: ByteCursor, type: number, arrayAllowed: boolean): 
     case 5:
       return cur.i32()
     case 6:
-      return cur.f32()
+      return shortestFloat32(await cur.f32())
     case 7: {
       const b = await cur.u8()
       if (b > 1) throw cur.fail('ERR_MODEL_FILE_HEADER', `bool value ${b} is neither 0 nor 1`)
@@ -260,6 +260,19 @@ async function readValue(cur: ByteCursor, type: number, arrayAllowed: boolean): 
     default:
       throw cur.fail('ERR_MODEL_FILE_HEADER', `unknown value type ${type}`)
   }
+}
+
+/**
+ * The shortest decimal that reads back as the same float32, so a stored 1e-5 comes back as 1e-5
+ * rather than 9.999999747378752e-6 (the float32 is what the writer meant; config.json shows it).
+ */
+function shortestFloat32(x: number): number {
+  if (!Number.isFinite(x)) return x
+  for (let digits = 1; digits < 9; digits++) {
+    const candidate = Number(x.toPrecision(digits))
+    if (Math.fround(candidate) === x) return candidate
+  }
+  return x
 }
 
 async function peek(source: ByteSource, n: number): Promise<Uint8Array> {
