@@ -29,7 +29,6 @@ import {
   llama2cGreedy,
 } from '../../core/test/llama2c-reference.js'
 import { FileSource } from '../src/file-source.js'
-import { createLocalPipeline } from '../src/local-pipeline.js'
 import { loadModel } from '../src/model-store.js'
 import { createNodeBackend } from '../src/node-backend.js'
 
