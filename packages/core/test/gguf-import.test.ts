@@ -7,19 +7,8 @@ import { openLlama2cCheckpoint } from '../src/formats/llama2c-checkpoint.js'
 import { llama2cTokenizerJson } from '../src/formats/llama2c-tokenizer.js'
 import { bytesSource } from '../src/safetensors.js'
 import { layerWeightNames } from '../src/weight-names.js'
-import {
-  GGML,
-  type GgufMeta,
-  ggufLlamaFile,
-  hfPermute,
-  knownWeights,
-  llama2cModelBin,
-  quantizeQ4_0,
-  quantizeQ8_0,
-  testVocab,
-  tokenizerBin,
-  writeGguf,
-} from './format-writers.js'
+import { hfPermute, knownWeights, llama2cModelBin, testVocab, tokenizerBin } from './format-writers.js'
+import { GGML, type GgufMeta, ggufLlamaFile, quantizeQ4_0, quantizeQ8_0, writeGguf } from './gguf-writer.js'
 import { readAll, testDims } from './import-helpers.js'
 
 const vocab = testVocab()
@@ -261,11 +250,11 @@ describe('corrupt and unsupported GGUF files', () => {
       /RoPE scaling \(linear\)/,
     ],
     [
-      'a GPT-2 tokenizer',
+      'a GPT-2 tokenizer without merges',
       () =>
         withMeta([{ key: 'tokenizer.ggml.model', type: 'string', value: 'gpt2' }], ['tokenizer.ggml.model']),
       'ERR_TOKENIZER',
-      /"gpt2" is not supported/,
+      /tokenizer\.ggml\.merges is missing/,
     ],
     [
       'more tokens than embedding rows',

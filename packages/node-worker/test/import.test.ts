@@ -12,8 +12,6 @@ import {
 } from '@butterfly/core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
-  GGML,
-  ggufLlamaFile,
   hfConfigJson,
   hfTensors,
   knownWeights,
@@ -21,6 +19,7 @@ import {
   testVocab,
   tokenizerBin,
 } from '../../core/test/format-writers.js'
+import { GGML, ggufLlamaFile } from '../../core/test/gguf-writer.js'
 import { relativeError, testDims } from '../../core/test/import-helpers.js'
 import {
   argmax,

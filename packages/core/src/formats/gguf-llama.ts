@@ -1,13 +1,14 @@
-import { ModelConfigError, ModelFileError, TokenizerError } from '../errors.js'
+import { ModelConfigError, ModelFileError } from '../errors.js'
 import { fromFloat32 } from '../float16.js'
 import { type ModelConfig, validateModelConfig } from '../model-config.js'
 import type { ByteSource } from '../safetensors.js'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../weight-names.js'
 import { readExact } from './byte-cursor.js'
 import { canDequantize, dequantizeGgml } from './ggml-dequant.js'
-import { type GgufFile, type GgufTensorInfo, type GgufValue, readGguf } from './gguf-reader.js'
-import { type ImportSource, type ImportTensor, type ImportTokenizer, metaToHfRows } from './import-source.js'
-import { SPM_TYPE, spmTokenizerJson } from './spm-tokenizer-json.js'
+import { MetadataReader } from './gguf-metadata.js'
+import { type GgufFile, type GgufTensorInfo, readGguf } from './gguf-reader.js'
+import { ggufTokenizer } from './gguf-tokenizer.js'
+import { type ImportSource, type ImportTensor, metaToHfRows } from './import-source.js'
 
 /** ggml types whose bytes are already what a safetensors file stores. */
 const PLAIN: Readonly<Record<string, 'F32' | 'F16' | 'BF16'>> = { F32: 'F32', F16: 'F16', BF16: 'BF16' }
@@ -160,115 +161,6 @@ function tensorInfo(file: GgufFile, name: string): GgufTensorInfo {
   return info
 }
 
-/** The vocabulary of a `tokenizer.ggml.model = "llama"` (SentencePiece) file as tokenizer.json. */
-function ggufTokenizer(file: GgufFile, meta: MetadataReader, vocabSize: number): ImportTokenizer {
-  const where = `${file.source.name}: tokenizer.ggml`
-  const model = meta.optionalString('tokenizer.ggml.model')
-  if (model !== 'llama') {
-    throw new TokenizerError(
-      `${where}.model ${JSON.stringify(model ?? null)} is not supported (only "llama", SentencePiece); pass --tokenizer tokenizer.json`,
-    )
-  }
-  const pieces = meta.array('tokenizer.ggml.tokens', 'string') as string[]
-  const n = pieces.length
-  if (n === 0 || n > vocabSize) {
-    throw new TokenizerError(`${where}.tokens has ${n} entries, the embedding has ${vocabSize} rows`)
-  }
-  const scores = meta.has('tokenizer.ggml.scores')
-    ? (meta.array('tokenizer.ggml.scores', 'float32') as number[])
-    : new Array<number>(n).fill(0)
-  const types = meta.has('tokenizer.ggml.token_type')
-    ? (meta.array('tokenizer.ggml.token_type', 'int32') as number[])
-    : new Array<number>(n).fill(SPM_TYPE.normal)
-  if (scores.length !== n || types.length !== n) {
-    throw new TokenizerError(
-      `${where}: ${n} tokens but ${scores.length} scores and ${types.length} token types`,
-    )
-  }
-  return spmTokenizerJson({
-    pieces,
-    scores,
-    types,
-    bosId: meta.optionalInt('tokenizer.ggml.bos_token_id'),
-    eosId: meta.optionalInt('tokenizer.ggml.eos_token_id'),
-    unkId: meta.optionalInt('tokenizer.ggml.unknown_token_id') ?? firstIndex(types, SPM_TYPE.unknown),
-  })
-}
-
 function checkConfig(file: string, config: ModelConfig): ModelConfig {
   return validateModelConfig(config, `${file} (GGUF metadata as a config)`)
-}
-
-function firstIndex(values: readonly number[], wanted: number): number | undefined {
-  const i = values.indexOf(wanted)
-  return i < 0 ? undefined : i
-}
-
-/** Typed access to GGUF metadata; every error names the key and what it holds. */
-class MetadataReader {
-  constructor(private readonly file: GgufFile) {}
-
-  has(key: string): boolean {
-    return this.file.metadata.has(key)
-  }
-
-  private fail(key: string, msg: string): ModelConfigError {
-    return new ModelConfigError(`${this.file.source.name}: GGUF metadata ${key} ${msg}`)
-  }
-
-  private get(key: string): GgufValue {
-    const v = this.file.metadata.get(key)
-    if (v === undefined) throw this.fail(key, 'is missing')
-    return v
-  }
-
-  string(key: string): string {
-    const v = this.get(key)
-    if (typeof v !== 'string') throw this.fail(key, `must be a string, got ${describe(v)}`)
-    return v
-  }
-
-  optionalString(key: string): string | undefined {
-    return this.has(key) ? this.string(key) : undefined
-  }
-
-  number(key: string): number {
-    const v = this.get(key)
-    if (typeof v !== 'number') throw this.fail(key, `must be a number, got ${describe(v)}`)
-    return v
-  }
-
-  optionalNumber(key: string): number | undefined {
-    return this.has(key) ? this.number(key) : undefined
-  }
-
-  int(key: string): number {
-    const v = this.number(key)
-    if (!Number.isSafeInteger(v) || v < 0) throw this.fail(key, `must be a non-negative integer, got ${v}`)
-    return v
-  }
-
-  optionalInt(key: string): number | undefined {
-    return this.has(key) ? this.int(key) : undefined
-  }
-
-  /** An array whose elements are all of `kind` (integers of any width count as 'int32'). */
-  array(key: string, kind: 'string' | 'float32' | 'int32'): ReadonlyArray<number | string> {
-    const v = this.get(key)
-    if (typeof v !== 'object' || !('values' in v))
-      throw this.fail(key, `must be an array, got ${describe(v)}`)
-    const ok =
-      kind === 'string'
-        ? v.type === 'string'
-        : kind === 'float32'
-          ? v.type === 'float32' || v.type === 'float64'
-          : /^u?int(8|16|32)$/.test(v.type)
-    if (!ok) throw this.fail(key, `must be an array of ${kind}, got an array of ${v.type}`)
-    return v.values as ReadonlyArray<number | string>
-  }
-}
-
-function describe(v: GgufValue): string {
-  if (typeof v === 'object' && 'values' in v) return `an array of ${v.values.length} ${v.type}`
-  return `${typeof v} ${JSON.stringify(typeof v === 'bigint' ? String(v) : v)}`
 }
