@@ -12,7 +12,13 @@ import {
 } from '@butterfly/core'
 import { ImportError } from '../errors.js'
 import { loadModel, WEIGHTS_FILE } from '../model-store.js'
-import { checkOutputDtype, encodeOutput, type ImportDtype, outputEntries } from './output-dtype.js'
+import {
+  checkOutputDtype,
+  encodeOutput,
+  type ImportDtype,
+  outputConfig,
+  outputEntries,
+} from './output-dtype.js'
 
 export interface WriteOptions {
   readonly dtype: ImportDtype
@@ -50,7 +56,10 @@ export async function writeImportedModel(
   await mkdir(tmp)
   try {
     const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`
-    await writeFile(join(tmp, 'config.json'), json(modelConfigToJson(source.config)))
+    await writeFile(
+      join(tmp, 'config.json'),
+      json(modelConfigToJson(outputConfig(source.config, options.dtype))),
+    )
     await writeFile(join(tmp, 'tokenizer.json'), JSON.stringify(tokenizer.json))
     if (tokenizer.config !== undefined)
       await writeFile(join(tmp, 'tokenizer_config.json'), json(tokenizer.config))

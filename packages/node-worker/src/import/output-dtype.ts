@@ -1,4 +1,4 @@
-import { type DType, fromFloat32, type RawTensor, toFloat32 } from '@butterfly/core'
+import { type DType, fromFloat32, type ModelConfig, type RawTensor, toFloat32 } from '@butterfly/core'
 import { ImportError } from '../errors.js'
 
 /** `--dtype` values of `butterfly-worker import`. */
@@ -19,6 +19,12 @@ export interface OutputEntry {
  */
 export function outputEntries(name: string, shape: readonly number[], dtype: ImportDtype): OutputEntry[] {
   return [{ name, dtype: storedDtype(dtype), shape }]
+}
+
+/** The config.json to write for `dtype` (int4 will record its quantization_config here). */
+export function outputConfig(config: ModelConfig, dtype: ImportDtype): ModelConfig {
+  storedDtype(dtype)
+  return config
 }
 
 /** Encodes one tensor for `dtype`; one Uint8Array per entry of outputEntries, in that order. */
