@@ -57,16 +57,28 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
         source: string,
         opts: { out: string; tokenizer?: string; dtype: ImportDtype; force: boolean },
       ) => {
-        await runImport(
-          {
-            source,
-            out: opts.out,
-            dtype: opts.dtype,
-            force: opts.force,
-            ...(opts.tokenizer === undefined ? {} : { tokenizer: opts.tokenizer }),
-          },
-          out,
-        )
+        // Ctrl-C stops between tensors; the writer then removes its temporary directory.
+        const abort = new AbortController()
+        const stop = () =>
+          abort.abort(new ButterflyError('ERR_ABORTED', 'import interrupted; nothing was written'))
+        process.once('SIGINT', stop)
+        process.once('SIGTERM', stop)
+        try {
+          await runImport(
+            {
+              source,
+              out: opts.out,
+              dtype: opts.dtype,
+              force: opts.force,
+              ...(opts.tokenizer === undefined ? {} : { tokenizer: opts.tokenizer }),
+            },
+            out,
+            abort.signal,
+          )
+        } finally {
+          process.off('SIGINT', stop)
+          process.off('SIGTERM', stop)
+        }
       },
     )
   program
