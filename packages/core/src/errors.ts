@@ -41,8 +41,12 @@ export type ModelFileErrorCode =
   | 'ERR_MODEL_FILE_HASH'
   /** model.safetensors.index.json is malformed, names a file outside the directory, or lies. */
   | 'ERR_MODEL_INDEX'
+  | 'ERR_MODEL_FILE_VERSION'
 
-/** A weights file is corrupt or does not match the model config. Names the file and tensor. */
+/**
+ * A weights file is corrupt or does not match the model config. Names the file and tensor.
+ * ERR_MODEL_FILE_VERSION: a format version this build does not read (GGUF v1, llama2.c v2).
+ */
 export class ModelFileError extends ButterflyError {
   override readonly name = 'ModelFileError'
   readonly file: string

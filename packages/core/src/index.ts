@@ -20,6 +20,17 @@
  *   `readDequantized(...)` for float64 references, `syntheticStoredWeights(config)` for synthetic
  *   models as their files store them.
  *
+ * Import formats (`formats/`): foreign checkpoints seen as Hugging Face Llama models
+ * (`ImportSource`: config, tensors read one at a time in HF layout, tokenizer.json).
+ * - `openLlama2cCheckpoint(source)`, `readLlama2cTokenizer` / `llama2cTokenizerJson(source, vocab)`:
+ *   llama2.c model.bin (legacy and version 1) and tokenizer.bin.
+ * - `readGguf(source)`, `openGgufLlama(source)`: GGUF v2/v3 headers and llama-architecture files,
+ *   their SentencePiece ("llama") or byte-level BPE ("gpt2") vocabulary as tokenizer.json;
+ *   `dequantizeGgml(type, bytes)` for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
+ * - `parseSafetensorsIndex`, `locateTensors`, `hfImportSource`: HF directories, sharded or not.
+ * - `spmTokenizerJson(vocab)`: a SentencePiece BPE vocabulary as tokenizer.json.
+ * - `metaToHfRows(...)`: Meta's interleaved RoPE q/k rows to HF rotate_half.
+ *
  * Engine
  * - `buildStageGraph(init, weights)`: the ONNX model of a contiguous layer range.
  * - `InferenceBackend`, `StageSession`: what each runtime implements; `createOrtStage` runs a
@@ -51,6 +62,18 @@ export * from './engine/ort-stage.js'
 export * from './engine/partition.js'
 export * from './errors.js'
 export * from './float16.js'
+export { ByteCursor } from './formats/byte-cursor.js'
+export * from './formats/ggml-dequant.js'
+export * from './formats/ggml-types.js'
+export * from './formats/gguf-llama.js'
+export * from './formats/gguf-metadata.js'
+export * from './formats/gguf-reader.js'
+export * from './formats/gguf-tokenizer.js'
+export * from './formats/hf-checkpoint.js'
+export * from './formats/import-source.js'
+export * from './formats/llama2c-checkpoint.js'
+export * from './formats/llama2c-tokenizer.js'
+export * from './formats/spm-tokenizer-json.js'
 export * from './hf-tokenizer.js'
 export * from './identity/base64url.js'
 export * from './identity/join-proof.js'

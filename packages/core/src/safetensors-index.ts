@@ -46,7 +46,10 @@ export function parseSafetensorsIndexBytes(bytes: Uint8Array, file: string): Saf
  * Validates an index: `weight_map` must be a non-empty object mapping tensor names to shard
  * names (see isShardName). `metadata` is ignored. Errors are ERR_MODEL_INDEX naming `file`.
  */
-export function parseSafetensorsIndex(json: unknown, file: string): SafetensorsIndex {
+export function parseSafetensorsIndex(
+  json: unknown,
+  file: string = SAFETENSORS_INDEX_FILE,
+): SafetensorsIndex {
   if (!isRecord(json)) throw indexError(file, 'is not a JSON object')
   const map = json.weight_map
   if (!isRecord(map)) throw indexError(file, 'has no weight_map object')

@@ -3,6 +3,8 @@ import { Command, CommanderError, Option } from 'commander'
 import { floatArg, intArg } from './cli-args.js'
 import { CliUsageError } from './errors.js'
 import { runGenerate } from './generate-command.js'
+import { runImport } from './import/import-command.js'
+import { IMPORT_DTYPES, type ImportDtype } from './import/output-dtype.js'
 import { parseMemory, parseServerUrl, runJoin } from './join-command.js'
 
 /** Builds the `butterfly-worker` command tree. `argv` excludes node and the script path. */
@@ -37,6 +39,53 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
     .action(async (opts) => {
       await runGenerate(opts, out)
     })
+  program
+    .command('import')
+    .description(
+      'Convert a llama2.c, GGUF (llama) or Hugging Face checkpoint into a Butterfly model directory.',
+    )
+    .argument('<source>', 'llama2.c model.bin, a .gguf file, or a Hugging Face model directory')
+    .requiredOption(
+      '--out <dir>',
+      'model directory to write (config.json, tokenizer.json, model.safetensors)',
+    )
+    .option(
+      '--tokenizer <file>',
+      "tokenizer.bin (llama2.c) or tokenizer.json; required for llama2.c, else overrides the source's",
+    )
+    .addOption(
+      new Option('--dtype <dtype>', 'weight precision to store').choices([...IMPORT_DTYPES]).default('fp32'),
+    )
+    .option('--force', 'replace --out if it already holds a model', false)
+    .action(
+      async (
+        source: string,
+        opts: { out: string; tokenizer?: string; dtype: ImportDtype; force: boolean },
+      ) => {
+        // Ctrl-C stops between tensors; the writer then removes its temporary directory.
+        const abort = new AbortController()
+        const stop = () =>
+          abort.abort(new ButterflyError('ERR_ABORTED', 'import interrupted; nothing was written'))
+        process.once('SIGINT', stop)
+        process.once('SIGTERM', stop)
+        try {
+          await runImport(
+            {
+              source,
+              out: opts.out,
+              dtype: opts.dtype,
+              force: opts.force,
+              ...(opts.tokenizer === undefined ? {} : { tokenizer: opts.tokenizer }),
+            },
+            out,
+            abort.signal,
+          )
+        } finally {
+          process.off('SIGINT', stop)
+          process.off('SIGTERM', stop)
+        }
+      },
+    )
   program
     .command('join')
     .description('Join a mesh as a worker: host the layers the server assigns and serve steps over WebRTC.')

@@ -14,7 +14,9 @@
  *   int4 (projections int4, the rest F16); `convertModelDir(src, out, dtype)` re-encodes a local
  *   float model directory.
  * - `createLocalPipeline(model, backend, {stages})`: all stages in one process.
- * - `main(argv)`, `buildCli()`: the `butterfly-worker` CLI (`generate`, `join`).
+ * - `main(argv)`, `buildCli()`: the `butterfly-worker` CLI (`generate`, `import`, `join`).
+ * - `runImport(opts, out)`, `openImportSource(path, tokenizer)`, `writeImportedModel(...)`: convert
+ *   llama2.c, GGUF and Hugging Face checkpoints into a model directory (streamed, atomic).
  * - `startWorkerNode(init, components)`: a mesh worker (join, load its layers, serve steps).
  * - `nodeWrtc()`: the RTCPeerConnection implementation Node peers use (node-datachannel).
  * - `resolveDevice(request)`: picks cuda / webgpu / cpu.
@@ -27,6 +29,7 @@ export { type Device, type DeviceRequest, resolveDevice } from './device.js'
 export {
   CliUsageError,
   DeviceUnavailableError,
+  ImportError,
   ModelDownloadError,
   type ModelDownloadErrorCode,
   ModelNotFoundError,
@@ -45,6 +48,10 @@ export {
   type RemoteModelSpec,
   resolveHfEndpoint,
 } from './hub/model-spec.js'
+export { type ImportOptions, runImport } from './import/import-command.js'
+export { type WriteOptions, type WriteResult, writeImportedModel } from './import/model-writer.js'
+export { type OpenedSource, openImportSource } from './import/open-import-source.js'
+export { IMPORT_DTYPES, type ImportDtype } from './import/output-dtype.js'
 export { startWorkerNode, type WorkerNode, type WorkerNodeInit } from './join/worker-node.js'
 export { createLocalPipeline, type LocalPipelineOptions } from './local-pipeline.js'
 export { openLocalWeights } from './local-weights.js'
