@@ -224,6 +224,6 @@ describe('a tab hosts an int4 stage of a mesh', () => {
       } finally {
         await context.close()
       }
-    })
+    }, 360_000) // under a full parallel suite a tab's download, build and first steps take minutes
   }
 })

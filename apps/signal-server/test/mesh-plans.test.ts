@@ -257,6 +257,9 @@ describe('/health and /metrics', () => {
           ],
           plan: mesh.plan,
           ready: false,
+          // No gateway has dialled anyone or generated anything yet.
+          links: [],
+          tokensGenerated: 0,
         },
       ],
     })
