@@ -1,5 +1,5 @@
 import { ButterflyError, type IceServer } from '@butterfly/core'
-import { CliUsageError, resolveModelDir } from '@butterfly/node-worker'
+import { CliUsageError, EMBEDDED_MODEL_DIR, resolveModelDir } from '@butterfly/node-worker'
 import { Command, CommanderError, Option } from 'commander'
 import { parseIceServers } from './ice-servers.js'
 import type { SignalServer } from './signal-server.js'
@@ -112,7 +112,7 @@ export function buildCli(
         'model directory, or synthetic:NAME[:fp16] (tiny, small, 10m, 100m, 1b)',
       )
         .env('BUTTERFLY_MODEL')
-        .default('synthetic:tiny'),
+        .default(EMBEDDED_MODEL_DIR, 'models/shakespeare, the embedded model'),
     )
     .addOption(
       new Option('--mesh <name>', 'name of the mesh peers join to run this model')
