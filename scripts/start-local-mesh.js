@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const port = process.env.BUTTERFLY_PORT ?? '8080'
-const model = process.env.BUTTERFLY_MODEL ?? 'synthetic:tiny'
+// The embedded default: the byte-level Shakespeare model trained by `npm run train:demo`.
+const model = process.env.BUTTERFLY_MODEL ?? `${root}models/shakespeare`
 
 function run(bin, args) {
   const child = spawn(process.execPath, [`${root}${bin}`, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })

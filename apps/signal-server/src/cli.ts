@@ -4,6 +4,7 @@ import {
   cacheDir,
   describeSpec,
   downloadOptions,
+  EMBEDDED_MODEL_DIR,
   isRemoteSpec,
   parseRemoteSpec,
   resolveModelDir,
@@ -121,7 +122,7 @@ export function buildCli(
         'model directory; synthetic:NAME[:fp16|:int4] (tiny, small, 10m, 100m, 1b); hf:ORG/REPO[@REVISION] or an https:// directory URL, downloaded once into the cache (workers then fetch their tensors from this server)',
       )
         .env('BUTTERFLY_MODEL')
-        .default('synthetic:tiny'),
+        .default(EMBEDDED_MODEL_DIR, 'models/shakespeare, the embedded model'),
     )
     .addOption(
       new Option('--hf-endpoint <url>', 'Hugging Face Hub for hf: models (HF_TOKEN, if set, is sent to it)')

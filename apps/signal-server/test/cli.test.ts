@@ -77,7 +77,7 @@ describe('butterfly-server', () => {
       expect(r.stdout).toContain(flag)
     }
     expect(r.stdout).toContain('BUTTERFLY_MESH_TOKEN')
-    expect(r.stdout).toContain('synthetic:tiny')
+    expect(r.stdout).toContain('models/shakespeare')
   })
 
   const bad: Array<[string, string[], Record<string, string>]> = [

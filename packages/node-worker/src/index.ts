@@ -13,6 +13,7 @@
  * - `writeWeightsFile(path, config, dtype, values)`: streams a model.safetensors as F32, F16 or
  *   int4 (projections int4, the rest F16); `convertModelDir(src, out, dtype)` re-encodes a local
  *   float model directory.
+ * - `EMBEDDED_MODEL_DIR`: the committed default model (models/shakespeare).
  * - `createLocalPipeline(model, backend, {stages})`: all stages in one process.
  * - `main(argv)`, `buildCli()`: the `butterfly-worker` CLI (`generate`, `import`, `join`).
  * - `runImport(opts, out)`, `openImportSource(path, tokenizer)`, `writeImportedModel(...)`: convert
@@ -56,7 +57,14 @@ export { startWorkerNode, type WorkerNode, type WorkerNodeInit } from './join/wo
 export { createLocalPipeline, type LocalPipelineOptions } from './local-pipeline.js'
 export { openLocalWeights } from './local-weights.js'
 export { convertModelDir, type ModelDtype, writeWeightsFile } from './model-convert.js'
-export { cacheDir, type LoadedModel, loadModel, resolveModelDir, writeSyntheticModel } from './model-store.js'
+export {
+  cacheDir,
+  EMBEDDED_MODEL_DIR,
+  type LoadedModel,
+  loadModel,
+  resolveModelDir,
+  writeSyntheticModel,
+} from './model-store.js'
 export { nodeSignatureBackend, useNativeSignatures } from './native-signatures.js'
 export { createNodeBackend, type NodeBackendInit } from './node-backend.js'
 export { nodeWrtc } from './node-wrtc.js'

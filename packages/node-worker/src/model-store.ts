@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import {
   byteTokenizerJson,
   expectedWeightShapes,
@@ -37,6 +38,12 @@ export interface LoadedModel {
 }
 
 export const WEIGHTS_FILE = 'model.safetensors'
+
+/**
+ * The model committed at models/shakespeare (trained by @butterfly/trainer): the default of
+ * `npm start` and butterfly-server. Three levels up from src/ or dist/ is the repository root.
+ */
+export const EMBEDDED_MODEL_DIR = fileURLToPath(new URL('../../../models/shakespeare', import.meta.url))
 
 /** Where synthetic models are materialised: $BUTTERFLY_CACHE_DIR or ~/.cache/butterfly. */
 export function cacheDir(): string {
