@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+// The layout rules that dependency-cruiser cannot express (it sees imports, not files):
+// - the root of packages/core/src holds only index.ts, errors.ts and ambient types;
+// - every file under packages/core/src lives in a folder that has a layer in .dependency-cruiser.cjs;
+// - no source file (src/ of a package or app) is longer than MAX_LINES.
+// Run by `npm run lint:layout`, part of `npm test`.
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const MAX_LINES = 350
+const CORE_ROOT_FILES = new Set(['index.ts', 'errors.ts', 'globals.d.ts'])
+const SOURCE = /\.(ts|tsx|js|mjs|cjs)$/
+
+const problems = []
+
+function walk(dir, out = []) {
+  for (const name of readdirSync(dir)) {
+    if (name === 'node_modules' || name === 'dist') continue
+    const path = join(dir, name)
+    if (statSync(path).isDirectory()) walk(path, out)
+    else out.push(path)
+  }
+  return out
+}
+
+const coreSrc = join(root, 'packages/core/src')
+const layerFolders = new Set(
+  createRequire(import.meta.url)(join(root, '.dependency-cruiser.cjs'))
+    .coreLayers.flat()
+    .filter((entry) => !entry.includes('.')),
+)
+for (const file of walk(coreSrc)) {
+  const rel = relative(coreSrc, file).split('\\').join('/')
+  const [top, ...rest] = rel.split('/')
+  if (rest.length === 0) {
+    if (!CORE_ROOT_FILES.has(rel)) problems.push(`packages/core/src/${rel}: only ${[...CORE_ROOT_FILES].join(', ')} may sit at the root of core/src; move it into the folder of its role`)
+  } else if (!layerFolders.has(top)) {
+    problems.push(`packages/core/src/${rel}: folder ${top}/ has no layer in .dependency-cruiser.cjs (coreLayers)`)
+  }
+}
+
+for (const group of ['packages', 'apps']) {
+  for (const pkg of readdirSync(join(root, group))) {
+    const src = join(root, group, pkg, 'src')
+    let files
+    try {
+      files = walk(src)
+    } catch {
+      continue
+    }
+    for (const file of files) {
+      if (!SOURCE.test(file)) continue
+      const lines = readFileSync(file, 'utf8').split('\n').length - 1
+      if (lines > MAX_LINES) problems.push(`${relative(root, file)}: ${lines} lines (at most ${MAX_LINES}; split it along a real seam)`)
+    }
+  }
+}
+
+if (problems.length > 0) {
+  for (const p of problems) console.error(`layout: ${p}`)
+  console.error(`layout: ${problems.length} problem(s)`)
+  process.exit(1)
+}
+console.log('layout: ok')
