@@ -2,7 +2,7 @@ import type { InferenceBackend, StageSession } from '../engine/inference-backend
 import { fromFloat32, toFloat32 } from '../float16.js'
 import type { PeerIdentity } from '../identity/peer-identity.js'
 import { signResult } from '../identity/step-signature.js'
-import { fetchJson, openRemoteModel, type TensorCache } from '../model/remote-model.js'
+import { fetchJson, openRemoteModel, type TensorCache } from '../remote/remote-model.js'
 import { type ModelConfig, parseModelConfig } from '../model-config.js'
 import { storedTensorNames } from '../quant/weight-encoding.js'
 import { MessageConnection } from '../transport/message-connection.js'
