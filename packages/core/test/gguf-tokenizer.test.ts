@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest'
 import { TokenizerError } from '../src/errors.js'
 import { openGgufLlama } from '../src/formats/gguf-llama.js'
-import { HfTokenizer } from '../src/hf-tokenizer.js'
+import { HfTokenizer } from '../src/tokenizers/hf-tokenizer.js'
 import { bytesSource } from '../src/safetensors.js'
 import { knownWeights, testVocab } from './format-writers.js'
 import { GGML, type GgufMeta, ggufLlamaFile } from './gguf-writer.js'
