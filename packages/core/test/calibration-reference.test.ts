@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { VerifyError } from '../src/errors.js'
-import { fromFloat32 } from '../src/float16.js'
+import { fromFloat32 } from '../src/weights/float16.js'
 import type { WeightProvider } from '../src/onnx/stage-graph.js'
 import { ReferenceModel } from '../src/reference-model.js'
 import { syntheticConfig, syntheticWeights } from '../src/synthetic.js'

@@ -1,4 +1,4 @@
-import { toFloat32 } from '../src/float16.js'
+import { toFloat32 } from '../src/weights/float16.js'
 import type { ImportSource } from '../src/formats/import-source.js'
 import type { Llama2cDims } from './llama2c-reference.js'
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { ModelConfigError, TensorError } from '../src/errors.js'
-import { f16BitsToF32, f32ToF16Bits, toFloat32 } from '../src/float16.js'
+import { f16BitsToF32, f32ToF16Bits, toFloat32 } from '../src/weights/float16.js'
 import { stageTensorNames } from '../src/mesh/worker-node.js'
 import { modelConfigToJson, parseModelConfig } from '../src/model-config.js'
 import { stageMemoryBytes } from '../src/placement/stage-memory.js'
@@ -16,7 +16,7 @@ import {
   withInt4Quantization,
 } from '../src/quant/weight-encoding.js'
 import { ReferenceModel } from '../src/reference-model.js'
-import { bytesSource, encodeSafetensors, SafetensorsReader } from '../src/safetensors.js'
+import { bytesSource, encodeSafetensors, SafetensorsReader } from '../src/weights/safetensors.js'
 import { syntheticConfig, syntheticTensor } from '../src/synthetic.js'
 import { calibrationTokens, referenceBoundaries } from '../src/verify/calibration-reference.js'
 import { EMBED_TOKENS, expectedWeightShapes, FINAL_NORM, LM_HEAD } from '../src/weight-names.js'

@@ -3,7 +3,7 @@ import { ModelConfigError, PlacementError } from '../src/errors.js'
 import type { ModelConfig } from '../src/model-config.js'
 import { maxLayersInMemory, stageMemoryBytes, stageMemoryModel } from '../src/placement/stage-memory.js'
 import { parameterCount, syntheticConfig } from '../src/synthetic.js'
-import { elementCount } from '../src/tensor.js'
+import { elementCount } from '../src/weights/tensor.js'
 import { layerWeightShapes } from '../src/weight-names.js'
 import { TOY_EMBED, TOY_HEAD, TOY_LAYER, TOY_MEMORY, toyConfig } from './placement-helpers.js'
 

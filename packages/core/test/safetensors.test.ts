@@ -6,8 +6,8 @@ import {
   encodeSafetensors,
   SafetensorsReader,
   safetensorsLayout,
-} from '../src/safetensors.js'
-import type { DType, RawTensor } from '../src/tensor.js'
+} from '../src/weights/safetensors.js'
+import type { DType, RawTensor } from '../src/weights/tensor.js'
 
 const FILE = 'model-00001-of-00002.safetensors'
 

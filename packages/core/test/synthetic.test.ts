@@ -9,7 +9,7 @@ import {
   syntheticTensorSpecs,
   syntheticWeights,
 } from '../src/synthetic.js'
-import { elementCount } from '../src/tensor.js'
+import { elementCount } from '../src/weights/tensor.js'
 import { expectedWeightShapes } from '../src/weight-names.js'
 
 const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length)

@@ -1,6 +1,6 @@
 import { expect } from 'vitest'
 import { VerifyError } from '../src/errors.js'
-import { f16BitsToF32, f32ToF16Bits } from '../src/float16.js'
+import { f16BitsToF32, f32ToF16Bits } from '../src/weights/float16.js'
 import type { ModelConfig } from '../src/model-config.js'
 import { type ReferenceKvCache, ReferenceModel } from '../src/reference-model.js'
 import { Xoshiro128ss } from '../src/sampler.js'

@@ -1,5 +1,5 @@
 import { ModelFileError, type ModelFileErrorCode } from '../errors.js'
-import type { ByteSource } from '../safetensors.js'
+import type { ByteSource } from '../weights/safetensors.js'
 
 const DEFAULT_CHUNK = 1 << 20
 

@@ -1,5 +1,5 @@
 import type { InferenceBackend, StageSession } from '../engine/inference-backend.js'
-import { fromFloat32, toFloat32 } from '../float16.js'
+import { fromFloat32, toFloat32 } from '../weights/float16.js'
 import type { PeerIdentity } from '../identity/peer-identity.js'
 import { signResult } from '../identity/step-signature.js'
 import { fetchJson, openRemoteModel, type TensorCache } from '../remote/remote-model.js'

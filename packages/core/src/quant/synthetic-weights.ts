@@ -1,9 +1,9 @@
 import { ModelFileError } from '../errors.js'
-import { fromFloat32 } from '../float16.js'
+import { fromFloat32 } from '../weights/float16.js'
 import type { ModelConfig } from '../model-config.js'
 import type { WeightProvider } from '../onnx/stage-graph.js'
 import { syntheticTensor } from '../synthetic.js'
-import type { RawTensor } from '../tensor.js'
+import type { RawTensor } from '../weights/tensor.js'
 import { expectedWeightShapes } from '../weight-names.js'
 import {
   encodeLinearWeight,

@@ -4,9 +4,9 @@ import { ModelFileError } from '../errors.js'
 import { type ModelConfig, parseModelConfig } from '../model-config.js'
 import type { WeightProvider } from '../onnx/stage-graph.js'
 import { storedTensorDtypes } from '../quant/weight-encoding.js'
-import type { ByteSource } from '../safetensors.js'
-import { isShardName, SAFETENSORS_FILE } from '../safetensors-index.js'
-import { ShardedSafetensors } from '../sharded-safetensors.js'
+import type { ByteSource } from '../weights/safetensors.js'
+import { isShardName, SAFETENSORS_FILE } from '../weights/safetensors-index.js'
+import { ShardedSafetensors } from '../weights/sharded-safetensors.js'
 import { HttpSource } from './http-source.js'
 
 /** What the server publishes at `${modelPath}manifest.json`. */

@@ -1,4 +1,4 @@
-import { ModelFileError, type ModelFileErrorCode } from './errors.js'
+import { ModelFileError, type ModelFileErrorCode } from '../errors.js'
 import { DTYPE_BYTES, type DType, type RawTensor } from './tensor.js'
 
 /**

@@ -1,4 +1,4 @@
-import { ModelFileError } from './errors.js'
+import { ModelFileError } from '../errors.js'
 import { type ByteSource, SafetensorsReader, type TensorExpectation, type TensorInfo } from './safetensors.js'
 import { SAFETENSORS_FILE, type SafetensorsIndex } from './safetensors-index.js'
 import type { RawTensor } from './tensor.js'
