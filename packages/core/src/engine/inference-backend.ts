@@ -1,4 +1,4 @@
-import type { ModelConfig } from '../model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
 import type { WeightProvider } from '../onnx/stage-graph.js'
 import type { TopKLogits } from '../sampler.js'
 import type { HiddenFingerprint } from '../verify/fingerprint.js'

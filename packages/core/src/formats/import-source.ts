@@ -1,5 +1,5 @@
 import { TensorError } from '../errors.js'
-import type { ModelConfig } from '../model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
 import type { RawTensor } from '../weights/tensor.js'
 
 /** One tensor of a checkpoint being imported, already named and shaped as Hugging Face Llama. */

@@ -1,7 +1,7 @@
 import { ModelConfigError, ModelFileError } from '../errors.js'
-import { type ModelConfig, validateModelConfig } from '../model-config.js'
+import { type ModelConfig, validateModelConfig } from '../model/model-config.js'
 import type { ByteSource } from '../weights/safetensors.js'
-import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../weight-names.js'
+import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../model/weight-names.js'
 import { ByteCursor, readExact } from './byte-cursor.js'
 import { type ImportSource, type ImportTensor, metaToHfRows } from './import-source.js'
 

@@ -1,4 +1,4 @@
-import type { ModelConfig } from '../model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
 import { readInt4 } from '../quant/weight-encoding.js'
 import type { OnnxGraph } from './onnx-graph.js'
 import type { WeightProvider } from './stage-graph.js'

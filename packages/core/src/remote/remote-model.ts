@@ -1,7 +1,7 @@
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { ModelFileError } from '../errors.js'
-import { type ModelConfig, parseModelConfig } from '../model-config.js'
+import { type ModelConfig, parseModelConfig } from '../model/model-config.js'
 import type { WeightProvider } from '../onnx/stage-graph.js'
 import { storedTensorDtypes } from '../quant/weight-encoding.js'
 import type { ByteSource } from '../weights/safetensors.js'
