@@ -8,7 +8,7 @@ import {
   topKFromLogits,
   validateSamplingParams,
   Xoshiro128ss,
-} from '../src/sampler.js'
+} from '../src/engine/sampler.js'
 
 const LOGITS = new Float32Array([1.5, -0.25, 3, 0.75, 2.25, -1, 0, 2.5])
 const DRAWS = 20000

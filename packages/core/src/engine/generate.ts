@@ -1,5 +1,5 @@
 import { ButterflyError, GenerationError } from '../errors.js'
-import { Sampler, type SamplingParams, type TopKLogits, validateSamplingParams } from '../sampler.js'
+import { Sampler, type SamplingParams, type TopKLogits, validateSamplingParams } from './sampler.js'
 import type { StageSession, StepProvenance } from './inference-backend.js'
 
 export interface GenerateRequest {

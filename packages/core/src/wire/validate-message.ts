@@ -1,5 +1,5 @@
 import type { WireError } from '../errors.js'
-import type { TopKLogits } from '../sampler.js'
+import type { TopKLogits } from '../engine/sampler.js'
 import { payloadError, utf8Bytes } from './body.js'
 
 /**

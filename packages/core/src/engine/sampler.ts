@@ -1,4 +1,4 @@
-import { SamplingError } from './errors.js'
+import { SamplingError } from '../errors.js'
 
 /**
  * What the last pipeline stage returns instead of the full logits: the k largest logits (raw,
