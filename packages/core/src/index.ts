@@ -55,6 +55,8 @@
  * Errors: every class in `errors.ts` has a stable `code` and crosses the wire as
  * `{name, code, message}` (`errorFromWire` rebuilds it).
  */
+export * from './base/rng.js'
+export * from './base/top-k-logits.js'
 export * from './tokenizers/byte-tokenizer.js'
 export * from './engine/generate.js'
 export * from './engine/inference-backend.js'

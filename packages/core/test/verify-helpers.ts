@@ -3,7 +3,7 @@ import { VerifyError } from '../src/errors.js'
 import { f16BitsToF32, f32ToF16Bits } from '../src/weights/float16.js'
 import type { ModelConfig } from '../src/model/model-config.js'
 import { type ReferenceKvCache, ReferenceModel } from '../src/model/reference-model.js'
-import { Xoshiro128ss } from '../src/engine/sampler.js'
+import { Xoshiro128ss } from '../src/base/rng.js'
 import { syntheticConfig, syntheticWeights } from '../src/model/synthetic.js'
 import { EMBED_TOKENS } from '../src/model/weight-names.js'
 

@@ -1,5 +1,6 @@
 import { ButterflyError, GenerationError } from '../errors.js'
-import { Sampler, type SamplingParams, type TopKLogits, validateSamplingParams } from './sampler.js'
+import type { TopKLogits } from '../base/top-k-logits.js'
+import { Sampler, type SamplingParams, validateSamplingParams } from './sampler.js'
 import type { StageSession, StepProvenance } from './inference-backend.js'
 
 export interface GenerateRequest {

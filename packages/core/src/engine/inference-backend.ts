@@ -1,6 +1,6 @@
 import type { ModelConfig } from '../model/model-config.js'
 import type { WeightProvider } from '../onnx/stage-graph.js'
-import type { TopKLogits } from './sampler.js'
+import type { TopKLogits } from '../base/top-k-logits.js'
 import type { HiddenFingerprint } from '../verify/fingerprint.js'
 
 /** One step of one generation through one stage. */

@@ -5,7 +5,7 @@ import type {
   StepProvenance,
 } from '../engine/inference-backend.js'
 import { GenerationError, VerifyError } from '../errors.js'
-import type { TopKLogits } from '../engine/sampler.js'
+import type { TopKLogits } from '../base/top-k-logits.js'
 import type { ReputationBook } from '../verify/reputation.js'
 import { ToleranceTable } from '../verify/tolerance.js'
 import { type TokenReply, voteHidden, voteToken } from '../verify/vote.js'

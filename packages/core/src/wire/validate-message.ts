@@ -1,5 +1,5 @@
 import type { WireError } from '../errors.js'
-import type { TopKLogits } from '../engine/sampler.js'
+import type { TopKLogits } from '../base/top-k-logits.js'
 import { payloadError, utf8Bytes } from './body.js'
 
 /**
