@@ -16,7 +16,8 @@ import {
   withInt4Quantization,
 } from '../src/quant/weight-encoding.js'
 import { ReferenceModel } from '../src/model/reference-model.js'
-import { bytesSource, encodeSafetensors, SafetensorsReader } from '../src/weights/safetensors.js'
+import { bytesSource } from '../src/weights/byte-source.js'
+import { encodeSafetensors, SafetensorsReader } from '../src/weights/safetensors.js'
 import { syntheticConfig, syntheticTensor } from '../src/model/synthetic.js'
 import { calibrationTokens, referenceBoundaries } from '../src/verify/calibration-reference.js'
 import { EMBED_TOKENS, expectedWeightShapes, FINAL_NORM, LM_HEAD } from '../src/model/weight-names.js'

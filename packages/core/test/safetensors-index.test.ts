@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest'
-import { bytesSource, encodeSafetensors } from '../src/weights/safetensors.js'
+import { bytesSource } from '../src/weights/byte-source.js'
+import { encodeSafetensors } from '../src/weights/safetensors.js'
 import { isShardName, parseSafetensorsIndex, parseSafetensorsIndexBytes } from '../src/weights/safetensors-index.js'
 import { ShardedSafetensors } from '../src/weights/sharded-safetensors.js'
 

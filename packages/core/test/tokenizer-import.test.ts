@@ -3,7 +3,7 @@ import { TokenizerError } from '../src/errors.js'
 import { llama2cTokenizerJson, readLlama2cTokenizer } from '../src/formats/llama2c-tokenizer.js'
 import { spmTokenizerJson } from '../src/formats/spm-tokenizer-json.js'
 import { HfTokenizer } from '../src/tokenizers/hf-tokenizer.js'
-import { bytesSource } from '../src/weights/safetensors.js'
+import { bytesSource } from '../src/weights/byte-source.js'
 import { rng, sentencepieceSpelling, testVocab, tokenizerBin } from './format-writers.js'
 import { Llama2cTokenizerRef } from './llama2c-reference.js'
 

@@ -1,5 +1,5 @@
 import type { ModelConfig } from '../model/model-config.js'
-import type { WeightProvider } from '../onnx/stage-graph.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
 import type { TopKLogits } from '../base/top-k-logits.js'
 import type { HiddenFingerprint } from '../verify/fingerprint.js'
 

@@ -1,6 +1,7 @@
 import type { InferenceSession, Tensor } from 'onnxruntime-common'
 import { GenerationError } from '../errors.js'
-import { buildStageGraph, type StageGraph, type WeightProvider } from '../onnx/stage-graph.js'
+import { buildStageGraph, type StageGraph } from '../onnx/stage-graph.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
 import { type StageIo, stageIo } from '../onnx/stage-io.js'
 import type { StageInit, StageSession, StageStepInput, StageStepOutput } from './inference-backend.js'
 import { validateStepInput } from './step-input.js'

@@ -2,14 +2,11 @@ import { GraphBuildError } from '../errors.js'
 import type { ModelConfig } from '../model/model-config.js'
 import { isInt4Weight } from '../quant/weight-encoding.js'
 import { ropeCaches } from '../model/rope.js'
-import type { RawTensor } from '../weights/tensor.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames, layerWeightShapes } from '../model/weight-names.js'
 import { matMulNBits } from './matmul-nbits.js'
 import { OnnxGraph } from './onnx-graph.js'
 import { stageIo } from './stage-io.js'
-
-/** Fetches one named tensor; a peer only ever asks for its own layers. */
-export type WeightProvider = (name: string, shape: readonly number[]) => Promise<RawTensor>
 
 export interface StageGraphInit {
   readonly config: ModelConfig

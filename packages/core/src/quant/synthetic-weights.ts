@@ -1,7 +1,7 @@
 import { ModelFileError } from '../errors.js'
 import { fromFloat32 } from '../weights/float16.js'
 import type { ModelConfig } from '../model/model-config.js'
-import type { WeightProvider } from '../onnx/stage-graph.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
 import { syntheticTensor } from '../model/synthetic.js'
 import type { RawTensor } from '../weights/tensor.js'
 import { expectedWeightShapes } from '../model/weight-names.js'

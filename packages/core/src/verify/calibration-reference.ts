@@ -1,6 +1,6 @@
 import { VerifyError } from '../errors.js'
 import type { ModelConfig } from '../model/model-config.js'
-import type { WeightProvider } from '../onnx/stage-graph.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
 import { readDequantized } from '../quant/weight-encoding.js'
 import { ReferenceModel } from '../model/reference-model.js'
 import { EMBED_TOKENS, layerWeightShapes } from '../model/weight-names.js'
