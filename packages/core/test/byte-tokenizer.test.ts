@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { ByteTokenizer, byteTokenizerJson } from '../src/tokenizers/byte-tokenizer.js'
 import { TokenizerError } from '../src/errors.js'
+import { ByteTokenizer, byteTokenizerJson } from '../src/tokenizers/byte-tokenizer.js'
 import { HfTokenizer } from '../src/tokenizers/hf-tokenizer.js'
 import type { Tokenizer } from '../src/tokenizers/tokenizer.js'
 

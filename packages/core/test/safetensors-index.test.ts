@@ -1,7 +1,11 @@
 import { describe, expect, test } from 'vitest'
 import { bytesSource } from '../src/weights/byte-source.js'
 import { encodeSafetensors } from '../src/weights/safetensors.js'
-import { isShardName, parseSafetensorsIndex, parseSafetensorsIndexBytes } from '../src/weights/safetensors-index.js'
+import {
+  isShardName,
+  parseSafetensorsIndex,
+  parseSafetensorsIndexBytes,
+} from '../src/weights/safetensors-index.js'
 import { ShardedSafetensors } from '../src/weights/sharded-safetensors.js'
 
 const A = 'model-00001-of-00002.safetensors'

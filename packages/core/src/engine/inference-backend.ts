@@ -1,7 +1,7 @@
-import type { ModelConfig } from '../model/model-config.js'
-import type { WeightProvider } from '../weights/weight-provider.js'
 import type { TopKLogits } from '../base/top-k-logits.js'
+import type { ModelConfig } from '../model/model-config.js'
 import type { HiddenFingerprint } from '../verify/fingerprint.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
 import type { StageShape } from './stage-shape.js'
 
 /** One step of one generation through one stage. */

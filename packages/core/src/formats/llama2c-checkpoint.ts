@@ -1,7 +1,7 @@
 import { ModelConfigError, ModelFileError } from '../errors.js'
 import { type ModelConfig, validateModelConfig } from '../model/model-config.js'
-import { type ByteSource, readExact } from '../weights/byte-source.js'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../model/weight-names.js'
+import { type ByteSource, readExact } from '../weights/byte-source.js'
 import { ByteCursor } from './byte-cursor.js'
 import { type ImportSource, type ImportTensor, metaToHfRows } from './import-source.js'
 

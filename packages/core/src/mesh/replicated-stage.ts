@@ -1,3 +1,4 @@
+import type { TopKLogits } from '../base/top-k-logits.js'
 import type {
   StageSession,
   StageStepInput,
@@ -6,7 +7,6 @@ import type {
 } from '../engine/inference-backend.js'
 import { ShapedStage } from '../engine/stage-shape.js'
 import { GenerationError, VerifyError } from '../errors.js'
-import type { TopKLogits } from '../base/top-k-logits.js'
 import { ToleranceTable } from '../verify/tolerance.js'
 import { type TokenReply, voteHidden, voteToken } from '../verify/vote.js'
 import {
@@ -18,12 +18,12 @@ import {
   syncAndStep,
   toMembers,
 } from './replication/replica-set.js'
-import { argmaxToken, hiddenReply, type Reply, randomChallenge } from './replication/replies.js'
 import type {
   ReplicatedStageComponents,
   ReplicatedStageInit,
   ReplicationStats,
 } from './replication/replication-options.js'
+import { argmaxToken, hiddenReply, type Reply, randomChallenge } from './replication/replies.js'
 
 export type { Replica, ReplicaState, ReplicaStatus } from './replication/replica-set.js'
 

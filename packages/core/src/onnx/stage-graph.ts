@@ -1,9 +1,15 @@
 import { GraphBuildError } from '../errors.js'
 import type { ModelConfig } from '../model/model-config.js'
-import { isInt4Weight } from '../quant/weight-encoding.js'
 import { ropeCaches } from '../model/rope.js'
+import {
+  EMBED_TOKENS,
+  FINAL_NORM,
+  LM_HEAD,
+  layerWeightNames,
+  layerWeightShapes,
+} from '../model/weight-names.js'
+import { isInt4Weight } from '../quant/weight-encoding.js'
 import type { WeightProvider } from '../weights/weight-provider.js'
-import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames, layerWeightShapes } from '../model/weight-names.js'
 import { matMulNBits } from './matmul-nbits.js'
 import { OnnxGraph } from './onnx-graph.js'
 import { stageIo } from './stage-io.js'

@@ -65,7 +65,10 @@ export async function readExact(
     throw fail('ERR_MODEL_FILE_READ', `read at offset ${offset} returned no byte array`)
   }
   if (bytes.byteLength < length) {
-    throw fail('ERR_MODEL_FILE_TRUNCATED', `short read: got ${bytes.byteLength} of ${length} bytes at offset ${offset}`)
+    throw fail(
+      'ERR_MODEL_FILE_TRUNCATED',
+      `short read: got ${bytes.byteLength} of ${length} bytes at offset ${offset}`,
+    )
   }
   if (bytes.byteLength > length) {
     const msg = `read returned ${bytes.byteLength} bytes, more than the ${length} requested at offset ${offset}`
