@@ -1,59 +1,63 @@
 /**
- * @butterfly/core — the isomorphic heart of Butterfly (no DOM, no Node imports).
+ * @butterfly/core — the isomorphic heart of Butterfly: no DOM, no `node:*` imports. Folders in
+ * layer order (a folder imports only its own layer and those below; see README.md).
  *
- * Model layer
- * - `ModelConfig`, `parseModelConfig(json)`, `modelConfigToJson(config)`: Llama-family configs.
- * - `SafetensorsReader.open(source)`, `safetensorsLayout(...)`, `encodeSafetensors(...)`: weights,
- *   read one tensor at a time by byte range from any `ByteSource`.
- * - `parseSafetensorsIndex(json, file)`, `isShardName(name)`: model.safetensors.index.json of
- *   sharded checkpoints; `ShardedSafetensors`: reads tensors across shards, opening each on
- *   first use.
- * - `openRemoteModel(baseUrl)`: a model a server publishes (manifest with per-tensor SHA-256),
- *   fetched one tensor at a time by HTTP Range, single-file or sharded.
- * - `toFloat32`, `fromFloat32`: fp16/bf16 conversion.
- * - `Tokenizer`, `ByteTokenizer`, `HfTokenizer` (tokenizer.json via @huggingface/tokenizers).
- * - `syntheticConfig(name)`, `syntheticTensor(...)`: deterministic seeded models.
- * - `ReferenceModel`: slow, obviously-correct forward pass used as ground truth.
- * - int4 weights (`quant/`): `quantizeInt4` / `dequantizeInt4` (MatMulNBits layout, block 32,
+ * L0 — `errors.ts`, `base/`
+ * - Errors: every class in `errors.ts` has a stable `code` and crosses the wire as
+ *   `{name, code, message}` (`errorFromWire` rebuilds it).
+ * - `Xoshiro128ss`, `xoshiro128ssNext(state)`: the seeded xoshiro128** generator (and its bare step).
+ * - `TopKLogits`: what the last stage returns instead of full logits.
+ *
+ * L1 — data and protocols
+ * - `weights/`: `ByteSource` / `bytesSource` / `readExact` (random-access bytes),
+ *   `SafetensorsReader.open(source)`, `safetensorsLayout(...)`, `encodeSafetensors(...)` (one
+ *   tensor at a time by byte range), `parseSafetensorsIndex(json, file)`, `isShardName(name)`,
+ *   `ShardedSafetensors` (shards opened on first use), `toFloat32` / `fromFloat32` (fp16/bf16),
+ *   `RawTensor` / `DType`, `WeightProvider` (fetches one named tensor).
+ * - `tokenizers/`: `Tokenizer`, `ByteTokenizer`, `HfTokenizer` (tokenizer.json via
+ *   @huggingface/tokenizers).
+ * - `model/`: `ModelConfig`, `parseModelConfig(json)`, `modelConfigToJson(config)` (Llama-family
+ *   configs), RoPE caches, weight names and shapes, `ReferenceModel` (slow, obviously-correct
+ *   forward pass used as ground truth), `syntheticConfig(name)` / `syntheticTensor(...)`
+ *   (deterministic seeded models).
+ * - `quant/`: int4 weights: `quantizeInt4` / `dequantizeInt4` (MatMulNBits layout, block 32,
  *   symmetric), `encodeLinearWeight(name, data, shape, dtype)` and `linearWeightSpecs(...)` for
  *   writers (the importer), `isInt4Weight(config, name)`, `withInt4Quantization(config)`,
  *   `readDequantized(...)` for float64 references, `syntheticStoredWeights(config)` for synthetic
  *   models as their files store them.
- *
- * Import formats (`formats/`): foreign checkpoints seen as Hugging Face Llama models
- * (`ImportSource`: config, tensors read one at a time in HF layout, tokenizer.json).
- * - `openLlama2cCheckpoint(source)`, `readLlama2cTokenizer` / `llama2cTokenizerJson(source, vocab)`:
- *   llama2.c model.bin (legacy and version 1) and tokenizer.bin.
- * - `readGguf(source)`, `openGgufLlama(source)`: GGUF v2/v3 headers and llama-architecture files,
- *   their SentencePiece ("llama") or byte-level BPE ("gpt2") vocabulary as tokenizer.json;
- *   `dequantizeGgml(type, bytes)` for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
- * - `parseSafetensorsIndex`, `locateTensors`, `hfImportSource`: HF directories, sharded or not.
- * - `spmTokenizerJson(vocab)`: a SentencePiece BPE vocabulary as tokenizer.json.
- * - `metaToHfRows(...)`: Meta's interleaved RoPE q/k rows to HF rotate_half.
- *
- * Engine
- * - `buildStageGraph(init, weights)`: the ONNX model of a contiguous layer range.
- * - `InferenceBackend`, `StageSession`: what each runtime implements; `createOrtStage` runs a
- *   stage with any onnxruntime package passed in as a component.
- * - `uniformPartition(layers, k)`, `generate(pipeline, request)`: the in-order pipeline loop.
- * - `Sampler`: greedy / temperature / top-k / top-p with a seed, from top-k logits.
- *
- * Mesh
- * - Wire protocol (`encodeMessage`, `Reassembler`, `sendWithBackpressure`): versioned binary
- *   frames of at most 64 KiB, every field validated.
- * - `Transport` / `FrameChannel`: WebRTC (`createWebRtcTransport`, simple-peer) and in-memory
- *   (`createMemoryTransport`); `MessageConnection` adds messages on top.
- * - Control protocol (`parseJoinRequest`, `PlanMessage`, ...): socket.io events with the server.
- * - `RemoteStage` (coordinator side) and `createStageHost` (worker side) run steps across peers.
- * - Identity: `generateIdentity()`, `peerIdFromPublicKey(key)`, `signResult` / `verifyResult`
+ * - `formats/`: foreign checkpoints seen as Hugging Face Llama models (`ImportSource`: config,
+ *   tensors read one at a time in HF layout, tokenizer.json). `openLlama2cCheckpoint(source)`,
+ *   `readLlama2cTokenizer` / `llama2cTokenizerJson(source, vocab)` (llama2.c model.bin, legacy and
+ *   version 1, and tokenizer.bin); `readGguf(source)`, `openGgufLlama(source)` (GGUF v2/v3,
+ *   SentencePiece or byte-level BPE vocabularies as tokenizer.json), `dequantizeGgml(type, bytes)`
+ *   for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; `locateTensors`, `hfImportSource` (HF
+ *   directories, sharded or not); `spmTokenizerJson(vocab)`; `metaToHfRows(...)` (Meta's
+ *   interleaved RoPE q/k rows to HF rotate_half).
+ * - `wire/`: the wire protocol (`encodeMessage`, `Reassembler`, `sendWithBackpressure`):
+ *   versioned binary frames of at most 64 KiB, every field validated.
+ * - `transport/`: `Transport` / `FrameChannel`, WebRTC (`createWebRtcTransport`, simple-peer,
+ *   `IceServer`) and in-memory (`createMemoryTransport`); `MessageConnection` adds messages on top.
+ * - `identity/`: `generateIdentity()`, `peerIdFromPublicKey(key)`, `signResult` / `verifyResult`
  *   (Ed25519 over step results), `signJoinProof` / `verifyJoinProof` (join challenge).
  *
- * Verification (`verify/`): calibrated tolerances per numeric class, TOPLOC-style hidden-state
- * fingerprints, quorum votes (`voteHidden`, `voteToken`), `ReputationBook` with adaptive
- * replication; `ReplicatedStage` votes among the replicas of one stage.
+ * L2 — `onnx/`: `buildStageGraph(init, weights)`, the ONNX model of a contiguous layer range.
  *
- * Errors: every class in `errors.ts` has a stable `code` and crosses the wire as
- * `{name, code, message}` (`errorFromWire` rebuilds it).
+ * L3
+ * - `verify/`: calibrated tolerances per numeric class, TOPLOC-style hidden-state fingerprints,
+ *   quorum votes (`voteHidden`, `voteToken`), `ReputationBook` with adaptive replication.
+ * - `remote/`: `openRemoteModel(baseUrl)`, a model a server publishes (manifest with per-tensor
+ *   SHA-256), fetched one tensor at a time by HTTP Range, single-file or sharded.
+ *
+ * L4 — `engine/`: `InferenceBackend`, `StageSession` (what each runtime implements; `StageShape` /
+ * `ShapedStage` carry a stage's layer range), `createOrtStage` (any onnxruntime package passed in
+ * as a component), `uniformPartition(layers, k)`, `generate(pipeline, request)` (the in-order
+ * pipeline loop), `Sampler` (greedy / temperature / top-k / top-p with a seed, from top-k logits).
+ *
+ * L5
+ * - `mesh/`: control protocol with the server (`parseJoinRequest`, `PlanMessage`, ...),
+ *   `RemoteStage` (coordinator side) and `createStageHost` (worker side) run steps across peers;
+ *   `ReplicatedStage` votes among the replicas of one stage; `FingerprintingStage`; worker node.
+ * - `placement/`: `planPlacement`, `PlanCache`, `planBenchmark`, `stageMemoryBytes`.
  */
 export * from './base/rng.js'
 export * from './base/top-k-logits.js'
