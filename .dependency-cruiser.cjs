@@ -38,7 +38,8 @@ module.exports = {
     },
     {
       name: 'core-no-node',
-      comment: 'packages/core runs in browsers and Workers: no node: builtins (DOM types are kept out by its tsconfig lib).',
+      comment:
+        'packages/core runs in browsers and Workers: no node: builtins (DOM types are kept out by its tsconfig lib).',
       severity: 'error',
       from: { path: '^packages/core/src/' },
       to: { dependencyTypes: ['core'] },
@@ -52,7 +53,8 @@ module.exports = {
     },
     {
       name: 'core-root',
-      comment: 'Only index.ts may import from the whole of core; the root holds index.ts, errors.ts and ambient types.',
+      comment:
+        'Only index.ts may import from the whole of core; the root holds index.ts, errors.ts and ambient types.',
       severity: 'error',
       from: { path: '^packages/core/src/', pathNot: '^packages/core/src/index\\.ts$' },
       to: { path: '^packages/core/src/index\\.ts$' },
@@ -74,7 +76,8 @@ module.exports = {
     },
     {
       name: 'no-reach-into-other-package',
-      comment: 'Import another workspace by its package name (its public index), never its src/ or test/ by relative path.',
+      comment:
+        'Import another workspace by its package name (its public index), never its src/ or test/ by relative path.',
       severity: 'error',
       from: { path: '^(packages|apps)/([^/]+)/' },
       to: { dependencyTypes: ['local'], path: '^(packages|apps)/', pathNot: '^(packages|apps)/$2/' },

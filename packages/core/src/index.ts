@@ -1,67 +1,73 @@
 /**
- * @butterfly/core — the isomorphic heart of Butterfly (no DOM, no Node imports).
+ * @butterfly/core — the isomorphic heart of Butterfly: no DOM, no `node:*` imports. Folders in
+ * layer order (a folder imports only its own layer and those below; see README.md).
  *
- * Model layer
- * - `ModelConfig`, `parseModelConfig(json)`, `modelConfigToJson(config)`: Llama-family configs.
- * - `SafetensorsReader.open(source)`, `safetensorsLayout(...)`, `encodeSafetensors(...)`: weights,
- *   read one tensor at a time by byte range from any `ByteSource`.
- * - `parseSafetensorsIndex(json, file)`, `isShardName(name)`: model.safetensors.index.json of
- *   sharded checkpoints; `ShardedSafetensors`: reads tensors across shards, opening each on
- *   first use.
- * - `openRemoteModel(baseUrl)`: a model a server publishes (manifest with per-tensor SHA-256),
- *   fetched one tensor at a time by HTTP Range, single-file or sharded.
- * - `toFloat32`, `fromFloat32`: fp16/bf16 conversion.
- * - `Tokenizer`, `ByteTokenizer`, `HfTokenizer` (tokenizer.json via @huggingface/tokenizers).
- * - `syntheticConfig(name)`, `syntheticTensor(...)`: deterministic seeded models.
- * - `ReferenceModel`: slow, obviously-correct forward pass used as ground truth.
- * - int4 weights (`quant/`): `quantizeInt4` / `dequantizeInt4` (MatMulNBits layout, block 32,
+ * L0 — `errors.ts`, `base/`
+ * - Errors: every class in `errors.ts` has a stable `code` and crosses the wire as
+ *   `{name, code, message}` (`errorFromWire` rebuilds it).
+ * - `Xoshiro128ss`, `xoshiro128ssNext(state)`: the seeded xoshiro128** generator (and its bare step).
+ * - `TopKLogits`: what the last stage returns instead of full logits.
+ *
+ * L1 — data and protocols
+ * - `weights/`: `ByteSource` / `bytesSource` / `readExact` (random-access bytes),
+ *   `SafetensorsReader.open(source)`, `safetensorsLayout(...)`, `encodeSafetensors(...)` (one
+ *   tensor at a time by byte range), `parseSafetensorsIndex(json, file)`, `isShardName(name)`,
+ *   `ShardedSafetensors` (shards opened on first use), `toFloat32` / `fromFloat32` (fp16/bf16),
+ *   `RawTensor` / `DType`, `WeightProvider` (fetches one named tensor).
+ * - `tokenizers/`: `Tokenizer`, `ByteTokenizer`, `HfTokenizer` (tokenizer.json via
+ *   @huggingface/tokenizers).
+ * - `model/`: `ModelConfig`, `parseModelConfig(json)`, `modelConfigToJson(config)` (Llama-family
+ *   configs), RoPE caches, weight names and shapes, `ReferenceModel` (slow, obviously-correct
+ *   forward pass used as ground truth), `syntheticConfig(name)` / `syntheticTensor(...)`
+ *   (deterministic seeded models).
+ * - `quant/`: int4 weights: `quantizeInt4` / `dequantizeInt4` (MatMulNBits layout, block 32,
  *   symmetric), `encodeLinearWeight(name, data, shape, dtype)` and `linearWeightSpecs(...)` for
  *   writers (the importer), `isInt4Weight(config, name)`, `withInt4Quantization(config)`,
  *   `readDequantized(...)` for float64 references, `syntheticStoredWeights(config)` for synthetic
  *   models as their files store them.
- *
- * Import formats (`formats/`): foreign checkpoints seen as Hugging Face Llama models
- * (`ImportSource`: config, tensors read one at a time in HF layout, tokenizer.json).
- * - `openLlama2cCheckpoint(source)`, `readLlama2cTokenizer` / `llama2cTokenizerJson(source, vocab)`:
- *   llama2.c model.bin (legacy and version 1) and tokenizer.bin.
- * - `readGguf(source)`, `openGgufLlama(source)`: GGUF v2/v3 headers and llama-architecture files,
- *   their SentencePiece ("llama") or byte-level BPE ("gpt2") vocabulary as tokenizer.json;
- *   `dequantizeGgml(type, bytes)` for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
- * - `parseSafetensorsIndex`, `locateTensors`, `hfImportSource`: HF directories, sharded or not.
- * - `spmTokenizerJson(vocab)`: a SentencePiece BPE vocabulary as tokenizer.json.
- * - `metaToHfRows(...)`: Meta's interleaved RoPE q/k rows to HF rotate_half.
- *
- * Engine
- * - `buildStageGraph(init, weights)`: the ONNX model of a contiguous layer range.
- * - `InferenceBackend`, `StageSession`: what each runtime implements; `createOrtStage` runs a
- *   stage with any onnxruntime package passed in as a component.
- * - `uniformPartition(layers, k)`, `generate(pipeline, request)`: the in-order pipeline loop.
- * - `Sampler`: greedy / temperature / top-k / top-p with a seed, from top-k logits.
- *
- * Mesh
- * - Wire protocol (`encodeMessage`, `Reassembler`, `sendWithBackpressure`): versioned binary
- *   frames of at most 64 KiB, every field validated.
- * - `Transport` / `FrameChannel`: WebRTC (`createWebRtcTransport`, simple-peer) and in-memory
- *   (`createMemoryTransport`); `MessageConnection` adds messages on top.
- * - Control protocol (`parseJoinRequest`, `PlanMessage`, ...): socket.io events with the server.
- * - `RemoteStage` (coordinator side) and `createStageHost` (worker side) run steps across peers.
- * - Identity: `generateIdentity()`, `peerIdFromPublicKey(key)`, `signResult` / `verifyResult`
+ * - `formats/`: foreign checkpoints seen as Hugging Face Llama models (`ImportSource`: config,
+ *   tensors read one at a time in HF layout, tokenizer.json). `openLlama2cCheckpoint(source)`,
+ *   `readLlama2cTokenizer` / `llama2cTokenizerJson(source, vocab)` (llama2.c model.bin, legacy and
+ *   version 1, and tokenizer.bin); `readGguf(source)`, `openGgufLlama(source)` (GGUF v2/v3,
+ *   SentencePiece or byte-level BPE vocabularies as tokenizer.json), `dequantizeGgml(type, bytes)`
+ *   for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; `locateTensors`, `hfImportSource` (HF
+ *   directories, sharded or not); `spmTokenizerJson(vocab)`; `metaToHfRows(...)` (Meta's
+ *   interleaved RoPE q/k rows to HF rotate_half).
+ * - `wire/`: the wire protocol (`encodeMessage`, `Reassembler`, `sendWithBackpressure`):
+ *   versioned binary frames of at most 64 KiB, every field validated.
+ * - `transport/`: `Transport` / `FrameChannel`, WebRTC (`createWebRtcTransport`, simple-peer,
+ *   `IceServer`) and in-memory (`createMemoryTransport`); `MessageConnection` adds messages on top.
+ * - `identity/`: `generateIdentity()`, `peerIdFromPublicKey(key)`, `signResult` / `verifyResult`
  *   (Ed25519 over step results), `signJoinProof` / `verifyJoinProof` (join challenge).
  *
- * Verification (`verify/`): calibrated tolerances per numeric class, TOPLOC-style hidden-state
- * fingerprints, quorum votes (`voteHidden`, `voteToken`), `ReputationBook` with adaptive
- * replication; `ReplicatedStage` votes among the replicas of one stage.
+ * L2 — `onnx/`: `buildStageGraph(init, weights)`, the ONNX model of a contiguous layer range.
  *
- * Errors: every class in `errors.ts` has a stable `code` and crosses the wire as
- * `{name, code, message}` (`errorFromWire` rebuilds it).
+ * L3
+ * - `verify/`: calibrated tolerances per numeric class, TOPLOC-style hidden-state fingerprints,
+ *   quorum votes (`voteHidden`, `voteToken`), `ReputationBook` with adaptive replication.
+ * - `remote/`: `openRemoteModel(baseUrl)`, a model a server publishes (manifest with per-tensor
+ *   SHA-256), fetched one tensor at a time by HTTP Range, single-file or sharded.
+ *
+ * L4 — `engine/`: `InferenceBackend`, `StageSession` (what each runtime implements; `StageShape` /
+ * `ShapedStage` carry a stage's layer range), `createOrtStage` (any onnxruntime package passed in
+ * as a component), `uniformPartition(layers, k)`, `generate(pipeline, request)` (the in-order
+ * pipeline loop), `Sampler` (greedy / temperature / top-k / top-p with a seed, from top-k logits).
+ *
+ * L5
+ * - `mesh/`: control protocol with the server (`parseJoinRequest`, `PlanMessage`, ...),
+ *   `RemoteStage` (coordinator side) and `createStageHost` (worker side) run steps across peers;
+ *   `ReplicatedStage` votes among the replicas of one stage; `FingerprintingStage`; worker node.
+ * - `placement/`: `planPlacement`, `PlanCache`, `planBenchmark`, `stageMemoryBytes`.
  */
-export * from './byte-tokenizer.js'
+export * from './base/rng.js'
+export * from './base/top-k-logits.js'
 export * from './engine/generate.js'
 export * from './engine/inference-backend.js'
 export * from './engine/ort-stage.js'
 export * from './engine/partition.js'
+export * from './engine/sampler.js'
+export * from './engine/stage-shape.js'
 export * from './errors.js'
-export * from './float16.js'
 export { ByteCursor } from './formats/byte-cursor.js'
 export * from './formats/ggml-dequant.js'
 export * from './formats/ggml-types.js'
@@ -74,7 +80,6 @@ export * from './formats/import-source.js'
 export * from './formats/llama2c-checkpoint.js'
 export * from './formats/llama2c-tokenizer.js'
 export * from './formats/spm-tokenizer-json.js'
-export * from './hf-tokenizer.js'
 export * from './identity/base64url.js'
 export * from './identity/join-proof.js'
 export * from './identity/peer-identity.js'
@@ -87,9 +92,11 @@ export * from './mesh/remote-stage.js'
 export * from './mesh/replicated-stage.js'
 export * from './mesh/stage-host.js'
 export * from './mesh/worker-node.js'
-export * from './model/http-source.js'
-export * from './model/remote-model.js'
-export * from './model-config.js'
+export * from './model/model-config.js'
+export * from './model/reference-model.js'
+export * from './model/rope.js'
+export * from './model/synthetic.js'
+export * from './model/weight-names.js'
 export * from './onnx/onnx-graph.js'
 export * from './onnx/stage-graph.js'
 export * from './onnx/stage-io.js'
@@ -103,15 +110,11 @@ export { stageMemoryBytes } from './placement/stage-memory.js'
 export * from './quant/int4.js'
 export * from './quant/synthetic-weights.js'
 export * from './quant/weight-encoding.js'
-export * from './reference-model.js'
-export * from './rope.js'
-export * from './safetensors.js'
-export * from './safetensors-index.js'
-export * from './sampler.js'
-export * from './sharded-safetensors.js'
-export * from './synthetic.js'
-export * from './tensor.js'
-export * from './tokenizer.js'
+export * from './remote/http-source.js'
+export * from './remote/remote-model.js'
+export * from './tokenizers/byte-tokenizer.js'
+export * from './tokenizers/hf-tokenizer.js'
+export * from './tokenizers/tokenizer.js'
 export * from './transport/memory-transport.js'
 export * from './transport/message-connection.js'
 export * from './transport/transport.js'
@@ -131,7 +134,13 @@ export {
 export * from './verify/reputation.js'
 export * from './verify/tolerance.js'
 export * from './verify/vote.js'
-export * from './weight-names.js'
+export * from './weights/byte-source.js'
+export * from './weights/float16.js'
+export * from './weights/safetensors.js'
+export * from './weights/safetensors-index.js'
+export * from './weights/sharded-safetensors.js'
+export * from './weights/tensor.js'
+export * from './weights/weight-provider.js'
 export * from './wire/backpressure.js'
 export * from './wire/frame.js'
 export * from './wire/messages.js'

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { ByteTokenizer, byteTokenizerJson } from '../src/byte-tokenizer.js'
 import { TokenizerError } from '../src/errors.js'
-import { HfTokenizer } from '../src/hf-tokenizer.js'
-import type { Tokenizer } from '../src/tokenizer.js'
+import { ByteTokenizer, byteTokenizerJson } from '../src/tokenizers/byte-tokenizer.js'
+import { HfTokenizer } from '../src/tokenizers/hf-tokenizer.js'
+import type { Tokenizer } from '../src/tokenizers/tokenizer.js'
 
 const SAMPLES = [
   '',

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { VerifyError } from '../src/errors.js'
-import { fromFloat32 } from '../src/float16.js'
-import type { WeightProvider } from '../src/onnx/stage-graph.js'
-import { ReferenceModel } from '../src/reference-model.js'
-import { syntheticConfig, syntheticWeights } from '../src/synthetic.js'
+import { ReferenceModel } from '../src/model/reference-model.js'
+import { syntheticConfig, syntheticWeights } from '../src/model/synthetic.js'
 import { calibrationTokens, referenceBoundaries } from '../src/verify/calibration-reference.js'
+import { fromFloat32 } from '../src/weights/float16.js'
+import type { WeightProvider } from '../src/weights/weight-provider.js'
 
 const config = syntheticConfig('small')
 const weights = syntheticWeights(config, 3)

@@ -7,8 +7,8 @@ import {
   f32ToF16Bits,
   fromFloat32,
   toFloat32,
-} from '../src/float16.js'
-import type { DType, RawTensor } from '../src/tensor.js'
+} from '../src/weights/float16.js'
+import type { DType, RawTensor } from '../src/weights/tensor.js'
 
 const isF16NaN = (b: number) => (b & 0x7c00) === 0x7c00 && (b & 0x03ff) !== 0
 const isBf16NaN = (b: number) => (b & 0x7f80) === 0x7f80 && (b & 0x007f) !== 0

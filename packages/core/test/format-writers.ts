@@ -4,7 +4,7 @@
  * gguf-writer.ts). Each follows the format's own writer (llama2.c export.py,
  * llama.cpp's gguf-py and ggml quantize_row_*_ref), not the import code.
  */
-import { fromFloat32 } from '../src/float16.js'
+import { fromFloat32 } from '../src/weights/float16.js'
 import type { Llama2cDims, Llama2cWeights } from './llama2c-reference.js'
 
 /** mulberry32: small, seeded, the same on every platform. */

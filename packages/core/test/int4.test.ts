@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { ModelConfigError, TensorError } from '../src/errors.js'
-import { f16BitsToF32, f32ToF16Bits, toFloat32 } from '../src/float16.js'
 import { stageTensorNames } from '../src/mesh/worker-node.js'
-import { modelConfigToJson, parseModelConfig } from '../src/model-config.js'
+import { modelConfigToJson, parseModelConfig } from '../src/model/model-config.js'
+import { ReferenceModel } from '../src/model/reference-model.js'
+import { syntheticConfig, syntheticTensor } from '../src/model/synthetic.js'
+import { EMBED_TOKENS, expectedWeightShapes, FINAL_NORM, LM_HEAD } from '../src/model/weight-names.js'
 import { stageMemoryBytes } from '../src/placement/stage-memory.js'
 import { dequantizeInt4, type Int4Weight, int4Shapes, quantizeInt4 } from '../src/quant/int4.js'
 import { syntheticStoredWeights } from '../src/quant/synthetic-weights.js'
@@ -15,11 +17,10 @@ import {
   storedTensorNames,
   withInt4Quantization,
 } from '../src/quant/weight-encoding.js'
-import { ReferenceModel } from '../src/reference-model.js'
-import { bytesSource, encodeSafetensors, SafetensorsReader } from '../src/safetensors.js'
-import { syntheticConfig, syntheticTensor } from '../src/synthetic.js'
 import { calibrationTokens, referenceBoundaries } from '../src/verify/calibration-reference.js'
-import { EMBED_TOKENS, expectedWeightShapes, FINAL_NORM, LM_HEAD } from '../src/weight-names.js'
+import { bytesSource } from '../src/weights/byte-source.js'
+import { f16BitsToF32, f32ToF16Bits, toFloat32 } from '../src/weights/float16.js'
+import { encodeSafetensors, SafetensorsReader } from '../src/weights/safetensors.js'
 
 /** Seeded uniform values in [-scale, scale] (a tiny LCG; deterministic across runs). */
 function randomWeights(count: number, seed: number, scale = 1): Float32Array {

@@ -5,7 +5,7 @@ import {
   modelConfigToJson,
   parseModelConfig,
   validateModelConfig,
-} from '../src/model-config.js'
+} from '../src/model/model-config.js'
 
 // Trimmed copies of real Hugging Face config.json files (unused fields kept where they matter).
 const SMOLLM_135M = {

@@ -1,5 +1,5 @@
-import type { ModelConfig } from '../src/model-config.js'
-import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../src/weight-names.js'
+import type { ModelConfig } from '../src/model/model-config.js'
+import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../src/model/weight-names.js'
 
 /**
  * Whole-sequence forward written the way the Hugging Face code reads: no cache, full-width

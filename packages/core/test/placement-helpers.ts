@@ -1,5 +1,5 @@
 import { expect } from 'vitest'
-import type { ModelConfig } from '../src/model-config.js'
+import type { ModelConfig } from '../src/model/model-config.js'
 import type { PeerBackend, PeerCapacity } from '../src/placement/peer-capacity.js'
 import type { Plan } from '../src/placement/plan.js'
 import { stageMemoryBytes } from '../src/placement/stage-memory.js'

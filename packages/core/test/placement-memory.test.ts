@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { ModelConfigError, PlacementError } from '../src/errors.js'
-import type { ModelConfig } from '../src/model-config.js'
+import type { ModelConfig } from '../src/model/model-config.js'
+import { parameterCount, syntheticConfig } from '../src/model/synthetic.js'
+import { layerWeightShapes } from '../src/model/weight-names.js'
 import { maxLayersInMemory, stageMemoryBytes, stageMemoryModel } from '../src/placement/stage-memory.js'
-import { parameterCount, syntheticConfig } from '../src/synthetic.js'
-import { elementCount } from '../src/tensor.js'
-import { layerWeightShapes } from '../src/weight-names.js'
+import { elementCount } from '../src/weights/tensor.js'
 import { TOY_EMBED, TOY_HEAD, TOY_LAYER, TOY_MEMORY, toyConfig } from './placement-helpers.js'
 
 describe('stageMemoryBytes', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { ButterflyError } from '../src/errors.js'
-import type { ModelConfig } from '../src/model-config.js'
+import type { ModelConfig } from '../src/model/model-config.js'
 import { memoryWeightedPlan } from '../src/placement/memory-weighted-plan.js'
 import type { PeerBackend, PeerCapacity } from '../src/placement/peer-capacity.js'
 import type { Plan } from '../src/placement/plan.js'

@@ -7,10 +7,10 @@ import {
   TensorError,
   TokenizerError,
 } from '../src/errors.js'
-import type { ModelConfig } from '../src/model-config.js'
-import { ReferenceModel } from '../src/reference-model.js'
-import { syntheticConfig, syntheticWeights } from '../src/synthetic.js'
-import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../src/weight-names.js'
+import type { ModelConfig } from '../src/model/model-config.js'
+import { ReferenceModel } from '../src/model/reference-model.js'
+import { syntheticConfig, syntheticWeights } from '../src/model/synthetic.js'
+import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../src/model/weight-names.js'
 import { naiveLogits } from './naive-llama.js'
 
 // Tolerances. Prefill vs. stepwise and split vs. whole runs do the same float64 operations in

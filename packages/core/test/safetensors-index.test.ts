@@ -1,7 +1,12 @@
 import { describe, expect, test } from 'vitest'
-import { bytesSource, encodeSafetensors } from '../src/safetensors.js'
-import { isShardName, parseSafetensorsIndex, parseSafetensorsIndexBytes } from '../src/safetensors-index.js'
-import { ShardedSafetensors } from '../src/sharded-safetensors.js'
+import { bytesSource } from '../src/weights/byte-source.js'
+import { encodeSafetensors } from '../src/weights/safetensors.js'
+import {
+  isShardName,
+  parseSafetensorsIndex,
+  parseSafetensorsIndexBytes,
+} from '../src/weights/safetensors-index.js'
+import { ShardedSafetensors } from '../src/weights/sharded-safetensors.js'
 
 const A = 'model-00001-of-00002.safetensors'
 const B = 'model-00002-of-00002.safetensors'

@@ -1,13 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { ModelFileError, type ModelFileErrorCode } from '../src/errors.js'
-import {
-  type ByteSource,
-  bytesSource,
-  encodeSafetensors,
-  SafetensorsReader,
-  safetensorsLayout,
-} from '../src/safetensors.js'
-import type { DType, RawTensor } from '../src/tensor.js'
+import { type ByteSource, bytesSource } from '../src/weights/byte-source.js'
+import { encodeSafetensors, SafetensorsReader, safetensorsLayout } from '../src/weights/safetensors.js'
+import type { DType, RawTensor } from '../src/weights/tensor.js'
 
 const FILE = 'model-00001-of-00002.safetensors'
 

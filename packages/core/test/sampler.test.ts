@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest'
-import { SamplingError } from '../src/errors.js'
+import { Xoshiro128ss } from '../src/base/rng.js'
+import type { TopKLogits } from '../src/base/top-k-logits.js'
 import {
   logitTemperature,
   Sampler,
   type SamplingParams,
-  type TopKLogits,
   topKFromLogits,
   validateSamplingParams,
-  Xoshiro128ss,
-} from '../src/sampler.js'
+} from '../src/engine/sampler.js'
+import { SamplingError } from '../src/errors.js'
 
 const LOGITS = new Float32Array([1.5, -0.25, 3, 0.75, 2.25, -1, 0, 2.5])
 const DRAWS = 20000

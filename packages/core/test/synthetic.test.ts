@@ -8,9 +8,9 @@ import {
   syntheticTensor,
   syntheticTensorSpecs,
   syntheticWeights,
-} from '../src/synthetic.js'
-import { elementCount } from '../src/tensor.js'
-import { expectedWeightShapes } from '../src/weight-names.js'
+} from '../src/model/synthetic.js'
+import { expectedWeightShapes } from '../src/model/weight-names.js'
+import { elementCount } from '../src/weights/tensor.js'
 
 const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length)
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
+import { Xoshiro128ss } from '../src/base/rng.js'
 import { VerifyError } from '../src/errors.js'
-import { Xoshiro128ss } from '../src/sampler.js'
 import { compareFingerprints, compareHidden, compareToFingerprint } from '../src/verify/compare-hidden.js'
 import {
   fingerprintHidden,

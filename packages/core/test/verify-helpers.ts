@@ -1,11 +1,11 @@
 import { expect } from 'vitest'
+import { Xoshiro128ss } from '../src/base/rng.js'
 import { VerifyError } from '../src/errors.js'
-import { f16BitsToF32, f32ToF16Bits } from '../src/float16.js'
-import type { ModelConfig } from '../src/model-config.js'
-import { type ReferenceKvCache, ReferenceModel } from '../src/reference-model.js'
-import { Xoshiro128ss } from '../src/sampler.js'
-import { syntheticConfig, syntheticWeights } from '../src/synthetic.js'
-import { EMBED_TOKENS } from '../src/weight-names.js'
+import type { ModelConfig } from '../src/model/model-config.js'
+import { type ReferenceKvCache, ReferenceModel } from '../src/model/reference-model.js'
+import { syntheticConfig, syntheticWeights } from '../src/model/synthetic.js'
+import { EMBED_TOKENS } from '../src/model/weight-names.js'
+import { f16BitsToF32, f32ToF16Bits } from '../src/weights/float16.js'
 
 export class Gaussian {
   private readonly rng: Xoshiro128ss

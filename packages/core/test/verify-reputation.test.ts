@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { Xoshiro128ss } from '../src/sampler.js'
+import { Xoshiro128ss } from '../src/base/rng.js'
 import { calibrate } from '../src/verify/calibration.js'
 import { compareToFingerprint } from '../src/verify/compare-hidden.js'
 import { fingerprintHidden } from '../src/verify/fingerprint.js'

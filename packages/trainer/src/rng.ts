@@ -1,12 +1,12 @@
+import { xoshiro128ssNext } from '@butterfly/core'
+
 /**
  * xoshiro128** seeded through splitmix32: 32-bit integer arithmetic only, so the same seed gives
- * the same stream on every platform and Node version (Math.random cannot be seeded).
+ * the same stream on every platform and Node version (Math.random cannot be seeded). The step is
+ * core's; the seeding is the trainer's own, so committed models keep their random stream.
  */
 export class Rng {
-  private s0: number
-  private s1: number
-  private s2: number
-  private s3: number
+  private readonly state: Uint32Array
 
   constructor(seed: number) {
     if (!Number.isSafeInteger(seed) || seed < 0)
@@ -20,23 +20,12 @@ export class Rng {
       z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35)
       return (z ^ (z >>> 16)) >>> 0
     }
-    this.s0 = next()
-    this.s1 = next()
-    this.s2 = next()
-    this.s3 = next()
+    this.state = Uint32Array.of(next(), next(), next(), next())
   }
 
   /** Uniform 32-bit unsigned integer. */
   nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0
-    const t = this.s1 << 9
-    this.s2 ^= this.s0
-    this.s3 ^= this.s1
-    this.s1 ^= this.s2
-    this.s0 ^= this.s3
-    this.s2 ^= t
-    this.s3 = rotl(this.s3, 11)
-    return result
+    return xoshiro128ssNext(this.state)
   }
 
   /** Uniform in [0, 1). */
@@ -54,8 +43,4 @@ export class Rng {
     const u = 1 - this.next() // (0, 1], so the log is finite
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next())
   }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k))
 }

@@ -1,6 +1,7 @@
+import type { TopKLogits } from '../base/top-k-logits.js'
 import { ButterflyError, GenerationError } from '../errors.js'
-import { Sampler, type SamplingParams, type TopKLogits, validateSamplingParams } from '../sampler.js'
 import type { StageSession, StepProvenance } from './inference-backend.js'
+import { Sampler, type SamplingParams, validateSamplingParams } from './sampler.js'
 
 export interface GenerateRequest {
   readonly promptIds: readonly number[]

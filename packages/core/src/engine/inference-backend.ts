@@ -1,7 +1,8 @@
-import type { ModelConfig } from '../model-config.js'
-import type { WeightProvider } from '../onnx/stage-graph.js'
-import type { TopKLogits } from '../sampler.js'
+import type { TopKLogits } from '../base/top-k-logits.js'
+import type { ModelConfig } from '../model/model-config.js'
 import type { HiddenFingerprint } from '../verify/fingerprint.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
+import type { StageShape } from './stage-shape.js'
 
 /** One step of one generation through one stage. */
 export interface StageStepInput {
@@ -56,11 +57,7 @@ export interface StepProvenance {
  * A loaded pipeline stage. It owns the KV caches of its layers, one per generation; they
  * never leave it. Steps of one generation must arrive in order (startPos = positions so far).
  */
-export interface StageSession {
-  readonly layerStart: number
-  readonly layerEnd: number
-  readonly isFirst: boolean
-  readonly isLast: boolean
+export interface StageSession extends StageShape {
   step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput>
   /**
    * The full hidden output of the generation's latest fingerprinted step, which started at

@@ -1,8 +1,10 @@
 import type { InferenceSession, Tensor } from 'onnxruntime-common'
 import { GenerationError } from '../errors.js'
-import { buildStageGraph, type StageGraph, type WeightProvider } from '../onnx/stage-graph.js'
+import { buildStageGraph, type StageGraph } from '../onnx/stage-graph.js'
 import { type StageIo, stageIo } from '../onnx/stage-io.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
 import type { StageInit, StageSession, StageStepInput, StageStepOutput } from './inference-backend.js'
+import { ShapedStage } from './stage-shape.js'
 import { validateStepInput } from './step-input.js'
 
 /**
@@ -76,11 +78,7 @@ export async function createOrtStage(
   return new OrtStage(init, stageIo(init.config, init.layerStart, init.layerEnd), session, components.ort)
 }
 
-class OrtStage implements StageSession {
-  readonly layerStart: number
-  readonly layerEnd: number
-  readonly isFirst: boolean
-  readonly isLast: boolean
+class OrtStage extends ShapedStage implements StageSession {
   private readonly generations = new Map<string, KvState>()
   private queue: Promise<unknown> = Promise.resolve()
 
@@ -90,10 +88,7 @@ class OrtStage implements StageSession {
     private readonly session: InferenceSession,
     private readonly ort: OrtRuntime,
   ) {
-    this.layerStart = init.layerStart
-    this.layerEnd = init.layerEnd
-    this.isFirst = io.isFirst
-    this.isLast = io.isLast
+    super({ layerStart: init.layerStart, layerEnd: init.layerEnd, isFirst: io.isFirst, isLast: io.isLast })
   }
 
   get activeGenerations(): number {

@@ -1,5 +1,5 @@
 import { ButterflyError } from '../errors.js'
-import type { ModelConfig } from '../model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
 import type { StageIo } from '../onnx/stage-io.js'
 import type { StageStepInput } from './inference-backend.js'
 

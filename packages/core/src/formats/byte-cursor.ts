@@ -1,5 +1,5 @@
 import { ModelFileError, type ModelFileErrorCode } from '../errors.js'
-import type { ByteSource } from '../safetensors.js'
+import { type ByteSource, readExact } from '../weights/byte-source.js'
 
 const DEFAULT_CHUNK = 1 << 20
 
@@ -48,7 +48,7 @@ export class ByteCursor {
     const end = start + n
     if (start < this.bufferStart || end > this.bufferStart + this.buffer.byteLength) {
       const length = Math.min(Math.max(n, this.chunk), this.source.size - start)
-      this.buffer = await readExact(this.source, start, length, this.context)
+      this.buffer = await readExact(this.source, start, length, { what: this.context })
       this.bufferStart = start
     }
     this.position = end
@@ -101,35 +101,4 @@ export class ByteCursor {
   fail(code: ModelFileErrorCode, message: string): ModelFileError {
     return new ModelFileError(code, this.source.name, `${this.context}: ${message}`)
   }
-}
-
-/** Reads exactly `length` bytes at `offset`; a short or failed read is a named ModelFileError. */
-export async function readExact(
-  source: ByteSource,
-  offset: number,
-  length: number,
-  what: string,
-  signal?: AbortSignal,
-): Promise<Uint8Array> {
-  signal?.throwIfAborted()
-  let bytes: unknown
-  try {
-    bytes = await source.read(offset, length, signal)
-  } catch (cause) {
-    if (signal?.aborted) throw cause
-    const msg = `${what}: reading ${length} bytes at offset ${offset} failed: ${messageOf(cause)}`
-    throw new ModelFileError('ERR_MODEL_FILE_READ', source.name, msg, { cause })
-  }
-  if (!(bytes instanceof Uint8Array) || bytes.byteLength > length) {
-    throw new ModelFileError('ERR_MODEL_FILE_READ', source.name, `${what}: read at ${offset} misbehaved`)
-  }
-  if (bytes.byteLength < length) {
-    const msg = `${what}: short read, got ${bytes.byteLength} of ${length} bytes at offset ${offset}`
-    throw new ModelFileError('ERR_MODEL_FILE_TRUNCATED', source.name, msg)
-  }
-  return bytes
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
 }

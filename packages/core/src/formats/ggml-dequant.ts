@@ -1,5 +1,5 @@
 import { TensorError } from '../errors.js'
-import { f16BitsToF32 } from '../float16.js'
+import { f16BitsToF32 } from '../weights/float16.js'
 import type { GgmlTypeInfo } from './ggml-types.js'
 
 /** Dequantizes the block at byte `a` of `b` into out[o ...]. */

@@ -1,9 +1,8 @@
 import { ModelConfigError, ModelFileError } from '../errors.js'
-import { fromFloat32 } from '../float16.js'
-import { type ModelConfig, validateModelConfig } from '../model-config.js'
-import type { ByteSource } from '../safetensors.js'
-import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../weight-names.js'
-import { readExact } from './byte-cursor.js'
+import { type ModelConfig, validateModelConfig } from '../model/model-config.js'
+import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../model/weight-names.js'
+import { type ByteSource, readExact } from '../weights/byte-source.js'
+import { fromFloat32 } from '../weights/float16.js'
 import { canDequantize, dequantizeGgml } from './ggml-dequant.js'
 import { MetadataReader } from './gguf-metadata.js'
 import { type GgufFile, type GgufTensorInfo, readGguf } from './gguf-reader.js'
@@ -135,13 +134,10 @@ function ggufTensor(
     sourceType: info.type.name,
     sourceBytes: info.end - info.begin,
     async read(signal) {
-      const bytes = await readExact(
-        file.source,
-        info.begin,
-        info.end - info.begin,
-        `tensor ${info.name}`,
+      const bytes = await readExact(file.source, info.begin, info.end - info.begin, {
+        what: `tensor ${info.name}`,
         signal,
-      )
+      })
       const dtype = plain ?? 'F32'
       let data = plain === undefined ? fromFloat32(dequantizeGgml(info.type, bytes), 'F32') : bytes
       const rowBytes = (shape[shape.length - 1] as number) * ELEMENT_BYTES[dtype]

@@ -1,5 +1,5 @@
 import { ModelFileError } from '../errors.js'
-import type { ByteSource } from '../safetensors.js'
+import type { ByteSource } from '../weights/byte-source.js'
 import { ByteCursor } from './byte-cursor.js'
 import { GGML_TYPES, type GgmlTypeInfo, ggmlTypeName } from './ggml-types.js'
 

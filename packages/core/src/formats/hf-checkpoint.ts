@@ -1,8 +1,11 @@
 import { ModelFileError } from '../errors.js'
-import type { ModelConfig } from '../model-config.js'
-import type { SafetensorsReader } from '../safetensors.js'
-import { SAFETENSORS_INDEX_FILE as SAFETENSORS_INDEX, type SafetensorsIndex } from '../safetensors-index.js'
-import { expectedWeightShapes } from '../weight-names.js'
+import type { ModelConfig } from '../model/model-config.js'
+import { expectedWeightShapes } from '../model/weight-names.js'
+import type { SafetensorsReader } from '../weights/safetensors.js'
+import {
+  SAFETENSORS_INDEX_FILE as SAFETENSORS_INDEX,
+  type SafetensorsIndex,
+} from '../weights/safetensors-index.js'
 import type { ImportSource, ImportTensor, ImportTokenizer } from './import-source.js'
 
 /**

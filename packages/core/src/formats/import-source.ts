@@ -1,6 +1,6 @@
 import { TensorError } from '../errors.js'
-import type { ModelConfig } from '../model-config.js'
-import type { RawTensor } from '../tensor.js'
+import type { ModelConfig } from '../model/model-config.js'
+import type { RawTensor } from '../weights/tensor.js'
 
 /** One tensor of a checkpoint being imported, already named and shaped as Hugging Face Llama. */
 export interface ImportTensor {

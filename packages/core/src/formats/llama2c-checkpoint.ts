@@ -1,8 +1,8 @@
 import { ModelConfigError, ModelFileError } from '../errors.js'
-import { type ModelConfig, validateModelConfig } from '../model-config.js'
-import type { ByteSource } from '../safetensors.js'
-import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../weight-names.js'
-import { ByteCursor, readExact } from './byte-cursor.js'
+import { type ModelConfig, validateModelConfig } from '../model/model-config.js'
+import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../model/weight-names.js'
+import { type ByteSource, readExact } from '../weights/byte-source.js'
+import { ByteCursor } from './byte-cursor.js'
 import { type ImportSource, type ImportTensor, metaToHfRows } from './import-source.js'
 
 /** "ak42" read as a little-endian uint32: the magic of llama2.c's versioned exports. */
@@ -95,7 +95,7 @@ export async function openLlama2cCheckpoint(source: ByteSource): Promise<ImportS
       sourceType: 'F32',
       sourceBytes: 4 * elements,
       async read(signal) {
-        let data = await readExact(source, offset, 4 * elements, `tensor ${name}`, signal)
+        let data = await readExact(source, offset, 4 * elements, { what: `tensor ${name}`, signal })
         if (ropeHeads !== undefined) data = metaToHfRows(data, ropeHeads, headDim, 4 * dim)
         return { dtype: 'F32', shape, data }
       },

@@ -1,5 +1,5 @@
 import { ModelFileError, TokenizerError } from '../errors.js'
-import type { ByteSource } from '../safetensors.js'
+import type { ByteSource } from '../weights/byte-source.js'
 import { ByteCursor } from './byte-cursor.js'
 import type { ImportTokenizer } from './import-source.js'
 import { isBytePiece, SPM_TYPE, type SpmVocab, spmTokenizerJson } from './spm-tokenizer-json.js'

@@ -1,6 +1,6 @@
 import { sha256 } from '@noble/hashes/sha2.js'
+import type { TopKLogits } from '../base/top-k-logits.js'
 import { IdentityError } from '../errors.js'
-import type { TopKLogits } from '../sampler.js'
 import { type PeerIdentity, signBytes, verifyBytes } from './peer-identity.js'
 
 /**

@@ -2,6 +2,7 @@ import { ControlError, type WireError } from '../errors.js'
 import { fromBase64url } from '../identity/base64url.js'
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../identity/peer-identity.js'
 import type { SignalData } from '../transport/transport.js'
+import type { IceServer } from '../transport/webrtc-transport.js'
 
 /**
  * The control plane between peers and the signal server, carried over socket.io. Every
@@ -64,12 +65,6 @@ export interface JoinRequest {
 /** Sent by the server to every new connection; the join proof signs this nonce. */
 export interface HelloMessage {
   readonly nonce: string
-}
-
-export interface IceServer {
-  readonly urls: string | readonly string[]
-  readonly username?: string
-  readonly credential?: string
 }
 
 export type JoinAck =

@@ -1,4 +1,5 @@
 import type { StageSession, StageStepInput, StageStepOutput } from '../engine/inference-backend.js'
+import { ShapedStage } from '../engine/stage-shape.js'
 import { StageError } from '../errors.js'
 import { fingerprintHidden } from '../verify/fingerprint.js'
 
@@ -15,18 +16,11 @@ interface Kept {
  * next step of that generation replaces it, or the generation ends. The stage host wraps its
  * stage in one; in-process replicas (tests, benches) are wrapped directly.
  */
-export class FingerprintingStage implements StageSession {
-  readonly layerStart: number
-  readonly layerEnd: number
-  readonly isFirst: boolean
-  readonly isLast: boolean
+export class FingerprintingStage extends ShapedStage implements StageSession {
   private readonly kept = new Map<string, Kept>()
 
   constructor(private readonly inner: StageSession) {
-    this.layerStart = inner.layerStart
-    this.layerEnd = inner.layerEnd
-    this.isFirst = inner.isFirst
-    this.isLast = inner.isLast
+    super(inner)
   }
 
   get activeGenerations(): number {

@@ -1,5 +1,5 @@
 import type { InferenceBackend } from '../engine/inference-backend.js'
-import type { ModelConfig } from '../model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
 import { syntheticStoredWeights } from '../quant/synthetic-weights.js'
 
 /**

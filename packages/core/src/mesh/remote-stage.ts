@@ -4,6 +4,7 @@ import type {
   StageStepOutput,
   StepProvenance,
 } from '../engine/inference-backend.js'
+import { ShapedStage } from '../engine/stage-shape.js'
 import { type ButterflyError, StageError } from '../errors.js'
 import { isBytes, PUBLIC_KEY_BYTES } from '../identity/peer-identity.js'
 import { verifyResult } from '../identity/step-signature.js'
@@ -45,11 +46,7 @@ interface Pending {
  * StepRequest out and one StepResult (or StepError) back over the peer's connection. Many
  * generations share the connection; replies are matched by (generation, step).
  */
-export class RemoteStage implements StageSession {
-  readonly layerStart: number
-  readonly layerEnd: number
-  readonly isFirst: boolean
-  readonly isLast: boolean
+export class RemoteStage extends ShapedStage implements StageSession {
   private readonly pending = new Map<string, Pending>()
   private readonly generations = new Set<string>()
   /** Per generation, its latest step answered with a fingerprint: what fetchHidden may ask for. */
@@ -61,10 +58,7 @@ export class RemoteStage implements StageSession {
     private readonly init: RemoteStageInit,
     private readonly connection: MessageConnection,
   ) {
-    this.layerStart = init.layerStart
-    this.layerEnd = init.layerEnd
-    this.isFirst = init.isFirst
-    this.isLast = init.isLast
+    super(init)
     if (
       init.verifyKey !== undefined &&
       !(isBytes(init.verifyKey, PUBLIC_KEY_BYTES) && init.mesh !== undefined)

@@ -1,81 +1,37 @@
+import type { TopKLogits } from '../base/top-k-logits.js'
 import type {
   StageSession,
   StageStepInput,
   StageStepOutput,
   StepProvenance,
 } from '../engine/inference-backend.js'
+import { ShapedStage } from '../engine/stage-shape.js'
 import { GenerationError, VerifyError } from '../errors.js'
-import type { TopKLogits } from '../sampler.js'
-import type { ReputationBook } from '../verify/reputation.js'
 import { ToleranceTable } from '../verify/tolerance.js'
 import { type TokenReply, voteHidden, voteToken } from '../verify/vote.js'
 import {
   askOrder,
   fetchWithTimeout,
   type Member,
-  type Replica,
   type ReplicaStatus,
   retire,
   syncAndStep,
   toMembers,
 } from './replication/replica-set.js'
+import type {
+  ReplicatedStageComponents,
+  ReplicatedStageInit,
+  ReplicationStats,
+} from './replication/replication-options.js'
 import { argmaxToken, hiddenReply, type Reply, randomChallenge } from './replication/replies.js'
 
 export type { Replica, ReplicaState, ReplicaStatus } from './replication/replica-set.js'
 
-export interface ReplicatedStageInit {
-  readonly layerStart: number
-  readonly layerEnd: number
-  readonly isFirst: boolean
-  readonly isLast: boolean
-  readonly hiddenSize: number
-  /** Faults tolerated: each step goes to r = 2f + 1 replicas and needs f + 1 agreeing. */
-  readonly f: number
-  /** Most replies counted in one step when escalating after a failed vote; default (and minimum) 2f + 1. */
-  readonly maxReplicas?: number
-  /** Pipeline stage index, named in errors. */
-  readonly stage: number
-  /**
-   * Ask all replicas but one for fingerprints instead of full hidden states (replicas whose
-   * session has fetchHidden); default true.
-   */
-  readonly fingerprints?: boolean
-  /** Per replica call (each replayed step too); none by default (RemoteStage has its own). */
-  readonly stepTimeoutMs?: number
-}
-
-export interface ReplicatedStageComponents {
-  readonly replicas: readonly Replica[]
-  /** Asked when replicas fail or are flagged; they rebuild their KV cache by replay. */
-  readonly spares?: readonly Replica[]
-  readonly tolerances: ToleranceTable
-  readonly reputation: ReputationBook
-  /** Uniform in [0, 1), seeded: decides adaptive-replication spot checks. */
-  readonly rng: () => number
-  /** The token the coordinator would pick from a top-k, without advancing its RNG; default argmax. */
-  readonly sampleToken?: (topk: TopKLogits) => number
-  /**
-   * A fresh u32 fingerprint challenge per ask. It must be unpredictable to the replicas (a liar
-   * that knew it could shape its lie around the sketch); default cryptographically random.
-   */
-  readonly challenge?: () => number
-}
-
-export interface ReplicationStats {
-  steps: number
-  /** Steps sent to a trusted primary alone. */
-  spotChecks: number
-  /** Steps that needed more than the first r replies. */
-  escalations: number
-  /** Earlier steps replayed into replicas that were behind. */
-  replayedSteps: number
-  /** Replica calls that threw or timed out. */
-  failures: number
-  /** Replies asked as fingerprints instead of full states. */
-  fingerprints: number
-  /** Full states fetched after a vote on fingerprints found no quorum. */
-  fetches: number
-}
+export type {
+  ReplicatedStageComponents,
+  ReplicatedStageInit,
+  ReplicationStats,
+} from './replication/replication-options.js'
 
 /**
  * One pipeline stage served by several untrusted replicas; a Pipeline of these runs under
@@ -87,11 +43,7 @@ export interface ReplicationStats {
  * up on the generation by replaying this stage's earlier inputs. Replicas skipped by a spot check
  * fall behind the same way and catch up when next asked.
  */
-export class ReplicatedStage implements StageSession {
-  readonly layerStart: number
-  readonly layerEnd: number
-  readonly isFirst: boolean
-  readonly isLast: boolean
+export class ReplicatedStage extends ShapedStage implements StageSession {
   readonly stats: ReplicationStats = {
     steps: 0,
     spotChecks: 0,
@@ -116,6 +68,7 @@ export class ReplicatedStage implements StageSession {
     private readonly init: ReplicatedStageInit,
     private readonly c: ReplicatedStageComponents,
   ) {
+    super(init)
     const bad = (msg: string) => new VerifyError('ERR_VERIFY_INPUT', msg)
     const { f, hiddenSize, stage, stepTimeoutMs } = init
     if (!(Number.isInteger(f) && f >= 0)) throw bad(`f must be a non-negative integer, got ${String(f)}`)
@@ -132,10 +85,6 @@ export class ReplicatedStage implements StageSession {
     if (!(c.tolerances instanceof ToleranceTable)) throw bad('tolerances must be a ToleranceTable')
     if (typeof c.rng !== 'function') throw bad('rng must be a function')
     this.f = f
-    this.layerStart = init.layerStart
-    this.layerEnd = init.layerEnd
-    this.isFirst = init.isFirst
-    this.isLast = init.isLast
     this.members = toMembers(c.replicas, c.spares ?? [], init)
     this.sampleToken = c.sampleToken ?? argmaxToken
     this.challenge = c.challenge ?? randomChallenge

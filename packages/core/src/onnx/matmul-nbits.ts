@@ -1,7 +1,7 @@
-import type { ModelConfig } from '../model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
 import { readInt4 } from '../quant/weight-encoding.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
 import type { OnnxGraph } from './onnx-graph.js'
-import type { WeightProvider } from './stage-graph.js'
 
 /**
  * y = x · Wᵀ for an int4 weight W [N, K], as ONNX Runtime's com.microsoft.MatMulNBits: the

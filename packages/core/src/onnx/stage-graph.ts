@@ -1,15 +1,18 @@
 import { GraphBuildError } from '../errors.js'
-import type { ModelConfig } from '../model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
+import { ropeCaches } from '../model/rope.js'
+import {
+  EMBED_TOKENS,
+  FINAL_NORM,
+  LM_HEAD,
+  layerWeightNames,
+  layerWeightShapes,
+} from '../model/weight-names.js'
 import { isInt4Weight } from '../quant/weight-encoding.js'
-import { ropeCaches } from '../rope.js'
-import type { RawTensor } from '../tensor.js'
-import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames, layerWeightShapes } from '../weight-names.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
 import { matMulNBits } from './matmul-nbits.js'
 import { OnnxGraph } from './onnx-graph.js'
 import { stageIo } from './stage-io.js'
-
-/** Fetches one named tensor; a peer only ever asks for its own layers. */
-export type WeightProvider = (name: string, shape: readonly number[]) => Promise<RawTensor>
 
 export interface StageGraphInit {
   readonly config: ModelConfig

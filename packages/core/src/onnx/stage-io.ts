@@ -1,4 +1,4 @@
-import type { ModelConfig } from '../model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
 
 export interface LayerKvNames {
   readonly layer: number

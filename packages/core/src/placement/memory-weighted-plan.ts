@@ -1,4 +1,4 @@
-import type { ModelConfig } from '../model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
 import { type PeerCapacity, usablePeers, validatePeers } from './peer-capacity.js'
 import {
   type PlacementOptions,

@@ -1,5 +1,5 @@
 import { PlacementError } from '../errors.js'
-import type { ModelConfig } from '../model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
 import { type StageMemoryModel, type StageMemoryOptions, stageMemoryModel } from './stage-memory.js'
 
 export type PlacementStrategy = 'uniform' | 'memory' | 'throughput'

@@ -1,4 +1,4 @@
-import type { ModelConfig } from '../model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
 import type { PeerBackend, PeerCapacity } from './peer-capacity.js'
 import type { PlacementOptions } from './placement-options.js'
 import { throughputPlan } from './throughput-plan.js'

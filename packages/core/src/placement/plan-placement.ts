@@ -1,5 +1,5 @@
 import { ButterflyError, PlacementError } from '../errors.js'
-import type { ModelConfig } from '../model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
 import { placeMemoryWeighted } from './memory-weighted-plan.js'
 import { type PeerCapacity, usablePeers, validatePeers } from './peer-capacity.js'
 import {

@@ -1,5 +1,5 @@
 import { PlacementError } from '../errors.js'
-import { type ModelConfig, validateModelConfig } from '../model-config.js'
+import { type ModelConfig, validateModelConfig } from '../model/model-config.js'
 import { int4Bytes } from '../quant/int4.js'
 
 export interface StageMemoryOptions {

@@ -1,5 +1,5 @@
 import { uniformPartition } from '../engine/partition.js'
-import type { ModelConfig } from '../model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
 import { type PeerCapacity, usablePeers, validatePeers } from './peer-capacity.js'
 import {
   type PlacementOptions,

@@ -1,5 +1,5 @@
 import { TensorError } from '../errors.js'
-import { f16BitsToF32, f32ToF16Bits } from '../float16.js'
+import { f16BitsToF32, f32ToF16Bits } from '../weights/float16.js'
 
 /**
  * Blockwise symmetric 4-bit weights in ONNX Runtime's MatMulNBits layout.

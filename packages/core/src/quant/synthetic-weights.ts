@@ -1,10 +1,10 @@
 import { ModelFileError } from '../errors.js'
-import { fromFloat32 } from '../float16.js'
-import type { ModelConfig } from '../model-config.js'
-import type { WeightProvider } from '../onnx/stage-graph.js'
-import { syntheticTensor } from '../synthetic.js'
-import type { RawTensor } from '../tensor.js'
-import { expectedWeightShapes } from '../weight-names.js'
+import type { ModelConfig } from '../model/model-config.js'
+import { syntheticTensor } from '../model/synthetic.js'
+import { expectedWeightShapes } from '../model/weight-names.js'
+import { fromFloat32 } from '../weights/float16.js'
+import type { RawTensor } from '../weights/tensor.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
 import {
   encodeLinearWeight,
   INT4_QWEIGHT_SUFFIX,

@@ -1,9 +1,9 @@
 import { TensorError, type TensorErrorCode } from '../errors.js'
-import { fromFloat32, toFloat32 } from '../float16.js'
-import type { ModelConfig, WeightQuantization } from '../model-config.js'
-import type { WeightProvider } from '../onnx/stage-graph.js'
-import type { DType, RawTensor } from '../tensor.js'
-import { LM_HEAD } from '../weight-names.js'
+import type { ModelConfig, WeightQuantization } from '../model/model-config.js'
+import { LM_HEAD } from '../model/weight-names.js'
+import { fromFloat32, toFloat32 } from '../weights/float16.js'
+import type { DType, RawTensor } from '../weights/tensor.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
 import { dequantizeInt4, INT4_DEFAULT_BLOCK_SIZE, int4Shapes, quantizeInt4 } from './int4.js'
 
 /**

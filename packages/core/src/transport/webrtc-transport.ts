@@ -1,9 +1,15 @@
 import { TransportError } from '../errors.js'
-import type { IceServer } from '../mesh/control-protocol.js'
 import { guard } from './guard.js'
 import { PeerLink, type Waiter } from './peer-link.js'
 import { parseSignal } from './signal-data.js'
 import type { FrameChannel, Signaling, Transport } from './transport.js'
+
+/** A STUN or TURN server, as RTCPeerConnection takes it (the signal server hands these out on join). */
+export interface IceServer {
+  readonly urls: string | readonly string[]
+  readonly username?: string
+  readonly credential?: string
+}
 
 export interface WebRtcTransportInit {
   peerId: string

@@ -1,9 +1,9 @@
 import { VerifyError } from '../errors.js'
-import type { ModelConfig } from '../model-config.js'
-import type { WeightProvider } from '../onnx/stage-graph.js'
+import type { ModelConfig } from '../model/model-config.js'
+import { ReferenceModel } from '../model/reference-model.js'
+import { EMBED_TOKENS, layerWeightShapes } from '../model/weight-names.js'
 import { readDequantized } from '../quant/weight-encoding.js'
-import { ReferenceModel } from '../reference-model.js'
-import { EMBED_TOKENS, layerWeightShapes } from '../weight-names.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
 
 /**
  * The known input every replica computes when it joins a replicated stage, and its exact answer.

@@ -1,5 +1,5 @@
+import { Xoshiro128ss } from '../base/rng.js'
 import { VerifyError } from '../errors.js'
-import { Xoshiro128ss } from '../sampler.js'
 import { calibrate } from './calibration.js'
 import { compareHidden, compareToFingerprint } from './compare-hidden.js'
 import { FINGERPRINT_K, fingerprintHidden, topKAbsIndices } from './fingerprint.js'

@@ -1,5 +1,5 @@
+import { Xoshiro128ss } from '../base/rng.js'
 import { VerifyError } from '../errors.js'
-import { Xoshiro128ss } from '../sampler.js'
 import { MAX_HIDDEN_SIZE, MAX_SEQ_LEN } from '../wire/validate-message.js'
 
 /**

@@ -1,5 +1,5 @@
+import type { TopKLogits } from '../base/top-k-logits.js'
 import type { WireError } from '../errors.js'
-import type { TopKLogits } from '../sampler.js'
 import { payloadError, utf8Bytes } from './body.js'
 
 /**

@@ -1,4 +1,5 @@
 import type { StageSession, StageStepInput, StageStepOutput } from '../../engine/inference-backend.js'
+import type { StageShape } from '../../engine/stage-shape.js'
 import { StageError, VerifyError } from '../../errors.js'
 import type { ReputationBook } from '../../verify/reputation.js'
 import { isNumericClass, type NumericClass, type ToleranceTable } from '../../verify/tolerance.js'
@@ -65,13 +66,6 @@ export function toMembers(
     }
   }
   return members
-}
-
-export interface StageShape {
-  readonly layerStart: number
-  readonly layerEnd: number
-  readonly isFirst: boolean
-  readonly isLast: boolean
 }
 
 /**

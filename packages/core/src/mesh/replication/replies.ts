@@ -1,6 +1,6 @@
 import { randomBytes } from '@noble/hashes/utils.js'
+import type { TopKLogits } from '../../base/top-k-logits.js'
 import type { StageStepOutput } from '../../engine/inference-backend.js'
-import type { TopKLogits } from '../../sampler.js'
 import type { HiddenReply } from '../../verify/vote.js'
 import type { Member } from './replica-set.js'
 

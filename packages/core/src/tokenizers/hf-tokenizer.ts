@@ -1,5 +1,5 @@
 import { Tokenizer as HfTokenizersLibrary } from '@huggingface/tokenizers'
-import { TokenizerError } from './errors.js'
+import { TokenizerError } from '../errors.js'
 import type { StreamDecoder, Tokenizer } from './tokenizer.js'
 
 /**

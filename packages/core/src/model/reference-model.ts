@@ -5,11 +5,11 @@ import {
   ModelFileError,
   TensorError,
   TokenizerError,
-} from './errors.js'
+} from '../errors.js'
+import { elementCount } from '../weights/tensor.js'
 import type { ModelConfig } from './model-config.js'
 import { ReferenceKvCache } from './reference-kv-cache.js'
 import { ropeCaches } from './rope.js'
-import { elementCount } from './tensor.js'
 import { EMBED_TOKENS, expectedWeightShapes, FINAL_NORM, LM_HEAD, layerWeightNames } from './weight-names.js'
 
 export { ReferenceKvCache }

@@ -1,4 +1,4 @@
-import { TokenizerError } from './errors.js'
+import { TokenizerError } from '../errors.js'
 import type { StreamDecoder, Tokenizer } from './tokenizer.js'
 
 const UNK_ID = 0

@@ -1,31 +1,6 @@
-import { ModelFileError, type ModelFileErrorCode } from './errors.js'
+import { ModelFileError, type ModelFileErrorCode } from '../errors.js'
+import { type ByteSource, readExact } from './byte-source.js'
 import { DTYPE_BYTES, type DType, type RawTensor } from './tensor.js'
-
-/**
- * Random-access bytes: a file, an HTTP Range endpoint or a buffer. Core has no fs, so every
- * reader goes through this. A read past the end may come back short; it must not pad.
- */
-export interface ByteSource {
-  readonly name: string
-  readonly size: number
-  read(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>
-}
-
-/** Zero-copy: reads return views into `bytes`, so mutating a result mutates the buffer. */
-export function bytesSource(name: string, bytes: Uint8Array): ByteSource {
-  return {
-    name,
-    size: bytes.byteLength,
-    async read(offset, length, signal) {
-      signal?.throwIfAborted()
-      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-        throw new RangeError(`${name}: invalid read range (offset ${offset}, length ${length})`)
-      }
-      const start = Math.min(offset, bytes.byteLength)
-      return bytes.subarray(start, Math.min(start + length, bytes.byteLength))
-    },
-  }
-}
 
 /** One tensor's place in the file; begin/end are absolute so a peer can range-fetch it alone. */
 export interface TensorInfo {
@@ -69,7 +44,7 @@ export class SafetensorsReader {
     if (size < 8) {
       throw fail('ERR_MODEL_FILE_TRUNCATED', file, `file is ${size} bytes, too short for the header length`)
     }
-    const lengthBytes = await readExact(source, 0, 8, options.signal)
+    const lengthBytes = await readExact(source, 0, 8, { signal: options.signal })
     const view = new DataView(lengthBytes.buffer, lengthBytes.byteOffset, 8)
     // Above 2^53 this loses precision, but such a value fails the cap check regardless.
     const headerLength = view.getUint32(4, true) * 2 ** 32 + view.getUint32(0, true)
@@ -77,7 +52,7 @@ export class SafetensorsReader {
       fail('ERR_MODEL_FILE_HEADER', file, `header length ${headerLength} ${msg}`)
     if (headerLength > maxHeader) throw headerError(`exceeds the cap of ${maxHeader} bytes`)
     if (headerLength > size - 8) throw headerError(`runs past the end of the file (${size} bytes)`)
-    const headerBytes = await readExact(source, 8, headerLength, options.signal)
+    const headerBytes = await readExact(source, 8, headerLength, { signal: options.signal })
     const dataStart = 8 + headerLength
     const { tensors, metadata } = parseHeader(file, headerBytes, dataStart, size)
     return new SafetensorsReader(source, tensors, metadata, dataStart)
@@ -111,7 +86,7 @@ export class SafetensorsReader {
       const msg = `expected shape ${fmtShape(expect.shape)}, file has ${fmtShape(info.shape)}`
       throw fail('ERR_MODEL_FILE_SHAPE', this.name, msg, name)
     }
-    const data = await readExact(this.source, info.begin, info.end - info.begin, signal, name)
+    const data = await readExact(this.source, info.begin, info.end - info.begin, { signal, tensor: name })
     return { dtype: info.dtype, shape: info.shape, data }
   }
 }
@@ -264,37 +239,6 @@ function checkOverlap(file: string, tensors: ReadonlyMap<string, TensorInfo>): v
     }
     if (prev === undefined || t.end > prev.end) prev = t
   }
-}
-
-async function readExact(
-  source: ByteSource,
-  offset: number,
-  length: number,
-  signal: AbortSignal | undefined,
-  tensor?: string,
-): Promise<Uint8Array> {
-  signal?.throwIfAborted()
-  let bytes: unknown
-  try {
-    bytes = await source.read(offset, length, signal)
-  } catch (cause) {
-    // An abort is the caller's own doing; let it through untouched so it stays recognisable.
-    if (signal?.aborted) throw cause
-    const msg = `reading ${length} bytes at offset ${offset} failed: ${describe(cause)}`
-    throw fail('ERR_MODEL_FILE_READ', source.name, msg, tensor, cause)
-  }
-  if (!(bytes instanceof Uint8Array)) {
-    throw fail('ERR_MODEL_FILE_READ', source.name, `read at offset ${offset} returned no byte array`, tensor)
-  }
-  if (bytes.byteLength < length) {
-    const msg = `short read: got ${bytes.byteLength} of ${length} bytes at offset ${offset}`
-    throw fail('ERR_MODEL_FILE_TRUNCATED', source.name, msg, tensor)
-  }
-  if (bytes.byteLength > length) {
-    const msg = `read returned ${bytes.byteLength} bytes, more than the ${length} requested at offset ${offset}`
-    throw fail('ERR_MODEL_FILE_READ', source.name, msg, tensor)
-  }
-  return bytes
 }
 
 function checkMetadata(metadata: Record<string, string>): Record<string, string> {

@@ -1,12 +1,12 @@
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { ModelFileError } from '../errors.js'
-import { type ModelConfig, parseModelConfig } from '../model-config.js'
-import type { WeightProvider } from '../onnx/stage-graph.js'
+import { type ModelConfig, parseModelConfig } from '../model/model-config.js'
 import { storedTensorDtypes } from '../quant/weight-encoding.js'
-import type { ByteSource } from '../safetensors.js'
-import { isShardName, SAFETENSORS_FILE } from '../safetensors-index.js'
-import { ShardedSafetensors } from '../sharded-safetensors.js'
+import type { ByteSource } from '../weights/byte-source.js'
+import { isShardName, SAFETENSORS_FILE } from '../weights/safetensors-index.js'
+import { ShardedSafetensors } from '../weights/sharded-safetensors.js'
+import type { WeightProvider } from '../weights/weight-provider.js'
 import { HttpSource } from './http-source.js'
 
 /** What the server publishes at `${modelPath}manifest.json`. */

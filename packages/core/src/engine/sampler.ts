@@ -1,15 +1,6 @@
-import { SamplingError } from './errors.js'
-
-/**
- * What the last pipeline stage returns instead of the full logits: the k largest logits (raw,
- * unscaled, sorted descending; equal values keep the lower id first) and log Σ exp(logit / T)
- * over the whole vocabulary at the temperature T actually used (`logitTemperature`).
- */
-export interface TopKLogits {
-  values: Float32Array
-  ids: Int32Array
-  logSumExp: number
-}
+import { Xoshiro128ss } from '../base/rng.js'
+import type { TopKLogits } from '../base/top-k-logits.js'
+import { SamplingError } from '../errors.js'
 
 export interface SamplingParams {
   /** 0 = greedy. */
@@ -176,64 +167,4 @@ export function topKFromLogits(logits: Float32Array, k: number, temperature: num
   let sum = 0
   for (let i = 0; i < logits.length; i++) sum += Math.exp((logits[i] as number) / t - shift)
   return { values, ids, logSumExp: shift + Math.log(sum) }
-}
-
-/**
- * xoshiro128** seeded through splitmix32, in 32-bit integer arithmetic only (Math.imul, shifts),
- * so every JS engine produces the same stream. Distinct seeds give distinct states: the low and
- * high 32 bits of the seed each pass through a bijection into separate state words.
- */
-export class Xoshiro128ss {
-  private s0: number
-  private s1: number
-  private s2: number
-  private s3: number
-
-  constructor(seed: number) {
-    if (!(Number.isSafeInteger(seed) && seed >= 0)) {
-      throw new SamplingError(`seed must be a safe non-negative integer, got ${seed}`)
-    }
-    const lo = splitmix32(seed >>> 0)
-    const hi = splitmix32(Math.floor(seed / 2 ** 32) ^ 0x6a09e667)
-    this.s0 = lo()
-    this.s1 = lo()
-    this.s2 = hi()
-    this.s3 = hi()
-    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1 // the one state xoshiro cannot leave
-  }
-
-  /** Uniform in [0, 2^32). */
-  nextUint32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0
-    const t = this.s1 << 9
-    this.s2 ^= this.s0
-    this.s3 ^= this.s1
-    this.s1 ^= this.s2
-    this.s0 ^= this.s3
-    this.s2 ^= t
-    this.s3 = rotl(this.s3, 11)
-    return result
-  }
-
-  /** Uniform in [0, 1) with 53 random bits. */
-  nextFloat64(): number {
-    const a = this.nextUint32() >>> 5
-    const b = this.nextUint32() >>> 6
-    return (a * 67108864 + b) / 9007199254740992
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k))
-}
-
-function splitmix32(seed: number): () => number {
-  let state = seed | 0
-  return () => {
-    state = (state + 0x9e3779b9) | 0
-    let z = state
-    z = Math.imul(z ^ (z >>> 16), 0x21f0aaad)
-    z = Math.imul(z ^ (z >>> 15), 0x735a2d97)
-    return (z ^ (z >>> 15)) >>> 0
-  }
 }

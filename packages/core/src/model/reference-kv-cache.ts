@@ -1,4 +1,4 @@
-import { TensorError } from './errors.js'
+import { TensorError } from '../errors.js'
 
 /**
  * Keys (after RoPE) and values per layer, in float64. A pipeline stage only fills its own

@@ -1,4 +1,4 @@
-import { ModelConfigError } from './errors.js'
+import { ModelConfigError } from '../errors.js'
 
 /** Llama-family architectures we accept; all share one graph (qwen2 adds q/k/v biases). */
 export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'smollm'

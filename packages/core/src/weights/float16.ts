@@ -1,4 +1,4 @@
-import { TensorError } from './errors.js'
+import { TensorError } from '../errors.js'
 import { DTYPE_BYTES, type DType, type RawTensor } from './tensor.js'
 
 // One shared scratch pair reinterprets float32 <-> uint32 without allocating per call.

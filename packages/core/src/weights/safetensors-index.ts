@@ -1,4 +1,4 @@
-import { ModelFileError } from './errors.js'
+import { ModelFileError } from '../errors.js'
 
 /** The single-file weights name, and the index Hugging Face writes for sharded checkpoints. */
 export const SAFETENSORS_FILE = 'model.safetensors'

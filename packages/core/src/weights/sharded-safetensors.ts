@@ -1,5 +1,6 @@
-import { ModelFileError } from './errors.js'
-import { type ByteSource, SafetensorsReader, type TensorExpectation, type TensorInfo } from './safetensors.js'
+import { ModelFileError } from '../errors.js'
+import type { ByteSource } from './byte-source.js'
+import { SafetensorsReader, type TensorExpectation, type TensorInfo } from './safetensors.js'
 import { SAFETENSORS_FILE, type SafetensorsIndex } from './safetensors-index.js'
 import type { RawTensor } from './tensor.js'
 

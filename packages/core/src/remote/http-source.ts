@@ -1,5 +1,5 @@
 import { ModelFileError } from '../errors.js'
-import type { ByteSource } from '../safetensors.js'
+import type { ByteSource } from '../weights/byte-source.js'
 
 /**
  * A ByteSource over HTTP Range requests, so a worker downloads only the byte ranges of its

@@ -1,6 +1,6 @@
-import { ModelConfigError, ModelFileError } from './errors.js'
+import { ModelConfigError, ModelFileError } from '../errors.js'
+import { elementCount } from '../weights/tensor.js'
 import type { ModelConfig } from './model-config.js'
-import { elementCount } from './tensor.js'
 import { EMBED_TOKENS, expectedWeightShapes, FINAL_NORM, LM_HEAD } from './weight-names.js'
 
 /**
