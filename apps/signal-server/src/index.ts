@@ -25,18 +25,8 @@ export {
   type ControlSocketOptions,
   ERROR_EVENT,
   type ErrorEvent,
-} from './control-socket.js'
-export { ServerConfigError } from './errors.js'
-export {
-  type HealthPeer,
-  type HealthReport,
-  healthReport,
-  type MeshHealth,
-  registerHealthRoutes,
-} from './health-routes.js'
-export { type HttpErrorBody, httpErrorBody, requireBearer, secretEquals, sendError } from './http-errors.js'
-export { parseRange, type RangeResult } from './http-range.js'
-export { parseIceServers } from './ice-servers.js'
+} from './control/control-socket.js'
+export { parseIceServers } from './control/ice-servers.js'
 export {
   type LocalPeerHandle,
   type LocalPeerHandlers,
@@ -47,8 +37,13 @@ export {
   type PeerLeftReason,
   type Planner,
   type WorkerInfo,
-} from './mesh.js'
-export { MeshRegistry, type MeshRegistryOptions, type MeshSpec, placementPlanner } from './mesh-registry.js'
+} from './control/mesh.js'
+export {
+  MeshRegistry,
+  type MeshRegistryOptions,
+  type MeshSpec,
+  placementPlanner,
+} from './control/mesh-registry.js'
 export {
   type FileDigest,
   indexModelDir,
@@ -58,12 +53,28 @@ export {
   type ModelIndex,
   type ModelManifest,
   type TensorDigest,
-} from './model-index.js'
-export { registerModelRoutes } from './model-routes.js'
-export { ServerMetrics } from './server-metrics.js'
+} from './control/model-index.js'
+export { ServerMetrics } from './control/server-metrics.js'
+export { ServerConfigError } from './errors.js'
+export {
+  type HealthPeer,
+  type HealthReport,
+  healthReport,
+  type MeshHealth,
+  registerHealthRoutes,
+} from './http/health-routes.js'
+export {
+  type HttpErrorBody,
+  httpErrorBody,
+  requireBearer,
+  secretEquals,
+  sendError,
+} from './http/http-errors.js'
+export { parseRange, type RangeResult } from './http/http-range.js'
+export { registerModelRoutes } from './http/model-routes.js'
 export {
   createSignalServer,
   type ResolvedServerInit,
   type ServerInit,
   type SignalServer,
-} from './signal-server.js'
+} from './http/signal-server.js'

@@ -2,7 +2,7 @@ import { randomBytes, randomInt } from 'node:crypto'
 import type { FinishReason, GenerateRequest, StepProvenance } from '@butterfly/core'
 import { ButterflyError } from '@butterfly/core'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { ApiObserver, CompletionBackend, ServedModel } from './completion-backend.js'
+import type { ApiObserver, CompletionBackend, ServedModel } from '../gateway/served-model.js'
 import {
   ApiError,
   type CompletionRequest,

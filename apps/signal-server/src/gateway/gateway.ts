@@ -2,10 +2,10 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HfTokenizer, type Tokenizer } from '@butterfly/core'
 import { useNativeSignatures } from '@butterfly/node-worker'
-import type { CompletionBackend } from '../api/completion-backend.js'
 import { registerOpenAiRoutes } from '../api/openai-routes.js'
-import type { ServerParts } from '../signal-server.js'
+import type { ServerParts } from '../http/signal-server.js'
 import { MeshGateway, type MeshGatewayInit } from './mesh-gateway.js'
+import type { CompletionBackend } from './served-model.js'
 
 export interface GatewayInit extends MeshGatewayInit {
   readonly apiToken?: string | undefined

@@ -16,14 +16,14 @@ import {
   type Tokenizer,
   type WebRtcTransport,
 } from '@butterfly/core'
-import { Admission } from '../api/admission.js'
-import type { ServedModel } from '../api/completion-backend.js'
 import { ApiError } from '../api/openai-request.js'
-import type { LocalPeerHandle, Mesh } from '../mesh.js'
-import type { ServerMetrics } from '../server-metrics.js'
+import type { LocalPeerHandle, Mesh } from '../control/mesh.js'
+import type { ServerMetrics } from '../control/server-metrics.js'
+import { Admission } from './admission.js'
 import { LinkProber } from './link-prober.js'
 import { MeteredStage } from './metered-stage.js'
 import { exactBoundaries, replicatedStage } from './replicated-stage-factory.js'
+import type { ServedModel } from './served-model.js'
 import { StageCalibrator } from './stage-calibrator.js'
 
 export interface MeshGatewayInit {

@@ -13,8 +13,8 @@ import {
   stagePeers,
   type WireError,
 } from '@butterfly/core'
-import type { LinkStat } from './gateway/link-prober.js'
-import { secretEquals } from './http-errors.js'
+import type { LinkStat } from '../gateway/link-prober.js'
+import { secretEquals } from '../http/http-errors.js'
 import type {
   LocalPeerHandle,
   LocalPeerHandlers,

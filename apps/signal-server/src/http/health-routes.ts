@@ -1,8 +1,8 @@
 import { numericClassOf, type PlanMessage, type WireError } from '@butterfly/core'
 import type { FastifyInstance } from 'fastify'
-import type { LinkStat } from './gateway/link-prober.js'
-import type { MeshRegistry } from './mesh-registry.js'
-import type { ServerMetrics } from './server-metrics.js'
+import type { MeshRegistry } from '../control/mesh-registry.js'
+import type { ServerMetrics } from '../control/server-metrics.js'
+import type { LinkStat } from '../gateway/link-prober.js'
 
 export interface HealthPeer {
   readonly id: string

@@ -1,4 +1,4 @@
-import { ApiError } from './openai-request.js'
+import { ApiError } from '../api/openai-request.js'
 
 export interface AdmissionInit {
   /** Generations running at once on one mesh. */

@@ -1,5 +1,5 @@
 import type { GeneratedToken, GenerateRequest, GenerationResult, Tokenizer } from '@butterfly/core'
-import type { Admission } from './admission.js'
+import type { Admission } from '../gateway/admission.js'
 
 /** One served model, as the API sees it. */
 export interface ServedModel {
