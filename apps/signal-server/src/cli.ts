@@ -264,7 +264,7 @@ async function serve(
     replicas: opts.replicas,
     logger: { level: 'warn' },
     extend: async (parts) => {
-      const { attachGateway } = await import('./gateway/gateway.js')
+      const { attachGateway } = await import('./api/attach-gateway.js')
       const { nodeWrtc } = await import('@butterfly/node-worker')
       await attachGateway(
         parts,

@@ -5,7 +5,7 @@ import { type InferenceBackend, type PlanStage, stagePeers, Xoshiro128ss } from 
 import { createNodeBackend, nodeWrtc, type WorkerNode } from '@butterfly/node-worker'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { FaultyStage } from '../../../packages/node-worker/test/faulty-stage.js'
-import { attachGateway, type Gateway } from '../src/gateway/gateway.js'
+import { attachGateway, type Gateway } from '../src/api/attach-gateway.js'
 import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
 import type { SignalServer } from '../src/http/signal-server.js'
 import { startServer, tinyModel } from './helpers.js'

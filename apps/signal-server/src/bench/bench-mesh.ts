@@ -3,7 +3,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { type GenerateRequest, type ReputationOptions, stagePeers } from '@butterfly/core'
 import { nodeWrtc } from '@butterfly/node-worker'
-import { attachGateway, type Gateway } from '../gateway/gateway.js'
+import { attachGateway, type Gateway } from '../api/attach-gateway.js'
 import type { ServedModel } from '../gateway/served-model.js'
 import { createSignalServer, type SignalServer } from '../http/signal-server.js'
 

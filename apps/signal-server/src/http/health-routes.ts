@@ -1,50 +1,42 @@
-import { numericClassOf, type PlanMessage, type WireError } from '@butterfly/core'
+import {
+  type HealthReport,
+  type LinkStat,
+  type MeshHealth,
+  numericClassOf,
+  type ReputationSnapshot,
+} from '@butterfly/core'
 import type { FastifyInstance } from 'fastify'
 import type { MeshRegistry } from '../control/mesh-registry.js'
 import type { ServerMetrics } from '../control/server-metrics.js'
-import type { LinkStat } from '../gateway/link-prober.js'
 
-export interface HealthPeer {
-  readonly id: string
-  readonly name: string
-  readonly backend: string
-  /** Numeric class (backend/precision): replicas vote within homogeneous classes. */
-  readonly numericClass: string
-  readonly memoryBytes: number
-  readonly layerStepsPerSec: number
-  /** Outvoted too often: a member, but given no layers. */
-  readonly excluded: boolean
-}
+export type { HealthPeer, HealthReport, MeshHealth } from '@butterfly/core'
 
-export interface MeshHealth {
-  readonly name: string
-  readonly modelId: string
-  readonly peers: readonly HealthPeer[]
-  readonly plan: PlanMessage
-  /** Why the plan has no stages. */
-  readonly planError?: WireError
-  /** Every stage of the plan has reported stage-ready. */
-  readonly ready: boolean
-  /** Votes per peer (agreements, disagreements, timeouts, flagged), from the gateway. */
-  readonly reputation?: unknown
-  /** Round-trip times of the gateway's links to the workers it has dialled. */
+/** What the coordinator knows of one mesh, for /health. */
+export interface MeshStats {
+  /** Votes per peer; absent when nobody votes. */
+  readonly reputation?: ReputationSnapshot
   readonly links: readonly LinkStat[]
-  /** Tokens generated on this mesh since the server started (the web app charts its rate). */
   readonly tokensGenerated: number
 }
 
-export interface HealthReport {
-  readonly status: 'ok'
-  readonly meshes: readonly MeshHealth[]
+/**
+ * Where /health reads what the control plane itself does not know: the gateway implements it
+ * and hands it over at wiring time (ServerParts.provideHealth).
+ */
+export interface HealthSource {
+  /** Undefined for a mesh the source does not serve. */
+  meshStats(mesh: string): MeshStats | undefined
 }
 
-export function healthReport(meshes: MeshRegistry): HealthReport {
+/** The /health body: the control plane's view of every mesh, plus the source's stats. */
+export function healthReport(meshes: MeshRegistry, source?: HealthSource): HealthReport {
   return {
     status: 'ok',
-    meshes: meshes.list().map((mesh) => {
+    meshes: meshes.list().map((mesh): MeshHealth => {
       const error = mesh.planError
       const excluded = new Set(mesh.excludedPeers())
-      const reputation = mesh.reputation?.()
+      const stats = source?.meshStats(mesh.name)
+      const reputation = stats?.reputation
       return {
         name: mesh.name,
         modelId: mesh.modelId,
@@ -61,8 +53,8 @@ export function healthReport(meshes: MeshRegistry): HealthReport {
         ...(error === undefined ? {} : { planError: error }),
         ready: mesh.isReady(),
         ...(reputation === undefined ? {} : { reputation }),
-        links: mesh.links?.() ?? [],
-        tokensGenerated: mesh.tokensGenerated,
+        links: stats?.links ?? [],
+        tokensGenerated: stats?.tokensGenerated ?? 0,
       }
     }),
   }
@@ -73,9 +65,10 @@ export function registerHealthRoutes(
   app: FastifyInstance,
   meshes: MeshRegistry,
   metrics: ServerMetrics,
+  source: () => HealthSource | undefined = () => undefined,
 ): void {
   app.get('/health', async (_request, reply) => {
-    return reply.header('cache-control', 'no-store').send(healthReport(meshes))
+    return reply.header('cache-control', 'no-store').send(healthReport(meshes, source()))
   })
   app.get('/metrics', async (_request, reply) => {
     const body = await metrics.text()
