@@ -1,4 +1,5 @@
-import type { PeerCapabilities, PlanMessage, SignalData } from '@butterfly/core'
+import type { ModelConfig, PeerCapabilities, PlanMessage, PlanStage, SignalData } from '@butterfly/core'
+import type { ModelIndex } from './model-index.js'
 
 /** How the mesh reaches one member: a socket.io client or an in-process peer. */
 export interface MemberSink {
@@ -28,4 +29,42 @@ export interface WorkerInfo extends PeerCapabilities {
   readonly id: string
 }
 
+/** Computes stages for the worker peers; throws (any ButterflyError) when none fits. */
+export type Planner = (config: ModelConfig, workers: readonly WorkerInfo[]) => readonly PlanStage[]
+
 export type PeerLeftReason = 'leave' | 'disconnect' | 'timeout' | 'close'
+
+export interface MeshEvents {
+  plan: [plan: PlanMessage]
+  ready: [plan: PlanMessage]
+  'peer-joined': [peerId: string]
+  'peer-left': [peerId: string, reason: PeerLeftReason]
+  close: []
+}
+
+export interface MeshInit {
+  readonly name: string
+  readonly model: ModelIndex
+  readonly planner: Planner
+  readonly meshToken?: string | undefined
+  readonly heartbeatTimeoutMs: number
+  readonly now?: () => number
+  /** Called after every membership change with the number of worker peers. */
+  readonly onMembership?: (workers: number) => void
+  readonly onReplan?: () => void
+  /** Peers currently excluded from plans. */
+  readonly onExcluded?: (count: number) => void
+  /** Errors thrown by member callbacks or event listeners; they never reach the sender. */
+  readonly onError?: (err: unknown) => void
+}
+
+/** One member as the mesh keeps it. */
+export interface Member {
+  readonly id: string
+  readonly sink: MemberSink
+  /** Present for workers; local peers (the gateway) host no layers. */
+  readonly capabilities: PeerCapabilities | undefined
+  /** Workers' Ed25519 keys; their id is derived from it. */
+  readonly publicKey: Uint8Array | undefined
+  lastSeen: number
+}

@@ -6,10 +6,9 @@ import {
   stagePeers,
   type WireError,
 } from '@butterfly/core'
-import type { WorkerInfo } from './mesh-member.js'
+import type { Planner, WorkerInfo } from './mesh-member.js'
 
-/** Computes stages for the worker peers; throws (any ButterflyError) when none fits. */
-export type Planner = (config: ModelConfig, workers: readonly WorkerInfo[]) => readonly PlanStage[]
+export type { Planner }
 
 /** Stages for the workers, or why there are none (never throws). */
 export function planStages(

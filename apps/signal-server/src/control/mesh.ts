@@ -15,7 +15,10 @@ import { secretEquals } from '../http/auth.js'
 import type {
   LocalPeerHandle,
   LocalPeerHandlers,
+  Member,
   MemberSink,
+  MeshEvents,
+  MeshInit,
   PeerLeftReason,
   WorkerInfo,
 } from './mesh-member.js'
@@ -29,40 +32,15 @@ import {
 } from './mesh-plan.js'
 import type { ModelIndex } from './model-index.js'
 
-export type { LocalPeerHandle, LocalPeerHandlers, MemberSink, PeerLeftReason, Planner, WorkerInfo }
-
-export interface MeshEvents {
-  plan: [plan: PlanMessage]
-  ready: [plan: PlanMessage]
-  'peer-joined': [peerId: string]
-  'peer-left': [peerId: string, reason: PeerLeftReason]
-  close: []
-}
-
-export interface MeshInit {
-  readonly name: string
-  readonly model: ModelIndex
-  readonly planner: Planner
-  readonly meshToken?: string | undefined
-  readonly heartbeatTimeoutMs: number
-  readonly now?: () => number
-  /** Called after every membership change with the number of worker peers. */
-  readonly onMembership?: (workers: number) => void
-  readonly onReplan?: () => void
-  /** Peers currently excluded from plans. */
-  readonly onExcluded?: (count: number) => void
-  /** Errors thrown by member callbacks or event listeners; they never reach the sender. */
-  readonly onError?: (err: unknown) => void
-}
-
-interface Member {
-  readonly id: string
-  readonly sink: MemberSink
-  /** Present for workers; local peers (the gateway) host no layers. */
-  readonly capabilities: PeerCapabilities | undefined
-  /** Workers' Ed25519 keys; their id is derived from it. */
-  readonly publicKey: Uint8Array | undefined
-  lastSeen: number
+export type {
+  LocalPeerHandle,
+  LocalPeerHandlers,
+  MemberSink,
+  MeshEvents,
+  MeshInit,
+  PeerLeftReason,
+  Planner,
+  WorkerInfo,
 }
 
 /**
