@@ -10,8 +10,8 @@ import {
   resolveModelDir,
 } from '@butterfly/node-worker'
 import { Command, CommanderError, Option } from 'commander'
-import { parseIceServers } from './ice-servers.js'
-import type { SignalServer } from './signal-server.js'
+import { parseIceServers } from './control/ice-servers.js'
+import type { SignalServer } from './http/signal-server.js'
 
 export interface ServerCliOptions {
   host: string
@@ -243,7 +243,7 @@ async function serve(
   options: MainOptions,
 ): Promise<void> {
   // Loaded here, not at the top, so --help and usage errors answer without loading the server.
-  const { createSignalServer } = await import('./signal-server.js')
+  const { createSignalServer } = await import('./http/signal-server.js')
   const modelDir = await resolveModelDir(
     opts.model,
     cacheDir(),
@@ -264,7 +264,7 @@ async function serve(
     replicas: opts.replicas,
     logger: { level: 'warn' },
     extend: async (parts) => {
-      const { attachGateway } = await import('./gateway/gateway.js')
+      const { attachGateway } = await import('./api/attach-gateway.js')
       const { nodeWrtc } = await import('@butterfly/node-worker')
       await attachGateway(
         parts,

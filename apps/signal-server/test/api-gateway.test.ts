@@ -1,8 +1,8 @@
 import { generateIdentity } from '@butterfly/core'
 import { createNodeBackend, nodeWrtc, startWorkerNode, type WorkerNode } from '@butterfly/node-worker'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { attachGateway } from '../src/gateway/gateway.js'
-import type { SignalServer } from '../src/signal-server.js'
+import { attachGateway } from '../src/api/attach-gateway.js'
+import type { SignalServer } from '../src/http/signal-server.js'
 import { startServer, tinyModel } from './helpers.js'
 import { until } from './processes.js'
 

@@ -2,7 +2,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
-import type { HealthReport } from '../src/health-routes.js'
+import type { HealthReport } from '../src/http/health-routes.js'
 import { tinyModel } from './helpers.js'
 
 // Waits are event-driven: a broken server shows up as a fast timeout, not a two-minute one.

@@ -7,7 +7,7 @@ import {
   toBase64url,
 } from '@butterfly/core'
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest'
-import type { SignalServer } from '../src/signal-server.js'
+import type { SignalServer } from '../src/http/signal-server.js'
 import {
   caps,
   closeClients,

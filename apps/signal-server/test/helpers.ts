@@ -12,7 +12,7 @@ import {
 } from '@butterfly/core'
 import { resolveModelDir } from '@butterfly/node-worker'
 import { io, type Socket } from 'socket.io-client'
-import { createSignalServer, type ServerInit, type SignalServer } from '../src/signal-server.js'
+import { createSignalServer, type ServerInit, type SignalServer } from '../src/http/signal-server.js'
 
 /** A synthetic model written once per test file into a temp cache. */
 export async function tinyModel(): Promise<{ dir: string; cleanup(): Promise<void> }> {

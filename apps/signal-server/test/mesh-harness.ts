@@ -13,9 +13,9 @@ import {
   startWorkerNode,
   type WorkerNode,
 } from '@butterfly/node-worker'
-import type { ServedModel } from '../src/api/completion-backend.js'
-import type { Mesh } from '../src/mesh.js'
-import type { SignalServer } from '../src/signal-server.js'
+import type { Mesh } from '../src/control/mesh.js'
+import type { ServedModel } from '../src/gateway/served-model.js'
+import type { SignalServer } from '../src/http/signal-server.js'
 
 // Shared by the in-process mesh suites: real workers over WebRTC in this process, greedy
 // generations, and the single-process reference they must match.

@@ -1,9 +1,9 @@
 import { once } from 'node:events'
 import type { PlanMessage, SignalData } from '@butterfly/core'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest'
-import type { HealthReport } from '../src/health-routes.js'
-import type { Mesh } from '../src/mesh.js'
-import type { SignalServer } from '../src/signal-server.js'
+import type { Mesh } from '../src/control/mesh.js'
+import type { HealthReport } from '../src/http/health-routes.js'
+import type { SignalServer } from '../src/http/signal-server.js'
 import {
   closeClients,
   disconnected,

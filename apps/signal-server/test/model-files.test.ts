@@ -10,9 +10,9 @@ import {
   type TensorCache,
 } from '@butterfly/core'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
-import { parseRange } from '../src/http-range.js'
-import { indexModelDir, type ModelManifest } from '../src/model-index.js'
-import type { SignalServer } from '../src/signal-server.js'
+import { indexModelDir, type ModelManifest } from '../src/control/model-index.js'
+import { parseRange } from '../src/http/http-range.js'
+import type { SignalServer } from '../src/http/signal-server.js'
 import { startServer, tinyModel } from './helpers.js'
 
 // Waits are event-driven: a broken server shows up as a fast timeout, not a two-minute one.

@@ -1,6 +1,6 @@
 import { type PeerCapacity, planPlacement, stagePeers, syntheticConfig } from '@butterfly/core'
 import { describe, expect, test } from 'vitest'
-import { replicatedPlan } from '../src/mesh-registry.js'
+import { replicatedPlan } from '../src/control/mesh-registry.js'
 
 const config = syntheticConfig('tiny')
 const GIB = 2 ** 30

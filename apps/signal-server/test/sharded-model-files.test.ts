@@ -12,8 +12,8 @@ import { FileSource, resolveModelDir } from '@butterfly/node-worker'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { sha256Hex } from '../../../packages/node-worker/test/hub-server.js'
 import { shardName, writeShardedModel } from '../../../packages/node-worker/test/sharded-model.js'
-import type { ModelManifest } from '../src/model-index.js'
-import type { SignalServer } from '../src/signal-server.js'
+import type { ModelManifest } from '../src/control/model-index.js'
+import type { SignalServer } from '../src/http/signal-server.js'
 import { startServer } from './helpers.js'
 
 // A sharded checkpoint (model.safetensors.index.json + two shards) served to mesh workers.

@@ -214,6 +214,26 @@ export class StageError extends ButterflyError {
   }
 }
 
+export type GatewayErrorCode =
+  /** Too many generations are running and waiting on the mesh; retry after `retryAfterSeconds`. */
+  | 'ERR_QUEUE_FULL'
+  /** The mesh has no plan to serve with (no worker joined, or none fits). */
+  | 'ERR_MESH_NO_PLAN'
+  /** A plan exists but its stages did not finish loading or connecting in time. */
+  | 'ERR_PLAN_NOT_READY'
+
+/** The server's gateway cannot take or serve a generation on a mesh right now. */
+export class GatewayError extends ButterflyError {
+  override readonly name = 'GatewayError'
+  constructor(
+    code: GatewayErrorCode,
+    message: string,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(code, message)
+  }
+}
+
 export type IdentityErrorCode = 'ERR_IDENTITY_KEY' | 'ERR_IDENTITY_FILE' | 'ERR_IDENTITY_INPUT'
 
 /**

@@ -1,30 +1,4 @@
-import { ButterflyError } from '@butterfly/core'
-
-/** An OpenAI-style 4xx: `{ error: { message, type, param, code } }`. */
-export class ApiError extends ButterflyError {
-  override readonly name = 'ApiError'
-  constructor(
-    readonly status: number,
-    code: string,
-    message: string,
-    readonly param: string | null = null,
-    readonly retryAfterSeconds?: number,
-  ) {
-    super(code, message)
-  }
-
-  body(): { error: { message: string; type: string; param: string | null; code: string } } {
-    const type =
-      this.status === 429
-        ? 'rate_limit_error'
-        : this.status === 401
-          ? 'authentication_error'
-          : this.status >= 500
-            ? 'server_error'
-            : 'invalid_request_error'
-    return { error: { message: this.message, type, param: this.param, code: this.code } }
-  }
-}
+import { ApiError } from '../http/http-errors.js'
 
 export interface ChatMessage {
   readonly role: 'system' | 'user' | 'assistant'

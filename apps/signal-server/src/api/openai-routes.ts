@@ -1,39 +1,37 @@
-import { randomBytes, randomInt } from 'node:crypto'
-import type { FinishReason, GenerateRequest, StepProvenance } from '@butterfly/core'
-import { ButterflyError } from '@butterfly/core'
+import { randomBytes } from 'node:crypto'
+import { ButterflyError, type StepProvenance } from '@butterfly/core'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { ApiObserver, CompletionBackend, ServedModel } from './completion-backend.js'
-import {
-  ApiError,
-  type CompletionRequest,
-  chatPrompt,
-  parseChatRequest,
-  parseCompletionRequest,
-} from './openai-request.js'
-import { StopMatcher } from './stop-matcher.js'
+import { bearerMatches } from '../http/auth.js'
+import { ApiError, toApiError } from '../http/http-errors.js'
+import type { ApiObserver, CompletionService, CompletionUsage } from './completion-service.js'
+import { type CompletionRequest, parseChatRequest, parseCompletionRequest } from './openai-request.js'
 
 export interface OpenAiRoutesInit {
-  readonly backend: CompletionBackend
-  /** When set, /v1 requires `Authorization: Bearer <apiToken>`. */
+  readonly service: CompletionService
+  /** When set, /v1 requires `Authorization: Bearer <apiToken>` (compared in constant time). */
   readonly apiToken?: string
+  /** Request durations; the service reports tokens and rejections itself. */
   readonly observer?: ApiObserver
 }
 
 type Kind = 'chat' | 'completion'
 
-/** GET /v1/models, POST /v1/chat/completions and POST /v1/completions (SSE with stream: true). */
+/**
+ * GET /v1/models, POST /v1/chat/completions and POST /v1/completions (SSE with stream: true):
+ * parse the request, run it through the CompletionService, write the response.
+ */
 export function registerOpenAiRoutes(app: FastifyInstance, init: OpenAiRoutesInit): void {
-  const { backend, observer } = init
+  const { service, observer } = init
   app.addHook('onRequest', async (req, reply) => {
     if (!req.url.startsWith('/v1/') || init.apiToken === undefined) return
-    if (req.headers.authorization !== `Bearer ${init.apiToken}`) {
+    if (!bearerMatches(req.headers.authorization, init.apiToken)) {
       const err = new ApiError(401, 'invalid_api_key', 'missing or wrong bearer token')
       return reply.code(401).send(err.body())
     }
   })
   app.get('/v1/models', async () => ({
     object: 'list',
-    data: backend
+    data: service
       .models()
       .map((m) => ({ id: m.id, object: 'model', created: m.created, owned_by: 'butterfly' })),
   }))
@@ -41,15 +39,10 @@ export function registerOpenAiRoutes(app: FastifyInstance, init: OpenAiRoutesIni
     const started = performance.now()
     const route = kind === 'chat' ? '/v1/chat/completions' : '/v1/completions'
     try {
-      await complete(kind, req, reply, backend, observer)
+      await complete(kind, req, reply, service)
     } catch (err) {
       const e = toApiError(err)
-      if (e.status === 429) {
-        reply.header('retry-after', String(e.retryAfterSeconds ?? 1))
-        // Label by the resolved mesh only: a client-chosen string must not mint new series.
-        const mesh = backend.find(String((req.body as { model?: unknown })?.model ?? ''))?.mesh
-        if (mesh !== undefined) observer?.onRejected?.(mesh, 'queue_full')
-      }
+      if (e.status === 429) reply.header('retry-after', String(e.retryAfterSeconds ?? 1))
       if (reply.raw.headersSent) {
         reply.raw.end(`data: ${JSON.stringify(e.body())}\n\n`)
       } else {
@@ -67,73 +60,21 @@ async function complete(
   kind: Kind,
   req: FastifyRequest,
   reply: FastifyReply,
-  backend: CompletionBackend,
-  observer: ApiObserver | undefined,
+  service: CompletionService,
 ): Promise<void> {
   const request = kind === 'chat' ? parseChatRequest(req.body) : parseCompletionRequest(req.body)
-  const model = backend.find(request.model)
-  if (model === undefined) {
-    throw new ApiError(404, 'model_not_found', `the model '${request.model}' does not exist`, 'model')
-  }
-  const text = request.messages !== undefined ? chatPrompt(request.messages) : (request.prompt ?? '')
-  const promptIds = model.tokenizer.encode(text, { addBos: true })
-  if (promptIds.length === 0)
-    throw new ApiError(400, 'invalid_request_error', 'the prompt is empty', 'prompt')
-  const room = model.maxContext - promptIds.length
-  if (room < 1) {
-    throw new ApiError(
-      400,
-      'context_length_exceeded',
-      `the prompt is ${promptIds.length} tokens; the model's context is ${model.maxContext}`,
-      'messages',
-    )
-  }
-  const maxTokens = Math.min(request.maxTokens ?? room, room)
+  const prepared = service.prepare(request)
   const abort = new AbortController()
   const onClose = () => abort.abort(new ButterflyError('ERR_ABORTED', 'client went away'))
   reply.raw.on('close', onClose)
-  const release = await model.admission.acquire(abort.signal)
   try {
-    const gen: GenerateRequest = {
-      promptIds,
-      maxTokens,
-      sampling: {
-        temperature: request.temperature,
-        seed: request.seed ?? randomInt(0, 2 ** 31),
-        ...(request.topP === undefined ? {} : { topP: request.topP }),
-      },
-      ...(model.tokenizer.eosTokenId === undefined ? {} : { stopTokenIds: [model.tokenizer.eosTokenId] }),
-    }
-    const out = new Output(kind, model, request, reply)
-    const decoder = model.tokenizer.createStreamDecoder()
-    const stops = new StopMatcher(request.stop)
-    const stream = model.generate(gen, abort.signal)
-    let finish: FinishReason | 'stop' = 'length'
-    let completion = 0
-    for (;;) {
-      const next = await stream.next()
-      if (next.done) {
-        finish = next.value.finishReason === 'context' ? 'length' : next.value.finishReason
-        out.text(stops.push(decoder.flush()) + stops.flush())
-        break
-      }
-      completion++
-      out.token(next.value.provenance)
-      out.text(stops.push(decoder.push(next.value.id)))
-      if (stops.stopped) {
-        finish = 'stop'
-        await stream.return(undefined as never)
-        break
-      }
-    }
-    observer?.onTokens?.(model.mesh, promptIds.length, completion)
-    out.finish(finish, {
-      prompt_tokens: promptIds.length,
-      completion_tokens: completion,
-      total_tokens: promptIds.length + completion,
+    const out = new Output(kind, prepared.modelId, request, reply)
+    const result = await service.run(prepared, abort.signal, (piece) => {
+      out.token(piece.provenance)
+      out.text(piece.text)
     })
+    out.finish(result.finishReason, result.usage)
   } finally {
-    release()
     reply.raw.off('close', onClose)
   }
 }
@@ -149,7 +90,7 @@ class Output {
 
   constructor(
     private readonly kind: Kind,
-    private readonly model: ServedModel,
+    private readonly modelId: string,
     private readonly request: CompletionRequest,
     private readonly reply: FastifyReply,
   ) {
@@ -173,7 +114,7 @@ class Output {
     this.send(this.chunk(this.kind === 'chat' ? { content: piece } : piece, null))
   }
 
-  finish(reason: string, usage: Record<string, number>): void {
+  finish(reason: string, usage: CompletionUsage): void {
     if (!this.request.stream) {
       const choice =
         this.kind === 'chat'
@@ -188,7 +129,7 @@ class Output {
         id: this.id,
         object: this.kind === 'chat' ? 'chat.completion' : 'text_completion',
         created: this.created,
-        model: this.model.id,
+        model: this.modelId,
         choices: [choice],
         usage,
       })
@@ -221,7 +162,7 @@ class Output {
       id: this.id,
       object: this.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
       created: this.created,
-      model: this.model.id,
+      model: this.modelId,
       choices: [choice],
     }
   }
@@ -235,13 +176,4 @@ class Output {
     if (body !== payload) this.pending = []
     this.reply.raw.write(`data: ${JSON.stringify(body)}\n\n`)
   }
-}
-
-function toApiError(err: unknown): ApiError {
-  if (err instanceof ApiError) return err
-  if (err instanceof ButterflyError) {
-    const status = err.code === 'ERR_NO_PLAN' || err.code === 'ERR_STEP_TIMEOUT' ? 503 : 500
-    return new ApiError(status, err.code, err.message)
-  }
-  return new ApiError(500, 'internal_error', 'the server failed to complete the request')
 }

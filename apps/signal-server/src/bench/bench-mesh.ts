@@ -3,9 +3,9 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { type GenerateRequest, type ReputationOptions, stagePeers } from '@butterfly/core'
 import { nodeWrtc } from '@butterfly/node-worker'
-import type { ServedModel } from '../api/completion-backend.js'
-import { attachGateway, type Gateway } from '../gateway/gateway.js'
-import { createSignalServer, type SignalServer } from '../signal-server.js'
+import { attachGateway, type Gateway } from '../api/attach-gateway.js'
+import type { ServedModel } from '../gateway/served-model.js'
+import { createSignalServer, type SignalServer } from '../http/signal-server.js'
 
 // A server with its gateway and N real worker processes over WebRTC, for the benches.
 

@@ -2,26 +2,23 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HfTokenizer, type Tokenizer } from '@butterfly/core'
 import { useNativeSignatures } from '@butterfly/node-worker'
-import type { CompletionBackend } from '../api/completion-backend.js'
-import { registerOpenAiRoutes } from '../api/openai-routes.js'
-import type { ServerParts } from '../signal-server.js'
+import type { HealthSource } from '../http/health-routes.js'
+import type { ServerParts } from '../http/signal-server.js'
 import { MeshGateway, type MeshGatewayInit } from './mesh-gateway.js'
+import type { CompletionBackend } from './served-model.js'
 
-export interface GatewayInit extends MeshGatewayInit {
-  readonly apiToken?: string | undefined
-}
-
-export interface Gateway extends CompletionBackend {
+/** The coordinator of every mesh: what the API serves from and what /health reads. */
+export interface Gateway extends CompletionBackend, HealthSource {
   close(): Promise<void>
 }
 
 /**
- * Adds the coordinator to a running server: one MeshGateway per mesh, and the
- * OpenAI-compatible routes in front of them.
+ * One MeshGateway per mesh of a running server. Hands itself to /health
+ * (`server.provideHealth`) and closes with the server; adds no routes (see attachGateway).
  */
-export async function attachGateway(
+export async function createGateway(
   server: ServerParts,
-  init: GatewayInit,
+  init: MeshGatewayInit,
   components: { wrtc: unknown; log?: (line: string) => void },
 ): Promise<Gateway> {
   useNativeSignatures()
@@ -39,29 +36,21 @@ export async function attachGateway(
       }),
     )
   }
-  const backend: Gateway = {
+  const gateway: Gateway = {
     models: () => [...gateways.values()],
     find: (model) => gateways.get(model) ?? [...gateways.values()].find((g) => g.id === model),
+    meshStats: (mesh) => {
+      const g = gateways.get(mesh)
+      if (g === undefined) return undefined
+      return { reputation: g.reputation.snapshot(), links: g.linkStats(), tokensGenerated: g.tokensGenerated }
+    },
     close: async () => {
       await Promise.all([...gateways.values()].map((g) => g.close()))
     },
   }
-  const { metrics } = server
-  server.app.addHook('onClose', async () => backend.close())
-  registerOpenAiRoutes(server.app, {
-    backend,
-    ...(init.apiToken === undefined ? {} : { apiToken: init.apiToken }),
-    observer: {
-      onRequest: (route, status, seconds) =>
-        metrics.requestDuration.observe({ route, status: String(status) }, seconds),
-      onTokens: (mesh, prompt, completion) => {
-        metrics.tokens.inc({ mesh, kind: 'prompt' }, prompt)
-        metrics.tokens.inc({ mesh, kind: 'completion' }, completion)
-      },
-      onRejected: (mesh, reason) => metrics.generationsRejected.inc({ mesh, reason }),
-    },
-  })
-  return backend
+  server.provideHealth(gateway)
+  server.app.addHook('onClose', async () => gateway.close())
+  return gateway
 }
 
 async function loadTokenizer(dir: string): Promise<Tokenizer> {

@@ -1,14 +1,7 @@
-import type { MessageConnection } from '@butterfly/core'
+import type { LinkStat, MessageConnection } from '@butterfly/core'
 
 /** Round-trip time of the gateway's WebRTC link to one peer, as /health shows it. */
-export interface LinkStat {
-  readonly peerId: string
-  /** Median of the recent pings, in milliseconds. */
-  readonly rttMs: number
-  /** The newest ping's round trip. */
-  readonly lastRttMs: number
-  readonly samples: number
-}
+export type { LinkStat }
 
 export interface LinkProberInit {
   /** How often each link is pinged. */

@@ -1,6 +1,7 @@
 import {
   calibrationTokens,
   createWebRtcTransport,
+  GatewayError,
   type GeneratedToken,
   type GenerateRequest,
   type GenerationResult,
@@ -16,14 +17,13 @@ import {
   type Tokenizer,
   type WebRtcTransport,
 } from '@butterfly/core'
-import { Admission } from '../api/admission.js'
-import type { ServedModel } from '../api/completion-backend.js'
-import { ApiError } from '../api/openai-request.js'
-import type { LocalPeerHandle, Mesh } from '../mesh.js'
-import type { ServerMetrics } from '../server-metrics.js'
-import { LinkProber } from './link-prober.js'
+import type { LocalPeerHandle, Mesh } from '../control/mesh.js'
+import type { ServerMetrics } from '../control/server-metrics.js'
+import { Admission } from './admission.js'
+import { LinkProber, type LinkStat } from './link-prober.js'
 import { MeteredStage } from './metered-stage.js'
 import { exactBoundaries, replicatedStage } from './replicated-stage-factory.js'
+import type { ServedModel } from './served-model.js'
 import { StageCalibrator } from './stage-calibrator.js'
 
 export interface MeshGatewayInit {
@@ -73,6 +73,7 @@ export class MeshGateway implements ServedModel {
   readonly reputation: ReputationBook
   private readonly calibrator: StageCalibrator
   private readonly links = new LinkProber()
+  private generated = 0
 
   constructor(
     private readonly init: MeshGatewayInit,
@@ -110,8 +111,6 @@ export class MeshGateway implements ServedModel {
         wrtc: components.wrtc,
       },
     )
-    mesh.reputation = () => this.reputation.snapshot()
-    mesh.links = () => this.links.snapshot()
     const tokens = calibrationTokens(mesh.config)
     let boundaries: Promise<Float32Array[]> | undefined
     this.calibrator = new StageCalibrator({
@@ -152,7 +151,7 @@ export class MeshGateway implements ServedModel {
       for (;;) {
         const next = await tokens.next()
         if (next.done === true) return next.value
-        this.components.mesh.tokensGenerated++
+        this.generated++
         yield next.value
       }
     } finally {
@@ -161,6 +160,16 @@ export class MeshGateway implements ServedModel {
       // Peers the votes flagged get no layers in the next plan.
       for (const p of this.reputation.snapshot().peers) if (p.flagged) this.components.mesh.exclude(p.peerId)
     }
+  }
+
+  /** Tokens generated on this mesh since the gateway started. */
+  get tokensGenerated(): number {
+    return this.generated
+  }
+
+  /** Round-trip times of the links to the workers this gateway has dialled. */
+  linkStats(): LinkStat[] {
+    return this.links.snapshot()
   }
 
   /** The first connected pipeline of a plan newer than `after`. */
@@ -204,7 +213,7 @@ export class MeshGateway implements ServedModel {
     if (this.ready && this.ready.version === mesh.plan.version) return this.ready
     if (mesh.plan.stages.length === 0) {
       const why = mesh.planError?.message ?? 'no worker has joined'
-      throw new ApiError(503, 'no_plan', `mesh '${mesh.name}' cannot serve: ${why}`)
+      throw new GatewayError('ERR_MESH_NO_PLAN', `mesh '${mesh.name}' cannot serve: ${why}`)
     }
     const wait = AbortSignal.any([signal, AbortSignal.timeout(this.init.planWaitMs ?? 30_000)])
     try {
@@ -218,9 +227,8 @@ export class MeshGateway implements ServedModel {
       signal.throwIfAborted()
     }
     if (this.ready && this.ready.version === mesh.plan.version) return this.ready
-    throw new ApiError(
-      503,
-      'plan_not_ready',
+    throw new GatewayError(
+      'ERR_PLAN_NOT_READY',
       `mesh '${mesh.name}' is loading its plan${this.lastError ? `: ${this.lastError}` : ''}`,
     )
   }

@@ -1,5 +1,5 @@
 import type { StageSession, StageStepInput, StageStepOutput } from '@butterfly/core'
-import type { ServerMetrics } from '../server-metrics.js'
+import type { ServerMetrics } from '../control/server-metrics.js'
 
 /** Records per-stage step latency and the bytes the coordinator sends, around any stage. */
 export class MeteredStage implements StageSession {

@@ -8,7 +8,7 @@ import {
   Xoshiro128ss,
 } from '@butterfly/core'
 import { loadModel } from '@butterfly/node-worker'
-import type { Mesh } from '../mesh.js'
+import type { Mesh } from '../control/mesh.js'
 import type { StageCalibrator } from './stage-calibrator.js'
 
 export interface ReplicatedStageShape {

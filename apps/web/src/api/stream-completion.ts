@@ -1,3 +1,5 @@
+import type { StepProvenance } from '@butterfly/core'
+
 /**
  * Streams a completion from the server's OpenAI-compatible API: POST /v1/completions with
  * `stream: true`, read as server-sent events. Each text delta goes to `onText`; the promise
@@ -14,12 +16,7 @@ export interface CompletionParams {
 
 /** Who computed each stage's step for one token (the server's `butterfly` extension). */
 export interface TokenProvenance {
-  readonly stages: ReadonlyArray<{
-    readonly peers: readonly string[]
-    readonly agreeing: readonly string[]
-    readonly disagreeing: readonly string[]
-    readonly spotChecked: boolean
-  } | null>
+  readonly stages: ReadonlyArray<StepProvenance | null>
 }
 
 export class ApiFailure extends Error {

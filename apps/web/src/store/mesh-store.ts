@@ -1,49 +1,14 @@
+import type { HealthPeer, LinkStat, MeshHealth, PeerReputation, PlanStage } from '@butterfly/core'
 import { create } from 'zustand'
 
-export interface MeshPeer {
-  readonly id: string
-  readonly name: string
-  readonly backend: string
-  readonly numericClass: string
-  readonly memoryBytes: number
-  readonly layerStepsPerSec: number
-  readonly excluded: boolean
-}
-
-export interface MeshStage {
-  readonly start: number
-  readonly end: number
-  readonly peerId: string
-  readonly replicas?: readonly string[]
-}
-
-export interface PeerVotes {
-  readonly peerId: string
-  readonly agreements: number
-  readonly disagreements: number
-  readonly timeouts: number
-  readonly flagged: boolean
-  readonly trusted: boolean
-}
-
+// The /health contract is core's (mesh/health-report.ts); these names are the web app's for it.
+export type MeshPeer = HealthPeer
+export type MeshStage = PlanStage
+/** One peer's vote record, from the gateway. */
+export type PeerVotes = PeerReputation
 /** The gateway's WebRTC link to one worker, pinged every 2 s over the step channel. */
-export interface LinkInfo {
-  readonly peerId: string
-  readonly rttMs: number
-  readonly samples: number
-}
-
-export interface MeshInfo {
-  readonly name: string
-  readonly modelId: string
-  readonly ready: boolean
-  readonly peers: readonly MeshPeer[]
-  readonly plan: { readonly version: number; readonly stages: readonly MeshStage[] }
-  readonly planError?: { readonly message: string }
-  readonly reputation?: { readonly peers: readonly PeerVotes[] }
-  readonly links?: readonly LinkInfo[]
-  readonly tokensGenerated?: number
-}
+export type LinkInfo = LinkStat
+export type MeshInfo = MeshHealth
 
 /** One point of a mesh's throughput chart: tokens/s over the interval ending at `at`. */
 export interface ThroughputSample {

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FileDigest, ModelIndex } from '../control/model-index.js'
 import { sendError } from './http-errors.js'
 import { parseRange } from './http-range.js'
-import type { FileDigest, ModelIndex } from './model-index.js'
 
 const contentType = (file: string) =>
   file.endsWith('.json') ? 'application/json; charset=utf-8' : 'application/octet-stream'

@@ -1,15 +1,15 @@
 import type { IceServer, PlacementOptions } from '@butterfly/core'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { Server as SocketServer } from 'socket.io'
-import { attachControlSocket } from './control-socket.js'
-import { ServerConfigError } from './errors.js'
-import { registerHealthRoutes } from './health-routes.js'
+import { attachControlSocket } from '../control/control-socket.js'
+import { parseIceServers } from '../control/ice-servers.js'
+import type { Planner } from '../control/mesh.js'
+import { MeshRegistry, type MeshSpec } from '../control/mesh-registry.js'
+import { ServerMetrics } from '../control/server-metrics.js'
+import { ServerConfigError } from '../errors.js'
+import { type HealthSource, registerHealthRoutes } from './health-routes.js'
 import { sendError } from './http-errors.js'
-import { parseIceServers } from './ice-servers.js'
-import type { Planner } from './mesh.js'
-import { MeshRegistry, type MeshSpec } from './mesh-registry.js'
 import { registerModelRoutes } from './model-routes.js'
-import { ServerMetrics } from './server-metrics.js'
 import { registerWebRoutes } from './web-routes.js'
 
 export interface ServerInit {
@@ -51,6 +51,8 @@ export interface ServerParts {
   readonly app: FastifyInstance
   readonly meshes: MeshRegistry
   readonly metrics: ServerMetrics
+  /** Hands /health what the control plane does not know itself (the gateway's stats). */
+  provideHealth(source: HealthSource): void
 }
 
 /** ServerInit with every default filled in. */
@@ -63,13 +65,10 @@ export interface ResolvedServerInit {
   readonly heartbeatTimeoutMs: number
 }
 
-export interface SignalServer {
+export interface SignalServer extends ServerParts {
   /** `http://host:port` actually listened on. */
   readonly url: string
-  readonly app: FastifyInstance
   readonly io: SocketServer
-  readonly meshes: MeshRegistry
-  readonly metrics: ServerMetrics
   readonly options: ResolvedServerInit
   close(): Promise<void>
 }
@@ -104,7 +103,11 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
     return sendError(reply, status, err.code ?? 'internal_error', message)
   })
   registerModelRoutes(app, (name) => meshes.get(name)?.model)
-  registerHealthRoutes(app, meshes, metrics)
+  let health: HealthSource | undefined
+  const provideHealth = (source: HealthSource) => {
+    health = source
+  }
+  registerHealthRoutes(app, meshes, metrics, () => health)
   if (init.webDir !== false) await registerWebRoutes(app, init.webDir)
 
   const io = new SocketServer(app.server, { serveClient: false, cors: { origin: true } })
@@ -125,7 +128,7 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
   const sweeper = setInterval(() => meshes.sweep(), sweepMs)
   sweeper.unref()
   try {
-    await init.extend?.({ app, meshes, metrics })
+    await init.extend?.({ app, meshes, metrics, provideHealth })
     await app.listen({ host: options.host, port: options.port })
   } catch (err) {
     clearInterval(sweeper)
@@ -140,6 +143,7 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
     io,
     meshes,
     metrics,
+    provideHealth,
     options,
     close: () => {
       closing ??= (async () => {

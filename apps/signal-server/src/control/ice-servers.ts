@@ -1,5 +1,5 @@
 import type { IceServer } from '@butterfly/core'
-import { ServerConfigError } from './errors.js'
+import { ServerConfigError } from '../errors.js'
 
 /** Validates ICE servers (from --ice-servers JSON or ServerInit). */
 export function parseIceServers(value: unknown): IceServer[] {

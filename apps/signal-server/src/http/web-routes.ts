@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import { sendError } from './http-errors.js'
 
 /** Where `npm install` builds apps/web (vite build), relative to this package. */
-export const DEFAULT_WEB_DIR = fileURLToPath(new URL('../../web/dist', import.meta.url))
+export const DEFAULT_WEB_DIR = fileURLToPath(new URL('../../../web/dist', import.meta.url))
 
 /**
  * Serves the built web app at `/`. Pages are cross-origin isolated (COOP/COEP), which

@@ -1,4 +1,4 @@
-import { ApiError } from './openai-request.js'
+import { GatewayError } from '@butterfly/core'
 
 export interface AdmissionInit {
   /** Generations running at once on one mesh. */
@@ -11,7 +11,7 @@ export interface AdmissionInit {
 
 /**
  * A bounded FIFO of generations per mesh: a full queue answers 429 at once instead of
- * letting requests pile up without bound.
+ * letting requests pile up without bound (GatewayError ERR_QUEUE_FULL).
  */
 export class Admission {
   private running = 0
@@ -36,11 +36,9 @@ export class Admission {
     }
     if (this.waiting.length >= this.init.maxQueued) {
       return Promise.reject(
-        new ApiError(
-          429,
-          'queue_full',
+        new GatewayError(
+          'ERR_QUEUE_FULL',
           `the mesh is busy: ${this.running} generations running and ${this.waiting.length} waiting`,
-          null,
           this.init.retryAfterSeconds,
         ),
       )

@@ -1,11 +1,9 @@
 import { EventEmitter } from 'node:events'
 import {
-  ButterflyError,
   ControlError,
   type ModelConfig,
   type PeerCapabilities,
   type PlanMessage,
-  type PlanStage,
   parsePeerId,
   parseSignalEnvelope,
   peerIdFromPublicKey,
@@ -13,54 +11,36 @@ import {
   stagePeers,
   type WireError,
 } from '@butterfly/core'
-import type { LinkStat } from './gateway/link-prober.js'
-import { secretEquals } from './http-errors.js'
+import { secretEquals } from '../http/auth.js'
 import type {
   LocalPeerHandle,
   LocalPeerHandlers,
+  Member,
   MemberSink,
+  MeshEvents,
+  MeshInit,
   PeerLeftReason,
   WorkerInfo,
 } from './mesh-member.js'
+import {
+  closedError,
+  noWorkersError,
+  type Planner,
+  PlanReadiness,
+  planMessage,
+  planStages,
+} from './mesh-plan.js'
 import type { ModelIndex } from './model-index.js'
 
-export type { LocalPeerHandle, LocalPeerHandlers, MemberSink, PeerLeftReason, WorkerInfo }
-
-/** Computes stages for the worker peers; throws (any ButterflyError) when none fits. */
-export type Planner = (config: ModelConfig, workers: readonly WorkerInfo[]) => readonly PlanStage[]
-
-export interface MeshEvents {
-  plan: [plan: PlanMessage]
-  ready: [plan: PlanMessage]
-  'peer-joined': [peerId: string]
-  'peer-left': [peerId: string, reason: PeerLeftReason]
-  close: []
-}
-
-export interface MeshInit {
-  readonly name: string
-  readonly model: ModelIndex
-  readonly planner: Planner
-  readonly meshToken?: string | undefined
-  readonly heartbeatTimeoutMs: number
-  readonly now?: () => number
-  /** Called after every membership change with the number of worker peers. */
-  readonly onMembership?: (workers: number) => void
-  readonly onReplan?: () => void
-  /** Peers currently excluded from plans. */
-  readonly onExcluded?: (count: number) => void
-  /** Errors thrown by member callbacks or event listeners; they never reach the sender. */
-  readonly onError?: (err: unknown) => void
-}
-
-interface Member {
-  readonly id: string
-  readonly sink: MemberSink
-  /** Present for workers; local peers (the gateway) host no layers. */
-  readonly capabilities: PeerCapabilities | undefined
-  /** Workers' Ed25519 keys; their id is derived from it. */
-  readonly publicKey: Uint8Array | undefined
-  lastSeen: number
+export type {
+  LocalPeerHandle,
+  LocalPeerHandlers,
+  MemberSink,
+  MeshEvents,
+  MeshInit,
+  PeerLeftReason,
+  Planner,
+  WorkerInfo,
 }
 
 /**
@@ -79,13 +59,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private current: PlanMessage
   private currentError: WireError | undefined
   private readonly excluded = new Set<string>()
-  /** Set by the gateway: its vote record for /health. */
-  reputation: (() => unknown) | undefined
-  /** Set by the gateway: round-trip times of its links to the workers. */
-  links: (() => readonly LinkStat[]) | undefined
-  /** Tokens the gateway has generated on this mesh since the server started. */
-  tokensGenerated = 0
-  private readonly readyPeers = new Set<string>()
+  private readonly readiness = new PlanReadiness()
   private closed = false
 
   constructor(init: MeshInit) {
@@ -95,7 +69,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.model = init.model
     this.modelPath = `/models/${this.name}/`
     this.now = init.now ?? Date.now
-    this.current = this.planMessage(0, [])
+    this.current = planMessage(0, this, [], [])
     this.currentError = noWorkersError()
   }
 
@@ -239,19 +213,14 @@ export class Mesh extends EventEmitter<MeshEvents> {
     if (!this.current.stages.some((s) => stagePeers(s).includes(peerId))) {
       throw new ControlError('ERR_CONTROL_INPUT', `${peerId} holds no stage in plan ${planVersion}`)
     }
-    const wasReady = this.isReady()
-    this.readyPeers.add(peerId)
-    if (!wasReady && this.isReady()) {
-      const plan = this.current
-      this.guard(() => this.emit('ready', plan))
-    }
+    const plan = this.current
+    if (this.readiness.mark(plan, peerId)) this.guard(() => this.emit('ready', plan))
     return true
   }
 
   /** Every stage of the current plan is loaded (false while the plan has no stages). */
   isReady(): boolean {
-    const { stages } = this.current
-    return stages.length > 0 && stages.every((s) => stagePeers(s).every((p) => this.readyPeers.has(p)))
+    return this.readiness.isReady(this.current)
   }
 
   /** Resolves with the first plan whose every stage is ready (now, or when it becomes so). */
@@ -320,43 +289,16 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private replan(): void {
     const all = this.workers()
     const workers = all.filter((w) => !this.excluded.has(w.id))
-    let stages: readonly PlanStage[] = []
-    let error: WireError | undefined
-    if (workers.length === 0) error = noWorkersError()
-    else {
-      try {
-        stages = this.init.planner(this.config, workers)
-        if (stages.length === 0) error = noWorkersError()
-      } catch (err) {
-        error = toWire(err)
-      }
-    }
-    this.current = this.planMessage(this.current.version + 1, stages)
+    const { stages, error } = planStages(this.init.planner, this.config, workers)
+    this.current = planMessage(this.current.version + 1, this, stages, this.excludedPeers())
     this.currentError = error
-    this.readyPeers.clear()
+    this.readiness.reset()
     this.init.onReplan?.()
     this.init.onMembership?.(all.length)
     this.init.onExcluded?.(this.excludedPeers().length)
     const plan = this.current
     for (const m of this.members.values()) this.guard(() => m.sink.plan(plan))
     this.guard(() => this.emit('plan', plan))
-  }
-
-  private planMessage(version: number, stages: readonly PlanStage[]): PlanMessage {
-    const copy = stages.map((s) =>
-      s.replicas === undefined || s.replicas.length === 0
-        ? { start: s.start, end: s.end, peerId: s.peerId }
-        : { start: s.start, end: s.end, peerId: s.peerId, replicas: [...s.replicas] },
-    )
-    const excluded = this.excludedPeers()
-    return {
-      version,
-      mesh: this.name,
-      modelPath: this.modelPath,
-      modelId: this.modelId,
-      stages: copy,
-      ...(excluded.length === 0 ? {} : { excluded }),
-    }
   }
 
   private assertOpen(): void {
@@ -370,17 +312,4 @@ export class Mesh extends EventEmitter<MeshEvents> {
       this.init.onError?.(err)
     }
   }
-}
-
-function noWorkersError(): WireError {
-  return { name: 'PlacementError', code: 'ERR_PLACEMENT_NO_CAPACITY', message: 'no worker peers have joined' }
-}
-
-function toWire(err: unknown): WireError {
-  if (err instanceof ButterflyError) return err.toJSON()
-  return { name: 'Error', code: 'ERR_PLACEMENT', message: err instanceof Error ? err.message : String(err) }
-}
-
-function closedError(mesh: string): ButterflyError {
-  return new ButterflyError('ERR_MESH_CLOSED', `mesh "${mesh}" is closed`)
 }

@@ -10,7 +10,7 @@ import {
   type PlanStage,
   stageMemoryBytes,
 } from '@butterfly/core'
-import { ServerConfigError } from './errors.js'
+import { ServerConfigError } from '../errors.js'
 import { Mesh, type Planner } from './mesh.js'
 import { indexModelDir, type ModelIndex } from './model-index.js'
 import type { ServerMetrics } from './server-metrics.js'

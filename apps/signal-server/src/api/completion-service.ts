@@ -1,0 +1,171 @@
+import { randomInt } from 'node:crypto'
+import { ButterflyError, type FinishReason, type GenerateRequest, type StepProvenance } from '@butterfly/core'
+import type { CompletionBackend, ServedModel } from '../gateway/served-model.js'
+import { ApiError } from '../http/http-errors.js'
+import { type CompletionRequest, chatPrompt } from './openai-request.js'
+import { StopMatcher } from './stop-matcher.js'
+
+/** Hooks for metrics; all optional. */
+export interface ApiObserver {
+  onRequest?(route: string, status: number, seconds: number): void
+  onTokens?(mesh: string, prompt: number, completion: number): void
+  onRejected?(mesh: string, reason: string): void
+}
+
+/** A validated request bound to its model: tokenized, within the context, not yet admitted. */
+export interface PreparedCompletion {
+  /** The served model's id, as responses name it. */
+  readonly modelId: string
+  readonly mesh: string
+  readonly request: CompletionRequest
+  readonly promptIds: readonly number[]
+  /** The request's max tokens, cut to the room left in the context. */
+  readonly maxTokens: number
+}
+
+/** Decoded text, with who computed the token it came from (when known). */
+export interface CompletionPiece {
+  readonly text: string
+  readonly provenance?: ReadonlyArray<StepProvenance | undefined>
+}
+
+export interface CompletionUsage {
+  readonly prompt_tokens: number
+  readonly completion_tokens: number
+  readonly total_tokens: number
+}
+
+export interface CompletionResult {
+  readonly finishReason: FinishReason | 'stop'
+  readonly usage: CompletionUsage
+}
+
+const models = new WeakMap<PreparedCompletion, ServedModel>()
+
+/**
+ * Runs completions on the gateway's models: finds the model, tokenizes the prompt, checks it
+ * against the context, waits for admission, sets the stop tokens, decodes and applies stop
+ * sequences. Speaks no HTTP: the OpenAI routes turn its pieces into SSE or JSON.
+ */
+export class CompletionService {
+  constructor(
+    private readonly backend: CompletionBackend,
+    private readonly observer?: ApiObserver,
+  ) {}
+
+  /** The served models, for /v1/models. */
+  models(): ReadonlyArray<{ readonly id: string; readonly created: number }> {
+    return this.backend.models()
+  }
+
+  /**
+   * Binds a request to its model and checks it fits. Throws ApiError: 404 model_not_found,
+   * 400 for an empty prompt or context_length_exceeded.
+   */
+  prepare(request: CompletionRequest): PreparedCompletion {
+    const model = this.model(request.model)
+    const text = request.messages !== undefined ? chatPrompt(request.messages) : (request.prompt ?? '')
+    const promptIds = model.tokenizer.encode(text, { addBos: true })
+    if (promptIds.length === 0)
+      throw new ApiError(400, 'invalid_request_error', 'the prompt is empty', 'prompt')
+    const room = model.maxContext - promptIds.length
+    if (room < 1) {
+      throw new ApiError(
+        400,
+        'context_length_exceeded',
+        `the prompt is ${promptIds.length} tokens; the model's context is ${model.maxContext}`,
+        'messages',
+      )
+    }
+    const maxTokens = Math.min(request.maxTokens ?? room, room)
+    const prepared: PreparedCompletion = {
+      modelId: model.id,
+      mesh: model.mesh,
+      request,
+      promptIds,
+      maxTokens,
+    }
+    models.set(prepared, model)
+    return prepared
+  }
+
+  /**
+   * Waits for admission (GatewayError ERR_QUEUE_FULL when the queue is full), then generates,
+   * handing each decoded piece to `onPiece` as it comes; resolves once the generation ends.
+   */
+  async run(
+    prepared: PreparedCompletion,
+    signal: AbortSignal,
+    onPiece: (piece: CompletionPiece) => void,
+  ): Promise<CompletionResult> {
+    const model = models.get(prepared)
+    if (model === undefined)
+      throw new ButterflyError('ERR_NOT_PREPARED', 'run a completion prepare() returned')
+    const { request, promptIds } = prepared
+    const release = await model.admission.acquire(signal).catch((err: unknown) => {
+      if (err instanceof ButterflyError && err.code === 'ERR_QUEUE_FULL') {
+        this.observer?.onRejected?.(model.mesh, 'queue_full')
+      }
+      throw err
+    })
+    try {
+      const gen: GenerateRequest = {
+        promptIds,
+        maxTokens: prepared.maxTokens,
+        sampling: {
+          temperature: request.temperature,
+          seed: request.seed ?? randomInt(0, 2 ** 31),
+          ...(request.topP === undefined ? {} : { topP: request.topP }),
+        },
+        ...(model.tokenizer.eosTokenId === undefined ? {} : { stopTokenIds: [model.tokenizer.eosTokenId] }),
+      }
+      const decoder = model.tokenizer.createStreamDecoder()
+      const stops = new StopMatcher(request.stop)
+      const stream = model.generate(gen, signal)
+      let finish: FinishReason | 'stop' = 'length'
+      let completion = 0
+      for (;;) {
+        const next = await stream.next()
+        if (next.done) {
+          finish = next.value.finishReason === 'context' ? 'length' : next.value.finishReason
+          onPiece({ text: stops.push(decoder.flush()) + stops.flush() })
+          break
+        }
+        completion++
+        const text = stops.push(decoder.push(next.value.id))
+        onPiece(next.value.provenance === undefined ? { text } : { text, provenance: next.value.provenance })
+        if (stops.stopped) {
+          finish = 'stop'
+          await stream.return(undefined as never)
+          break
+        }
+      }
+      this.observer?.onTokens?.(model.mesh, promptIds.length, completion)
+      return {
+        finishReason: finish,
+        usage: {
+          prompt_tokens: promptIds.length,
+          completion_tokens: completion,
+          total_tokens: promptIds.length + completion,
+        },
+      }
+    } finally {
+      release()
+    }
+  }
+
+  private model(name: string): ServedModel {
+    const model = this.backend.find(name)
+    if (model === undefined) {
+      throw new ApiError(
+        404,
+        'model_not_found',
+        `the model '${name}' does not exist`,
+        'model',
+        undefined,
+        'invalid_request_error',
+      )
+    }
+    return model
+  }
+}

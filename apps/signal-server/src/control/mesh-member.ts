@@ -1,0 +1,70 @@
+import type { ModelConfig, PeerCapabilities, PlanMessage, PlanStage, SignalData } from '@butterfly/core'
+import type { ModelIndex } from './model-index.js'
+
+/** How the mesh reaches one member: a socket.io client or an in-process peer. */
+export interface MemberSink {
+  signal(from: string, data: SignalData): void
+  plan(plan: PlanMessage): void
+  peerLeft(peerId: string): void
+  /** Cut the member off after the mesh dropped it (heartbeat timeout, mesh closed). */
+  drop?(reason: PeerLeftReason): void
+}
+
+export interface LocalPeerHandlers {
+  onSignal(from: string, data: SignalData): void
+  /** Called with the current plan before addLocalPeer returns, then on every change. */
+  onPlan(plan: PlanMessage): void
+  onPeerLeft?(peerId: string): void
+}
+
+export interface LocalPeerHandle {
+  readonly peerId: string
+  /** Throws ControlError: ERR_CONTROL_INPUT (bad envelope), ERR_PEER_UNKNOWN, ERR_NOT_JOINED. */
+  sendSignal(to: string, data: SignalData): void
+  leave(): void
+}
+
+/** A peer that hosts layers, as /health shows it. */
+export interface WorkerInfo extends PeerCapabilities {
+  readonly id: string
+}
+
+/** Computes stages for the worker peers; throws (any ButterflyError) when none fits. */
+export type Planner = (config: ModelConfig, workers: readonly WorkerInfo[]) => readonly PlanStage[]
+
+export type PeerLeftReason = 'leave' | 'disconnect' | 'timeout' | 'close'
+
+export interface MeshEvents {
+  plan: [plan: PlanMessage]
+  ready: [plan: PlanMessage]
+  'peer-joined': [peerId: string]
+  'peer-left': [peerId: string, reason: PeerLeftReason]
+  close: []
+}
+
+export interface MeshInit {
+  readonly name: string
+  readonly model: ModelIndex
+  readonly planner: Planner
+  readonly meshToken?: string | undefined
+  readonly heartbeatTimeoutMs: number
+  readonly now?: () => number
+  /** Called after every membership change with the number of worker peers. */
+  readonly onMembership?: (workers: number) => void
+  readonly onReplan?: () => void
+  /** Peers currently excluded from plans. */
+  readonly onExcluded?: (count: number) => void
+  /** Errors thrown by member callbacks or event listeners; they never reach the sender. */
+  readonly onError?: (err: unknown) => void
+}
+
+/** One member as the mesh keeps it. */
+export interface Member {
+  readonly id: string
+  readonly sink: MemberSink
+  /** Present for workers; local peers (the gateway) host no layers. */
+  readonly capabilities: PeerCapabilities | undefined
+  /** Workers' Ed25519 keys; their id is derived from it. */
+  readonly publicKey: Uint8Array | undefined
+  lastSeen: number
+}
