@@ -62,9 +62,10 @@ export {
   type ModelManifest,
   type TensorDigest,
 } from './control/model-index.js'
+export { secretEquals } from './control/secret-equals.js'
 export { ServerMetrics } from './control/server-metrics.js'
 export { ServerConfigError } from './errors.js'
-export { bearerMatches, bearerToken, requireBearer, secretEquals } from './http/auth.js'
+export { bearerMatches, bearerToken, requireBearer } from './http/auth.js'
 export {
   type HealthPeer,
   type HealthReport,

@@ -1,6 +1,7 @@
 import { ButterflyError, GatewayError, StageError } from '@butterfly/core'
 import { describe, expect, test } from 'vitest'
-import { bearerMatches, secretEquals } from '../src/http/auth.js'
+import { secretEquals } from '../src/control/secret-equals.js'
+import { bearerMatches } from '../src/http/auth.js'
 import { ApiError, httpErrorBody, httpStatusOf, toApiError } from '../src/http/http-errors.js'
 
 describe('error code → HTTP status', () => {

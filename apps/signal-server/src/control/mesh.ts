@@ -11,7 +11,6 @@ import {
   stagePeers,
   type WireError,
 } from '@butterfly/core'
-import { secretEquals } from '../http/auth.js'
 import type {
   LocalPeerHandle,
   LocalPeerHandlers,
@@ -31,6 +30,7 @@ import {
   planStages,
 } from './mesh-plan.js'
 import type { ModelIndex } from './model-index.js'
+import { secretEquals } from './secret-equals.js'
 
 export type {
   LocalPeerHandle,

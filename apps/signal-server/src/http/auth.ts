@@ -1,16 +1,6 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { secretEquals } from '../control/secret-equals.js'
 import { sendError } from './http-errors.js'
-
-/**
- * Constant-time string comparison for every secret the server checks (API bearer tokens, mesh
- * tokens): both sides are hashed to equal-length SHA-256 digests first, which hides the length too.
- */
-export function secretEquals(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest()
-  const b = createHash('sha256').update(expected).digest()
-  return timingSafeEqual(a, b)
-}
 
 /** The token of an `Authorization: Bearer <token>` header; undefined for anything else. */
 export function bearerToken(header: string | undefined): string | undefined {
