@@ -61,6 +61,28 @@ module.exports = {
     },
     ...layerRules,
     {
+      name: 'server-rooms',
+      comment:
+        'signal-server rooms, lowest first: control -> http -> gateway -> api; a room never imports one above it.',
+      severity: 'error',
+      from: { path: '^apps/signal-server/src/control/' },
+      to: { path: '^apps/signal-server/src/(http|gateway|api)/' },
+    },
+    {
+      name: 'server-http-below-gateway',
+      comment: 'The HTTP room knows the gateway only through the HealthSource it is handed.',
+      severity: 'error',
+      from: { path: '^apps/signal-server/src/http/' },
+      to: { path: '^apps/signal-server/src/(gateway|api)/' },
+    },
+    {
+      name: 'server-gateway-below-api',
+      comment: 'The gateway throws core errors and knows nothing of the OpenAI API above it.',
+      severity: 'error',
+      from: { path: '^apps/signal-server/src/gateway/' },
+      to: { path: '^apps/signal-server/src/api/' },
+    },
+    {
       name: 'apps-independent',
       comment: 'An app never imports another app; what two apps share belongs in a package.',
       severity: 'error',
