@@ -8,7 +8,7 @@ import {
   isRemoteSpec,
   parseRemoteSpec,
   resolveModelDir,
-} from '@butterfly/node-worker'
+} from '@butterfly/node-platform'
 import { Command, CommanderError, Option } from 'commander'
 import { parseIceServers } from './ice-servers.js'
 import type { SignalServer } from './signal-server.js'
@@ -265,7 +265,7 @@ async function serve(
     logger: { level: 'warn' },
     extend: async (parts) => {
       const { attachGateway } = await import('./gateway/gateway.js')
-      const { nodeWrtc } = await import('@butterfly/node-worker')
+      const { nodeWrtc } = await import('@butterfly/node-platform')
       await attachGateway(
         parts,
         {

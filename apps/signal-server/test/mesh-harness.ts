@@ -12,7 +12,7 @@ import {
   nodeWrtc,
   startWorkerNode,
   type WorkerNode,
-} from '@butterfly/node-worker'
+} from '@butterfly/node-platform'
 import type { ServedModel } from '../src/api/completion-backend.js'
 import type { Mesh } from '../src/mesh.js'
 import type { SignalServer } from '../src/signal-server.js'

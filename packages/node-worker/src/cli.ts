@@ -1,7 +1,7 @@
 import { ButterflyError } from '@butterfly/core'
+import { CliUsageError } from '@butterfly/node-platform'
 import { Command, CommanderError, Option } from 'commander'
 import { floatArg, intArg } from './cli-args.js'
-import { CliUsageError } from './errors.js'
 import { runGenerate } from './generate-command.js'
 import { runImport } from './import/import-command.js'
 import { IMPORT_DTYPES, type ImportDtype } from './import/output-dtype.js'

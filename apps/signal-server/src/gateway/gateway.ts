@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HfTokenizer, type Tokenizer } from '@butterfly/core'
-import { useNativeSignatures } from '@butterfly/node-worker'
+import { useNativeSignatures } from '@butterfly/node-platform'
 import type { CompletionBackend } from '../api/completion-backend.js'
 import { registerOpenAiRoutes } from '../api/openai-routes.js'
 import type { ServerParts } from '../signal-server.js'

@@ -10,8 +10,8 @@ import {
   safetensorsLayout,
   TokenizerError,
 } from '@butterfly/core'
+import { loadModel, WEIGHTS_FILE } from '@butterfly/node-platform'
 import { ImportError } from '../errors.js'
-import { loadModel, WEIGHTS_FILE } from '../model-store.js'
 import {
   checkOutputDtype,
   encodeOutput,
