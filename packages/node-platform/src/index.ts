@@ -22,6 +22,7 @@
  *   its identity from `loadOrCreateIdentity(path)` (`defaultIdentityPath()`) and native signatures.
  * - `nodeWrtc()`: the RTCPeerConnection implementation Node peers use (node-datachannel).
  * - `nodeSignatureBackend`, `useNativeSignatures()`: Ed25519 over node:crypto.
+ * - `exists(path)`: whether anything is at a path.
  * - Errors: `CliUsageError` (ERR_CLI_USAGE), `ModelNotFoundError`, `DeviceUnavailableError`,
  *   `ModelDownloadError` with its stable codes (ERR_DOWNLOAD_*, ERR_MODEL_SPEC).
  *
@@ -37,6 +38,7 @@ export {
   type ModelDownloadErrorCode,
   ModelNotFoundError,
 } from './errors.js'
+export { exists } from './exists.js'
 export { FileSource } from './file-source.js'
 export { type DownloadModelOptions, type DownloadProgress, downloadModel } from './hub/download-model.js'
 export { downloadOptions } from './hub/download-options.js'
