@@ -1,6 +1,6 @@
 /**
- * @butterfly/node-platform — what Butterfly's Node programs (the `butterfly-worker` CLI and the
- * server) share: the Node implementations of core's ports and the model store.
+ * @butterfly/node-platform — what Butterfly's Node programs (the `butterfly-worker` CLI, the
+ * server, the trainer's CLI) share: the Node implementations of core's ports and the model store.
  *
  * - `createNodeBackend(init)`: InferenceBackend over onnxruntime-node; `resolveDevice(request)`
  *   picks cuda / webgpu / cpu.
@@ -22,6 +22,9 @@
  *   its identity from `loadOrCreateIdentity(path)` (`defaultIdentityPath()`) and native signatures.
  * - `nodeWrtc()`: the RTCPeerConnection implementation Node peers use (node-datachannel).
  * - `nodeSignatureBackend`, `useNativeSignatures()`: Ed25519 over node:crypto.
+ * - `runCliMain(parse, {name})`, `reportCliError(err, {name})`: how every Butterfly CLI turns
+ *   errors into `NAME: error [CODE]: message` and an exit code (also at `@butterfly/node-platform/cli`,
+ *   which loads neither onnxruntime-node nor node-datachannel).
  * - `exists(path)`: whether anything is at a path.
  * - Errors: `CliUsageError` (ERR_CLI_USAGE), `ModelNotFoundError`, `DeviceUnavailableError`,
  *   `ModelDownloadError` with its stable codes (ERR_DOWNLOAD_*, ERR_MODEL_SPEC).
@@ -30,6 +33,7 @@
  * `@butterfly/node-platform/bench`.
  */
 
+export { type CliMainOptions, reportCliError, runCliMain } from './cli-main.js'
 export { type Device, type DeviceRequest, resolveDevice } from './device.js'
 export {
   CliUsageError,
