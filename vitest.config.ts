@@ -8,6 +8,10 @@ export default defineConfig({
   resolve: {
     alias: {
       '@butterfly/core': src('./packages/core/src/index.ts'),
+      // Subpaths before the package name, which would also match them (first match wins).
+      '@butterfly/node-platform/bench': src('./packages/node-platform/src/bench/index.ts'),
+      '@butterfly/node-platform/cli': src('./packages/node-platform/src/cli.ts'),
+      '@butterfly/node-platform': src('./packages/node-platform/src/index.ts'),
       '@butterfly/node-worker': src('./packages/node-worker/src/index.ts'),
     },
   },

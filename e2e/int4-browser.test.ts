@@ -13,7 +13,7 @@ import {
   syntheticStoredWeights,
   withInt4Quantization,
 } from '@butterfly/core'
-import { createNodeBackend } from '@butterfly/node-worker'
+import { createNodeBackend } from '@butterfly/node-platform'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { until } from '../apps/signal-server/test/processes.js'

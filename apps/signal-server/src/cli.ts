@@ -1,4 +1,4 @@
-import { ButterflyError, type IceServer } from '@butterfly/core'
+import type { IceServer } from '@butterfly/core'
 import {
   CliUsageError,
   cacheDir,
@@ -8,8 +8,9 @@ import {
   isRemoteSpec,
   parseRemoteSpec,
   resolveModelDir,
-} from '@butterfly/node-worker'
-import { Command, CommanderError, Option } from 'commander'
+  runCliMain,
+} from '@butterfly/node-platform'
+import { Command, Option } from 'commander'
 import { parseIceServers } from './control/ice-servers.js'
 import type { SignalServer } from './http/signal-server.js'
 
@@ -211,30 +212,10 @@ export function buildCli(
 export async function main(argv: readonly string[], options: MainOptions = {}): Promise<number> {
   const out = options.out ?? process.stdout
   const program = buildCli((opts) => serve(opts, out, options), out)
-  try {
-    await program.parseAsync([...argv], { from: 'user' })
-    return 0
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      if (err.exitCode === 0) return 0 // --help, --version
-      return fail(new CliUsageError(err.message.replace(/^error: /, '')))
-    }
-    const cause = (err as { cause?: unknown }).cause
-    const e = err instanceof ButterflyError ? err : cause instanceof ButterflyError ? cause : undefined
-    if (e !== undefined) return fail(e)
-    const code = (err as { code?: unknown }).code
-    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
-      process.stderr.write(`butterfly-server: error [${code}]: ${(err as Error).message}\n`)
-      return 1
-    }
-    process.stderr.write(`butterfly-server: internal error: ${(err as Error).stack ?? String(err)}\n`)
-    return 70
-  }
-}
-
-function fail(e: ButterflyError): number {
-  process.stderr.write(`butterfly-server: error [${e.code}]: ${e.message}\n`)
-  return e instanceof CliUsageError ? 2 : 1
+  return runCliMain(() => program.parseAsync([...argv], { from: 'user' }), {
+    name: 'butterfly-server',
+    systemErrors: true,
+  })
 }
 
 async function serve(
@@ -265,7 +246,7 @@ async function serve(
     logger: { level: 'warn' },
     extend: async (parts) => {
       const { attachGateway } = await import('./api/attach-gateway.js')
-      const { nodeWrtc } = await import('@butterfly/node-worker')
+      const { nodeWrtc } = await import('@butterfly/node-platform')
       await attachGateway(
         parts,
         {

@@ -1,5 +1,5 @@
 import { generateIdentity } from '@butterfly/core'
-import { createNodeBackend, nodeWrtc, startWorkerNode, type WorkerNode } from '@butterfly/node-worker'
+import { createNodeBackend, nodeWrtc, startWorkerNode, type WorkerNode } from '@butterfly/node-platform'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { attachGateway } from '../src/api/attach-gateway.js'
 import type { SignalServer } from '../src/http/signal-server.js'

@@ -10,7 +10,7 @@ import {
   signJoinProof,
   toBase64url,
 } from '@butterfly/core'
-import { resolveModelDir } from '@butterfly/node-worker'
+import { resolveModelDir } from '@butterfly/node-platform'
 import { io, type Socket } from 'socket.io-client'
 import { createSignalServer, type ServerInit, type SignalServer } from '../src/http/signal-server.js'
 

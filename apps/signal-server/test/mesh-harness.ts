@@ -12,7 +12,7 @@ import {
   nodeWrtc,
   startWorkerNode,
   type WorkerNode,
-} from '@butterfly/node-worker'
+} from '@butterfly/node-platform'
 import type { Mesh } from '../src/control/mesh.js'
 import type { ServedModel } from '../src/gateway/served-model.js'
 import type { SignalServer } from '../src/http/signal-server.js'

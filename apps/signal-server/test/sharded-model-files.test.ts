@@ -8,7 +8,7 @@ import {
   stageTensorNames,
   syntheticConfig,
 } from '@butterfly/core'
-import { FileSource, resolveModelDir } from '@butterfly/node-worker'
+import { FileSource, resolveModelDir } from '@butterfly/node-platform'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import { sha256Hex } from '../../../packages/node-worker/test/hub-server.js'
 import { shardName, writeShardedModel } from '../../../packages/node-worker/test/sharded-model.js'

@@ -1,4 +1,4 @@
-import { CliUsageError } from './errors.js'
+import { CliUsageError } from '@butterfly/node-platform'
 
 /** Parsers for numeric flags; each rejects with the flag's name and the accepted range. */
 export function intArg(flag: string, min: number, max: number): (value: string) => number {

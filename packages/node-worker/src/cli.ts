@@ -1,7 +1,7 @@
 import { ButterflyError } from '@butterfly/core'
-import { Command, CommanderError, Option } from 'commander'
+import { runCliMain } from '@butterfly/node-platform'
+import { Command, Option } from 'commander'
 import { floatArg, intArg } from './cli-args.js'
-import { CliUsageError } from './errors.js'
 import { runGenerate } from './generate-command.js'
 import { runImport } from './import/import-command.js'
 import { IMPORT_DTYPES, type ImportDtype } from './import/output-dtype.js'
@@ -125,23 +125,5 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
 /** Runs the CLI; user errors print `error [CODE]: message` with no stack and exit non-zero. */
 export async function main(argv: readonly string[]): Promise<number> {
   const program = buildCli()
-  try {
-    await program.parseAsync([...argv], { from: 'user' })
-    return 0
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      if (err.exitCode === 0) return 0 // --help, --version
-      const usage = new CliUsageError(err.message.replace(/^error: /, ''))
-      process.stderr.write(`butterfly-worker: error [${usage.code}]: ${usage.message}\n`)
-      return 2
-    }
-    const cause = err instanceof CommanderError ? undefined : (err as { cause?: unknown }).cause
-    const e = err instanceof ButterflyError ? err : cause instanceof ButterflyError ? cause : undefined
-    if (e !== undefined) {
-      process.stderr.write(`butterfly-worker: error [${e.code}]: ${e.message}\n`)
-      return e instanceof CliUsageError ? 2 : 1
-    }
-    process.stderr.write(`butterfly-worker: internal error: ${(err as Error).stack ?? String(err)}\n`)
-    return 70
-  }
+  return runCliMain(() => program.parseAsync([...argv], { from: 'user' }), { name: 'butterfly-worker' })
 }

@@ -1,8 +1,12 @@
 import { DEFAULT_TOP_K, generate } from '@butterfly/core'
-import { downloadOptions } from './hub/download-options.js'
-import { createLocalPipeline } from './local-pipeline.js'
-import { cacheDir, loadModel, resolveModelDir } from './model-store.js'
-import { createNodeBackend } from './node-backend.js'
+import {
+  cacheDir,
+  createLocalPipeline,
+  createNodeBackend,
+  downloadOptions,
+  loadModel,
+  resolveModelDir,
+} from '@butterfly/node-platform'
 
 export interface GenerateOptions {
   readonly model: string

@@ -1,10 +1,13 @@
+import {
+  CliUsageError,
+  createNodeBackend,
+  type DeviceRequest,
+  nodeWrtc,
+  resolveDevice,
+  startWorkerNode,
+} from '@butterfly/node-platform'
 import bytes from 'bytes'
 import cliProgress from 'cli-progress'
-import { type DeviceRequest, resolveDevice } from './device.js'
-import { CliUsageError } from './errors.js'
-import { startWorkerNode } from './join/worker-node.js'
-import { createNodeBackend } from './node-backend.js'
-import { nodeWrtc } from './node-wrtc.js'
 
 export interface JoinOptions {
   readonly server: string

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { encodeSafetensors, safetensorsLayout } from '@butterfly/core'
+import { resolveModelDir } from '@butterfly/node-platform'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { resolveModelDir } from '../src/model-store.js'
 
 // These run the built CLI (`npm test` compiles first) as a real process.
 const BIN = fileURLToPath(new URL('../bin/butterfly-worker.js', import.meta.url))

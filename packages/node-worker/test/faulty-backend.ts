@@ -1,5 +1,5 @@
 import type { InferenceBackend } from '@butterfly/core'
-import { createNodeBackend } from '@butterfly/node-worker'
+import { createNodeBackend } from '@butterfly/node-platform'
 import { type FaultMode, FaultyStage } from './faulty-stage.js'
 
 export interface FaultyBackendOptions {

@@ -15,7 +15,7 @@ import {
   uniformPartition,
   type WeightProvider,
 } from '@butterfly/core'
-import { createNodeBackend } from '../src/node-backend.js'
+import { createNodeBackend } from '@butterfly/node-platform'
 
 /** Synthetic weights served from memory, optionally stored as fp16 (int4 where the config says). */
 export function syntheticWeights(config: ModelConfig, dtype: 'F32' | 'F16' = 'F32'): WeightProvider {

@@ -8,6 +8,7 @@ import {
   syntheticConfig,
   toFloat32,
 } from '@butterfly/core'
+import { FileSource } from '@butterfly/node-platform'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
   hfConfigJson,
@@ -18,7 +19,6 @@ import {
 } from '../../core/test/format-writers.js'
 import { GGML, ggufLlamaFile } from '../../core/test/gguf-writer.js'
 import { testDims } from '../../core/test/import-helpers.js'
-import { FileSource } from '../src/file-source.js'
 import { writeImportedModel } from '../src/import/model-writer.js'
 import { openImportSource } from '../src/import/open-import-source.js'
 import { encodeOutput, outputConfig, outputEntries } from '../src/import/output-dtype.js'

@@ -11,6 +11,7 @@ import {
   SafetensorsReader,
   toFloat32,
 } from '@butterfly/core'
+import { createNodeBackend, FileSource, loadModel } from '@butterfly/node-platform'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
   hfConfigJson,
@@ -28,9 +29,6 @@ import {
   Llama2cTokenizerRef,
   llama2cGreedy,
 } from '../../core/test/llama2c-reference.js'
-import { FileSource } from '../src/file-source.js'
-import { loadModel } from '../src/model-store.js'
-import { createNodeBackend } from '../src/node-backend.js'
 
 // These run the built CLI (`npm test` compiles first) as real processes.
 const BIN = fileURLToPath(new URL('../bin/butterfly-worker.js', import.meta.url))

@@ -16,13 +16,16 @@ import {
   syntheticStoredWeights,
   withInt4Quantization,
 } from '@butterfly/core'
+import {
+  convertModelDir,
+  createLocalPipeline,
+  createNodeBackend,
+  FileSource,
+  loadModel,
+  resolveModelDir,
+} from '@butterfly/node-platform'
 import onnxProto from 'onnx-proto'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { FileSource } from '../src/file-source.js'
-import { createLocalPipeline } from '../src/local-pipeline.js'
-import { convertModelDir } from '../src/model-convert.js'
-import { loadModel, resolveModelDir } from '../src/model-store.js'
-import { createNodeBackend } from '../src/node-backend.js'
 import { argmax, buildPipeline, referenceFor, relativeError, stepLogits, syntheticConfig } from './helpers.js'
 
 // The int4 graph (MatMulNBits) must equal the float64 reference run on the DEQUANTISED weights:

@@ -1,8 +1,8 @@
 import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
-import { ButterflyError } from '@butterfly/core'
+import { runCliMain } from '@butterfly/node-platform/cli'
 import { SingleBar } from 'cli-progress'
-import { Command, CommanderError, Option } from 'commander'
+import { Command, Option } from 'commander'
 import { floatArg, intArg } from './cli-args.js'
 import { loadCorpus } from './corpus.js'
 import { CorpusError, TrainUsageError } from './errors.js'
@@ -203,25 +203,9 @@ async function run(opts: CliOptions, out: NodeJS.WritableStream): Promise<void> 
 
 /** Runs the CLI; user errors print `error [CODE]: message` with no stack and exit 2 (usage) or 1. */
 export async function main(argv: readonly string[]): Promise<number> {
-  try {
-    await buildCli().parseAsync([...argv], { from: 'user' })
-    return 0
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      if (err.exitCode === 0) return 0 // --help, --version
-      const usage = new TrainUsageError(err.message.replace(/^error: /, ''))
-      process.stderr.write(`butterfly-train: error [${usage.code}]: ${usage.message}\n`)
-      return 2
-    }
-    const cause = (err as { cause?: unknown }).cause
-    const e = err instanceof ButterflyError ? err : cause instanceof ButterflyError ? cause : undefined
-    if (e !== undefined) {
-      process.stderr.write(`butterfly-train: error [${e.code}]: ${e.message}\n`)
-      const usage =
-        e instanceof TrainUsageError || (e instanceof CorpusError && e.code === 'ERR_CORPUS_NOT_FOUND')
-      return usage ? 2 : 1
-    }
-    process.stderr.write(`butterfly-train: internal error: ${(err as Error).stack ?? String(err)}\n`)
-    return 70
-  }
+  return runCliMain(() => buildCli().parseAsync([...argv], { from: 'user' }), {
+    name: 'butterfly-train',
+    isUsage: (e) =>
+      e instanceof TrainUsageError || (e instanceof CorpusError && e.code === 'ERR_CORPUS_NOT_FOUND'),
+  })
 }

@@ -1,19 +1,18 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { type GenerateRequest, type ReputationOptions, stagePeers } from '@butterfly/core'
-import { nodeWrtc } from '@butterfly/node-worker'
+import { nodeWrtc } from '@butterfly/node-platform'
 import { attachGateway, type Gateway } from '../api/attach-gateway.js'
 import type { ServedModel } from '../gateway/served-model.js'
 import { createSignalServer, type SignalServer } from '../http/signal-server.js'
 
 // A server with its gateway and N real worker processes over WebRTC, for the benches.
 
-const WORKER_BIN = join(
-  dirname(createRequire(import.meta.url).resolve('@butterfly/node-worker')),
-  '..',
-  'bin',
-  'butterfly-worker.js',
+// The butterfly-worker program, by its place in the repository (src/bench and dist/bench are
+// equally deep): the server runs it as a program and does not depend on @butterfly/node-worker.
+const WORKER_BIN = fileURLToPath(
+  new URL('../../../../packages/node-worker/bin/butterfly-worker.js', import.meta.url),
 )
 
 export interface BenchMeshInit {

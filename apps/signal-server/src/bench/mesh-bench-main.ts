@@ -6,7 +6,7 @@ import {
   measureComparator,
   planBenchmark,
 } from '@butterfly/core'
-import { transportBench } from '@butterfly/node-worker'
+import { transportBench } from '@butterfly/node-platform/bench'
 import { describeMachine, meshBench } from './mesh-bench.js'
 import { replicationBench } from './replication-bench.js'
 

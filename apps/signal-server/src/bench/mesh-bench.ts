@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generate, type Pipeline } from '@butterfly/core'
-import { createLocalPipeline, createNodeBackend, loadModel, resolveModelDir } from '@butterfly/node-worker'
+import { createLocalPipeline, createNodeBackend, loadModel, resolveModelDir } from '@butterfly/node-platform'
 import { median, startBenchMesh, timeTokens } from './bench-mesh.js'
 /**
  * Decode tokens/s of a ~100M synthetic model through the mesh (N worker processes over

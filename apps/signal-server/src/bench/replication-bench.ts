@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { resolveModelDir } from '@butterfly/node-worker'
+import { resolveModelDir } from '@butterfly/node-platform'
 import { type BenchMesh, median, startBenchMesh, timeTokens } from './bench-mesh.js'
 
 /**

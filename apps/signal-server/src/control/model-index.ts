@@ -10,7 +10,7 @@ import {
   SAFETENSORS_INDEX_FILE,
   type TensorInfo,
 } from '@butterfly/core'
-import { ModelNotFoundError, openLocalWeights } from '@butterfly/node-worker'
+import { ModelNotFoundError, openLocalWeights } from '@butterfly/node-platform'
 
 /** The files of a single-file model. A sharded one has the index and its shards instead of the last. */
 export const MODEL_FILES = ['config.json', 'tokenizer.json', 'model.safetensors'] as const

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HfTokenizer, type Tokenizer } from '@butterfly/core'
-import { useNativeSignatures } from '@butterfly/node-worker'
+import { useNativeSignatures } from '@butterfly/node-platform'
 import type { HealthSource } from '../http/health-routes.js'
 import type { ServerParts } from '../http/signal-server.js'
 import { MeshGateway, type MeshGatewayInit } from './mesh-gateway.js'

@@ -7,7 +7,7 @@ import {
   ToleranceTable,
   Xoshiro128ss,
 } from '@butterfly/core'
-import { loadModel } from '@butterfly/node-worker'
+import { loadModel } from '@butterfly/node-platform'
 import type { Mesh } from '../control/mesh.js'
 import type { StageCalibrator } from './stage-calibrator.js'
 

@@ -10,8 +10,8 @@ import {
   safetensorsLayout,
   TokenizerError,
 } from '@butterfly/core'
+import { exists, loadModel, WEIGHTS_FILE } from '@butterfly/node-platform'
 import { ImportError } from '../errors.js'
-import { loadModel, WEIGHTS_FILE } from '../model-store.js'
 import {
   checkOutputDtype,
   encodeOutput,
@@ -146,14 +146,5 @@ async function writeAll(file: FileHandle, data: Uint8Array): Promise<void> {
   for (let at = 0; at < data.byteLength; ) {
     const { bytesWritten } = await file.write(data, at, Math.min(data.byteLength - at, 1 << 30))
     at += bytesWritten
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path)
-    return true
-  } catch {
-    return false
   }
 }

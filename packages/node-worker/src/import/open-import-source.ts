@@ -17,9 +17,7 @@ import {
   SafetensorsReader,
   TokenizerError,
 } from '@butterfly/core'
-import { CliUsageError, ModelNotFoundError } from '../errors.js'
-import { FileSource } from '../file-source.js'
-import { WEIGHTS_FILE } from '../model-store.js'
+import { CliUsageError, FileSource, ModelNotFoundError, WEIGHTS_FILE } from '@butterfly/node-platform'
 
 /** Real config.json and index files are kilobytes; tokenizer.json files reach tens of MB. */
 const MAX_CONFIG_BYTES = 64 << 20

@@ -1,6 +1,13 @@
 import { generate } from '@butterfly/core'
 import { afterAll, describe, expect, test } from 'vitest'
-import { argmax, buildPipeline, referenceFor, relativeError, stepLogits, syntheticConfig } from './helpers.js'
+import {
+  argmax,
+  buildPipeline,
+  referenceFor,
+  relativeError,
+  stepLogits,
+  syntheticConfig,
+} from '../../node-worker/test/helpers.js'
 
 // Tolerances: ORT computes in fp32, the reference in float64. Errors are measured as
 // max |ort - ref| / max |ref| over the whole logit vector.

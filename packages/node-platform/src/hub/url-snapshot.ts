@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { parseSafetensorsIndexBytes, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE } from '@butterfly/core'
 import { ModelDownloadError } from '../errors.js'
-import type { PlannedFile } from './download-model.js'
+import type { PlannedFile } from './file-download.js'
 import { expectStatus, fetchCapped, type HttpPolicy, hubRequest, withRetries } from './hub-http.js'
 
 /** What a directory URL holds now: its small files in memory and the weights to fetch. */

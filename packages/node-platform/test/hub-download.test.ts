@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { syntheticConfig } from '@butterfly/core'
 import { afterAll, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest'
+import { filesOf, sha256Hex, startTestHub, type TestHub } from '../../node-worker/test/hub-server.js'
+import { shardName, writeShardedModel } from '../../node-worker/test/sharded-model.js'
 import { type DownloadModelOptions, downloadModel } from '../src/hub/download-model.js'
 import { parseRemoteSpec } from '../src/hub/model-spec.js'
 import { loadModel, resolveModelDir } from '../src/model-store.js'
-import { filesOf, sha256Hex, startTestHub, type TestHub } from './hub-server.js'
-import { shardName, writeShardedModel } from './sharded-model.js'
 
 // In-process downloads against the local test hub; the CLI suite (hub-cli) covers real processes.
 vi.setConfig({ testTimeout: 30_000 })

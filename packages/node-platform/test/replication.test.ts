@@ -14,9 +14,9 @@ import { type Replica, ReplicatedStage } from '../../core/src/mesh/replicated-st
 import { calibrate } from '../../core/src/verify/calibration.js'
 import { ReputationBook } from '../../core/src/verify/reputation.js'
 import type { ToleranceTable } from '../../core/src/verify/tolerance.js'
+import { type FaultMode, FaultyStage } from '../../node-worker/test/faulty-stage.js'
+import { syntheticConfig, syntheticWeights } from '../../node-worker/test/helpers.js'
 import { createNodeBackend } from '../src/node-backend.js'
-import { type FaultMode, FaultyStage } from './faulty-stage.js'
-import { syntheticConfig, syntheticWeights } from './helpers.js'
 
 /*
  * Replicated stages over real ORT stages of the synthetic 'tiny' model (K = 2: layers [0,2) and

@@ -16,6 +16,14 @@ export interface FileExpectation {
   readonly commit?: string | undefined
 }
 
+/** Where one file of a download comes from and what it must be. */
+export interface PlannedFile {
+  readonly path: string
+  readonly url: string
+  readonly expect: FileExpectation
+  readonly maxBytes?: number
+}
+
 export interface FileDownloadOptions {
   readonly policy: HttpPolicy
   /** Attempts after the first; each resumes where the last stopped. */

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -23,6 +23,7 @@ import {
   withInt4Quantization,
 } from '@butterfly/core'
 import { ModelNotFoundError } from './errors.js'
+import { exists } from './exists.js'
 import { type DownloadModelOptions, downloadModel } from './hub/download-model.js'
 import { isRemoteSpec, parseRemoteSpec } from './hub/model-spec.js'
 import { openLocalWeights } from './local-weights.js'
@@ -152,14 +153,5 @@ async function readJson(path: string, fail: (message: string) => Error): Promise
     return JSON.parse(text)
   } catch (err) {
     throw fail(`${path} is not valid JSON: ${(err as Error).message}`)
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path)
-    return true
-  } catch {
-    return false
   }
 }

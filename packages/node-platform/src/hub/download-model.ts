@@ -10,7 +10,7 @@ import {
   SAFETENSORS_INDEX_FILE,
 } from '@butterfly/core'
 import { ModelDownloadError, ModelNotFoundError } from '../errors.js'
-import { downloadFile, type FileExpectation } from './file-download.js'
+import { downloadFile, type FileExpectation, type PlannedFile } from './file-download.js'
 import { fetchHfListing } from './hf-listing.js'
 import { DEFAULT_HTTP_POLICY, type HttpPolicy } from './hub-http.js'
 import { type RemoteModelSpec, resolveHfEndpoint } from './model-spec.js'
@@ -43,14 +43,6 @@ export interface DownloadModelOptions {
 export const MAX_CONFIG_BYTES = 1 * 2 ** 20
 export const MAX_TOKENIZER_BYTES = 256 * 2 ** 20
 export const MAX_TOKENIZER_CONFIG_BYTES = 16 * 2 ** 20
-
-/** Where one file of a download comes from and what it must be. */
-export interface PlannedFile {
-  readonly path: string
-  readonly url: string
-  readonly expect: FileExpectation
-  readonly maxBytes?: number
-}
 
 /**
  * Downloads a model into `cache` and returns its directory, ready for loadModel:

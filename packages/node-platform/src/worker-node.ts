@@ -4,8 +4,8 @@ import {
   type WorkerNodeComponents,
   type WorkerNodeInit,
 } from '@butterfly/core'
-import { loadOrCreateIdentity } from '../identity-store.js'
-import { useNativeSignatures } from '../native-signatures.js'
+import { loadOrCreateIdentity } from './identity-store.js'
+import { useNativeSignatures } from './native-signatures.js'
 
 export type { WorkerNode, WorkerNodeInit } from '@butterfly/core'
 

@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { syntheticConfig } from '@butterfly/core'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import { filesOf, startTestHub, type TestHub } from '../../node-worker/test/hub-server.js'
+import { shardName, writeShardedModel } from '../../node-worker/test/sharded-model.js'
 import { type DownloadModelOptions, downloadModel } from '../src/hub/download-model.js'
 import { parseRemoteSpec } from '../src/hub/model-spec.js'
 import { loadModel, resolveModelDir } from '../src/model-store.js'
-import { filesOf, startTestHub, type TestHub } from './hub-server.js'
-import { shardName, writeShardedModel } from './sharded-model.js'
 
 // Repositories that lie: bad indexes, oversized or invalid configs, missing weights. Each must
 // fail with a clear error, before any weights are fetched where that is possible.

@@ -1,0 +1,7 @@
+/**
+ * @butterfly/node-platform/bench — the pieces of the benchmarks other benchmarks reuse (the
+ * server's mesh bench prints the transport numbers). Not part of the main index: benchmarks are
+ * programs (engine-bench.js, quant-bench.js), not API.
+ */
+
+export { type TransportBenchOptions, transportBench } from './transport-bench.js'
