@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The layout rules that dependency-cruiser cannot express (it sees imports, not files):
 // - the root of packages/core/src holds only index.ts, errors.ts and ambient types;
-// - every file under packages/core/src lives in a folder that has a layer in .dependency-cruiser.cjs;
+// - every file under packages/core/src lives in a folder that has a layer in scripts/core-layers.cjs;
 // - no source file (src/ of a package or app) is longer than MAX_LINES.
 // Run by `npm run lint:layout`, part of `npm test`.
 import { readdirSync, readFileSync, statSync } from 'node:fs'
@@ -28,17 +28,20 @@ function walk(dir, out = []) {
 
 const coreSrc = join(root, 'packages/core/src')
 const layerFolders = new Set(
-  createRequire(import.meta.url)(join(root, '.dependency-cruiser.cjs'))
-    .coreLayers.flat()
+  createRequire(import.meta.url)(join(root, 'scripts/core-layers.cjs'))
+    .flat()
     .filter((entry) => !entry.includes('.')),
 )
 for (const file of walk(coreSrc)) {
   const rel = relative(coreSrc, file).split('\\').join('/')
   const [top, ...rest] = rel.split('/')
   if (rest.length === 0) {
-    if (!CORE_ROOT_FILES.has(rel)) problems.push(`packages/core/src/${rel}: only ${[...CORE_ROOT_FILES].join(', ')} may sit at the root of core/src; move it into the folder of its role`)
+    if (!CORE_ROOT_FILES.has(rel))
+      problems.push(
+        `packages/core/src/${rel}: only ${[...CORE_ROOT_FILES].join(', ')} may sit at the root of core/src; move it into the folder of its role`,
+      )
   } else if (!layerFolders.has(top)) {
-    problems.push(`packages/core/src/${rel}: folder ${top}/ has no layer in .dependency-cruiser.cjs (coreLayers)`)
+    problems.push(`packages/core/src/${rel}: folder ${top}/ has no layer in scripts/core-layers.cjs`)
   }
 }
 
@@ -54,7 +57,10 @@ for (const group of ['packages', 'apps']) {
     for (const file of files) {
       if (!SOURCE.test(file)) continue
       const lines = readFileSync(file, 'utf8').split('\n').length - 1
-      if (lines > MAX_LINES) problems.push(`${relative(root, file)}: ${lines} lines (at most ${MAX_LINES}; split it along a real seam)`)
+      if (lines > MAX_LINES)
+        problems.push(
+          `${relative(root, file)}: ${lines} lines (at most ${MAX_LINES}; split it along a real seam)`,
+        )
     }
   }
 }
