@@ -9,6 +9,9 @@ export default defineConfig({
     alias: {
       '@butterfly/core': src('./packages/core/src/index.ts'),
       '@butterfly/node-worker': src('./packages/node-worker/src/index.ts'),
+      // Before '@butterfly/testing', which would otherwise match its subpath too.
+      '@butterfly/testing/node': src('./packages/testing/src/node.ts'),
+      '@butterfly/testing': src('./packages/testing/src/index.ts'),
     },
   },
   test: {

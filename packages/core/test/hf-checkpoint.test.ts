@@ -1,3 +1,11 @@
+import {
+  hfConfigJson,
+  hfTensors,
+  knownWeights,
+  llama2cModelBin,
+  testDims,
+  testVocab,
+} from '@butterfly/testing'
 import { describe, expect, test } from 'vitest'
 import { ModelFileError } from '../src/errors.js'
 import { hfImportSource, locateTensors } from '../src/formats/hf-checkpoint.js'
@@ -5,8 +13,6 @@ import { openLlama2cCheckpoint } from '../src/formats/llama2c-checkpoint.js'
 import { parseModelConfig } from '../src/model-config.js'
 import { bytesSource, encodeSafetensors, SafetensorsReader } from '../src/safetensors.js'
 import { parseSafetensorsIndex } from '../src/safetensors-index.js'
-import { hfConfigJson, hfTensors, knownWeights, llama2cModelBin, testVocab } from './format-writers.js'
-import { testDims } from './import-helpers.js'
 
 const dims = testDims(testVocab().pieces.length)
 const w = knownWeights(dims, 31, false)
