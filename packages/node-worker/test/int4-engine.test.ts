@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import {
   buildStageGraph,
   encodeSafetensors,
@@ -16,6 +14,7 @@ import {
   syntheticStoredWeights,
   withInt4Quantization,
 } from '@butterfly/core'
+import { runCli, WORKER_BIN } from '@butterfly/testing/node'
 import onnxProto from 'onnx-proto'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { FileSource } from '../src/file-source.js'
@@ -30,7 +29,6 @@ import { argmax, buildPipeline, referenceFor, relativeError, stepLogits, synthet
 const REL_TOL = 1e-4
 const STEPS = 32
 const PROMPT = [1, 40, 75, 80, 75, 35, 110, 120]
-const BIN = fileURLToPath(new URL('../bin/butterfly-worker.js', import.meta.url))
 
 let cache: string
 beforeAll(async () => {
@@ -232,19 +230,7 @@ describe('synthetic:NAME:int4 on disk', () => {
 })
 
 describe('butterfly-worker generate --model synthetic:tiny:int4 (real processes)', () => {
-  const cli = (args: readonly string[]) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [BIN, ...args], {
-        env: { ...process.env, BUTTERFLY_CACHE_DIR: cache },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      let stdout = ''
-      let stderr = ''
-      child.stdout.on('data', (d) => (stdout += d))
-      child.stderr.on('data', (d) => (stderr += d))
-      child.on('error', reject)
-      child.on('close', (code) => resolve({ code, stdout, stderr }))
-    })
+  const cli = (args: readonly string[]) => runCli(WORKER_BIN, args, { env: { BUTTERFLY_CACHE_DIR: cache } })
 
   test('--stages 1 and 3 print the same tokens as the in-process int4 pipeline', async () => {
     const config = withInt4Quantization(syntheticConfig('tiny'))
