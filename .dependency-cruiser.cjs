@@ -37,7 +37,8 @@ module.exports = {
     },
     {
       name: 'core-no-node',
-      comment: 'packages/core runs in browsers and Workers: no node: builtins (DOM types are kept out by its tsconfig lib).',
+      comment:
+        'packages/core runs in browsers and Workers: no node: builtins (DOM types are kept out by its tsconfig lib).',
       severity: 'error',
       from: { path: '^packages/core/' },
       to: { dependencyTypes: ['core'] },
@@ -51,7 +52,8 @@ module.exports = {
     },
     {
       name: 'core-root',
-      comment: 'Only index.ts may import from the whole of core; the root holds index.ts, errors.ts and ambient types.',
+      comment:
+        'Only index.ts may import from the whole of core; the root holds index.ts, errors.ts and ambient types.',
       severity: 'error',
       from: { path: '^packages/core/src/', pathNot: '^packages/core/src/index\\.ts$' },
       to: { path: '^packages/core/src/index\\.ts$' },
@@ -73,7 +75,8 @@ module.exports = {
     },
     {
       name: 'no-reach-into-other-package',
-      comment: 'Import another workspace by its package name (its public index), never its src/ or test/ by relative path.',
+      comment:
+        'Import another workspace by its package name (its public index), never its src/ or test/ by relative path.',
       severity: 'error',
       from: { path: '^(packages|apps)/([^/]+)/' },
       to: { dependencyTypes: ['local'], path: '^(packages|apps)/', pathNot: '^(packages|apps)/$2/' },
@@ -87,10 +90,18 @@ module.exports = {
     },
     {
       name: 'src-not-test',
-      comment: 'Shipped code never imports test code.',
+      comment: "Shipped code never imports a workspace's test code.",
       severity: 'error',
-      from: { path: '^(packages|apps)/[^/]+/src/' },
-      to: { path: '(^(packages|apps)/[^/]+/test/)|(^packages/testing/)' },
+      from: { path: '^(packages|apps)/[^/]+/src/', pathNot: '^packages/testing/' },
+      to: { path: '^(packages|apps)/[^/]+/test/' },
+    },
+    {
+      name: 'testing-only-in-tests',
+      comment:
+        "@butterfly/testing (packages/testing/src: test code, source only) is imported by tests alone, never by a workspace's src/.",
+      severity: 'error',
+      from: { path: '^(packages|apps)/[^/]+/src/', pathNot: '^packages/testing/' },
+      to: { path: '^packages/testing/' },
     },
   ],
   options: {
