@@ -4,6 +4,7 @@ import type { StageSession, StageStepInput, StageStepOutput } from '@butterfly/c
  * A stage that forwards everything to `inner`, with inner's layer range: the shape a test stage
  * that wraps a real one starts from. Subclasses override what they change (and add fetchHidden or
  * provenance where they have them: the base leaves those optional members out).
+ * (Once @butterfly/core exports ShapedStage, this extends it instead of copying the four fields.)
  */
 export class DelegatingStage<S extends StageSession = StageSession> implements StageSession {
   readonly layerStart: number
