@@ -104,10 +104,18 @@ module.exports = {
     },
     {
       name: 'src-not-test',
-      comment: 'Shipped code never imports test code.',
+      comment: "Shipped code never imports a workspace's test code.",
       severity: 'error',
-      from: { path: '^(packages|apps)/[^/]+/src/' },
-      to: { path: '(^(packages|apps)/[^/]+/test/)|(^packages/testing/)' },
+      from: { path: '^(packages|apps)/[^/]+/src/', pathNot: '^packages/testing/' },
+      to: { path: '^(packages|apps)/[^/]+/test/' },
+    },
+    {
+      name: 'testing-only-in-tests',
+      comment:
+        "@butterfly/testing (packages/testing/src: test code, source only) is imported by tests alone, never by a workspace's src/.",
+      severity: 'error',
+      from: { path: '^(packages|apps)/[^/]+/src/', pathNot: '^packages/testing/' },
+      to: { path: '^packages/testing/' },
     },
   ],
   options: {

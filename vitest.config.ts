@@ -13,6 +13,9 @@ export default defineConfig({
       '@butterfly/node-platform/cli': src('./packages/node-platform/src/cli.ts'),
       '@butterfly/node-platform': src('./packages/node-platform/src/index.ts'),
       '@butterfly/node-worker': src('./packages/node-worker/src/index.ts'),
+      // Before '@butterfly/testing', which would otherwise match its subpath too.
+      '@butterfly/testing/node': src('./packages/testing/src/node.ts'),
+      '@butterfly/testing': src('./packages/testing/src/index.ts'),
     },
   },
   test: {

@@ -1,8 +1,8 @@
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from '@butterfly/testing/node'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from '../apps/signal-server/test/processes.js'
 import { launchChromium } from './chromium.js'
 import { type E2eMesh, startE2eMesh } from './e2e-mesh.js'
 

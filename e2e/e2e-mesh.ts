@@ -1,8 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from '@butterfly/testing/node'
 import { expect } from 'vitest'
-import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from '../apps/signal-server/test/processes.js'
 
 // What the e2e suites stand on: a real butterfly-server serving the web app, one real
 // `butterfly-worker join` process, and the single-process text every mesh run must give.

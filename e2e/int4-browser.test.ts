@@ -14,9 +14,9 @@ import {
   withInt4Quantization,
 } from '@butterfly/core'
 import { createNodeBackend } from '@butterfly/node-platform'
+import { until } from '@butterfly/testing/node'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { until } from '../apps/signal-server/test/processes.js'
 import { launchChromium } from './chromium.js'
 import { type E2eMesh, startE2eMesh } from './e2e-mesh.js'
 

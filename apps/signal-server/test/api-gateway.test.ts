@@ -1,10 +1,10 @@
 import { generateIdentity } from '@butterfly/core'
 import { createNodeBackend, nodeWrtc, startWorkerNode, type WorkerNode } from '@butterfly/node-platform'
+import { until } from '@butterfly/testing/node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { attachGateway } from '../src/api/attach-gateway.js'
 import type { SignalServer } from '../src/http/signal-server.js'
 import { startServer, tinyModel } from './helpers.js'
-import { until } from './processes.js'
 
 // The gateway in-process with a real worker node (socket.io + WebRTC on loopback): admission,
 // auth, no-plan and metrics behaviour, which the multi-process suite does not cover.

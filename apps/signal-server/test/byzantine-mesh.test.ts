@@ -3,20 +3,20 @@ import { tmpdir } from 'node:os'
 import { join as joinPath } from 'node:path'
 import { type PlanMessage, stagePeers } from '@butterfly/core'
 import { nodeWrtc } from '@butterfly/node-platform'
+import type { FaultMode } from '@butterfly/testing'
+import { type Proc, startWorkerProcess } from '@butterfly/testing/node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import type { FaultMode } from '../../../packages/node-worker/test/faulty-stage.js'
 import { attachGateway, type Gateway } from '../src/api/attach-gateway.js'
 import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
 import type { SignalServer } from '../src/http/signal-server.js'
 import { startServer, tinyModel } from './helpers.js'
 import { classReferenceTokens, meshTokens, readyPlan } from './mesh-harness.js'
-import { type Proc, startWorkerProcess } from './processes.js'
 
 /*
  * Result voting over real WebRTC between real processes: a mesh of fp32 and fp16-weight workers
  * (two numeric classes; honest ones are `butterfly-worker join` processes), two stages of r
  * replicas each, f of them faulty per stage: test-only worker processes whose stage executor is
- * wrapped by FaultyStage (packages/node-worker/test/fixtures/faulty-worker.ts). Placement keeps each stage to one class (homogeneous redundancy), every
+ * wrapped by FaultyStage (packages/testing/src/fixtures/faulty-worker.ts). Placement keeps each stage to one class (homogeneous redundancy), every
  * replica is calibrated against the exact answer when it joins, and each round decodes 200 tokens:
  * they must equal the single-process reference of the classes that served each stage, every
  * faulty peer must end flagged and excluded, and no honest peer may ever be blamed.

@@ -3,11 +3,20 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type ModelManifest, stageTensorNames, syntheticConfig } from '@butterfly/core'
 import { resolveModelDir } from '@butterfly/node-platform'
+import {
+  filesOf,
+  type Proc,
+  SERVER_BIN,
+  shardName,
+  start,
+  startTestHub,
+  type TestHub,
+  until,
+  WORKER_BIN,
+  writeShardedModel,
+} from '@butterfly/testing/node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { filesOf, startTestHub, type TestHub } from '../../../packages/node-worker/test/hub-server.js'
-import { shardName, writeShardedModel } from '../../../packages/node-worker/test/sharded-model.js'
 import { type CountingProxy, startCountingProxy } from './counting-proxy.js'
-import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from './processes.js'
 
 // `butterfly-server --model hf:org/sharded` against the local test hub, with two
 // `butterfly-worker join` processes, each behind its own counting proxy so what each one

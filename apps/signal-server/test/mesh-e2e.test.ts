@@ -1,10 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from '@butterfly/testing/node'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { chatPrompt } from '../src/api/openai-request.js'
-import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from './processes.js'
 
 // Real processes on loopback: one server, three workers over real WebRTC, the official
 // openai client as the caller, and the single-process CLI as the reference.

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os'
 import { join as joinPath } from 'node:path'
 import { Xoshiro128ss } from '@butterfly/core'
 import { nodeWrtc } from '@butterfly/node-platform'
+import { type Proc, startWorkerProcess } from '@butterfly/testing/node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { attachGateway, type Gateway } from '../src/api/attach-gateway.js'
 import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
 import type { SignalServer } from '../src/http/signal-server.js'
 import { startServer, tinyModel } from './helpers.js'
 import { meshTokens, readyPlan, referenceTokens } from './mesh-harness.js'
-import { type Proc, startWorkerProcess } from './processes.js'
 
 // r = 1: each stage has one peer, a worker process. When one is SIGKILLed mid-generation the mesh re-plans onto the
 // peers left, the gateway moves the generation to the new pipeline and replays its tokens, and

@@ -3,14 +3,14 @@ import { tmpdir } from 'node:os'
 import { join as joinPath } from 'node:path'
 import { type InferenceBackend, type PlanStage, stagePeers, Xoshiro128ss } from '@butterfly/core'
 import { createNodeBackend, nodeWrtc, type WorkerNode } from '@butterfly/node-platform'
+import { FaultyStage } from '@butterfly/testing'
+import { type Proc, startWorkerProcess } from '@butterfly/testing/node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { FaultyStage } from '../../../packages/node-worker/test/faulty-stage.js'
 import { attachGateway, type Gateway } from '../src/api/attach-gateway.js'
 import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
 import type { SignalServer } from '../src/http/signal-server.js'
 import { startServer, tinyModel } from './helpers.js'
 import { meshTokens, readyPlan, referenceTokens, startLocalWorker } from './mesh-harness.js'
-import { type Proc, startWorkerProcess } from './processes.js'
 
 // A mesh with 3 replicas per stage over real WebRTC, one worker lying through a test-only
 // wrapper around its stage executor: the gateway votes it down, answers with the honest

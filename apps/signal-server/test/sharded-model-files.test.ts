@@ -9,9 +9,8 @@ import {
   syntheticConfig,
 } from '@butterfly/core'
 import { FileSource, resolveModelDir } from '@butterfly/node-platform'
+import { sha256Hex, shardName, writeShardedModel } from '@butterfly/testing/node'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
-import { sha256Hex } from '../../../packages/node-worker/test/hub-server.js'
-import { shardName, writeShardedModel } from '../../../packages/node-worker/test/sharded-model.js'
 import type { ModelManifest } from '../src/control/model-index.js'
 import type { SignalServer } from '../src/http/signal-server.js'
 import { startServer } from './helpers.js'

@@ -1,3 +1,18 @@
+import {
+  GGML,
+  type GgufMeta,
+  ggufLlamaFile,
+  hfPermute,
+  knownWeights,
+  llama2cModelBin,
+  quantizeQ4_0,
+  quantizeQ8_0,
+  readAll,
+  testDims,
+  testVocab,
+  tokenizerBin,
+  writeGguf,
+} from '@butterfly/testing'
 import { describe, expect, test } from 'vitest'
 import { ButterflyError } from '../src/errors.js'
 import { openGgufLlama } from '../src/formats/gguf-llama.js'
@@ -7,9 +22,6 @@ import { llama2cTokenizerJson } from '../src/formats/llama2c-tokenizer.js'
 import { layerWeightNames } from '../src/model/weight-names.js'
 import { bytesSource } from '../src/weights/byte-source.js'
 import { f16BitsToF32, fromFloat32, toFloat32 } from '../src/weights/float16.js'
-import { hfPermute, knownWeights, llama2cModelBin, testVocab, tokenizerBin } from './format-writers.js'
-import { GGML, type GgufMeta, ggufLlamaFile, quantizeQ4_0, quantizeQ8_0, writeGguf } from './gguf-writer.js'
-import { readAll, testDims } from './import-helpers.js'
 
 const vocab = testVocab()
 const dims = testDims(vocab.pieces.length)

@@ -1,11 +1,9 @@
+import { GGML, type GgufMeta, ggufLlamaFile, knownWeights, testDims, testVocab } from '@butterfly/testing'
 import { describe, expect, test } from 'vitest'
 import { TokenizerError } from '../src/errors.js'
 import { openGgufLlama } from '../src/formats/gguf-llama.js'
 import { HfTokenizer } from '../src/tokenizers/hf-tokenizer.js'
 import { bytesSource } from '../src/weights/byte-source.js'
-import { knownWeights, testVocab } from './format-writers.js'
-import { GGML, type GgufMeta, ggufLlamaFile } from './gguf-writer.js'
-import { testDims } from './import-helpers.js'
 
 /** GPT-2's bytes_to_unicode: printable bytes stand for themselves, the rest for U+0100 onwards. */
 function byteChars(): string[] {

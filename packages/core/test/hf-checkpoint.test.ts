@@ -1,3 +1,11 @@
+import {
+  hfConfigJson,
+  hfTensors,
+  knownWeights,
+  llama2cModelBin,
+  testDims,
+  testVocab,
+} from '@butterfly/testing'
 import { describe, expect, test } from 'vitest'
 import { ModelFileError } from '../src/errors.js'
 import { hfImportSource, locateTensors } from '../src/formats/hf-checkpoint.js'
@@ -6,8 +14,6 @@ import { parseModelConfig } from '../src/model/model-config.js'
 import { bytesSource } from '../src/weights/byte-source.js'
 import { encodeSafetensors, SafetensorsReader } from '../src/weights/safetensors.js'
 import { parseSafetensorsIndex } from '../src/weights/safetensors-index.js'
-import { hfConfigJson, hfTensors, knownWeights, llama2cModelBin, testVocab } from './format-writers.js'
-import { testDims } from './import-helpers.js'
 
 const dims = testDims(testVocab().pieces.length)
 const w = knownWeights(dims, 31, false)

@@ -1,3 +1,16 @@
+import {
+  argmax,
+  hfPermute,
+  knownWeights,
+  Llama2cRunner,
+  type Llama2cWeights,
+  llama2cGreedy,
+  llama2cModelBin,
+  readAll,
+  relativeError,
+  testDims,
+  testVocab,
+} from '@butterfly/testing'
 import { describe, expect, test } from 'vitest'
 import { ModelFileError } from '../src/errors.js'
 import { metaToHfRows } from '../src/formats/import-source.js'
@@ -6,9 +19,6 @@ import type { ModelConfig } from '../src/model/model-config.js'
 import { ReferenceModel } from '../src/model/reference-model.js'
 import { layerWeightNames } from '../src/model/weight-names.js'
 import { bytesSource } from '../src/weights/byte-source.js'
-import { hfPermute, knownWeights, llama2cModelBin, testVocab } from './format-writers.js'
-import { readAll, relativeError, testDims } from './import-helpers.js'
-import { argmax, Llama2cRunner, type Llama2cWeights, llama2cGreedy } from './llama2c-reference.js'
 
 const vocab = testVocab()
 const dims = testDims(vocab.pieces.length)

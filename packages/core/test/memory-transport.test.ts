@@ -1,3 +1,4 @@
+import { runTransportCompliance } from '@butterfly/testing'
 import { describe, expect, test } from 'vitest'
 import { TransportError } from '../src/errors.js'
 import {
@@ -7,7 +8,6 @@ import {
 } from '../src/transport/memory-transport.js'
 import type { FrameChannel, SignalData } from '../src/transport/transport.js'
 import { MAX_CHUNK_BYTES } from '../src/wire/frame.js'
-import { runTransportCompliance } from './transport-compliance.js'
 
 async function pair(network = new MemoryNetwork()) {
   const a = createMemoryTransport({ peerId: 'alice' }, { network })

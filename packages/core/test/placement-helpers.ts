@@ -45,18 +45,6 @@ export function peer(
   return { id, memoryBytes, tokensPerSec, backend }
 }
 
-/** mulberry32: small, seeded, identical on every runtime. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 export interface MemoryOpts {
   bytesPerParam: number
   kvContext: number

@@ -1,3 +1,4 @@
+import { mulberry32 as seededRandom } from '@butterfly/testing'
 import { describe, expect, it } from 'vitest'
 import { ButterflyError, PlacementError } from '../src/errors.js'
 import type { PeerCapacity } from '../src/placement/peer-capacity.js'
@@ -5,15 +6,7 @@ import { formatBytes } from '../src/placement/plan.js'
 import { PlanCache, planCacheKey } from '../src/placement/plan-cache.js'
 import { planPlacement, strategyOrder } from '../src/placement/plan-placement.js'
 import { stageMemoryBytes } from '../src/placement/stage-memory.js'
-import {
-  PLENTY,
-  peer,
-  seededRandom,
-  TOY_EMBED,
-  TOY_LAYER,
-  TOY_MEMORY,
-  toyConfig,
-} from './placement-helpers.js'
+import { PLENTY, peer, TOY_EMBED, TOY_LAYER, TOY_MEMORY, toyConfig } from './placement-helpers.js'
 
 const opts = (hopSeconds = 0) => ({ ...TOY_MEMORY, hopSeconds })
 

@@ -1,3 +1,4 @@
+import { mulberry32 as seededRandom } from '@butterfly/testing'
 import { describe, expect, it } from 'vitest'
 import { ButterflyError } from '../src/errors.js'
 import type { ModelConfig } from '../src/model/model-config.js'
@@ -8,13 +9,7 @@ import { planPlacement } from '../src/placement/plan-placement.js'
 import { stageMemoryBytes } from '../src/placement/stage-memory.js'
 import { throughputPlan } from '../src/placement/throughput-plan.js'
 import { uniformPlan } from '../src/placement/uniform-plan.js'
-import {
-  bruteForceBestCost,
-  expectValidPlan,
-  type MemoryOpts,
-  seededRandom,
-  toyConfig,
-} from './placement-helpers.js'
+import { bruteForceBestCost, expectValidPlan, type MemoryOpts, toyConfig } from './placement-helpers.js'
 
 type Opts = MemoryOpts & { hopSeconds: number }
 const BACKENDS: PeerBackend[] = ['cpu', 'cuda', 'wasm', 'webgpu']

@@ -1,11 +1,16 @@
+import {
+  Llama2cTokenizerRef,
+  mulberry32 as rng,
+  sentencepieceSpelling,
+  testVocab,
+  tokenizerBin,
+} from '@butterfly/testing'
 import { describe, expect, test } from 'vitest'
 import { TokenizerError } from '../src/errors.js'
 import { llama2cTokenizerJson, readLlama2cTokenizer } from '../src/formats/llama2c-tokenizer.js'
 import { spmTokenizerJson } from '../src/formats/spm-tokenizer-json.js'
 import { HfTokenizer } from '../src/tokenizers/hf-tokenizer.js'
 import { bytesSource } from '../src/weights/byte-source.js'
-import { rng, sentencepieceSpelling, testVocab, tokenizerBin } from './format-writers.js'
-import { Llama2cTokenizerRef } from './llama2c-reference.js'
 
 const vocab = testVocab()
 const V = vocab.pieces.length

@@ -1,3 +1,4 @@
+import { mulberry32 } from '@butterfly/testing'
 import { expect } from 'vitest'
 import { WireProtocolError, type WireProtocolErrorCode } from '../src/errors.js'
 import { encodeFrame, type FrameType } from '../src/wire/frame.js'
@@ -17,21 +18,9 @@ export function expectWireError(fn: () => unknown, code: WireProtocolErrorCode):
   return err
 }
 
-/** mulberry32: a tiny seeded generator so shuffles and fuzz runs replay exactly. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 export function shuffled<T>(items: readonly T[], seed: number): T[] {
   const out = [...items]
-  const r = rng(seed)
+  const r = mulberry32(seed)
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(r() * (i + 1))
     ;[out[i], out[j]] = [out[j] as T, out[i] as T]

@@ -1,9 +1,10 @@
+import { mulberry32 as rng } from '@butterfly/testing'
 import { describe, expect, it } from 'vitest'
 import { WireProtocolError, type WireProtocolErrorCode } from '../src/errors.js'
 import { FrameType, MAX_CHUNK_PAYLOAD_BYTES } from '../src/wire/frame.js'
 import { encodeMessage, type Message } from '../src/wire/messages.js'
 import { Reassembler, type ReassemblerOptions } from '../src/wire/reassembler.js'
-import { expectWireError, frameOf, patched, RawBody, rng } from './wire-helpers.js'
+import { expectWireError, frameOf, patched, RawBody } from './wire-helpers.js'
 
 const ping = frameOf(FrameType.Ping, new RawBody().u32(1).f64(2).build())
 

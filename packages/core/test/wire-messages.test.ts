@@ -1,3 +1,4 @@
+import { mulberry32 as rng } from '@butterfly/testing'
 import { describe, expect, it } from 'vitest'
 import { ButterflyError, GenerationError } from '../src/errors.js'
 import { decodeFrame, FrameType, MAX_CHUNK_BYTES, MAX_CHUNK_PAYLOAD_BYTES } from '../src/wire/frame.js'
@@ -12,7 +13,7 @@ import {
   validateMessage,
 } from '../src/wire/messages.js'
 import { Reassembler } from '../src/wire/reassembler.js'
-import { expectWireError, firstByteMismatch, rng, shuffled } from './wire-helpers.js'
+import { expectWireError, firstByteMismatch, shuffled } from './wire-helpers.js'
 
 function deliver(frames: Uint8Array[], r = new Reassembler()): ReceivedMessage {
   let out: ReceivedMessage | undefined

@@ -1,5 +1,4 @@
 import { generate } from '@butterfly/core'
-import { afterAll, describe, expect, test } from 'vitest'
 import {
   argmax,
   buildPipeline,
@@ -7,7 +6,8 @@ import {
   relativeError,
   stepLogits,
   syntheticConfig,
-} from '../../node-worker/test/helpers.js'
+} from '@butterfly/testing/node'
+import { afterAll, describe, expect, test } from 'vitest'
 
 // Tolerances: ORT computes in fp32, the reference in float64. Errors are measured as
 // max |ort - ref| / max |ref| over the whole logit vector.

@@ -1,43 +1,22 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { syntheticConfig } from '@butterfly/core'
-import { afterAll, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest'
-import { filesOf, sha256Hex, startTestHub, type TestHub } from '../../node-worker/test/hub-server.js'
-import { shardName, writeShardedModel } from '../../node-worker/test/sharded-model.js'
+import { sha256Hex, shardName, startHubFixture } from '@butterfly/testing/node'
+import { afterAll, beforeEach, describe, expect, test, vi } from 'vitest'
 import { type DownloadModelOptions, downloadModel } from '../src/hub/download-model.js'
 import { parseRemoteSpec } from '../src/hub/model-spec.js'
-import { loadModel, resolveModelDir } from '../src/model-store.js'
+import { loadModel } from '../src/model-store.js'
 
 // In-process downloads against the local test hub; the CLI suite (hub-cli) covers real processes.
 vi.setConfig({ testTimeout: 30_000 })
 
-let hub: TestHub
-let work: string
-let single: Map<string, Uint8Array>
-let sharded: Map<string, Uint8Array>
+const { hub, single, sharded, freshCache, close } = await startHubFixture('bf-hub-')
+hub.addRepo('org/tiny', single)
+hub.addRepo('org/sharded', sharded)
+hub.addRepo('org/private', single, { token: 'hf_secret' })
+afterAll(close)
+beforeEach(() => hub.clearFaults())
 const SHARD1 = shardName(0, 2)
 const SHARD2 = shardName(1, 2)
-
-beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'bf-hub-'))
-  const singleDir = await resolveModelDir('synthetic:tiny', join(work, 'src'))
-  await writeShardedModel(syntheticConfig('tiny'), singleDir, join(work, 'sharded'))
-  single = await filesOf(singleDir)
-  sharded = await filesOf(join(work, 'sharded'))
-  hub = await startTestHub()
-  hub.addRepo('org/tiny', single)
-  hub.addRepo('org/sharded', sharded)
-  hub.addRepo('org/private', single, { token: 'hf_secret' })
-})
-afterAll(async () => {
-  await hub.close()
-  await rm(work, { recursive: true, force: true })
-})
-beforeEach(() => hub.clearFaults())
-
-let caches = 0
-const freshCache = () => join(work, `cache-${caches++}`)
 const fast: DownloadModelOptions = { retryDelayMs: 5, idleTimeoutMs: 2000, headersTimeoutMs: 2000 }
 const download = (spec: string, cache: string, opts: DownloadModelOptions = {}) =>
   downloadModel(parseRemoteSpec(spec), cache, {

@@ -1,39 +1,16 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { syntheticConfig } from '@butterfly/core'
-import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
-import { filesOf, startTestHub, type TestHub } from '../../node-worker/test/hub-server.js'
-import { shardName, writeShardedModel } from '../../node-worker/test/sharded-model.js'
+import { shardName, startHubFixture } from '@butterfly/testing/node'
+import { afterAll, describe, expect, test, vi } from 'vitest'
 import { type DownloadModelOptions, downloadModel } from '../src/hub/download-model.js'
 import { parseRemoteSpec } from '../src/hub/model-spec.js'
-import { loadModel, resolveModelDir } from '../src/model-store.js'
+import { loadModel } from '../src/model-store.js'
 
 // Repositories that lie: bad indexes, oversized or invalid configs, missing weights. Each must
 // fail with a clear error, before any weights are fetched where that is possible.
 vi.setConfig({ testTimeout: 30_000 })
 
-let hub: TestHub
-let work: string
-let single: Map<string, Uint8Array>
-let sharded: Map<string, Uint8Array>
+const { hub, single, sharded, freshCache, close } = await startHubFixture('bf-hub-hostile-')
+afterAll(close)
 const SHARD1 = shardName(0, 2)
-
-beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'bf-hub-hostile-'))
-  const singleDir = await resolveModelDir('synthetic:tiny', join(work, 'src'))
-  await writeShardedModel(syntheticConfig('tiny'), singleDir, join(work, 'sharded'))
-  single = await filesOf(singleDir)
-  sharded = await filesOf(join(work, 'sharded'))
-  hub = await startTestHub()
-})
-afterAll(async () => {
-  await hub.close()
-  await rm(work, { recursive: true, force: true })
-})
-
-let caches = 0
-const freshCache = () => join(work, `cache-${caches++}`)
 const fast: DownloadModelOptions = { retryDelayMs: 5, idleTimeoutMs: 2000, headersTimeoutMs: 2000 }
 const download = (spec: string, cache: string) =>
   downloadModel(parseRemoteSpec(spec), cache, { endpoint: hub.url, token: '', offline: false, ...fast })

@@ -1,21 +1,22 @@
 import {
+  calibrate,
   FingerprintingStage,
   type GeneratedToken,
   generate,
   type Pipeline,
+  type Replica,
+  ReplicatedStage,
+  ReputationBook,
   type StageSession,
   type StageStepInput,
   type StageStepOutput,
+  type ToleranceTable,
   uniformPartition,
   VerifyError,
 } from '@butterfly/core'
+import { DelegatingStage, type FaultMode, FaultyStage } from '@butterfly/testing'
+import { syntheticConfig, syntheticWeights } from '@butterfly/testing/node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { type Replica, ReplicatedStage } from '../../core/src/mesh/replicated-stage.js'
-import { calibrate } from '../../core/src/verify/calibration.js'
-import { ReputationBook } from '../../core/src/verify/reputation.js'
-import type { ToleranceTable } from '../../core/src/verify/tolerance.js'
-import { type FaultMode, FaultyStage } from '../../node-worker/test/faulty-stage.js'
-import { syntheticConfig, syntheticWeights } from '../../node-worker/test/helpers.js'
 import { createNodeBackend } from '../src/node-backend.js'
 
 /*
@@ -204,31 +205,15 @@ function replicatedStage(
  * or fetched from it: the fingerprint alone would vouch for it, so the vote must catch the full
  * state (against the others' fingerprints, and against its own fingerprint once fetched).
  */
-class TwoFacedStage implements StageSession {
-  readonly layerStart: number
-  readonly layerEnd: number
-  readonly isFirst: boolean
-  readonly isLast: boolean
-  constructor(private readonly honest: FingerprintingStage) {
-    this.layerStart = honest.layerStart
-    this.layerEnd = honest.layerEnd
-    this.isFirst = honest.isFirst
-    this.isLast = honest.isLast
-  }
-  get activeGenerations(): number {
-    return this.honest.activeGenerations
-  }
-  async step(id: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
-    const out = await this.honest.step(id, input, signal)
+class TwoFacedStage extends DelegatingStage<FingerprintingStage> {
+  override async step(id: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
+    const out = await this.inner.step(id, input, signal)
     return out.hidden === undefined ? out : { hidden: out.hidden.map((v) => v * 1.05) }
   }
   async fetchHidden(id: string, startPos: number): Promise<Float32Array> {
-    return (await this.honest.fetchHidden(id, startPos)).map((v) => v * 1.05)
+    return (await this.inner.fetchHidden(id, startPos)).map((v) => v * 1.05)
   }
-  endGeneration(id: string): void {
-    this.honest.endGeneration(id)
-  }
-  async dispose(): Promise<void> {}
+  override async dispose(): Promise<void> {}
 }
 
 /** No adaptive replication: every step is voted by 2f + 1 replicas. */

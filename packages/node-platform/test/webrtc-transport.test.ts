@@ -1,10 +1,14 @@
+import {
+  createWebRtcTransport,
+  type FrameChannel,
+  MemorySignalingHub,
+  MessageConnection,
+  type SignalData,
+  type Signaling,
+  TransportError,
+} from '@butterfly/core'
+import { runTransportCompliance } from '@butterfly/testing'
 import { describe, expect, test } from 'vitest'
-import { TransportError } from '../../core/src/errors.js'
-import { MemorySignalingHub } from '../../core/src/transport/memory-transport.js'
-import { MessageConnection } from '../../core/src/transport/message-connection.js'
-import type { FrameChannel, SignalData, Signaling } from '../../core/src/transport/transport.js'
-import { createWebRtcTransport } from '../../core/src/transport/webrtc-transport.js'
-import { runTransportCompliance } from '../../core/test/transport-compliance.js'
 import { isLoopbackOrEnd, nodeWrtc, type WrtcKind } from '../src/node-wrtc.js'
 
 // Real peer connections in one process, ICE on 127.0.0.1 only, signaling through memory.

@@ -1,37 +1,17 @@
-import { spawn } from 'node:child_process'
 import { cp, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { encodeSafetensors, safetensorsLayout } from '@butterfly/core'
 import { resolveModelDir } from '@butterfly/node-platform'
+import { type CliRun, runCli, WORKER_BIN } from '@butterfly/testing/node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 
 // These run the built CLI (`npm test` compiles first) as a real process.
-const BIN = fileURLToPath(new URL('../bin/butterfly-worker.js', import.meta.url))
 let cache: string
 let tinyDir: string
 
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-function cli(args: readonly string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, BUTTERFLY_CACHE_DIR: cache },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+const cli = (args: readonly string[]): Promise<CliRun> =>
+  runCli(WORKER_BIN, args, { env: { BUTTERFLY_CACHE_DIR: cache } })
 
 beforeAll(async () => {
   cache = await mkdtemp(join(tmpdir(), 'bf-cli-'))

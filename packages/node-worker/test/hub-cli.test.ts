@@ -5,9 +5,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { syntheticConfig } from '@butterfly/core'
 import { resolveModelDir } from '@butterfly/node-platform'
+import { filesOf, shardName, startTestHub, type TestHub, writeShardedModel } from '@butterfly/testing/node'
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
-import { filesOf, startTestHub, type TestHub } from './hub-server.js'
-import { shardName, writeShardedModel } from './sharded-model.js'
 
 // `butterfly-worker generate --model hf:…` as a real process against the local test hub. These
 // run the built CLI (`npm test` compiles first).

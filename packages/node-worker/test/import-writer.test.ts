@@ -9,16 +9,17 @@ import {
   toFloat32,
 } from '@butterfly/core'
 import { FileSource } from '@butterfly/node-platform'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
+  GGML,
+  ggufLlamaFile,
   hfConfigJson,
   hfTensors,
   knownWeights,
+  testDims,
   testVocab,
   tokenizerBin,
-} from '../../core/test/format-writers.js'
-import { GGML, ggufLlamaFile } from '../../core/test/gguf-writer.js'
-import { testDims } from '../../core/test/import-helpers.js'
+} from '@butterfly/testing'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { writeImportedModel } from '../src/import/model-writer.js'
 import { openImportSource } from '../src/import/open-import-source.js'
 import { encodeOutput, outputConfig, outputEntries } from '../src/import/output-dtype.js'

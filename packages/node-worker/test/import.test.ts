@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process'
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import {
   encodeSafetensors,
   expectedWeightShapes,
@@ -12,52 +10,34 @@ import {
   toFloat32,
 } from '@butterfly/core'
 import { createNodeBackend, FileSource, loadModel } from '@butterfly/node-platform'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
+  argmax,
+  GGML,
+  ggufLlamaFile,
   hfConfigJson,
   hfTensors,
   knownWeights,
-  llama2cModelBin,
-  testVocab,
-  tokenizerBin,
-} from '../../core/test/format-writers.js'
-import { GGML, ggufLlamaFile } from '../../core/test/gguf-writer.js'
-import { relativeError, testDims } from '../../core/test/import-helpers.js'
-import {
-  argmax,
   Llama2cRunner,
   Llama2cTokenizerRef,
   llama2cGreedy,
-} from '../../core/test/llama2c-reference.js'
+  llama2cModelBin,
+  relativeError,
+  testDims,
+  testVocab,
+  tokenizerBin,
+} from '@butterfly/testing'
+import { type CliRun, runCli, WORKER_BIN } from '@butterfly/testing/node'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 
 // These run the built CLI (`npm test` compiles first) as real processes.
-const BIN = fileURLToPath(new URL('../bin/butterfly-worker.js', import.meta.url))
 const vocab = testVocab()
 const dims = testDims(vocab.pieces.length)
 const weights = knownWeights(dims, 41, false)
 const tokenizerRef = new Llama2cTokenizerRef(vocab.pieces, vocab.scores)
 let root: string
 
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-function cli(args: readonly string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, BUTTERFLY_CACHE_DIR: join(root, 'cache') },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+const cli = (args: readonly string[]): Promise<CliRun> =>
+  runCli(WORKER_BIN, args, { env: { BUTTERFLY_CACHE_DIR: join(root, 'cache') } })
 
 async function importOk(args: string[]): Promise<string> {
   const run = await cli(['import', ...args])

@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import {
   buildStageGraph,
   encodeSafetensors,
@@ -24,16 +22,24 @@ import {
   loadModel,
   resolveModelDir,
 } from '@butterfly/node-platform'
+import {
+  argmax,
+  buildPipeline,
+  referenceFor,
+  relativeError,
+  runCli,
+  stepLogits,
+  syntheticConfig,
+  WORKER_BIN,
+} from '@butterfly/testing/node'
 import onnxProto from 'onnx-proto'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { argmax, buildPipeline, referenceFor, relativeError, stepLogits, syntheticConfig } from './helpers.js'
 
 // The int4 graph (MatMulNBits) must equal the float64 reference run on the DEQUANTISED weights:
 // quantisation error is a property of the weights, never of the engine. ORT computes in fp32.
 const REL_TOL = 1e-4
 const STEPS = 32
 const PROMPT = [1, 40, 75, 80, 75, 35, 110, 120]
-const BIN = fileURLToPath(new URL('../bin/butterfly-worker.js', import.meta.url))
 
 let cache: string
 beforeAll(async () => {
@@ -235,19 +241,7 @@ describe('synthetic:NAME:int4 on disk', () => {
 })
 
 describe('butterfly-worker generate --model synthetic:tiny:int4 (real processes)', () => {
-  const cli = (args: readonly string[]) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [BIN, ...args], {
-        env: { ...process.env, BUTTERFLY_CACHE_DIR: cache },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      let stdout = ''
-      let stderr = ''
-      child.stdout.on('data', (d) => (stdout += d))
-      child.stderr.on('data', (d) => (stderr += d))
-      child.on('error', reject)
-      child.on('close', (code) => resolve({ code, stdout, stderr }))
-    })
+  const cli = (args: readonly string[]) => runCli(WORKER_BIN, args, { env: { BUTTERFLY_CACHE_DIR: cache } })
 
   test('--stages 1 and 3 print the same tokens as the in-process int4 pipeline', async () => {
     const config = withInt4Quantization(syntheticConfig('tiny'))

@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { ByteTokenizer, parseModelConfig } from '@butterfly/core'
+import { type CliRun, runCli, TRAIN_BIN, WORKER_BIN } from '@butterfly/testing/node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { readModelDir } from '../src/model-dir.js'
 import { ParamLayout } from '../src/param-layout.js'
@@ -11,8 +10,6 @@ import { Transformer } from '../src/transformer.js'
 
 // The built CLIs (`npm test` compiles first) as real processes: the trainer writes a model and
 // butterfly-worker's ONNX engine runs it.
-const TRAIN_BIN = fileURLToPath(new URL('../bin/butterfly-train.js', import.meta.url))
-const WORKER_BIN = fileURLToPath(new URL('../../node-worker/bin/butterfly-worker.js', import.meta.url))
 const TEXT = 'To be, or not to be, that is the question: whether tis nobler in the mind to suffer. '.repeat(
   120,
 )
@@ -20,26 +17,8 @@ const TEXT = 'To be, or not to be, that is the question: whether tis nobler in t
 let dir: string
 let corpus: string
 
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-function run(bin: string, args: readonly string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      env: { ...process.env, BUTTERFLY_CACHE_DIR: dir },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+const run = (bin: string, args: readonly string[]): Promise<CliRun> =>
+  runCli(bin, args, { env: { BUTTERFLY_CACHE_DIR: dir } })
 
 const tiny = (out: string, extra: readonly string[] = []) => [
   '--corpus',

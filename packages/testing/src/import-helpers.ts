@@ -1,5 +1,4 @@
-import type { ImportSource } from '../src/formats/import-source.js'
-import { toFloat32 } from '../src/weights/float16.js'
+import { type ImportSource, toFloat32 } from '@butterfly/core'
 import type { Llama2cDims } from './llama2c-reference.js'
 
 /** Small enough for float64 reference passes, with GQA and rows that are whole Q4_0/Q8_0 blocks. */

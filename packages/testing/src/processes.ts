@@ -1,13 +1,18 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-export const SERVER_BIN = fileURLToPath(new URL('../bin/butterfly-server.js', import.meta.url))
-export const WORKER_BIN = fileURLToPath(
-  new URL('../../../packages/node-worker/bin/butterfly-worker.js', import.meta.url),
+// The built CLIs (`npm test` compiles first), found from this file: packages/testing/src.
+export const SERVER_BIN = fileURLToPath(
+  new URL('../../../apps/signal-server/bin/butterfly-server.js', import.meta.url),
 )
-/** Test-only misbehaving worker (packages/node-worker/test/fixtures), compiled by vitest's global setup. */
+export const WORKER_BIN = fileURLToPath(new URL('../../node-worker/bin/butterfly-worker.js', import.meta.url))
+export const TRAIN_BIN = fileURLToPath(new URL('../../trainer/bin/butterfly-train.js', import.meta.url))
+/**
+ * Test-only misbehaving worker (packages/testing/src/fixtures), compiled by vitest's global setup
+ * (tsconfig.fixtures.json: rootDir packages/testing/src, outDir .cache/test-fixtures).
+ */
 export const FAULTY_WORKER_BIN = fileURLToPath(
-  new URL('../../../.cache/test-fixtures/test/fixtures/faulty-worker.js', import.meta.url),
+  new URL('../../../.cache/test-fixtures/fixtures/faulty-worker.js', import.meta.url),
 )
 
 export interface Proc {

@@ -1,15 +1,22 @@
-import { describe, expect, test } from 'vitest'
-import { TransportError, WireProtocolError, type WireProtocolErrorCode } from '../src/errors.js'
-import { MessageConnection, type MessageConnectionOptions } from '../src/transport/message-connection.js'
-import type { FrameChannel, Transport } from '../src/transport/transport.js'
 import {
   encodeFrame,
+  encodeMessage,
   FRAME_HEADER_BYTES,
+  type FrameChannel,
   FrameType,
   MAX_CHUNK_BYTES,
   MAX_CHUNK_PAYLOAD_BYTES,
-} from '../src/wire/frame.js'
-import { encodeMessage, type Message, type ReceivedMessage, type StepRequest } from '../src/wire/messages.js'
+  type Message,
+  MessageConnection,
+  type MessageConnectionOptions,
+  type ReceivedMessage,
+  type StepRequest,
+  type Transport,
+  TransportError,
+  WireProtocolError,
+  type WireProtocolErrorCode,
+} from '@butterfly/core'
+import { describe, expect, test } from 'vitest'
 
 export interface TransportPair {
   a: Transport

@@ -4,20 +4,9 @@
  * gguf-writer.ts). Each follows the format's own writer (llama2.c export.py,
  * llama.cpp's gguf-py and ggml quantize_row_*_ref), not the import code.
  */
-import { fromFloat32 } from '../src/weights/float16.js'
+import { fromFloat32 } from '@butterfly/core'
 import type { Llama2cDims, Llama2cWeights } from './llama2c-reference.js'
-
-/** mulberry32: small, seeded, the same on every platform. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { mulberry32 as rng } from './rng.js'
 
 /** Seeded llama2.c weights; `shared` leaves the classifier out (tied to the embedding). */
 export function knownWeights(dims: Llama2cDims, seed: number, shared: boolean): Llama2cWeights {

@@ -2,7 +2,7 @@
  * Test-only GGUF writer, after llama.cpp's gguf-py GGUFWriter, with ggml's reference Q8_0 and
  * Q4_0 quantisers, and the llama-architecture file llama.cpp's converter writes for known weights.
  */
-import { f32ToF16Bits, fromFloat32 } from '../src/weights/float16.js'
+import { f32ToF16Bits, fromFloat32 } from '@butterfly/core'
 import { sentencepieceSpelling } from './format-writers.js'
 import type { Llama2cWeights } from './llama2c-reference.js'
 

@@ -1,0 +1,31 @@
+/**
+ * @butterfly/testing/node: the Node-only half of the shared test code (child processes, HTTP, the
+ * file system, `@butterfly/node-platform`); the rest is in `@butterfly/testing` (./index.ts).
+ *
+ * Processes
+ * - `runCli(bin, args, { env })`: runs a built CLI to completion: `{ code, stdout, stderr }`.
+ * - `start(bin, args, env?, moreArgs?)`: a long-running CLI process (`Proc`) whose output can be
+ *   awaited (`waitFor(re)`) and which `stop()` always ends; `until(url, predicate)` polls JSON.
+ * - `startWorkerProcess(serverUrl, name, opts)`: a worker joined to mesh 'default' (honest
+ *   `butterfly-worker join`, or the faulty worker fixture when `opts.fault` is set).
+ * - `SERVER_BIN`, `WORKER_BIN`, `TRAIN_BIN`: the built CLIs; `FAULTY_WORKER_BIN`: the fixture
+ *   src/fixtures/faulty-worker.ts as compiled by vitest's global setup (tsconfig.fixtures.json)
+ *   to .cache/test-fixtures/fixtures/faulty-worker.js.
+ *
+ * The Hugging Face test hub
+ * - `startTestHub()`: a local hub (`TestHub`: repositories, tokens, injected `Fault`s, a request
+ *   log); `filesOf(dir)`, `sha256Hex(bytes)`.
+ * - `writeShardedModel`, `shardName`, `twoShardsAt`: sharded safetensors checkpoints.
+ * - `startHubFixture(prefix)`: a hub plus synthetic:tiny, single-file and sharded, in a fresh
+ *   temporary directory (`HubFixture`).
+ *
+ * Fault injection in a real worker
+ * - `faultyBackend(opts)`: the node backend with every stage wrapped in a `FaultyStage`.
+ */
+export * from './cli.js'
+export * from './engine-helpers.js'
+export * from './faulty-backend.js'
+export * from './hub-fixture.js'
+export * from './hub-server.js'
+export * from './processes.js'
+export * from './sharded-model.js'
