@@ -94,22 +94,5 @@ export async function stepLogits(
   throw new Error('pipeline has no last stage')
 }
 
-/** max |a - b| / max |b|: the error relative to the scale of the expected logits. */
-export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) return Number.POSITIVE_INFINITY
-  let maxDiff = 0
-  let scale = 0
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs((actual[i] as number) - (expected[i] as number)))
-    scale = Math.max(scale, Math.abs(expected[i] as number))
-  }
-  return maxDiff / Math.max(scale, 1e-12)
-}
-
-export function argmax(a: ArrayLike<number>): number {
-  let best = 0
-  for (let i = 1; i < a.length; i++) if ((a[i] as number) > (a[best] as number)) best = i
-  return best
-}
-
+export { argmax, relativeError } from './numerics.js'
 export { syntheticConfig }

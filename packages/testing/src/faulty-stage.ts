@@ -1,5 +1,5 @@
 import type { StageSession, StageStepInput, StageStepOutput, TopKLogits } from '@butterfly/core'
-import { StageError, Xoshiro128ss } from '@butterfly/core'
+import { ShapedStage, StageError, Xoshiro128ss } from '@butterfly/core'
 
 /**
  * Test-only misbehaving replica around a real stage:
@@ -29,11 +29,7 @@ interface GenState {
   last: StageStepOutput | undefined
 }
 
-export class FaultyStage implements StageSession {
-  readonly layerStart: number
-  readonly layerEnd: number
-  readonly isFirst: boolean
-  readonly isLast: boolean
+export class FaultyStage extends ShapedStage implements StageSession {
   /** Every step asked of this replica, in order. */
   readonly calls: Array<{ generationId: string; startPos: number; seqLen: number }> = []
   private readonly gens = new Map<string, GenState>()
@@ -43,10 +39,7 @@ export class FaultyStage implements StageSession {
     private readonly inner: StageSession,
     readonly options: FaultOptions,
   ) {
-    this.layerStart = inner.layerStart
-    this.layerEnd = inner.layerEnd
-    this.isFirst = inner.isFirst
-    this.isLast = inner.isLast
+    super(inner)
     this.rng = new Xoshiro128ss(options.seed ?? 1)
   }
 

@@ -12,14 +12,3 @@ export async function readAll(source: ImportSource): Promise<Map<string, Float32
   for (const t of source.tensors) out.set(t.name, Float32Array.from(toFloat32(await t.read())))
   return out
 }
-
-/** max |a - b| / max |b|. */
-export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let diff = 0
-  let scale = 0
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs((a[i] as number) - (b[i] as number)))
-    scale = Math.max(scale, Math.abs(b[i] as number))
-  }
-  return diff / scale
-}

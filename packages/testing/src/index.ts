@@ -14,10 +14,11 @@
  *   `hfTensors`, `hfConfigJson`.
  * - GGUF (gguf-writer): `writeGguf`, `ggufLlamaFile`, `GGML` type ids, `quantizeQ4_0`,
  *   `quantizeQ8_0`, `ggmlBytes`.
- * - `testDims(vocabSize)`, `readAll(source)`, `relativeError(a, b)` (import-helpers).
+ * - `testDims(vocabSize)`, `readAll(source)` (import-helpers).
+ * - `relativeError(actual, expected)`, `argmax(values)`: how the suites compare numerics.
  *
  * Reference implementations
- * - `Llama2cRunner`, `Llama2cTokenizerRef`, `llama2cGreedy`, `argmax`: a float64 transcription
+ * - `Llama2cRunner`, `Llama2cTokenizerRef`, `llama2cGreedy`: a float64 transcription
  *   of llama2.c's run.c (forward pass, tokenizer encode/decode).
  *
  * Suites and stages
@@ -34,5 +35,6 @@ export * from './format-writers.js'
 export * from './gguf-writer.js'
 export * from './import-helpers.js'
 export * from './llama2c-reference.js'
+export * from './numerics.js'
 export * from './rng.js'
 export * from './transport-compliance.js'

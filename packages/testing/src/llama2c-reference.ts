@@ -3,6 +3,7 @@
  * forward pass (interleaved RoPE on pairs 2i, 2i+1, theta 10000, RMSNorm eps 1e-5) and its
  * tokenizer's encode and decode. Written from run.c, independently of the import code.
  */
+import { argmax } from './numerics.js'
 
 export interface Llama2cDims {
   dim: number
@@ -127,12 +128,6 @@ export function llama2cGreedy(w: Llama2cWeights, prompt: readonly number[], step
     if (token === 2) break
   }
   return out
-}
-
-export function argmax(values: ArrayLike<number>): number {
-  let best = 0
-  for (let i = 1; i < values.length; i++) if ((values[i] as number) > (values[best] as number)) best = i
-  return best
 }
 
 function rmsnorm(x: Float64Array, w: Float32Array): Float64Array {
