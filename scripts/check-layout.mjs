@@ -2,7 +2,9 @@
 // The layout rules that dependency-cruiser cannot express (it sees imports, not files):
 // - the root of packages/core/src holds only index.ts, errors.ts and ambient types;
 // - every file under packages/core/src lives in a folder that has a layer in scripts/core-layers.cjs;
-// - no source file (src/ of a package or app) is longer than MAX_LINES.
+// - no source file (src/ of a package or app) is longer than MAX_LINES;
+// - every file or folder that ARCHITECTURE.md and CONTRIBUTING.md name in backticks exists, so
+//   the map cannot quietly go stale (a short path such as `http/auth.ts` must end some real path).
 // Run by `npm run lint:layout`, part of `npm test`.
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -62,6 +64,31 @@ for (const group of ['packages', 'apps']) {
           `${relative(root, file)}: ${lines} lines (at most ${MAX_LINES}; split it along a real seam)`,
         )
     }
+  }
+}
+
+const tree = ['packages', 'apps', 'e2e', 'scripts', 'docs'].flatMap((top) =>
+  walk(join(root, top)).map((f) => relative(root, f).split('\\').join('/')),
+)
+const folders = new Set(
+  tree.flatMap((f) =>
+    f
+      .split('/')
+      .slice(0, -1)
+      .map((_, i, parts) => `${parts.slice(0, i + 1).join('/')}/`),
+  ),
+)
+const PATHLIKE = /^[\w.-]+(\/[\w.-]+)*(\.(ts|tsx|js|mjs|cjs|json|md)|\/)$/
+for (const doc of ['ARCHITECTURE.md', 'CONTRIBUTING.md']) {
+  const text = readFileSync(join(root, doc), 'utf8')
+  for (const [, name] of text.matchAll(/`([^`\s]+)`/g)) {
+    if (!PATHLIKE.test(name) || !/[/.]/.test(name) || /^\.|^node:/.test(name)) continue
+    if (!name.includes('/') && !/\.(ts|tsx|mjs|cjs|md)$/.test(name)) continue
+    const rootFile = !name.includes('/') && readdirSync(root).includes(name)
+    const found = name.endsWith('/')
+      ? [...folders].some((d) => d === name || d.endsWith(`/${name}`))
+      : rootFile || tree.some((f) => f === name || f.endsWith(`/${name}`))
+    if (!found) problems.push(`${doc} names \`${name}\`, which does not exist`)
   }
 }
 
