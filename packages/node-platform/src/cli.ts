@@ -3,5 +3,5 @@
  * onnxruntime-node or node-datachannel just to start (butterfly-train).
  */
 
-export { type CliMainOptions, reportCliError, runCliMain } from './cli-main.js'
+export { type CliMainOptions, reportCliError, runCliMain } from './cli/cli-main.js'
 export { CliUsageError } from './errors.js'

@@ -33,8 +33,10 @@
  * `@butterfly/node-platform/bench`.
  */
 
-export { type CliMainOptions, reportCliError, runCliMain } from './cli-main.js'
-export { type Device, type DeviceRequest, resolveDevice } from './device.js'
+export { type Device, type DeviceRequest, resolveDevice } from './backend/device.js'
+export { createLocalPipeline, type LocalPipelineOptions } from './backend/local-pipeline.js'
+export { createNodeBackend, type NodeBackendInit } from './backend/node-backend.js'
+export { type CliMainOptions, reportCliError, runCliMain } from './cli/cli-main.js'
 export {
   CliUsageError,
   DeviceUnavailableError,
@@ -42,8 +44,6 @@ export {
   type ModelDownloadErrorCode,
   ModelNotFoundError,
 } from './errors.js'
-export { exists } from './exists.js'
-export { FileSource } from './file-source.js'
 export { type DownloadModelOptions, type DownloadProgress, downloadModel } from './hub/download-model.js'
 export { downloadOptions } from './hub/download-options.js'
 export { terminalProgress } from './hub/download-progress.js'
@@ -56,10 +56,14 @@ export {
   type RemoteModelSpec,
   resolveHfEndpoint,
 } from './hub/model-spec.js'
-export { defaultIdentityPath, loadOrCreateIdentity } from './identity-store.js'
-export { createLocalPipeline, type LocalPipelineOptions } from './local-pipeline.js'
-export { openLocalWeights } from './local-weights.js'
-export { convertModelDir, type ModelDtype, writeWeightsFile } from './model-convert.js'
+export { defaultIdentityPath, loadOrCreateIdentity } from './mesh/identity-store.js'
+export { nodeSignatureBackend, useNativeSignatures } from './mesh/native-signatures.js'
+export { nodeWrtc } from './mesh/node-wrtc.js'
+export { startWorkerNode, type WorkerNode, type WorkerNodeInit } from './mesh/worker-node.js'
+export { exists } from './models/exists.js'
+export { FileSource } from './models/file-source.js'
+export { openLocalWeights } from './models/local-weights.js'
+export { convertModelDir, type ModelDtype, writeWeightsFile } from './models/model-convert.js'
 export {
   cacheDir,
   EMBEDDED_MODEL_DIR,
@@ -68,8 +72,4 @@ export {
   resolveModelDir,
   WEIGHTS_FILE,
   writeSyntheticModel,
-} from './model-store.js'
-export { nodeSignatureBackend, useNativeSignatures } from './native-signatures.js'
-export { createNodeBackend, type NodeBackendInit } from './node-backend.js'
-export { nodeWrtc } from './node-wrtc.js'
-export { startWorkerNode, type WorkerNode, type WorkerNodeInit } from './worker-node.js'
+} from './models/model-store.js'

@@ -4,7 +4,7 @@ import { sha256Hex, shardName, startHubFixture } from '@butterfly/testing/node'
 import { afterAll, beforeEach, describe, expect, test, vi } from 'vitest'
 import { type DownloadModelOptions, downloadModel } from '../src/hub/download-model.js'
 import { parseRemoteSpec } from '../src/hub/model-spec.js'
-import { loadModel } from '../src/model-store.js'
+import { loadModel } from '../src/models/model-store.js'
 
 // In-process downloads against the local test hub; the CLI suite (hub-cli) covers real processes.
 vi.setConfig({ testTimeout: 30_000 })

@@ -2,7 +2,7 @@ import { shardName, startHubFixture } from '@butterfly/testing/node'
 import { afterAll, describe, expect, test, vi } from 'vitest'
 import { type DownloadModelOptions, downloadModel } from '../src/hub/download-model.js'
 import { parseRemoteSpec } from '../src/hub/model-spec.js'
-import { loadModel } from '../src/model-store.js'
+import { loadModel } from '../src/models/model-store.js'
 
 // Repositories that lie: bad indexes, oversized or invalid configs, missing weights. Each must
 // fail with a clear error, before any weights are fetched where that is possible.

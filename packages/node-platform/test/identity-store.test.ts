@@ -8,7 +8,7 @@ import {
   formatIdentityFile,
   loadOrCreateIdentity,
   readIdentityFile,
-} from '../src/identity-store.js'
+} from '../src/mesh/identity-store.js'
 
 let dir: string
 let n = 0

@@ -1,6 +1,6 @@
 import { generateIdentity, registerSignatureBackend, signBytes, verifyBytes } from '@butterfly/core'
 import { afterEach, describe, expect, test } from 'vitest'
-import { nodeSignatureBackend } from '../src/native-signatures.js'
+import { nodeSignatureBackend } from '../src/mesh/native-signatures.js'
 
 describe('node:crypto Ed25519 backend', () => {
   afterEach(() => registerSignatureBackend(undefined))

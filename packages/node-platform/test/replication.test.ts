@@ -17,7 +17,7 @@ import {
 import { DelegatingStage, type FaultMode, FaultyStage } from '@butterfly/testing'
 import { syntheticConfig, syntheticWeights } from '@butterfly/testing/node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { createNodeBackend } from '../src/node-backend.js'
+import { createNodeBackend } from '../src/backend/node-backend.js'
 
 /*
  * Replicated stages over real ORT stages of the synthetic 'tiny' model (K = 2: layers [0,2) and

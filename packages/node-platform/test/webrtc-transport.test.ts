@@ -9,7 +9,7 @@ import {
 } from '@butterfly/core'
 import { runTransportCompliance } from '@butterfly/testing'
 import { describe, expect, test } from 'vitest'
-import { isLoopbackOrEnd, nodeWrtc, type WrtcKind } from '../src/node-wrtc.js'
+import { isLoopbackOrEnd, nodeWrtc, type WrtcKind } from '../src/mesh/node-wrtc.js'
 
 // Real peer connections in one process, ICE on 127.0.0.1 only, signaling through memory.
 function webrtcPair(kind: WrtcKind, opts: { dialTimeoutMs?: number } = {}) {

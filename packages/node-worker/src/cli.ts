@@ -2,10 +2,10 @@ import { ButterflyError } from '@butterfly/core'
 import { runCliMain } from '@butterfly/node-platform'
 import { Command, Option } from 'commander'
 import { floatArg, intArg } from './cli-args.js'
-import { runGenerate } from './generate-command.js'
+import { runGenerate } from './commands/generate-command.js'
+import { parseMemory, parseServerUrl, runJoin } from './commands/join-command.js'
 import { runImport } from './import/import-command.js'
 import { IMPORT_DTYPES, type ImportDtype } from './import/output-dtype.js'
-import { parseMemory, parseServerUrl, runJoin } from './join-command.js'
 
 /** Builds the `butterfly-worker` command tree. `argv` excludes node and the script path. */
 export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {

@@ -11,8 +11,8 @@
  */
 
 export { buildCli, main } from './cli.js'
+export { type GenerateOptions, runGenerate } from './commands/generate-command.js'
 export { ImportError, type ImportErrorCode } from './errors.js'
-export { type GenerateOptions, runGenerate } from './generate-command.js'
 export { type ImportOptions, runImport } from './import/import-command.js'
 export { type WriteOptions, type WriteResult, writeImportedModel } from './import/model-writer.js'
 export { type OpenedSource, openImportSource } from './import/open-import-source.js'

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { generate, type Pipeline } from '@butterfly/core'
-import { createLocalPipeline } from '../local-pipeline.js'
-import { type LoadedModel, loadModel } from '../model-store.js'
-import { createNodeBackend } from '../node-backend.js'
+import { createLocalPipeline } from '../backend/local-pipeline.js'
+import { createNodeBackend } from '../backend/node-backend.js'
+import { type LoadedModel, loadModel } from '../models/model-store.js'
 import { median } from './stats.js'
 
 export interface EngineRunSpec {

@@ -1,5 +1,5 @@
 import type { InferenceBackend, StageSession } from '@butterfly/core'
-import type { LoadedModel } from '../model-store.js'
+import type { LoadedModel } from '../models/model-store.js'
 
 /**
  * Teacher-forced evaluation of one model over a token sequence: the text is cut into windows of

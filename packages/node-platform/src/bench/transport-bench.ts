@@ -7,7 +7,7 @@ import {
   sendWithBackpressure,
   type Transport,
 } from '@butterfly/core'
-import { nodeWrtc, type WrtcKind } from '../node-wrtc.js'
+import { nodeWrtc, type WrtcKind } from '../mesh/node-wrtc.js'
 import { median, percentile } from './stats.js'
 
 /**

@@ -1,6 +1,6 @@
 import { ButterflyError } from '@butterfly/core'
 import { CommanderError } from 'commander'
-import { CliUsageError } from './errors.js'
+import { CliUsageError } from '../errors.js'
 
 export interface CliMainOptions {
   /** The program's name, which starts every message: `butterfly-worker: error [CODE]: …`. */

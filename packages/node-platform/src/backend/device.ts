@@ -3,7 +3,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { OnnxGraph } from '@butterfly/core'
 import * as ort from 'onnxruntime-node'
-import { DeviceUnavailableError } from './errors.js'
+import { DeviceUnavailableError } from '../errors.js'
 
 export type DeviceRequest = 'auto' | 'cpu' | 'cuda' | 'webgpu'
 export type Device = 'cpu' | 'cuda' | 'webgpu'

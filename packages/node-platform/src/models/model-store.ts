@@ -22,10 +22,10 @@ import {
   type WeightProvider,
   withInt4Quantization,
 } from '@butterfly/core'
-import { ModelNotFoundError } from './errors.js'
+import { ModelNotFoundError } from '../errors.js'
+import { type DownloadModelOptions, downloadModel } from '../hub/download-model.js'
+import { isRemoteSpec, parseRemoteSpec } from '../hub/model-spec.js'
 import { exists } from './exists.js'
-import { type DownloadModelOptions, downloadModel } from './hub/download-model.js'
-import { isRemoteSpec, parseRemoteSpec } from './hub/model-spec.js'
 import { openLocalWeights } from './local-weights.js'
 import { type ModelDtype, writeWeightsFile } from './model-convert.js'
 
@@ -44,7 +44,7 @@ export const WEIGHTS_FILE = 'model.safetensors'
  * The model committed at models/shakespeare (trained by @butterfly/trainer): the default of
  * `npm start` and butterfly-server. Three levels up from src/ or dist/ is the repository root.
  */
-export const EMBEDDED_MODEL_DIR = fileURLToPath(new URL('../../../models/shakespeare', import.meta.url))
+export const EMBEDDED_MODEL_DIR = fileURLToPath(new URL('../../../../models/shakespeare', import.meta.url))
 
 /** Where synthetic models are materialised: $BUTTERFLY_CACHE_DIR or ~/.cache/butterfly. */
 export function cacheDir(): string {

@@ -8,7 +8,7 @@ import {
   SAFETENSORS_INDEX_FILE,
   ShardedSafetensors,
 } from '@butterfly/core'
-import { ModelNotFoundError } from './errors.js'
+import { ModelNotFoundError } from '../errors.js'
 import { FileSource } from './file-source.js'
 
 /**

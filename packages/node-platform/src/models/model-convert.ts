@@ -14,7 +14,7 @@ import {
   toFloat32,
   withInt4Quantization,
 } from '@butterfly/core'
-import { ModelNotFoundError } from './errors.js'
+import { ModelNotFoundError } from '../errors.js'
 import { openLocalWeights } from './local-weights.js'
 
 /** What a model directory's weights are written as: float everywhere, or int4 projections + F16. */

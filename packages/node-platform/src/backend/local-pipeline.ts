@@ -1,5 +1,5 @@
 import { type InferenceBackend, type Pipeline, type StageSession, uniformPartition } from '@butterfly/core'
-import type { LoadedModel } from './model-store.js'
+import type { LoadedModel } from '../models/model-store.js'
 
 export interface LocalPipelineOptions {
   readonly stages: number
