@@ -19,7 +19,12 @@ export default defineConfig({
     },
   },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts', 'e2e/**/*.test.ts'],
+    include: [
+      'packages/*/test/**/*.test.ts',
+      'apps/*/test/**/*.test.ts',
+      'e2e/**/*.test.ts',
+      'scripts/test/**/*.test.ts',
+    ],
     testTimeout: 120_000,
     hookTimeout: 240_000,
     pool: 'forks',
