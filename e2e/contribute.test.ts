@@ -103,6 +103,11 @@ describe('a browser tab as a pipeline stage', () => {
     const { page, text } = await chat(PROMPT)
     expect(text).toBe(reference)
     await tab.screenshot({ path: join(RESULTS, 'contribute.png'), fullPage: true })
+    // The tab's view polls its counters every 500 ms: wait for the poll that shows the steps.
+    await tab
+      .getByTestId('contribute-steps')
+      .getByText(/^[1-9]\d*$/)
+      .waitFor({ timeout: 10_000 })
     expect(Number(await tab.getByTestId('contribute-steps').textContent())).toBeGreaterThan(0)
     // It received hidden states and sent results: real traffic both ways.
     expect(await tab.getByTestId('contribute-bytes').textContent()).toMatch(

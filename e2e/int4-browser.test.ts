@@ -216,6 +216,11 @@ describe('a tab hosts an int4 stage of a mesh', () => {
         })
         const body = (await res.json()) as { choices: Array<{ text: string }> }
         expect(body.choices[0]?.text).toBe(reference)
+        // The tab's view polls its counters every 500 ms: wait for the poll that shows the steps.
+        await tab
+          .getByTestId('contribute-steps')
+          .getByText(/^[1-9]\d*$/)
+          .waitFor({ timeout: 10_000 })
         expect(Number(await tab.getByTestId('contribute-steps').textContent())).toBeGreaterThan(0)
         expect(await tab.getByTestId('contribute-status').textContent()).toContain(
           device === 'webgpu' ? 'WebGPU' : 'WASM',
