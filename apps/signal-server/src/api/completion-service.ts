@@ -14,9 +14,8 @@ export interface ApiObserver {
 
 /** A validated request bound to its model: tokenized, within the context, not yet admitted. */
 export interface PreparedCompletion {
-  /** The served model's id, as responses name it. */
-  readonly modelId: string
-  readonly mesh: string
+  /** The served model the request named; responses carry its id. */
+  readonly model: ServedModel
   readonly request: CompletionRequest
   readonly promptIds: readonly number[]
   /** The request's max tokens, cut to the room left in the context. */
@@ -39,8 +38,6 @@ export interface CompletionResult {
   readonly finishReason: FinishReason | 'stop'
   readonly usage: CompletionUsage
 }
-
-const models = new WeakMap<PreparedCompletion, ServedModel>()
 
 /**
  * Runs completions on the gateway's models: finds the model, tokenizes the prompt, checks it
@@ -78,15 +75,7 @@ export class CompletionService {
       )
     }
     const maxTokens = Math.min(request.maxTokens ?? room, room)
-    const prepared: PreparedCompletion = {
-      modelId: model.id,
-      mesh: model.mesh,
-      request,
-      promptIds,
-      maxTokens,
-    }
-    models.set(prepared, model)
-    return prepared
+    return { model, request, promptIds, maxTokens }
   }
 
   /**
@@ -98,10 +87,7 @@ export class CompletionService {
     signal: AbortSignal,
     onPiece: (piece: CompletionPiece) => void,
   ): Promise<CompletionResult> {
-    const model = models.get(prepared)
-    if (model === undefined)
-      throw new ButterflyError('ERR_NOT_PREPARED', 'run a completion prepare() returned')
-    const { request, promptIds } = prepared
+    const { model, request, promptIds } = prepared
     const release = await model.admission.acquire(signal).catch((err: unknown) => {
       if (err instanceof ButterflyError && err.code === 'ERR_QUEUE_FULL') {
         this.observer?.onRejected?.(model.mesh, 'queue_full')

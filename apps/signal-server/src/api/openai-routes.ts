@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { ButterflyError, type StepProvenance } from '@butterfly/core'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { bearerMatches } from '../http/auth.js'
-import { ApiError, toApiError } from '../http/http-errors.js'
+import { requireBearer } from '../http/auth.js'
+import { toApiError } from '../http/http-errors.js'
 import type { ApiObserver, CompletionService, CompletionUsage } from './completion-service.js'
 import { type CompletionRequest, parseChatRequest, parseCompletionRequest } from './openai-request.js'
 
@@ -22,12 +22,10 @@ type Kind = 'chat' | 'completion'
  */
 export function registerOpenAiRoutes(app: FastifyInstance, init: OpenAiRoutesInit): void {
   const { service, observer } = init
+  const authorize = requireBearer(init.apiToken)
   app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/v1/') || init.apiToken === undefined) return
-    if (!bearerMatches(req.headers.authorization, init.apiToken)) {
-      const err = new ApiError(401, 'invalid_api_key', 'missing or wrong bearer token')
-      return reply.code(401).send(err.body())
-    }
+    if (req.url.startsWith('/v1/')) return authorize(req, reply)
+    return undefined
   })
   app.get('/v1/models', async () => ({
     object: 'list',
@@ -68,7 +66,7 @@ async function complete(
   const onClose = () => abort.abort(new ButterflyError('ERR_ABORTED', 'client went away'))
   reply.raw.on('close', onClose)
   try {
-    const out = new Output(kind, prepared.modelId, request, reply)
+    const out = new Output(kind, prepared.model.id, request, reply)
     const result = await service.run(prepared, abort.signal, (piece) => {
       out.token(piece.provenance)
       out.text(piece.text)
