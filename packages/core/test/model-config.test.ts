@@ -1,11 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { ModelConfigError } from '../src/errors.js'
-import {
-  type ModelConfig,
-  modelConfigToJson,
-  parseModelConfig,
-  validateModelConfig,
-} from '../src/model/model-config.js'
+import type { ModelConfig } from '../src/model/model-config.js'
+import { modelConfigToJson } from '../src/model/model-config-json.js'
+import { parseModelConfig } from '../src/model/parse-model-config.js'
+import { validateModelConfig } from '../src/model/validate-model-config.js'
 
 // Trimmed copies of real Hugging Face config.json files (unused fields kept where they matter).
 const SMOLLM_135M = {

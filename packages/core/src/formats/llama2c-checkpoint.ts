@@ -1,5 +1,6 @@
 import { ModelConfigError, ModelFileError } from '../errors.js'
-import { type ModelConfig, validateModelConfig } from '../model/model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
+import { validateModelConfig } from '../model/validate-model-config.js'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../model/weight-names.js'
 import { type ByteSource, readExact } from '../weights/byte-source.js'
 import { ByteCursor } from './byte-cursor.js'

@@ -1,5 +1,6 @@
 import { PlacementError } from '../errors.js'
-import { type ModelConfig, validateModelConfig } from '../model/model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
+import { validateModelConfig } from '../model/validate-model-config.js'
 import { type PeerCapacity, validatePeers } from './peer-capacity.js'
 import { type PlacementOptions, resolvePlacementOptions } from './placement-options.js'
 import type { Plan } from './plan.js'

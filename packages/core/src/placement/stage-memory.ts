@@ -1,5 +1,6 @@
 import { PlacementError } from '../errors.js'
-import { type ModelConfig, validateModelConfig } from '../model/model-config.js'
+import type { ModelConfig } from '../model/model-config.js'
+import { validateModelConfig } from '../model/validate-model-config.js'
 import { int4Bytes } from '../quant/int4.js'
 
 export interface StageMemoryOptions {
