@@ -28,6 +28,12 @@ export type RopeScaling =
       readonly truncate: boolean
     }
   /**
+   * Per-dimension divisors of the inverse frequencies, as llama.cpp's `rope_freqs.weight` stores
+   * them (its converter bakes Llama 3 scaling into this table). How a GGUF import carries it; the
+   * config.json spelling (`rope_type: "frequency_factors"`) is ours.
+   */
+  | { readonly type: 'frequency_factors'; readonly factors: readonly number[] }
+  /**
    * Phi-3 LongRoPE: per-dimension divisors. HF switches from short to long factors once a
    * sequence passes `originalContext`; we choose once, by the context served (see rope.ts).
    */
@@ -39,7 +45,7 @@ export type RopeScaling =
       readonly attentionFactor: number
     }
 
-export const ROPE_SCALING_TYPES = ['linear', 'llama3', 'yarn', 'longrope'] as const
+export const ROPE_SCALING_TYPES = ['linear', 'llama3', 'yarn', 'longrope', 'frequency_factors'] as const
 
 type Fail = (field: string, msg: string) => Error
 
@@ -178,6 +184,8 @@ export function ropeScalingToJson(s: RopeScaling): Record<string, unknown> {
         attention_factor: s.attentionFactor,
         truncate: s.truncate,
       }
+    case 'frequency_factors':
+      return { rope_type: 'frequency_factors', factors: [...s.factors] }
     case 'longrope':
       return {
         rope_type: 'longrope',

@@ -1,6 +1,7 @@
 import { ModelConfigError } from '../errors.js'
 import { ARCHITECTURES } from './architecture.js'
 import { describeConfigValue, type ModelConfig, QUANT_BLOCK_SIZES } from './model-config.js'
+import { ROPE_SCALING_TYPES } from './rope-scaling.js'
 
 /** Hugging Face spelling of each field, so every error names what the user sees in config.json. */
 const HF_NAME: Readonly<Record<keyof ModelConfig, string>> = {
@@ -136,8 +137,8 @@ function validateAttentionFields(
   const s = config.ropeScaling
   if (s !== undefined) {
     const type: unknown = typeof s === 'object' && s !== null ? s.type : undefined
-    if (type !== 'linear' && type !== 'llama3' && type !== 'yarn' && type !== 'longrope') {
-      throw fail('ropeScaling', 'must be a linear, llama3, yarn or longrope scaling')
+    if (!(ROPE_SCALING_TYPES as readonly unknown[]).includes(type)) {
+      throw fail('ropeScaling', `must be one of ${ROPE_SCALING_TYPES.join(', ')}`)
     }
   }
 }
