@@ -157,6 +157,7 @@ export async function startWorkerNode(
       log(`released layers [${old.start}, ${old.end})`)
     }
     if (mine && !current) {
+      const loadStart = Date.now()
       const remote = await openRemoteModel(
         `${base}${plan.modelPath}`,
         components.tensorCache ? { cache: components.tensorCache } : {},
@@ -182,7 +183,9 @@ export async function startWorkerNode(
       })
       current = { start: mine.start, end: mine.end, stage, host }
       serveAll()
-      log(`serving layers [${mine.start}, ${mine.end}) of ${remote.manifest.modelId}`)
+      log(
+        `serving layers [${mine.start}, ${mine.end}) of ${remote.manifest.modelId} (downloaded and loaded in ${Date.now() - loadStart} ms)`,
+      )
     }
     readyVersion = plan.version
     control.stageReady(plan.version)
