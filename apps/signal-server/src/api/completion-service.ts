@@ -1,9 +1,16 @@
 import { randomInt } from 'node:crypto'
-import { ButterflyError, type FinishReason, type GenerateRequest, type StepProvenance } from '@butterfly/core'
+import {
+  ButterflyError,
+  type FinishReason,
+  type GenerateRequest,
+  type SamplingParams,
+  type StepProvenance,
+} from '@butterfly/core'
 import type { CompletionBackend, ServedModel } from '../gateway/served-model.js'
 import { ApiError } from '../http/http-errors.js'
 import { type CompletionRequest, chatPrompt } from './openai-request.js'
 import { StopMatcher } from './stop-matcher.js'
+import { type TokenLogprob, tokenLogprob } from './token-logprobs.js'
 
 /** Hooks for metrics; all optional. */
 export interface ApiObserver {
@@ -26,6 +33,8 @@ export interface PreparedCompletion {
 export interface CompletionPiece {
   readonly text: string
   readonly provenance?: ReadonlyArray<StepProvenance | undefined>
+  /** The generated token's log-probabilities, when the request asked for them. */
+  readonly logprob?: TokenLogprob
 }
 
 export interface CompletionUsage {
@@ -98,11 +107,8 @@ export class CompletionService {
       const gen: GenerateRequest = {
         promptIds,
         maxTokens: prepared.maxTokens,
-        sampling: {
-          temperature: request.temperature,
-          seed: request.seed ?? randomInt(0, 2 ** 31),
-          ...(request.topP === undefined ? {} : { topP: request.topP }),
-        },
+        sampling: samplingOf(request),
+        ...(request.logprobs === undefined ? {} : { logprobs: true }),
         ...(model.tokenizer.eosTokenId === undefined ? {} : { stopTokenIds: [model.tokenizer.eosTokenId] }),
       }
       const decoder = model.tokenizer.createStreamDecoder()
@@ -110,6 +116,7 @@ export class CompletionService {
       const stream = model.generate(gen, signal)
       let finish: FinishReason | 'stop' = 'length'
       let completion = 0
+      let decodedChars = 0
       for (;;) {
         const next = await stream.next()
         if (next.done) {
@@ -118,8 +125,19 @@ export class CompletionService {
           break
         }
         completion++
-        const text = stops.push(decoder.push(next.value.id))
-        onPiece(next.value.provenance === undefined ? { text } : { text, provenance: next.value.provenance })
+        const { id, topk, provenance } = next.value
+        const logprob =
+          request.logprobs === undefined
+            ? undefined
+            : tokenLogprob(model.tokenizer, id, topk, request.logprobs, decodedChars)
+        const decoded = decoder.push(id)
+        decodedChars += decoded.length
+        const text = stops.push(decoded)
+        onPiece({
+          text,
+          ...(provenance === undefined ? {} : { provenance }),
+          ...(logprob === undefined ? {} : { logprob }),
+        })
         if (stops.stopped) {
           finish = 'stop'
           await stream.return(undefined as never)
@@ -153,5 +171,26 @@ export class CompletionService {
       )
     }
     return model
+  }
+}
+
+/**
+ * The core sampling parameters of a request. An unseeded request draws a seed; the RNG takes
+ * non-negative seeds, so a negative OpenAI seed s becomes 2^53 + s (a seed shared with another
+ * only means the two draw alike).
+ */
+function samplingOf(request: CompletionRequest): SamplingParams {
+  const seed =
+    request.seed === undefined
+      ? randomInt(0, 2 ** 31)
+      : request.seed < 0
+        ? 2 ** 53 + request.seed
+        : request.seed
+  return {
+    temperature: request.temperature,
+    seed,
+    ...(request.topP === undefined ? {} : { topP: request.topP }),
+    ...(request.frequencyPenalty === 0 ? {} : { frequencyPenalty: request.frequencyPenalty }),
+    ...(request.presencePenalty === 0 ? {} : { presencePenalty: request.presencePenalty }),
   }
 }
