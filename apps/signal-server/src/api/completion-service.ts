@@ -1,13 +1,7 @@
-import { randomInt } from 'node:crypto'
-import {
-  ButterflyError,
-  type FinishReason,
-  type GenerateRequest,
-  type SamplingParams,
-  type StepProvenance,
-} from '@butterfly/core'
+import { ButterflyError, type FinishReason, type GenerateRequest, type StepProvenance } from '@butterfly/core'
 import type { CompletionBackend, ServedModel } from '../gateway/served-model.js'
 import { ApiError } from '../http/http-errors.js'
+import { samplingParamsOf } from './openai-fields.js'
 import { type CompletionRequest, chatPrompt } from './openai-request.js'
 import { StopMatcher } from './stop-matcher.js'
 import { type TokenLogprob, tokenLogprob } from './token-logprobs.js'
@@ -107,7 +101,7 @@ export class CompletionService {
       const gen: GenerateRequest = {
         promptIds,
         maxTokens: prepared.maxTokens,
-        sampling: samplingOf(request),
+        sampling: samplingParamsOf(request),
         ...(request.logprobs === undefined ? {} : { logprobs: true }),
         ...(model.tokenizer.eosTokenId === undefined ? {} : { stopTokenIds: [model.tokenizer.eosTokenId] }),
       }
@@ -171,26 +165,5 @@ export class CompletionService {
       )
     }
     return model
-  }
-}
-
-/**
- * The core sampling parameters of a request. An unseeded request draws a seed; the RNG takes
- * non-negative seeds, so a negative OpenAI seed s becomes 2^53 + s (a seed shared with another
- * only means the two draw alike).
- */
-function samplingOf(request: CompletionRequest): SamplingParams {
-  const seed =
-    request.seed === undefined
-      ? randomInt(0, 2 ** 31)
-      : request.seed < 0
-        ? 2 ** 53 + request.seed
-        : request.seed
-  return {
-    temperature: request.temperature,
-    seed,
-    ...(request.topP === undefined ? {} : { topP: request.topP }),
-    ...(request.frequencyPenalty === 0 ? {} : { frequencyPenalty: request.frequencyPenalty }),
-    ...(request.presencePenalty === 0 ? {} : { presencePenalty: request.presencePenalty }),
   }
 }

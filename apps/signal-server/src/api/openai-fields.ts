@@ -1,3 +1,5 @@
+import { randomInt } from 'node:crypto'
+import type { SamplingParams } from '@butterfly/core'
 import { ApiError } from '../http/http-errors.js'
 
 // The OpenAI request fields beyond the prompt: token limits, log-probabilities, penalties, the
@@ -201,5 +203,28 @@ function checkIgnored(body: Record<string, unknown>): void {
     Object.entries(meta).some(([k, v]) => k.length > 64 || typeof v !== 'string' || v.length > 512)
   ) {
     throw invalid("'metadata' must map at most 16 keys to strings of at most 512 characters", 'metadata')
+  }
+}
+
+/**
+ * The core sampling parameters of a request. An unseeded request draws a seed; the RNG takes
+ * non-negative seeds, so a negative OpenAI seed s becomes 2^53 + s (a seed shared with another
+ * only means the two draw alike).
+ */
+export function samplingParamsOf(
+  request: OpenAiFields & { readonly temperature: number; readonly topP: number | undefined },
+): SamplingParams {
+  const seed =
+    request.seed === undefined
+      ? randomInt(0, 2 ** 31)
+      : request.seed < 0
+        ? 2 ** 53 + request.seed
+        : request.seed
+  return {
+    temperature: request.temperature,
+    seed,
+    ...(request.topP === undefined ? {} : { topP: request.topP }),
+    ...(request.frequencyPenalty === 0 ? {} : { frequencyPenalty: request.frequencyPenalty }),
+    ...(request.presencePenalty === 0 ? {} : { presencePenalty: request.presencePenalty }),
   }
 }
