@@ -7,8 +7,9 @@ import type { TopKLogits } from '../base/top-k-logits.js'
  * The last stage returns only its top-k logits, so the penalties can only touch those
  * candidates. Positive penalties are exact for greedy and top-k sampling all the same: they only
  * lower logits, so a token outside the top-k (already below every candidate) can never overtake
- * one. A negative penalty raises seen tokens, and a seen token outside the top-k is not raised
- * into it: negative penalties act within the top-k only.
+ * an unpenalised candidate; only once every candidate has been generated before could an outside
+ * token have been the better one. A negative penalty raises seen tokens, and a seen token outside
+ * the top-k is not raised into it: negative penalties act within the top-k only.
  */
 export class LogitPenalties {
   private readonly counts = new Map<number, number>()
