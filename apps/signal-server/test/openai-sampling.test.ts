@@ -346,14 +346,30 @@ describe('seed', () => {
   })
 })
 
-describe('unsupported fields through the openai client', () => {
-  test('tools answer 400 unsupported_field naming the field', async () => {
+describe('refused fields through the openai client', () => {
+  const refused: Array<[string, Record<string, unknown>, string]> = [
+    [
+      'tools',
+      { tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] },
+      'unsupported_field',
+    ],
+    ['tool_choice', { tool_choice: 'required' }, 'unsupported_field'],
+    ['functions', { functions: [{ name: 'f' }] }, 'unsupported_field'],
+    ['function_call', { function_call: { name: 'f' } }, 'unsupported_field'],
+    ['n', { n: 2 }, 'unsupported_field'],
+    ['response_format', { response_format: { type: 'json_object' } }, 'unsupported_field'],
+    ['logit_bias', { logit_bias: { '3': 5 } }, 'unsupported_field'],
+    ['audio', { audio: { voice: 'alloy', format: 'mp3' } }, 'unsupported_field'],
+    ['modalities', { modalities: ['text', 'audio'] }, 'unsupported_field'],
+    ['prediction', { prediction: { type: 'content', content: 'x' } }, 'unsupported_field'],
+    ['max_completion_tokens', { max_completion_tokens: 3, max_tokens: 4 }, 'invalid_request_error'],
+    ['top_logprobs', { logprobs: true, top_logprobs: 21 }, 'invalid_request_error'],
+    ['frequency_penalty', { frequency_penalty: 3 }, 'invalid_request_error'],
+    ['seed', { seed: 0.5 }, 'invalid_request_error'],
+  ]
+  test.each(refused)('%s answers 400 naming the field', async (param, fields, code) => {
     const err = await a.chat.completions
-      .create({
-        model: modelId,
-        messages: [{ role: 'user', content: 'hi' }],
-        tools: [{ type: 'function', function: { name: 'f', parameters: {} } }],
-      })
+      .create({ model: modelId, messages: [{ role: 'user', content: 'hi' }], ...fields } as never)
       .then(
         () => undefined,
         (e: unknown) => e,
@@ -361,8 +377,17 @@ describe('unsupported fields through the openai client', () => {
     expect(err).toBeInstanceOf(OpenAI.BadRequestError)
     const e = err as InstanceType<typeof OpenAI.BadRequestError>
     expect(e.status).toBe(400)
-    expect(e.code).toBe('unsupported_field')
-    expect(e.param).toBe('tools')
+    expect(e.code).toBe(code)
+    expect(e.param).toBe(param)
+    expect(e.type).toBe('invalid_request_error')
+  })
+
+  test('completions refuse echo, naming it', async () => {
+    const err = await a.completions.create({ model: modelId, prompt: PROMPT, echo: true }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('echo')
   })
 
   test('completions stream with include_usage ends with a usage chunk', async () => {
