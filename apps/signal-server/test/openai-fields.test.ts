@@ -87,6 +87,11 @@ const refused: Array<[Endpoint[], Record<string, unknown>, string, string]> = [
   [['chat'], { tools: { type: 'function' } }, 'tools', INVALID],
   [['chat'], { response_format: 'json' }, 'response_format', INVALID],
   [BOTH, { logit_bias: [1, 2] }, 'logit_bias', INVALID],
+  [BOTH, { logit_bias: { a: 1 } }, 'logit_bias', INVALID],
+  [BOTH, { logit_bias: { '-1': 1 } }, 'logit_bias', INVALID],
+  [BOTH, { logit_bias: { '5': 101 } }, 'logit_bias', INVALID],
+  [BOTH, { logit_bias: { '5': '1' } }, 'logit_bias', INVALID],
+  [BOTH, { logit_bias: { '999999999': 1 } }, 'logit_bias', INVALID], // beyond the vocabulary
   [['chat'], { modalities: 'text' }, 'modalities', INVALID],
   // well-formed but not served
   [['chat'], { tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools', UNSUPPORTED],
@@ -97,7 +102,6 @@ const refused: Array<[Endpoint[], Record<string, unknown>, string, string]> = [
   [BOTH, { n: 2 }, 'n', UNSUPPORTED],
   [['chat'], { response_format: { type: 'json_object' } }, 'response_format', UNSUPPORTED],
   [['chat'], { response_format: { type: 'json_schema', json_schema: {} } }, 'response_format', UNSUPPORTED],
-  [BOTH, { logit_bias: { '5': 10 } }, 'logit_bias', UNSUPPORTED],
   [['chat'], { audio: { voice: 'alloy', format: 'wav' } }, 'audio', UNSUPPORTED],
   [['chat'], { modalities: ['text', 'audio'] }, 'modalities', UNSUPPORTED],
   [['chat'], { prediction: { type: 'content', content: 'x' } }, 'prediction', UNSUPPORTED],
@@ -144,6 +148,7 @@ const accepted: Array<[Endpoint[], Record<string, unknown>]> = [
   [BOTH, { stream: true, stream_options: { include_usage: true } }],
   [BOTH, { n: 1, user: 'u-1', store: false, metadata: { team: 'a' } }],
   [BOTH, { logit_bias: {} }],
+  [BOTH, { logit_bias: { '5': 10, '7': -100 } }],
   [['chat'], { tools: [], tool_choice: 'none', functions: [], function_call: 'none' }],
   [['chat'], { response_format: { type: 'text' }, modalities: ['text'], parallel_tool_calls: false }],
   [['completion'], { echo: false, best_of: 1, suffix: '' }],

@@ -263,6 +263,10 @@ describe('logprobs', () => {
 
 /** Greedy text of the whole model in this process, with the penalties. */
 async function singleProcess(sampling: SamplingParams): Promise<string> {
+  return model.tokenizer.decode(await greedyIds(sampling))
+}
+
+async function greedyIds(sampling: SamplingParams): Promise<number[]> {
   const stage = await createNodeBackend().createStage(
     { config: model.config, layerStart: 0, layerEnd: model.config.numLayers },
     model.weights,
@@ -276,7 +280,7 @@ async function singleProcess(sampling: SamplingParams): Promise<string> {
     )) {
       ids.push(t.id)
     }
-    return model.tokenizer.decode(ids)
+    return ids
   } finally {
     await stage.dispose()
   }
@@ -305,6 +309,26 @@ describe('frequency and presence penalties', () => {
       })
       expect(none.choices[0]?.text).toBe(plain)
     }
+  })
+})
+
+describe('logit_bias', () => {
+  test('banning the first greedy token changes the output as the single-process run predicts', async () => {
+    const plain = await greedyIds({ temperature: 0 })
+    expect(plain.length).toBeGreaterThan(0)
+    const first = plain[0] as number
+    const predicted = await singleProcess({ temperature: 0, logitBias: { [first]: -100 } })
+    for (const client of [a, b]) {
+      const res = await client.completions.create({
+        model: modelId,
+        prompt: PROMPT,
+        max_tokens: N,
+        temperature: 0,
+        logit_bias: { [String(first)]: -100 },
+      })
+      expect(res.choices[0]?.text).toBe(predicted)
+    }
+    expect(predicted).not.toBe(model.tokenizer.decode(plain))
   })
 })
 
@@ -358,7 +382,7 @@ describe('refused fields through the openai client', () => {
     ['function_call', { function_call: { name: 'f' } }, 'unsupported_field'],
     ['n', { n: 2 }, 'unsupported_field'],
     ['response_format', { response_format: { type: 'json_object' } }, 'unsupported_field'],
-    ['logit_bias', { logit_bias: { '3': 5 } }, 'unsupported_field'],
+    ['logit_bias', { logit_bias: { '3': 500 } }, 'invalid_request_error'],
     ['audio', { audio: { voice: 'alloy', format: 'mp3' } }, 'unsupported_field'],
     ['modalities', { modalities: ['text', 'audio'] }, 'unsupported_field'],
     ['prediction', { prediction: { type: 'content', content: 'x' } }, 'unsupported_field'],

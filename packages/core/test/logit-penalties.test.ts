@@ -41,6 +41,44 @@ describe('LogitPenalties', () => {
   })
 })
 
+describe('logit bias', () => {
+  it('adds the bias to the candidates it names, moving logSumExp exactly', () => {
+    const bias = { 2: -100, 3: 2, 5: 50 } // 5 is not a candidate: a positive bias cannot raise it
+    const penalties = new LogitPenalties(0, 0, bias)
+    const got = penalties.apply(topKFromLogits(LOGITS, 5, 1), 1)
+    const full = Float32Array.from(LOGITS)
+    full[2] = (full[2] as number) - 100
+    full[3] = (full[3] as number) + 2
+    const want = topKFromLogits(full, 4, 1)
+    expect(Array.from(got.ids).slice(0, 4)).toEqual(Array.from(want.ids))
+    expect(Array.from(got.ids)).not.toContain(5)
+    // logSumExp over the vocabulary with only the candidates' biases applied.
+    const expected = Math.log(Array.from(full).reduce((acc, v) => acc + Math.exp(v), 0))
+    expect(Math.abs(got.logSumExp - expected)).toBeLessThan(LSE_TOLERANCE)
+  })
+
+  it('bans the greedy token and promotes another, then combines with penalties', () => {
+    const top = topKFromLogits(LOGITS, 8, 0)
+    const banned = new Sampler({ temperature: 0, logitBias: { 2: -100 } })
+    expect(banned.sample(top)).toBe(7)
+    const promoted = new Sampler({ temperature: 0, logitBias: { 6: 5 }, frequencyPenalty: 2 })
+    // 6 (0 + 5 = 5) wins, then 6 − 2 = 3 ties 2 (3.0): the lower id wins the tie, then 6 − 4 = 1.
+    expect(Array.from({ length: 3 }, () => promoted.sample(top))).toEqual([6, 2, 6])
+  })
+
+  it.each<[string, unknown]>([
+    ['a bias above 100', { 1: 101 }],
+    ['a NaN bias', { 1: Number.NaN }],
+    ['a non-integer id', { '1.5': 1 }],
+    ['a negative id', { '-1': 1 }],
+    ['not an object', 'x'],
+  ])('rejects %s', (_, logitBias) => {
+    expect(() => new Sampler({ temperature: 0, logitBias: logitBias as Record<number, number> })).toThrow(
+      SamplingError,
+    )
+  })
+})
+
 describe('Sampler with penalties', () => {
   it('greedy moves off a token once its penalty exceeds the gap to the next candidate', () => {
     // Ids 2 (3.0), 7 (2.5), 4 (2.25). A frequency penalty of 0.6: 2 → 2.4 loses to 7; 7 → 1.9

@@ -101,7 +101,7 @@ export class CompletionService {
       const gen: GenerateRequest = {
         promptIds,
         maxTokens: prepared.maxTokens,
-        sampling: samplingParamsOf(request),
+        sampling: samplingParamsOf(request, model.tokenizer.vocabSize),
         ...(request.logprobs === undefined ? {} : { logprobs: true }),
         ...(model.tokenizer.eosTokenId === undefined ? {} : { stopTokenIds: [model.tokenizer.eosTokenId] }),
       }

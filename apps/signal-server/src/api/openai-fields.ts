@@ -21,9 +21,16 @@ export interface OpenAiFields {
    * list per token (chat `top_logprobs` 0..20, completions `logprobs` 0..5).
    */
   readonly logprobs: number | undefined
+  /** Token id → bias in [-100, 100], applied within the top-k candidates. */
+  readonly logitBias: Readonly<Record<number, number>> | undefined
 }
 
-export const FIELD_LIMITS = { maxTokens: 1_000_000, chatTopLogprobs: 20, completionLogprobs: 5 } as const
+export const FIELD_LIMITS = {
+  maxTokens: 1_000_000,
+  chatTopLogprobs: 20,
+  completionLogprobs: 5,
+  logitBiasEntries: 1024,
+} as const
 
 /** The stable code of a field Butterfly understands but does not serve. */
 export const UNSUPPORTED_FIELD = 'unsupported_field'
@@ -66,7 +73,27 @@ export function parseOpenAiFields(body: Record<string, unknown>, endpoint: Endpo
     frequencyPenalty: numberField(body, 'frequency_penalty', -2, 2) ?? 0,
     presencePenalty: numberField(body, 'presence_penalty', -2, 2) ?? 0,
     logprobs: endpoint === 'chat' ? chatLogprobs(body) : numberField(body, 'logprobs', 0, 5, true),
+    logitBias: logitBias(body.logit_bias),
   }
+}
+
+/** OpenAI's `{ "<token id>": bias }`; whether the ids exist is checked against the model later. */
+function logitBias(v: unknown): Readonly<Record<number, number>> | undefined {
+  if (absent(v)) return undefined
+  const entries = isRecord(v) ? Object.entries(v) : undefined
+  if (
+    entries === undefined ||
+    entries.length > FIELD_LIMITS.logitBiasEntries ||
+    entries.some(([id, b]) => !/^\d{1,9}$/.test(id) || typeof b !== 'number' || !(Math.abs(b) <= 100))
+  ) {
+    throw invalid(
+      `'logit_bias' must map at most ${FIELD_LIMITS.logitBiasEntries} token ids to numbers from -100 to 100`,
+      'logit_bias',
+    )
+  }
+  return entries.length === 0
+    ? undefined
+    : Object.fromEntries(entries.map(([id, b]) => [Number(id), b as number]))
 }
 
 /** `max_completion_tokens` is the newer name of `max_tokens`; both may be given only if equal. */
@@ -120,12 +147,6 @@ const REFUSED: ReadonlyArray<{
     harmless: (v) => isRecord(v) && v.type === 'text',
     why: "only { type: 'text' } is served (no JSON mode)",
   },
-  {
-    field: 'logit_bias',
-    endpoints: ['chat', 'completion'],
-    harmless: (v) => isRecord(v) && Object.keys(v).length === 0,
-    why: 'logit_bias is not served',
-  },
   { field: 'audio', endpoints: ['chat'], harmless: () => false, why: 'audio output is not served' },
   {
     field: 'modalities',
@@ -172,7 +193,6 @@ function rejectUnsupported(body: Record<string, unknown>, endpoint: Endpoint): v
     ['tools', Array.isArray, 'an array'],
     ['functions', Array.isArray, 'an array'],
     ['response_format', (v) => isRecord(v) && typeof v.type === 'string', "an object with a string 'type'"],
-    ['logit_bias', isRecord, 'an object'],
     ['modalities', (v) => Array.isArray(v) && v.every((m) => typeof m === 'string'), 'an array of strings'],
   ]
   for (const [field, ok, what] of shapes) {
@@ -213,7 +233,15 @@ function checkIgnored(body: Record<string, unknown>): void {
  */
 export function samplingParamsOf(
   request: OpenAiFields & { readonly temperature: number; readonly topP: number | undefined },
+  vocabSize: number,
 ): SamplingParams {
+  const unknown = Object.keys(request.logitBias ?? {}).find((id) => Number(id) >= vocabSize)
+  if (unknown !== undefined) {
+    throw invalid(
+      `'logit_bias' names token ${unknown}; the model's vocabulary has ${vocabSize}`,
+      'logit_bias',
+    )
+  }
   const seed =
     request.seed === undefined
       ? randomInt(0, 2 ** 31)
@@ -226,5 +254,6 @@ export function samplingParamsOf(
     ...(request.topP === undefined ? {} : { topP: request.topP }),
     ...(request.frequencyPenalty === 0 ? {} : { frequencyPenalty: request.frequencyPenalty }),
     ...(request.presencePenalty === 0 ? {} : { presencePenalty: request.presencePenalty }),
+    ...(request.logitBias === undefined ? {} : { logitBias: request.logitBias }),
   }
 }

@@ -13,10 +13,13 @@ export interface SamplingParams {
   /** OpenAI's penalties in [-2, 2] over the tokens sampled so far (see LogitPenalties). */
   frequencyPenalty?: number
   presencePenalty?: number
+  /** OpenAI's logit_bias: token id → bias in [-100, 100], applied within the top-k (see LogitPenalties). */
+  logitBias?: Readonly<Record<number, number>>
 }
 
 const MAX_TEMPERATURE = 100
 const MAX_PENALTY = 2
+const MAX_BIAS = 100
 /** How far the top logit may exceed logSumExp (float32 rounding in the producer) before we object. */
 const LSE_SLACK = 0.05
 
@@ -42,6 +45,18 @@ export function validateSamplingParams(p: SamplingParams): SamplingParams {
     const v = p[key]
     if (v !== undefined && !(typeof v === 'number' && Math.abs(v) <= MAX_PENALTY)) {
       throw new SamplingError(`${key} must be in [-${MAX_PENALTY}, ${MAX_PENALTY}], got ${String(v)}`)
+    }
+  }
+  if (p.logitBias !== undefined) {
+    if (typeof p.logitBias !== 'object' || p.logitBias === null) {
+      throw new SamplingError('logitBias must be an object of token id to bias')
+    }
+    for (const [id, b] of Object.entries(p.logitBias)) {
+      if (!/^\d{1,9}$/.test(id) || !(typeof b === 'number' && Math.abs(b) <= MAX_BIAS)) {
+        throw new SamplingError(
+          `logitBias maps token ids to biases in [-${MAX_BIAS}, ${MAX_BIAS}], got ${id}: ${String(b)}`,
+        )
+      }
     }
   }
   return p
@@ -75,7 +90,11 @@ export class Sampler {
     this.params = validateSamplingParams({ ...params })
     this.seed = this.params.seed ?? Math.floor(Math.random() * 2 ** 53)
     this.rng = new Xoshiro128ss(this.seed)
-    this.penalties = new LogitPenalties(this.params.frequencyPenalty ?? 0, this.params.presencePenalty ?? 0)
+    this.penalties = new LogitPenalties(
+      this.params.frequencyPenalty ?? 0,
+      this.params.presencePenalty ?? 0,
+      this.params.logitBias,
+    )
   }
 
   /**
