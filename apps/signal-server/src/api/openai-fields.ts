@@ -2,8 +2,8 @@ import { randomInt } from 'node:crypto'
 import type { SamplingParams } from '@butterfly/core'
 import { ApiError } from '../http/http-errors.js'
 
-// The OpenAI request fields beyond the prompt: token limits, log-probabilities, penalties, the
-// seed, and the fields Butterfly refuses rather than silently ignores. openai-request.ts calls
+// The OpenAI request fields beyond the prompt: token limits, log-probabilities, penalties and
+// logit_bias, the seed, and the fields Butterfly refuses rather than silently ignores. openai-request.ts calls
 // these; the README's API section lists the same fields.
 
 export type Endpoint = 'chat' | 'completion'
