@@ -51,7 +51,9 @@
  * L4 — `engine/`: `InferenceBackend`, `StageSession` (what each runtime implements; `StageShape` /
  * `ShapedStage` carry a stage's layer range), `createOrtStage` (any onnxruntime package passed in
  * as a component), `uniformPartition(layers, k)`, `generate(pipeline, request)` (the in-order
- * pipeline loop), `Sampler` (greedy / temperature / top-k / top-p with a seed, from top-k logits).
+ * pipeline loop; `logprobs` asks the last stage for temperature-1 log-probabilities), `Sampler`
+ * (greedy / temperature / top-k / top-p with a seed, and OpenAI's frequency / presence penalties
+ * within the top-k, from top-k logits).
  *
  * L5
  * - `mesh/`: control protocol with the server (`parseJoinRequest`, `PlanMessage`, ...),

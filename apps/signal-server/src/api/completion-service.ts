@@ -1,9 +1,10 @@
-import { randomInt } from 'node:crypto'
 import { ButterflyError, type FinishReason, type GenerateRequest, type StepProvenance } from '@butterfly/core'
 import type { CompletionBackend, ServedModel } from '../gateway/served-model.js'
 import { ApiError } from '../http/http-errors.js'
+import { samplingParamsOf } from './openai-fields.js'
 import { type CompletionRequest, chatPrompt } from './openai-request.js'
 import { StopMatcher } from './stop-matcher.js'
+import { type TokenLogprob, tokenLogprob } from './token-logprobs.js'
 
 /** Hooks for metrics; all optional. */
 export interface ApiObserver {
@@ -26,6 +27,8 @@ export interface PreparedCompletion {
 export interface CompletionPiece {
   readonly text: string
   readonly provenance?: ReadonlyArray<StepProvenance | undefined>
+  /** The generated token's log-probabilities, when the request asked for them. */
+  readonly logprob?: TokenLogprob
 }
 
 export interface CompletionUsage {
@@ -98,11 +101,8 @@ export class CompletionService {
       const gen: GenerateRequest = {
         promptIds,
         maxTokens: prepared.maxTokens,
-        sampling: {
-          temperature: request.temperature,
-          seed: request.seed ?? randomInt(0, 2 ** 31),
-          ...(request.topP === undefined ? {} : { topP: request.topP }),
-        },
+        sampling: samplingParamsOf(request, model.tokenizer.vocabSize),
+        ...(request.logprobs === undefined ? {} : { logprobs: true }),
         ...(model.tokenizer.eosTokenId === undefined ? {} : { stopTokenIds: [model.tokenizer.eosTokenId] }),
       }
       const decoder = model.tokenizer.createStreamDecoder()
@@ -110,6 +110,7 @@ export class CompletionService {
       const stream = model.generate(gen, signal)
       let finish: FinishReason | 'stop' = 'length'
       let completion = 0
+      let decodedChars = 0
       for (;;) {
         const next = await stream.next()
         if (next.done) {
@@ -118,8 +119,19 @@ export class CompletionService {
           break
         }
         completion++
-        const text = stops.push(decoder.push(next.value.id))
-        onPiece(next.value.provenance === undefined ? { text } : { text, provenance: next.value.provenance })
+        const { id, topk, provenance } = next.value
+        const logprob =
+          request.logprobs === undefined
+            ? undefined
+            : tokenLogprob(model.tokenizer, id, topk, request.logprobs, decodedChars)
+        const decoded = decoder.push(id)
+        decodedChars += decoded.length
+        const text = stops.push(decoded)
+        onPiece({
+          text,
+          ...(provenance === undefined ? {} : { provenance }),
+          ...(logprob === undefined ? {} : { logprob }),
+        })
         if (stops.stopped) {
           finish = 'stop'
           await stream.return(undefined as never)

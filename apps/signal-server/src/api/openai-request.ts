@@ -1,4 +1,11 @@
 import { ApiError } from '../http/http-errors.js'
+import {
+  type Endpoint,
+  FIELD_LIMITS,
+  numberField,
+  type OpenAiFields,
+  parseOpenAiFields,
+} from './openai-fields.js'
 
 export interface ChatMessage {
   readonly role: 'system' | 'user' | 'assistant'
@@ -6,15 +13,13 @@ export interface ChatMessage {
 }
 
 /** What both endpoints boil down to once validated. */
-export interface CompletionRequest {
+export interface CompletionRequest extends OpenAiFields {
   readonly model: string
   /** Chat messages, or a raw prompt (completions). */
   readonly messages?: readonly ChatMessage[]
   readonly prompt?: string
-  readonly maxTokens: number | undefined
   readonly temperature: number
   readonly topP: number | undefined
-  readonly seed: number | undefined
   readonly stop: readonly string[]
   readonly stream: boolean
   readonly includeUsage: boolean
@@ -23,7 +28,7 @@ export interface CompletionRequest {
 export const REQUEST_LIMITS = {
   messages: 256,
   contentChars: 200_000,
-  maxTokens: 1_000_000,
+  maxTokens: FIELD_LIMITS.maxTokens,
   stopSequences: 4,
   stopChars: 256,
 } as const
@@ -32,27 +37,6 @@ const invalid = (message: string, param: string) => new ApiError(400, 'invalid_r
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
-
-function optionalNumber(
-  body: Record<string, unknown>,
-  key: string,
-  min: number,
-  max: number,
-  integer = false,
-) {
-  const v = body[key]
-  if (v === undefined || v === null) return undefined
-  if (
-    typeof v !== 'number' ||
-    !Number.isFinite(v) ||
-    (integer && !Number.isInteger(v)) ||
-    v < min ||
-    v > max
-  ) {
-    throw invalid(`'${key}' must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`, key)
-  }
-  return v
 }
 
 function parseStop(v: unknown): string[] {
@@ -72,26 +56,25 @@ function parseStop(v: unknown): string[] {
   })
 }
 
-function common(body: Record<string, unknown>): Omit<CompletionRequest, 'messages' | 'prompt'> {
+function common(
+  body: Record<string, unknown>,
+  endpoint: Endpoint,
+): Omit<CompletionRequest, 'messages' | 'prompt'> {
   if (typeof body.model !== 'string' || body.model.length === 0 || body.model.length > 256) {
     throw invalid("'model' is required and must be a string", 'model')
   }
-  const n = optionalNumber(body, 'n', 1, 1, true)
-  void n // only n = 1 is served; anything else was rejected above
   if (body.stream !== undefined && typeof body.stream !== 'boolean')
     throw invalid("'stream' must be a boolean", 'stream')
   const so = body.stream_options
   if (so !== undefined && so !== null && !isRecord(so))
     throw invalid("'stream_options' must be an object", 'stream_options')
-  const maxTokens =
-    optionalNumber(body, 'max_completion_tokens', 0, REQUEST_LIMITS.maxTokens, true) ??
-    optionalNumber(body, 'max_tokens', 0, REQUEST_LIMITS.maxTokens, true)
+  if (isRecord(so) && so.include_usage !== undefined && typeof so.include_usage !== 'boolean')
+    throw invalid("'stream_options.include_usage' must be a boolean", 'stream_options.include_usage')
   return {
+    ...parseOpenAiFields(body, endpoint),
     model: body.model,
-    maxTokens,
-    temperature: optionalNumber(body, 'temperature', 0, 2) ?? 1,
-    topP: optionalNumber(body, 'top_p', Number.MIN_VALUE, 1),
-    seed: optionalNumber(body, 'seed', 0, Number.MAX_SAFE_INTEGER, true),
+    temperature: numberField(body, 'temperature', 0, 2) ?? 1,
+    topP: numberField(body, 'top_p', Number.MIN_VALUE, 1),
     stop: parseStop(body.stop),
     stream: body.stream === true,
     includeUsage: isRecord(so) && so.include_usage === true,
@@ -100,7 +83,7 @@ function common(body: Record<string, unknown>): Omit<CompletionRequest, 'message
 
 export function parseChatRequest(body: unknown): CompletionRequest {
   if (!isRecord(body)) throw invalid('the request body must be a JSON object', 'body')
-  const base = common(body)
+  const base = common(body, 'chat')
   const messages = body.messages
   if (!Array.isArray(messages) || messages.length === 0 || messages.length > REQUEST_LIMITS.messages) {
     throw invalid(`'messages' must be an array of 1 to ${REQUEST_LIMITS.messages} messages`, 'messages')
@@ -123,7 +106,7 @@ export function parseChatRequest(body: unknown): CompletionRequest {
 
 export function parseCompletionRequest(body: unknown): CompletionRequest {
   if (!isRecord(body)) throw invalid('the request body must be a JSON object', 'body')
-  const base = common(body)
+  const base = common(body, 'completion')
   const prompt = body.prompt
   if (typeof prompt !== 'string') throw invalid("'prompt' must be a string", 'prompt')
   if (prompt.length > REQUEST_LIMITS.contentChars) {

@@ -1,10 +1,11 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { ButterflyError, type StepProvenance } from '@butterfly/core'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { requireBearer } from '../http/auth.js'
 import { toApiError } from '../http/http-errors.js'
 import type { ApiObserver, CompletionService, CompletionUsage } from './completion-service.js'
 import { type CompletionRequest, parseChatRequest, parseCompletionRequest } from './openai-request.js'
+import { chatLogprobEntry, completionLogprobs, type TokenLogprob } from './token-logprobs.js'
 
 export interface OpenAiRoutesInit {
   readonly service: CompletionService
@@ -68,7 +69,7 @@ async function complete(
   try {
     const out = new Output(kind, prepared.model.id, request, reply)
     const result = await service.run(prepared, abort.signal, (piece) => {
-      out.token(piece.provenance)
+      out.token(piece.provenance, piece.logprob)
       out.text(piece.text)
     })
     out.finish(result.finishReason, result.usage)
@@ -85,6 +86,10 @@ class Output {
   private started = false
   /** Per token since the last chunk, who computed each stage's step (a Butterfly extension). */
   private pending: Array<{ stages: Array<StepProvenance | null> }> = []
+  /** Log-probabilities of tokens not yet sent (all of them, without streaming). */
+  private logprobs: TokenLogprob[] = []
+  /** Identifies what computed the response (OpenAI's system_fingerprint): here, the model served. */
+  private readonly fingerprint: string
 
   constructor(
     private readonly kind: Kind,
@@ -93,13 +98,28 @@ class Output {
     private readonly reply: FastifyReply,
   ) {
     this.id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`
+    this.fingerprint = `fp_${createHash('sha256').update(modelId).digest('hex').slice(0, 12)}`
   }
 
-  /** Notes a generated token's provenance; it rides on the next chunk sent. */
-  token(provenance: ReadonlyArray<StepProvenance | undefined> | undefined): void {
+  /** Notes a generated token's provenance and log-probabilities; they ride on the next chunk sent. */
+  token(
+    provenance: ReadonlyArray<StepProvenance | undefined> | undefined,
+    logprob: TokenLogprob | undefined,
+  ): void {
     if (this.request.stream && provenance !== undefined) {
       this.pending.push({ stages: provenance.map((p) => p ?? null) })
     }
+    if (logprob !== undefined) this.logprobs.push(logprob)
+  }
+
+  /** The `logprobs` of a choice: the tokens noted since the last chunk, or null when not asked for. */
+  private takeLogprobs(): Record<string, unknown> | null {
+    if (this.request.logprobs === undefined) return null
+    const tokens = this.logprobs
+    this.logprobs = []
+    return this.kind === 'chat'
+      ? { content: tokens.map(chatLogprobEntry), refusal: null }
+      : completionLogprobs(tokens)
   }
 
   text(piece: string): void {
@@ -109,7 +129,7 @@ class Output {
       return
     }
     this.open()
-    this.send(this.chunk(this.kind === 'chat' ? { content: piece } : piece, null))
+    this.send(this.chunk(this.kind === 'chat' ? { content: piece } : piece, null, true))
   }
 
   finish(reason: string, usage: CompletionUsage): void {
@@ -119,22 +139,23 @@ class Output {
           ? {
               index: 0,
               message: { role: 'assistant', content: this.buffered },
-              logprobs: null,
+              logprobs: this.takeLogprobs(),
               finish_reason: reason,
             }
-          : { index: 0, text: this.buffered, logprobs: null, finish_reason: reason }
+          : { index: 0, text: this.buffered, logprobs: this.takeLogprobs(), finish_reason: reason }
       void this.reply.code(200).send({
         id: this.id,
         object: this.kind === 'chat' ? 'chat.completion' : 'text_completion',
         created: this.created,
         model: this.modelId,
+        system_fingerprint: this.fingerprint,
         choices: [choice],
         usage,
       })
       return
     }
     this.open()
-    this.send(this.chunk(this.kind === 'chat' ? {} : '', reason))
+    this.send(this.chunk(this.kind === 'chat' ? {} : '', reason, true))
     if (this.request.includeUsage) this.send({ ...this.chunk({}, null), choices: [], usage })
     this.reply.raw.end('data: [DONE]\n\n')
   }
@@ -151,16 +172,23 @@ class Output {
     if (this.kind === 'chat') this.send(this.chunk({ role: 'assistant', content: '' }, null))
   }
 
-  private chunk(delta: Record<string, string> | string, finish: string | null): Record<string, unknown> {
+  /** One SSE chunk; `withLogprobs` hands it the log-probabilities of the tokens noted since the last. */
+  private chunk(
+    delta: Record<string, string> | string,
+    finish: string | null,
+    withLogprobs = false,
+  ): Record<string, unknown> {
+    const logprobs = withLogprobs ? this.takeLogprobs() : null
     const choice =
       this.kind === 'chat'
-        ? { index: 0, delta, logprobs: null, finish_reason: finish }
-        : { index: 0, text: delta, logprobs: null, finish_reason: finish }
+        ? { index: 0, delta, logprobs, finish_reason: finish }
+        : { index: 0, text: delta, logprobs, finish_reason: finish }
     return {
       id: this.id,
       object: this.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
       created: this.created,
       model: this.modelId,
+      system_fingerprint: this.fingerprint,
       choices: [choice],
     }
   }

@@ -13,6 +13,13 @@ export interface GenerateRequest {
   readonly prefillChunk?: number
   /** Caller-chosen id; unique among generations running on the same stages. */
   readonly generationId?: string
+  /**
+   * The last stage takes its logSumExp at temperature 1 whatever the sampling temperature, so
+   * each GeneratedToken's `topk` gives the model's own log-probabilities (value − logSumExp, what
+   * OpenAI reports). Greedy tokens are unchanged; a sampled draw is then over the candidates
+   * renormalised at the sampling temperature (see Sampler.sample).
+   */
+  readonly logprobs?: boolean
 }
 
 export type FinishReason = 'length' | 'stop' | 'context'
@@ -25,7 +32,10 @@ export interface GenerationResult {
 
 export interface GeneratedToken {
   readonly id: number
-  /** The candidates the token was sampled from. */
+  /**
+   * The candidates the token was sampled from, as the last stage returned them (before
+   * penalties); logSumExp is at temperature 1 when the request asked for `logprobs`.
+   */
   readonly topk: TopKLogits
   /** Per stage, who computed the step the token was sampled from (stages that know). */
   readonly provenance?: ReadonlyArray<StepProvenance | undefined>
@@ -89,7 +99,9 @@ export async function* generate(
   const id = request.generationId ?? `g${nextId++}`
   const sampler = new Sampler(sampling)
   const stop = new Set(request.stopTokenIds ?? [])
-  const temperature = sampling.temperature
+  // 0 (greedy) makes the stage use 1, as does a request for log-probabilities.
+  const temperature = request.logprobs === true ? 1 : sampling.temperature
+  const lseTemperature = temperature === 0 ? 1 : temperature
   let position = 0
   let completion = 0
   /** Every token fed so far, for replay onto a recovered pipeline. */
@@ -141,7 +153,7 @@ export async function* generate(
     for (let i = 0; i < prompt.length; i += chunk) topk = await step(prompt.slice(i, i + chunk))
     while (completion < request.maxTokens) {
       if (topk === undefined) throw new ButterflyError('ERR_PIPELINE', 'last stage returned no logits')
-      const token = sampler.sample(topk)
+      const token = sampler.sample(topk, lseTemperature)
       if (stop.has(token)) return result('stop')
       completion++
       const provenance = stages.map((s) => s.provenance?.(id))

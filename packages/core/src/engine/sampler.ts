@@ -1,6 +1,7 @@
 import { Xoshiro128ss } from '../base/rng.js'
 import type { TopKLogits } from '../base/top-k-logits.js'
 import { SamplingError } from '../errors.js'
+import { LogitPenalties } from './logit-penalties.js'
 
 export interface SamplingParams {
   /** 0 = greedy. */
@@ -9,9 +10,16 @@ export interface SamplingParams {
   topP?: number
   /** Fixes the draws; any safe non-negative integer. */
   seed?: number
+  /** OpenAI's penalties in [-2, 2] over the tokens sampled so far (see LogitPenalties). */
+  frequencyPenalty?: number
+  presencePenalty?: number
+  /** OpenAI's logit_bias: token id → bias in [-100, 100], applied within the top-k (see LogitPenalties). */
+  logitBias?: Readonly<Record<number, number>>
 }
 
 const MAX_TEMPERATURE = 100
+const MAX_PENALTY = 2
+const MAX_BIAS = 100
 /** How far the top logit may exceed logSumExp (float32 rounding in the producer) before we object. */
 const LSE_SLACK = 0.05
 
@@ -32,6 +40,24 @@ export function validateSamplingParams(p: SamplingParams): SamplingParams {
   }
   if (seed !== undefined && !(Number.isSafeInteger(seed) && seed >= 0)) {
     throw new SamplingError(`seed must be a safe non-negative integer, got ${String(seed)}`)
+  }
+  for (const key of ['frequencyPenalty', 'presencePenalty'] as const) {
+    const v = p[key]
+    if (v !== undefined && !(typeof v === 'number' && Math.abs(v) <= MAX_PENALTY)) {
+      throw new SamplingError(`${key} must be in [-${MAX_PENALTY}, ${MAX_PENALTY}], got ${String(v)}`)
+    }
+  }
+  if (p.logitBias !== undefined) {
+    if (typeof p.logitBias !== 'object' || p.logitBias === null) {
+      throw new SamplingError('logitBias must be an object of token id to bias')
+    }
+    for (const [id, b] of Object.entries(p.logitBias)) {
+      if (!/^\d{1,9}$/.test(id) || !(typeof b === 'number' && Math.abs(b) <= MAX_BIAS)) {
+        throw new SamplingError(
+          `logitBias maps token ids to biases in [-${MAX_BIAS}, ${MAX_BIAS}], got ${id}: ${String(b)}`,
+        )
+      }
+    }
   }
   return p
 }
@@ -58,16 +84,41 @@ export class Sampler {
    */
   truncatedMass = 0
   private readonly rng: Xoshiro128ss
+  private readonly penalties: LogitPenalties
 
   constructor(params: SamplingParams) {
     this.params = validateSamplingParams({ ...params })
     this.seed = this.params.seed ?? Math.floor(Math.random() * 2 ** 53)
     this.rng = new Xoshiro128ss(this.seed)
+    this.penalties = new LogitPenalties(
+      this.params.frequencyPenalty ?? 0,
+      this.params.presencePenalty ?? 0,
+      this.params.logitBias,
+    )
   }
 
-  sample(logits: TopKLogits): number {
+  /**
+   * Draws the next token and counts it for the penalties. `lseTemperature` is the temperature
+   * the producer's logSumExp was taken at (default: `logitTemperature(params)`). When it is not
+   * the sampling temperature (the stage ran at 1 so that its logSumExp gives the model's
+   * log-probabilities), the logSumExp is rebuilt over the candidates alone, so the draw is the
+   * candidates' distribution renormalised: top-p is then judged on the top-k, not the vocabulary.
+   */
+  sample(raw: TopKLogits, lseTemperature = logitTemperature(this.params)): number {
+    checkTopK(raw)
+    const t = logitTemperature(this.params)
+    const rescaled =
+      lseTemperature === t || this.params.temperature === 0
+        ? raw
+        : { ...raw, logSumExp: candidatesLogSumExp(raw.values, t) }
+    const token = this.draw(this.penalties.apply(rescaled, this.params.temperature))
+    this.penalties.observe(token)
+    return token
+  }
+
+  private draw(logits: TopKLogits): number {
     const { values, ids, logSumExp } = logits
-    const n = checkTopK(logits)
+    const n = values.length
     this.truncatedMass = 0
     const { temperature, topK, topP } = this.params
     if (temperature === 0) return ids[0] as number
@@ -106,6 +157,14 @@ export class Sampler {
     while (last > 0 && (probs[last] as number) === 0) last--
     return ids[last] as number
   }
+}
+
+/** log Σ exp(v / t) over the candidates only. */
+function candidatesLogSumExp(values: Float32Array, t: number): number {
+  const shift = (values[0] as number) / t
+  let sum = 0
+  for (const v of values) sum += Math.exp(v / t - shift)
+  return shift + Math.log(sum)
 }
 
 /** Checks the producer's output; returns the candidate count. */
