@@ -2,7 +2,8 @@ import { randomInt } from 'node:crypto'
 import { ButterflyError, type FinishReason, type GenerateRequest, type StepProvenance } from '@butterfly/core'
 import type { CompletionBackend, ServedModel } from '../gateway/served-model.js'
 import { ApiError } from '../http/http-errors.js'
-import { type CompletionRequest, chatPrompt } from './openai-request.js'
+import { chatPromptIds, stopTokenIdsOfModel } from './chat-prompt.js'
+import type { CompletionRequest } from './openai-request.js'
 import { StopMatcher } from './stop-matcher.js'
 
 /** Hooks for metrics; all optional. */
@@ -61,8 +62,11 @@ export class CompletionService {
    */
   prepare(request: CompletionRequest): PreparedCompletion {
     const model = this.model(request.model)
-    const text = request.messages !== undefined ? chatPrompt(request.messages) : (request.prompt ?? '')
-    const promptIds = model.tokenizer.encode(text, { addBos: true })
+    // Chats through the model's template (see chatPromptIds); raw prompts after one BOS.
+    const promptIds =
+      request.messages !== undefined
+        ? chatPromptIds(model, request.messages)
+        : model.tokenizer.encode(request.prompt ?? '', { addBos: true })
     if (promptIds.length === 0)
       throw new ApiError(400, 'invalid_request_error', 'the prompt is empty', 'prompt')
     const room = model.maxContext - promptIds.length
@@ -103,7 +107,7 @@ export class CompletionService {
           seed: request.seed ?? randomInt(0, 2 ** 31),
           ...(request.topP === undefined ? {} : { topP: request.topP }),
         },
-        ...(model.tokenizer.eosTokenId === undefined ? {} : { stopTokenIds: [model.tokenizer.eosTokenId] }),
+        stopTokenIds: stopTokenIdsOfModel(model),
       }
       const decoder = model.tokenizer.createStreamDecoder()
       const stops = new StopMatcher(request.stop)

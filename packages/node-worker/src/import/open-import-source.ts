@@ -17,7 +17,14 @@ import {
   SafetensorsReader,
   TokenizerError,
 } from '@butterfly/core'
-import { CliUsageError, FileSource, ModelNotFoundError, WEIGHTS_FILE } from '@butterfly/node-platform'
+import {
+  CliUsageError,
+  FileSource,
+  ModelNotFoundError,
+  OPTIONAL_CHAT_FILES,
+  readCapped,
+  WEIGHTS_FILE,
+} from '@butterfly/node-platform'
 
 /** Real config.json and index files are kilobytes; tokenizer.json files reach tens of MB. */
 const MAX_CONFIG_BYTES = 64 << 20
@@ -26,6 +33,11 @@ const MAX_TOKENIZER_BYTES = 256 << 20
 export interface OpenedSource {
   readonly source: ImportSource
   readonly tokenizer: ImportTokenizer
+  /**
+   * chat_template.jinja and generation_config.json, by name, when the source has them (a
+   * Hugging Face directory, or the directory of --tokenizer's tokenizer.json), size-capped.
+   */
+  readonly chatFiles: ReadonlyMap<string, string>
   close(): Promise<void>
 }
 
@@ -68,7 +80,20 @@ export async function openImportSource(path: string, tokenizerPath?: string): Pr
     const tokenizer =
       tokenizerPath === undefined ? source.tokenizer : await readTokenizer(tokenizerPath, source, openFile)
     if (tokenizer === undefined) throw new TokenizerError(`${path} carries no tokenizer; pass --tokenizer`)
-    return { source, tokenizer, close }
+    const chatFiles = new Map<string, string>()
+    // The template travels with the tokenizer; the stop ids with the model.
+    const dirs = {
+      'chat_template.jinja': tokenizerPath?.toLowerCase().endsWith('.json') ? dirname(tokenizerPath) : path,
+      'generation_config.json': path,
+    }
+    for (const name of OPTIONAL_CHAT_FILES) {
+      const dir = dirs[name]
+      if (dir !== path || info.isDirectory()) {
+        const text = await readCapped(dir, name)
+        if (text !== undefined) chatFiles.set(name, text)
+      }
+    }
+    return { source, tokenizer, chatFiles, close }
   } catch (err) {
     await close()
     throw err
