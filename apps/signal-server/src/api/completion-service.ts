@@ -1,5 +1,11 @@
 import { randomInt } from 'node:crypto'
-import { ButterflyError, type FinishReason, type GenerateRequest, type StepProvenance } from '@butterfly/core'
+import {
+  ButterflyError,
+  encodeChatPrompt,
+  type FinishReason,
+  type GenerateRequest,
+  type StepProvenance,
+} from '@butterfly/core'
 import type { CompletionBackend, ServedModel } from '../gateway/served-model.js'
 import { ApiError } from '../http/http-errors.js'
 import { chatPromptIds, stopTokenIdsOfModel } from './chat-prompt.js'
@@ -62,11 +68,11 @@ export class CompletionService {
    */
   prepare(request: CompletionRequest): PreparedCompletion {
     const model = this.model(request.model)
-    // Chats through the model's template (see chatPromptIds); raw prompts after one BOS.
+    // Chats through the model's template (see chatPromptIds); raw prompts get one BOS at most.
     const promptIds =
       request.messages !== undefined
         ? chatPromptIds(model, request.messages)
-        : model.tokenizer.encode(request.prompt ?? '', { addBos: true })
+        : encodeChatPrompt(model.tokenizer, request.prompt ?? '')
     if (promptIds.length === 0)
       throw new ApiError(400, 'invalid_request_error', 'the prompt is empty', 'prompt')
     const room = model.maxContext - promptIds.length
