@@ -108,6 +108,17 @@ describe('BOS never doubled', () => {
     expect(ids).toEqual([128000, 6151])
   })
 
+  test('add_bos_token: false in tokenizer_config.json adds none', () => {
+    const { tokenizer } = realTokenizer('llama3_2')
+    const template = ChatTemplate.fromTokenizerConfig({
+      chat_template: '{{ messages[0].content }}',
+      add_bos_token: false,
+    })
+    expect(template?.specials.addBosToken).toBe(false)
+    expect(encodeChatPrompt(tokenizer, 'hi', { addBos: false })).toEqual([6151])
+    expect(encodeChatPrompt(tokenizer, '<|begin_of_text|>hi', { addBos: false })).toEqual([128000, 6151])
+  })
+
   test('a tokenizer without BOS (Qwen) adds none', () => {
     const { tokenizer, template } = realTokenizer('qwen3')
     expect(encodeChatPrompt(tokenizer, template.render([{ role: 'user', content: 'Hi!' }]))[0]).toBe(151644)

@@ -6,7 +6,7 @@ import { type ChatMessage, chatPrompt } from './openai-request.js'
  * The prompt ids of a chat: the messages rendered by the model's own chat template
  * (chat_template.jinja or tokenizer_config.json's chat_template) with the generation prompt,
  * then tokenized with one BOS at most (templates that write `bos_token` themselves are not
- * given a second). A model without a template gets the fallback transcript (`chatPrompt`:
+ * given a second; tokenizer_config.json's `add_bos_token: false` adds none). A model without a template gets the fallback transcript (`chatPrompt`:
  * `<|role|>\n...\n` turns ending in `<|assistant|>\n`) after the tokenizer's BOS. A template
  * that fails to parse or render throws ChatTemplateError (ERR_CHAT_TEMPLATE), answered as 400.
  * `strftime_now` reports the server's current date (UTC), as transformers does.
@@ -18,10 +18,8 @@ export function chatPromptIds(
 ): number[] {
   const template = model.chatTemplate
   if (template === undefined) return model.tokenizer.encode(chatPrompt(messages), { addBos: true })
-  return encodeChatPrompt(
-    model.tokenizer,
-    template.render(messages, { addGenerationPrompt: true, date: now }),
-  )
+  const text = template.render(messages, { addGenerationPrompt: true, date: now })
+  return encodeChatPrompt(model.tokenizer, text, { addBos: template.specials.addBosToken !== false })
 }
 
 /** The ids a generation of this model stops on (the tokenizer's EOS when the model lists none). */

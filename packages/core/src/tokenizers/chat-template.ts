@@ -66,7 +66,12 @@ export class ChatTemplate {
   constructor(
     readonly source: string,
     /** The text of the BOS / EOS tokens, as `bos_token` / `eos_token` (empty when none). */
-    readonly specials: { readonly bosToken?: string; readonly eosToken?: string } = {},
+    readonly specials: {
+      readonly bosToken?: string
+      readonly eosToken?: string
+      /** tokenizer_config.json's add_bos_token: false means the model wants no BOS added. */
+      readonly addBosToken?: boolean
+    } = {},
   ) {
     if (typeof source !== 'string') throw new ChatTemplateError('a chat template must be a string')
     if (source.length > CHAT_TEMPLATE_LIMITS.sourceChars) {
@@ -87,6 +92,7 @@ export class ChatTemplate {
     const specials = {
       ...optionalToken(config, 'bos_token'),
       ...optionalToken(config, 'eos_token'),
+      ...(typeof config.add_bos_token === 'boolean' ? { addBosToken: config.add_bos_token } : {}),
     }
     if (jinjaFile !== undefined) return new ChatTemplate(jinjaFile, specials)
     const entry = config.chat_template
@@ -188,7 +194,9 @@ export class ChatTemplate {
 /**
  * Prompt ids of a rendered chat with one BOS at most: templates such as Llama 3's and Gemma's
  * write `bos_token` themselves, and the tokenizer turns that text into the BOS id; adding
- * another (as a raw completion does) would double it, which degrades those models.
+ * another (as a raw completion does) would double it, which degrades those models. Otherwise
+ * the tokenizer's BOS is prepended, unless `addBos` is false (tokenizer_config.json's
+ * `add_bos_token: false`, see ChatTemplate.specials).
  */
 export function encodeChatPrompt(
   tokenizer: {
@@ -196,10 +204,11 @@ export function encodeChatPrompt(
     encode(text: string, options?: { addBos?: boolean }): number[]
   },
   rendered: string,
+  options: { readonly addBos?: boolean } = {},
 ): number[] {
   const ids = tokenizer.encode(rendered, { addBos: false })
   const bos = tokenizer.bosTokenId
-  if (bos === undefined || ids[0] === bos) return ids
+  if (bos === undefined || options.addBos === false || ids[0] === bos) return ids
   return [bos, ...ids]
 }
 
