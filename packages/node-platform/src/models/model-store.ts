@@ -82,12 +82,13 @@ export async function resolveModelDir(
   const format = SYNTHETIC_DTYPES[dtype as keyof typeof SYNTHETIC_DTYPES]
   const base = syntheticConfig(name)
   const config = format === 'int4' ? withInt4Quantization(base) : base
-  // The key covers the preset's shape, so a changed preset never reuses stale weights.
-  const tokenizerPackage = SYNTHETIC_TOKENIZER_PACKAGES[name]
-  const key = createHash('sha256')
-    .update(JSON.stringify({ config, tokenizerPackage }))
-    .digest('hex')
-    .slice(0, 12)
+  const tokenizerPackage = Object.hasOwn(SYNTHETIC_TOKENIZER_PACKAGES, name)
+    ? SYNTHETIC_TOKENIZER_PACKAGES[name]
+    : undefined
+  // The key covers the preset's shape (and its real tokenizer, if any), so a changed preset
+  // never reuses stale files; presets without one keep the key they always had.
+  const keyed = tokenizerPackage === undefined ? config : { config, tokenizerPackage }
+  const key = createHash('sha256').update(JSON.stringify(keyed)).digest('hex').slice(0, 12)
   const dir = join(cache, 'synthetic', `${name}-${dtype}-${key}`)
   if (await exists(join(dir, WEIGHTS_FILE))) return dir
   await writeSyntheticModel(config, dir, format, tokenizerPackage === undefined ? {} : { tokenizerPackage })
