@@ -22,6 +22,11 @@ export function chatPromptIds(
   return encodeChatPrompt(model.tokenizer, text, { addBos: template.specials.addBosToken !== false })
 }
 
+/** A raw completion prompt after the tokenizer's BOS, unless the prompt already starts with it. */
+export function rawPromptIds(model: Pick<ServedModel, 'tokenizer'>, prompt: string): number[] {
+  return encodeChatPrompt(model.tokenizer, prompt)
+}
+
 /** The ids a generation of this model stops on (the tokenizer's EOS when the model lists none). */
 export function stopTokenIdsOfModel(model: Pick<ServedModel, 'tokenizer' | 'stopTokenIds'>): number[] {
   if (model.stopTokenIds !== undefined) return [...model.stopTokenIds]

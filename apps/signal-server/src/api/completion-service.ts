@@ -1,14 +1,8 @@
 import { randomInt } from 'node:crypto'
-import {
-  ButterflyError,
-  encodeChatPrompt,
-  type FinishReason,
-  type GenerateRequest,
-  type StepProvenance,
-} from '@butterfly/core'
+import { ButterflyError, type FinishReason, type GenerateRequest, type StepProvenance } from '@butterfly/core'
 import type { CompletionBackend, ServedModel } from '../gateway/served-model.js'
 import { ApiError } from '../http/http-errors.js'
-import { chatPromptIds, stopTokenIdsOfModel } from './chat-prompt.js'
+import { chatPromptIds, rawPromptIds, stopTokenIdsOfModel } from './chat-prompt.js'
 import type { CompletionRequest } from './openai-request.js'
 import { StopMatcher } from './stop-matcher.js'
 
@@ -72,7 +66,7 @@ export class CompletionService {
     const promptIds =
       request.messages !== undefined
         ? chatPromptIds(model, request.messages)
-        : encodeChatPrompt(model.tokenizer, request.prompt ?? '')
+        : rawPromptIds(model, request.prompt ?? '')
     if (promptIds.length === 0)
       throw new ApiError(400, 'invalid_request_error', 'the prompt is empty', 'prompt')
     const room = model.maxContext - promptIds.length
