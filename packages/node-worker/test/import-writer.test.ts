@@ -149,6 +149,30 @@ describe('import writer', () => {
     expect((await readdir(root)).filter((f) => f.includes('chat-bad'))).toEqual([])
   })
 
+  test("a GGUF's tokenizer.chat_template becomes chat_template.jinja", async () => {
+    const template = '{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}'
+    const file = join(root, 'chat.gguf')
+    const meta = [{ key: 'tokenizer.chat_template', type: 'string' as const, value: template }]
+    await writeFile(file, ggufLlamaFile(knownWeights(dims, 64, true), vocab, GGML.F32, meta))
+    const opened = await openImportSource(file)
+    const out = join(root, 'chat-gguf')
+    try {
+      expect([...opened.chatFiles.keys()]).toEqual(['chat_template.jinja'])
+      await writeImportedModel(opened.source, opened.tokenizer, out, {
+        dtype: 'fp32',
+        extraFiles: opened.chatFiles,
+      })
+    } finally {
+      await opened.close()
+    }
+    const model = await loadModel(out)
+    try {
+      expect(model.chatTemplate?.render([{ role: 'user', content: 'hi' }])).toBe('<|user|>hi')
+    } finally {
+      await model.close()
+    }
+  })
+
   test('encodeOutput passes matching dtypes through untouched', () => {
     const data = fromFloat32(Float32Array.of(1, 2, 65504), 'F16')
     expect(encodeOutput(tiny, 't', { dtype: 'F16', shape: [3], data }, 'fp16')[0]).toBe(data)

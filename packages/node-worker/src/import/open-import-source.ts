@@ -1,6 +1,9 @@
 import { readFile, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import {
+  CHAT_TEMPLATE_LIMITS,
+  ChatTemplateError,
+  type GgufFile,
   hfImportSource,
   type ImportSource,
   type ImportTokenizer,
@@ -12,6 +15,7 @@ import {
   openLlama2cCheckpoint,
   parseModelConfig,
   parseSafetensorsIndex,
+  readGguf,
   SAFETENSORS_INDEX_FILE as SAFETENSORS_INDEX,
   type SafetensorsIndex,
   SafetensorsReader,
@@ -61,6 +65,7 @@ export async function openImportSource(path: string, tokenizerPath?: string): Pr
   }
   try {
     let source: ImportSource
+    let ggufTemplate: string | undefined
     if (info.isDirectory()) {
       source = await openHfDirectory(path, openFile, tokenizerPath === undefined)
     } else {
@@ -68,6 +73,7 @@ export async function openImportSource(path: string, tokenizerPath?: string): Pr
       const magic = new TextDecoder().decode(await file.read(0, 4))
       if (magic === 'GGUF' || path.toLowerCase().endsWith('.gguf')) {
         source = await openGgufLlama(file)
+        ggufTemplate = ggufChatTemplate(await readGguf(file), path)
       } else {
         if (tokenizerPath === undefined) {
           throw new CliUsageError(
@@ -86,6 +92,8 @@ export async function openImportSource(path: string, tokenizerPath?: string): Pr
       'chat_template.jinja': tokenizerPath?.toLowerCase().endsWith('.json') ? dirname(tokenizerPath) : path,
       'generation_config.json': path,
     }
+    if (ggufTemplate !== undefined && tokenizerPath === undefined)
+      chatFiles.set('chat_template.jinja', ggufTemplate)
     for (const name of OPTIONAL_CHAT_FILES) {
       const dir = dirs[name]
       if (dir !== path || info.isDirectory()) {
@@ -98,6 +106,20 @@ export async function openImportSource(path: string, tokenizerPath?: string): Pr
     await close()
     throw err
   }
+}
+
+/** GGUF carries the chat template as `tokenizer.chat_template` metadata (llama.cpp's convention). */
+function ggufChatTemplate(gguf: GgufFile, path: string): string | undefined {
+  const template = gguf.metadata.get('tokenizer.chat_template')
+  if (template === undefined) return undefined
+  if (typeof template !== 'string')
+    throw new ChatTemplateError(`${path}: tokenizer.chat_template is not a string`)
+  if (template.length > CHAT_TEMPLATE_LIMITS.sourceChars) {
+    throw new ChatTemplateError(
+      `${path}: tokenizer.chat_template is ${template.length} characters; at most ${CHAT_TEMPLATE_LIMITS.sourceChars} are accepted`,
+    )
+  }
+  return template
 }
 
 async function openHfDirectory(
