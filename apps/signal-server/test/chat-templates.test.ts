@@ -4,7 +4,14 @@ import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ChatTemplate, HfTokenizer, syntheticConfig } from '@butterfly/core'
-import { nodeWrtc, resolveModelDir, writeSyntheticModel } from '@butterfly/node-platform'
+import {
+  downloadModel,
+  loadTokenizerFiles,
+  nodeWrtc,
+  parseRemoteSpec,
+  resolveModelDir,
+  writeSyntheticModel,
+} from '@butterfly/node-platform'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { attachGateway, type Gateway } from '../src/api/attach-gateway.js'
 import { chatPromptIds, stopTokenIdsOfModel } from '../src/api/chat-prompt.js'
@@ -99,6 +106,19 @@ describe('chat templates over HTTP', () => {
     const tiny = gateway.find('fallback')
     expect(tiny?.chatTemplate).toBeUndefined()
     expect(tiny?.stopTokenIds).toEqual([2])
+  })
+
+  test('the chat files are served with the model, and a download of the mesh URL carries them', async () => {
+    const res = await fetch(`${server.url}/models/qwen3/generation_config.json`)
+    expect(res.status).toBe(200)
+    expect(await res.json()).toEqual({ eos_token_id: [151645, 151643] })
+    expect((await fetch(`${server.url}/models/broken/chat_template.jinja`)).status).toBe(200)
+    const dir = await downloadModel(parseRemoteSpec(`${server.url}/models/qwen3/`), join(cache, 'dl'), {
+      offline: false,
+    })
+    const files = await loadTokenizerFiles(dir)
+    expect(files.generationEosIds).toEqual([151645, 151643])
+    expect(files.chatTemplate?.endOfTurnTokens()).toEqual(['<|im_end|>'])
   })
 
   test('raw completions ignore the chat template', async () => {
