@@ -73,6 +73,18 @@ export class TokenizerError extends ButterflyError {
   }
 }
 
+/**
+ * A chat template is too large, fails to parse, or fails to render the messages (including a
+ * template's own raise_exception). The gateway answers it as a 400: the template belongs to
+ * the model, but what broke it is usually the request's messages.
+ */
+export class ChatTemplateError extends ButterflyError {
+  override readonly name = 'ChatTemplateError'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_CHAT_TEMPLATE', message, options)
+  }
+}
+
 /** A stage graph cannot be built for the requested layer range or options. */
 export class GraphBuildError extends ButterflyError {
   override readonly name = 'GraphBuildError'

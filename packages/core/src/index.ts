@@ -15,7 +15,8 @@
  *   `ShardedSafetensors` (shards opened on first use), `toFloat32` / `fromFloat32` (fp16/bf16),
  *   `RawTensor` / `DType`, `WeightProvider` (fetches one named tensor).
  * - `tokenizers/`: `Tokenizer`, `ByteTokenizer`, `HfTokenizer` (tokenizer.json via
- *   @huggingface/tokenizers).
+ *   @huggingface/tokenizers), `ChatTemplate` (Jinja chat templates via @huggingface/jinja),
+ *   `encodeChatPrompt` (one BOS at most), `stopTokenIdsOf`, `generationConfigEosIds`.
  * - `model/`: `ModelConfig`, `parseModelConfig(json)`, `modelConfigToJson(config)` (Llama-family
  *   configs), RoPE caches, weight names and shapes, `ReferenceModel` (slow, obviously-correct
  *   forward pass used as ground truth), `syntheticConfig(name)` / `syntheticTensor(...)`
@@ -121,7 +122,9 @@ export * from './quant/weight-encoding.js'
 export * from './remote/http-source.js'
 export * from './remote/remote-model.js'
 export * from './tokenizers/byte-tokenizer.js'
+export * from './tokenizers/chat-template.js'
 export * from './tokenizers/hf-tokenizer.js'
+export * from './tokenizers/stop-tokens.js'
 export * from './tokenizers/tokenizer.js'
 export * from './transport/memory-transport.js'
 export * from './transport/message-connection.js'

@@ -12,6 +12,10 @@
  *   `downloadFile(...)` for one file; `parseRemoteSpec`, `isRemoteSpec`, `resolveHfEndpoint`,
  *   `describeSpec` for specs; `downloadOptions(flag)` wires a CLI's --hf-endpoint, progress bar and
  *   log lines; `terminalProgress(stream)` is that progress bar.
+ * - `loadTokenizerFiles(dir)`: tokenizer.json, tokenizer_config.json, chat_template.jinja and
+ *   generation_config.json of a model directory, each size-capped (`TOKENIZER_FILES`): the
+ *   tokenizer, the chat template and the generation eos ids. `synthetic:NAME` presets listed in
+ *   `SYNTHETIC_TOKENIZER_PACKAGES` get that real tokenizer (`writeRealTokenizer(dir, package)`).
  * - `openLocalWeights(dir)`: a directory's weights across shards (`ShardedSafetensors`); `FileSource`
  *   range-reads a local file.
  * - `writeWeightsFile(path, config, dtype, values)`: streams a model.safetensors as F32, F16 or
@@ -73,3 +77,12 @@ export {
   WEIGHTS_FILE,
   writeSyntheticModel,
 } from './models/model-store.js'
+export { SYNTHETIC_TOKENIZER_PACKAGES, writeRealTokenizer } from './models/synthetic-tokenizers.js'
+export {
+  loadTokenizerFiles,
+  OPTIONAL_CHAT_FILES,
+  readCapped,
+  TOKENIZER_FILES,
+  type TokenizerFileName,
+  type TokenizerFiles,
+} from './models/tokenizer-files.js'

@@ -8,7 +8,7 @@ import {
   syntheticConfig,
   toFloat32,
 } from '@butterfly/core'
-import { FileSource } from '@butterfly/node-platform'
+import { FileSource, loadModel } from '@butterfly/node-platform'
 import {
   GGML,
   ggufLlamaFile,
@@ -104,6 +104,73 @@ describe('import writer', () => {
     // The same file imports at fp32.
     await importTo(join(root, 'big.gguf'), out, 'fp32')
     expect((await tensorsOf(out)).get('model.layers.1.mlp.down_proj.weight')?.values[5]).toBe(1e6)
+  })
+
+  test('chat_template.jinja (beside the tokenizer) and generation_config.json (in the checkpoint) are carried', async () => {
+    const hf = join(root, 'hf-chat')
+    await mkdir(hf)
+    await writeFile(join(hf, 'config.json'), JSON.stringify(hfConfigJson(dims, true)))
+    await writeFile(join(hf, 'model.safetensors'), encodeSafetensors(hfTensors(knownWeights(dims, 63, true))))
+    // A first import turns tokenizer.bin into a tokenizer.json; the template goes beside it.
+    const first = join(root, 'chat-first')
+    await importTo(hf, first, 'fp32', join(root, 'tokenizer.bin'))
+    await writeFile(join(first, 'chat_template.jinja'), '{{ bos_token }}{{ messages[0].content }}')
+    await writeFile(join(hf, 'generation_config.json'), JSON.stringify({ eos_token_id: [2] }))
+    const opened = await openImportSource(hf, join(first, 'tokenizer.json'))
+    const out = join(root, 'chat-out')
+    try {
+      await writeImportedModel(opened.source, opened.tokenizer, out, {
+        dtype: 'fp32',
+        extraFiles: opened.chatFiles,
+      })
+    } finally {
+      await opened.close()
+    }
+    const model = await loadModel(out)
+    try {
+      expect(model.generationEosIds).toEqual([2])
+      expect(model.chatTemplate?.source).toBe('{{ bos_token }}{{ messages[0].content }}')
+    } finally {
+      await model.close()
+    }
+    // A broken generation_config.json fails the import and leaves nothing behind.
+    await writeFile(join(hf, 'generation_config.json'), '{"eos_token_id": "x"}')
+    const broken = await openImportSource(hf, join(first, 'tokenizer.json'))
+    try {
+      await expect(
+        writeImportedModel(broken.source, broken.tokenizer, join(root, 'chat-bad'), {
+          dtype: 'fp32',
+          extraFiles: broken.chatFiles,
+        }),
+      ).rejects.toMatchObject({ code: 'ERR_CHAT_TEMPLATE' })
+    } finally {
+      await broken.close()
+    }
+    expect((await readdir(root)).filter((f) => f.includes('chat-bad'))).toEqual([])
+  })
+
+  test("a GGUF's tokenizer.chat_template becomes chat_template.jinja", async () => {
+    const template = '{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}'
+    const file = join(root, 'chat.gguf')
+    const meta = [{ key: 'tokenizer.chat_template', type: 'string' as const, value: template }]
+    await writeFile(file, ggufLlamaFile(knownWeights(dims, 64, true), vocab, GGML.F32, meta))
+    const opened = await openImportSource(file)
+    const out = join(root, 'chat-gguf')
+    try {
+      expect([...opened.chatFiles.keys()]).toEqual(['chat_template.jinja'])
+      await writeImportedModel(opened.source, opened.tokenizer, out, {
+        dtype: 'fp32',
+        extraFiles: opened.chatFiles,
+      })
+    } finally {
+      await opened.close()
+    }
+    const model = await loadModel(out)
+    try {
+      expect(model.chatTemplate?.render([{ role: 'user', content: 'hi' }])).toBe('<|user|>hi')
+    } finally {
+      await model.close()
+    }
   })
 
   test('encodeOutput passes matching dtypes through untouched', () => {

@@ -1,8 +1,9 @@
 import { ButterflyError, type FinishReason, type GenerateRequest, type StepProvenance } from '@butterfly/core'
 import type { CompletionBackend, ServedModel } from '../gateway/served-model.js'
 import { ApiError } from '../http/http-errors.js'
+import { chatPromptIds, rawPromptIds, stopTokenIdsOfModel } from './chat-prompt.js'
 import { samplingParamsOf } from './openai-fields.js'
-import { type CompletionRequest, chatPrompt } from './openai-request.js'
+import type { CompletionRequest } from './openai-request.js'
 import { StopMatcher } from './stop-matcher.js'
 import { type TokenLogprob, tokenLogprob } from './token-logprobs.js'
 
@@ -64,8 +65,11 @@ export class CompletionService {
    */
   prepare(request: CompletionRequest): PreparedCompletion {
     const model = this.model(request.model)
-    const text = request.messages !== undefined ? chatPrompt(request.messages) : (request.prompt ?? '')
-    const promptIds = model.tokenizer.encode(text, { addBos: true })
+    // Chats through the model's template (see chatPromptIds); raw prompts get one BOS at most.
+    const promptIds =
+      request.messages !== undefined
+        ? chatPromptIds(model, request.messages)
+        : rawPromptIds(model, request.prompt ?? '')
     if (promptIds.length === 0)
       throw new ApiError(400, 'invalid_request_error', 'the prompt is empty', 'prompt')
     const room = model.maxContext - promptIds.length
@@ -103,7 +107,7 @@ export class CompletionService {
         maxTokens: prepared.maxTokens,
         sampling: samplingParamsOf(request, model.tokenizer.vocabSize),
         ...(request.logprobs === undefined ? {} : { logprobs: true }),
-        ...(model.tokenizer.eosTokenId === undefined ? {} : { stopTokenIds: [model.tokenizer.eosTokenId] }),
+        stopTokenIds: stopTokenIdsOfModel(model),
       }
       const decoder = model.tokenizer.createStreamDecoder()
       const stops = new StopMatcher(request.stop)

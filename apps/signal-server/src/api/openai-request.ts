@@ -132,8 +132,9 @@ function messageText(content: unknown, i: number): string {
 }
 
 /**
- * A plain role-tagged transcript ending with the assistant's turn. Checkpoints' own Jinja
- * chat templates are not applied yet; this template is what every model sees.
+ * The fallback chat format, for models without a chat template: a plain role-tagged
+ * transcript ending with the assistant's turn. Models with a template (chat_template.jinja or
+ * tokenizer_config.json's chat_template) get theirs instead; see chat-prompt.ts.
  */
 export function chatPrompt(messages: readonly ChatMessage[]): string {
   return `${messages.map((m) => `<|${m.role}|>\n${m.content}\n`).join('')}<|assistant|>\n`

@@ -10,7 +10,7 @@ import {
   SAFETENSORS_INDEX_FILE,
   type TensorInfo,
 } from '@butterfly/core'
-import { ModelNotFoundError, openLocalWeights } from '@butterfly/node-platform'
+import { ModelNotFoundError, OPTIONAL_CHAT_FILES, openLocalWeights } from '@butterfly/node-platform'
 
 /** The files of a single-file model. A sharded one has the index and its shards instead of the last. */
 export const MODEL_FILES = ['config.json', 'tokenizer.json', 'model.safetensors'] as const
@@ -38,7 +38,10 @@ export interface ModelManifest {
   readonly modelId: string
   /** 'int4' when config.json marks int4 projections, else the file's float dtypes ('F32', 'F16', 'F32+F16'). */
   readonly weights: string
-  /** config.json, tokenizer.json and the weights files (index and shards when sharded). */
+  /**
+   * config.json, tokenizer.json and the weights files (index and shards when sharded), and
+   * tokenizer_config.json, chat_template.jinja and generation_config.json when the model has them.
+   */
   readonly files: Readonly<Record<string, FileDigest>>
   readonly tensors: Readonly<Record<string, TensorDigest>>
 }
@@ -78,6 +81,12 @@ export async function indexModelDir(dir: string, modelId = basename(dir)): Promi
   const files: Record<string, FileDigest> = {
     'config.json': await hashFile(configPath),
     'tokenizer.json': await hashFile(join(dir, 'tokenizer.json')),
+  }
+  // Served when present, so a model downloaded from this server (a directory URL) keeps its
+  // special tokens, chat template and stop ids; workers need none of them.
+  for (const f of ['tokenizer_config.json', ...OPTIONAL_CHAT_FILES]) {
+    if ((await stat(join(dir, f)).catch(() => undefined))?.isFile() === true)
+      files[f] = await hashFile(join(dir, f))
   }
   // A Map, not an object literal, so a tensor named "__proto__" is just a name.
   const tensorDigests = new Map<string, TensorDigest>()

@@ -1,7 +1,5 @@
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { HfTokenizer, type Tokenizer } from '@butterfly/core'
-import { useNativeSignatures } from '@butterfly/node-platform'
+import { eosTokenIdsOf, stopTokenIdsOf } from '@butterfly/core'
+import { loadTokenizerFiles, useNativeSignatures } from '@butterfly/node-platform'
 import type { HealthSource } from '../http/health-routes.js'
 import type { ServerParts } from '../http/signal-server.js'
 import { MeshGateway, type MeshGatewayInit } from './mesh-gateway.js'
@@ -24,12 +22,21 @@ export async function createGateway(
   useNativeSignatures()
   const gateways = new Map<string, MeshGateway>()
   for (const mesh of server.meshes.list()) {
-    const tokenizer = await loadTokenizer(mesh.model.dir)
+    // The tokenizer, the chat template and the stop ids, from the model directory.
+    const { tokenizer, chatTemplate, generationEosIds } = await loadTokenizerFiles(mesh.model.dir)
+    const stopTokenIds = stopTokenIdsOf({
+      tokenizer,
+      configEosIds: eosTokenIdsOf(mesh.config),
+      generationEosIds,
+      template: chatTemplate,
+    })
     gateways.set(
       mesh.name,
       new MeshGateway(init, {
         mesh,
         tokenizer,
+        chatTemplate,
+        stopTokenIds,
         wrtc: components.wrtc,
         metrics: server.metrics,
         ...(components.log ? { log: components.log } : {}),
@@ -51,13 +58,4 @@ export async function createGateway(
   server.provideHealth(gateway)
   server.app.addHook('onClose', async () => gateway.close())
   return gateway
-}
-
-async function loadTokenizer(dir: string): Promise<Tokenizer> {
-  const json = JSON.parse(await readFile(join(dir, 'tokenizer.json'), 'utf8'))
-  const config = await readFile(join(dir, 'tokenizer_config.json'), 'utf8').then(
-    (t) => JSON.parse(t) as unknown,
-    () => undefined,
-  )
-  return HfTokenizer.fromJson(json, config)
 }

@@ -1,4 +1,5 @@
 import {
+  type ChatTemplate,
   calibrationTokens,
   createWebRtcTransport,
   GatewayError,
@@ -40,6 +41,8 @@ export interface MeshGatewayInit {
 export interface MeshGatewayComponents {
   readonly mesh: Mesh
   readonly tokenizer: Tokenizer
+  readonly chatTemplate?: ChatTemplate | undefined
+  readonly stopTokenIds?: readonly number[] | undefined
   /** RTCPeerConnection implementation for Node. */
   readonly wrtc: unknown
   readonly metrics?: ServerMetrics
@@ -61,6 +64,8 @@ export class MeshGateway implements ServedModel {
   readonly mesh: string
   readonly created = Math.floor(Date.now() / 1000)
   readonly tokenizer: Tokenizer
+  readonly chatTemplate: ChatTemplate | undefined
+  readonly stopTokenIds: readonly number[] | undefined
   readonly maxContext: number
   readonly admission: Admission
   private readonly peer: LocalPeerHandle
@@ -84,6 +89,8 @@ export class MeshGateway implements ServedModel {
     this.id = mesh.modelId
     this.mesh = mesh.name
     this.tokenizer = components.tokenizer
+    this.chatTemplate = components.chatTemplate
+    this.stopTokenIds = components.stopTokenIds
     this.maxContext = mesh.config.maxContext
     this.admission = new Admission({
       maxConcurrent: init.maxConcurrent ?? 8,

@@ -67,6 +67,8 @@ export function httpErrorBody(
  */
 const HTTP_BY_CODE: Readonly<Record<string, { readonly status: number; readonly code?: string }>> = {
   ERR_QUEUE_FULL: { status: 429, code: 'queue_full' },
+  // The model's chat template cannot render these messages (or does not parse): a request error.
+  ERR_CHAT_TEMPLATE: { status: 400 },
   ERR_MESH_NO_PLAN: { status: 503, code: 'no_plan' },
   ERR_PLAN_NOT_READY: { status: 503, code: 'plan_not_ready' },
   ERR_NO_PLAN: { status: 503 },

@@ -97,6 +97,12 @@ export class HfTokenizer implements Tokenizer {
     return ids
   }
 
+  /** The id of a token's exact text (an added token such as `<|im_end|>`, or a vocabulary piece). */
+  tokenId(token: string): number | undefined {
+    const id = this.lib.token_to_id(token)
+    return typeof id === 'number' && Number.isInteger(id) ? id : undefined
+  }
+
   decode(ids: readonly number[]): string {
     for (const id of ids) this.checkId(id)
     if (ids.length === 0) return '' // the library rejects an empty list

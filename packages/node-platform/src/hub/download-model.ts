@@ -10,6 +10,7 @@ import {
   SAFETENSORS_INDEX_FILE,
 } from '@butterfly/core'
 import { ModelDownloadError, ModelNotFoundError } from '../errors.js'
+import { OPTIONAL_CHAT_FILES, TOKENIZER_FILES } from '../models/tokenizer-files.js'
 import { downloadFile, type FileExpectation, type PlannedFile } from './file-download.js'
 import { fetchHfListing } from './hf-listing.js'
 import { DEFAULT_HTTP_POLICY, type HttpPolicy } from './hub-http.js'
@@ -100,6 +101,8 @@ async function downloadHf(
   const small = [plan('config.json', MAX_CONFIG_BYTES), plan('tokenizer.json', MAX_TOKENIZER_BYTES)]
   if (listing.files.has('tokenizer_config.json'))
     small.push(plan('tokenizer_config.json', MAX_TOKENIZER_CONFIG_BYTES))
+  // The chat template and the stop ids, when the repository has them (loadModel validates).
+  for (const f of OPTIONAL_CHAT_FILES) if (listing.files.has(f)) small.push(plan(f, TOKENIZER_FILES[f]))
   const sharded = listing.files.has(SAFETENSORS_INDEX_FILE)
   if (sharded) small.push(plan(SAFETENSORS_INDEX_FILE, MAX_INDEX_BYTES))
   else if (!listing.files.has(SAFETENSORS_FILE)) {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { parseSafetensorsIndexBytes, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE } from '@butterfly/core'
 import { ModelDownloadError } from '../errors.js'
+import { OPTIONAL_CHAT_FILES, TOKENIZER_FILES } from '../models/tokenizer-files.js'
 import type { PlannedFile } from './file-download.js'
 import { expectStatus, fetchCapped, type HttpPolicy, hubRequest, withRetries } from './hub-http.js'
 
@@ -16,8 +17,8 @@ const SHA256 = /^[0-9a-f]{64}$/
 
 /**
  * Reads a plain directory URL (a static mirror, or a butterfly-server's `/models/MESH/`):
- * config.json and tokenizer.json (required), tokenizer_config.json and
- * model.safetensors.index.json (optional), then HEADs each weights file for its size and ETag.
+ * config.json and tokenizer.json (required), tokenizer_config.json, chat_template.jinja,
+ * generation_config.json and model.safetensors.index.json (optional), then HEADs each weights file for its size and ETag.
  * An ETag that is a SHA-256 (as the Hub's and butterfly-server's are) becomes the checksum.
  */
 export async function fetchUrlSnapshot(
@@ -42,6 +43,7 @@ export async function fetchUrlSnapshot(
   await get('config.json', caps.config)
   await get('tokenizer.json', caps.tokenizer)
   await get('tokenizer_config.json', caps.tokenizerConfig, true)
+  for (const f of OPTIONAL_CHAT_FILES) await get(f, TOKENIZER_FILES[f], true)
   const indexBytes = await get(SAFETENSORS_INDEX_FILE, caps.index, true)
   const names = indexBytes
     ? parseSafetensorsIndexBytes(indexBytes, `${base}${SAFETENSORS_INDEX_FILE}`).shards

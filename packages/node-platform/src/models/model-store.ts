@@ -5,9 +5,9 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
   byteTokenizerJson,
+  type ChatTemplate,
   expectedWeightShapes,
   fromFloat32,
-  HfTokenizer,
   type ModelConfig,
   ModelConfigError,
   modelConfigToJson,
@@ -17,7 +17,6 @@ import {
   syntheticConfig,
   syntheticTensor,
   type Tokenizer,
-  TokenizerError,
   toFloat32,
   type WeightProvider,
   withInt4Quantization,
@@ -28,11 +27,17 @@ import { isRemoteSpec, parseRemoteSpec } from '../hub/model-spec.js'
 import { exists } from './exists.js'
 import { openLocalWeights } from './local-weights.js'
 import { type ModelDtype, writeWeightsFile } from './model-convert.js'
+import { SYNTHETIC_TOKENIZER_PACKAGES, writeRealTokenizer } from './synthetic-tokenizers.js'
+import { loadTokenizerFiles } from './tokenizer-files.js'
 
 export interface LoadedModel {
   readonly dir: string
   readonly config: ModelConfig
   readonly tokenizer: Tokenizer
+  /** The model's chat template (chat_template.jinja or tokenizer_config.json), if it has one. */
+  readonly chatTemplate: ChatTemplate | undefined
+  /** generation_config.json's eos_token_id ([] without the file). */
+  readonly generationEosIds: readonly number[]
   /** Range-reads one tensor, checked against the shape the graph expects. */
   readonly weights: WeightProvider
   close(): Promise<void>
@@ -77,26 +82,48 @@ export async function resolveModelDir(
   const format = SYNTHETIC_DTYPES[dtype as keyof typeof SYNTHETIC_DTYPES]
   const base = syntheticConfig(name)
   const config = format === 'int4' ? withInt4Quantization(base) : base
-  // The key covers the preset's shape, so a changed preset never reuses stale weights.
-  const key = createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 12)
+  const tokenizerPackage = Object.hasOwn(SYNTHETIC_TOKENIZER_PACKAGES, name)
+    ? SYNTHETIC_TOKENIZER_PACKAGES[name]
+    : undefined
+  // The key covers the preset's shape (and its real tokenizer, if any), so a changed preset
+  // never reuses stale files; presets without one keep the key they always had.
+  const keyed = tokenizerPackage === undefined ? config : { config, tokenizerPackage }
+  const key = createHash('sha256').update(JSON.stringify(keyed)).digest('hex').slice(0, 12)
   const dir = join(cache, 'synthetic', `${name}-${dtype}-${key}`)
   if (await exists(join(dir, WEIGHTS_FILE))) return dir
-  await writeSyntheticModel(config, dir, format)
+  await writeSyntheticModel(config, dir, format, tokenizerPackage === undefined ? {} : { tokenizerPackage })
   return dir
 }
 
 /**
  * Writes config.json, tokenizer.json and model.safetensors atomically (temp dir + rename).
  * 'int4' marks the config as int4 (unless it already is) and stores the tensors isInt4Weight
- * selects as int4, the rest as F16.
+ * selects as int4, the rest as F16. The tokenizer is the byte tokenizer, or with
+ * `tokenizerPackage` that package's real tokenizer.json and tokenizer_config.json (see
+ * SYNTHETIC_TOKENIZER_PACKAGES); its vocabulary must fit the config's.
  */
-export async function writeSyntheticModel(model: ModelConfig, dir: string, dtype: ModelDtype): Promise<void> {
+export async function writeSyntheticModel(
+  model: ModelConfig,
+  dir: string,
+  dtype: ModelDtype,
+  options: { readonly tokenizerPackage?: string } = {},
+): Promise<void> {
   const config = dtype === 'int4' && model.quantization === undefined ? withInt4Quantization(model) : model
   const tmp = `${dir}.tmp-${randomBytes(4).toString('hex')}`
   await mkdir(tmp, { recursive: true })
   try {
     await writeFile(join(tmp, 'config.json'), `${JSON.stringify(modelConfigToJson(config), null, 2)}\n`)
-    await writeFile(join(tmp, 'tokenizer.json'), JSON.stringify(byteTokenizerJson(config.vocabSize)))
+    if (options.tokenizerPackage === undefined) {
+      await writeFile(join(tmp, 'tokenizer.json'), JSON.stringify(byteTokenizerJson(config.vocabSize)))
+    } else {
+      await writeRealTokenizer(tmp, options.tokenizerPackage)
+      const { tokenizer } = await loadTokenizerFiles(tmp)
+      if (tokenizer.vocabSize > config.vocabSize) {
+        throw new ModelConfigError(
+          `${options.tokenizerPackage} has ${tokenizer.vocabSize} tokens; the model's vocabulary is ${config.vocabSize}`,
+        )
+      }
+    }
     await writeWeightsFile(join(tmp, WEIGHTS_FILE), config, dtype, (name) => syntheticTensor(config, name))
     await rm(dir, { recursive: true, force: true })
     await rename(tmp, dir)
@@ -112,15 +139,7 @@ export async function loadModel(spec: string): Promise<LoadedModel> {
   if (!(await exists(dir))) throw new ModelNotFoundError(`model directory ${dir} does not exist`)
   const configPath = join(dir, 'config.json')
   const config = parseModelConfig(await readJson(configPath, (m) => new ModelConfigError(m)), configPath)
-  const tokenizerPath = join(dir, 'tokenizer.json')
-  const tokenizerConfigPath = join(dir, 'tokenizer_config.json')
-  const tokenizerConfig = (await exists(tokenizerConfigPath))
-    ? await readJson(tokenizerConfigPath, (m) => new TokenizerError(m))
-    : undefined
-  const tokenizer = HfTokenizer.fromJson(
-    await readJson(tokenizerPath, (m) => new TokenizerError(m)),
-    tokenizerConfig,
-  )
+  const { tokenizer, chatTemplate, generationEosIds } = await loadTokenizerFiles(dir)
   const shards = await openLocalWeights(dir)
   try {
     // A sharded checkpoint whose index forgets a tensor fails now, naming the index.
@@ -133,7 +152,7 @@ export async function loadModel(spec: string): Promise<LoadedModel> {
   const weights: WeightProvider = async (name, shape) =>
     // storedTensorDtypes also admits an int4 weight's U8 levels and F16/F32 scales.
     toGraphDtype(await shards.read(name, { dtype: storedTensorDtypes(name), shape }))
-  return { dir, config, tokenizer, weights, close: () => shards.close() }
+  return { dir, config, tokenizer, chatTemplate, generationEosIds, weights, close: () => shards.close() }
 }
 
 /** The graph takes F32 or F16 (and U8 int4 levels); BF16 checkpoints are widened to F32 on load. */

@@ -1,4 +1,4 @@
-import { DEFAULT_TOP_K, generate } from '@butterfly/core'
+import { DEFAULT_TOP_K, encodeChatPrompt, eosTokenIdsOf, generate, stopTokenIdsOf } from '@butterfly/core'
 import {
   cacheDir,
   createLocalPipeline,
@@ -34,7 +34,15 @@ export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStr
     const pipeline = await createLocalPipeline(model, backend, { stages: opts.stages, topK })
     try {
       const { tokenizer } = model
-      const promptIds = tokenizer.encode(opts.prompt, { addBos: true })
+      // One BOS at most: a prompt rendered by a chat template may already start with it.
+      const promptIds = encodeChatPrompt(tokenizer, opts.prompt)
+      // The same stop ids the gateway uses, so a mesh and this command agree token for token.
+      const stopTokenIds = stopTokenIdsOf({
+        tokenizer,
+        configEosIds: eosTokenIdsOf(model.config),
+        generationEosIds: model.generationEosIds,
+        template: model.chatTemplate,
+      })
       const stream = generate(
         pipeline,
         {
@@ -46,7 +54,7 @@ export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStr
             ...(opts.topP === undefined ? {} : { topP: opts.topP }),
             ...(opts.topK === undefined ? {} : { topK: opts.topK }),
           },
-          ...(tokenizer.eosTokenId === undefined ? {} : { stopTokenIds: [tokenizer.eosTokenId] }),
+          stopTokenIds,
         },
         signal,
       )

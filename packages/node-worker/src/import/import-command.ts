@@ -42,6 +42,7 @@ export async function runImport(
     const result = await writeImportedModel(opened.source, opened.tokenizer, opts.out, {
       dtype: opts.dtype,
       force: opts.force,
+      extraFiles: opened.chatFiles,
       ...(signal === undefined ? {} : { signal }),
       onProgress: (done, all, tensor) => bar?.update(done, { done: mb(done), all: mb(all), tensor }),
     })

@@ -10,7 +10,7 @@ import {
   safetensorsLayout,
   TokenizerError,
 } from '@butterfly/core'
-import { exists, loadModel, WEIGHTS_FILE } from '@butterfly/node-platform'
+import { exists, loadModel, OPTIONAL_CHAT_FILES, WEIGHTS_FILE } from '@butterfly/node-platform'
 import { ImportError } from '../errors.js'
 import {
   checkOutputDtype,
@@ -27,6 +27,8 @@ export interface WriteOptions {
   /** Called after each tensor with source bytes done and in total, and the tensor's name. */
   readonly onProgress?: (done: number, total: number, tensor: string) => void
   readonly signal?: AbortSignal
+  /** Further files written as they are (chat_template.jinja, generation_config.json); loadModel validates them. */
+  readonly extraFiles?: ReadonlyMap<string, string>
 }
 
 export interface WriteResult {
@@ -37,7 +39,8 @@ export interface WriteResult {
 
 /**
  * Writes `source` as an ordinary Butterfly model directory: config.json, tokenizer.json (and
- * tokenizer_config.json when there is one) and model.safetensors. It streams one tensor at a
+ * tokenizer_config.json, chat_template.jinja, generation_config.json when there are) and
+ * model.safetensors. It streams one tensor at a
  * time, writes into a temporary sibling directory, checks that the result loads, and only then
  * renames it into place, so `outDir` never holds half a model.
  */
@@ -63,6 +66,12 @@ export async function writeImportedModel(
     await writeFile(join(tmp, 'tokenizer.json'), JSON.stringify(tokenizer.json))
     if (tokenizer.config !== undefined)
       await writeFile(join(tmp, 'tokenizer_config.json'), json(tokenizer.config))
+    for (const [name, text] of options.extraFiles ?? []) {
+      // Only the known names: a name is a path inside the output directory.
+      if (!(OPTIONAL_CHAT_FILES as readonly string[]).includes(name))
+        throw new TypeError(`unexpected model file ${name}`)
+      await writeFile(join(tmp, name), text)
+    }
     const bytes = await writeWeights(source, join(tmp, WEIGHTS_FILE), options)
     // The same checks `generate` and `join` run: config, tokenizer, safetensors header.
     await (await loadModel(tmp)).close()

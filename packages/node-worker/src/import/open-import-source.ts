@@ -1,6 +1,9 @@
 import { readFile, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import {
+  CHAT_TEMPLATE_LIMITS,
+  ChatTemplateError,
+  type GgufFile,
   hfImportSource,
   type ImportSource,
   type ImportTokenizer,
@@ -12,12 +15,20 @@ import {
   openLlama2cCheckpoint,
   parseModelConfig,
   parseSafetensorsIndex,
+  readGguf,
   SAFETENSORS_INDEX_FILE as SAFETENSORS_INDEX,
   type SafetensorsIndex,
   SafetensorsReader,
   TokenizerError,
 } from '@butterfly/core'
-import { CliUsageError, FileSource, ModelNotFoundError, WEIGHTS_FILE } from '@butterfly/node-platform'
+import {
+  CliUsageError,
+  FileSource,
+  ModelNotFoundError,
+  OPTIONAL_CHAT_FILES,
+  readCapped,
+  WEIGHTS_FILE,
+} from '@butterfly/node-platform'
 
 /** Real config.json and index files are kilobytes; tokenizer.json files reach tens of MB. */
 const MAX_CONFIG_BYTES = 64 << 20
@@ -26,6 +37,11 @@ const MAX_TOKENIZER_BYTES = 256 << 20
 export interface OpenedSource {
   readonly source: ImportSource
   readonly tokenizer: ImportTokenizer
+  /**
+   * chat_template.jinja and generation_config.json, by name, when the source has them (a
+   * Hugging Face directory, or the directory of --tokenizer's tokenizer.json), size-capped.
+   */
+  readonly chatFiles: ReadonlyMap<string, string>
   close(): Promise<void>
 }
 
@@ -49,6 +65,7 @@ export async function openImportSource(path: string, tokenizerPath?: string): Pr
   }
   try {
     let source: ImportSource
+    let ggufTemplate: string | undefined
     if (info.isDirectory()) {
       source = await openHfDirectory(path, openFile, tokenizerPath === undefined)
     } else {
@@ -56,6 +73,7 @@ export async function openImportSource(path: string, tokenizerPath?: string): Pr
       const magic = new TextDecoder().decode(await file.read(0, 4))
       if (magic === 'GGUF' || path.toLowerCase().endsWith('.gguf')) {
         source = await openGgufLlama(file)
+        ggufTemplate = ggufChatTemplate(await readGguf(file), path)
       } else {
         if (tokenizerPath === undefined) {
           throw new CliUsageError(
@@ -68,11 +86,40 @@ export async function openImportSource(path: string, tokenizerPath?: string): Pr
     const tokenizer =
       tokenizerPath === undefined ? source.tokenizer : await readTokenizer(tokenizerPath, source, openFile)
     if (tokenizer === undefined) throw new TokenizerError(`${path} carries no tokenizer; pass --tokenizer`)
-    return { source, tokenizer, close }
+    const chatFiles = new Map<string, string>()
+    // The template travels with the tokenizer; the stop ids with the model.
+    const dirs = {
+      'chat_template.jinja': tokenizerPath?.toLowerCase().endsWith('.json') ? dirname(tokenizerPath) : path,
+      'generation_config.json': path,
+    }
+    if (ggufTemplate !== undefined && tokenizerPath === undefined)
+      chatFiles.set('chat_template.jinja', ggufTemplate)
+    for (const name of OPTIONAL_CHAT_FILES) {
+      const dir = dirs[name]
+      if (dir !== path || info.isDirectory()) {
+        const text = await readCapped(dir, name)
+        if (text !== undefined) chatFiles.set(name, text)
+      }
+    }
+    return { source, tokenizer, chatFiles, close }
   } catch (err) {
     await close()
     throw err
   }
+}
+
+/** GGUF carries the chat template as `tokenizer.chat_template` metadata (llama.cpp's convention). */
+function ggufChatTemplate(gguf: GgufFile, path: string): string | undefined {
+  const template = gguf.metadata.get('tokenizer.chat_template')
+  if (template === undefined) return undefined
+  if (typeof template !== 'string')
+    throw new ChatTemplateError(`${path}: tokenizer.chat_template is not a string`)
+  if (template.length > CHAT_TEMPLATE_LIMITS.sourceChars) {
+    throw new ChatTemplateError(
+      `${path}: tokenizer.chat_template is ${template.length} characters; at most ${CHAT_TEMPLATE_LIMITS.sourceChars} are accepted`,
+    )
+  }
+  return template
 }
 
 async function openHfDirectory(
