@@ -1,7 +1,7 @@
 import { GGML, type GgufMeta, ggufLlamaFile, knownWeights, testDims, testVocab } from '@butterfly/testing'
 import { describe, expect, test } from 'vitest'
 import { TokenizerError } from '../src/errors.js'
-import { openGgufLlama } from '../src/formats/gguf-llama.js'
+import { openGgufLlama } from '../src/formats/gguf-model.js'
 import { HfTokenizer } from '../src/tokenizers/hf-tokenizer.js'
 import { bytesSource } from '../src/weights/byte-source.js'
 

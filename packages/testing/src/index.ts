@@ -32,6 +32,7 @@
 export * from './delegating-stage.js'
 export * from './faulty-stage.js'
 export * from './format-writers.js'
+export * from './gguf-model-writer.js'
 export * from './gguf-writer.js'
 export * from './import-helpers.js'
 export * from './llama2c-reference.js'
