@@ -186,7 +186,7 @@ export function ggufModelFile(
     }
     mat(`${b}.attn_output.weight`, get(`${p}.self_attn.o_proj.weight`), h)
     if (gemma) {
-      norm(`${b}.attn_post_norm.weight`, `${p}.post_attention_layernorm.weight`)
+      norm(`${b}.post_attention_norm.weight`, `${p}.post_attention_layernorm.weight`)
       norm(`${b}.ffn_norm.weight`, `${p}.pre_feedforward_layernorm.weight`)
       norm(`${b}.post_ffw_norm.weight`, `${p}.post_feedforward_layernorm.weight`)
     } else norm(`${b}.ffn_norm.weight`, `${p}.post_attention_layernorm.weight`)

@@ -68,7 +68,7 @@ export async function loadLlamaCpp(): Promise<LlamaCpp> {
   const llama = await nlc.getLlama({
     gpu: false,
     build: 'never',
-    logLevel: nlc.LlamaLogLevel.error,
+    logLevel: process.env.BUTTERFLY_LLAMA_CPP_LOG === '1' ? nlc.LlamaLogLevel.warn : nlc.LlamaLogLevel.error,
     progressLogs: false,
   })
   return {

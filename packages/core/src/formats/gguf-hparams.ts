@@ -90,10 +90,8 @@ export function ggufModelConfig(file: GgufFile, meta: MetadataReader, facts: Ggu
     ...(ropeDims !== undefined && ropeDims !== headDim ? { rotaryDim: ropeDims } : {}),
     ...window(meta, a, architecture, numLayers),
     // llama.cpp scales Gemma 3 scores by 1/sqrt(key_length), except the 62-layer 27B, which uses
-    // hidden / heads (its query_pre_attn_scalar).
-    ...(architecture === 'gemma3'
-      ? { queryPreAttnScalar: numLayers === 62 ? hiddenSize / numHeads : headDim }
-      : {}),
+    // hidden / heads (its query_pre_attn_scalar); absent means head_dim.
+    ...(architecture === 'gemma3' && numLayers === 62 ? { queryPreAttnScalar: hiddenSize / numHeads } : {}),
   }
   return validateModelConfig(config, `${name} (GGUF metadata as a config)`)
 }

@@ -94,7 +94,7 @@ export function ggufTensorPlan(config: ModelConfig, arch: string): GgufTensorMap
     }
     add(`${b}.attn_output.weight`, n.o, [h, qDim])
     if (traits.sandwichNorms) {
-      add(`${b}.attn_post_norm.weight`, n.postAttentionNorm, [h], norm)
+      add(`${b}.post_attention_norm.weight`, n.postAttentionNorm, [h], norm)
       add(`${b}.ffn_norm.weight`, n.preFeedforwardNorm, [h], norm)
       add(`${b}.post_ffw_norm.weight`, n.postFeedforwardNorm, [h], norm)
     } else add(`${b}.ffn_norm.weight`, n.postAttentionNorm, [h], norm)
