@@ -94,9 +94,11 @@ export async function emitLayer(
     kv_num_heads: numKvHeads,
     scale: { float: attentionScaleOf(config) },
   }
-  // GQA's local window counts the keys before the query: a query sees itself plus
-  // local_window_size earlier keys, so a window of W keys is W - 1.
-  if (kind === 'sliding') attrs.local_window_size = (config.slidingWindow as number) - 1
+  // A sliding layer's query at p sees keys p - W + 1 .. p. onnxruntime 1.30's GQA (CPU, and WASM,
+  // which compiles the same kernel) keeps local_window_size keys counting the query's own, so the
+  // attribute is W itself. Older releases kept local_window_size + 1 keys: engine-families.test.ts
+  // pins this against the reference with windows shorter than the sequence.
+  if (kind === 'sliding') attrs.local_window_size = config.slidingWindow as number
   const [attn] = g.op(
     'GroupQueryAttention',
     [rope(q, numHeads), kRot, v, pastK, pastV, ctx.seqlensK, ctx.totalLen],
