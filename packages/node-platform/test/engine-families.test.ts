@@ -1,0 +1,204 @@
+import type { ModelConfig } from '@butterfly/core'
+import { argmax, buildPipeline, referenceFor, relativeError, stepLogits } from '@butterfly/testing/node'
+import { afterAll, describe, expect, test } from 'vitest'
+
+// onnxruntime-node against the float64 reference for one small seeded config per family, each
+// with the traits that family brings switched on. Tolerances as in engine.test.ts: ORT computes
+// in fp32, the reference in float64; errors are max |ort - ref| / max |ref| over the logits.
+const FP32_REL_TOL = 1e-4
+const STEPS = 40
+
+const common = {
+  vocabSize: 259,
+  hiddenSize: 64,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 16,
+  intermediateSize: 96,
+  rmsNormEps: 1e-6,
+  maxContext: 128,
+  attentionBias: false,
+  bosTokenId: 1,
+  eosTokenId: 2,
+} as const
+
+const FAMILIES: Record<string, ModelConfig> = {
+  // Llama 3.1+ frequency scaling (its published factors; 8192 cuts the low dims of head_dim 16).
+  llama3: {
+    ...common,
+    architecture: 'llama',
+    numLayers: 3,
+    ropeTheta: 500000,
+    tieWordEmbeddings: true,
+    ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 8192 },
+  },
+  // Qwen3: q/k norms, head_dim 32 != hidden / heads, YaRN (factor 4) with its attention factor.
+  qwen3: {
+    ...common,
+    architecture: 'qwen3',
+    numLayers: 3,
+    headDim: 32,
+    ropeTheta: 1e6,
+    tieWordEmbeddings: false,
+    ropeScaling: {
+      type: 'yarn',
+      factor: 4,
+      originalContext: 32,
+      betaFast: 32,
+      betaSlow: 1,
+      attentionFactor: 0.1 * Math.log(4) + 1,
+      truncate: true,
+    },
+  },
+  // Phi-4-mini style: fused qkv / gate_up, partial rotary 0.75, LongRoPE past its original context.
+  phi3: {
+    ...common,
+    architecture: 'phi3',
+    numLayers: 2,
+    ropeTheta: 10000,
+    tieWordEmbeddings: false,
+    rotaryDim: 12,
+    slidingWindow: 127,
+    ropeScaling: {
+      type: 'longrope',
+      shortFactor: [1, 1.1, 1.3, 1.6, 2, 2.5],
+      longFactor: [1, 1.5, 2.5, 4, 6, 9],
+      originalContext: 64,
+      attentionFactor: Math.sqrt(1 + Math.log(2) / Math.log(64)),
+    },
+  },
+  // Gemma 3: 1+w norms, sandwich norms, GeGLU, scaled embeddings, q/k norms, one kv head,
+  // head_dim 32, sliding layers (window 8, well inside the sequence) with their own RoPE base
+  // around a global layer, and a query_pre_attn_scalar that is not head_dim.
+  gemma3: {
+    ...common,
+    architecture: 'gemma3',
+    numLayers: 4,
+    numKvHeads: 1,
+    headDim: 32,
+    ropeTheta: 1e6,
+    localRopeTheta: 10000,
+    tieWordEmbeddings: true,
+    slidingWindow: 8,
+    layerTypes: ['sliding', 'sliding', 'full', 'sliding'],
+    queryPreAttnScalar: 24,
+  },
+  // Mistral v0.1: every layer slides, window 6 inside the sequence.
+  mistral: {
+    ...common,
+    architecture: 'mistral',
+    numLayers: 2,
+    ropeTheta: 10000,
+    tieWordEmbeddings: false,
+    slidingWindow: 6,
+  },
+}
+
+const prompt = [1, 40, 75, 80, 75, 35, 110, 120, 7, 9]
+
+for (const [family, config] of Object.entries(FAMILIES)) {
+  const ks = config.numLayers >= 3 ? [1, 2, 3] : [1, 2]
+  describe(`${family} (${config.numLayers} layers)`, () => {
+    const reference = referenceFor(config)
+    const greedy = new Map<number, number[]>()
+    const disposers: Array<() => Promise<void>> = []
+    afterAll(async () => {
+      await Promise.all(disposers.map((d) => d()))
+    })
+
+    for (const k of ks) {
+      test(`K=${k}: logits within ${FP32_REL_TOL} of the reference, greedy tokens identical`, async () => {
+        const pipeline = await buildPipeline(config, k, { emitLogits: true })
+        disposers.push(pipeline.dispose)
+        const cache = reference.createCache()
+        let expected = reference.forward(prompt, cache)
+        let actual = await stepLogits(pipeline, 'g', prompt, 0)
+        let worst = 0
+        const tokens: number[] = []
+        for (let step = 0; step < STEPS; step++) {
+          worst = Math.max(worst, relativeError(actual, expected))
+          const token = argmax(actual)
+          expect(token).toBe(argmax(expected))
+          tokens.push(token)
+          expected = reference.forward([token], cache)
+          actual = await stepLogits(pipeline, 'g', [token], prompt.length + step)
+        }
+        expect(worst).toBeLessThan(FP32_REL_TOL)
+        // Synthetic weights must not collapse into one repeated token.
+        expect(new Set(tokens).size).toBeGreaterThanOrEqual(4)
+        greedy.set(k, tokens)
+      })
+    }
+
+    test('greedy tokens are identical for every K', () => {
+      const runs = [...greedy.values()]
+      expect(runs.length).toBe(ks.length)
+      for (const run of runs) expect(run).toEqual(runs[0])
+    })
+  })
+}
+
+describe('the sliding window is a window', () => {
+  test('Gemma 3 and Mistral logits change when the window is widened past the sequence', async () => {
+    for (const family of ['gemma3', 'mistral']) {
+      const config = FAMILIES[family] as ModelConfig
+      const wide = { ...config, slidingWindow: config.maxContext }
+      const narrow = referenceFor(config).forward(prompt, referenceFor(config).createCache())
+      const full = referenceFor(wide).forward(prompt, referenceFor(wide).createCache())
+      expect(relativeError(narrow, full)).toBeGreaterThan(1e-3)
+      const pipeline = await buildPipeline(wide, 1, { emitLogits: true })
+      try {
+        expect(relativeError(await stepLogits(pipeline, 'g', prompt, 0), full)).toBeLessThan(FP32_REL_TOL)
+      } finally {
+        await pipeline.dispose()
+      }
+    }
+  })
+})
+
+describe('stored formats', () => {
+  for (const family of ['gemma3', 'phi3', 'qwen3']) {
+    test(`${family}: fp16-stored weights match the reference on the same rounded weights`, async () => {
+      const config = FAMILIES[family] as ModelConfig
+      const reference = referenceFor(config, 'F16')
+      const pipeline = await buildPipeline(config, 2, { dtype: 'F16', emitLogits: true })
+      try {
+        const cache = reference.createCache()
+        let expected = reference.forward(prompt, cache)
+        let actual = await stepLogits(pipeline, 'g', prompt, 0)
+        for (let i = 0; i < 16; i++) {
+          expect(relativeError(actual, expected)).toBeLessThan(FP32_REL_TOL)
+          const t = argmax(expected)
+          expect(argmax(actual)).toBe(t)
+          expected = reference.forward([t], cache)
+          actual = await stepLogits(pipeline, 'g', [t], prompt.length + i)
+        }
+      } finally {
+        await pipeline.dispose()
+      }
+    })
+
+    test(`${family}: int4 (MatMulNBits, fused projections included) matches its dequantised reference`, async () => {
+      const config: ModelConfig = {
+        ...(FAMILIES[family] as ModelConfig),
+        quantization: { method: 'int4', bits: 4, blockSize: 16, lmHead: true },
+      }
+      const reference = referenceFor(config)
+      const pipeline = await buildPipeline(config, 2, { emitLogits: true })
+      try {
+        const cache = reference.createCache()
+        let expected = reference.forward(prompt, cache)
+        let actual = await stepLogits(pipeline, 'g', prompt, 0)
+        for (let i = 0; i < 16; i++) {
+          expect(relativeError(actual, expected)).toBeLessThan(FP32_REL_TOL)
+          const t = argmax(expected)
+          expect(argmax(actual)).toBe(t)
+          expected = reference.forward([t], cache)
+          actual = await stepLogits(pipeline, 'g', [t], prompt.length + i)
+        }
+      } finally {
+        await pipeline.dispose()
+      }
+    })
+  }
+})
