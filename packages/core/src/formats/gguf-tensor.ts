@@ -54,7 +54,8 @@ export function ggufTensor(
       let dtype = plain ?? 'F32'
       let data = plain === undefined ? fromFloat32(dequantizeGgml(info.type, bytes), 'F32') : bytes
       if (how.offset !== undefined) {
-        const x = toFloat32({ dtype, shape: outShape, data })
+        // A copy: toFloat32 may view the source's own bytes (an in-memory file), never edit them.
+        const x = Float32Array.from(toFloat32({ dtype, shape: outShape, data }))
         for (let i = 0; i < x.length; i++) x[i] = (x[i] as number) - how.offset
         dtype = 'F32'
         data = fromFloat32(x, 'F32')
