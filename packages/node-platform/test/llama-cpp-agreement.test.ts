@@ -10,13 +10,12 @@ import { join } from 'node:path'
 import {
   type ButterflyError,
   bytesSource,
-  ggufModel,
   hfImportSource,
   type ImportSource,
   locateTensors,
   type ModelConfig,
+  openGgufModel,
   parseModelConfig,
-  readGguf,
   SafetensorsReader,
   type WeightProvider,
 } from '@butterfly/core'
@@ -80,7 +79,23 @@ const FAMILIES: ReadonlyArray<{ name: string; config: ModelConfig }> = [
       },
     },
   },
-  { name: 'phi3 (partial rotary 0.5, fused)', config: { ...base, architecture: 'phi3', rotaryDim: 8 } },
+  {
+    // LongRoPE: llama.cpp takes the long factors when its context (64) exceeds the original (48),
+    // Butterfly when max_position_embeddings (256) does; both take them here.
+    name: 'phi3 (partial rotary 0.5, LongRoPE, fused)',
+    config: {
+      ...base,
+      architecture: 'phi3',
+      rotaryDim: 8,
+      ropeScaling: {
+        type: 'longrope',
+        shortFactor: [1, 1.1, 1.3, 1.6],
+        longFactor: [1, 1.5, 3, 6],
+        originalContext: 48,
+        attentionFactor: Math.sqrt(1 + Math.log(256 / 48) / Math.log(48)),
+      },
+    },
+  },
   {
     name: 'gemma3 (5 sliding + 1 global, window 8)',
     config: {
@@ -114,14 +129,8 @@ async function hfImport(files: Map<string, Uint8Array>): Promise<ImportSource> {
   return hfImportSource(config, locateTensors(config, new Map([['model.safetensors', reader]])))
 }
 
-async function ggufImport(bytes: Uint8Array): Promise<ImportSource> {
-  const file = await readGguf(bytesSource('model.gguf', bytes))
-  const freqs = file.tensors.get('rope_freqs.weight')
-  const factors =
-    freqs === undefined
-      ? undefined
-      : new Float32Array(bytes.buffer.slice(bytes.byteOffset + freqs.begin, bytes.byteOffset + freqs.end))
-  return ggufModel(file, factors)
+function ggufImport(bytes: Uint8Array): Promise<ImportSource> {
+  return openGgufModel(bytesSource('model.gguf', bytes))
 }
 
 let llama: LlamaCpp

@@ -120,15 +120,22 @@ export function ggufModelFile(
   }
   if (arch === 'llama') meta.push(u32('vocab_size', config.vocabSize), u32('rope.dimension_count', headDim))
   if (arch === 'phi3') {
+    // Phi3MiniModel writes the window always, 0 for none (its mark for Phi-4).
     meta.push(u32('rope.dimension_count', config.rotaryDim ?? headDim))
-    if (config.slidingWindow !== undefined) meta.push(u32('attention.sliding_window', config.slidingWindow))
+    meta.push(u32('attention.sliding_window', config.slidingWindow ?? 0))
   }
   if (gemma) {
     if (config.slidingWindow !== undefined) meta.push(u32('attention.sliding_window', config.slidingWindow))
     if (config.localRopeTheta !== undefined) meta.push(f32('rope.freq_base_swa', config.localRopeTheta))
   }
   const s = config.ropeScaling
-  if (s?.type === 'linear') {
+  if (s?.type === 'longrope') {
+    // Phi3MiniModel: no scaling type, the original context and the attention factor.
+    meta.push(
+      u32('rope.scaling.original_context_length', s.originalContext),
+      f32('rope.scaling.attn_factor', s.attentionFactor),
+    )
+  } else if (s?.type === 'linear') {
     meta.push(
       { key: `${arch}.rope.scaling.type`, type: 'string', value: 'linear' },
       f32('rope.scaling.factor', s.factor),
@@ -165,6 +172,10 @@ export function ggufModelFile(
   const kvDim = numKvHeads * headDim
   mat('token_embd.weight', get('model.embed_tokens.weight'), config.vocabSize)
   if (s?.type === 'llama3') vec('rope_freqs.weight', llama3RopeFreqs(headDim, config.ropeTheta, s))
+  if (s?.type === 'longrope') {
+    vec('rope_factors_long.weight', Float32Array.from(s.longFactor))
+    vec('rope_factors_short.weight', Float32Array.from(s.shortFactor))
+  }
   for (let l = 0; l < config.numLayers; l++) {
     const p = `model.layers.${l}`
     const b = `blk.${l}`

@@ -25,7 +25,10 @@ export interface GgufTensorFacts {
   readonly untiedHead: boolean
   readonly attentionBias: boolean
   /** rope_freqs.weight, read whole (the converter's baked Llama 3 scaling). */
-  readonly ropeFreqs?: Float32Array
+  readonly ropeFreqs?: Float32Array | undefined
+  /** rope_factors_long/short.weight (Phi-3 LongRoPE). */
+  readonly ropeFactorsLong?: Float32Array | undefined
+  readonly ropeFactorsShort?: Float32Array | undefined
 }
 
 /**
@@ -69,7 +72,7 @@ export function ggufModelConfig(file: GgufFile, meta: MetadataReader, facts: Ggu
   const numLayers = meta.int(key('block_count'))
   const maxContext = meta.int(key('context_length'))
   const ropeTheta = meta.optionalNumber(key('rope.freq_base')) ?? 10_000
-  const ropeScaling = scaling(meta, a, maxContext, facts.ropeFreqs, refuse)
+  const ropeScaling = scaling(meta, a, maxContext, facts, refuse)
   const config: ModelConfig = {
     architecture,
     hiddenSize,
@@ -102,13 +105,38 @@ function scaling(
   meta: MetadataReader,
   a: string,
   maxContext: number,
-  ropeFreqs: Float32Array | undefined,
+  facts: GgufTensorFacts,
   refuse: Refuse,
 ): RopeScaling | undefined {
   const typeKey = `${a}.rope.scaling.type`
   const type = meta.optionalString(typeKey)
   const factor =
     meta.optionalNumber(`${a}.rope.scaling.factor`) ?? meta.optionalNumber(`${a}.rope.scale_linear`)
+  const plain = type === undefined || type === 'none' || (type === 'linear' && (factor ?? 1) === 1)
+  const { ropeFreqs, ropeFactorsLong: long, ropeFactorsShort: short } = facts
+  if (long !== undefined || short !== undefined) {
+    // Phi-3 LongRoPE: the converter writes both factor tensors and rope.scaling.attn_factor, no type.
+    if (long === undefined || short === undefined || long.length !== short.length) {
+      throw refuse(
+        typeKey,
+        'LongRoPE needs rope_factors_long.weight and rope_factors_short.weight of one length',
+      )
+    }
+    if (!plain && type !== 'longrope') {
+      throw refuse(typeKey, `${type} scaling on top of rope_factors_long/short is not supported`)
+    }
+    const originalContext = meta.optionalInt(`${a}.rope.scaling.original_context_length`) ?? maxContext
+    const scale = maxContext / originalContext
+    return {
+      type: 'longrope',
+      longFactor: [...long],
+      shortFactor: [...short],
+      originalContext,
+      attentionFactor:
+        meta.optionalNumber(`${a}.rope.scaling.attn_factor`) ??
+        (scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(originalContext))),
+    }
+  }
   if (ropeFreqs !== undefined) {
     if (type !== undefined && type !== 'none' && !(type === 'linear' && (factor ?? 1) === 1)) {
       throw refuse(typeKey, `${type} scaling on top of rope_freqs.weight is not supported`)

@@ -15,8 +15,24 @@ import type { ImportSource } from './import-source.js'
  */
 export async function openGgufModel(source: ByteSource): Promise<ImportSource> {
   const file = await readGguf(source)
-  const freqs = file.tensors.get('rope_freqs.weight')
-  return ggufModel(file, freqs === undefined ? undefined : await readGgufFloats(file, freqs))
+  const small = async (name: string) => {
+    const info = file.tensors.get(name)
+    return info === undefined ? undefined : await readGgufFloats(file, info)
+  }
+  return ggufModel(file, {
+    ropeFreqs: await small('rope_freqs.weight'),
+    ropeFactorsLong: await small('rope_factors_long.weight'),
+    ropeFactorsShort: await small('rope_factors_short.weight'),
+  })
+}
+
+/** The small RoPE tensors, read before the config is built (their values are config). */
+export interface GgufRopeTensors {
+  /** rope_freqs.weight: the converter's baked Llama 3 scaling. */
+  readonly ropeFreqs?: Float32Array | undefined
+  /** rope_factors_long/short.weight: Phi-3's LongRoPE factors. */
+  readonly ropeFactorsLong?: Float32Array | undefined
+  readonly ropeFactorsShort?: Float32Array | undefined
 }
 
 /** The llama-only name this importer had first; every architecture above opens through it. */
@@ -24,10 +40,10 @@ export const openGgufLlama = openGgufModel
 
 /**
  * Maps llama.cpp's tensors (token_embd, blk.N.attn_q, ..., output_norm, output; no output means
- * tied embeddings) and metadata onto Hugging Face names and config. `ropeFreqs` is the file's
- * rope_freqs.weight, read beforehand (openGgufModel does).
+ * tied embeddings) and metadata onto Hugging Face names and config. `rope` holds the file's RoPE
+ * factor tensors, read beforehand (openGgufModel does).
  */
-export function ggufModel(file: GgufFile, ropeFreqs?: Float32Array): ImportSource {
+export function ggufModel(file: GgufFile, rope: GgufRopeTensors = {}): ImportSource {
   const meta = new MetadataReader(file)
   const embed = tensorInfo(file, 'token_embd.weight')
   const vocabSize = embed.dims[1] ?? 0
@@ -35,7 +51,7 @@ export function ggufModel(file: GgufFile, ropeFreqs?: Float32Array): ImportSourc
     vocabSize,
     untiedHead: file.tensors.has('output.weight'),
     attentionBias: file.tensors.has('blk.0.attn_q.bias'),
-    ...(ropeFreqs === undefined ? {} : { ropeFreqs }),
+    ...rope,
   })
   const tokenizer = ggufTokenizer(file, meta, vocabSize)
   const tensors = ggufTensorPlan(config, meta.string('general.architecture')).map((t) =>
