@@ -12,6 +12,9 @@
  * - llama2.c and Hugging Face (format-writers): `knownWeights(dims, seed, shared)`,
  *   `llama2cModelBin`, `tokenizerBin`, `testVocab`, `sentencepieceSpelling`, `hfPermute`,
  *   `hfTensors`, `hfConfigJson`.
+ * - Any ModelConfig: `seededWeights(config, seed)`, `hfModelFiles(config, weights)` (config.json,
+ *   model.safetensors), `ggufModelFile(config, weights, opts)` (the GGUF llama.cpp's converter
+ *   writes for that family), `metaPermute`, `llama3RopeFreqs`, `paddedTestVocab`.
  * - GGUF (gguf-writer): `writeGguf`, `ggufLlamaFile`, `GGML` type ids, `quantizeQ4_0`,
  *   `quantizeQ8_0`, `ggmlBytes`.
  * - `testDims(vocabSize)`, `readAll(source)` (import-helpers).
