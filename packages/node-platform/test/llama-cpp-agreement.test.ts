@@ -164,8 +164,11 @@ describe('greedy tokens agree with llama.cpp', () => {
       const agree = Object.values(got).every(
         (t) => t.slice(0, upTo).join() === reference.tokens.slice(0, upTo).join(),
       )
+      const gap = Math.min(...reference.gaps.slice(0, upTo))
       console.log(
-        `llama.cpp agreement ${config.architecture}: ${upTo}/${STEPS} tokens compared${tie === -1 ? '' : ` (tie at step ${tie})`}, ${agree ? 'identical' : 'DIFFERENT'}`,
+        `llama.cpp agreement ${config.architecture}: ${upTo}/${STEPS} greedy tokens compared` +
+          `${tie === -1 ? '' : ` (tie at step ${tie})`}, ORT K=1, K=2 and the HF import ` +
+          `${agree ? 'identical' : 'DIFFERENT'}; smallest top-2 logit gap ${gap.toFixed(3)}`,
       )
       const note =
         tie === -1
