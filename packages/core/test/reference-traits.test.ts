@@ -105,7 +105,7 @@ describe('sliding windows', () => {
       localRopeTheta: 10000,
     }
     const weights = syntheticWeights(gemma, 6)
-    const noWindow: ModelConfig = { ...gemma, slidingWindow: undefined, layerTypes: undefined }
+    const { slidingWindow: _w, layerTypes: _t, ...noWindow } = gemma
     expect(run(gemma, weights)).toEqual(run(noWindow, weights))
     expect(
       maxRelDiff(run({ ...gemma, layerTypes: ['full', 'sliding'] }, weights), run(noWindow, weights)),

@@ -31,7 +31,8 @@ export const DEFAULT_INT4_QUANTIZATION: WeightQuantization = {
   lmHead: false,
 }
 
-const PROJECTION = /^model\.layers\.\d+\.(self_attn\.([qkvo]|qkv)_proj|mlp\.(gate|up|down|gate_up)_proj)\.weight$/
+const PROJECTION =
+  /^model\.layers\.\d+\.(self_attn\.([qkvo]|qkv)_proj|mlp\.(gate|up|down|gate_up)_proj)\.weight$/
 
 /** Whether `name` (a logical tensor name such as `model.layers.0.mlp.up_proj.weight`) is int4 under `config`. */
 export function isInt4Weight(config: ModelConfig, name: string): boolean {
