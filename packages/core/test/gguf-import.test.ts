@@ -15,7 +15,7 @@ import {
 } from '@butterfly/testing'
 import { describe, expect, test } from 'vitest'
 import { ButterflyError } from '../src/errors.js'
-import { openGgufLlama } from '../src/formats/gguf-model.js'
+import { openGgufModel } from '../src/formats/gguf-model.js'
 import { readGguf } from '../src/formats/gguf-reader.js'
 import { openLlama2cCheckpoint } from '../src/formats/llama2c-checkpoint.js'
 import { llama2cTokenizerJson } from '../src/formats/llama2c-tokenizer.js'
@@ -25,7 +25,7 @@ import { f16BitsToF32, fromFloat32, toFloat32 } from '../src/weights/float16.js'
 
 const vocab = testVocab()
 const dims = testDims(vocab.pieces.length)
-const gguf = (bytes: Uint8Array) => openGgufLlama(bytesSource('model.gguf', bytes))
+const gguf = (bytes: Uint8Array) => openGgufModel(bytesSource('model.gguf', bytes))
 
 describe('GGUF reader', () => {
   test('metadata of every type, alignment and ggml dim order', async () => {

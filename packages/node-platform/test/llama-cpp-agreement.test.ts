@@ -19,14 +19,20 @@ import {
   SafetensorsReader,
   type WeightProvider,
 } from '@butterfly/core'
-import { ggufModelFile, hfModelFiles, seededWeights } from '@butterfly/testing'
+import { ggufModelFile, hfModelFiles, mulberry32, seededWeights } from '@butterfly/testing'
 import { type LlamaCpp, loadLlamaCpp, ortGreedy } from '@butterfly/testing/node'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 
 const STEPS = 32
 /** Leading logits closer than this are a tie: rounding may pick either, so comparison stops there. */
 const TIE = 1e-3
-const PROMPT = [1, 40, 75, 80, 75, 35, 110, 120]
+/**
+ * 160 prompt tokens: long enough that the positions reach where RoPE scaling bends the
+ * frequencies (a 5% error in one llama3 factor changes the tokens; at 8 tokens it did not).
+ */
+const random = mulberry32(77)
+const PROMPT = [1, ...Array.from({ length: 159 }, () => 3 + Math.floor(random() * 300))]
+const CONTEXT = 256
 
 const base = {
   vocabSize: 320,
@@ -80,7 +86,7 @@ const FAMILIES: ReadonlyArray<{ name: string; config: ModelConfig }> = [
     },
   },
   {
-    // LongRoPE: llama.cpp takes the long factors when its context (64) exceeds the original (48),
+    // LongRoPE: llama.cpp takes the long factors when its context (256) exceeds the original (48),
     // Butterfly when max_position_embeddings (256) does; both take them here.
     name: 'phi3 (partial rotary 0.5, LongRoPE, fused)',
     config: {
@@ -151,7 +157,7 @@ describe('greedy tokens agree with llama.cpp', () => {
       const gguf = ggufModelFile(config, weights)
       const path = join(dir, `${config.architecture}.gguf`)
       await writeFile(path, gguf)
-      const reference = await llama.greedy(path, PROMPT, STEPS, { contextSize: 64 })
+      const reference = await llama.greedy(path, PROMPT, STEPS, { contextSize: CONTEXT })
       const tie = reference.gaps.findIndex((g) => g < TIE)
       const upTo = tie === -1 ? STEPS : tie
       const fromGguf = await ggufImport(gguf)

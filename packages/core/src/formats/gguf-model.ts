@@ -35,9 +35,6 @@ export interface GgufRopeTensors {
   readonly ropeFactorsShort?: Float32Array | undefined
 }
 
-/** The llama-only name this importer had first; every architecture above opens through it. */
-export const openGgufLlama = openGgufModel
-
 /**
  * Maps llama.cpp's tensors (token_embd, blk.N.attn_q, ..., output_norm, output; no output means
  * tied embeddings) and metadata onto Hugging Face names and config. `rope` holds the file's RoPE
