@@ -103,7 +103,7 @@ const FAMILIES: ReadonlyArray<{ name: string; config: ModelConfig }> = [
     },
   },
   {
-    name: 'gemma3 (5 sliding + 1 global, window 8)',
+    name: 'gemma3 (5 sliding + 1 global, window 8, global linear scaling 8 as in 4B+)',
     config: {
       ...base,
       architecture: 'gemma3',
@@ -111,6 +111,7 @@ const FAMILIES: ReadonlyArray<{ name: string; config: ModelConfig }> = [
       tieWordEmbeddings: true,
       ropeTheta: 1_000_000,
       localRopeTheta: 10_000,
+      ropeScaling: { type: 'linear', factor: 8 },
       slidingWindow: 8,
       layerTypes: ['sliding', 'sliding', 'sliding', 'sliding', 'sliding', 'full'],
       rmsNormEps: 1e-6,
