@@ -8,8 +8,11 @@ import {
   fromFloat32,
   type ModelConfig,
   modelConfigToJson,
+  spmTokenizerJson,
   syntheticTensor,
 } from '@butterfly/core'
+import { sentencepieceSpelling } from './format-writers.js'
+import { paddedTestVocab } from './gguf-model-writer.js'
 
 /** Every tensor `config` needs, seeded (core's synthetic weights), float32 in HF layout. */
 export function seededWeights(config: ModelConfig, seed: number): Map<string, Float32Array> {
@@ -18,7 +21,12 @@ export function seededWeights(config: ModelConfig, seed: number): Map<string, Fl
   return out
 }
 
-/** config.json (modelConfigToJson) and model.safetensors (F32) of the checkpoint. */
+/**
+ * config.json (modelConfigToJson), model.safetensors (F32), and tokenizer.json and
+ * tokenizer_config.json of the test vocabulary (the one ggufModelFile writes) as Hugging Face's
+ * LlamaConverter writes a SentencePiece model (core's spmTokenizerJson: the tokenizer is not
+ * what these checkpoints test).
+ */
 export function hfModelFiles(
   config: ModelConfig,
   weights: ReadonlyMap<string, Float32Array>,
@@ -28,8 +36,21 @@ export function hfModelFiles(
     if (w === undefined) throw new Error(`test weights lack ${name}`)
     return { name, dtype: 'F32' as const, shape, data: fromFloat32(w, 'F32') }
   })
+  const vocab = paddedTestVocab(config.vocabSize)
+  const { tokens, types } = sentencepieceSpelling(vocab.pieces)
+  const tokenizer = spmTokenizerJson({
+    pieces: tokens,
+    scores: vocab.scores,
+    types,
+    bosId: 1,
+    eosId: 2,
+    unkId: 0,
+  })
+  const json = (v: unknown) => new TextEncoder().encode(`${JSON.stringify(v, null, 2)}\n`)
   return new Map([
-    ['config.json', new TextEncoder().encode(`${JSON.stringify(modelConfigToJson(config), null, 2)}\n`)],
+    ['config.json', json(modelConfigToJson(config))],
     ['model.safetensors', encodeSafetensors(tensors, { format: 'pt' })],
+    ['tokenizer.json', json(tokenizer.json)],
+    ...(tokenizer.config === undefined ? [] : ([['tokenizer_config.json', json(tokenizer.config)]] as const)),
   ])
 }
