@@ -224,3 +224,16 @@ describe('GGUF files we refuse', () => {
     expect(err.message).toMatch(message)
   })
 })
+
+describe('the llama.cpp runner', () => {
+  test('without the install it says how to get it', async () => {
+    const saved = process.env.BUTTERFLY_LLAMA_CPP_DIR
+    process.env.BUTTERFLY_LLAMA_CPP_DIR = join(dir, 'no-llama-cpp-here')
+    try {
+      await expect(loadLlamaCpp()).rejects.toThrow(/run `node scripts\/ensure-llama-cpp\.mjs`/)
+    } finally {
+      if (saved === undefined) delete process.env.BUTTERFLY_LLAMA_CPP_DIR
+      else process.env.BUTTERFLY_LLAMA_CPP_DIR = saved
+    }
+  })
+})
