@@ -58,6 +58,7 @@ const FAMILIES: Array<[string, ModelConfig, ModelConfig?]> = [
     { ...base, architecture: 'llama', ropeScaling: { type: 'linear', factor: 2 } },
   ],
   ['qwen2 with biases', { ...base, architecture: 'qwen2', attentionBias: true }],
+  ['llama with biases (permuted with their rows)', { ...base, architecture: 'llama', attentionBias: true }],
   ['qwen3 with yarn and head_dim 16', { ...base, architecture: 'qwen3', headDim: 16, ropeScaling: yarn }],
   [
     'phi3 with partial rotary and a window',

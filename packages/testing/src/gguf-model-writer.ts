@@ -189,7 +189,12 @@ export function ggufModelFile(
       mat(`${b}.attn_v.weight`, get(`${p}.self_attn.v_proj.weight`), kvDim)
     }
     if (config.attentionBias) {
-      for (const x of ['q', 'k', 'v']) vec(`${b}.attn_${x}.bias`, get(`${p}.self_attn.${x}_proj.bias`))
+      // LlamaModel permutes q/k biases with their weights.
+      const heads = { q: numHeads, k: numKvHeads, v: 0 } as const
+      for (const x of ['q', 'k', 'v'] as const) {
+        const bias = get(`${p}.self_attn.${x}_proj.bias`)
+        vec(`${b}.attn_${x}.bias`, arch === 'llama' && x !== 'v' ? metaPermute(bias, heads[x], 1) : bias)
+      }
     }
     if (config.architecture === 'qwen3' || gemma) {
       norm(`${b}.attn_q_norm.weight`, `${p}.self_attn.q_norm.weight`)

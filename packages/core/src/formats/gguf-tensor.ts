@@ -60,7 +60,8 @@ export function ggufTensor(
         dtype = 'F32'
         data = fromFloat32(x, 'F32')
       }
-      const rowBytes = (shape[shape.length - 1] as number) * ELEMENT_BYTES[dtype]
+      // A bias (1-D) permutes element by element; a matrix row by row.
+      const rowBytes = (shape.length === 1 ? 1 : (shape[shape.length - 1] as number)) * ELEMENT_BYTES[dtype]
       if (how.ropeHeads !== undefined) {
         data = metaToHfRows(data, how.ropeHeads, how.headDim ?? 0, rowBytes)
       }
