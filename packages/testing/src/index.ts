@@ -25,6 +25,7 @@
  *   of llama2.c's run.c (forward pass, tokenizer encode/decode).
  *
  * Suites and stages
+ * - `FAMILY_CONFIGS`: one small config per model family, its traits switched on.
  * - `runTransportCompliance(name, makePair)`: the contract every `Transport` must meet.
  * - `FaultyStage` (`FaultMode`, `FaultOptions`): a misbehaving replica around a real stage.
  * - `DelegatingStage`: forwards everything to an inner stage; extend it to change one behaviour.
@@ -33,6 +34,7 @@
  * `@butterfly/node-platform`) are in `@butterfly/testing/node` (./node.ts).
  */
 export * from './delegating-stage.js'
+export * from './family-configs.js'
 export * from './faulty-stage.js'
 export * from './format-writers.js'
 export * from './gguf-model-writer.js'

@@ -9,6 +9,7 @@ import { matMulNBits } from './matmul-nbits.js'
 import { OnnxGraph } from './onnx-graph.js'
 import { stageIo } from './stage-io.js'
 import { emitLayer, type LayerContext, normWeight } from './stage-layer.js'
+import { slidingWindowMask } from './window-attention.js'
 
 export interface StageGraphInit {
   readonly config: ModelConfig
@@ -145,9 +146,15 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
   }
   const shapeOf = (n: string): readonly number[] => shapes.get(n) ?? []
 
+  let bias: string | undefined
+  const windowBias = (): string => {
+    bias ??= slidingWindowMask(g, config, positions, totalLen)
+    return bias
+  }
   const ctx: LayerContext = {
     g,
     config,
+    windowBias,
     positions,
     seqlensK,
     totalLen,

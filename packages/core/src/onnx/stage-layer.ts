@@ -4,6 +4,7 @@ import { attentionScaleOf, layerAttention, type ModelConfig, rotaryDimOf } from 
 import { layerWeightNames } from '../model/weight-names.js'
 import type { OnnxGraph } from './onnx-graph.js'
 import type { LayerKvNames } from './stage-io.js'
+import { windowAttention } from './window-attention.js'
 
 /** What buildStageGraph lends the layer emitter: the graph, its inputs and weight loaders. */
 export interface LayerContext {
@@ -13,6 +14,8 @@ export interface LayerContext {
   readonly positions: string
   readonly seqlensK: string
   readonly totalLen: string
+  /** float32 [S, total]: 0 for keys a sliding layer's query sees, -1e9 elsewhere. */
+  readonly windowBias: () => string
   /** The cos/sin cache constants of one layer kind ([maxContext, rotaryDim / 2]). */
   readonly ropeCache: (kind: LayerAttention) => { cos: string; sin: string }
   /** A weight as stored (fp32, or fp16 cast to fp32). */
@@ -94,20 +97,18 @@ export async function emitLayer(
     kv_num_heads: numKvHeads,
     scale: { float: attentionScaleOf(config) },
   }
-  // A sliding layer's query at p sees keys p - W + 1 .. p. onnxruntime 1.30's GQA (CPU, and WASM,
-  // which compiles the same kernel) keeps local_window_size keys counting the query's own, so the
-  // attribute is W itself. Older releases kept local_window_size + 1 keys: engine-families.test.ts
-  // pins this against the reference with windows shorter than the sequence.
-  if (kind === 'sliding') attrs.local_window_size = config.slidingWindow as number
-  const [attn] = g.op(
-    'GroupQueryAttention',
-    [rope(q, numHeads), kRot, v, pastK, pastV, ctx.seqlensK, ctx.totalLen],
-    {
-      attrs,
-      outputCount: 3,
-      ms: true,
-    },
-  )
+  // A sliding layer's query at p sees keys p - W + 1 .. p, which GQA cannot say on every EP
+  // (see window-attention.ts). Full layers, and windows no context reaches past (Phi-4-mini's
+  // 262144 over 131072 positions), keep the fused kernel.
+  const qRot = rope(q, numHeads)
+  const attn =
+    kind === 'sliding' && (config.slidingWindow as number) < config.maxContext
+      ? windowAttention(g, config, { q: qRot, k: kRot, v, pastK, pastV }, ctx.totalLen, ctx.windowBias())
+      : g.op('GroupQueryAttention', [qRot, kRot, v, pastK, pastV, ctx.seqlensK, ctx.totalLen], {
+          attrs,
+          outputCount: 3,
+          ms: true,
+        })[0]
   g.output(kRot, kv.newKey, 'float32', [1, 'seq', kvDim])
   g.output(v, kv.newValue, 'float32', [1, 'seq', kvDim])
   let attnOut = await ctx.linear(attn as string, n.o, ctx.shapeOf(n.o))
