@@ -1,24 +1,18 @@
-import { readFile } from 'node:fs/promises'
-import { createServer, type Server } from 'node:http'
-import { createRequire } from 'node:module'
-import type { AddressInfo } from 'node:net'
-import { basename, dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import type { Server } from 'node:http'
 import {
   buildStageGraph,
   type ModelConfig,
-  type StageSession,
   stageIo,
   syntheticConfig,
   syntheticStoredWeights,
   withInt4Quantization,
 } from '@butterfly/core'
-import { createNodeBackend } from '@butterfly/node-platform'
 import { until } from '@butterfly/testing/node'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { launchChromium } from './chromium.js'
 import { type E2eMesh, startE2eMesh } from './e2e-mesh.js'
+import { nodeRun, relativeError, staticServer } from './stage-page.js'
 
 // int4 weights (com.microsoft.MatMulNBits) in real Chromium with the real onnxruntime-web:
 // 1. The same int4 stage graph runs on WASM and on WebGPU (SwiftShader here) in a page, and its
@@ -33,8 +27,6 @@ import { type E2eMesh, startE2eMesh } from './e2e-mesh.js'
 const TOLERANCE = { wasm: 1e-4, webgpu: 1e-3 } as const
 const FORCED_STEPS = 12
 const PROMPT = [1, 40, 75, 80, 75, 35, 110, 120]
-const ORT_DIST = dirname(createRequire(import.meta.url).resolve('onnxruntime-web'))
-const RUNNER = fileURLToPath(new URL('./fixtures/ort-stage-runner.js', import.meta.url))
 
 let browser: Browser
 
@@ -44,76 +36,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close()
 })
-
-/** Serves the blank page, the runner, onnxruntime-web's dist and the current graph on 127.0.0.1. */
-async function staticServer(graph: () => Uint8Array): Promise<{ url: string; server: Server }> {
-  const types: Record<string, string> = {
-    '.mjs': 'text/javascript',
-    '.js': 'text/javascript',
-    '.wasm': 'application/wasm',
-  }
-  const server = createServer(async (req, res) => {
-    const path = new URL(req.url ?? '/', 'http://x').pathname
-    try {
-      if (path === '/')
-        return res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>int4</title>')
-      if (path === '/runner.js')
-        return res.writeHead(200, { 'content-type': types['.js'] }).end(await readFile(RUNNER))
-      if (path === '/stage.onnx')
-        return res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(graph())
-      if (path.startsWith('/ort/')) {
-        const file = basename(path)
-        const ext = file.slice(file.lastIndexOf('.'))
-        return res
-          .writeHead(200, { 'content-type': types[ext] ?? 'application/octet-stream' })
-          .end(await readFile(join(ORT_DIST, file)))
-      }
-    } catch {
-      // fall through to 404
-    }
-    res.writeHead(404).end()
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
-}
-
-/** Node CPU (the engine's own OrtStage): greedy tokens and each step's logits. */
-async function nodeRun(config: ModelConfig): Promise<{ tokens: number[]; logits: Float32Array[] }> {
-  const stage: StageSession = await createNodeBackend({ threads: 1 }).createStage(
-    { config, layerStart: 0, layerEnd: config.numLayers, emitLogits: true },
-    syntheticStoredWeights(config),
-  )
-  try {
-    const logits: Float32Array[] = []
-    const tokens: number[] = []
-    let input = PROMPT
-    for (let i = 0; i <= FORCED_STEPS; i++) {
-      const out = await stage.step('g', {
-        tokens: input,
-        seqLen: input.length,
-        startPos: i === 0 ? 0 : PROMPT.length + i - 1,
-      })
-      const l = out.logits as Float32Array
-      logits.push(l)
-      const next = l.indexOf(Math.max(...l))
-      tokens.push(next)
-      input = [next]
-    }
-    return { tokens, logits }
-  } finally {
-    await stage.dispose()
-  }
-}
-
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let diff = 0
-  let scale = 0
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs((actual[i] as number) - (expected[i] as number)))
-    scale = Math.max(scale, Math.abs(expected[i] as number))
-  }
-  return actual.length === expected.length ? diff / scale : Number.POSITIVE_INFINITY
-}
 
 describe('an int4 stage in onnxruntime-web matches onnxruntime-node', () => {
   const configs: Array<[string, ModelConfig]> = [
@@ -136,7 +58,7 @@ describe('an int4 stage in onnxruntime-web matches onnxruntime-node', () => {
   for (const [label, config] of configs) {
     for (const device of ['wasm', 'webgpu'] as const) {
       test(`${label} on ${device}: every step's logits within ${TOLERANCE[device]} of Node CPU, same top token`, async () => {
-        const expected = await nodeRun(config)
+        const expected = await nodeRun(config, PROMPT, FORCED_STEPS)
         current = (
           await buildStageGraph(
             { config, layerStart: 0, layerEnd: config.numLayers, emitLogits: true },

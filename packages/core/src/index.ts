@@ -29,7 +29,7 @@
  * - `formats/`: foreign checkpoints seen as Hugging Face Llama models (`ImportSource`: config,
  *   tensors read one at a time in HF layout, tokenizer.json). `openLlama2cCheckpoint(source)`,
  *   `readLlama2cTokenizer` / `llama2cTokenizerJson(source, vocab)` (llama2.c model.bin, legacy and
- *   version 1, and tokenizer.bin); `readGguf(source)`, `openGgufLlama(source)` (GGUF v2/v3,
+ *   version 1, and tokenizer.bin); `readGguf(source)`, `openGgufModel(source)` (GGUF v2/v3,
  *   SentencePiece or byte-level BPE vocabularies as tokenizer.json), `dequantizeGgml(type, bytes)`
  *   for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; `locateTensors`, `hfImportSource` (HF
  *   directories, sharded or not); `spmTokenizerJson(vocab)`; `metaToHfRows(...)` (Meta's
@@ -74,9 +74,11 @@ export * from './errors.js'
 export { ByteCursor } from './formats/byte-cursor.js'
 export * from './formats/ggml-dequant.js'
 export * from './formats/ggml-types.js'
-export * from './formats/gguf-llama.js'
+export * from './formats/gguf-hparams.js'
 export * from './formats/gguf-metadata.js'
+export * from './formats/gguf-model.js'
 export * from './formats/gguf-reader.js'
+export * from './formats/gguf-tensor.js'
 export * from './formats/gguf-tokenizer.js'
 export * from './formats/hf-checkpoint.js'
 export * from './formats/import-source.js'

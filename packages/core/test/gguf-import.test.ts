@@ -15,7 +15,7 @@ import {
 } from '@butterfly/testing'
 import { describe, expect, test } from 'vitest'
 import { ButterflyError } from '../src/errors.js'
-import { openGgufLlama } from '../src/formats/gguf-llama.js'
+import { openGgufModel } from '../src/formats/gguf-model.js'
 import { readGguf } from '../src/formats/gguf-reader.js'
 import { openLlama2cCheckpoint } from '../src/formats/llama2c-checkpoint.js'
 import { llama2cTokenizerJson } from '../src/formats/llama2c-tokenizer.js'
@@ -25,7 +25,7 @@ import { f16BitsToF32, fromFloat32, toFloat32 } from '../src/weights/float16.js'
 
 const vocab = testVocab()
 const dims = testDims(vocab.pieces.length)
-const gguf = (bytes: Uint8Array) => openGgufLlama(bytesSource('model.gguf', bytes))
+const gguf = (bytes: Uint8Array) => openGgufModel(bytesSource('model.gguf', bytes))
 
 describe('GGUF reader', () => {
   test('metadata of every type, alignment and ggml dim order', async () => {
@@ -231,11 +231,14 @@ describe('corrupt and unsupported GGUF files', () => {
       /general.architecture is missing/,
     ],
     [
-      'a non-llama architecture',
+      'an architecture we do not run',
       () =>
-        withMeta([{ key: 'general.architecture', type: 'string', value: 'qwen2' }], ['general.architecture']),
+        withMeta(
+          [{ key: 'general.architecture', type: 'string', value: 'gptneox' }],
+          ['general.architecture'],
+        ),
       'ERR_MODEL_CONFIG',
-      /general.architecture "qwen2" is not supported \(only llama\)/,
+      /general.architecture "gptneox" is not supported \(supported: llama, qwen2, qwen3, phi3, gemma3\)/,
     ],
     [
       'a missing hyperparameter',
@@ -256,10 +259,10 @@ describe('corrupt and unsupported GGUF files', () => {
       /mixture-of-experts/,
     ],
     [
-      'RoPE scaling',
-      () => withMeta([{ key: 'llama.rope.scaling.type', type: 'string', value: 'linear' }]),
+      'an unsupported RoPE scaling',
+      () => withMeta([{ key: 'llama.rope.scaling.type', type: 'string', value: 'longrope' }]),
       'ERR_MODEL_CONFIG',
-      /RoPE scaling \(linear\)/,
+      /llama.rope.scaling.type: RoPE scaling \(longrope\) is not supported/,
     ],
     [
       'a GPT-2 tokenizer without merges',

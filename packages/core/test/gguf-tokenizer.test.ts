@@ -1,7 +1,7 @@
 import { GGML, type GgufMeta, ggufLlamaFile, knownWeights, testDims, testVocab } from '@butterfly/testing'
 import { describe, expect, test } from 'vitest'
 import { TokenizerError } from '../src/errors.js'
-import { openGgufLlama } from '../src/formats/gguf-llama.js'
+import { openGgufModel } from '../src/formats/gguf-model.js'
 import { HfTokenizer } from '../src/tokenizers/hf-tokenizer.js'
 import { bytesSource } from '../src/weights/byte-source.js'
 
@@ -62,7 +62,7 @@ function gpt2Gguf(pre: string | undefined, extra: GgufMeta[] = [], merges = MERG
 }
 
 async function tokenizer(pre: string | undefined): Promise<HfTokenizer> {
-  const source = await openGgufLlama(bytesSource('m.gguf', gpt2Gguf(pre)))
+  const source = await openGgufModel(bytesSource('m.gguf', gpt2Gguf(pre)))
   const t = source.tokenizer
   if (t === undefined) throw new Error('no tokenizer')
   return HfTokenizer.fromJson(JSON.parse(JSON.stringify(t.json)), JSON.parse(JSON.stringify(t.config)))
@@ -132,7 +132,7 @@ describe('GGUF byte-level BPE (tokenizer.ggml.model = gpt2)', () => {
       /"bert" is not supported \(only "llama" and "gpt2"\)/,
     ],
   ] as const)('%s is refused by name', async (_, bytes, message) => {
-    const err = await openGgufLlama(bytesSource('m.gguf', bytes)).catch((e: unknown) => e)
+    const err = await openGgufModel(bytesSource('m.gguf', bytes)).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(Error)
     expect((err as Error).message).toMatch(/^m\.gguf/)
     expect((err as Error).message).toMatch(message)

@@ -46,8 +46,8 @@ describe('presets', () => {
     expect(Math.abs(parameterCount(syntheticConfig('1b')) / 1e9 - 1)).toBeLessThan(0.1)
   })
 
-  it('share rope/norm/special-token settings and have consistent head geometry', () => {
-    for (const name of SYNTHETIC_PRESET_NAMES) {
+  it('the test-sized ones share rope/norm/special-token settings and have consistent head geometry', () => {
+    for (const name of ['tiny', 'small', '10m', '100m', '1b']) {
       const c = syntheticConfig(name)
       expect(c).toMatchObject({ ropeTheta: 10000, rmsNormEps: 1e-5, bosTokenId: 1, eosTokenId: 2 })
       expect(c.numHeads % c.numKvHeads).toBe(0)
@@ -68,6 +68,57 @@ describe('presets', () => {
     for (const name of ['10m', '100m', '1b']) {
       expect(syntheticConfig(name)).toMatchObject({ architecture: 'llama', tieWordEmbeddings: true })
     }
+  })
+
+  it('real-size presets have the published shapes', () => {
+    expect(SYNTHETIC_PRESET_NAMES).toEqual(
+      expect.arrayContaining(['llama-3.2-1b', 'qwen2.5-0.5b', 'qwen3-0.6b', 'gemma-3-1b']),
+    )
+    const llama = syntheticConfig('llama-3.2-1b')
+    expect(llama).toMatchObject({ hiddenSize: 2048, numLayers: 16, numHeads: 32, numKvHeads: 8, headDim: 64 })
+    expect(llama).toMatchObject({ intermediateSize: 8192, vocabSize: 128256, maxContext: 131072 })
+    expect(llama.ropeScaling).toEqual({
+      type: 'llama3',
+      factor: 32,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalContext: 8192,
+    })
+    expect(llama.eosTokenIds).toEqual([128001, 128008, 128009])
+    // Llama 3.2 1B has 1,235,814,400 parameters (tied), as its model card rounds to 1.23B.
+    expect(parameterCount(llama)).toBe(1_235_814_400)
+    const qwen25 = syntheticConfig('qwen2.5-0.5b')
+    expect(qwen25).toMatchObject({
+      architecture: 'qwen2',
+      hiddenSize: 896,
+      numLayers: 24,
+      attentionBias: true,
+    })
+    // Qwen2.5-0.5B: 494,032,768 parameters (the model card's "0.49B").
+    expect(parameterCount(qwen25)).toBe(494_032_768)
+    const qwen3 = syntheticConfig('qwen3-0.6b')
+    expect(qwen3).toMatchObject({ architecture: 'qwen3', hiddenSize: 1024, numHeads: 16, headDim: 128 })
+    // Qwen3-0.6B: 596,049,920 parameters (the model card's "0.6B").
+    expect(parameterCount(qwen3)).toBe(596_049_920)
+    const gemma = syntheticConfig('gemma-3-1b')
+    expect(gemma).toMatchObject({ architecture: 'gemma3', numHeads: 4, numKvHeads: 1, headDim: 256 })
+    expect(gemma).toMatchObject({ slidingWindow: 512, localRopeTheta: 10000, ropeTheta: 1e6 })
+    expect(gemma.queryPreAttnScalar).toBeUndefined()
+    expect(gemma.layerTypes?.filter((t) => t === 'full').length).toBe(4)
+    expect(gemma.layerTypes?.[5]).toBe('full')
+    expect(gemma.layerTypes?.[4]).toBe('sliding')
+    // Gemma 3 1B: 999,885,952 parameters.
+    expect(parameterCount(gemma)).toBe(999_885_952)
+  })
+
+  it('Gemma norms are stored as offsets from one; q/k norms have gain ~1', () => {
+    const gemma = { ...syntheticConfig('gemma-3-1b'), numLayers: 2, layerTypes: ['sliding', 'full'] } as const
+    const input = stats(syntheticTensor(gemma, 'model.layers.0.input_layernorm.weight'))
+    expect(Math.abs(input.mean)).toBeLessThan(0.01)
+    const qNorm = stats(syntheticTensor(gemma, 'model.layers.0.self_attn.q_norm.weight'))
+    expect(Math.abs(qNorm.mean)).toBeLessThan(0.01)
+    const qwen3 = syntheticConfig('qwen3-0.6b')
+    expect(stats(syntheticTensor(qwen3, 'model.layers.0.self_attn.k_norm.weight')).mean).toBeCloseTo(1, 1)
   })
 
   it('returns a copy, so callers cannot corrupt the presets', () => {

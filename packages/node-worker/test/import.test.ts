@@ -266,18 +266,18 @@ describe('butterfly-worker import refuses bad input clearly', () => {
       'a GGUF of another architecture',
       async () => [
         await write(
-          'qwen.gguf',
+          'mamba.gguf',
           ggufLlamaFile(
             weights,
             vocab,
             GGML.F32,
-            [{ key: 'general.architecture', type: 'string', value: 'qwen2' }],
+            [{ key: 'general.architecture', type: 'string', value: 'mamba' }],
             ['general.architecture'],
           ),
         ),
       ],
       1,
-      /ERR_MODEL_CONFIG\]: .*"qwen2" is not supported/,
+      /ERR_MODEL_CONFIG\]: .*"mamba" is not supported \(supported: llama, qwen2, qwen3, phi3, gemma3\)/,
     ],
     [
       'an HF directory without weights',

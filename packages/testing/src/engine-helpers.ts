@@ -96,3 +96,45 @@ export async function stepLogits(
 
 export { argmax, relativeError } from './numerics.js'
 export { syntheticConfig }
+
+/** Greedy tokens of `weights` under `config` on onnxruntime-node, the layers cut into `stages`. */
+export async function ortGreedy(
+  config: ModelConfig,
+  weights: WeightProvider,
+  stages: number,
+  prompt: readonly number[],
+  steps: number,
+): Promise<number[]> {
+  const backend = createNodeBackend({ threads: 1 })
+  const sessions: StageSession[] = []
+  try {
+    for (const r of uniformPartition(config.numLayers, stages)) {
+      sessions.push(
+        await backend.createStage(
+          { config, layerStart: r.start, layerEnd: r.end, emitLogits: true },
+          weights,
+        ),
+      )
+    }
+    const pipeline = { stages: sessions, maxContext: config.maxContext }
+    const tokens: number[] = []
+    let input = [...prompt]
+    let pos = 0
+    for (let s = 0; s < steps; s++) {
+      const logits = await stepLogits(pipeline, 'greedy', input, pos)
+      pos += input.length
+      const next = argmaxOf(logits)
+      tokens.push(next)
+      input = [next]
+    }
+    return tokens
+  } finally {
+    await Promise.all(sessions.map((s) => s.dispose()))
+  }
+}
+
+function argmaxOf(x: Float32Array): number {
+  let best = 0
+  for (let i = 1; i < x.length; i++) if ((x[i] as number) > (x[best] as number)) best = i
+  return best
+}

@@ -12,6 +12,9 @@
  * - llama2.c and Hugging Face (format-writers): `knownWeights(dims, seed, shared)`,
  *   `llama2cModelBin`, `tokenizerBin`, `testVocab`, `sentencepieceSpelling`, `hfPermute`,
  *   `hfTensors`, `hfConfigJson`.
+ * - Any ModelConfig: `seededWeights(config, seed)`, `hfModelFiles(config, weights)` (config.json,
+ *   model.safetensors), `ggufModelFile(config, weights, opts)` (the GGUF llama.cpp's converter
+ *   writes for that family), `metaPermute`, `llama3RopeFreqs`, `paddedTestVocab`.
  * - GGUF (gguf-writer): `writeGguf`, `ggufLlamaFile`, `GGML` type ids, `quantizeQ4_0`,
  *   `quantizeQ8_0`, `ggmlBytes`.
  * - `testDims(vocabSize)`, `readAll(source)` (import-helpers).
@@ -22,6 +25,7 @@
  *   of llama2.c's run.c (forward pass, tokenizer encode/decode).
  *
  * Suites and stages
+ * - `FAMILY_CONFIGS`: one small config per model family, its traits switched on.
  * - `runTransportCompliance(name, makePair)`: the contract every `Transport` must meet.
  * - `FaultyStage` (`FaultMode`, `FaultOptions`): a misbehaving replica around a real stage.
  * - `DelegatingStage`: forwards everything to an inner stage; extend it to change one behaviour.
@@ -30,9 +34,12 @@
  * `@butterfly/node-platform`) are in `@butterfly/testing/node` (./node.ts).
  */
 export * from './delegating-stage.js'
+export * from './family-configs.js'
 export * from './faulty-stage.js'
 export * from './format-writers.js'
+export * from './gguf-model-writer.js'
 export * from './gguf-writer.js'
+export * from './hf-model-writer.js'
 export * from './import-helpers.js'
 export * from './llama2c-reference.js'
 export * from './numerics.js'

@@ -19,6 +19,10 @@
  * - `startHubFixture(prefix)`: a hub plus synthetic:tiny, single-file and sharded, in a fresh
  *   temporary directory (`HubFixture`).
  *
+ * llama.cpp and onnxruntime-node as greedy decoders
+ * - `loadLlamaCpp()`: node-llama-cpp from .cache/llama-cpp (`llamaCppDir()`), `greedy(gguf, prompt,
+ *   steps)` with each step's top-2 logit gap; `ortGreedy(config, weights, stages, prompt, steps)`.
+ *
  * Fault injection in a real worker
  * - `faultyBackend(opts)`: the node backend with every stage wrapped in a `FaultyStage`.
  */
@@ -27,5 +31,6 @@ export * from './engine-helpers.js'
 export * from './faulty-backend.js'
 export * from './hub-fixture.js'
 export * from './hub-server.js'
+export * from './llama-cpp-runner.js'
 export * from './processes.js'
 export * from './sharded-model.js'

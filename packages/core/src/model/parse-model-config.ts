@@ -94,13 +94,20 @@ export function parseModelConfig(json: unknown, source = 'config.json'): ModelCo
     ropeParams = ropeParams.full_attention as Record<string, unknown>
   }
   const scalingField = get('rope_scaling') !== undefined ? 'rope_scaling' : 'rope_parameters'
-  const ropeScaling = parseRopeScaling(
-    get('rope_scaling') ?? ropeParams,
-    scalingField,
-    maxContext,
-    rotaryDim,
-    fail,
-  )
+  // Phi-3 keeps LongRoPE's original context at the top level (transformers reads it there).
+  let scalingJson = get('rope_scaling') ?? ropeParams
+  const topOriginal = get('original_max_position_embeddings')
+  if (
+    typeof scalingJson === 'object' &&
+    scalingJson !== null &&
+    ((scalingJson as Record<string, unknown>).rope_type ?? (scalingJson as Record<string, unknown>).type) ===
+      'longrope' &&
+    (scalingJson as Record<string, unknown>).original_max_position_embeddings === undefined &&
+    topOriginal !== undefined
+  ) {
+    scalingJson = { ...scalingJson, original_max_position_embeddings: topOriginal }
+  }
+  const ropeScaling = parseRopeScaling(scalingJson, scalingField, maxContext, rotaryDim, fail)
   const paramTheta = (p: Record<string, unknown> | undefined, field: string): number | undefined => {
     const t = p?.rope_theta
     if (t !== undefined && typeof t !== 'number')

@@ -1,51 +1,13 @@
-import {
-  GenerationError,
-  GraphBuildError,
-  ModelConfigError,
-  ModelFileError,
-  TensorError,
-  TokenizerError,
-} from '../errors.js'
+import { GenerationError, GraphBuildError, ModelFileError, TensorError, TokenizerError } from '../errors.js'
 import { elementCount } from '../weights/tensor.js'
-import type { ModelConfig } from './model-config.js'
+import { architectureTraits, type LayerAttention } from './architecture.js'
+import { attentionScaleOf, layerAttention, type ModelConfig, rotaryDimOf } from './model-config.js'
 import { ReferenceKvCache } from './reference-kv-cache.js'
+import { checkReferenceConfig, gateActivation, linear, rmsNorm } from './reference-ops.js'
 import { ropeCaches } from './rope.js'
 import { EMBED_TOKENS, expectedWeightShapes, FINAL_NORM, LM_HEAD, layerWeightNames } from './weight-names.js'
 
 export { ReferenceKvCache }
-
-/** y[r] = bias[r] + sum_c w[r, c] * x[xOff + c], for w stored [rows, cols] (PyTorch Linear layout). */
-function linear(
-  w: Float32Array,
-  bias: Float32Array | undefined,
-  rows: number,
-  cols: number,
-  x: Float64Array,
-  xOff: number,
-  y: Float64Array,
-  yOff: number,
-): void {
-  for (let r = 0; r < rows; r++) {
-    let acc = 0
-    const base = r * cols
-    for (let c = 0; c < cols; c++) acc += (w[base + c] as number) * (x[xOff + c] as number)
-    y[yOff + r] = acc + (bias === undefined ? 0 : (bias[r] as number))
-  }
-}
-
-function rmsNorm(
-  x: Float64Array,
-  off: number,
-  n: number,
-  w: Float32Array,
-  eps: number,
-  out: Float64Array,
-): void {
-  let sumSq = 0
-  for (let i = 0; i < n; i++) sumSq += (x[off + i] as number) ** 2
-  const inv = 1 / Math.sqrt(sumSq / n + eps)
-  for (let i = 0; i < n; i++) out[i] = (x[off + i] as number) * inv * (w[i] as number)
-}
 
 /**
  * Slow, obviously correct Llama forward pass: the ground truth tests compare engines against.
@@ -55,8 +17,8 @@ function rmsNorm(
 export class ReferenceModel {
   readonly config: ModelConfig
   private readonly weights: ReadonlyMap<string, Float32Array>
-  private readonly cos: Float32Array
-  private readonly sin: Float32Array
+  /** RoPE tables per layer kind (Gemma 3's sliding layers rotate with their own base). */
+  private readonly rope: Readonly<Record<LayerAttention, { cos: Float32Array; sin: Float32Array }>>
 
   /**
    * `only`, when given, limits the model to the tensors it accepts (e.g. one layer's, streamed a
@@ -67,7 +29,7 @@ export class ReferenceModel {
     weights: ReadonlyMap<string, Float32Array>,
     only?: (name: string) => boolean,
   ) {
-    checkConfig(config)
+    checkReferenceConfig(config)
     for (const [name, shape] of expectedWeightShapes(config)) {
       if (only !== undefined && !only(name)) continue
       const w = weights.get(name)
@@ -87,9 +49,11 @@ export class ReferenceModel {
     }
     this.config = config
     this.weights = weights
-    const { cos, sin } = ropeCaches(config)
-    this.cos = cos
-    this.sin = sin
+    const full = ropeCaches(config, 'full')
+    this.rope = {
+      full,
+      sliding: config.localRopeTheta === undefined ? full : ropeCaches(config, 'sliding'),
+    }
   }
 
   createCache(): ReferenceKvCache {
@@ -103,11 +67,18 @@ export class ReferenceModel {
       throw new TensorError('ERR_TENSOR_SHAPE', 'need at least one token id')
     const table = this.w(EMBED_TOKENS)
     const out = new Float32Array(ids.length * h)
+    // Gemma scales by sqrt(hidden) in the weights' dtype (a float32 here); the product of two
+    // float32s rounded to float32 is what the graph's Mul computes too.
+    const scale = architectureTraits(this.config.architecture).scaledEmbeddings
+      ? Math.fround(Math.sqrt(h))
+      : 1
     ids.forEach((id, s) => {
       if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
         throw new TokenizerError(`token id ${id} out of range [0, ${vocabSize})`)
       }
-      out.set(table.subarray(id * h, (id + 1) * h), s * h)
+      const row = table.subarray(id * h, (id + 1) * h)
+      if (scale === 1) out.set(row, s * h)
+      else for (let i = 0; i < h; i++) out[s * h + i] = (row[i] as number) * scale
     })
     return out
   }
@@ -170,7 +141,8 @@ export class ReferenceModel {
     }
     const last = Float64Array.from(hidden.subarray((seqLen - 1) * h))
     const normed = new Float64Array(h)
-    rmsNorm(last, 0, h, this.w(FINAL_NORM), this.config.rmsNormEps, normed)
+    const offset = architectureTraits(this.config.architecture).normOffset
+    rmsNorm(last, 0, h, this.w(FINAL_NORM), this.config.rmsNormEps, normed, offset)
     const head = this.config.tieWordEmbeddings ? this.w(EMBED_TOKENS) : this.w(LM_HEAD)
     const out = new Float64Array(v)
     linear(head, undefined, v, h, normed, 0, out, 0)
@@ -192,33 +164,86 @@ export class ReferenceModel {
     return this.weights.get(name) as Float32Array
   }
 
+  /**
+   * One layer's projection matrices (and q/k/v biases), as [rows, cols] views. Phi-3's fused
+   * tensors are split by rows, [q; k; v] and [gate; up], exactly as transformers slices them.
+   */
+  private projections(l: number): Projections {
+    const c = this.config
+    const { hiddenSize: h, intermediateSize: f } = c
+    const qDim = c.numHeads * c.headDim
+    const kvDim = this.kvDim
+    const n = layerWeightNames(l)
+    if (!architectureTraits(c.architecture).fusedProjections) {
+      const bias = (name: string) => (c.attentionBias ? this.w(name) : undefined)
+      return {
+        q: this.w(n.q),
+        k: this.w(n.k),
+        v: this.w(n.v),
+        qBias: bias(n.qBias),
+        kBias: bias(n.kBias),
+        vBias: bias(n.vBias),
+        gate: this.w(n.gate),
+        up: this.w(n.up),
+      }
+    }
+    const qkv = this.w(n.qkv)
+    const gateUp = this.w(n.gateUp)
+    const b = c.attentionBias ? this.w(`${n.qkv.slice(0, -'weight'.length)}bias`) : undefined
+    return {
+      q: qkv.subarray(0, qDim * h),
+      k: qkv.subarray(qDim * h, (qDim + kvDim) * h),
+      v: qkv.subarray((qDim + kvDim) * h),
+      qBias: b?.subarray(0, qDim),
+      kBias: b?.subarray(qDim, qDim + kvDim),
+      vBias: b?.subarray(qDim + kvDim),
+      gate: gateUp.subarray(0, f * h),
+      up: gateUp.subarray(f * h),
+    }
+  }
+
   /** One decoder layer, in place on the float64 residual stream `x` [seqLen, hidden]. */
   private layer(l: number, x: Float64Array, seqLen: number, startPos: number, cache: ReferenceKvCache): void {
     const c = this.config
-    const { hiddenSize: h, numHeads, numKvHeads, headDim, intermediateSize: f } = c
+    const t = architectureTraits(c.architecture)
+    const { hiddenSize: h, numHeads, numKvHeads, headDim, intermediateSize: f, rmsNormEps: eps } = c
+    const off = t.normOffset
     const qDim = numHeads * headDim
     const kvDim = this.kvDim
-    const half = headDim / 2
     const group = numHeads / numKvHeads
     const n = layerWeightNames(l)
-    const bias = (name: string) => (c.attentionBias ? this.w(name) : undefined)
+    const p = this.projections(l)
+    const kind = layerAttention(c, l)
+    const rope = this.rope[kind]
+    const rotHalf = rotaryDimOf(c) / 2
 
     const normed = new Float64Array(h)
     const q = new Float64Array(seqLen * qDim)
     const k = new Float64Array(seqLen * kvDim)
     const v = new Float64Array(seqLen * kvDim)
     for (let s = 0; s < seqLen; s++) {
-      rmsNorm(x, s * h, h, this.w(n.inputNorm), c.rmsNormEps, normed)
-      linear(this.w(n.q), bias(n.qBias), qDim, h, normed, 0, q, s * qDim)
-      linear(this.w(n.k), bias(n.kBias), kvDim, h, normed, 0, k, s * kvDim)
-      linear(this.w(n.v), bias(n.vBias), kvDim, h, normed, 0, v, s * kvDim)
+      rmsNorm(x, s * h, h, this.w(n.inputNorm), eps, normed, off)
+      linear(p.q, p.qBias, qDim, h, normed, 0, q, s * qDim)
+      linear(p.k, p.kBias, kvDim, h, normed, 0, k, s * kvDim)
+      linear(p.v, p.vBias, kvDim, h, normed, 0, v, s * kvDim)
       const pos = startPos + s
-      for (let hd = 0; hd < numHeads; hd++) this.rotate(q, s * qDim + hd * headDim, pos, half)
-      for (let hd = 0; hd < numKvHeads; hd++) this.rotate(k, s * kvDim + hd * headDim, pos, half)
+      // Qwen3 / Gemma 3: RMSNorm over each head of q and k, after the projection, before RoPE.
+      for (let hd = 0; hd < numHeads; hd++) {
+        const at = s * qDim + hd * headDim
+        if (t.qkNorm) rmsNorm(q, at, headDim, this.w(n.qNorm), eps, q, off, at)
+        rotate(q, at, pos, rope, rotHalf)
+      }
+      for (let hd = 0; hd < numKvHeads; hd++) {
+        const at = s * kvDim + hd * headDim
+        if (t.qkNorm) rmsNorm(k, at, headDim, this.w(n.kNorm), eps, k, off, at)
+        rotate(k, at, pos, rope, rotHalf)
+      }
     }
     const [keys, values] = cache.append(l, k, v, seqLen)
 
-    const scale = 1 / Math.sqrt(headDim)
+    const scale = attentionScaleOf(c)
+    // A sliding layer's query at position p sees keys p - window + 1 .. p.
+    const window = kind === 'sliding' ? (c.slidingWindow as number) : Number.POSITIVE_INFINITY
     const attn = new Float64Array(qDim)
     const attnOut = new Float64Array(h)
     const scores = new Float64Array(startPos + seqLen)
@@ -226,80 +251,78 @@ export class ReferenceModel {
     const up = new Float64Array(f)
     const mlpOut = new Float64Array(h)
     for (let s = 0; s < seqLen; s++) {
-      const visible = startPos + s + 1 // causal: keys 0..pos inclusive
+      const end = startPos + s + 1 // causal: keys up to pos inclusive
+      const first = Math.max(0, end - window)
       for (let hd = 0; hd < numHeads; hd++) {
         const qOff = s * qDim + hd * headDim
         const kvOff = Math.floor(hd / group) * headDim
         let max = Number.NEGATIVE_INFINITY
-        for (let t = 0; t < visible; t++) {
+        for (let j = first; j < end; j++) {
           let dot = 0
           for (let i = 0; i < headDim; i++)
-            dot += (q[qOff + i] as number) * (keys[t * kvDim + kvOff + i] as number)
-          scores[t] = dot * scale
+            dot += (q[qOff + i] as number) * (keys[j * kvDim + kvOff + i] as number)
+          scores[j] = dot * scale
           max = Math.max(max, dot * scale)
         }
         let sum = 0
-        for (let t = 0; t < visible; t++) {
-          scores[t] = Math.exp((scores[t] as number) - max)
-          sum += scores[t] as number
+        for (let j = first; j < end; j++) {
+          scores[j] = Math.exp((scores[j] as number) - max)
+          sum += scores[j] as number
         }
         for (let i = 0; i < headDim; i++) {
           let acc = 0
-          for (let t = 0; t < visible; t++)
-            acc += (scores[t] as number) * (values[t * kvDim + kvOff + i] as number)
+          for (let j = first; j < end; j++)
+            acc += (scores[j] as number) * (values[j * kvDim + kvOff + i] as number)
           attn[hd * headDim + i] = acc / sum
         }
       }
       linear(this.w(n.o), undefined, h, qDim, attn, 0, attnOut, 0)
+      // Gemma 3 norms the attention output before the residual add, and feeds the MLP through
+      // pre_feedforward_layernorm; elsewhere post_attention_layernorm is the MLP's input norm.
+      if (t.sandwichNorms) rmsNorm(attnOut, 0, h, this.w(n.postAttentionNorm), eps, attnOut, off)
       for (let i = 0; i < h; i++) x[s * h + i] = (x[s * h + i] as number) + (attnOut[i] as number)
 
-      rmsNorm(x, s * h, h, this.w(n.postAttentionNorm), c.rmsNormEps, normed)
-      linear(this.w(n.gate), undefined, f, h, normed, 0, gate, 0)
-      linear(this.w(n.up), undefined, f, h, normed, 0, up, 0)
-      for (let i = 0; i < f; i++) {
-        const g = gate[i] as number
-        gate[i] = (g / (1 + Math.exp(-g))) * (up[i] as number)
-      }
+      const mlpNorm = t.sandwichNorms ? n.preFeedforwardNorm : n.postAttentionNorm
+      rmsNorm(x, s * h, h, this.w(mlpNorm), eps, normed, off)
+      linear(p.gate, undefined, f, h, normed, 0, gate, 0)
+      linear(p.up, undefined, f, h, normed, 0, up, 0)
+      for (let i = 0; i < f; i++)
+        gate[i] = gateActivation(t.activation, gate[i] as number) * (up[i] as number)
       linear(this.w(n.down), undefined, h, f, gate, 0, mlpOut, 0)
+      if (t.sandwichNorms) rmsNorm(mlpOut, 0, h, this.w(n.postFeedforwardNorm), eps, mlpOut, off)
       for (let i = 0; i < h; i++) x[s * h + i] = (x[s * h + i] as number) + (mlpOut[i] as number)
-    }
-  }
-
-  /** Non-interleaved RoPE ("rotate_half") on one head vector at `off`, in place. */
-  private rotate(vec: Float64Array, off: number, pos: number, half: number): void {
-    for (let i = 0; i < half; i++) {
-      const cos = this.cos[pos * half + i] as number
-      const sin = this.sin[pos * half + i] as number
-      const a = vec[off + i] as number
-      const b = vec[off + i + half] as number
-      vec[off + i] = a * cos - b * sin
-      vec[off + i + half] = b * cos + a * sin
     }
   }
 }
 
-function checkConfig(c: ModelConfig): void {
-  const integers = [
-    'hiddenSize',
-    'numLayers',
-    'numHeads',
-    'numKvHeads',
-    'headDim',
-    'intermediateSize',
-    'vocabSize',
-    'maxContext',
-  ] as const
-  for (const key of integers) {
-    const value: unknown = c[key]
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-      throw new ModelConfigError(`${key} must be a positive integer, got ${String(value)}`)
-    }
-  }
-  if (c.numHeads % c.numKvHeads !== 0) {
-    throw new ModelConfigError(`numHeads (${c.numHeads}) must be a multiple of numKvHeads (${c.numKvHeads})`)
-  }
-  if (c.headDim % 2 !== 0) throw new ModelConfigError(`headDim must be even for RoPE, got ${c.headDim}`)
-  if (!(c.ropeTheta > 0) || !(c.rmsNormEps > 0)) {
-    throw new ModelConfigError('ropeTheta and rmsNormEps must be positive')
+interface Projections {
+  readonly q: Float32Array
+  readonly k: Float32Array
+  readonly v: Float32Array
+  readonly qBias: Float32Array | undefined
+  readonly kBias: Float32Array | undefined
+  readonly vBias: Float32Array | undefined
+  readonly gate: Float32Array
+  readonly up: Float32Array
+}
+
+/**
+ * Non-interleaved RoPE ("rotate_half") over the first 2 * half dims of the head vector at `off`,
+ * in place; the remaining dims (partial rotary) pass through.
+ */
+function rotate(
+  vec: Float64Array,
+  off: number,
+  pos: number,
+  table: { cos: Float32Array; sin: Float32Array },
+  half: number,
+): void {
+  for (let i = 0; i < half; i++) {
+    const cos = table.cos[pos * half + i] as number
+    const sin = table.sin[pos * half + i] as number
+    const a = vec[off + i] as number
+    const b = vec[off + i + half] as number
+    vec[off + i] = a * cos - b * sin
+    vec[off + i + half] = b * cos + a * sin
   }
 }

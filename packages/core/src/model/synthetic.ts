@@ -1,6 +1,8 @@
 import { ModelConfigError, ModelFileError } from '../errors.js'
 import { elementCount } from '../weights/tensor.js'
+import { architectureTraits } from './architecture.js'
 import type { ModelConfig } from './model-config.js'
+import { SYNTHETIC_PRESETS } from './synthetic-presets.js'
 import { EMBED_TOKENS, expectedWeightShapes, FINAL_NORM, LM_HEAD } from './weight-names.js'
 
 /**
@@ -9,90 +11,7 @@ import { EMBED_TOKENS, expectedWeightShapes, FINAL_NORM, LM_HEAD } from './weigh
  * layers and still agree bit-for-bit with every other peer.
  */
 
-const base = {
-  ropeTheta: 10000,
-  rmsNormEps: 1e-5,
-  bosTokenId: 1,
-  eosTokenId: 2,
-} as const
-
-export const SYNTHETIC_PRESETS = {
-  /** 198,400 params (~0.8 MB fp32). */
-  tiny: {
-    ...base,
-    architecture: 'llama',
-    vocabSize: 259,
-    hiddenSize: 64,
-    numLayers: 4,
-    numHeads: 4,
-    numKvHeads: 2,
-    headDim: 16,
-    intermediateSize: 172,
-    maxContext: 512,
-    tieWordEmbeddings: true,
-    attentionBias: false,
-  },
-  /** 543,104 params (~2.2 MB fp32): odd layer count, untied LM head, q/k/v biases (qwen2). */
-  small: {
-    ...base,
-    architecture: 'qwen2',
-    vocabSize: 259,
-    hiddenSize: 96,
-    numLayers: 5,
-    numHeads: 6,
-    numKvHeads: 2,
-    headDim: 16,
-    intermediateSize: 256,
-    maxContext: 512,
-    tieWordEmbeddings: false,
-    attentionBias: true,
-  },
-  /** 10,409,280 params. */
-  '10m': {
-    ...base,
-    architecture: 'llama',
-    vocabSize: 4096,
-    hiddenSize: 320,
-    numLayers: 8,
-    numHeads: 10,
-    numKvHeads: 5,
-    headDim: 32,
-    intermediateSize: 864,
-    maxContext: 1024,
-    tieWordEmbeddings: true,
-    attentionBias: false,
-  },
-  /** 100,092,672 params. */
-  '100m': {
-    ...base,
-    architecture: 'llama',
-    vocabSize: 32000,
-    hiddenSize: 768,
-    numLayers: 12,
-    numHeads: 12,
-    numKvHeads: 4,
-    headDim: 64,
-    intermediateSize: 2048,
-    maxContext: 2048,
-    tieWordEmbeddings: true,
-    attentionBias: false,
-  },
-  /** 1,057,581,056 params (TinyLlama-1.1B's shape). */
-  '1b': {
-    ...base,
-    architecture: 'llama',
-    vocabSize: 32000,
-    hiddenSize: 2048,
-    numLayers: 22,
-    numHeads: 32,
-    numKvHeads: 8,
-    headDim: 64,
-    intermediateSize: 5632,
-    maxContext: 2048,
-    tieWordEmbeddings: true,
-    attentionBias: false,
-  },
-} as const satisfies Record<string, ModelConfig>
+export { SYNTHETIC_PRESETS }
 
 export type SyntheticPresetName = keyof typeof SYNTHETIC_PRESETS
 
@@ -147,6 +66,12 @@ function fmix32(x: number): number {
  * embedding e, which adds |e|^2 to that token's logit and makes an untrained model echo its input
  * forever. So tied models get small embeddings (RMS 0.5/sqrt(H)), residual branches 8x louder, and
  * a final-norm gain of 8 that brings the logit std back to ~4.
+ *
+ * The other families keep those effective scales: Gemma's embeddings are multiplied by sqrt(H)
+ * on the way in, so they are drawn sqrt(H) smaller (and a tied head's final gain is sqrt(H)
+ * larger); its norms multiply by (1 + w), so their stored mean is one less; its sandwich norms
+ * set each branch's size regardless of o_proj/down_proj, so the post-norms carry the
+ * 1/sqrt(2L) depth scaling instead. q/k norms have effective gain ~1.
  */
 function tensorScale(
   config: ModelConfig,
@@ -154,12 +79,22 @@ function tensorScale(
   shape: readonly number[],
 ): { mean: number; std: number } {
   const fanIn = shape[shape.length - 1] as number
+  const traits = architectureTraits(config.architecture)
   const tied = config.tieWordEmbeddings
   const rootH = Math.sqrt(config.hiddenSize)
+  const embedShrink = traits.scaledEmbeddings ? rootH : 1
+  const branchGain = (tied ? 8 : 1) / Math.sqrt(2 * config.numLayers)
+  const norm = (gain: number, std: number) => ({ mean: gain - traits.normOffset, std })
   if (name === LM_HEAD) return { mean: 0, std: 4 / rootH }
-  if (name === EMBED_TOKENS) return { mean: 0, std: (tied ? 0.5 : 4) / rootH }
-  if (name === FINAL_NORM && tied) return { mean: 8, std: 0.4 }
-  if (name.endsWith('norm.weight')) return { mean: 1, std: 0.05 }
+  if (name === EMBED_TOKENS) return { mean: 0, std: (tied ? 0.5 : 4) / rootH / embedShrink }
+  if (name === FINAL_NORM && tied) return norm(8 * embedShrink, 0.4)
+  if (
+    traits.sandwichNorms &&
+    (name.endsWith('.post_attention_layernorm.weight') || name.endsWith('.post_feedforward_layernorm.weight'))
+  ) {
+    return norm(branchGain, 0.05 * branchGain)
+  }
+  if (name.endsWith('norm.weight')) return norm(1, 0.05)
   if (name.endsWith('.bias')) return { mean: 0, std: 0.1 }
   if (name.endsWith('o_proj.weight') || name.endsWith('down_proj.weight')) {
     // Each of the 2L branches adds to the residual stream; 1/sqrt(2L) keeps the sum depth-independent.

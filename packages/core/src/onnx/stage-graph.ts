@@ -1,18 +1,15 @@
 import { GraphBuildError } from '../errors.js'
-import type { ModelConfig } from '../model/model-config.js'
+import { architectureTraits, type LayerAttention } from '../model/architecture.js'
+import { type ModelConfig, rotaryDimOf } from '../model/model-config.js'
 import { ropeCaches } from '../model/rope.js'
-import {
-  EMBED_TOKENS,
-  FINAL_NORM,
-  LM_HEAD,
-  layerWeightNames,
-  layerWeightShapes,
-} from '../model/weight-names.js'
+import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightShapes } from '../model/weight-names.js'
 import { isInt4Weight } from '../quant/weight-encoding.js'
 import type { WeightProvider } from '../weights/weight-provider.js'
 import { matMulNBits } from './matmul-nbits.js'
 import { OnnxGraph } from './onnx-graph.js'
 import { stageIo } from './stage-io.js'
+import { emitLayer, type LayerContext, normWeight } from './stage-layer.js'
+import { slidingWindowMask } from './window-attention.js'
 
 export interface StageGraphInit {
   readonly config: ModelConfig
@@ -76,7 +73,7 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
 
   const io = stageIo(config, a, b)
   const g = new OnnxGraph(`butterfly_stage_${a}_${b}`)
-  const { hiddenSize: H, numHeads, numKvHeads, headDim } = config
+  const { hiddenSize: H } = config
   const eps = { float: config.rmsNormEps }
 
   /** Adds a weight as an initializer; `transpose` turns PyTorch's [out, in] into MatMul's [in, out]. */
@@ -112,16 +109,33 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
   const positions = g.input(io.positionIds, 'int64', [1, 'seq'])
   const seqlensK = g.input(io.seqlensK, 'int32', [1])
   const totalLen = g.input(io.totalSequenceLength, 'int32', [1])
-  const { cos, sin } = ropeCaches(config)
-  const half = headDim / 2
-  const cosCache = g.constant('rope_cos', 'float32', [config.maxContext, half], bytesOf(cos))
-  const sinCache = g.constant('rope_sin', 'float32', [config.maxContext, half], bytesOf(sin))
+  // One cos/sin pair per layer kind the stage holds; Gemma 3's sliding layers have their own.
+  // Each is [maxContext, rotaryDim / 2] fp32: 32 MB for Llama 3.2's 131072 positions.
+  const caches = new Map<string, { cos: string; sin: string }>()
+  const ropeCache = (kind: LayerAttention): { cos: string; sin: string } => {
+    const key = kind === 'sliding' && config.localRopeTheta !== undefined ? 'sliding' : 'full'
+    let cache = caches.get(key)
+    if (cache === undefined) {
+      const { cos, sin } = ropeCaches(config, key)
+      const dims = [config.maxContext, rotaryDimOf(config) / 2]
+      cache = {
+        cos: g.constant(`rope_cos_${key}`, 'float32', dims, bytesOf(cos)),
+        sin: g.constant(`rope_sin_${key}`, 'float32', dims, bytesOf(sin)),
+      }
+      caches.set(key, cache)
+    }
+    return cache
+  }
 
   let hidden: string
   if (io.isFirst) {
     const ids = g.input(io.inputIds, 'int64', [1, 'seq'])
     const table = await load(EMBED_TOKENS, [config.vocabSize, H])
     hidden = g.op1('Gather', [table, ids], { axis: 0 })
+    if (architectureTraits(config.architecture).scaledEmbeddings) {
+      // Gemma: sqrt(hidden) in the weights' dtype, as the reference's embed() multiplies.
+      hidden = g.op1('Mul', [hidden, g.constantFloat('embed_scale', [Math.fround(Math.sqrt(H))])])
+    }
   } else {
     hidden = g.input(io.hiddenIn, 'float32', [1, 'seq', H])
   }
@@ -132,51 +146,27 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
   }
   const shapeOf = (n: string): readonly number[] => shapes.get(n) ?? []
 
+  let bias: string | undefined
+  const windowBias = (): string => {
+    bias ??= slidingWindowMask(g, config, positions, totalLen)
+    return bias
+  }
+  const ctx: LayerContext = {
+    g,
+    config,
+    windowBias,
+    positions,
+    seqlensK,
+    totalLen,
+    ropeCache,
+    load: (name, shape) => load(name, shape),
+    linear,
+    shapeOf,
+  }
   for (let layer = a; layer < b; layer++) {
-    const n = layerWeightNames(layer)
     const kv = io.layers[layer - a]
     if (kv === undefined) throw new GraphBuildError(`missing kv names for layer ${layer}`)
-    const normed = g.op1('SimplifiedLayerNormalization', [hidden, await load(n.inputNorm, [H])], {
-      axis: -1,
-      epsilon: eps,
-    })
-    const bias = (name: string) => (config.attentionBias ? name : undefined)
-    const q = await linear(normed, n.q, shapeOf(n.q), bias(n.qBias))
-    const k = await linear(normed, n.k, shapeOf(n.k), bias(n.kBias))
-    const v = await linear(normed, n.v, shapeOf(n.v), bias(n.vBias))
-    const rope = (x: string, heads: number) =>
-      g.op1('RotaryEmbedding', [x, positions, cosCache, sinCache], { interleaved: 0, num_heads: heads }, true)
-    const pastK = g.input(kv.pastKey, 'float32', [1, numKvHeads, 'capacity', headDim])
-    const pastV = g.input(kv.pastValue, 'float32', [1, numKvHeads, 'capacity', headDim])
-    // The KV cache lives in the executor as a [1, kvHeads, capacity, headDim] buffer fed as
-    // past; GQA reads its first seqlens_k + 1 - S rows. Its present outputs stay inside the
-    // graph: only the new rows leave it, and the executor appends them. (onnxruntime-node
-    // copies every fetched output into fresh memory, so fetching the whole cache each step
-    // would cost O(context) allocation per token.)
-    const kRot = rope(k, numKvHeads)
-    const [attn] = g.op(
-      'GroupQueryAttention',
-      [rope(q, numHeads), kRot, v, pastK, pastV, seqlensK, totalLen],
-      {
-        attrs: { num_heads: numHeads, kv_num_heads: numKvHeads, scale: { float: 1 / Math.sqrt(headDim) } },
-        outputCount: 3,
-        ms: true,
-      },
-    )
-    g.output(kRot, kv.newKey, 'float32', [1, 'seq', numKvHeads * headDim])
-    g.output(v, kv.newValue, 'float32', [1, 'seq', numKvHeads * headDim])
-    const attnOut = await linear(attn as string, n.o, shapeOf(n.o))
-    // Outputs: normed, mean, inv_std_var, input+skip (the new residual stream).
-    const [normed2, , , residual] = g.op(
-      'SkipSimplifiedLayerNormalization',
-      [attnOut, hidden, await load(n.postAttentionNorm, [H])],
-      { attrs: { epsilon: eps }, outputCount: 4, ms: true },
-    )
-    const gate = await linear(normed2 as string, n.gate, shapeOf(n.gate))
-    const up = await linear(normed2 as string, n.up, shapeOf(n.up))
-    const act = g.op1('Mul', [g.op1('Mul', [gate, g.op1('Sigmoid', [gate])]), up])
-    const down = await linear(act, n.down, shapeOf(n.down))
-    hidden = g.op1('Add', [down, residual as string])
+    hidden = await emitLayer(ctx, layer, hidden, kv)
   }
 
   if (!io.isLast) {
@@ -191,7 +181,7 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
     g.constantInt64('e', [2 ** 53 - 1]),
     g.constantInt64('ax', [1]),
   ])
-  const normedLast = g.op1('SimplifiedLayerNormalization', [last, await load(FINAL_NORM, [H])], {
+  const normedLast = g.op1('SimplifiedLayerNormalization', [last, await normWeight(ctx, FINAL_NORM, H)], {
     axis: -1,
     epsilon: eps,
   })

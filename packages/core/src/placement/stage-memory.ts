@@ -1,7 +1,9 @@
 import { PlacementError } from '../errors.js'
 import type { ModelConfig } from '../model/model-config.js'
 import { validateModelConfig } from '../model/validate-model-config.js'
+import { layerWeightShapes } from '../model/weight-names.js'
 import { int4Bytes } from '../quant/int4.js'
+import { isInt4Weight } from '../quant/weight-encoding.js'
 
 export interface StageMemoryOptions {
   /**
@@ -77,33 +79,25 @@ export function stageMemoryModel(config: ModelConfig, options: StageMemoryOption
     throw inputError(`overheadBytes must be a non-negative finite number, got ${String(overheadBytes)}`)
   }
   const h = c.hiddenSize
-  const qDim = c.numHeads * c.headDim
   const kvDim = c.numKvHeads * c.headDim
-  const f = c.intermediateSize
-  // Mirrors layerWeightShapes: two norms, q/k/v/o, gate/up/down, and qwen2's q/k/v biases.
-  const projections: Array<[number, number]> = [
-    [qDim, h],
-    [kvDim, h],
-    [kvDim, h],
-    [h, qDim],
-    [f, h],
-    [f, h],
-    [h, f],
-  ]
   const q = c.quantization
   // int4 projections hold their packed levels plus one float32 scale per block (the graph widens
   // the file's float16 scales to the activations' type, as MatMulNBits requires).
   const matrixBytes = (n: number, k: number, int4: boolean) =>
     int4 && q !== undefined ? int4Bytes(n, k, q.blockSize, 4) : n * k * bytesPerParam
-  const projectionBytes = projections.reduce((sum, [n, k]) => sum + matrixBytes(n, k, true), 0)
-  const otherParams = 2 * h + (c.attentionBias ? qDim + 2 * kvDim : 0)
+  // Every layer has layer 0's tensors (norms, projections fused or not, q/k norms, biases).
+  let weightBytes = 0
+  for (const [name, shape] of layerWeightShapes(c, 0)) {
+    const [n = 1, k = 1] = shape
+    weightBytes += shape.length === 2 ? matrixBytes(n, k, isInt4Weight(c, name)) : n * bytesPerParam
+  }
   const kvBytes = 2 * kvDim * kvContext * 4
   const table = c.vocabSize * h * bytesPerParam
   const head = c.tieWordEmbeddings ? table : matrixBytes(c.vocabSize, h, q?.lmHead === true)
   const norm = h * bytesPerParam
   return {
     numLayers: c.numLayers,
-    layerBytes: projectionBytes + otherParams * bytesPerParam + kvBytes,
+    layerBytes: weightBytes + kvBytes,
     embedBytes: table,
     headBytes: norm + head,
     headBytesWhenFirst: c.tieWordEmbeddings ? norm : norm + head,

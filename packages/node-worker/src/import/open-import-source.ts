@@ -11,7 +11,7 @@ import {
   locateTensors,
   ModelConfigError,
   ModelFileError,
-  openGgufLlama,
+  openGgufModel,
   openLlama2cCheckpoint,
   parseModelConfig,
   parseSafetensorsIndex,
@@ -72,7 +72,7 @@ export async function openImportSource(path: string, tokenizerPath?: string): Pr
       const file = await openFile(path)
       const magic = new TextDecoder().decode(await file.read(0, 4))
       if (magic === 'GGUF' || path.toLowerCase().endsWith('.gguf')) {
-        source = await openGgufLlama(file)
+        source = await openGgufModel(file)
         ggufTemplate = ggufChatTemplate(await readGguf(file), path)
       } else {
         if (tokenizerPath === undefined) {
