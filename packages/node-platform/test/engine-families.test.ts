@@ -38,6 +38,9 @@ for (const [family, config] of Object.entries(FAMILIES)) {
           expected = reference.forward([token], cache)
           actual = await stepLogits(pipeline, 'g', [token], prompt.length + step)
         }
+        console.log(
+          `${family} K=${k}: worst relative logit error ${worst.toExponential(2)} over ${STEPS} steps`,
+        )
         expect(worst).toBeLessThan(FP32_REL_TOL)
         // Synthetic weights must not collapse into one repeated token.
         expect(new Set(tokens).size).toBeGreaterThanOrEqual(4)

@@ -56,7 +56,10 @@ export const DEFAULT_TOP_K = 64
  * Every layer boundary is computed the same way (Add, then SimplifiedLayerNormalization of
  * the sum) whether or not a stage boundary falls there, so the arithmetic - and therefore
  * greedy tokens - are bit-identical for any partitioning. Inside a layer the attention
- * residual and post-attention norm use the fused SkipSimplifiedLayerNormalization.
+ * residual and the MLP's input norm use the fused SkipSimplifiedLayerNormalization. Every
+ * family trait (stage-layer.ts) lives inside a layer or in the first/last stage's embedding
+ * and head, and a layer's constants (norm weights, RoPE tables of its kind, the sliding mask)
+ * do not depend on which stage holds it, so the invariant holds for all of them.
  *
  * Weights are stored [out, in] (PyTorch layout) in fp32 or fp16 and transposed/cast by
  * nodes that ONNX Runtime constant-folds at session creation; compute is fp32. Under an int4
