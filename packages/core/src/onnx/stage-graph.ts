@@ -9,7 +9,7 @@ import { matMulNBits } from './matmul-nbits.js'
 import { OnnxGraph } from './onnx-graph.js'
 import { stageIo } from './stage-io.js'
 import { emitLayer, type LayerContext, normWeight } from './stage-layer.js'
-import { slidingWindowMask } from './window-attention.js'
+import { type SlidingWindow, slidingWindow } from './window-attention.js'
 
 export interface StageGraphInit {
   readonly config: ModelConfig
@@ -149,15 +149,15 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
   }
   const shapeOf = (n: string): readonly number[] => shapes.get(n) ?? []
 
-  let bias: string | undefined
-  const windowBias = (): string => {
-    bias ??= slidingWindowMask(g, config, positions, totalLen)
-    return bias
+  let sliding: SlidingWindow | undefined
+  const window = (): SlidingWindow => {
+    sliding ??= slidingWindow(g, config, positions, totalLen)
+    return sliding
   }
   const ctx: LayerContext = {
     g,
     config,
-    windowBias,
+    window,
     positions,
     seqlensK,
     totalLen,
