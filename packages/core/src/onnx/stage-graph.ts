@@ -9,7 +9,7 @@ import { matMulNBits } from './matmul-nbits.js'
 import { OnnxGraph } from './onnx-graph.js'
 import { stageIo } from './stage-io.js'
 import { emitLayer, type LayerContext, normWeight } from './stage-layer.js'
-import { slidingWindowMask } from './window-attention.js'
+import { type SlidingWindow, slidingWindow } from './window-attention.js'
 
 export interface StageGraphInit {
   readonly config: ModelConfig
@@ -56,7 +56,10 @@ export const DEFAULT_TOP_K = 64
  * Every layer boundary is computed the same way (Add, then SimplifiedLayerNormalization of
  * the sum) whether or not a stage boundary falls there, so the arithmetic - and therefore
  * greedy tokens - are bit-identical for any partitioning. Inside a layer the attention
- * residual and post-attention norm use the fused SkipSimplifiedLayerNormalization.
+ * residual and the MLP's input norm use the fused SkipSimplifiedLayerNormalization. Every
+ * family trait (stage-layer.ts) lives inside a layer or in the first/last stage's embedding
+ * and head, and a layer's constants (norm weights, RoPE tables of its kind, the sliding mask)
+ * do not depend on which stage holds it, so the invariant holds for all of them.
  *
  * Weights are stored [out, in] (PyTorch layout) in fp32 or fp16 and transposed/cast by
  * nodes that ONNX Runtime constant-folds at session creation; compute is fp32. Under an int4
@@ -146,15 +149,15 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
   }
   const shapeOf = (n: string): readonly number[] => shapes.get(n) ?? []
 
-  let bias: string | undefined
-  const windowBias = (): string => {
-    bias ??= slidingWindowMask(g, config, positions, totalLen)
-    return bias
+  let sliding: SlidingWindow | undefined
+  const window = (): SlidingWindow => {
+    sliding ??= slidingWindow(g, config, positions, totalLen)
+    return sliding
   }
   const ctx: LayerContext = {
     g,
     config,
-    windowBias,
+    window,
     positions,
     seqlensK,
     totalLen,

@@ -4,7 +4,7 @@ import { attentionScaleOf, layerAttention, type ModelConfig, rotaryDimOf } from 
 import { layerWeightNames } from '../model/weight-names.js'
 import type { OnnxGraph } from './onnx-graph.js'
 import type { LayerKvNames } from './stage-io.js'
-import { windowAttention } from './window-attention.js'
+import { type SlidingWindow, windowAttention } from './window-attention.js'
 
 /** What buildStageGraph lends the layer emitter: the graph, its inputs and weight loaders. */
 export interface LayerContext {
@@ -14,8 +14,8 @@ export interface LayerContext {
   readonly positions: string
   readonly seqlensK: string
   readonly totalLen: string
-  /** float32 [S, total]: 0 for keys a sliding layer's query sees, -1e9 elsewhere. */
-  readonly windowBias: () => string
+  /** The sliding layers' shared row range and mask (built on first use). */
+  readonly window: () => SlidingWindow
   /** The cos/sin cache constants of one layer kind ([maxContext, rotaryDim / 2]). */
   readonly ropeCache: (kind: LayerAttention) => { cos: string; sin: string }
   /** A weight as stored (fp32, or fp16 cast to fp32). */
@@ -103,7 +103,7 @@ export async function emitLayer(
   const qRot = rope(q, numHeads)
   const attn =
     kind === 'sliding' && (config.slidingWindow as number) < config.maxContext
-      ? windowAttention(g, config, { q: qRot, k: kRot, v, pastK, pastV }, ctx.totalLen, ctx.windowBias())
+      ? windowAttention(g, config, { q: qRot, k: kRot, v, pastK, pastV }, ctx.window())
       : g.op('GroupQueryAttention', [qRot, kRot, v, pastK, pastV, ctx.seqlensK, ctx.totalLen], {
           attrs,
           outputCount: 3,
