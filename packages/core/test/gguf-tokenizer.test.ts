@@ -96,18 +96,32 @@ describe('GGUF byte-level BPE (tokenizer.ggml.model = gpt2)', () => {
     expect((await tokenizer(undefined)).encode('the other')).toEqual(tok.encode('the other'))
   })
 
-  test.each(['llama-bpe', 'gpt-2'])('%s: every string round-trips through its bytes', async (pre) => {
-    const tok = await tokenizer(pre)
-    for (const text of ['héllo 中文 😀', '  two  spaces\n\nnew lines\t', 'the other 12345', 'Ω≈ç√ ']) {
-      const ids = tok.encode(text)
-      expect(tok.decode(ids)).toBe(text)
-      expect(tok.decode([BOS, ...ids, EOS])).toBe(text)
-    }
-    expect(tok.encode('😀')).toEqual([0xf0, 0x9f, 0x98, 0x80])
+  test('qwen2: the Llama 3 split with single digits, merges always applied', async () => {
+    const tok = await tokenizer('qwen2')
+    expect(pieces(tok.encode('12345'))).toEqual(['1', '2', '3', '4', '5'])
+    // No ignore_merges: " other" is built from ranked merges even though "Ġother" is a token.
+    expect(pieces(tok.encode('the other'))).toEqual(['t', 'he', 'Ġ', 'ot', 'her'])
   })
 
+  test.each(['llama-bpe', 'qwen2', 'gpt-2'])(
+    '%s: every string round-trips through its bytes',
+    async (pre) => {
+      const tok = await tokenizer(pre)
+      for (const text of ['héllo 中文 😀', '  two  spaces\n\nnew lines\t', 'the other 12345', 'Ω≈ç√ ']) {
+        const ids = tok.encode(text)
+        expect(tok.decode(ids)).toBe(text)
+        expect(tok.decode([BOS, ...ids, EOS])).toBe(text)
+      }
+      expect(tok.encode('😀')).toEqual([0xf0, 0x9f, 0x98, 0x80])
+    },
+  )
+
   test.each([
-    ['an unknown pre-tokenizer', gpt2Gguf('qwen2'), /tokenizer\.ggml\.pre "qwen2" is not supported/],
+    [
+      'an unknown pre-tokenizer',
+      gpt2Gguf('deepseek-llm'),
+      /tokenizer\.ggml\.pre "deepseek-llm" is not supported/,
+    ],
     ['a merge of three tokens', gpt2Gguf('gpt-2', [], ['a b c']), /merges\[0\] "a b c" is not two tokens/],
     [
       'a missing merges list',

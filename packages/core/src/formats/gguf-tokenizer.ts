@@ -30,6 +30,26 @@ const BPE_PRE_TOKENIZERS: Readonly<Record<string, { pre: Record<string, unknown>
       },
       ignoreMerges: true,
     },
+    // Qwen2, Qwen2.5 and Qwen3: Llama 3's split with single digits, and merges always applied
+    // (their tokenizer.json has no ignore_merges), as llama.cpp's "qwen2" pre-tokenizer.
+    qwen2: {
+      pre: {
+        type: 'Sequence',
+        pretokenizers: [
+          {
+            type: 'Split',
+            pattern: {
+              Regex:
+                "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+            },
+            behavior: 'Isolated',
+            invert: false,
+          },
+          { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
+        ],
+      },
+      ignoreMerges: false,
+    },
     // GPT-2's own split, built into the ByteLevel pre-tokenizer.
     'gpt-2': {
       pre: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
