@@ -23,7 +23,11 @@ const WORKER_BIN = join(ROOT, 'packages/node-worker/bin/butterfly-worker.js')
 
 const { values } = parseArgs({
   options: {
-    model: { type: 'string', default: 'synthetic:llama-3.2-1b:int4' },
+    // BUTTERFLY_BENCH_QUICK=1 (as the other benches): a tiny model, to check the bench itself.
+    model: {
+      type: 'string',
+      default: process.env.BUTTERFLY_BENCH_QUICK === '1' ? 'synthetic:tiny' : 'synthetic:llama-3.2-1b:int4',
+    },
     tab: { type: 'string', default: 'wasm' },
     tokens: { type: 'string', default: '16' },
     rounds: { type: 'string', default: '3' },
