@@ -9,9 +9,9 @@ import { afterAll, beforeAll, expect, test } from 'vitest'
 
 // Real processes: a server and one worker over WebRTC, the official openai client, and the
 // single-process CLI on the prompt the model's chat template renders. The model has Qwen3's
-// real tokenizer and chat template. Qwen3's numerics are not in this branch yet, so the
-// weights are a tiny synthetic llama with Qwen3's padded vocabulary (151,936, as Qwen3's
-// config.json); once the qwen3-0.6b preset lands this can be `synthetic:qwen3-0.6b`.
+// real tokenizer and chat template. What is tested here is the template path, so the weights
+// are a tiny synthetic llama with Qwen3's padded vocabulary (151,936, as Qwen3's config.json);
+// e2e/qwen3-chat.test.ts runs the same template on a Qwen3-shaped model with a browser stage.
 const MESSAGES = [
   { role: 'system' as const, content: 'You are terse.' },
   { role: 'user' as const, content: 'Say something in 中文 😀' },
@@ -75,4 +75,34 @@ test('a chat through the openai client equals one process generating from the re
   expect(res.usage?.prompt_tokens).toBe(encodeChatPrompt(tokenizer, rendered).length)
   expect(res.usage?.completion_tokens).toBe(MAX_TOKENS)
   expect(res.choices[0]?.message.content).toBe(reference)
+}, 120_000)
+
+test('chat_template_kwargs.enable_thinking reaches Qwen3 template; other keys are a 400 naming them', async () => {
+  const { tokenizer, chatTemplate } = await loadTokenizerFiles(modelDir)
+  const rendered = chatTemplate?.render(MESSAGES, { enableThinking: false }) ?? ''
+  // Qwen3's template writes an empty think block when thinking is switched off.
+  expect(rendered.endsWith('<|im_start|>assistant\n<think>\n\n</think>\n\n')).toBe(true)
+  const cli = start(
+    WORKER_BIN,
+    ['generate', '--model', modelDir, '--prompt', rendered, '--max-tokens', String(MAX_TOKENS)],
+    { BUTTERFLY_CACHE_DIR: cache },
+  )
+  expect(await cli.exited).toBe(0)
+  const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 })
+  const model = (await client.models.list()).data[0]?.id ?? ''
+  const body = { model, messages: MESSAGES, max_tokens: MAX_TOKENS, temperature: 0 }
+  const res = await client.chat.completions.create({
+    ...body,
+    ...({ chat_template_kwargs: { enable_thinking: false } } as object),
+  })
+  expect(res.usage?.prompt_tokens).toBe(encodeChatPrompt(tokenizer, rendered).length)
+  expect(res.choices[0]?.message.content).toBe(cli.output().replace(/\n$/, ''))
+  const bad = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, chat_template_kwargs: { tools_in_prompt: true } }),
+  })
+  expect(bad.status).toBe(400)
+  const err = (await bad.json()) as { error: { param: string } }
+  expect(err.error.param).toBe('chat_template_kwargs.tools_in_prompt')
 }, 120_000)

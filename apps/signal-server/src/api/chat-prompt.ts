@@ -15,10 +15,15 @@ export function chatPromptIds(
   model: Pick<ServedModel, 'tokenizer' | 'chatTemplate'>,
   messages: readonly ChatMessage[],
   now: Date = new Date(),
+  enableThinking?: boolean,
 ): number[] {
   const template = model.chatTemplate
   if (template === undefined) return model.tokenizer.encode(chatPrompt(messages), { addBos: true })
-  const text = template.render(messages, { addGenerationPrompt: true, date: now })
+  const text = template.render(messages, {
+    addGenerationPrompt: true,
+    date: now,
+    ...(enableThinking === undefined ? {} : { enableThinking }),
+  })
   return encodeChatPrompt(model.tokenizer, text, { addBos: template.specials.addBosToken !== false })
 }
 

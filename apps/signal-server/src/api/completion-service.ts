@@ -68,7 +68,7 @@ export class CompletionService {
     // Chats through the model's template (see chatPromptIds); raw prompts get one BOS at most.
     const promptIds =
       request.messages !== undefined
-        ? chatPromptIds(model, request.messages)
+        ? chatPromptIds(model, request.messages, new Date(), request.enableThinking)
         : rawPromptIds(model, request.prompt ?? '')
     if (promptIds.length === 0)
       throw new ApiError(400, 'invalid_request_error', 'the prompt is empty', 'prompt')

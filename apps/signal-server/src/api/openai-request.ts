@@ -17,6 +17,8 @@ export interface CompletionRequest extends OpenAiFields {
   readonly model: string
   /** Chat messages, or a raw prompt (completions). */
   readonly messages?: readonly ChatMessage[]
+  /** `chat_template_kwargs.enable_thinking` (vLLM's spelling): Qwen3's thinking switch. */
+  readonly enableThinking?: boolean
   readonly prompt?: string
   readonly temperature: number
   readonly topP: number | undefined
@@ -101,7 +103,27 @@ export function parseChatRequest(body: unknown): CompletionRequest {
   if (chars > REQUEST_LIMITS.contentChars) {
     throw invalid(`messages exceed ${REQUEST_LIMITS.contentChars} characters`, 'messages')
   }
-  return { ...base, messages: parsed }
+  const kwargs = body.chat_template_kwargs
+  if (kwargs === undefined || kwargs === null) return { ...base, messages: parsed }
+  // Only the switch templates are known to read; anything else would silently do nothing.
+  if (!isRecord(kwargs)) throw invalid("'chat_template_kwargs' must be an object", 'chat_template_kwargs')
+  for (const key of Object.keys(kwargs)) {
+    if (key !== 'enable_thinking') {
+      throw invalid(
+        `'chat_template_kwargs.${key}' is not supported (only enable_thinking)`,
+        `chat_template_kwargs.${key}`,
+      )
+    }
+  }
+  const thinking = kwargs.enable_thinking
+  if (thinking === undefined) return { ...base, messages: parsed }
+  if (typeof thinking !== 'boolean') {
+    throw invalid(
+      "'chat_template_kwargs.enable_thinking' must be a boolean",
+      'chat_template_kwargs.enable_thinking',
+    )
+  }
+  return { ...base, messages: parsed, enableThinking: thinking }
 }
 
 export function parseCompletionRequest(body: unknown): CompletionRequest {
