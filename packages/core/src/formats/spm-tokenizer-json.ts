@@ -12,6 +12,11 @@ export interface SpmVocab {
   readonly bosId: number | undefined
   readonly eosId: number | undefined
   readonly unkId: number | undefined
+  /**
+   * SentencePiece's add_dummy_prefix (GGUF's tokenizer.ggml.add_space_prefix): a ▁ before the
+   * text, stripped again on decode. Default true; Gemma's vocabularies have it off.
+   */
+  readonly addSpacePrefix?: boolean
 }
 
 /** run.c starts its best score at -1e10, so a pair scoring at or below that never merges. */
@@ -21,8 +26,9 @@ const SPACE = '\u2581'
 /**
  * The tokenizer.json Hugging Face's LlamaConverter writes for a SentencePiece BPE model, which
  * @huggingface/tokenizers runs: a BPE model with byte fallback over the whole text (no
- * pre-tokenizer), a normalizer that prepends ▁ and turns spaces into ▁, and a decoder that turns
- * ▁ back into spaces, byte pieces into bytes, and strips the one leading space.
+ * pre-tokenizer), a normalizer that prepends ▁ (unless `addSpacePrefix` is false) and turns spaces into ▁, and
+ * a decoder that turns ▁ back into spaces, byte pieces into bytes, and strips the one leading
+ * space it prepended.
  *
  * SentencePiece (and llama2.c's encode) merge, at each step, the adjacent pair whose joined piece
  * has the highest score. BPE merges by rank instead, so the merges are every split of each normal
@@ -91,6 +97,7 @@ export function spmTokenizerJson(vocab: SpmVocab): ImportTokenizer {
     return pieces[id] as string
   }
   const unk = pieceOf(vocab.unkId, 'unknown-token')
+  const prefix = vocab.addSpacePrefix ?? true
   const json = {
     version: '1.0',
     truncation: null,
@@ -99,7 +106,7 @@ export function spmTokenizerJson(vocab: SpmVocab): ImportTokenizer {
     normalizer: {
       type: 'Sequence',
       normalizers: [
-        { type: 'Prepend', prepend: SPACE },
+        ...(prefix ? [{ type: 'Prepend', prepend: SPACE }] : []),
         { type: 'Replace', pattern: { String: ' ' }, content: SPACE },
       ],
     },
@@ -111,7 +118,7 @@ export function spmTokenizerJson(vocab: SpmVocab): ImportTokenizer {
         { type: 'Replace', pattern: { String: SPACE }, content: ' ' },
         { type: 'ByteFallback' },
         { type: 'Fuse' },
-        { type: 'Strip', content: ' ', start: 1, stop: 0 },
+        ...(prefix ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : []),
       ],
     },
     model: {
