@@ -67,7 +67,7 @@ export function writeGguf(
         u32(TYPE_IDS.array)
         u32(TYPE_IDS.string)
         u64(m.value.length)
-        for (const s of m.value) str(s)
+        bytes(stringArray(m.value))
         break
       case 'f32s':
       case 'i32s':
@@ -114,6 +114,22 @@ export function writeGguf(
     out.set(t.data, headBytes + (offsets[i] as number))
   })
   return out
+}
+
+/** GGUF strings back to back (u64 length, UTF-8 bytes) in one buffer. */
+function stringArray(values: readonly string[]): Uint8Array {
+  const utf8 = new TextEncoder()
+  let capacity = 0
+  for (const v of values) capacity += 8 + 3 * v.length
+  const out = new Uint8Array(capacity)
+  const view = new DataView(out.buffer)
+  let at = 0
+  for (const v of values) {
+    const { written } = utf8.encodeInto(v, out.subarray(at + 8))
+    view.setUint32(at, written, true)
+    at += 8 + written
+  }
+  return out.subarray(0, at)
 }
 
 export const GGML = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, Q4_K: 12 } as const
