@@ -64,13 +64,14 @@ export function spmTokenizerJson(vocab: SpmVocab): ImportTokenizer {
   for (let id = 0; id < n; id++) {
     const score = scores[id] as number
     if (!isNormal(id) || !Number.isFinite(score) || score <= MIN_MERGE_SCORE) continue
-    const chars = Array.from(pieces[id] as string)
-    for (let cut = 1; cut < chars.length; cut++) {
-      const left = chars.slice(0, cut).join('')
-      const right = chars.slice(cut).join('')
+    // Every cut between two code points (never inside a surrogate pair).
+    const piece = pieces[id] as string
+    for (let cut = codePointEnd(piece, 0); cut < piece.length; cut = codePointEnd(piece, cut)) {
+      const left = piece.slice(0, cut)
       const leftId = ids.get(left)
-      if (isNormal(leftId) && isNormal(ids.get(right)))
-        merges.push({ left, right, score, id, leftId: leftId as number })
+      if (!isNormal(leftId)) continue
+      const right = piece.slice(cut)
+      if (isNormal(ids.get(right))) merges.push({ left, right, score, id, leftId: leftId as number })
     }
   }
   merges.sort((a, b) => b.score - a.score || a.id - b.id || a.leftId - b.leftId)
@@ -144,6 +145,14 @@ export function spmTokenizerJson(vocab: SpmVocab): ImportTokenizer {
     clean_up_tokenization_spaces: false,
   }
   return { json, config }
+}
+
+/** The index just past the code point at `i` of `s`. */
+function codePointEnd(s: string, i: number): number {
+  const c = s.charCodeAt(i)
+  return c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00
+    ? i + 2
+    : i + 1
 }
 
 /** `<0xNN>`: SentencePiece's spelling of a byte-fallback piece. */
