@@ -127,6 +127,9 @@ export async function loadLlamaCpp(): Promise<LlamaCpp> {
       }
     },
     async vocab(ggufPath) {
+      // node-llama-cpp first simulates a full load to size memory; on a file without tensors that
+      // logs "missing tensor 'token_embd.weight'" and falls back to its estimate. The
+      // vocabulary-only load itself needs no tensors.
       const model = await llama.loadModel({ modelPath: ggufPath, vocabOnly: true, gpuLayers: 0 })
       return {
         tokenize: (text, special) => Array.from(model.tokenize(text, special)),
