@@ -154,3 +154,27 @@ describe('GGUF byte-level BPE (tokenizer.ggml.model = gpt2)', () => {
     expect((err as TokenizerError).code).toBe('ERR_TOKENIZER')
   })
 })
+
+describe('GGUF SentencePiece (tokenizer.ggml.model = llama)', () => {
+  async function spm(extra: GgufMeta[]): Promise<HfTokenizer> {
+    const source = await openGgufModel(bytesSource('m.gguf', ggufLlamaFile(weights, vocab, GGML.F32, extra)))
+    const t = source.tokenizer
+    if (t === undefined) throw new Error('no tokenizer')
+    return HfTokenizer.fromJson(JSON.parse(JSON.stringify(t.json)), JSON.parse(JSON.stringify(t.config)))
+  }
+  const spelled = (tok: HfTokenizer, text: string) =>
+    tok.encode(text).map((id) => (vocab.pieces[id] as string).replaceAll(' ', '▁'))
+
+  test.each([
+    ['absent (llama.cpp defaults to true)', [], ['▁hello']],
+    ['true', [{ key: 'tokenizer.ggml.add_space_prefix', type: 'bool', value: true }], ['▁hello']],
+    // Gemma's converter writes false: no ▁ before the text, so "hello" is not "▁hello".
+    ['false', [{ key: 'tokenizer.ggml.add_space_prefix', type: 'bool', value: false }], ['hello']],
+  ] as const)('add_space_prefix %s', async (_, extra, expected) => {
+    const tok = await spm([...extra])
+    expect(spelled(tok, 'hello')).toEqual(expected)
+    // The decoder strips exactly the space the normalizer added, so the text comes back.
+    expect(tok.decode(tok.encode('hello world'))).toBe('hello world')
+    expect(tok.decode(tok.encode(' world'))).toBe(' world')
+  })
+})

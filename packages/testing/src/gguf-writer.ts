@@ -30,16 +30,29 @@ export function writeGguf(
   options: { version?: number; alignment?: number } = {},
 ): Uint8Array {
   const alignment = options.alignment ?? 32
-  const parts: number[] = []
-  const bytes = (b: Uint8Array) => parts.push(...b)
+  // Chunks, not one number[]: a real vocabulary's header is tens of megabytes.
+  const chunks: Uint8Array[] = []
+  let headLength = 0
+  const bytes = (b: Uint8Array) => {
+    chunks.push(b)
+    headLength += b.byteLength
+  }
+  const byte = (v: number) => bytes(Uint8Array.of(v))
   const u32 = (v: number) => bytes(new Uint8Array(Uint32Array.of(v).buffer))
-  const u64 = (v: number) => bytes(new Uint8Array(BigUint64Array.of(BigInt(v)).buffer))
+  const u64 = (v: number) => {
+    const b = new Uint8Array(8)
+    const view = new DataView(b.buffer)
+    view.setUint32(0, v % 2 ** 32, true)
+    view.setUint32(4, Math.floor(v / 2 ** 32), true)
+    bytes(b)
+  }
+  const utf8 = new TextEncoder()
   const str = (s: string) => {
-    const b = new TextEncoder().encode(s)
+    const b = utf8.encode(s)
     u64(b.byteLength)
     bytes(b)
   }
-  bytes(new TextEncoder().encode('GGUF'))
+  bytes(utf8.encode('GGUF'))
   u32(options.version ?? 3)
   u64(tensors.length)
   u64(meta.length)
@@ -54,7 +67,7 @@ export function writeGguf(
         u32(TYPE_IDS.array)
         u32(TYPE_IDS.string)
         u64(m.value.length)
-        for (const s of m.value) str(s)
+        bytes(stringArray(m.value))
         break
       case 'f32s':
       case 'i32s':
@@ -67,12 +80,12 @@ export function writeGguf(
         break
       case 'bool':
         u32(TYPE_IDS.bool)
-        parts.push(m.value ? 1 : 0)
+        byte(m.value ? 1 : 0)
         break
       default:
         u32(TYPE_IDS[m.type])
         if (m.type === 'u32') u32(m.value)
-        else if (m.type === 'u8') parts.push(m.value)
+        else if (m.type === 'u8') byte(m.value)
         else if (m.type === 'i32') bytes(new Uint8Array(Int32Array.of(m.value).buffer))
         else if (m.type === 'f32') bytes(new Uint8Array(Float32Array.of(m.value).buffer))
         else if (m.type === 'u64') u64(m.value)
@@ -90,14 +103,33 @@ export function writeGguf(
     offsets.push(offset)
     offset += Math.ceil(t.data.byteLength / alignment) * alignment
   }
-  while (parts.length % alignment !== 0) parts.push(0)
-  const head = Uint8Array.from(parts)
-  const out = new Uint8Array(head.byteLength + offset)
-  out.set(head)
+  const headBytes = Math.ceil(headLength / alignment) * alignment
+  const out = new Uint8Array(headBytes + offset)
+  let at = 0
+  for (const c of chunks) {
+    out.set(c, at)
+    at += c.byteLength
+  }
   tensors.forEach((t, i) => {
-    out.set(t.data, head.byteLength + (offsets[i] as number))
+    out.set(t.data, headBytes + (offsets[i] as number))
   })
   return out
+}
+
+/** GGUF strings back to back (u64 length, UTF-8 bytes) in one buffer. */
+function stringArray(values: readonly string[]): Uint8Array {
+  const utf8 = new TextEncoder()
+  let capacity = 0
+  for (const v of values) capacity += 8 + 3 * v.length
+  const out = new Uint8Array(capacity)
+  const view = new DataView(out.buffer)
+  let at = 0
+  for (const v of values) {
+    const { written } = utf8.encodeInto(v, out.subarray(at + 8))
+    view.setUint32(at, written, true)
+    at += 8 + written
+  }
+  return out.subarray(0, at)
 }
 
 export const GGML = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, Q4_K: 12 } as const

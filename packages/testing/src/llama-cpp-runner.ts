@@ -29,6 +29,8 @@ interface NlcContext {
 }
 interface NlcModel {
   createContext(options: Record<string, unknown>): Promise<NlcContext>
+  tokenize(text: string, specialTokens: boolean): number[]
+  detokenize(tokens: readonly number[], specialTokens: boolean): string
   dispose(): Promise<void>
 }
 interface NlcLlama {
@@ -52,6 +54,17 @@ export interface LlamaCpp {
     steps: number,
     options?: { contextSize?: number },
   ): Promise<{ tokens: number[]; gaps: number[] }>
+  /** llama.cpp's tokenizer of a GGUF, loaded vocabulary only (no tensors needed). */
+  vocab(ggufPath: string): Promise<LlamaCppVocab>
+  dispose(): Promise<void>
+}
+
+/** llama.cpp's tokenizer (llama_tokenize / llama_detokenize); never adds BOS or EOS. */
+export interface LlamaCppVocab {
+  /** With `special`, the text of control tokens (`<|im_start|>`) becomes their ids. */
+  tokenize(text: string, special: boolean): number[]
+  /** With `special`, control tokens are rendered as their text. */
+  detokenize(ids: readonly number[], special: boolean): string
   dispose(): Promise<void>
 }
 
@@ -111,6 +124,17 @@ export async function loadLlamaCpp(): Promise<LlamaCpp> {
         }
       } finally {
         await model.dispose()
+      }
+    },
+    async vocab(ggufPath) {
+      // node-llama-cpp first simulates a full load to size memory; on a file without tensors that
+      // logs "missing tensor 'token_embd.weight'" and falls back to its estimate. The
+      // vocabulary-only load itself needs no tensors.
+      const model = await llama.loadModel({ modelPath: ggufPath, vocabOnly: true, gpuLayers: 0 })
+      return {
+        tokenize: (text, special) => Array.from(model.tokenize(text, special)),
+        detokenize: (ids, special) => model.detokenize(ids, special),
+        dispose: () => model.dispose(),
       }
     },
     dispose: () => llama.dispose(),

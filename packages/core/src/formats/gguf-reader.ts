@@ -196,11 +196,14 @@ export async function readGguf(source: ByteSource): Promise<GgufFile> {
   return { source, version, metadata, tensors, alignment, dataStart }
 }
 
+/** One strict decoder for every string (a vocabulary has hundreds of thousands). */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
 async function readString(cur: ByteCursor): Promise<string> {
   const length = await cur.count('string length', GGUF_LIMITS.stringBytes)
   const bytes = await cur.bytes(length)
   try {
-    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes)
+    return UTF8.decode(bytes)
   } catch {
     throw cur.fail('ERR_MODEL_FILE_HEADER', 'string is not valid UTF-8')
   }

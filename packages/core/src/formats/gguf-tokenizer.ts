@@ -95,6 +95,8 @@ export function ggufTokenizer(file: GgufFile, meta: MetadataReader, vocabSize: n
     bosId,
     eosId,
     unkId: meta.optionalInt('tokenizer.ggml.unknown_token_id') ?? firstIndex(types, SPM_TYPE.unknown),
+    // llama.cpp's default for SentencePiece vocabularies is true; Gemma's converter writes false.
+    addSpacePrefix: meta.optionalBool('tokenizer.ggml.add_space_prefix') ?? true,
   })
 }
 

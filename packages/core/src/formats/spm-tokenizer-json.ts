@@ -12,6 +12,11 @@ export interface SpmVocab {
   readonly bosId: number | undefined
   readonly eosId: number | undefined
   readonly unkId: number | undefined
+  /**
+   * SentencePiece's add_dummy_prefix (GGUF's tokenizer.ggml.add_space_prefix): a ▁ before the
+   * text, stripped again on decode. Default true; Gemma's vocabularies have it off.
+   */
+  readonly addSpacePrefix?: boolean
 }
 
 /** run.c starts its best score at -1e10, so a pair scoring at or below that never merges. */
@@ -21,8 +26,9 @@ const SPACE = '\u2581'
 /**
  * The tokenizer.json Hugging Face's LlamaConverter writes for a SentencePiece BPE model, which
  * @huggingface/tokenizers runs: a BPE model with byte fallback over the whole text (no
- * pre-tokenizer), a normalizer that prepends ▁ and turns spaces into ▁, and a decoder that turns
- * ▁ back into spaces, byte pieces into bytes, and strips the one leading space.
+ * pre-tokenizer), a normalizer that prepends ▁ (unless `addSpacePrefix` is false) and turns spaces into ▁, and
+ * a decoder that turns ▁ back into spaces, byte pieces into bytes, and strips the one leading
+ * space it prepended.
  *
  * SentencePiece (and llama2.c's encode) merge, at each step, the adjacent pair whose joined piece
  * has the highest score. BPE merges by rank instead, so the merges are every split of each normal
@@ -58,13 +64,14 @@ export function spmTokenizerJson(vocab: SpmVocab): ImportTokenizer {
   for (let id = 0; id < n; id++) {
     const score = scores[id] as number
     if (!isNormal(id) || !Number.isFinite(score) || score <= MIN_MERGE_SCORE) continue
-    const chars = Array.from(pieces[id] as string)
-    for (let cut = 1; cut < chars.length; cut++) {
-      const left = chars.slice(0, cut).join('')
-      const right = chars.slice(cut).join('')
+    // Every cut between two code points (never inside a surrogate pair).
+    const piece = pieces[id] as string
+    for (let cut = codePointEnd(piece, 0); cut < piece.length; cut = codePointEnd(piece, cut)) {
+      const left = piece.slice(0, cut)
       const leftId = ids.get(left)
-      if (isNormal(leftId) && isNormal(ids.get(right)))
-        merges.push({ left, right, score, id, leftId: leftId as number })
+      if (!isNormal(leftId)) continue
+      const right = piece.slice(cut)
+      if (isNormal(ids.get(right))) merges.push({ left, right, score, id, leftId: leftId as number })
     }
   }
   merges.sort((a, b) => b.score - a.score || a.id - b.id || a.leftId - b.leftId)
@@ -91,6 +98,7 @@ export function spmTokenizerJson(vocab: SpmVocab): ImportTokenizer {
     return pieces[id] as string
   }
   const unk = pieceOf(vocab.unkId, 'unknown-token')
+  const prefix = vocab.addSpacePrefix ?? true
   const json = {
     version: '1.0',
     truncation: null,
@@ -99,7 +107,7 @@ export function spmTokenizerJson(vocab: SpmVocab): ImportTokenizer {
     normalizer: {
       type: 'Sequence',
       normalizers: [
-        { type: 'Prepend', prepend: SPACE },
+        ...(prefix ? [{ type: 'Prepend', prepend: SPACE }] : []),
         { type: 'Replace', pattern: { String: ' ' }, content: SPACE },
       ],
     },
@@ -111,7 +119,7 @@ export function spmTokenizerJson(vocab: SpmVocab): ImportTokenizer {
         { type: 'Replace', pattern: { String: SPACE }, content: ' ' },
         { type: 'ByteFallback' },
         { type: 'Fuse' },
-        { type: 'Strip', content: ' ', start: 1, stop: 0 },
+        ...(prefix ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : []),
       ],
     },
     model: {
@@ -137,6 +145,14 @@ export function spmTokenizerJson(vocab: SpmVocab): ImportTokenizer {
     clean_up_tokenization_spaces: false,
   }
   return { json, config }
+}
+
+/** The index just past the code point at `i` of `s`. */
+function codePointEnd(s: string, i: number): number {
+  const c = s.charCodeAt(i)
+  return c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00
+    ? i + 2
+    : i + 1
 }
 
 /** `<0xNN>`: SentencePiece's spelling of a byte-fallback piece. */
