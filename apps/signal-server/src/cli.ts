@@ -12,6 +12,7 @@ import {
 } from '@butterfly/node-platform'
 import { Command, Option } from 'commander'
 import { parseIceServers } from './control/ice-servers.js'
+import { DEFAULT_SERVED_CONTEXT } from './control/mesh-registry.js'
 import type { SignalServer } from './http/signal-server.js'
 
 export interface ServerCliOptions {
@@ -31,6 +32,7 @@ export interface ServerCliOptions {
   stepTimeoutMs: number
   trustAfter: number
   spotCheckRate: number
+  context: number
 }
 
 export interface MainOptions {
@@ -186,6 +188,15 @@ export function buildCli(
         .default(32),
     )
     .addOption(
+      new Option(
+        '--context <tokens>',
+        "tokens of context served per generation (prompt + completion), at most the model's; the planner reserves each stage's KV cache for this many",
+      )
+        .env('BUTTERFLY_CONTEXT')
+        .argParser(intArg('--context', 16, 1_048_576))
+        .default(DEFAULT_SERVED_CONTEXT),
+    )
+    .addOption(
       new Option('--step-timeout-ms <n>', 'a replica that misses this step deadline is replaced and flagged')
         .env('BUTTERFLY_STEP_TIMEOUT_MS')
         .argParser(intArg('--step-timeout-ms', 100, 3_600_000))
@@ -242,6 +253,7 @@ async function serve(
     heartbeatMs,
     heartbeatTimeoutMs: 3 * heartbeatMs,
     planOptions: { strategy: opts.planStrategy },
+    maxContext: opts.context,
     replicas: opts.replicas,
     logger: { level: 'warn' },
     extend: async (parts) => {

@@ -26,9 +26,18 @@ export interface MeshSpec {
   readonly modelId?: string | undefined
 }
 
+/**
+ * Tokens of context a mesh serves when nobody says: real checkpoints declare up to 131,072
+ * (Llama 3.x), and reserving KV cache for all of it on every stage would keep a 1B model
+ * off any ordinary set of peers (548 MiB per Llama 3.2 1B layer).
+ */
+export const DEFAULT_SERVED_CONTEXT = 8192
+
 export interface MeshRegistryOptions {
   readonly heartbeatTimeoutMs: number
   readonly planOptions?: PlacementOptions | undefined
+  /** Caps every model's context (see DEFAULT_SERVED_CONTEXT). */
+  readonly maxContext?: number | undefined
   /** Peers per stage (primary + replicas) the planner aims for; 1 = no replication. */
   readonly replicas?: number | undefined
   /** Replaces placement entirely (tests, custom strategies). */
@@ -142,9 +151,12 @@ export class MeshRegistry {
         indexes.set(key, index)
       }
       const name = spec.name
+      const model = await index
+      const maxContext = Math.min(model.config.maxContext, options.maxContext ?? DEFAULT_SERVED_CONTEXT)
       const mesh = new Mesh({
         name,
-        model: await index,
+        // The served context: what the planner sizes KV caches for and the gateway admits.
+        model: { ...model, config: { ...model.config, maxContext } },
         planner,
         meshToken: spec.meshToken,
         heartbeatTimeoutMs: options.heartbeatTimeoutMs,

@@ -31,6 +31,12 @@ export interface ServerInit {
   /** How often timeouts are checked. Default heartbeatTimeoutMs / 3, at least 10 ms. */
   readonly sweepIntervalMs?: number
   readonly planOptions?: PlacementOptions
+  /**
+   * Tokens of context served per generation: each model's max_position_embeddings is capped to
+   * it, so the planner reserves (and the gateway admits) no more KV cache than this. Default:
+   * the model's own context, at most DEFAULT_SERVED_CONTEXT.
+   */
+  readonly maxContext?: number
   /** Peers per stage (primary + replicas) for result voting; default 1. */
   readonly replicas?: number
   /** Replaces placement (tests, custom strategies). */
@@ -86,6 +92,7 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
   const meshes = await MeshRegistry.create(init.meshes, {
     heartbeatTimeoutMs: options.heartbeatTimeoutMs,
     planOptions: init.planOptions,
+    maxContext: init.maxContext,
     replicas: init.replicas,
     planner: init.planner,
     now: init.now,
