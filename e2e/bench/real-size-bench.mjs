@@ -5,7 +5,7 @@
 // then greedy decode tokens/s through the OpenAI API (median over rounds).
 //
 //   node e2e/bench/real-size-bench.mjs [--model synthetic:llama-3.2-1b:int4] [--tab wasm|webgpu|none]
-//                                      [--tokens 16] [--rounds 3]
+//                                      [--tokens 16] [--rounds 3] [--tab-memory GiB]
 //
 // Plain JavaScript over the built programs (run `npm run build` first) so it needs no test runner.
 import { spawn } from 'node:child_process'
@@ -30,6 +30,9 @@ const { values } = parseArgs({
     },
     tab: { type: 'string', default: 'wasm' },
     tokens: { type: 'string', default: '16' },
+    // What the tab reports as its memory budget: the first and last stages of a 1B model carry a
+    // ~1 GB embedding table, and the uniform plan may give the tab either.
+    'tab-memory': { type: 'string', default: '3' },
     rounds: { type: 'string', default: '3' },
   },
 })
@@ -157,6 +160,8 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
 }
 
+let stopping = false
+
 async function main() {
   const cache = process.env.BUTTERFLY_CACHE_DIR ?? (await mkdtemp(join(tmpdir(), 'bf-real-')))
   const env = { BUTTERFLY_CACHE_DIR: cache }
@@ -170,7 +175,20 @@ async function main() {
   const t0 = performance.now()
   const server = startProc(
     SERVER_BIN,
-    ['--port', '0', '--model', values.model, '--plan-strategy', 'uniform', '--step-timeout-ms', '600000'],
+    // A worker building a 1B stage on a loaded 2-core box can go quiet for tens of seconds;
+    // heartbeats every 30 s (dropped after 90 s) keep the server from dropping it meanwhile.
+    [
+      '--port',
+      '0',
+      '--model',
+      values.model,
+      '--plan-strategy',
+      'uniform',
+      '--step-timeout-ms',
+      '600000',
+      '--heartbeat-ms',
+      '30000',
+    ],
     env,
   )
   const procs = [server]
@@ -185,6 +203,15 @@ async function main() {
       }),
     )
     procs.push(...workers)
+    // A worker that dies (out of memory, a bad plan) must end the bench, not leave it polling.
+    for (const w of workers) {
+      w.child.once('exit', (code) => {
+        if (!stopping) {
+          console.error(`a worker exited (${code}):\n${w.output()}`)
+          process.exit(1)
+        }
+      })
+    }
     const loadStart = performance.now()
     let tab
     if (values.tab !== 'none') {
@@ -199,6 +226,7 @@ async function main() {
       tab = await browser.newPage()
       await tab.goto(`${url}/?device=${values.tab}`)
       await tab.getByRole('button', { name: 'Contribute' }).click()
+      await tab.getByLabel('Memory budget (GiB)').fill(values['tab-memory'])
       await tab.getByRole('switch', { name: 'Contribute this GPU' }).check()
     }
     const h = await untilHealth(
@@ -246,6 +274,7 @@ async function main() {
         `runs ${runs.map((r) => r.decode.toFixed(2)).join(', ')}); prompt to first token ${median(runs.map((r) => r.prefillSeconds)).toFixed(2)} s`,
     )
   } finally {
+    stopping = true
     await browser?.close()
     await Promise.all(procs.map((p) => p.stop()))
     if (!process.env.BUTTERFLY_CACHE_DIR) await rm(cache, { recursive: true, force: true })

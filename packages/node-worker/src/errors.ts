@@ -14,3 +14,15 @@ export class ImportError extends ButterflyError {
     super(code, message)
   }
 }
+
+/**
+ * `butterfly-worker join` lost its server: the server went away, or dropped the worker (a missed
+ * heartbeat, say). The worker belongs to no plan any more, so it exits (code 1) rather than
+ * idling; a supervisor restarts it and it rejoins with the same identity.
+ */
+export class ServerLostError extends ButterflyError {
+  override readonly name = 'ServerLostError'
+  constructor(message: string) {
+    super('ERR_SERVER_LOST', message)
+  }
+}

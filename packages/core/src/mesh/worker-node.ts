@@ -51,6 +51,11 @@ export interface WorkerNode {
   readonly bytes: { readonly in: number; readonly out: number }
   /** Resolves when the stage of plan `version` (or a later one) is loaded and announced. */
   whenReady(version?: number): Promise<void>
+  /**
+   * Resolves with the reason when the server drops this worker (e.g. it missed its heartbeats)
+   * other than through stop(): the worker no longer belongs to any plan and should be restarted.
+   */
+  readonly disconnected: Promise<string>
   /** Finishes in-flight steps (waiting at most drainMs, default 15 s), tells the server, leaves. */
   stop(options?: { drainMs?: number }): Promise<void>
 }
@@ -91,6 +96,14 @@ export async function startWorkerNode(
       throw err
     })
   log(`joined mesh ${init.mesh} as ${ack.peerId}`)
+  let stopping = false
+  const disconnected = new Promise<string>((resolve) => {
+    control.onDisconnect((reason) => {
+      if (stopping) return
+      log(`the server dropped this worker (${reason})`)
+      resolve(reason)
+    })
+  })
   const transport = createWebRtcTransport(
     { peerId: ack.peerId, iceServers: ack.iceServers },
     { signaling: control, wrtc: components.wrtc },
@@ -99,7 +112,6 @@ export async function startWorkerNode(
   let current: { start: number; end: number; stage: StageSession; host: StageHost } | undefined
   let readyVersion = -1
   let stepsServed = 0
-  let stopping = false
   const readyWaiters: Array<{ version: number; resolve: () => void }> = []
   const connections = new Map<MessageConnection, () => void>()
   /** Traffic of connections already closed (the open ones are counted live). */
@@ -213,6 +225,7 @@ export async function startWorkerNode(
     get stepsServed() {
       return stepsServed
     },
+    disconnected,
     whenReady(version = 0) {
       if (readyVersion >= version) return Promise.resolve()
       return new Promise((resolve) => readyWaiters.push({ version, resolve }))

@@ -8,6 +8,7 @@ import {
 } from '@butterfly/node-platform'
 import bytes from 'bytes'
 import cliProgress from 'cli-progress'
+import { ServerLostError } from '../errors.js'
 
 export interface JoinOptions {
   readonly server: string
@@ -83,7 +84,7 @@ export async function runJoin(opts: JoinOptions): Promise<void> {
       },
     },
   )
-  await new Promise<void>((resolve) => {
+  const dropped = await new Promise<string | undefined>((resolve) => {
     const stop = (sig: string) => {
       log(`${sig}: finishing in-flight steps and leaving`)
       // A wedged peer connection must not keep the process alive forever.
@@ -92,10 +93,19 @@ export async function runJoin(opts: JoinOptions): Promise<void> {
         process.exit(1)
       }, STOP_DEADLINE_MS)
       deadline.unref()
-      node.stop().then(resolve, resolve)
+      node.stop().then(
+        () => resolve(undefined),
+        () => resolve(undefined),
+      )
     }
     process.once('SIGINT', () => stop('SIGINT'))
     process.once('SIGTERM', () => stop('SIGTERM'))
+    // Dropped by the server: nothing keeps the process alive, and nothing would ever serve again.
+    node.disconnected.then(resolve)
   })
+  if (dropped !== undefined) {
+    await node.stop({ drainMs: 0 })
+    throw new ServerLostError(`the server dropped this worker (${dropped}); restart it to rejoin`)
+  }
   log(`left the mesh after serving ${node.stepsServed} steps`)
 }
