@@ -15,6 +15,8 @@ import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { generate } from '@butterfly/core'
+import { createLocalPipeline, createNodeBackend, loadModel, resolveModelDir } from '@butterfly/node-platform'
 import { chromium } from 'playwright-core'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -154,6 +156,18 @@ async function timeCompletion(url, prompt) {
   return { prefillSeconds: (first - start) / 1000, decode: (count - 1) / ((end - first) / 1000), count }
 }
 
+/** The same greedy decode in this process, one stage on onnxruntime-node: the baseline. */
+async function timeSingle(pipeline, promptIds) {
+  const start = performance.now()
+  let first = 0
+  let count = 0
+  for await (const _ of generate(pipeline, { promptIds, maxTokens: tokens, sampling: { temperature: 0 } })) {
+    if (count++ === 0) first = performance.now()
+  }
+  const end = performance.now()
+  return { prefillSeconds: (first - start) / 1000, decode: (count - 1) / ((end - first) / 1000), count }
+}
+
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b)
   const m = s.length >> 1
@@ -266,13 +280,46 @@ async function main() {
     for (const r of rows) console.log(r.join('\t'))
 
     const prompt = 'The quick brown fox jumps over the lazy dog. Once upon a time'
-    await timeCompletion(url, prompt) // warm-up: first-step session setup on every peer
-    const runs = []
-    for (let i = 0; i < rounds; i++) runs.push(await timeCompletion(url, prompt))
-    console.log(
-      `decode ${median(runs.map((r) => r.decode)).toFixed(2)} tok/s (median of ${rounds} greedy runs of ${tokens} tokens; ` +
-        `runs ${runs.map((r) => r.decode.toFixed(2)).join(', ')}); prompt to first token ${median(runs.map((r) => r.prefillSeconds)).toFixed(2)} s`,
-    )
+    // The baseline: the whole model as one stage in this process, timed round-robin with the
+    // mesh (never at the same time) so both see the same machine.
+    const single = await loadModel(await resolveModelDir(values.model, cache))
+    const pipeline = await createLocalPipeline(single, createNodeBackend({}), { stages: 1 })
+    const promptIds = single.tokenizer.encode(prompt, { addBos: true })
+    try {
+      await timeCompletion(url, prompt) // warm-up: first-step session setup on every peer
+      await timeSingle(pipeline, promptIds)
+      const runs = []
+      const singles = []
+      for (let i = 0; i < rounds; i++) {
+        runs.push(await timeCompletion(url, prompt))
+        singles.push(await timeSingle(pipeline, promptIds))
+      }
+      const meshTps = median(runs.map((r) => r.decode))
+      const singleTps = median(singles.map((r) => r.decode))
+      console.log(['', 'decode tok/s', 'prompt to first token s', 'runs'].join('\t'))
+      console.log(
+        [
+          'mesh',
+          meshTps.toFixed(2),
+          median(runs.map((r) => r.prefillSeconds)).toFixed(2),
+          runs.map((r) => r.decode.toFixed(2)).join(', '),
+        ].join('\t'),
+      )
+      console.log(
+        [
+          'one process',
+          singleTps.toFixed(2),
+          median(singles.map((r) => r.prefillSeconds)).toFixed(2),
+          singles.map((r) => r.decode.toFixed(2)).join(', '),
+        ].join('\t'),
+      )
+      console.log(
+        `mesh / one process (decode, medians of ${rounds} rounds of ${tokens} greedy tokens): ${(meshTps / singleTps).toFixed(3)}`,
+      )
+    } finally {
+      await pipeline.dispose()
+      await single.close()
+    }
   } finally {
     stopping = true
     await browser?.close()
