@@ -12,6 +12,7 @@ import { ReferenceModel } from '../src/model/reference-model.js'
 import { syntheticConfig, syntheticWeights } from '../src/model/synthetic.js'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightNames } from '../src/model/weight-names.js'
 import { naiveLogits } from './naive-llama.js'
+import { TOY_LLAMA } from './toy-config.js'
 
 // Tolerances. Prefill vs. stepwise and split vs. whole runs do the same float64 operations in
 // the same order, so they should agree to 1e-9 relative (in practice exactly). Comparisons with
@@ -37,23 +38,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return worst
 }
 
-const base: ModelConfig = {
-  architecture: 'llama',
-  hiddenSize: 32,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 8,
-  intermediateSize: 48,
-  vocabSize: 37,
-  ropeTheta: 10000,
-  rmsNormEps: 1e-5,
-  tieWordEmbeddings: false,
-  maxContext: 64,
-  attentionBias: true,
-  bosTokenId: 1,
-  eosTokenId: 2,
-}
+const base: ModelConfig = TOY_LLAMA
 
 function model(config: ModelConfig, seed = 0): ReferenceModel {
   return new ReferenceModel(config, syntheticWeights(config, seed))

@@ -3,28 +3,13 @@ import type { ModelConfig } from '../src/model/model-config.js'
 import { ReferenceModel } from '../src/model/reference-model.js'
 import { syntheticWeights } from '../src/model/synthetic.js'
 import { EMBED_TOKENS, FINAL_NORM, layerWeightNames } from '../src/model/weight-names.js'
+import { TOY_LLAMA } from './toy-config.js'
 
 // The reference model's family traits, each checked against something that does not share its
 // code: hand-derived values, an equivalent model of another family, or RoPE's invariance to
 // shifting every position.
 
-const llama: ModelConfig = {
-  architecture: 'llama',
-  hiddenSize: 32,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 8,
-  intermediateSize: 48,
-  vocabSize: 37,
-  ropeTheta: 10000,
-  rmsNormEps: 1e-5,
-  tieWordEmbeddings: false,
-  maxContext: 64,
-  attentionBias: true,
-  bosTokenId: 1,
-  eosTokenId: 2,
-}
+const llama: ModelConfig = TOY_LLAMA
 
 const prompt = [1, 5, 9, 14, 3, 22, 30, 8, 17, 11]
 

@@ -1,6 +1,13 @@
 import { type ModelConfig, syntheticConfig } from '@butterfly/core'
 import { FAMILY_CONFIGS as FAMILIES } from '@butterfly/testing'
-import { argmax, buildPipeline, referenceFor, relativeError, stepLogits } from '@butterfly/testing/node'
+import {
+  argmax,
+  buildPipeline,
+  referenceFor,
+  relativeError,
+  stepLogits,
+  trackReference,
+} from '@butterfly/testing/node'
 import { afterAll, describe, expect, test } from 'vitest'
 
 // onnxruntime-node against the float64 reference for one small seeded config per family, each
@@ -25,19 +32,10 @@ for (const [family, config] of Object.entries(FAMILIES)) {
       test(`K=${k}: logits within ${FP32_REL_TOL} of the reference, greedy tokens identical`, async () => {
         const pipeline = await buildPipeline(config, k, { emitLogits: true })
         disposers.push(pipeline.dispose)
-        const cache = reference.createCache()
-        let expected = reference.forward(prompt, cache)
-        let actual = await stepLogits(pipeline, 'g', prompt, 0)
-        let worst = 0
-        const tokens: number[] = []
-        for (let step = 0; step < STEPS; step++) {
-          worst = Math.max(worst, relativeError(actual, expected))
-          const token = argmax(actual)
-          expect(token).toBe(argmax(expected))
-          tokens.push(token)
-          expected = reference.forward([token], cache)
-          actual = await stepLogits(pipeline, 'g', [token], prompt.length + step)
-        }
+        const track = await trackReference(pipeline, reference, prompt, STEPS)
+        const worst = Math.max(...track.errors)
+        expect(track.actual).toEqual(track.expected)
+        const tokens = track.expected
         console.log(
           `${family} K=${k}: worst relative logit error ${worst.toExponential(2)} over ${STEPS} steps`,
         )
@@ -105,16 +103,9 @@ describe('stored formats', () => {
       const reference = referenceFor(config, 'F16')
       const pipeline = await buildPipeline(config, 2, { dtype: 'F16', emitLogits: true })
       try {
-        const cache = reference.createCache()
-        let expected = reference.forward(prompt, cache)
-        let actual = await stepLogits(pipeline, 'g', prompt, 0)
-        for (let i = 0; i < 16; i++) {
-          expect(relativeError(actual, expected)).toBeLessThan(FP32_REL_TOL)
-          const t = argmax(expected)
-          expect(argmax(actual)).toBe(t)
-          expected = reference.forward([t], cache)
-          actual = await stepLogits(pipeline, 'g', [t], prompt.length + i)
-        }
+        const track = await trackReference(pipeline, reference, prompt, 16)
+        for (const e of track.errors) expect(e).toBeLessThan(FP32_REL_TOL)
+        expect(track.actual).toEqual(track.expected)
       } finally {
         await pipeline.dispose()
       }
@@ -128,16 +119,9 @@ describe('stored formats', () => {
       const reference = referenceFor(config)
       const pipeline = await buildPipeline(config, 2, { emitLogits: true })
       try {
-        const cache = reference.createCache()
-        let expected = reference.forward(prompt, cache)
-        let actual = await stepLogits(pipeline, 'g', prompt, 0)
-        for (let i = 0; i < 16; i++) {
-          expect(relativeError(actual, expected)).toBeLessThan(FP32_REL_TOL)
-          const t = argmax(expected)
-          expect(argmax(actual)).toBe(t)
-          expected = reference.forward([t], cache)
-          actual = await stepLogits(pipeline, 'g', [t], prompt.length + i)
-        }
+        const track = await trackReference(pipeline, reference, prompt, 16)
+        for (const e of track.errors) expect(e).toBeLessThan(FP32_REL_TOL)
+        expect(track.actual).toEqual(track.expected)
       } finally {
         await pipeline.dispose()
       }

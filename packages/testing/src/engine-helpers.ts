@@ -16,6 +16,7 @@ import {
   type WeightProvider,
 } from '@butterfly/core'
 import { createNodeBackend } from '@butterfly/node-platform'
+import { argmax, relativeError } from './numerics.js'
 
 /** Synthetic weights served from memory, optionally stored as fp16 (int4 where the config says). */
 export function syntheticWeights(config: ModelConfig, dtype: 'F32' | 'F16' = 'F32'): WeightProvider {
@@ -92,6 +93,41 @@ export async function stepLogits(
     hidden = out.hidden
   }
   throw new Error('pipeline has no last stage')
+}
+
+/** What `trackReference` saw at each step, for the caller to assert on. */
+export interface ReferenceTrack {
+  /** relativeError(pipeline logits, reference logits) per step. */
+  readonly errors: number[]
+  /** The pipeline's and the reference's greedy token per step. */
+  readonly actual: number[]
+  readonly expected: number[]
+}
+
+/**
+ * Decodes greedily through `pipeline` and the float64 `reference` in lockstep for `steps` steps
+ * after `prompt` (both fed the reference's token, so one mismatch does not cascade), recording
+ * each step's logit error and both argmaxes.
+ */
+export async function trackReference(
+  pipeline: Pipeline,
+  reference: ReferenceModel,
+  prompt: readonly number[],
+  steps: number,
+): Promise<ReferenceTrack> {
+  const track: ReferenceTrack = { errors: [], actual: [], expected: [] }
+  const cache = reference.createCache()
+  let expected = reference.forward(prompt, cache)
+  let actual = await stepLogits(pipeline, 'g', prompt, 0)
+  for (let step = 0; step < steps; step++) {
+    const token = argmax(expected)
+    track.errors.push(relativeError(actual, expected))
+    track.actual.push(argmax(actual))
+    track.expected.push(token)
+    expected = reference.forward([token], cache)
+    actual = await stepLogits(pipeline, 'g', [token], prompt.length + step)
+  }
+  return track
 }
 
 export { argmax, relativeError } from './numerics.js'
