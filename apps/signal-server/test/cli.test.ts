@@ -95,6 +95,8 @@ describe('butterfly-server', () => {
     ['a spot-check rate that is not a number', ['--spot-check-rate', 'often'], {}],
     ['a zero trust-after', ['--trust-after', '0'], {}],
     ['a step timeout below 100 ms', ['--step-timeout-ms', '5'], {}],
+    ['a served context below 16 tokens', ['--context', '8'], {}],
+    ['a served context that is not a number', ['--context', 'long'], {}],
     ['a stray argument', ['serve'], {}],
   ]
   test.each(bad)('%s is a usage error (exit 2, no stack)', async (_, args, extraEnv) => {
