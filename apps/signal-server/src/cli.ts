@@ -31,7 +31,8 @@ export interface ServerCliOptions {
   maxQueued: number
   stepTimeoutMs: number
   trustAfter: number
-  spotCheckRate: number
+  verification: 'windowed' | 'every-step'
+  verifyWindow: number
   context: number
 }
 
@@ -50,16 +51,6 @@ function intArg(flag: string, min: number, max: number): (value: string) => numb
     const n = Number(value)
     if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
       throw new CliUsageError(`${flag} must be an integer from ${min} to ${max}, got "${value}"`)
-    }
-    return n
-  }
-}
-
-function fractionArg(flag: string): (value: string) => number {
-  return (value) => {
-    const n = Number(value)
-    if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) {
-      throw new CliUsageError(`${flag} must be a number from 0 to 1, got "${value}"`)
     }
     return n
   }
@@ -203,16 +194,31 @@ export function buildCli(
         .default(60_000),
     )
     .addOption(
-      new Option('--trust-after <n>', 'agreements in a row after which a peer is only spot-checked')
+      new Option(
+        '--trust-after <n>',
+        'agreements in a row after which a peer may lead decode steps, confirmed afterwards in windows',
+      )
         .env('BUTTERFLY_TRUST_AFTER')
         .argParser(intArg('--trust-after', 1, 1_000_000_000))
         .default(20),
     )
     .addOption(
-      new Option('--spot-check-rate <p>', "share of a trusted peer's steps still replicated (1: always)")
-        .env('BUTTERFLY_SPOT_CHECK_RATE')
-        .argParser(fractionArg('--spot-check-rate'))
-        .default(0.1),
+      new Option(
+        '--verification <mode>',
+        'replicated stages: windowed (a trusted leader runs ahead, f replicas confirm each window before its tokens are sent) or every-step (2f+1 vote on every step)',
+      )
+        .env('BUTTERFLY_VERIFICATION')
+        .choices(['windowed', 'every-step'])
+        .default('windowed'),
+    )
+    .addOption(
+      new Option(
+        '--verify-window <positions>',
+        'windowed verification: unconfirmed positions after which replicas check them (latency of each token vs throughput)',
+      )
+        .env('BUTTERFLY_VERIFY_WINDOW')
+        .argParser(intArg('--verify-window', 1, 512))
+        .default(8),
     )
     .action(async (opts: ServerCliOptions) => {
       await run(opts)
@@ -266,7 +272,9 @@ async function serve(
           maxConcurrent: opts.maxConcurrent,
           maxQueued: opts.maxQueued,
           stepTimeoutMs: opts.stepTimeoutMs,
-          reputation: { trustAfter: opts.trustAfter, spotCheckRate: opts.spotCheckRate },
+          reputation: { trustAfter: opts.trustAfter },
+          verification: opts.verification,
+          verifyWindow: opts.verifyWindow,
         },
         { wrtc: nodeWrtc(), log: (line) => process.stderr.write(`butterfly-server: ${line}\n`) },
       )

@@ -104,7 +104,10 @@ export class SamplingError extends ButterflyError {
 /** Generation state is inconsistent: context too long, step out of order, ... */
 export class GenerationError extends ButterflyError {
   override readonly name = 'GenerationError'
-  constructor(code: 'ERR_CONTEXT_OVERFLOW' | 'ERR_STEP_ORDER' | 'ERR_ABORTED', message: string) {
+  constructor(
+    code: 'ERR_CONTEXT_OVERFLOW' | 'ERR_STEP_ORDER' | 'ERR_ABORTED' | 'ERR_TRUNCATE',
+    message: string,
+  ) {
     super(code, message)
   }
 }

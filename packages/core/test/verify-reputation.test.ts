@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest'
-import { Xoshiro128ss } from '../src/base/rng.js'
 import { calibrate } from '../src/verify/calibration.js'
 import { compareToFingerprint } from '../src/verify/compare-hidden.js'
 import { fingerprintHidden } from '../src/verify/fingerprint.js'
@@ -188,54 +187,36 @@ describe('ReputationBook flagging', () => {
   })
 })
 
-describe('adaptive replication', () => {
-  it('replicates every step until trustAfter agreements in a row, then spot-checks at spotCheckRate', () => {
-    const book = new ReputationBook()
-    const rng = new Xoshiro128ss(42)
-    expect(book.shouldReplicate('new', rng)).toBe(true)
-    for (let i = 0; i < 19; i++) book.record('p', 'agree')
-    for (let i = 0; i < 100; i++) expect(book.shouldReplicate('p', rng)).toBe(true)
+describe('trust, probation and proven lies', () => {
+  it('trusts after trustAfter agreements in a row; one disagreement resets the streak', () => {
+    const book = new ReputationBook({ trustAfter: 5 })
+    for (let i = 0; i < 4; i++) book.record('p', 'agree')
+    expect(book.get('p')?.trusted).toBe(false)
     book.record('p', 'agree')
     expect(book.get('p')?.trusted).toBe(true)
-    let replicated = 0
-    for (let i = 0; i < 10_000; i++) if (book.shouldReplicate('p', rng)) replicated++
-    // Binomial(10000, 0.1): sd 30.
-    expect(replicated).toBeGreaterThan(880)
-    expect(replicated).toBeLessThan(1120)
-  })
-
-  it('is deterministic for a seeded RNG', () => {
-    const schedule = () => {
-      const book = new ReputationBook({ trustAfter: 2, spotCheckRate: 0.3 })
-      book.record('p', 'agree')
-      book.record('p', 'agree')
-      const rng = new Xoshiro128ss(7)
-      return Array.from({ length: 64 }, () => book.shouldReplicate('p', rng))
-    }
-    expect(schedule()).toEqual(schedule())
-    expect(schedule().filter(Boolean).length).toBeGreaterThan(0)
-  })
-
-  it('one disagreement resets the streak to 0', () => {
-    const book = new ReputationBook({ trustAfter: 5, spotCheckRate: 0 })
-    const never = () => 0.5
-    for (let i = 0; i < 30; i++) book.record('p', 'agree')
-    expect(book.shouldReplicate('p', never)).toBe(false)
     book.record('p', 'disagree')
-    expect(book.get('p')?.streak).toBe(0)
-    expect(book.shouldReplicate('p', never)).toBe(true)
-    for (let i = 0; i < 4; i++) book.record('p', 'agree')
-    expect(book.shouldReplicate('p', never)).toBe(true)
+    expect(book.get('p')).toMatchObject({ streak: 0, trusted: false, flagged: false })
+  })
+
+  it('a peer that disagreed is a suspect until its record is clean for trustAfter steps', () => {
+    const book = new ReputationBook({ trustAfter: 3 })
+    expect(book.isSuspect('new')).toBe(false)
     book.record('p', 'agree')
-    expect(book.shouldReplicate('p', never)).toBe(false)
+    book.record('p', 'disagree')
+    expect(book.isSuspect('p')).toBe(true)
+    book.record('p', 'agree')
+    book.record('p', 'agree')
+    expect(book.isSuspect('p')).toBe(true)
+    book.record('p', 'agree')
+    expect(book.isSuspect('p')).toBe(false)
   })
 
-  it('always replicates a flagged peer', () => {
-    const book = new ReputationBook({ trustAfter: 1, spotCheckRate: 0, flagAfter: 1 })
-    book.record('p', 'disagree')
-    for (let i = 0; i < 10; i++) book.record('p', 'agree')
-    expect(book.isFlagged('p')).toBe(true)
-    expect(book.shouldReplicate('p', () => 0.99)).toBe(true)
+  it('a proven lie flags at once, whatever the record before it', () => {
+    const book = new ReputationBook({ trustAfter: 2 })
+    for (let i = 0; i < 50; i++) book.record('p', 'agree')
+    book.recordProven('p')
+    expect(book.get('p')).toMatchObject({ flagged: true, flagReason: 'proven', disagreements: 1 })
+    expect(book.isSuspect('p')).toBe(false)
   })
 })
 
@@ -246,17 +227,9 @@ describe('ReputationBook input', () => {
     ['rateWindow below window', () => new ReputationBook({ window: 100, rateWindow: 50 })],
     ['minRateSamples above rateWindow', () => new ReputationBook({ minRateSamples: 2000 })],
     ['rate 2', () => new ReputationBook({ maxDisagreementRate: 2 })],
-    ['spotCheckRate NaN', () => new ReputationBook({ spotCheckRate: Number.NaN })],
+    ['trustAfter 0', () => new ReputationBook({ trustAfter: 0 })],
     ['empty peer id', () => new ReputationBook().record('', 'agree')],
     ['bad outcome', () => new ReputationBook().record('p', 'lied' as never)],
-    [
-      'rng out of range',
-      () => {
-        const book = new ReputationBook({ trustAfter: 1 })
-        book.record('p', 'agree')
-        return book.shouldReplicate('p', () => 1)
-      },
-    ],
   ])('rejects %s', (_name, fn) => {
     expectVerifyError(fn, 'ERR_VERIFY_INPUT')
   })

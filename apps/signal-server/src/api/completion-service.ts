@@ -28,6 +28,8 @@ export interface PreparedCompletion {
 export interface CompletionPiece {
   readonly text: string
   readonly provenance?: ReadonlyArray<StepProvenance | undefined>
+  /** Positions rolled back in this generation before the token was sent (never sent themselves). */
+  readonly rolledBack?: number
   /** The generated token's log-probabilities, when the request asked for them. */
   readonly logprob?: TokenLogprob
 }
@@ -123,7 +125,7 @@ export class CompletionService {
           break
         }
         completion++
-        const { id, topk, provenance } = next.value
+        const { id, topk, provenance, rolledBack } = next.value
         const logprob =
           request.logprobs === undefined
             ? undefined
@@ -134,6 +136,7 @@ export class CompletionService {
         onPiece({
           text,
           ...(provenance === undefined ? {} : { provenance }),
+          ...(rolledBack === undefined ? {} : { rolledBack }),
           ...(logprob === undefined ? {} : { logprob }),
         })
         if (stops.stopped) {

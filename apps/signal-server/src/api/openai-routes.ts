@@ -69,7 +69,7 @@ async function complete(
   try {
     const out = new Output(kind, prepared.model.id, request, reply)
     const result = await service.run(prepared, abort.signal, (piece) => {
-      out.token(piece.provenance, piece.logprob)
+      out.token(piece.provenance, piece.logprob, piece.rolledBack)
       out.text(piece.text)
     })
     out.finish(result.finishReason, result.usage)
@@ -105,9 +105,13 @@ class Output {
   token(
     provenance: ReadonlyArray<StepProvenance | undefined> | undefined,
     logprob: TokenLogprob | undefined,
+    rolledBack?: number,
   ): void {
     if (this.request.stream && provenance !== undefined) {
-      this.pending.push({ stages: provenance.map((p) => p ?? null) })
+      this.pending.push({
+        stages: provenance.map((p) => p ?? null),
+        ...(rolledBack === undefined ? {} : { rolledBack }),
+      })
     }
     if (logprob !== undefined) this.logprobs.push(logprob)
   }

@@ -19,6 +19,12 @@ export class ServerMetrics {
   readonly stageStep: Histogram<'mesh' | 'stage'>
   readonly bytesSent: Counter<'mesh'>
   readonly generationsRejected: Counter<'mesh' | 'reason'>
+  /** Window checks that found a mismatch, per stage; each rolled the generation back. */
+  readonly rollbacks: Counter<'mesh' | 'stage'>
+  /** Positions those rollbacks discarded: computed, never shown to a client. */
+  readonly rolledBackPositions: Counter<'mesh'>
+  /** Tokens released after f + 1 peers of every stage confirmed them, by how (vote or window). */
+  readonly tokensConfirmed: Counter<'mesh' | 'verification'>
 
   constructor(prefix = 'butterfly_') {
     const registers = [this.registry]
@@ -64,6 +70,24 @@ export class ServerMetrics {
       name: `${prefix}bytes_sent_total`,
       help: 'Bytes the gateway sent to mesh peers',
       labelNames: ['mesh'],
+      registers,
+    })
+    this.rollbacks = new Counter({
+      name: `${prefix}rollbacks_total`,
+      help: 'Window checks that found a mismatch and rolled the generation back, per stage',
+      labelNames: ['mesh', 'stage'],
+      registers,
+    })
+    this.rolledBackPositions = new Counter({
+      name: `${prefix}rolled_back_positions_total`,
+      help: 'Positions discarded by rollbacks (never shown to a client)',
+      labelNames: ['mesh'],
+      registers,
+    })
+    this.tokensConfirmed = new Counter({
+      name: `${prefix}tokens_confirmed_total`,
+      help: 'Tokens released once f + 1 peers of every stage confirmed them, by verification kind',
+      labelNames: ['mesh', 'verification'],
       registers,
     })
     this.generationsRejected = new Counter({

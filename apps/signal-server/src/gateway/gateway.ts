@@ -49,7 +49,12 @@ export async function createGateway(
     meshStats: (mesh) => {
       const g = gateways.get(mesh)
       if (g === undefined) return undefined
-      return { reputation: g.reputation.snapshot(), links: g.linkStats(), tokensGenerated: g.tokensGenerated }
+      return {
+        reputation: g.reputation.snapshot(),
+        links: g.linkStats(),
+        tokensGenerated: g.tokensGenerated,
+        verification: g.verificationStats(),
+      }
     },
     close: async () => {
       await Promise.all([...gateways.values()].map((g) => g.close()))

@@ -16,6 +16,7 @@ import {
   type StageSession,
   stagePeers,
   type Tokenizer,
+  type VerificationHealth,
   type WebRtcTransport,
 } from '@butterfly/core'
 import type { LocalPeerHandle, Mesh } from '../control/mesh.js'
@@ -34,8 +35,12 @@ export interface MeshGatewayInit {
   readonly planWaitMs?: number
   readonly maxConcurrent?: number
   readonly maxQueued?: number
-  /** Flagging and adaptive replication (trustAfter, spotCheckRate, ...); core's defaults otherwise. */
+  /** Flagging and trust (flagAfter, trustAfter, ...); core's defaults otherwise. */
   readonly reputation?: ReputationOptions
+  /** Replicated stages: 'windowed' (default) or 'every-step' (see ReplicatedStageInit). */
+  readonly verification?: 'windowed' | 'every-step'
+  /** Unconfirmed positions after which a window check runs; default 8. */
+  readonly verifyWindow?: number
 }
 
 export interface MeshGatewayComponents {
@@ -79,6 +84,12 @@ export class MeshGateway implements ServedModel {
   private readonly calibrator: StageCalibrator
   private readonly links = new LinkProber()
   private generated = 0
+  private readonly verified = {
+    tokensConfirmed: { vote: 0, window: 0, unreplicated: 0 },
+    rollbacks: 0,
+    rolledBackPositions: 0,
+    recentRollbacks: [] as Array<{ at: string; positions: number }>,
+  }
 
   constructor(
     private readonly init: MeshGatewayInit,
@@ -154,11 +165,13 @@ export class MeshGateway implements ServedModel {
       return next.pipeline
     }
     const tokens = generate(ready.pipeline, request, signal, { recover })
+    let rolledBack = 0
     try {
       for (;;) {
         const next = await tokens.next()
         if (next.done === true) return next.value
         this.generated++
+        rolledBack = this.noteVerification(next.value, rolledBack)
         yield next.value
       }
     } finally {
@@ -166,6 +179,42 @@ export class MeshGateway implements ServedModel {
       await tokens.return(undefined as never).catch(() => undefined)
       // Peers the votes flagged get no layers in the next plan.
       for (const p of this.reputation.snapshot().peers) if (p.flagged) this.components.mesh.exclude(p.peerId)
+    }
+  }
+
+  /** Counts how a token sent to a client was confirmed, and the rollbacks before it. */
+  private noteVerification(token: GeneratedToken, rolledBack: number): number {
+    const { metrics } = this.components
+    const stages = token.provenance ?? []
+    const how = stages.some((p) => p?.verification === 'window')
+      ? 'window'
+      : stages.some((p) => p?.verification === 'vote')
+        ? 'vote'
+        : 'unreplicated'
+    this.verified.tokensConfirmed[how]++
+    metrics?.tokensConfirmed.inc({ mesh: this.mesh, verification: how })
+    const now = token.rolledBack ?? 0
+    if (now > rolledBack) {
+      const positions = now - rolledBack
+      this.verified.rollbacks++
+      this.verified.rolledBackPositions += positions
+      this.verified.recentRollbacks.push({ at: new Date().toISOString(), positions })
+      if (this.verified.recentRollbacks.length > 20) this.verified.recentRollbacks.shift()
+      metrics?.rolledBackPositions.inc({ mesh: this.mesh }, positions)
+    }
+    return now
+  }
+
+  /** /health's verification section for this mesh. */
+  verificationStats(): VerificationHealth {
+    const replicated = this.components.mesh.plan.stages.some((s) => stagePeers(s).length > 1)
+    return {
+      mode: replicated ? (this.init.verification ?? 'windowed') : 'none',
+      window: this.init.verifyWindow ?? 8,
+      tokensConfirmed: { ...this.verified.tokensConfirmed },
+      rollbacks: this.verified.rollbacks,
+      rolledBackPositions: this.verified.rolledBackPositions,
+      recentRollbacks: [...this.verified.recentRollbacks],
     }
   }
 
@@ -306,7 +355,13 @@ export class MeshGateway implements ServedModel {
                 ? await remote(s.peerId)
                 : await replicatedStage(
                     { index: i, ...shape },
-                    { mesh, calibrator: this.calibrator, reputation: this.reputation },
+                    {
+                      mesh,
+                      calibrator: this.calibrator,
+                      reputation: this.reputation,
+                      verification: this.init.verification ?? 'windowed',
+                      window: this.init.verifyWindow ?? 8,
+                    },
                     await Promise.all(peers.map(async (p) => ({ peerId: p, session: await remote(p) }))),
                   )
             return metrics ? new MeteredStage(stage, { mesh: mesh.name, stage: String(i), metrics }) : stage

@@ -1,4 +1,4 @@
-import type { StageSession, StageStepInput, StageStepOutput } from '@butterfly/core'
+import type { ConfirmResult, StageSession, StageStepInput, StageStepOutput } from '@butterfly/core'
 import type { ServerMetrics } from '../control/server-metrics.js'
 
 /** Records per-stage step latency and the bytes the coordinator sends, around any stage. */
@@ -36,8 +36,26 @@ export class MeteredStage implements StageSession {
     }
   }
 
-  provenance(id: string) {
-    return this.inner.provenance?.(id)
+  provenance(id: string, position?: number) {
+    return this.inner.provenance?.(id, position)
+  }
+
+  confirmedLength(id: string): number {
+    return this.inner.confirmedLength?.(id) ?? Number.POSITIVE_INFINITY
+  }
+
+  confirmDue(id: string): boolean {
+    return this.inner.confirmDue?.(id) ?? false
+  }
+
+  async confirm(id: string, signal?: AbortSignal): Promise<ConfirmResult> {
+    const result = (await this.inner.confirm?.(id, signal)) ?? { ok: true }
+    if (!result.ok) this.labels.metrics.rollbacks.inc({ mesh: this.labels.mesh, stage: this.labels.stage })
+    return result
+  }
+
+  truncate(id: string, length: number, signal?: AbortSignal): Promise<void> {
+    return this.inner.truncate?.(id, length, signal) ?? Promise.resolve()
   }
 
   endGeneration(id: string): void {

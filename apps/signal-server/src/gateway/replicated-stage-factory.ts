@@ -24,6 +24,8 @@ export interface ReplicatedStageComponents {
   readonly mesh: Mesh
   readonly calibrator: StageCalibrator
   readonly reputation: ReputationBook
+  readonly verification: 'windowed' | 'every-step'
+  readonly window: number
 }
 
 /**
@@ -61,7 +63,15 @@ export async function replicatedStage(
   const f = Math.floor((all.length - 1) / 2)
   const active = replicas.slice(0, 2 * f + 1)
   return new ReplicatedStage(
-    { ...layers, hiddenSize: c.mesh.config.hiddenSize, f, maxReplicas: replicas.length, stage: index },
+    {
+      ...layers,
+      hiddenSize: c.mesh.config.hiddenSize,
+      f,
+      maxReplicas: replicas.length,
+      stage: index,
+      verification: c.verification,
+      window: c.window,
+    },
     {
       replicas: active,
       spares: replicas.slice(active.length),
@@ -82,7 +92,7 @@ export async function exactBoundaries(dir: string, tokens: readonly number[]): P
   }
 }
 
-/** Seeded uniform [0, 1) draws for spot-check decisions, reproducible per stage. */
+/** Seeded uniform [0, 1) draws for picking a stage's leader among equals, reproducible per stage. */
 function seededRandom(seed: number): () => number {
   const rng = new Xoshiro128ss(seed)
   return () => rng.nextFloat64()

@@ -4,6 +4,7 @@ import {
   type MeshHealth,
   numericClassOf,
   type ReputationSnapshot,
+  type VerificationHealth,
 } from '@butterfly/core'
 import type { FastifyInstance } from 'fastify'
 import type { MeshRegistry } from '../control/mesh-registry.js'
@@ -17,6 +18,7 @@ export interface MeshStats {
   readonly reputation?: ReputationSnapshot
   readonly links: readonly LinkStat[]
   readonly tokensGenerated: number
+  readonly verification?: VerificationHealth
 }
 
 /**
@@ -55,6 +57,7 @@ export function healthReport(meshes: MeshRegistry, source?: HealthSource): Healt
         ...(reputation === undefined ? {} : { reputation }),
         links: stats?.links ?? [],
         tokensGenerated: stats?.tokensGenerated ?? 0,
+        ...(stats?.verification === undefined ? {} : { verification: stats.verification }),
       }
     }),
   }

@@ -14,9 +14,11 @@ export interface CompletionParams {
   readonly seed: number
 }
 
-/** Who computed each stage's step for one token (the server's `butterfly` extension). */
+/** Who computed and who confirmed each stage's step for one token (the server's `butterfly` extension). */
 export interface TokenProvenance {
   readonly stages: ReadonlyArray<StepProvenance | null>
+  /** Positions the generation rolled back (failed window checks) before this token was sent. */
+  readonly rolledBack?: number
 }
 
 export class ApiFailure extends Error {

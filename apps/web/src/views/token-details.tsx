@@ -28,12 +28,19 @@ export function TokenDetails() {
             {s === null
               ? 'computed in-process'
               : s.agreeing.length === 0
-                ? `${s.peers.map(name).join(', ')}${s.spotChecked ? ' (trusted, spot-checked)' : ''}`
-                : `${s.peers.length} replicas; agreed ${s.agreeing.map(name).join(', ')}` +
+                ? `${s.peers.map(name).join(', ')} (one peer, not replicated)`
+                : `${s.confirmed === false ? 'unconfirmed' : 'confirmed'} by ${s.agreeing.map(name).join(', ')}` +
+                  (s.verification === 'window' ? ' (leader ran ahead, checked in a window)' : ' (voted)') +
                   (s.disagreeing.length > 0 ? `; outvoted ${s.disagreeing.map(name).join(', ')}` : '')}
           </li>
         ))}
       </ul>
+      {(token.rolledBack ?? 0) > 0 ? (
+        <p data-testid="rolled-back">
+          {token.rolledBack} position{token.rolledBack === 1 ? '' : 's'} rolled back before this token (a
+          window check caught a wrong answer; nothing rolled back was shown)
+        </p>
+      ) : null}
     </section>
   )
 }

@@ -22,6 +22,19 @@ export class Xoshiro128ss {
     if ((s[0] | s[1] | s[2] | s[3]) === 0) s[0] = 1 // the one state xoshiro cannot leave
   }
 
+  /** A copy of the four state words: restoring it replays the stream from here. */
+  saveState(): Uint32Array {
+    return Uint32Array.from(this.state)
+  }
+
+  /** Rewinds (or advances) to a state from saveState. */
+  restoreState(saved: Uint32Array): void {
+    if (!(saved instanceof Uint32Array && saved.length === 4) || saved.every((w) => w === 0)) {
+      throw new SamplingError('a saved generator state is four 32-bit words, not all zero')
+    }
+    this.state.set(saved)
+  }
+
   /** Uniform in [0, 2^32). */
   nextUint32(): number {
     return xoshiro128ssNext(this.state)

@@ -1,7 +1,8 @@
 import type { TopKLogits } from '../base/top-k-logits.js'
-import { ButterflyError, GenerationError } from '../errors.js'
+import { ButterflyError, GenerationError, VerifyError } from '../errors.js'
 import type { StageSession, StepProvenance } from './inference-backend.js'
 import { Sampler, type SamplingParams, validateSamplingParams } from './sampler.js'
+import { TokenLedger } from './token-ledger.js'
 
 export interface GenerateRequest {
   readonly promptIds: readonly number[]
@@ -37,8 +38,10 @@ export interface GeneratedToken {
    * penalties); logSumExp is at temperature 1 when the request asked for `logprobs`.
    */
   readonly topk: TopKLogits
-  /** Per stage, who computed the step the token was sampled from (stages that know). */
+  /** Per stage, who computed and who confirmed the step the token was sampled from (stages that know). */
   readonly provenance?: ReadonlyArray<StepProvenance | undefined>
+  /** Positions rolled back in this generation before the token was shown (window checks that failed). */
+  readonly rolledBack?: number
 }
 
 /**
@@ -52,6 +55,8 @@ export interface GenerateOptions {
   readonly recover?: PipelineRecovery
   /** Recoveries allowed in one generation; default 3. */
   readonly maxRecoveries?: number
+  /** Rollbacks after failed window checks allowed in one generation; default 64. */
+  readonly maxRollbacks?: number
 }
 
 /** Stage errors a new pipeline can cure. */
@@ -67,8 +72,14 @@ let nextId = 0
 
 /**
  * Drives one generation through the stages: prefill the prompt, then decode one token per
- * step, sampling on the coordinator from the last stage's top-k. Yields tokens as they
- * come and returns why it stopped. KV caches are freed on every exit path.
+ * step, sampling on the coordinator from the last stage's top-k. Yields tokens as they are
+ * confirmed and returns why it stopped. KV caches are freed on every exit path.
+ *
+ * Stages that verify in windows (replicated stages) let a trusted leader run ahead; a token is
+ * held back (TokenLedger) until every stage has confirmed every position it depends on, and a
+ * failed check rolls every stage back (StageSession.truncate) to the first unconfirmed
+ * position, forgets the tokens drawn from there on and draws them again. So no token a rollback
+ * takes back is ever yielded, and a seeded sample is the same as without the rollback.
  */
 export async function* generate(
   pipeline: Pipeline,
@@ -98,76 +109,129 @@ export async function* generate(
 
   const id = request.generationId ?? `g${nextId++}`
   const sampler = new Sampler(sampling)
+  const ledger = new TokenLedger(id, sampler, signal)
   const stop = new Set(request.stopTokenIds ?? [])
   // 0 (greedy) makes the stage use 1, as does a request for log-probabilities.
   const temperature = request.logprobs === true ? 1 : sampling.temperature
   const lseTemperature = temperature === 0 ? 1 : temperature
+  const L = prompt.length
   let position = 0
-  let completion = 0
   /** Every token fed so far, for replay onto a recovered pipeline. */
   const fed: number[] = []
   let recoveries = 0
+  let topk: TopKLogits | undefined
 
-  const step = async (tokens: readonly number[]): Promise<TopKLogits | undefined> => {
-    for (;;) {
-      try {
-        const topk = await runStages(tokens)
-        fed.push(...tokens)
-        return topk
-      } catch (err) {
-        const code = (err as { code?: unknown })?.code
-        if (options.recover === undefined || typeof code !== 'string' || !RECOVERABLE.has(code)) throw err
-        if (recoveries++ >= (options.maxRecoveries ?? 3)) throw err
-        signal?.throwIfAborted()
-        const next = await options.recover(err)
-        if (next === undefined) throw err
-        for (const stage of stages) stage.endGeneration(id)
-        stages = next.stages
-        for (const stage of stages) used.add(stage)
-        // Rebuild the new peers' caches: everything fed so far, then this step's tokens.
-        position = 0
-        tokens = [...fed.splice(0), ...tokens]
-      }
-    }
-  }
+  /** The tokens to feed after a rollback to q: the rest of the prompt, or the token drawn at q. */
+  const resumeAt = (q: number): number[] =>
+    q < L ? prompt.slice(q) : [(ledger.tokens[q - L] as { id: number }).id]
 
   const runStages = async (tokens: readonly number[]): Promise<TopKLogits | undefined> => {
     let hidden: Float32Array | undefined
-    let topk: TopKLogits | undefined
+    let out: TopKLogits | undefined
     for (const stage of stages) {
       const data = stage.isFirst ? { tokens } : hidden === undefined ? {} : { hidden }
-      const out = await stage.step(
+      const res = await stage.step(
         id,
         { ...data, seqLen: tokens.length, startPos: position, temperature },
         signal,
       )
-      hidden = out.hidden
-      topk = out.topk
+      hidden = res.hidden
+      out = res.topk
     }
     position += tokens.length
-    return topk
+    return out
+  }
+
+  const feed = async (tokens: readonly number[]): Promise<void> => {
+    for (let i = 0; i < tokens.length; i += chunk) {
+      const part = tokens.slice(i, i + chunk)
+      for (;;) {
+        try {
+          topk = await runStages(part)
+          fed.push(...part)
+          break
+        } catch (err) {
+          const code = (err as { code?: unknown })?.code
+          if (options.recover === undefined || typeof code !== 'string' || !RECOVERABLE.has(code)) throw err
+          if (recoveries++ >= (options.maxRecoveries ?? 3)) throw err
+          signal?.throwIfAborted()
+          const next = await options.recover(err)
+          if (next === undefined) throw err
+          // Only confirmed positions carry over to the new peers; the rest is drawn again there.
+          const q = ledger.confirmed(stages, position)
+          const rest = q < position ? resumeAt(q) : [...part, ...tokens.slice(i + chunk)]
+          ledger.cut(q)
+          ledger.abandon()
+          for (const stage of stages) stage.endGeneration(id)
+          stages = next.stages
+          for (const stage of stages) used.add(stage)
+          // Rebuild the new peers' caches: everything confirmed so far, then what comes next.
+          position = 0
+          const replay = [...fed.splice(0).slice(0, q), ...rest]
+          return feed(replay)
+        }
+      }
+    }
+  }
+
+  /** Rolls every stage back to q and says what to feed next. */
+  const rollback = async (q: number): Promise<number[]> => {
+    if (ledger.rollbacks++ >= (options.maxRollbacks ?? 64)) {
+      throw new VerifyError('ERR_NO_QUORUM', `generation ${id}: ${ledger.rollbacks - 1} rollbacks, giving up`)
+    }
+    for (const stage of stages) {
+      if (typeof stage.truncate !== 'function' && (stage.confirmedLength?.(id) ?? position) < position) {
+        throw new GenerationError('ERR_TRUNCATE', 'a stage of this pipeline cannot roll back')
+      }
+    }
+    await Promise.all(stages.map((s) => s.truncate?.(id, q, signal)))
+    ledger.rolledBackPositions += position - q
+    ledger.cut(q)
+    position = q
+    fed.length = q
+    return resumeAt(q)
+  }
+
+  const show = (t: { id: number; topk: TopKLogits; needs: number }): GeneratedToken => {
+    const provenance = stages.map((s) => s.provenance?.(id, t.needs - 1))
+    const rolled = ledger.rolledBackPositions > 0 ? { rolledBack: ledger.rolledBackPositions } : {}
+    return provenance.some((p) => p !== undefined)
+      ? { id: t.id, topk: t.topk, provenance, ...rolled }
+      : { id: t.id, topk: t.topk, ...rolled }
   }
 
   try {
-    let topk: TopKLogits | undefined
-    for (let i = 0; i < prompt.length; i += chunk) topk = await step(prompt.slice(i, i + chunk))
-    while (completion < request.maxTokens) {
-      if (topk === undefined) throw new ButterflyError('ERR_PIPELINE', 'last stage returned no logits')
-      const token = sampler.sample(topk, lseTemperature)
-      if (stop.has(token)) return result('stop')
-      completion++
-      const provenance = stages.map((s) => s.provenance?.(id))
-      yield provenance.some((p) => p !== undefined) ? { id: token, topk, provenance } : { id: token, topk }
-      if (completion === request.maxTokens) break
-      if (position >= maxContext) return result('context')
-      topk = await step([token])
+    let next: number[] = [...prompt]
+    for (;;) {
+      await feed(next)
+      const completion = ledger.tokens.filter((t) => !t.stop).length
+      let finish: FinishReason | undefined
+      if (completion >= request.maxTokens) finish = 'length'
+      else {
+        if (topk === undefined) throw new ButterflyError('ERR_PIPELINE', 'last stage returned no logits')
+        const before = sampler.checkpoint()
+        const token = sampler.sample(topk, lseTemperature)
+        const isStop = stop.has(token)
+        ledger.tokens.push({ id: token, topk, needs: position, before, stop: isStop })
+        if (isStop) finish = 'stop'
+        else if (completion + 1 >= request.maxTokens) finish = 'length'
+        else if (position >= maxContext) finish = 'context'
+      }
+      ledger.maybeCheck(stages)
+      const q = await ledger.settle(stages, position, finish !== undefined)
+      if (q !== undefined) {
+        next = await rollback(q)
+        continue
+      }
+      for (const t of ledger.releasable(stages, position)) yield show(t)
+      if (finish !== undefined) return result(finish, ledger.tokens.filter((t) => !t.stop).length)
+      next = [(ledger.tokens[ledger.tokens.length - 1] as { id: number }).id]
     }
-    return result('length')
   } finally {
     for (const stage of used) stage.endGeneration(id)
   }
 
-  function result(finishReason: FinishReason): GenerationResult {
-    return { finishReason, promptTokens: prompt.length, completionTokens: completion }
+  function result(finishReason: FinishReason, completionTokens: number): GenerationResult {
+    return { finishReason, promptTokens: prompt.length, completionTokens }
   }
 }

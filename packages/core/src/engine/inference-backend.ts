@@ -1,6 +1,7 @@
 import type { TopKLogits } from '../base/top-k-logits.js'
 import type { ModelConfig } from '../model/model-config.js'
 import type { HiddenFingerprint } from '../verify/fingerprint.js'
+import type { TokenRows } from '../verify/token-rows.js'
 import type { WeightProvider } from '../weights/weight-provider.js'
 import type { StageShape } from './stage-shape.js'
 
@@ -32,6 +33,8 @@ export interface StageStepOutput {
   readonly logits?: Float32Array
   /** In place of `hidden` when the input asked for a fingerprint. */
   readonly fingerprint?: HiddenFingerprint
+  /** Last stage, in place of `topk` when the input asked for a fingerprint: per-position candidates. */
+  readonly tokenRows?: TokenRows
 }
 
 export interface StageInit {
@@ -49,9 +52,19 @@ export interface StepProvenance {
   /** Peers whose answers agreed with the accepted output (empty without a vote). */
   readonly agreeing: readonly string[]
   readonly disagreeing: readonly string[]
-  /** The step went to a trusted peer alone (adaptive replication). */
+  /** Always false: no step is taken on trust any more (kept for older readers of /v1 provenance). */
   readonly spotChecked: boolean
+  /** f + 1 peers confirmed the step (replicated stages); false never reaches a client. */
+  readonly confirmed?: boolean
+  /** 'vote': replicas answered the step together; 'window': a trusted leader ran ahead and replicas confirmed it afterwards. */
+  readonly verification?: 'vote' | 'window'
 }
+
+/** What a window check found. */
+export type ConfirmResult =
+  | { readonly ok: true }
+  /** The first position whose output was not confirmed: every stage must roll back to it. */
+  | { readonly ok: false; readonly rollbackTo: number }
 
 /**
  * A loaded pipeline stage. It owns the KV caches of its layers, one per generation; they
@@ -64,8 +77,24 @@ export interface StageSession extends StageShape {
    * `startPos`; fails (StageError ERR_HIDDEN_UNAVAILABLE) once a later step ran or it was freed.
    */
   fetchHidden?(generationId: string, startPos: number, signal?: AbortSignal): Promise<Float32Array>
-  /** Who computed the generation's latest step here (remote and replicated stages know). */
-  provenance?(generationId: string): StepProvenance | undefined
+  /**
+   * Who computed (and who confirmed) the generation's step covering `position`, by default its
+   * latest step (remote and replicated stages know).
+   */
+  provenance?(generationId: string, position?: number): StepProvenance | undefined
+  /**
+   * Windowed verification (replicated stages): how many of the generation's positions, from the
+   * start, f + 1 peers have confirmed. A stage without it confirms every step as it runs.
+   */
+  confirmedLength?(generationId: string): number
+  /** Whether enough unconfirmed positions are waiting that a window check is due. */
+  confirmDue?(generationId: string): boolean
+  /** Checks every step not yet confirmed; on a mismatch, names the position to roll back to. */
+  confirm?(generationId: string, signal?: AbortSignal): Promise<ConfirmResult>
+  /**
+   * Rolls the generation back to its first `length` positions (see the stage implementations).
+   */
+  truncate?(generationId: string, length: number, signal?: AbortSignal): Promise<void>
   /** Frees the generation's KV cache; unknown ids are ignored. */
   endGeneration(generationId: string): void
   /** Generations currently holding a KV cache here. */

@@ -35,6 +35,16 @@ export class LogitPenalties {
     return this.frequency !== 0 || this.presence !== 0 || this.bias.size > 0
   }
 
+  /** The counts so far, for a rollback to restore. */
+  saveCounts(): ReadonlyMap<number, number> {
+    return new Map(this.counts)
+  }
+
+  restoreCounts(saved: ReadonlyMap<number, number>): void {
+    this.counts.clear()
+    for (const [id, n] of saved) this.counts.set(id, n)
+  }
+
   /** Notes a generated token. */
   observe(id: number): void {
     this.counts.set(id, (this.counts.get(id) ?? 0) + 1)

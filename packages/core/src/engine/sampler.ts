@@ -17,6 +17,12 @@ export interface SamplingParams {
   logitBias?: Readonly<Record<number, number>>
 }
 
+/** What Sampler.checkpoint saves. */
+export interface SamplerCheckpoint {
+  readonly rng: Uint32Array
+  readonly counts: ReadonlyMap<number, number>
+}
+
 const MAX_TEMPERATURE = 100
 const MAX_PENALTY = 2
 const MAX_BIAS = 100
@@ -95,6 +101,20 @@ export class Sampler {
       this.params.presencePenalty ?? 0,
       this.params.logitBias,
     )
+  }
+
+  /**
+   * Everything a draw changes (the generator state and the penalty counts): a generation that
+   * rolls back unconfirmed tokens restores the checkpoint taken before the first of them, so
+   * the redrawn tokens are the ones an uninterrupted run with the same seed would draw.
+   */
+  checkpoint(): SamplerCheckpoint {
+    return { rng: this.rng.saveState(), counts: this.penalties.saveCounts() }
+  }
+
+  restore(cp: SamplerCheckpoint): void {
+    this.rng.restoreState(cp.rng)
+    this.penalties.restoreCounts(cp.counts)
   }
 
   /**

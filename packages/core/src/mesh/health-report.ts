@@ -29,6 +29,21 @@ export interface LinkStat {
   readonly samples: number
 }
 
+/** How the gateway verified what it sent: every token is confirmed by f + 1 peers of each stage. */
+export interface VerificationHealth {
+  /** 'windowed' or 'every-step' (replicated stages); 'none' with one peer per stage. */
+  readonly mode: 'windowed' | 'every-step' | 'none'
+  /** Unconfirmed positions after which a window check runs. */
+  readonly window: number
+  /** Tokens sent to clients, by how their steps were confirmed. */
+  readonly tokensConfirmed: { readonly vote: number; readonly window: number; readonly unreplicated: number }
+  /** Window checks that failed, and the positions the rollbacks discarded (never sent). */
+  readonly rollbacks: number
+  readonly rolledBackPositions: number
+  /** The latest rollbacks, newest last (at most 20). */
+  readonly recentRollbacks: ReadonlyArray<{ readonly at: string; readonly positions: number }>
+}
+
 export interface MeshHealth {
   readonly name: string
   readonly modelId: string
@@ -44,6 +59,8 @@ export interface MeshHealth {
   readonly links: readonly LinkStat[]
   /** Tokens generated on this mesh since the server started (the web app charts its rate). */
   readonly tokensGenerated: number
+  /** Per-token verification since the server started (a gateway serves the mesh). */
+  readonly verification?: VerificationHealth
 }
 
 export interface HealthReport {

@@ -1,5 +1,5 @@
-import type { TopKLogits } from '../base/top-k-logits.js'
 import type {
+  ConfirmResult,
   StageSession,
   StageStepInput,
   StageStepOutput,
@@ -8,22 +8,31 @@ import type {
 import { ShapedStage } from '../engine/stage-shape.js'
 import { GenerationError, VerifyError } from '../errors.js'
 import { ToleranceTable } from '../verify/tolerance.js'
-import { type TokenReply, voteHidden, voteToken } from '../verify/vote.js'
 import {
   askOrder,
-  fetchWithTimeout,
+  exclusive,
   type Member,
-  type ReplicaStatus,
   retire,
   syncAndStep,
   toMembers,
+  truncateMember,
 } from './replication/replica-set.js'
 import type {
   ReplicatedStageComponents,
   ReplicatedStageInit,
   ReplicationStats,
 } from './replication/replication-options.js'
-import { argmaxToken, hiddenReply, type Reply, randomChallenge } from './replication/replies.js'
+import { argmaxToken, randomChallenge } from './replication/replies.js'
+import {
+  confirmedEnd,
+  endOf,
+  provenanceOf,
+  type StepRecord,
+  truncateSteps,
+} from './replication/step-history.js'
+import { retireFlagged, safeToken, type VoteContext, voteStep } from './replication/vote-step.js'
+import { type Dispute, sameInput, settleDispute } from './replication/window-check.js'
+import { checkWindow } from './replication/window-run.js'
 
 export type { Replica, ReplicaState, ReplicaStatus } from './replication/replica-set.js'
 
@@ -33,20 +42,37 @@ export type {
   ReplicationStats,
 } from './replication/replication-options.js'
 
+/** One generation at this stage. */
+export interface GenerationState {
+  readonly steps: StepRecord<Member>[]
+  /** The trusted peer running decode steps ahead, while it keeps its record. */
+  leader: Member | undefined
+  /** Peers that may not lead this generation again (a mismatch no vote could settle). */
+  readonly noLead: Set<string>
+  /** A window mismatch waiting for the vote on its position. */
+  dispute: Dispute | undefined
+  /** The window check in flight. */
+  check: Promise<ConfirmResult> | undefined
+}
+
 /**
  * One pipeline stage served by several untrusted replicas; a Pipeline of these runs under
- * generate() unchanged. Hidden outputs are voted with voteHidden: the first replica asked ships its
- * full state, the others fingerprints under their own secret challenges, and when those do not
- * confirm the full state the most-supported fingerprint's full state is fetched and the vote
- * retried. The last stage's replies are voted by exact agreement on the token their top-k yields. Outcomes go to the ReputationBook; flagged or
- * failed replicas are retired and the next usable one (often a spare) takes their place, catching
- * up on the generation by replaying this stage's earlier inputs. Replicas skipped by a spot check
- * fall behind the same way and catch up when next asked.
+ * generate() unchanged. No output is ever taken on trust: with windowed verification a peer with
+ * a clean record leads decode steps alone, and generate() releases a token only once f other
+ * replicas have replayed the window it depends on (one merged step, fingerprinted per row under
+ * their own secret challenges) and agreed; a mismatch rolls every stage back to its position, the
+ * position is voted afresh, and the vote settles who lied. Prefill, and every step while no peer
+ * is trusted, is voted by f + 1 replicas, more when they disagree (vote-step.ts). Outcomes go to
+ * the ReputationBook; flagged or failed replicas are retired and spares take their place,
+ * catching up by replaying this stage's accepted inputs.
  */
 export class ReplicatedStage extends ShapedStage implements StageSession {
   readonly stats: ReplicationStats = {
     steps: 0,
-    spotChecks: 0,
+    ahead: 0,
+    windows: 0,
+    rollbacks: 0,
+    rolledBackPositions: 0,
     escalations: 0,
     replayedSteps: 0,
     failures: 0,
@@ -55,14 +81,10 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
   }
   private readonly members: Member[]
   private readonly f: number
-  private readonly maxReplicas: number
-  /** Per generation, every step input this stage accepted, in order: what a replacement replays. */
-  private readonly history = new Map<string, StageStepInput[]>()
-  /** Per generation, who computed its latest accepted step and how the vote went. */
-  private readonly lastVote = new Map<string, StepProvenance>()
-  private readonly sampleToken: (topk: TopKLogits) => number
-  private readonly challenge: () => number
-  private readonly fingerprints: boolean
+  private readonly gens = new Map<string, GenerationState>()
+  private readonly windowed: boolean
+  private readonly window: number
+  private readonly vote: VoteContext
 
   constructor(
     private readonly init: ReplicatedStageInit,
@@ -75,100 +97,162 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
     if (!(Number.isInteger(hiddenSize) && hiddenSize >= 1)) throw bad('hiddenSize must be a positive integer')
     if (!(Number.isInteger(stage) && stage >= 0)) throw bad('stage must be a non-negative integer')
     if (!(Number.isInteger(init.layerStart) && init.layerEnd > init.layerStart)) throw bad('bad layer range')
-    this.maxReplicas = init.maxReplicas ?? 2 * f + 1
-    if (!(Number.isInteger(this.maxReplicas) && this.maxReplicas >= 2 * f + 1)) {
+    const maxReplicas = init.maxReplicas ?? 2 * f + 1
+    if (!(Number.isInteger(maxReplicas) && maxReplicas >= 2 * f + 1)) {
       throw bad(`maxReplicas must be an integer >= 2f + 1 = ${2 * f + 1}`)
     }
     if (stepTimeoutMs !== undefined && !(Number.isFinite(stepTimeoutMs) && stepTimeoutMs > 0)) {
       throw bad('stepTimeoutMs must be a positive number')
     }
+    const verification = init.verification ?? 'windowed'
+    if (verification !== 'windowed' && verification !== 'every-step') {
+      throw bad(`verification must be 'windowed' or 'every-step', got ${String(verification)}`)
+    }
+    this.window = init.window ?? 8
+    if (!(Number.isInteger(this.window) && this.window >= 1 && this.window <= 512)) {
+      throw bad(`window must be an integer in [1, 512], got ${String(init.window)}`)
+    }
     if (!(c.tolerances instanceof ToleranceTable)) throw bad('tolerances must be a ToleranceTable')
     if (typeof c.rng !== 'function') throw bad('rng must be a function')
     this.f = f
+    this.windowed = verification === 'windowed'
     this.members = toMembers(c.replicas, c.spares ?? [], init)
-    this.sampleToken = c.sampleToken ?? argmaxToken
-    this.challenge = c.challenge ?? randomChallenge
-    this.fingerprints = init.fingerprints ?? true
+    const sample = c.sampleToken ?? argmaxToken
+    this.vote = {
+      f,
+      maxReplicas,
+      isLast: init.isLast,
+      hiddenSize,
+      stage,
+      stepTimeoutMs,
+      fingerprints: init.fingerprints ?? true,
+      tolerances: c.tolerances,
+      book: c.reputation,
+      stats: this.stats,
+      challenge: c.challenge ?? randomChallenge,
+      tokenOf: (out) => safeToken(sample, out),
+      failed: (m, err, failed) => this.failed(m, err, failed),
+    }
   }
 
   get activeGenerations(): number {
-    return this.history.size
+    return this.gens.size
   }
 
   /** Every replica and spare with its state, for /health and tests. */
-  replicas(): ReplicaStatus[] {
+  replicas(): Array<{ peerId: string; cls: string; state: string }> {
     return this.members.map(({ peerId, cls, state }) => ({ peerId, cls, state }))
   }
 
   async step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
     signal?.throwIfAborted()
-    const history = this.history.get(generationId) ?? []
-    const positions = history.reduce((n, s) => n + s.seqLen, 0)
-    if (input.startPos !== positions) {
+    const st = this.state(generationId)
+    const expected = endOf(st.steps)
+    if (input.startPos !== expected) {
       throw new GenerationError(
         'ERR_STEP_ORDER',
-        `stage ${this.init.stage}, generation ${generationId}: step starts at ${input.startPos}, expected ${positions}`,
+        `stage ${this.init.stage}, generation ${generationId}: step starts at ${input.startPos}, expected ${expected}`,
       )
     }
-    if (!this.history.has(generationId)) this.history.set(generationId, history)
     this.stats.steps++
-    const order = askOrder(this.members, this.c.tolerances, this.c.reputation)
-    const primary = order[0]
-    const r = 2 * this.f + 1
-    let want = primary !== undefined && !this.c.reputation.shouldReplicate(primary.peerId, this.c.rng) ? 1 : r
-    const replies: Reply[] = []
-    const failed: string[] = []
-    let next = 0
-    let fullAsked = false
-    for (;;) {
-      const batch: Member[] = []
-      while (replies.length + batch.length < want && next < order.length) batch.push(order[next++] as Member)
-      // One replica (the first asked) ships its full state; the others a fingerprint of theirs.
-      const asks = batch.map((m): StageStepInput => {
-        if (this.isLast || !fullAsked || !this.fingerprints || typeof m.session.fetchHidden !== 'function') {
-          fullAsked = true
-          return input
-        }
-        this.stats.fingerprints++
-        return { ...input, fingerprint: { challenge: this.challenge() } }
-      })
-      const settled = await Promise.allSettled(
-        batch.map((m, i) =>
-          syncAndStep(m, generationId, history, asks[i] as StageStepInput, this.init.stepTimeoutMs, signal),
-        ),
-      )
-      signal?.throwIfAborted()
-      settled.forEach((s, i) => {
-        const m = batch[i] as Member
-        if (s.status === 'fulfilled') {
-          if (m.state === 'spare') m.state = 'active'
-          this.stats.replayedSteps += s.value.replayed
-          replies.push({ m, out: s.value.out })
-        } else this.failed(m, s.reason, failed)
-      })
-      if (want === 1 && r > 1 && replies.length === 0) want = r // the trusted primary failed: replicate
-      if (replies.length < want && next < order.length) continue // replace the ones that failed
-      const spotCheck = want === 1 && r > 1
-      const accepted = await this.decide(replies, spotCheck, generationId, input, failed, signal)
-      if (accepted !== undefined) {
-        if (spotCheck) this.stats.spotChecks++
-        history.push(input)
-        return accepted
-      }
-      if (spotCheck)
-        want = r // the trusted primary's answer was unusable: replicate
-      else if (replies.length < this.maxReplicas && next < order.length) {
-        this.stats.escalations++
-        want = Math.min(this.maxReplicas, replies.length + 1)
-      } else throw this.noQuorum(replies, failed)
+    // Decode steps may run ahead on a trusted leader; a prefill is voted, so the first token
+    // needs no window (time to first token stays that of one replica).
+    if (this.windowed && input.seqLen === 1 && st.dispute === undefined) {
+      const out = await this.runAhead(generationId, st, input, signal)
+      if (out !== undefined) return out
     }
+    const dispute = st.dispute?.position === input.startPos ? st.dispute : undefined
+    st.dispute = undefined
+    // f + 1 agreeing replies decide a decode step; a prefill (one step, that every later token
+    // depends on) is put to all 2f + 1, so a peer that lies only there is always seen.
+    const base = !this.windowed || input.seqLen > 1 ? 2 * this.f + 1 : this.f + 1
+    const { order, want } = this.voteOrder(base, dispute?.leader)
+    const v = await voteStep(this.vote, order, want, generationId, st.steps, input, signal)
+    if (dispute !== undefined) this.settle(st, dispute, input, v.out)
+    st.steps.push({
+      input,
+      out: v.out,
+      leader: undefined,
+      confirmedBy: v.agreeing,
+      asked: v.asked,
+      disagreeing: v.disagreeing,
+      how: 'vote',
+    })
+    return v.out
+  }
+
+  confirmedLength(generationId: string): number {
+    const st = this.gens.get(generationId)
+    return st === undefined ? 0 : confirmedEnd(st.steps)
+  }
+
+  confirmDue(generationId: string): boolean {
+    const st = this.gens.get(generationId)
+    return st !== undefined && endOf(st.steps) - confirmedEnd(st.steps) >= this.window
+  }
+
+  /** Checks every step run ahead and not yet confirmed (see window-run.ts). */
+  confirm(generationId: string, signal?: AbortSignal): Promise<ConfirmResult> {
+    const st = this.gens.get(generationId)
+    if (st === undefined) return Promise.resolve({ ok: true })
+    st.check ??= checkWindow(
+      {
+        vote: this.vote,
+        order: () => askOrder(this.members, this.c.tolerances, this.c.reputation),
+        suspect: (peerId) => this.c.reputation.isSuspect(peerId),
+        record: (peerId, agrees) => this.c.reputation.record(peerId, agrees ? 'agree' : 'disagree'),
+      },
+      generationId,
+      st,
+      signal,
+    ).finally(() => {
+      st.check = undefined
+      retireFlagged(
+        this.c.reputation,
+        this.members.map((m) => ({ m })),
+      )
+    })
+    return st.check
+  }
+
+  /** Rolls the generation back to `length` positions here and on every replica that holds more. */
+  async truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void> {
+    if (!(Number.isSafeInteger(length) && length >= 0)) {
+      throw new GenerationError(
+        'ERR_TRUNCATE',
+        `truncate length must be a non-negative integer, got ${String(length)}`,
+      )
+    }
+    const st = this.gens.get(generationId)
+    if (st === undefined) return
+    truncateSteps(st.steps, length)
+    // A dispute past the new end is moot: its input may come back different.
+    if (st.dispute !== undefined && st.dispute.position > length) st.dispute = undefined
+    const failed: string[] = []
+    await Promise.all(
+      this.members.map((m) =>
+        exclusive(m, generationId, () => truncateMember(m, generationId, length, signal)).catch((err) => {
+          if (m.state === 'active' || m.state === 'spare') this.failed(m, err, failed)
+        }),
+      ),
+    )
+  }
+
+  provenance(generationId: string, position?: number): StepProvenance | undefined {
+    const steps = this.gens.get(generationId)?.steps
+    if (steps === undefined || steps.length === 0) return undefined
+    const step =
+      position === undefined
+        ? steps[steps.length - 1]
+        : steps.find((s) => position >= s.input.startPos && position < s.input.startPos + s.input.seqLen)
+    return step === undefined ? undefined : provenanceOf(step)
   }
 
   endGeneration(generationId: string): void {
-    this.history.delete(generationId)
-    this.lastVote.delete(generationId)
+    this.gens.delete(generationId)
     for (const m of this.members) {
       m.synced.delete(generationId)
+      m.busy.delete(generationId)
       try {
         m.session.endGeneration(generationId)
       } catch {
@@ -179,91 +263,121 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
 
   /** Disposes every replica and spare: the stage owns them. */
   async dispose(): Promise<void> {
-    this.history.clear()
+    this.gens.clear()
     await Promise.allSettled(this.members.map((m) => m.session.dispose()))
   }
 
-  /** The accepted output, or undefined when the replies reach no quorum. */
-  private async decide(
-    replies: Reply[],
-    spotCheck: boolean,
+  private state(generationId: string): GenerationState {
+    let st = this.gens.get(generationId)
+    if (st === undefined) {
+      st = { steps: [], leader: undefined, noLead: new Set(), dispute: undefined, check: undefined }
+      this.gens.set(generationId, st)
+    }
+    return st
+  }
+
+  /** The step on the generation's trusted leader alone, or undefined when it must be voted. */
+  private async runAhead(
     generationId: string,
+    st: GenerationState,
     input: StageStepInput,
-    failed: string[],
     signal: AbortSignal | undefined,
   ): Promise<StageStepOutput | undefined> {
-    if (replies.length === 0) return undefined
-    if (spotCheck) {
-      // A trusted primary answering alone is taken on trust, but only if it is well-formed.
-      const only = replies[0] as Reply
-      if (!this.wellFormed(only.out, input.seqLen)) return undefined
-      this.lastVote.set(generationId, {
-        peers: [only.m.peerId],
-        agreeing: [],
-        disagreeing: [],
-        spotChecked: true,
-      })
-      return only.out
+    const leader = this.leaderFor(st)
+    if (leader === undefined) return undefined
+    try {
+      const { out, replayed } = await syncAndStep(
+        leader,
+        generationId,
+        st.steps,
+        input,
+        this.init.stepTimeoutMs,
+        signal,
+      )
+      this.stats.replayedSteps += replayed
+      if (this.wellFormed(out, input.seqLen)) {
+        this.stats.ahead++
+        st.steps.push({
+          input,
+          out,
+          leader,
+          confirmedBy: [],
+          asked: [leader.peerId],
+          disagreeing: [],
+          how: 'window',
+        })
+        return out
+      }
+      // A malformed answer is wrong whatever the truth.
+      this.c.reputation.record(leader.peerId, 'disagree')
+      retireFlagged(this.c.reputation, [{ m: leader }])
+    } catch (err) {
+      signal?.throwIfAborted()
+      this.failed(leader, err, [])
     }
+    st.noLead.add(leader.peerId)
+    st.leader = undefined
+    return undefined
+  }
+
+  /**
+   * The generation's leader: kept while it keeps a clean record, otherwise drawn at random (the
+   * stage's seeded rng) among the trusted peers of the voting group, so no claim about memory or
+   * speed buys the place. None when no peer is trusted yet, or too few others could check it.
+   */
+  private leaderFor(st: GenerationState): Member | undefined {
     const book = this.c.reputation
-    if (this.isLast) {
-      const tokens: TokenReply[] = replies.map(({ m, out }) => ({
-        peerId: m.peerId,
-        token: this.tokenOf(out),
-      }))
-      const vote = voteToken(tokens, this.f)
-      if (!vote.ok) return undefined
-      book.recordVote(vote)
-      this.remember(generationId, replies, vote)
-      this.retireFlagged(replies)
-      // The first agreeing reply in ask order: the primary's, when it is honest.
-      return replies.find((_, i) => tokens[i]?.token === vote.token)?.out
-    }
-    const shape = { seqLen: input.seqLen, hiddenSize: this.init.hiddenSize }
-    for (;;) {
-      const vote = voteHidden(replies.map(hiddenReply), this.f, this.c.tolerances, shape)
-      if (vote.ok) {
-        book.recordVote(vote)
-        this.remember(generationId, replies, vote)
-        this.retireFlagged(replies)
-        return { hidden: vote.accepted.hidden }
-      }
-      // No full state reached quorum (the one shipped may be a lie, or its sender failed): fetch
-      // the full state of the most-supported fingerprint and vote again.
-      const reply = replies.find((x) => x.m.peerId === vote.askFullFrom[0])
-      if (reply === undefined) return undefined
-      try {
-        reply.full = await fetchWithTimeout(
-          reply.m,
-          generationId,
-          input.startPos,
-          this.init.stepTimeoutMs,
-          signal,
-        )
-        this.stats.fetches++
-      } catch (err) {
-        signal?.throwIfAborted()
-        this.failed(reply.m, err, failed)
-        replies.splice(replies.indexOf(reply), 1)
-      }
-    }
+    const order = askOrder(this.members, this.c.tolerances, book)
+    const head = order[0]
+    if (head === undefined) return undefined
+    const group = order.filter((m) => this.c.tolerances.homogeneous(m.cls, head.cls))
+    if (group.length < this.f + 1) return undefined
+    const fit = (m: Member) =>
+      group.includes(m) && book.get(m.peerId)?.trusted === true && !st.noLead.has(m.peerId)
+    if (st.leader !== undefined && fit(st.leader)) return st.leader
+    const candidates = group.filter(fit)
+    if (candidates.length === 0) return undefined
+    st.leader = candidates[Math.min(candidates.length - 1, Math.floor(this.c.rng() * candidates.length))]
+    return st.leader
   }
 
-  provenance(generationId: string): StepProvenance | undefined {
-    return this.lastVote.get(generationId)
+  /**
+   * Who to ask for a vote, and how many at first: the `base` best records of the voting group,
+   * then every suspect (a peer on probation is asked along with them, so a repeat liar is seen
+   * again soon), then the rest for escalation. The leader of a disputed window goes last: the
+   * vote that settles the dispute must not hinge on it.
+   */
+  private voteOrder(base: number, exclude: string | undefined): { order: Member[]; want: number } {
+    const book = this.c.reputation
+    const all = askOrder(this.members, this.c.tolerances, book)
+    const last = all.filter((m) => m.peerId === exclude)
+    const rest = all.filter((m) => m.peerId !== exclude)
+    const head = rest[0]
+    const suspect = (m: Member) =>
+      head !== undefined && book.isSuspect(m.peerId) && this.c.tolerances.homogeneous(m.cls, head.cls)
+    const clean = rest.filter((m) => !suspect(m))
+    const suspects = rest.filter(suspect)
+    const order = [...clean.slice(0, base), ...suspects, ...clean.slice(base), ...last]
+    return { order, want: Math.min(this.vote.maxReplicas, base + suspects.length) }
   }
 
-  private remember(
-    generationId: string,
-    replies: Reply[],
-    vote: { agreeing: string[]; disagreeing: string[] },
-  ): void {
-    this.lastVote.set(generationId, {
-      peers: replies.map((r) => r.m.peerId),
-      agreeing: [...vote.agreeing],
-      disagreeing: [...vote.disagreeing],
-      spotChecked: false,
-    })
+  /** The vote on a disputed position says who was wrong, when the position's input came back the same. */
+  private settle(st: GenerationState, d: Dispute, input: StageStepInput, accepted: StageStepOutput): void {
+    if (!sameInput(d, input, this.init.hiddenSize)) {
+      st.noLead.add(d.leader)
+      return
+    }
+    for (const { peerId, agrees } of settleDispute(d, accepted, this.vote.tokenOf, this.init.hiddenSize)) {
+      if (agrees) this.c.reputation.record(peerId, 'agree')
+      else {
+        this.c.reputation.recordProven(peerId)
+        st.noLead.add(peerId)
+      }
+    }
+    retireFlagged(
+      this.c.reputation,
+      this.members.map((m) => ({ m })),
+    )
   }
 
   /** A replica that threw or missed its deadline: counted, and out of this stage for good. */
@@ -275,35 +389,9 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
     retire(m, 'failed')
   }
 
-  private tokenOf(out: StageStepOutput): number {
-    if (out.topk === undefined) return -1
-    try {
-      const t = this.sampleToken(out.topk)
-      return Number.isSafeInteger(t) && t >= 0 ? t : -1
-    } catch {
-      return -1 // a malformed top-k is a disagreement, not a crash
-    }
-  }
-
   private wellFormed(out: StageStepOutput, seqLen: number): boolean {
-    if (this.isLast) return this.tokenOf(out) >= 0
+    if (this.isLast) return this.vote.tokenOf(out) >= 0
     const h = out.hidden
     return h instanceof Float32Array && h.length === seqLen * this.init.hiddenSize && h.every(Number.isFinite)
-  }
-
-  private retireFlagged(replies: Reply[]): void {
-    for (const { m } of replies) if (this.c.reputation.isFlagged(m.peerId)) retire(m, 'flagged')
-  }
-
-  /** Without quorum no reply is known to be right, so every peer that answered or failed is named. */
-  private noQuorum(replies: Reply[], failed: string[]): VerifyError {
-    const { stage } = this.init
-    const peers = [...replies.map(({ m }) => m.peerId), ...failed]
-    return new VerifyError(
-      'ERR_NO_QUORUM',
-      `stage ${stage}: no ${this.f + 1} of ${replies.length} replies agree` +
-        `${failed.length > 0 ? ` (${failed.length} replicas failed)` : ''}; peers: ${peers.join(', ') || 'none'}`,
-      { stage, peers },
-    )
   }
 }

@@ -142,25 +142,36 @@ export function compareToFingerprint(full: Float32Array, fp: HiddenFingerprint, 
   const h = fp.hiddenSize
   if (full.length !== fp.seqLen * h) return MISMATCH
   const checks = new Checks()
-  for (const row of fp.rows) {
-    const off = row.position * h
-    const norm = rowNorm(full, off, h)
-    if (!Number.isFinite(norm)) return MISMATCH
-    const denom = Math.max(norm, row.norm) || 1
-    checks.add(Math.abs(norm - row.norm) / denom, tol.relative)
-    let worstValue = 0
-    for (let i = 0; i < fp.k; i++) {
-      const d = Math.abs((full[off + (row.indices[i] as number)] as number) - (row.values[i] as number))
-      worstValue = Math.max(worstValue, d)
-    }
-    checks.add(worstValue / denom, tol.relative)
-    const sketch = sketchRow(full, off, h, fp.challenge, row.position, row.sketch.length)
-    let sumSq = 0
-    for (let j = 0; j < sketch.length; j++) sumSq += ((sketch[j] as number) - (row.sketch[j] as number)) ** 2
-    checks.add(Math.sqrt(sumSq / sketch.length) / denom, SKETCH_SLACK * tol.relative)
-    checks.addOverlap(sharedIndexFraction(row.indices, topKAbsIndices(full, off, h, fp.k)), tol.indexOverlap)
-  }
+  for (const row of fp.rows) if (!checkRow(full, row.position * h, row, fp, tol, checks)) return MISMATCH
   return checks.result()
+}
+
+/** Adds one fingerprinted row's checks against full[off, off + hiddenSize); false when unusable. */
+function checkRow(
+  full: Float32Array,
+  off: number,
+  row: FingerprintRow,
+  fp: HiddenFingerprint,
+  tol: Tolerance,
+  checks: Checks,
+): boolean {
+  const h = fp.hiddenSize
+  const norm = rowNorm(full, off, h)
+  if (!Number.isFinite(norm)) return false
+  const denom = Math.max(norm, row.norm) || 1
+  checks.add(Math.abs(norm - row.norm) / denom, tol.relative)
+  let worstValue = 0
+  for (let i = 0; i < fp.k; i++) {
+    const d = Math.abs((full[off + (row.indices[i] as number)] as number) - (row.values[i] as number))
+    worstValue = Math.max(worstValue, d)
+  }
+  checks.add(worstValue / denom, tol.relative)
+  const sketch = sketchRow(full, off, h, fp.challenge, row.position, row.sketch.length)
+  let sumSq = 0
+  for (let j = 0; j < sketch.length; j++) sumSq += ((sketch[j] as number) - (row.sketch[j] as number)) ** 2
+  checks.add(Math.sqrt(sumSq / sketch.length) / denom, SKETCH_SLACK * tol.relative)
+  checks.addOverlap(sharedIndexFraction(row.indices, topKAbsIndices(full, off, h, fp.k)), tol.indexOverlap)
+  return true
 }
 
 /**
@@ -203,4 +214,31 @@ export function compareFingerprints(a: HiddenFingerprint, b: HiddenFingerprint, 
     checks.addOverlap(sharedIndexFraction(shorter, longer), tol.indexOverlap)
   }
   return checks.result()
+}
+
+/** Whether one full row [hiddenSize] matches the fingerprint's row at `position` (same checks as compareToFingerprint). */
+export function rowMatchesFingerprint(
+  row: Float32Array,
+  fp: HiddenFingerprint,
+  position: number,
+  tol: Tolerance,
+): boolean {
+  validateTolerance(tol)
+  const fr = fp.rows.find((r) => r.position === position)
+  if (fr === undefined || !(row instanceof Float32Array) || row.length !== fp.hiddenSize) return false
+  const checks = new Checks()
+  return checkRow(row, 0, fr, fp, tol, checks) && checks.result().agree
+}
+
+/** The lowest position whose fingerprinted row disagrees with `full`, or -1 when every row agrees; a shape mismatch returns 0. */
+export function firstDisagreeingRow(full: Float32Array, fp: HiddenFingerprint, tol: Tolerance): number {
+  validateTolerance(tol)
+  validateFingerprint(fp)
+  const h = fp.hiddenSize
+  if (!(full instanceof Float32Array) || full.length !== fp.seqLen * h) return 0
+  for (const r of fp.rows) {
+    const checks = new Checks()
+    if (!checkRow(full, r.position * h, r, fp, tol, checks) || !checks.result().agree) return r.position
+  }
+  return -1
 }

@@ -14,16 +14,21 @@ import type { HiddenVote, TokenVote } from './vote.js'
  * 'error' outcomes (the peer went away, or answered a step with an error) are counted and flag
  * nothing: a peer that dies is an honest failure, and membership removes it anyway. Neither
  * timeouts nor errors touch the agreement streak.
+ * - proven: a lie settled against the peer by a fresh vote on the very position it answered
+ *   (recordProven: a window check's dispute). The peer's own output was compared, at the calibrated
+ *   tolerance, with what f + 1 others agreed on for the same input, which an honest peer fails
+ *   only through a comparator false positive: one such outcome flags.
  * Counting disagreements in windows rather than over a lifetime keeps honest peers safe: an honest
  * replica disagrees only on a comparator false positive (rate ~0 at calibrated tolerances), and
  * three of those within 100 votes does not happen by chance. A flag sticks until `unflag`.
  *
- * Adaptive replication: a peer with `trustAfter` consecutive agreements is replicated only for a
- * `spotCheckRate` fraction of its steps; a single disagreement resets its streak to 0.
+ * Trust: a peer with `trustAfter` consecutive agreements may lead a stage's decode steps (its
+ * outputs are still confirmed by replicas before any token they feed is shown); a single
+ * disagreement resets its streak to 0.
  */
 
 export type Outcome = 'agree' | 'disagree' | 'timeout' | 'error'
-export type FlagReason = 'burst' | 'rate' | 'unresponsive'
+export type FlagReason = 'burst' | 'rate' | 'unresponsive' | 'proven'
 
 export interface ReputationOptions {
   /** Default 3. */
@@ -38,8 +43,6 @@ export interface ReputationOptions {
   readonly maxDisagreementRate?: number
   /** Default 20. */
   readonly trustAfter?: number
-  /** Default 0.1. */
-  readonly spotCheckRate?: number
   /** Missed step deadlines that flag a peer; default 1. */
   readonly flagAfterTimeouts?: number
 }
@@ -57,7 +60,7 @@ export interface PeerReputation {
   readonly streak: number
   /** Disagreements among the last `window` outcomes. */
   readonly recentDisagreements: number
-  /** Whether it is past trustAfter and only spot-checked. */
+  /** Whether it is past trustAfter (it may lead decode steps). */
   readonly trusted: boolean
 }
 
@@ -70,9 +73,6 @@ export interface ReputationSnapshot {
   readonly timeouts: number
   readonly errors: number
 }
-
-/** Uniform in [0, 1): a function, or anything with nextFloat64 (Xoshiro128ss). */
-export type Rng = (() => number) | { nextFloat64(): number }
 
 interface PeerState {
   agreements: number
@@ -114,7 +114,6 @@ export class ReputationBook {
   readonly minRateSamples: number
   readonly maxDisagreementRate: number
   readonly trustAfter: number
-  readonly spotCheckRate: number
   readonly flagAfterTimeouts: number
   private readonly peers = new Map<string, PeerState>()
 
@@ -128,7 +127,6 @@ export class ReputationBook {
     }
     this.maxDisagreementRate = fraction(options.maxDisagreementRate, 0.02, 'maxDisagreementRate')
     this.trustAfter = integer(options.trustAfter, 20, 'trustAfter', 1)
-    this.spotCheckRate = fraction(options.spotCheckRate, 0.1, 'spotCheckRate')
     this.flagAfterTimeouts = integer(options.flagAfterTimeouts, 1, 'flagAfterTimeouts', 1)
   }
 
@@ -174,6 +172,22 @@ export class ReputationBook {
     }
   }
 
+  /** A lie proven against the peer (see `proven` above): counted as a disagreement, and flags at once. */
+  recordProven(peerId: string): void {
+    this.record(peerId, 'disagree')
+    const p = this.state(peerId)
+    p.flagReason ??= 'proven'
+  }
+
+  /**
+   * A peer on probation: it disagreed recently and has not yet rebuilt a clean record. Stages ask
+   * it along with the others so a repeat liar is caught again soon, and it never leads.
+   */
+  isSuspect(peerId: string): boolean {
+    const p = this.peers.get(peerId)
+    return p !== undefined && p.flagReason === undefined && p.shortSum > 0 && p.streak < this.trustAfter
+  }
+
   /** Records every replica of a vote that reached quorum; a vote without quorum proves nothing. */
   recordVote(vote: HiddenVote | TokenVote): void {
     if (!vote.ok) return
@@ -183,21 +197,6 @@ export class ReputationBook {
 
   isFlagged(peerId: string): boolean {
     return this.peers.get(peerId)?.flagReason !== undefined
-  }
-
-  /**
-   * Whether this step of the peer's must be replicated: always for new, untrusted or flagged
-   * peers; for a trusted one (streak >= trustAfter) with probability spotCheckRate, drawn from
-   * the injected `rng` so schedules are reproducible.
-   */
-  shouldReplicate(peerId: string, rng: Rng): boolean {
-    const p = this.peers.get(peerId)
-    if (p === undefined || p.flagReason !== undefined || p.streak < this.trustAfter) return true
-    const u = typeof rng === 'function' ? rng() : rng.nextFloat64()
-    if (!(typeof u === 'number' && u >= 0 && u < 1)) {
-      throw new VerifyError('ERR_VERIFY_INPUT', `rng must return a number in [0, 1), got ${String(u)}`)
-    }
-    return u < this.spotCheckRate
   }
 
   get(peerId: string): PeerReputation | undefined {

@@ -3,6 +3,7 @@ import type { StageShape } from '../../engine/stage-shape.js'
 import { StageError, VerifyError } from '../../errors.js'
 import type { ReputationBook } from '../../verify/reputation.js'
 import { isNumericClass, type NumericClass, type ToleranceTable } from '../../verify/tolerance.js'
+import { inputsBetween, type StepRecord } from './step-history.js'
 
 export interface Replica {
   readonly peerId: string
@@ -21,8 +22,10 @@ export interface ReplicaStatus {
 
 export interface Member extends ReplicaStatus {
   readonly session: StageSession
-  /** Per generation: how many of its steps this replica has in its KV cache. */
+  /** Per generation: how many positions this replica has in its KV cache. */
   readonly synced: Map<string, number>
+  /** Per generation: the tail of the calls made to it, so two never interleave their steps. */
+  readonly busy: Map<string, Promise<unknown>>
 }
 
 const MAX_PEER_ID_LENGTH = 256
@@ -62,7 +65,7 @@ export function toMembers(
       ) {
         throw new VerifyError('ERR_VERIFY_INPUT', `peer ${peerId} does not serve this stage's layers`)
       }
-      members.push({ peerId, cls, session, state, synced: new Map() })
+      members.push({ peerId, cls, session, state, synced: new Map(), busy: new Map() })
     }
   }
   return members
@@ -73,6 +76,9 @@ export function toMembers(
  * first the largest homogeneous class group (BOINC homogeneous redundancy: only replicas whose
  * honest outputs are provably close vote together), its active members before its spares, then
  * everyone else as a last resort for escalation. Ties go to the group of the first active replica.
+ * Within a group, peers with the longer clean record come first (the first asked ships the full
+ * state), so a new peer never leads while a proven one is there; what a peer claims about itself
+ * (memory, speed: the plan's order) only breaks ties.
  */
 export function askOrder(
   members: readonly Member[],
@@ -94,7 +100,12 @@ export function askOrder(
     const inGroup = ordered.filter((m) => g.includes(m.cls))
     if (inGroup.length > best.length) best = inGroup
   }
-  return [...best, ...ordered.filter((m) => !best.includes(m))]
+  const record = (m: Member) => (m.state === 'active' ? 1 : 0) * 2 ** 40 + (book.get(m.peerId)?.streak ?? 0)
+  const ranked = best
+    .map((m, i) => ({ m, i, r: record(m) }))
+    .sort((a, b) => b.r - a.r || a.i - b.i)
+    .map((x) => x.m)
+  return [...ranked, ...ordered.filter((m) => !best.includes(m))]
 }
 
 /** The step, raced against `timeoutMs` (when given): a late answer is a StageError ERR_STEP_TIMEOUT. */
@@ -188,36 +199,89 @@ function concat(parts: readonly Float32Array[]): Float32Array {
 }
 
 /**
- * Brings the replica's KV cache for the generation up to `history` (Petals-style: replay the
- * earlier inputs in order, merged into chunks, outputs discarded), then runs the current step.
+ * Runs `fn` once every earlier call made to this replica for the generation has settled: a window
+ * check and a vote may both want the same replica, and its steps must arrive in order.
  */
-export async function syncAndStep(
+export function exclusive<T>(m: Member, generationId: string, fn: () => Promise<T>): Promise<T> {
+  const before = m.busy.get(generationId) ?? Promise.resolve()
+  const run = before.then(fn, fn)
+  const tail = run.catch(() => undefined)
+  m.busy.set(generationId, tail)
+  void tail.then(() => {
+    if (m.busy.get(generationId) === tail) m.busy.delete(generationId)
+  })
+  return run
+}
+
+/**
+ * Brings the replica's KV cache for the generation up to position `to` (Petals-style: replay the
+ * accepted inputs in order, merged into chunks, outputs discarded). A replica that is ahead (it
+ * checked a window that was then rolled back) is truncated first.
+ */
+export async function syncTo(
   m: Member,
   generationId: string,
-  history: readonly StageStepInput[],
+  steps: readonly StepRecord<Member>[],
+  to: number,
+  timeoutMs: number | undefined,
+  signal?: AbortSignal,
+): Promise<number> {
+  let synced = m.synced.get(generationId) ?? 0
+  if (synced > to) {
+    await truncateMember(m, generationId, to, signal)
+    synced = to
+  }
+  // Replayed outputs are discarded, so a replica that can answer with a fingerprint does.
+  const brief = !m.session.isLast && typeof m.session.fetchHidden === 'function'
+  const past = inputsBetween(steps, synced, to)
+  for (const chunk of mergeSteps(past)) {
+    const input = chunk.input
+    await stepWithTimeout(
+      m,
+      generationId,
+      brief ? { ...input, fingerprint: { challenge: 0 } } : input,
+      timeoutMs,
+      signal,
+    )
+    m.synced.set(generationId, input.startPos + input.seqLen)
+  }
+  return past.length
+}
+
+/** Catches the replica up to the step, then runs it. */
+export function syncAndStep(
+  m: Member,
+  generationId: string,
+  steps: readonly StepRecord<Member>[],
   input: StageStepInput,
   timeoutMs: number | undefined,
   signal?: AbortSignal,
 ): Promise<{ out: StageStepOutput; replayed: number }> {
-  const from = m.synced.get(generationId) ?? 0
-  // Replayed outputs are discarded, so a replica that can answer with a fingerprint does.
-  const brief = !m.session.isLast && typeof m.session.fetchHidden === 'function'
-  let synced = from
-  for (const chunk of mergeSteps(history.slice(from))) {
-    const past = chunk.input
-    await stepWithTimeout(
-      m,
-      generationId,
-      brief ? { ...past, fingerprint: { challenge: 0 } } : past,
-      timeoutMs,
-      signal,
-    )
-    synced += chunk.steps
-    m.synced.set(generationId, synced)
+  return exclusive(m, generationId, async () => {
+    const replayed = await syncTo(m, generationId, steps, input.startPos, timeoutMs, signal)
+    const out = await stepWithTimeout(m, generationId, input, timeoutMs, signal)
+    m.synced.set(generationId, input.startPos + input.seqLen)
+    return { out, replayed }
+  })
+}
+
+/** Rolls one replica back to `length` positions of the generation (when it holds more). */
+export async function truncateMember(
+  m: Member,
+  generationId: string,
+  length: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  const synced = m.synced.get(generationId) ?? 0
+  if (synced <= length) return
+  if (typeof m.session.truncate !== 'function') {
+    // A replica that cannot roll back starts the generation again from scratch.
+    m.session.endGeneration(generationId)
+    m.synced.delete(generationId)
+    return
   }
-  const out = await stepWithTimeout(m, generationId, input, timeoutMs, signal)
-  m.synced.set(generationId, history.length + 1)
-  return { out, replayed: history.length - from }
+  await m.session.truncate(generationId, length, signal)
+  m.synced.set(generationId, length)
 }
 
 /** Takes a replica out of service and frees whatever generations it holds (best effort). */
@@ -231,4 +295,5 @@ export function retire(m: Member, state: 'flagged' | 'failed'): void {
     }
   }
   m.synced.clear()
+  m.busy.clear()
 }

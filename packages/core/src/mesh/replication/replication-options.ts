@@ -23,6 +23,15 @@ export interface ReplicatedStageInit {
   readonly fingerprints?: boolean
   /** Per replica call (each replayed step too); none by default (RemoteStage has its own). */
   readonly stepTimeoutMs?: number
+  /**
+   * 'windowed' (default): once a peer has a clean record (the book's trustAfter agreements), it
+   * leads decode steps alone and f other replicas confirm them afterwards, `window` positions at a
+   * time, replayed as one merged step; other steps are voted by f + 1 replicas, more only when
+   * they disagree. 'every-step': every step is voted by 2f + 1 replicas as it runs.
+   */
+  readonly verification?: 'windowed' | 'every-step'
+  /** Unconfirmed positions after which a window check is due; default 8. */
+  readonly window?: number
 }
 
 export interface ReplicatedStageComponents {
@@ -31,7 +40,7 @@ export interface ReplicatedStageComponents {
   readonly spares?: readonly Replica[]
   readonly tolerances: ToleranceTable
   readonly reputation: ReputationBook
-  /** Uniform in [0, 1), seeded: decides adaptive-replication spot checks. */
+  /** Uniform in [0, 1), seeded: draws the leader among peers of equally clean record. */
   readonly rng: () => number
   /** The token the coordinator would pick from a top-k, without advancing its RNG; default argmax. */
   readonly sampleToken?: (topk: TopKLogits) => number
@@ -44,8 +53,14 @@ export interface ReplicatedStageComponents {
 
 export interface ReplicationStats {
   steps: number
-  /** Steps sent to a trusted primary alone. */
-  spotChecks: number
+  /** Steps a trusted leader ran ahead alone, confirmed afterwards by a window check. */
+  ahead: number
+  /** Window checks run. */
+  windows: number
+  /** Window checks that found a mismatch, each followed by a rollback. */
+  rollbacks: number
+  /** Positions those rollbacks discarded (never shown to a client). */
+  rolledBackPositions: number
   /** Steps that needed more than the first r replies. */
   escalations: number
   /** Earlier steps replayed into replicas that were behind. */
