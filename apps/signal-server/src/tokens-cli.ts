@@ -13,7 +13,7 @@ function fileOption(): Option {
 
 function labelArg(value: string): string {
   if (value.length > JOIN_TOKEN_LIMITS.label || !/^[\x20-\x7e]*$/.test(value)) {
-    throw new JoinTokenFileError(
+    throw new CliUsageError(
       `--label must be printable ASCII of at most ${JOIN_TOKEN_LIMITS.label} characters`,
     )
   }
