@@ -1,6 +1,5 @@
 import type { IceServer } from '@butterfly/core'
 import {
-  CliUsageError,
   cacheDir,
   describeSpec,
   downloadOptions,
@@ -11,9 +10,12 @@ import {
   runCliMain,
 } from '@butterfly/node-platform'
 import { Command, Option } from 'commander'
-import { parseIceServers } from './control/ice-servers.js'
+import { iceArg, intArg, meshArg, numberArg, pathArg, tokenArg } from './cli-args.js'
+import { DEFAULT_JOIN_RATE, DEFAULT_MAX_PEERS_PER_ADDRESS } from './control/join-admission.js'
 import { DEFAULT_SERVED_CONTEXT } from './control/mesh-registry.js'
+import { SLOW_CLAIM_DEFAULTS } from './gateway/claim-check.js'
 import type { SignalServer } from './http/signal-server.js'
+import { tokensCommand } from './tokens-cli.js'
 
 export interface ServerCliOptions {
   host: string
@@ -34,6 +36,13 @@ export interface ServerCliOptions {
   verification: 'windowed' | 'every-step'
   verifyWindow: number
   context: number
+  joinTokenFile?: string
+  adminToken?: string
+  requirePeerTokens: boolean
+  maxPeersPerAddress: number
+  joinRate: number
+  slowClaimFactor: number
+  slowClaimMinSteps: number
 }
 
 export interface MainOptions {
@@ -44,185 +53,209 @@ export interface MainOptions {
   onListening?: (server: SignalServer) => void
 }
 
-const MESH_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
-
-function intArg(flag: string, min: number, max: number): (value: string) => number {
-  return (value) => {
-    const n = Number(value)
-    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new CliUsageError(`${flag} must be an integer from ${min} to ${max}, got "${value}"`)
-    }
-    return n
-  }
-}
-
-function meshArg(value: string): string {
-  if (!MESH_NAME.test(value)) {
-    throw new CliUsageError(
-      `--mesh must be 1-64 letters, digits, '.', '_' or '-' (not starting with '.', '_' or '-'), got "${value}"`,
-    )
-  }
-  return value
-}
-
-function tokenArg(flag: string): (value: string) => string {
-  return (value) => {
-    if (value.length === 0 || value.length > 256) throw new CliUsageError(`${flag} must be 1-256 characters`)
-    return value
-  }
-}
-
-function iceArg(value: string): IceServer[] {
-  let json: unknown
-  try {
-    json = JSON.parse(value)
-  } catch {
-    throw new CliUsageError(`--ice-servers must be JSON, e.g. '[{"urls":"stun:stun.l.google.com:19302"}]'`)
-  }
-  try {
-    return parseIceServers(json)
-  } catch (err) {
-    throw new CliUsageError(`--ice-servers: ${(err as Error).message}`)
-  }
-}
-
 /** Builds the `butterfly-server` command; `run` receives the parsed options. */
 export function buildCli(
   run: (options: ServerCliOptions) => Promise<void>,
   out: NodeJS.WritableStream = process.stdout,
 ): Command {
-  return new Command('butterfly-server')
-    .description(
-      'Butterfly control plane: peers join a mesh over socket.io, the server plans which layers each\n' +
-        'one runs, relays their WebRTC signaling, and serves the model files, /health and /metrics.',
-    )
-    .exitOverride()
-    .showHelpAfterError(false)
-    .configureOutput({ writeErr: () => undefined, writeOut: (s) => out.write(s) })
-    .addOption(
-      new Option('--host <host>', 'interface to listen on (0.0.0.0 for every interface)')
-        .env('BUTTERFLY_HOST')
-        .default('127.0.0.1'),
-    )
-    .addOption(
-      new Option('--port <port>', 'TCP port; 0 picks a free one')
-        .env('BUTTERFLY_PORT')
-        .argParser(intArg('--port', 0, 65_535))
-        .default(8080),
-    )
-    .addOption(
-      new Option(
-        '--model <dir|synthetic:NAME|hf:ORG/REPO|URL>',
-        'model directory; synthetic:NAME[:fp16|:int4] (tiny, small, 10m, 100m, 1b); hf:ORG/REPO[@REVISION] or an https:// directory URL, downloaded once into the cache (workers then fetch their tensors from this server)',
+  return (
+    new Command('butterfly-server')
+      .description(
+        'Butterfly control plane: peers join a mesh over socket.io, the server plans which layers each\n' +
+          'one runs, relays their WebRTC signaling, and serves the model files, /health and /metrics.',
       )
-        .env('BUTTERFLY_MODEL')
-        .default(EMBEDDED_MODEL_DIR, 'models/shakespeare, the embedded model'),
-    )
-    .addOption(
-      new Option('--hf-endpoint <url>', 'Hugging Face Hub for hf: models (HF_TOKEN, if set, is sent to it)')
-        .env('HF_ENDPOINT')
-        .default(undefined, 'https://huggingface.co'),
-    )
-    .addOption(
-      new Option('--mesh <name>', 'name of the mesh peers join to run this model')
-        .env('BUTTERFLY_MESH')
-        .argParser(meshArg)
-        .default('default'),
-    )
-    .addOption(
-      new Option('--mesh-token <token>', 'secret peers must present to join the mesh (default: open mesh)')
-        .env('BUTTERFLY_MESH_TOKEN')
-        .argParser(tokenArg('--mesh-token')),
-    )
-    .addOption(
-      new Option('--api-token <token>', 'bearer token API clients must send (default: no auth)')
-        .env('BUTTERFLY_API_TOKEN')
-        .argParser(tokenArg('--api-token')),
-    )
-    .addOption(
-      new Option('--ice-servers <json>', 'STUN/TURN servers handed to peers, as a JSON array of RTCIceServer')
-        .env('BUTTERFLY_ICE_SERVERS')
-        .argParser(iceArg)
-        .default([], '[]'),
-    )
-    .addOption(
-      new Option('--heartbeat-ms <n>', 'peer heartbeat interval; a peer silent for 3 intervals is dropped')
-        .env('BUTTERFLY_HEARTBEAT_MS')
-        .argParser(intArg('--heartbeat-ms', 100, 3_600_000))
-        .default(5000),
-    )
-    .addOption(
-      new Option('--plan-strategy <strategy>', 'placement strategy tried first (others are fallbacks)')
-        .env('BUTTERFLY_PLAN_STRATEGY')
-        .choices(['throughput', 'memory', 'uniform'])
-        .default('throughput'),
-    )
-    .addOption(
-      new Option(
-        '--replicas <r>',
-        'peers per stage; with 3 or more the gateway votes among them (f = (r-1)/2 liars)',
+      .exitOverride()
+      // Options before `tokens` are the server's, after it the subcommand's (both have --mesh).
+      .enablePositionalOptions()
+      .showHelpAfterError(false)
+      .configureOutput({ writeErr: () => undefined, writeOut: (s) => out.write(s) })
+      .addOption(
+        new Option('--host <host>', 'interface to listen on (0.0.0.0 for every interface)')
+          .env('BUTTERFLY_HOST')
+          .default('127.0.0.1'),
       )
-        .env('BUTTERFLY_REPLICAS')
-        .argParser(intArg('--replicas', 1, 16))
-        .default(1),
-    )
-    .addOption(
-      new Option('--max-concurrent <n>', 'generations running at once per mesh; more wait in a bounded queue')
-        .env('BUTTERFLY_MAX_CONCURRENT')
-        .argParser(intArg('--max-concurrent', 1, 4096))
-        .default(8),
-    )
-    .addOption(
-      new Option('--max-queued <n>', 'generations allowed to wait; past that the API answers 429')
-        .env('BUTTERFLY_MAX_QUEUED')
-        .argParser(intArg('--max-queued', 0, 1_000_000))
-        .default(32),
-    )
-    .addOption(
-      new Option(
-        '--context <tokens>',
-        "tokens of context served per generation (prompt + completion), at most the model's; the planner reserves each stage's KV cache for this many",
+      .addOption(
+        new Option('--port <port>', 'TCP port; 0 picks a free one')
+          .env('BUTTERFLY_PORT')
+          .argParser(intArg('--port', 0, 65_535))
+          .default(8080),
       )
-        .env('BUTTERFLY_CONTEXT')
-        .argParser(intArg('--context', 16, 1_048_576))
-        .default(DEFAULT_SERVED_CONTEXT),
-    )
-    .addOption(
-      new Option('--step-timeout-ms <n>', 'a replica that misses this step deadline is replaced and flagged')
-        .env('BUTTERFLY_STEP_TIMEOUT_MS')
-        .argParser(intArg('--step-timeout-ms', 100, 3_600_000))
-        .default(60_000),
-    )
-    .addOption(
-      new Option(
-        '--trust-after <n>',
-        'agreements in a row after which a peer may lead decode steps, confirmed afterwards in windows',
+      .addOption(
+        new Option(
+          '--model <dir|synthetic:NAME|hf:ORG/REPO|URL>',
+          'model directory; synthetic:NAME[:fp16|:int4] (tiny, small, 10m, 100m, 1b); hf:ORG/REPO[@REVISION] or an https:// directory URL, downloaded once into the cache (workers then fetch their tensors from this server)',
+        )
+          .env('BUTTERFLY_MODEL')
+          .default(EMBEDDED_MODEL_DIR, 'models/shakespeare, the embedded model'),
       )
-        .env('BUTTERFLY_TRUST_AFTER')
-        .argParser(intArg('--trust-after', 1, 1_000_000_000))
-        .default(20),
-    )
-    .addOption(
-      new Option(
-        '--verification <mode>',
-        'replicated stages: windowed (a trusted leader runs ahead, f replicas confirm each window before its tokens are sent) or every-step (2f+1 vote on every step)',
+      .addOption(
+        new Option('--hf-endpoint <url>', 'Hugging Face Hub for hf: models (HF_TOKEN, if set, is sent to it)')
+          .env('HF_ENDPOINT')
+          .default(undefined, 'https://huggingface.co'),
       )
-        .env('BUTTERFLY_VERIFICATION')
-        .choices(['windowed', 'every-step'])
-        .default('windowed'),
-    )
-    .addOption(
-      new Option(
-        '--verify-window <positions>',
-        'windowed verification: unconfirmed positions after which replicas check them (latency of each token vs throughput)',
+      .addOption(
+        new Option('--mesh <name>', 'name of the mesh peers join to run this model')
+          .env('BUTTERFLY_MESH')
+          .argParser(meshArg)
+          .default('default'),
       )
-        .env('BUTTERFLY_VERIFY_WINDOW')
-        .argParser(intArg('--verify-window', 1, 512))
-        .default(8),
-    )
-    .action(async (opts: ServerCliOptions) => {
-      await run(opts)
-    })
+      .addOption(
+        new Option('--mesh-token <token>', 'secret peers must present to join the mesh (default: open mesh)')
+          .env('BUTTERFLY_MESH_TOKEN')
+          .argParser(tokenArg('--mesh-token')),
+      )
+      .addOption(
+        new Option('--api-token <token>', 'bearer token API clients must send (default: no auth)')
+          .env('BUTTERFLY_API_TOKEN')
+          .argParser(tokenArg('--api-token')),
+      )
+      .addOption(
+        new Option(
+          '--ice-servers <json>',
+          'STUN/TURN servers handed to peers, as a JSON array of RTCIceServer',
+        )
+          .env('BUTTERFLY_ICE_SERVERS')
+          .argParser(iceArg)
+          .default([], '[]'),
+      )
+      .addOption(
+        new Option('--heartbeat-ms <n>', 'peer heartbeat interval; a peer silent for 3 intervals is dropped')
+          .env('BUTTERFLY_HEARTBEAT_MS')
+          .argParser(intArg('--heartbeat-ms', 100, 3_600_000))
+          .default(5000),
+      )
+      .addOption(
+        new Option('--plan-strategy <strategy>', 'placement strategy tried first (others are fallbacks)')
+          .env('BUTTERFLY_PLAN_STRATEGY')
+          .choices(['throughput', 'memory', 'uniform'])
+          .default('throughput'),
+      )
+      .addOption(
+        new Option(
+          '--replicas <r>',
+          'peers per stage; with 3 or more the gateway votes among them (f = (r-1)/2 liars)',
+        )
+          .env('BUTTERFLY_REPLICAS')
+          .argParser(intArg('--replicas', 1, 16))
+          .default(1),
+      )
+      .addOption(
+        new Option(
+          '--max-concurrent <n>',
+          'generations running at once per mesh; more wait in a bounded queue',
+        )
+          .env('BUTTERFLY_MAX_CONCURRENT')
+          .argParser(intArg('--max-concurrent', 1, 4096))
+          .default(8),
+      )
+      .addOption(
+        new Option('--max-queued <n>', 'generations allowed to wait; past that the API answers 429')
+          .env('BUTTERFLY_MAX_QUEUED')
+          .argParser(intArg('--max-queued', 0, 1_000_000))
+          .default(32),
+      )
+      .addOption(
+        new Option(
+          '--context <tokens>',
+          "tokens of context served per generation (prompt + completion), at most the model's; the planner reserves each stage's KV cache for this many",
+        )
+          .env('BUTTERFLY_CONTEXT')
+          .argParser(intArg('--context', 16, 1_048_576))
+          .default(DEFAULT_SERVED_CONTEXT),
+      )
+      .addOption(
+        new Option(
+          '--step-timeout-ms <n>',
+          'a replica that misses this step deadline is replaced and flagged',
+        )
+          .env('BUTTERFLY_STEP_TIMEOUT_MS')
+          .argParser(intArg('--step-timeout-ms', 100, 3_600_000))
+          .default(60_000),
+      )
+      .addOption(
+        new Option(
+          '--trust-after <n>',
+          'agreements in a row after which a peer may lead decode steps, confirmed afterwards in windows',
+        )
+          .env('BUTTERFLY_TRUST_AFTER')
+          .argParser(intArg('--trust-after', 1, 1_000_000_000))
+          .default(20),
+      )
+      .addOption(
+        new Option(
+          '--verification <mode>',
+          'replicated stages: windowed (a trusted leader runs ahead, f replicas confirm each window before its tokens are sent) or every-step (2f+1 vote on every step)',
+        )
+          .env('BUTTERFLY_VERIFICATION')
+          .choices(['windowed', 'every-step'])
+          .default('windowed'),
+      )
+      .addOption(
+        new Option(
+          '--verify-window <positions>',
+          'windowed verification: unconfirmed positions after which replicas check them (latency of each token vs throughput)',
+        )
+          .env('BUTTERFLY_VERIFY_WINDOW')
+          .argParser(intArg('--verify-window', 1, 512))
+          .default(8),
+      )
+      .addOption(
+        new Option(
+          '--join-token-file <path>',
+          'per-peer join tokens: a JSON file read at start, rewritten on change',
+        )
+          .env('BUTTERFLY_JOIN_TOKEN_FILE')
+          .argParser(pathArg('--join-token-file')),
+      )
+      .addOption(
+        new Option(
+          '--admin-token <token>',
+          'bearer token of the /admin API (issue, list, revoke join tokens; default: no /admin)',
+        )
+          .env('BUTTERFLY_ADMIN_TOKEN')
+          .argParser(tokenArg('--admin-token')),
+      )
+      .addOption(
+        new Option(
+          '--require-peer-tokens',
+          'the shared mesh token alone admits no worker: each needs its own join token',
+        ).default(false),
+      )
+      .addOption(
+        new Option('--max-peers-per-address <n>', 'live peers allowed from one source address')
+          .env('BUTTERFLY_MAX_PEERS_PER_ADDRESS')
+          .argParser(intArg('--max-peers-per-address', 1, 1_000_000))
+          .default(DEFAULT_MAX_PEERS_PER_ADDRESS),
+      )
+      .addOption(
+        new Option(
+          '--join-rate <n>',
+          'join attempts per minute allowed from one source address (a token bucket)',
+        )
+          .env('BUTTERFLY_JOIN_RATE')
+          .argParser(intArg('--join-rate', 1, 1_000_000))
+          .default(DEFAULT_JOIN_RATE),
+      )
+      .addOption(
+        new Option(
+          '--slow-claim-factor <x>',
+          'a peer whose steps run this many times slower than it claimed is excluded',
+        )
+          .env('BUTTERFLY_SLOW_CLAIM_FACTOR')
+          .argParser(numberArg('--slow-claim-factor', 1, 1_000_000))
+          .default(SLOW_CLAIM_DEFAULTS.factor),
+      )
+      .addOption(
+        new Option('--slow-claim-min-steps <n>', 'single-token steps measured before a claim is judged')
+          .env('BUTTERFLY_SLOW_CLAIM_MIN_STEPS')
+          .argParser(intArg('--slow-claim-min-steps', 1, 1_000_000))
+          .default(SLOW_CLAIM_DEFAULTS.minSteps),
+      )
+      .addCommand(tokensCommand(out))
+      .action(async (opts: ServerCliOptions) => {
+        await run(opts)
+      })
+  )
 }
 
 /** Runs the CLI; user errors print `butterfly-server: error [CODE]: message` with no stack. */
@@ -255,6 +288,11 @@ async function serve(
     port: opts.port,
     meshes: [{ name: opts.mesh, modelDir, meshToken: opts.meshToken, modelId }],
     apiToken: opts.apiToken,
+    joinTokenFile: opts.joinTokenFile,
+    adminToken: opts.adminToken,
+    requirePeerTokens: opts.requirePeerTokens,
+    maxPeersPerAddress: opts.maxPeersPerAddress,
+    joinRate: opts.joinRate,
     iceServers: opts.iceServers,
     heartbeatMs,
     heartbeatTimeoutMs: 3 * heartbeatMs,
@@ -275,6 +313,7 @@ async function serve(
           reputation: { trustAfter: opts.trustAfter },
           verification: opts.verification,
           verifyWindow: opts.verifyWindow,
+          slowClaim: { factor: opts.slowClaimFactor, minSteps: opts.slowClaimMinSteps },
         },
         { wrtc: nodeWrtc(), log: (line) => process.stderr.write(`butterfly-server: ${line}\n`) },
       )
@@ -285,6 +324,7 @@ async function serve(
   out.write(
     `  mesh "${opts.mesh}": model ${mesh?.modelId} from ${modelDir}${opts.meshToken ? ' (token required)' : ''}\n`,
   )
+  if (opts.requirePeerTokens) out.write('  per-peer join tokens required\n')
   options.onListening?.(server)
   await stopped(options.signal)
   await server.close()

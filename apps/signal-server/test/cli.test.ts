@@ -1,5 +1,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import type { HealthReport } from '../src/http/health-routes.js'
@@ -98,6 +100,29 @@ describe('butterfly-server', () => {
     ['a served context below 16 tokens', ['--context', '8'], {}],
     ['a served context that is not a number', ['--context', 'long'], {}],
     ['a stray argument', ['serve'], {}],
+    ['an empty admin token', ['--admin-token', ''], {}],
+    ['an empty join-token file path', ['--join-token-file', ''], {}],
+    ['a zero per-address cap', ['--max-peers-per-address', '0'], {}],
+    ['a per-address cap that is not a number', ['--max-peers-per-address', 'many'], {}],
+    ['a zero join rate', ['--join-rate', '0'], {}],
+    ['a bad join rate from the environment', [], { BUTTERFLY_JOIN_RATE: '-5' }],
+    ['a slow-claim factor below 1', ['--slow-claim-factor', '0.5'], {}],
+    ['a slow-claim factor that is not a number', ['--slow-claim-factor', 'x'], {}],
+    ['zero slow-claim steps', ['--slow-claim-min-steps', '0'], {}],
+    ['tokens issue without a file', ['tokens', 'issue', '--mesh', 'demo'], {}],
+    ['tokens issue without a mesh', ['tokens', 'issue', '--join-token-file', '/tmp/x.json'], {}],
+    [
+      'tokens issue with a bad mesh',
+      ['tokens', 'issue', '--join-token-file', '/tmp/x.json', '--mesh', 'a/b'],
+      {},
+    ],
+    [
+      'tokens issue with a zero expiry',
+      ['tokens', 'issue', '--join-token-file', '/tmp/x.json', '--mesh', 'd', '--expires-in', '0'],
+      {},
+    ],
+    ['tokens revoke without an id', ['tokens', 'revoke', '--join-token-file', '/tmp/x.json'], {}],
+    ['an unknown tokens command', ['tokens', 'burn'], {}],
   ]
   test.each(bad)('%s is a usage error (exit 2, no stack)', async (_, args, extraEnv) => {
     const r = await run(args, extraEnv)
@@ -105,6 +130,35 @@ describe('butterfly-server', () => {
     expect(r.stderr).toMatch(/^butterfly-server: error \[ERR_CLI_USAGE\]: /)
     expect(r.stderr).not.toMatch(/\n\s+at /)
     expect(r.stdout).toBe('')
+  })
+
+  test('tokens issue, list and revoke work on the file offline; a bad file is ERR_JOIN_TOKEN_FILE', async () => {
+    const file = join(model.dir, '..', 'cli-tokens.json')
+    const issued = await run([
+      'tokens',
+      'issue',
+      '--join-token-file',
+      file,
+      '--mesh',
+      'demo',
+      '--label',
+      'bob',
+    ])
+    expect(issued.code).toBe(0)
+    const token = JSON.parse(issued.stdout) as { id: string; token: string }
+    expect(token.token).toMatch(/^bft_/)
+    const listed = await run(['tokens', 'list', '--join-token-file', file])
+    expect(listed.stdout).toContain(token.id)
+    expect(listed.stdout).not.toContain(token.token)
+    const revoked = await run(['tokens', 'revoke', token.id, '--join-token-file', file])
+    expect(JSON.parse(revoked.stdout)).toMatchObject({ revoked: { id: token.id, status: 'revoked' } })
+    const unknown = await run(['tokens', 'revoke', 'jt_0123456789abcdef', '--join-token-file', file])
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toMatch(/error \[ERR_JOIN_TOKEN_FILE\]: .*no token/)
+    await writeFile(file, '{"version": 1, "tokens": "none"}')
+    const bad = await run(['--port', '0', '--model', model.dir, '--join-token-file', file])
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toMatch(/error \[ERR_JOIN_TOKEN_FILE\]: .*tokens must be an array/)
   })
 
   test('a missing model directory is an error naming it (exit 1)', async () => {

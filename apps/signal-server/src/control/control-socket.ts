@@ -9,11 +9,15 @@ import {
   type PlanMessage,
   parseJoinRequest,
   parseSignalEnvelope,
+  parseStageFailed,
   parseStageReady,
+  peerIdFromPublicKey,
   verifyJoinProof,
   type WireError,
 } from '@butterfly/core'
 import type { Server, Socket } from 'socket.io'
+import { JoinRefusedError } from '../errors.js'
+import { JoinAdmission, normalizeAddress } from './join-admission.js'
 import type { MemberSink, Mesh } from './mesh.js'
 import type { MeshRegistry } from './mesh-registry.js'
 
@@ -33,6 +37,10 @@ export interface ControlSocketOptions {
   readonly registry: MeshRegistry
   readonly iceServers: readonly IceServer[]
   readonly heartbeatMs: number
+  /** Per-peer tokens and per-address limits; default: the defaults over `registry`, no tokens. */
+  readonly admission?: JoinAdmission
+  /** Every refused join, by code (metrics). */
+  readonly onJoinRefused?: (code: string) => void
   /** Unexpected (non-Butterfly) errors; the peer only sees ERR_CONTROL_INPUT. */
   readonly onError?: (err: unknown) => void
 }
@@ -42,6 +50,7 @@ const KNOWN: ReadonlySet<string> = new Set([
   CONTROL_EVENTS.heartbeat,
   CONTROL_EVENTS.signal,
   CONTROL_EVENTS.stageReady,
+  CONTROL_EVENTS.stageFailed,
   CONTROL_EVENTS.leave,
 ])
 
@@ -50,14 +59,21 @@ type Reply = { readonly ok: true } & Record<string, unknown>
 
 /** Wires the control protocol (control-protocol.ts) onto every socket.io connection. */
 export function attachControlSocket(io: Server, options: ControlSocketOptions): void {
-  io.on('connection', (socket) => handleConnection(socket, options))
+  const admission = options.admission ?? new JoinAdmission(options.registry)
+  io.on('connection', (socket) => handleConnection(socket, options, admission))
 }
 
-function handleConnection(socket: Socket, options: ControlSocketOptions): void {
+function handleConnection(socket: Socket, options: ControlSocketOptions, admission: JoinAdmission): void {
+  const address = normalizeAddress(socket.handshake.address)
   // The join proof signs this, so a proof is good for this connection only.
   const nonce = randomBytes(32).toString('base64url')
   socket.emit(CONTROL_EVENTS.hello, { nonce } satisfies HelloMessage)
-  let member: { mesh: Mesh; peerId: string } | undefined
+  let member: { mesh: Mesh; peerId: string; release: () => void } | undefined
+  /** Forgets the membership, freeing its place in the per-address count. */
+  const forget = () => {
+    member?.release()
+    member = undefined
+  }
   // The join ack must reach the peer before its first plan, or it cannot find itself in it.
   let heldPlan: PlanMessage | undefined
   let acked = false
@@ -69,7 +85,7 @@ function handleConnection(socket: Socket, options: ControlSocketOptions): void {
     },
     peerLeft: (peerId) => socket.emit(CONTROL_EVENTS.peerLeft, { peerId }),
     drop: () => {
-      member = undefined
+      forget()
       socket.disconnect(true)
     },
   }
@@ -95,7 +111,8 @@ function handleConnection(socket: Socket, options: ControlSocketOptions): void {
       err instanceof ButterflyError
         ? err.toJSON()
         : { name: 'ControlError', code: 'ERR_CONTROL_INPUT', message: `${event} could not be handled` }
-    if (ack !== undefined) ack({ ok: false, error })
+    const retry = err instanceof JoinRefusedError && err.retryAfterMs !== undefined
+    if (ack !== undefined) ack({ ok: false, error, ...(retry ? { retryAfterMs: err.retryAfterMs } : {}) })
     else socket.emit(ERROR_EVENT, { event: event.slice(0, 64), error } satisfies ErrorEvent)
   }
 
@@ -112,28 +129,46 @@ function handleConnection(socket: Socket, options: ControlSocketOptions): void {
         `already joined mesh "${member.mesh.name}" as ${member.peerId}`,
       )
     }
-    const req = parseJoinRequest(payload)
-    const mesh = options.registry.get(req.mesh)
-    const denied =
-      mesh === undefined
-        ? new ControlError('ERR_MESH_UNKNOWN', `no mesh named "${req.mesh}"`)
-        : !mesh.checkToken(req.token)
-          ? new ControlError('ERR_MESH_TOKEN', `wrong or missing token for mesh "${req.mesh}"`)
-          : !verifyJoinProof(req.publicKeyBytes, req.mesh, nonce, req.proof)
-            ? new ControlError(
-                'ERR_JOIN_PROOF',
-                'join proof does not verify: sign (mesh, hello nonce of this connection) with the announced key',
-              )
-            : undefined
-    if (mesh === undefined || denied !== undefined) {
-      refuse(CONTROL_EVENTS.join, denied, ack)
+    const refused = (err: unknown) => {
+      if (err instanceof ButterflyError) options.onJoinRefused?.(err.code)
+      refuse(CONTROL_EVENTS.join, err, ack)
       // Sent after the refusal, so the peer reads why before the connection goes.
       socket.disconnect(true)
       return undefined
     }
+    try {
+      admission.attempt(address)
+    } catch (err) {
+      return refused(err)
+    }
+    const req = parseJoinRequest(payload)
+    let release: () => void
+    let mesh: Mesh
+    try {
+      const found = options.registry.get(req.mesh)
+      if (found === undefined) throw new ControlError('ERR_MESH_UNKNOWN', `no mesh named "${req.mesh}"`)
+      mesh = found
+      if (!verifyJoinProof(req.publicKeyBytes, req.mesh, nonce, req.proof)) {
+        throw new ControlError(
+          'ERR_JOIN_PROOF',
+          'join proof does not verify: sign (mesh, hello nonce of this connection) with the announced key',
+        )
+      }
+      // The token is checked (and a per-peer one bound) only for a key the peer has proved it holds.
+      admission.credential(mesh, req.token, peerIdFromPublicKey(req.publicKeyBytes))
+      release = admission.occupy(address)
+    } catch (err) {
+      return refused(err)
+    }
     acked = false
-    const peerId = mesh.join(req.capabilities, sink, req.publicKeyBytes)
-    member = { mesh, peerId }
+    let peerId: string
+    try {
+      peerId = mesh.join(req.capabilities, sink, req.publicKeyBytes)
+    } catch (err) {
+      release()
+      throw err
+    }
+    member = { mesh, peerId, release }
     const reply: JoinAck = {
       ok: true,
       peerId,
@@ -168,9 +203,16 @@ function handleConnection(socket: Socket, options: ControlSocketOptions): void {
     return { ok: true, stale: !current }
   })
 
+  on(CONTROL_EVENTS.stageFailed, (payload) => {
+    const { mesh, peerId } = joined(CONTROL_EVENTS.stageFailed)
+    const { planVersion } = parseStageFailed(payload)
+    const current = mesh.stageFailed(peerId, planVersion)
+    return { ok: true, stale: !current }
+  })
+
   on(CONTROL_EVENTS.leave, () => {
     const { mesh, peerId } = joined(CONTROL_EVENTS.leave)
-    member = undefined
+    forget()
     mesh.remove([peerId], 'leave')
     return { ok: true }
   })
@@ -185,7 +227,7 @@ function handleConnection(socket: Socket, options: ControlSocketOptions): void {
   socket.on('disconnect', () => {
     if (member === undefined) return
     const { mesh, peerId } = member
-    member = undefined
+    forget()
     mesh.remove([peerId], 'disconnect')
   })
 }

@@ -32,7 +32,7 @@ export interface WorkerInfo extends PeerCapabilities {
 /** Computes stages for the worker peers; throws (any ButterflyError) when none fits. */
 export type Planner = (config: ModelConfig, workers: readonly WorkerInfo[]) => readonly PlanStage[]
 
-export type PeerLeftReason = 'leave' | 'disconnect' | 'timeout' | 'close'
+export type PeerLeftReason = 'leave' | 'disconnect' | 'timeout' | 'close' | 'revoked'
 
 export interface MeshEvents {
   plan: [plan: PlanMessage]
@@ -54,6 +54,8 @@ export interface MeshInit {
   readonly onReplan?: () => void
   /** Peers currently excluded from plans. */
   readonly onExcluded?: (count: number) => void
+  /** A peer was just excluded, and why ('outvoted', 'load-failed', 'slow-claim'). */
+  readonly onExcludedPeer?: (peerId: string, reason: string) => void
   /** Errors thrown by member callbacks or event listeners; they never reach the sender. */
   readonly onError?: (err: unknown) => void
 }

@@ -164,6 +164,7 @@ export class MeshRegistry {
         onMembership: (n) => options.metrics?.peers.set({ mesh: name }, n),
         onReplan: () => options.metrics?.replans.inc({ mesh: name }),
         onExcluded: (n) => options.metrics?.peersExcluded.set({ mesh: name }, n),
+        onExcludedPeer: (_peer, reason) => options.metrics?.exclusions.inc({ mesh: name, reason }),
         ...(options.onError ? { onError: options.onError } : {}),
       })
       meshes.set(name, mesh)

@@ -58,7 +58,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private readonly members = new Map<string, Member>()
   private current: PlanMessage
   private currentError: WireError | undefined
-  private readonly excluded = new Set<string>()
+  /** Excluded peers and why ('outvoted', 'load-failed', 'slow-claim'). */
+  private readonly excluded = new Map<string, string>()
   private readonly readiness = new PlanReadiness()
   private closed = false
 
@@ -109,18 +110,25 @@ export class Mesh extends EventEmitter<MeshEvents> {
   }
 
   /**
-   * Gives a peer no more layers (it was outvoted too often); it stays a member and is listed
-   * in the plan's `excluded`. Re-plans when this changes anything.
+   * Gives a peer no more layers (outvoted too often, or caught failing a claim); it stays a
+   * member and is listed in the plan's `excluded`, with `reason` kept. Re-plans when this
+   * changes anything.
    */
-  exclude(peerId: string): boolean {
+  exclude(peerId: string, reason = 'outvoted'): boolean {
     if (this.excluded.has(peerId) || !this.members.has(peerId)) return false
-    this.excluded.add(peerId)
+    this.excluded.set(peerId, reason)
+    this.init.onExcludedPeer?.(peerId, reason)
     this.replan()
     return true
   }
 
   excludedPeers(): string[] {
-    return [...this.excluded].filter((id) => this.members.has(id))
+    return [...this.excluded.keys()].filter((id) => this.members.has(id))
+  }
+
+  /** Why a peer is excluded; undefined when it is not. */
+  exclusionReason(peerId: string): string | undefined {
+    return this.excluded.get(peerId)
   }
 
   workers(): WorkerInfo[] {
@@ -206,6 +214,24 @@ export class Mesh extends EventEmitter<MeshEvents> {
    * moved on while it loaded). Emits 'ready' once every stage of the current plan is ready.
    */
   stageReady(peerId: string, planVersion: number): boolean {
+    if (!this.holdsStage(peerId, planVersion)) return false
+    const plan = this.current
+    if (this.readiness.mark(plan, peerId)) this.guard(() => this.emit('ready', plan))
+    return true
+  }
+
+  /**
+   * A peer reports it could not load its stage of `planVersion`: it loses its place (excluded
+   * as 'load-failed'). Returns false for a stale version.
+   */
+  stageFailed(peerId: string, planVersion: number): boolean {
+    if (!this.holdsStage(peerId, planVersion)) return false
+    this.exclude(peerId, 'load-failed')
+    return true
+  }
+
+  /** False for a stale version; throws for a version not issued or a peer without a stage in it. */
+  private holdsStage(peerId: string, planVersion: number): boolean {
     if (planVersion < this.current.version) return false
     if (planVersion > this.current.version) {
       throw new ControlError('ERR_CONTROL_INPUT', `plan version ${planVersion} has not been issued`)
@@ -213,8 +239,6 @@ export class Mesh extends EventEmitter<MeshEvents> {
     if (!this.current.stages.some((s) => stagePeers(s).includes(peerId))) {
       throw new ControlError('ERR_CONTROL_INPUT', `${peerId} holds no stage in plan ${planVersion}`)
     }
-    const plan = this.current
-    if (this.readiness.mark(plan, peerId)) this.guard(() => this.emit('ready', plan))
     return true
   }
 

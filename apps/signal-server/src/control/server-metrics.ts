@@ -10,6 +10,10 @@ export class ServerMetrics {
   readonly peers: Gauge<'mesh'>
   /** Peers outvoted too often and given no layers, per mesh. */
   readonly peersExcluded: Gauge<'mesh'>
+  /** Peers excluded from plans, by reason (outvoted, load-failed, slow-claim). */
+  readonly exclusions: Counter<'mesh' | 'reason'>
+  /** Joins refused, by code (ERR_JOIN_RATE, ERR_PEERS_PER_ADDRESS, ERR_JOIN_TOKEN_*, ...). */
+  readonly joinsRefused: Counter<'code'>
   /** Plans computed because membership changed. */
   readonly replans: Counter<'mesh'>
   /** Tokens processed by the gateway; kind is prompt or completion. */
@@ -38,6 +42,18 @@ export class ServerMetrics {
       name: `${prefix}peers_excluded`,
       help: 'Peers excluded from plans after being outvoted',
       labelNames: ['mesh'],
+      registers,
+    })
+    this.exclusions = new Counter({
+      name: `${prefix}peer_exclusions_total`,
+      help: 'Peers excluded from plans, by reason',
+      labelNames: ['mesh', 'reason'],
+      registers,
+    })
+    this.joinsRefused = new Counter({
+      name: `${prefix}joins_refused_total`,
+      help: 'Joins refused, by error code',
+      labelNames: ['code'],
       registers,
     })
     this.replans = new Counter({

@@ -22,6 +22,7 @@ import {
 import type { LocalPeerHandle, Mesh } from '../control/mesh.js'
 import type { ServerMetrics } from '../control/server-metrics.js'
 import { Admission } from './admission.js'
+import { SlowClaimCheck, type SlowClaimOptions } from './claim-check.js'
 import { LinkProber, type LinkStat } from './link-prober.js'
 import { MeteredStage } from './metered-stage.js'
 import { exactBoundaries, replicatedStage } from './replicated-stage-factory.js'
@@ -41,6 +42,8 @@ export interface MeshGatewayInit {
   readonly verification?: 'windowed' | 'every-step'
   /** Unconfirmed positions after which a window check runs; default 8. */
   readonly verifyWindow?: number
+  /** The check of claimed throughput against measured steps (factor, minSteps, slackMs). */
+  readonly slowClaim?: SlowClaimOptions
 }
 
 export interface MeshGatewayComponents {
@@ -83,6 +86,8 @@ export class MeshGateway implements ServedModel {
   readonly reputation: ReputationBook
   private readonly calibrator: StageCalibrator
   private readonly links = new LinkProber()
+  /** Single-peer stages' measured steps against the throughput their peer claimed. */
+  private readonly claims: SlowClaimCheck
   private generated = 0
   private readonly verified = {
     tokensConfirmed: { vote: 0, window: 0, unreplicated: 0 },
@@ -97,6 +102,7 @@ export class MeshGateway implements ServedModel {
   ) {
     const { mesh } = components
     this.reputation = new ReputationBook(init.reputation)
+    this.claims = new SlowClaimCheck(init.slowClaim)
     this.id = mesh.modelId
     this.mesh = mesh.name
     this.tokenizer = components.tokenizer
@@ -179,6 +185,7 @@ export class MeshGateway implements ServedModel {
       await tokens.return(undefined as never).catch(() => undefined)
       // Peers the votes flagged get no layers in the next plan.
       for (const p of this.reputation.snapshot().peers) if (p.flagged) this.components.mesh.exclude(p.peerId)
+      for (const c of this.claims.flagged()) this.components.mesh.exclude(c.peerId, 'slow-claim')
     }
   }
 
@@ -364,7 +371,15 @@ export class MeshGateway implements ServedModel {
                     },
                     await Promise.all(peers.map(async (p) => ({ peerId: p, session: await remote(p) }))),
                   )
-            return metrics ? new MeteredStage(stage, { mesh: mesh.name, stage: String(i), metrics }) : stage
+            // A replicated stage's time is its replicas' together: only a lone peer's is its own.
+            const claimed = mesh.workers().find((w) => w.id === s.peerId)?.layerStepsPerSec ?? 0
+            const observe = (ms: number, tokens: number) => {
+              if (tokens === 1 && peers.length === 1)
+                this.claims.record(s.peerId, claimed, s.end - s.start, ms)
+            }
+            return metrics
+              ? new MeteredStage(stage, { mesh: mesh.name, stage: String(i), metrics, observe })
+              : stage
           }),
         )
         if (plan.version !== mesh.plan.version) return

@@ -5,7 +5,13 @@ import type { ServerMetrics } from '../control/server-metrics.js'
 export class MeteredStage implements StageSession {
   constructor(
     private readonly inner: StageSession,
-    private readonly labels: { mesh: string; stage: string; metrics: ServerMetrics },
+    private readonly labels: {
+      mesh: string
+      stage: string
+      metrics: ServerMetrics
+      /** Every step that succeeded: its milliseconds and the tokens it carried (the claim check). */
+      observe?: ((ms: number, tokens: number) => void) | undefined
+    },
   ) {}
 
   get layerStart() {
@@ -28,8 +34,11 @@ export class MeteredStage implements StageSession {
     const { metrics, mesh, stage } = this.labels
     const end = metrics.stageStep.startTimer({ mesh, stage })
     const sent = input.hidden?.byteLength ?? (input.tokens?.length ?? 0) * 4
+    const start = performance.now()
     try {
-      return await this.inner.step(id, input, signal)
+      const out = await this.inner.step(id, input, signal)
+      this.labels.observe?.(performance.now() - start, input.seqLen)
+      return out
     } finally {
       end()
       metrics.bytesSent.inc({ mesh }, sent)

@@ -42,15 +42,19 @@ export function healthReport(meshes: MeshRegistry, source?: HealthSource): Healt
       return {
         name: mesh.name,
         modelId: mesh.modelId,
-        peers: mesh.workers().map((w) => ({
-          id: w.id,
-          name: w.name,
-          backend: w.backend,
-          numericClass: numericClassOf(w),
-          memoryBytes: w.memoryBytes,
-          layerStepsPerSec: w.layerStepsPerSec,
-          excluded: excluded.has(w.id),
-        })),
+        peers: mesh.workers().map((w) => {
+          const reason = mesh.exclusionReason(w.id)
+          return {
+            id: w.id,
+            name: w.name,
+            backend: w.backend,
+            numericClass: numericClassOf(w),
+            memoryBytes: w.memoryBytes,
+            layerStepsPerSec: w.layerStepsPerSec,
+            excluded: excluded.has(w.id),
+            ...(reason === undefined ? {} : { excludedReason: reason }),
+          }
+        }),
         plan: mesh.plan,
         ...(error === undefined ? {} : { planError: error }),
         ready: mesh.isReady(),

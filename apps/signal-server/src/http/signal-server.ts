@@ -3,10 +3,13 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOpt
 import { Server as SocketServer } from 'socket.io'
 import { attachControlSocket } from '../control/control-socket.js'
 import { parseIceServers } from '../control/ice-servers.js'
+import { JoinAdmission } from '../control/join-admission.js'
+import { JoinTokenStore } from '../control/join-tokens.js'
 import type { Planner } from '../control/mesh.js'
 import { MeshRegistry, type MeshSpec } from '../control/mesh-registry.js'
 import { ServerMetrics } from '../control/server-metrics.js'
 import { ServerConfigError } from '../errors.js'
+import { registerAdminRoutes } from './admin-routes.js'
 import { type HealthSource, registerHealthRoutes } from './health-routes.js'
 import { sendError } from './http-errors.js'
 import { registerModelRoutes } from './model-routes.js'
@@ -22,6 +25,16 @@ export interface ServerInit {
   readonly webDir?: string | false
   /** Bearer token for the OpenAI-compatible API (the routes the gateway adds); not checked here. */
   readonly apiToken?: string | undefined
+  /** Per-peer join tokens live in this JSON file (read at start, rewritten atomically on change). */
+  readonly joinTokenFile?: string | undefined
+  /** Enables /admin (issue, list, revoke join tokens) behind this bearer token; without it /admin is 404. */
+  readonly adminToken?: string | undefined
+  /** The shared mesh token alone admits nobody: workers need a per-peer token. Default false. */
+  readonly requirePeerTokens?: boolean | undefined
+  /** Live members per source address. Default DEFAULT_MAX_PEERS_PER_ADDRESS (32). */
+  readonly maxPeersPerAddress?: number | undefined
+  /** Join attempts per minute per source address (token bucket). Default DEFAULT_JOIN_RATE (600). */
+  readonly joinRate?: number | undefined
   /** Handed to every peer in its join ack for WebRTC. Default []. */
   readonly iceServers?: readonly IceServer[]
   /** How often peers should heartbeat; told to them in the join ack. Default 5000. */
@@ -41,7 +54,7 @@ export interface ServerInit {
   readonly replicas?: number
   /** Replaces placement (tests, custom strategies). */
   readonly planner?: Planner
-  /** Clock for heartbeat timeouts. Default Date.now. */
+  /** Clock for heartbeat timeouts, join rates and token expiry. Default Date.now. */
   readonly now?: () => number
   /**
    * Runs after the control plane is set up and before the server listens: the place to add
@@ -57,6 +70,8 @@ export interface ServerParts {
   readonly app: FastifyInstance
   readonly meshes: MeshRegistry
   readonly metrics: ServerMetrics
+  /** Join rules: per-peer tokens, per-address limits. */
+  readonly admission: JoinAdmission
   /** Hands /health what the control plane does not know itself (the gateway's stats). */
   provideHealth(source: HealthSource): void
 }
@@ -86,6 +101,10 @@ export interface SignalServer extends ServerParts {
  */
 export async function createSignalServer(init: ServerInit): Promise<SignalServer> {
   const options = resolveInit(init)
+  const tokens =
+    init.joinTokenFile !== undefined || init.adminToken !== undefined
+      ? JoinTokenStore.open(init.joinTokenFile, init.now)
+      : undefined
   const metrics = new ServerMetrics()
   const app = Fastify({ logger: init.logger ?? false, forceCloseConnections: true })
   const onError = (err: unknown) => app.log.error({ err }, 'control plane error')
@@ -109,7 +128,15 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
     const message = status >= 500 ? 'internal server error' : err.message
     return sendError(reply, status, err.code ?? 'internal_error', message)
   })
+  const admission = new JoinAdmission(meshes, {
+    tokens,
+    requirePeerTokens: init.requirePeerTokens,
+    maxPeersPerAddress: init.maxPeersPerAddress,
+    joinRate: init.joinRate,
+    now: init.now,
+  })
   registerModelRoutes(app, (name) => meshes.get(name)?.model)
+  if (init.adminToken !== undefined) registerAdminRoutes(app, init.adminToken, meshes, admission)
   let health: HealthSource | undefined
   const provideHealth = (source: HealthSource) => {
     health = source
@@ -122,6 +149,8 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
     registry: meshes,
     iceServers: options.iceServers,
     heartbeatMs: options.heartbeatMs,
+    admission,
+    onJoinRefused: (code) => metrics.joinsRefused.inc({ code }),
     onError,
   })
   app.addHook('preClose', (done) => {
@@ -135,7 +164,7 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
   const sweeper = setInterval(() => meshes.sweep(), sweepMs)
   sweeper.unref()
   try {
-    await init.extend?.({ app, meshes, metrics, provideHealth })
+    await init.extend?.({ app, meshes, metrics, admission, provideHealth })
     await app.listen({ host: options.host, port: options.port })
   } catch (err) {
     clearInterval(sweeper)
@@ -150,6 +179,7 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
     io,
     meshes,
     metrics,
+    admission,
     provideHealth,
     options,
     close: () => {
@@ -181,6 +211,20 @@ function resolveInit(init: ServerInit): ResolvedServerInit {
   }
   if (init.apiToken !== undefined && init.apiToken.length === 0) {
     throw new ServerConfigError('an empty API token would let anyone in; leave it unset instead')
+  }
+  if (init.adminToken !== undefined && init.adminToken.length === 0) {
+    throw new ServerConfigError('an empty admin token would let anyone in; leave it unset instead')
+  }
+  if (init.requirePeerTokens === true && init.joinTokenFile === undefined && init.adminToken === undefined) {
+    throw new ServerConfigError('requirePeerTokens needs joinTokenFile or adminToken, or nobody could join')
+  }
+  for (const [field, value] of [
+    ['maxPeersPerAddress', init.maxPeersPerAddress],
+    ['joinRate', init.joinRate],
+  ] as const) {
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1 || value > 1_000_000)) {
+      throw new ServerConfigError(`${field} must be an integer from 1 to 1000000, got ${String(value)}`)
+    }
   }
   return {
     host: init.host ?? '127.0.0.1',

@@ -11,6 +11,7 @@ import {
   type PlanMessage,
   parseHello,
   parsePlanMessage,
+  stageFailedOf,
 } from './control-protocol.js'
 
 export interface ControlClientInit {
@@ -133,6 +134,11 @@ export class ControlClient implements Signaling {
 
   stageReady(planVersion: number): void {
     this.socket.emit(CONTROL_EVENTS.stageReady, { planVersion })
+  }
+
+  /** Tells the server this peer could not load its stage of `planVersion` (it will get no layers). */
+  stageFailed(planVersion: number, err: unknown): void {
+    this.socket.emit(CONTROL_EVENTS.stageFailed, stageFailedOf(planVersion, err))
   }
 
   send(to: string, data: Readonly<Record<string, unknown>>): void {

@@ -8,7 +8,9 @@ import type { IceServer } from '../transport/webrtc-transport.js'
  * The control plane between peers and the signal server, carried over socket.io. Every
  * event from a peer is parsed by the functions here before anything else looks at it.
  *
- * Events (client → server): `join` (with ack), `heartbeat`, `signal`, `stage-ready`, `leave`.
+ * Events (client → server): `join` (with ack), `heartbeat`, `signal`, `stage-ready`,
+ * `stage-failed` (the peer could not load its stage; servers before it answer an error-event,
+ * which workers ignore), `leave`.
  * Events (server → client): `hello` (on connect), `plan`, `signal`, `peer-left`.
  *
  * Joining proves key possession: the server greets every connection with `hello {nonce}`, a
@@ -22,6 +24,7 @@ export const CONTROL_EVENTS = {
   heartbeat: 'heartbeat',
   signal: 'signal',
   stageReady: 'stage-ready',
+  stageFailed: 'stage-failed',
   leave: 'leave',
   plan: 'plan',
   peerLeft: 'peer-left',
@@ -119,6 +122,7 @@ export const LIMITS = {
   maxLayerStepsPerSec: 1e9,
   nonceMin: 16,
   nonceMax: 128,
+  errorMessage: 1024,
 } as const
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/
@@ -223,6 +227,33 @@ export function parseSignalEnvelope(v: unknown): SignalEnvelope {
 export function parseStageReady(v: unknown): { planVersion: number } {
   if (!isRecord(v)) throw bad('stage-ready must be an object')
   return { planVersion: finite(v.planVersion, 'stage-ready.planVersion', 0, Number.MAX_SAFE_INTEGER) }
+}
+
+/** A peer's report that it could not load its stage of `planVersion`, and why. */
+export interface StageFailed {
+  readonly planVersion: number
+  readonly error: { readonly code: string; readonly message: string }
+}
+
+/** Cuts an error to what `stage-failed` carries (a worker builds its report with this). */
+export function stageFailedOf(planVersion: number, err: unknown): StageFailed {
+  const raw = (err as { code?: unknown })?.code
+  const code = typeof raw === 'string' && /^[A-Z0-9_]{1,64}$/.test(raw) ? raw : 'ERR_STAGE_LOAD'
+  const message = String((err as { message?: unknown })?.message ?? err).slice(0, LIMITS.errorMessage)
+  return { planVersion, error: { code, message } }
+}
+
+export function parseStageFailed(v: unknown): StageFailed {
+  if (!isRecord(v)) throw bad('stage-failed must be an object')
+  const planVersion = finite(v.planVersion, 'stage-failed.planVersion', 0, Number.MAX_SAFE_INTEGER)
+  const e = v.error
+  if (!isRecord(e) || typeof e.code !== 'string' || !/^[A-Z0-9_]{1,64}$/.test(e.code)) {
+    throw bad('stage-failed.error.code must be 1-64 characters of A-Z, 0-9 and _')
+  }
+  if (typeof e.message !== 'string' || e.message.length > LIMITS.errorMessage) {
+    throw bad(`stage-failed.error.message must be a string of at most ${LIMITS.errorMessage} characters`)
+  }
+  return { planVersion, error: { code: e.code, message: e.message } }
 }
 
 /** Validates a plan received from the server (a worker trusts the server, but not blindly). */

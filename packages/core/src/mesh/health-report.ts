@@ -15,8 +15,13 @@ export interface HealthPeer {
   readonly numericClass: string
   readonly memoryBytes: number
   readonly layerStepsPerSec: number
-  /** Outvoted too often: a member, but given no layers. */
+  /** Outvoted too often, or caught failing a claim: a member, but given no layers. */
   readonly excluded: boolean
+  /**
+   * Why, when excluded: 'outvoted' (the votes flagged it), 'load-failed' (it reported it could
+   * not load its layers), 'slow-claim' (its steps ran far slower than the throughput it claimed).
+   */
+  readonly excludedReason?: string
 }
 
 /** The gateway's WebRTC link to one worker, pinged every 2 s over the step channel. */

@@ -150,7 +150,13 @@ export async function startWorkerNode(
     (plan) => {
       queue = queue
         .then(() => apply(plan))
-        .catch((err) => log(`plan ${plan.version} failed: ${(err as Error).message}`))
+        .catch((err) => {
+          log(`plan ${plan.version} failed: ${(err as Error).message}`)
+          // The server takes the layers back and records why (a peer that cannot hold what it claimed).
+          if (!stopping && plan.stages.some((s) => stagePeers(s).includes(ack.peerId))) {
+            control.stageFailed(plan.version, err)
+          }
+        })
     },
     (err) => log(`ignored an invalid plan: ${(err as Error).message}`),
   )
