@@ -40,6 +40,10 @@ export class MeteredStage implements StageSession {
     return this.inner.provenance?.(id)
   }
 
+  truncate(id: string, length: number, signal?: AbortSignal): Promise<void> {
+    return this.inner.truncate(id, length, signal)
+  }
+
   endGeneration(id: string): void {
     this.inner.endGeneration(id)
   }

@@ -164,6 +164,12 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
     }
   }
 
+  // TEMPORARY (h-trunc): keeps StageSession's required truncate typechecking until the owner
+  // of ReplicatedStage implements the rollback across its replicas. Replace, do not merge over.
+  async truncate(_generationId: string, _length: number, _signal?: AbortSignal): Promise<void> {
+    throw new GenerationError('ERR_TRUNCATE', 'ReplicatedStage.truncate is not implemented yet')
+  }
+
   endGeneration(generationId: string): void {
     this.history.delete(generationId)
     this.lastVote.delete(generationId)
