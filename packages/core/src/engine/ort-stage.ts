@@ -109,7 +109,11 @@ class OrtStage extends ShapedStage implements StageSession {
   }
 
   truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void> {
-    checkTruncateLength(generationId, length)
+    try {
+      checkTruncateLength(generationId, length)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     // Queued like a step, so steps already asked for finish first. Rows past the new length stay
     // in the buffers but are never fed as past again: the next step overwrites them.
     const run = this.queue.then(() => {

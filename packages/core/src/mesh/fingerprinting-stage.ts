@@ -69,11 +69,11 @@ export class FingerprintingStage extends ShapedStage implements StageSession {
   }
 
   /** Drops the kept output when it starts at or after `length` (it no longer exists), then rolls back. */
-  truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void> {
+  async truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void> {
     checkTruncateLength(generationId, length)
     const k = this.kept.get(generationId)
     if (k !== undefined && k.startPos >= length) this.kept.delete(generationId)
-    return this.inner.truncate(generationId, length, signal)
+    await this.inner.truncate(generationId, length, signal)
   }
 
   endGeneration(generationId: string): void {
