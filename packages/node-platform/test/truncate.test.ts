@@ -1,7 +1,28 @@
-import type { ModelConfig, Pipeline, StageSession } from '@butterfly/core'
+import {
+  createStageHost,
+  createWebRtcTransport,
+  generateIdentity,
+  MemorySignalingHub,
+  MessageConnection,
+  type ModelConfig,
+  type Pipeline,
+  RemoteStage,
+  type StageSession,
+  type StageStepOutput,
+  signResult,
+} from '@butterfly/core'
 import { FAMILY_CONFIGS } from '@butterfly/testing'
-import { argmax, buildPipeline, relativeError, stepLogits, syntheticConfig } from '@butterfly/testing/node'
+import {
+  argmax,
+  buildPipeline,
+  relativeError,
+  stepLogits,
+  syntheticConfig,
+  syntheticWeights,
+} from '@butterfly/testing/node'
 import { afterAll, describe, expect, test } from 'vitest'
+import { createNodeBackend } from '../src/backend/node-backend.js'
+import { nodeWrtc } from '../src/mesh/node-wrtc.js'
 
 // KV-cache rollback on onnxruntime-node: after truncate(g, n) a generation continues from
 // position n exactly as if it had never gone further. Both runs are fp32 through the same
@@ -139,3 +160,65 @@ for (const [name, config] of configs) {
     })
   })
 }
+
+describe('truncate over WebRTC (node-datachannel) to a stage host on onnxruntime-node', () => {
+  test('a signed RemoteStage rolls back, replays identically, and the old position is refused', async () => {
+    const config = syntheticConfig('tiny')
+    const whole = { config, layerStart: 0, layerEnd: config.numLayers, topK: 8 }
+    const local = await createNodeBackend({ threads: 1 }).createStage(whole, syntheticWeights(config))
+    const identity = generateIdentity()
+    const host = createStageHost(local, { sign: (f) => signResult(identity, { ...f, mesh: 'm' }) })
+    const hub = new MemorySignalingHub()
+    const wrtc = nodeWrtc('node-datachannel', { loopbackOnly: true })
+    const worker = createWebRtcTransport({ peerId: 'worker' }, { signaling: hub.connect('worker'), wrtc })
+    const coord = createWebRtcTransport({ peerId: 'coord' }, { signaling: hub.connect('coord'), wrtc })
+    worker.onIncoming((_from, channel) => {
+      host.serve(new MessageConnection(channel))
+    })
+    const stage = new RemoteStage(
+      {
+        peerId: 'worker',
+        layerStart: 0,
+        layerEnd: config.numLayers,
+        isFirst: true,
+        isLast: true,
+        hiddenSize: config.hiddenSize,
+        stepTimeoutMs: 30_000,
+        verifyKey: identity.publicKey,
+        mesh: 'm',
+      },
+      new MessageConnection(await coord.dial('worker', AbortSignal.timeout(20_000))),
+    )
+    try {
+      const prompt = [1, 40, 75, 80, 75, 35, 110, 120]
+      const stepAt = (tokens: number[], startPos: number) =>
+        stage.step('g', { tokens, seqLen: tokens.length, startPos })
+      const greedy = async (first: StageStepOutput, startPos: number, steps: number) => {
+        const outs = [first]
+        for (let i = 0; i < steps; i++) {
+          const token = outs[i]?.topk?.ids[0] as number
+          outs.push(await stepAt([token], startPos + i))
+        }
+        return outs
+      }
+      const run = await greedy(await stepAt(prompt, 0), prompt.length, DECODE)
+      const keep = prompt.length + 1
+      await stage.truncate('g', keep)
+      await expect(stepAt([1], prompt.length + DECODE)).rejects.toMatchObject({ code: 'ERR_STEP_ORDER' })
+      const again = await greedy(run[1] as StageStepOutput, keep, DECODE - 1)
+      again.forEach((out, i) => {
+        const want = run[i + 1]?.topk
+        expect(Array.from(out.topk?.ids ?? [])).toEqual(Array.from(want?.ids ?? []))
+        expect(relativeError(out.topk?.values as Float32Array, want?.values as Float32Array)).toBeLessThan(
+          REL_TOL,
+        )
+      })
+      expect(local.activeGenerations).toBe(1)
+    } finally {
+      await stage.dispose()
+      host.close()
+      await Promise.all([coord.close(), worker.close()])
+      await local.dispose()
+    }
+  })
+})
