@@ -1,3 +1,4 @@
+import { FaultyStage } from '@butterfly/testing'
 import { afterEach, describe, expect, test } from 'vitest'
 import {
   checkTruncateLength,
@@ -325,5 +326,25 @@ describe('RemoteStage.truncate', () => {
     await r.dispose()
     expect((await rejection(r.truncate('g', 0))).code).toBe('ERR_STAGE_GONE')
     expect((await rejection(r.step('g', ask(1)))).code).toBe('ERR_STAGE_GONE')
+  })
+})
+
+describe('FaultyStage.truncate', () => {
+  test("a 'stale' replica forgets outputs the rollback removed and passes the truncate on", async () => {
+    const inner = new CountingStage()
+    const faulty = new FaultyStage(inner, { mode: 'stale' })
+    const at = async (startPos: number) => (await faulty.step('g', ask(startPos))).hidden?.[0]
+    // Outputs name their position: 1 + 10 * startPos. 'stale' answers with the previous one.
+    expect([await at(0), await at(1), await at(2)]).toEqual([1, 1, 11])
+    await faulty.truncate('g', 2)
+    // The previous output (of position 2) is gone with the rollback: nothing stale to give.
+    expect(await at(2)).toBe(21)
+    await faulty.truncate('g', 3)
+    expect(await at(3)).toBe(21)
+    expect(faulty.truncations).toEqual([
+      { generationId: 'g', length: 2 },
+      { generationId: 'g', length: 3 },
+    ])
+    expect(inner.events.filter((e) => e.startsWith('truncate'))).toEqual(['truncate g 2', 'truncate g 3'])
   })
 })
