@@ -240,6 +240,14 @@ describe('truncate through RemoteStage and the stage host', () => {
     expect(Array.from((kept as { hidden?: Float32Array }).hidden ?? [])).toEqual(Array.from(hidden(1, 11)))
     const dropped = await fetchAfter(1, 'd')
     expect(dropped).toMatchObject({ type: 'StepError', error: { code: 'ERR_HIDDEN_UNAVAILABLE' } })
+    // A Truncate sent right behind the step (before its answer) drops what that step keeps.
+    const answered = next(conn, (m) => about(m) === 'r:0')
+    await conn.send(stepRequest('r', 0, { fingerprintChallenge: 3 }))
+    await conn.send({ type: 'Truncate', generationId: 'r', length: 0 })
+    expect(await answered).toMatchObject({ type: 'StepResult' })
+    const refused = next(conn, (m) => about(m) === 'r:0')
+    await conn.send({ type: 'FetchHidden', generationId: 'r', stepIndex: 0 })
+    expect(await refused).toMatchObject({ type: 'StepError', error: { code: 'ERR_HIDDEN_UNAVAILABLE' } })
   })
 })
 

@@ -113,8 +113,8 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
     owners.get(conn)?.add(req.generationId)
     let ok = false
     try {
-      const out = await inOrder(req.generationId, () =>
-        stage.step(req.generationId, {
+      const out = await inOrder(req.generationId, async () => {
+        const done = await stage.step(req.generationId, {
           ...(req.tokens !== undefined ? { tokens: Array.from(req.tokens) } : {}),
           ...(req.hidden !== undefined ? { hidden: req.hidden } : {}),
           seqLen: req.seqLen,
@@ -123,12 +123,14 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
           ...(req.fingerprintChallenge !== undefined
             ? { fingerprint: { challenge: req.fingerprintChallenge } }
             : {}),
-        }),
-      )
+        })
+        // Recorded before the generation's next work (a Truncate may drop it) starts.
+        if (done.fingerprint !== undefined) {
+          fingerprinted.set(req.generationId, { stepIndex: req.stepIndex, startPos: req.startPos })
+        }
+        return done
+      })
       lastUsed.set(req.generationId, Date.now())
-      if (out.fingerprint !== undefined) {
-        fingerprinted.set(req.generationId, { stepIndex: req.stepIndex, startPos: req.startPos })
-      }
       const fingerprint = out.fingerprint !== undefined ? encodeFingerprint(out.fingerprint) : undefined
       const output =
         fingerprint !== undefined
