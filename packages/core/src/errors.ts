@@ -101,13 +101,17 @@ export class SamplingError extends ButterflyError {
   }
 }
 
-/** Generation state is inconsistent: context too long, step out of order, ... */
+export type GenerationErrorCode =
+  | 'ERR_CONTEXT_OVERFLOW'
+  | 'ERR_STEP_ORDER'
+  | 'ERR_ABORTED'
+  /** A rollback (StageSession.truncate) to a length that is not a non-negative safe integer. */
+  | 'ERR_TRUNCATE'
+
+/** Generation state is inconsistent: context too long, step out of order, bad rollback, ... */
 export class GenerationError extends ButterflyError {
   override readonly name = 'GenerationError'
-  constructor(
-    code: 'ERR_CONTEXT_OVERFLOW' | 'ERR_STEP_ORDER' | 'ERR_ABORTED' | 'ERR_TRUNCATE',
-    message: string,
-  ) {
+  constructor(code: GenerationErrorCode, message: string) {
     super(code, message)
   }
 }

@@ -49,8 +49,9 @@
  * - `remote/`: `openRemoteModel(baseUrl)`, a model a server publishes (manifest with per-tensor
  *   SHA-256), fetched one tensor at a time by HTTP Range, single-file or sharded.
  *
- * L4 — `engine/`: `InferenceBackend`, `StageSession` (what each runtime implements; `StageShape` /
- * `ShapedStage` carry a stage's layer range), `createOrtStage` (any onnxruntime package passed in
+ * L4 — `engine/`: `InferenceBackend`, `StageSession` (what each runtime implements, `truncate`
+ * rolling a generation's KV cache back, `checkTruncateLength`; `StageShape` / `ShapedStage` carry
+ * a stage's layer range), `createOrtStage` (any onnxruntime package passed in
  * as a component), `uniformPartition(layers, k)`, `generate(pipeline, request)` (the in-order
  * pipeline loop; `logprobs` asks the last stage for temperature-1 log-probabilities), `Sampler`
  * (greedy / temperature / top-k / top-p with a seed, and OpenAI's frequency / presence penalties

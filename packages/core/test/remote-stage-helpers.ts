@@ -25,6 +25,7 @@ export function fakeStage(isLast: boolean): StageSession {
       if (isLast) return { topk: { values: Float32Array.of(2, 1), ids: Int32Array.of(7, 3), logSumExp: 2.5 } }
       return { hidden: (input.hidden as Float32Array).map((v) => v * 2) }
     },
+    async truncate() {},
     endGeneration() {},
     activeGenerations: 0,
     async dispose() {},

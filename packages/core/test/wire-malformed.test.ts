@@ -380,6 +380,36 @@ const cases: Case[] = [
     code: 'ERR_WIRE_FLAGS',
   },
   {
+    name: 'truncate without a length',
+    frames: () => [frameOf(B.Truncate, new RawBody().id('g1').build())],
+    code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'truncate with a length cut short',
+    frames: () => [frameOf(B.Truncate, new RawBody().id('g1').u8(1).u8(0).build())],
+    code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'bytes after a truncate length',
+    frames: () => [frameOf(B.Truncate, new RawBody().id('g1').u32(3).u32(0).build())],
+    code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'truncate with a bad generation id',
+    frames: () => [frameOf(B.Truncate, new RawBody().id('g/1').u32(0).build())],
+    code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'truncate with an empty generation id',
+    frames: () => [frameOf(B.Truncate, new RawBody().id('').u32(0).build())],
+    code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'flags on a truncate',
+    frames: () => [flaggedFrame(B.Truncate, new RawBody().id('g1').u32(0).build())],
+    code: 'ERR_WIRE_FLAGS',
+  },
+  {
     name: 'pong body too short',
     frames: () => [frameOf(B.Pong, new RawBody().u32(1).build())],
     code: 'ERR_WIRE_PAYLOAD',
@@ -405,6 +435,11 @@ describe('malformed input', () => {
     expect(r.push(frameOf(B.EndGeneration, new RawBody().id('a'.repeat(64)).build()))?.type).toBe(
       'EndGeneration',
     )
+    expect(r.push(frameOf(B.Truncate, new RawBody().id('g1').u32(0xffffffff).build()))).toEqual({
+      type: 'Truncate',
+      generationId: 'g1',
+      length: 0xffffffff,
+    })
     expect(r.push(ping)?.type).toBe('Ping')
   })
 
@@ -415,6 +450,7 @@ describe('malformed input', () => {
       frameOf(B.StepRequest, stepRequestBody({ hidden: [1, 2, 3, 4] })),
       frameOf(B.StepResult, stepResultTopK([2, 1], [0, 1], 3)),
       frameOf(B.StepError, stepError('E', 'ERR_X', Uint8Array.of(0x61, 0x62))),
+      frameOf(B.Truncate, new RawBody().id('g1').u32(7).build()),
       ...bigFrames(3),
     ]
     const reassembler = new Reassembler({ maxPending: 4 })

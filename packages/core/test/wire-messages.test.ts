@@ -151,14 +151,32 @@ describe('wire messages', () => {
     }
   })
 
-  it('round-trips EndGeneration, FetchHidden, Ping and Pong', () => {
+  it('round-trips EndGeneration, FetchHidden, Truncate, Ping and Pong', () => {
     const cases: Message[] = [
       { type: 'EndGeneration', generationId: 'abc_DEF-123' },
       { type: 'FetchHidden', generationId: 'abc_DEF-123', stepIndex: 0xffffffff },
+      { type: 'Truncate', generationId: 'abc_DEF-123', length: 0 },
+      { type: 'Truncate', generationId: 'a'.repeat(64), length: 0xffffffff },
       { type: 'Ping', nonce: 0xdeadbeef, sentAt: 1_712_345_678_901.25 },
       { type: 'Pong', nonce: 0, sentAt: 0 },
     ]
     for (const msg of cases) expect(deliver(encodeMessage(msg))).toEqual(msg)
+  })
+
+  it('encodes Truncate as id then u32 length, and refuses lengths that are not a u32', () => {
+    const [frame] = encodeMessage({ type: 'Truncate', generationId: 'g1', length: 0x01020304 })
+    const decoded = decodeFrame(frame as Uint8Array)
+    expect(decoded.type).toBe(FrameType.Truncate)
+    expect(decoded.type).toBe(8)
+    expect(Array.from(decoded.payload)).toEqual([2, 0x67, 0x31, 0, 4, 3, 2, 1])
+    for (const bad of [-1, 2 ** 32, 1.5, Number.NaN, undefined]) {
+      const msg = { type: 'Truncate', generationId: 'g1', length: bad } as unknown as Message
+      expectWireError(() => encodeMessage(msg), 'ERR_WIRE_PAYLOAD')
+    }
+    expectWireError(
+      () => encodeMessage({ type: 'Truncate', generationId: 'a'.repeat(65), length: 0 }),
+      'ERR_WIRE_PAYLOAD',
+    )
   })
 
   it('keeps every frame within 64 KiB around chunk boundaries and with small chunks', () => {

@@ -21,6 +21,10 @@ export class DelegatingStage<S extends StageSession = StageSession>
     return this.inner.step(generationId, input, signal)
   }
 
+  truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void> {
+    return this.inner.truncate(generationId, length, signal)
+  }
+
   endGeneration(generationId: string): void {
     this.inner.endGeneration(generationId)
   }

@@ -12,6 +12,9 @@ import { ShapedStage, StageError, Xoshiro128ss } from '@butterfly/core'
  *   or the output must be logits, the output of `other`, a real stage over a different layer range;
  * - 'late': answers after `delayMs`; 'silent': never answers; 'gone': throws ERR_STAGE_GONE.
  * Faults start at the generation's step `fromStep` (0 = the prefill); before that it is honest.
+ * Steps are counted as asked, so a rollback (truncate) does not make a liar honest again; it
+ * forgets the previous output unless that lies wholly before the new length, and a 'gone'
+ * replica fails truncates too once its faults started.
  */
 export type FaultMode = 'honest' | 'noise' | 'zero' | 'stale' | 'other-layer' | 'late' | 'silent' | 'gone'
 
@@ -27,11 +30,15 @@ export interface FaultOptions {
 interface GenState {
   steps: number
   last: StageStepOutput | undefined
+  /** Positions [0, lastEnd) were held once `last` was computed. */
+  lastEnd: number
 }
 
 export class FaultyStage extends ShapedStage implements StageSession {
   /** Every step asked of this replica, in order. */
   readonly calls: Array<{ generationId: string; startPos: number; seqLen: number }> = []
+  /** Every truncate asked of this replica, in order. */
+  readonly truncations: Array<{ generationId: string; length: number }> = []
   private readonly gens = new Map<string, GenState>()
   private readonly rng: Xoshiro128ss
 
@@ -49,7 +56,7 @@ export class FaultyStage extends ShapedStage implements StageSession {
 
   async step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
     this.calls.push({ generationId, startPos: input.startPos, seqLen: input.seqLen })
-    const g = this.gens.get(generationId) ?? { steps: 0, last: undefined }
+    const g = this.gens.get(generationId) ?? { steps: 0, last: undefined, lastEnd: 0 }
     this.gens.set(generationId, g)
     const faulty = g.steps++ >= (this.options.fromStep ?? 0)
     const mode = faulty ? this.options.mode : 'honest'
@@ -64,6 +71,7 @@ export class FaultyStage extends ShapedStage implements StageSession {
     ])
     const previous = g.last
     g.last = out
+    g.lastEnd = input.startPos + input.seqLen
     switch (mode) {
       case 'noise':
         return out.hidden !== undefined
@@ -83,6 +91,22 @@ export class FaultyStage extends ShapedStage implements StageSession {
         return out
       default:
         return out
+    }
+  }
+
+  async truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void> {
+    this.truncations.push({ generationId, length })
+    const g = this.gens.get(generationId)
+    if (this.options.mode === 'gone' && g !== undefined && g.steps > (this.options.fromStep ?? 0)) {
+      throw new StageError('ERR_STAGE_GONE', 'replica was killed')
+    }
+    await Promise.all([
+      this.inner.truncate(generationId, length, signal),
+      this.options.other?.truncate(generationId, length, signal),
+    ])
+    if (g !== undefined && g.lastEnd > length) {
+      g.last = undefined
+      g.lastEnd = 0
     }
   }
 

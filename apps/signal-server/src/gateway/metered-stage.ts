@@ -63,8 +63,9 @@ export class MeteredStage implements StageSession {
     return result
   }
 
+
   truncate(id: string, length: number, signal?: AbortSignal): Promise<void> {
-    return this.inner.truncate?.(id, length, signal) ?? Promise.resolve()
+    return this.inner.truncate(id, length, signal)
   }
 
   endGeneration(id: string): void {

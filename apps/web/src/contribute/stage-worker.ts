@@ -44,6 +44,9 @@ const api = {
     )
     return transfer(out, buffers)
   },
+  async truncate(id: number, generationId: string, length: number): Promise<void> {
+    await get(id).truncate(generationId, length)
+  },
   endGeneration(id: number, generationId: string): void {
     stages.get(id)?.endGeneration(generationId)
   },

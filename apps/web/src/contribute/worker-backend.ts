@@ -66,6 +66,12 @@ class WorkerStage implements StageSession {
     return (await this.api.step(this.id, generationId, input)) as StageStepOutput
   }
 
+  async truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted()
+    // The worker's OrtStage queues it behind the steps already posted, and validates the length.
+    await this.api.truncate(this.id, generationId, length)
+  }
+
   endGeneration(generationId: string): void {
     this.generations.delete(generationId)
     void this.api.endGeneration(this.id, generationId)

@@ -1,4 +1,5 @@
 import type { TopKLogits } from '../base/top-k-logits.js'
+import { GenerationError } from '../errors.js'
 import type { ModelConfig } from '../model/model-config.js'
 import type { HiddenFingerprint } from '../verify/fingerprint.js'
 import type { TokenRows } from '../verify/token-rows.js'
@@ -92,14 +93,28 @@ export interface StageSession extends StageShape {
   /** Checks every step not yet confirmed; on a mismatch, names the position to roll back to. */
   confirm?(generationId: string, signal?: AbortSignal): Promise<ConfirmResult>
   /**
-   * Rolls the generation back to its first `length` positions (see the stage implementations).
+   * Rolls the generation back to its first `length` positions: KV rows at positions >= length are
+   * dropped, so the next step must start at `length`. A no-op for an unknown generation or when it
+   * holds no more than `length` positions. Steps of the generation still running finish first.
+   * A `length` that is not a non-negative safe integer fails with GenerationError ERR_TRUNCATE
+   * (checkTruncateLength).
    */
-  truncate?(generationId: string, length: number, signal?: AbortSignal): Promise<void>
+  truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void>
   /** Frees the generation's KV cache; unknown ids are ignored. */
   endGeneration(generationId: string): void
   /** Generations currently holding a KV cache here. */
   readonly activeGenerations: number
   dispose(): Promise<void>
+}
+
+/** Throws GenerationError ERR_TRUNCATE unless `length` is a non-negative safe integer. */
+export function checkTruncateLength(generationId: string, length: number): void {
+  if (!(Number.isSafeInteger(length) && length >= 0)) {
+    throw new GenerationError(
+      'ERR_TRUNCATE',
+      `generation ${generationId}: cannot truncate to ${String(length)} positions (not a non-negative integer)`,
+    )
+  }
 }
 
 /** What node-worker (onnxruntime-node) and web (onnxruntime-web) each supply. */

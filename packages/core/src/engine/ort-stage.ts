@@ -3,7 +3,13 @@ import { GenerationError } from '../errors.js'
 import { buildStageGraph, type StageGraph } from '../onnx/stage-graph.js'
 import { type StageIo, stageIo } from '../onnx/stage-io.js'
 import type { WeightProvider } from '../weights/weight-provider.js'
-import type { StageInit, StageSession, StageStepInput, StageStepOutput } from './inference-backend.js'
+import {
+  checkTruncateLength,
+  type StageInit,
+  type StageSession,
+  type StageStepInput,
+  type StageStepOutput,
+} from './inference-backend.js'
 import { ShapedStage } from './stage-shape.js'
 import { validateStepInput } from './step-input.js'
 
@@ -98,6 +104,23 @@ class OrtStage extends ShapedStage implements StageSession {
   step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
     // One run at a time per session: steps of different generations interleave safely.
     const run = this.queue.then(() => this.runStep(generationId, input, signal))
+    this.queue = run.catch(() => undefined)
+    return run
+  }
+
+  truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void> {
+    try {
+      checkTruncateLength(generationId, length)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    // Queued like a step, so steps already asked for finish first. Rows past the new length stay
+    // in the buffers but are never fed as past again: the next step overwrites them.
+    const run = this.queue.then(() => {
+      signal?.throwIfAborted()
+      const kv = this.generations.get(generationId)
+      if (kv !== undefined) kv.length = Math.min(kv.length, length)
+    })
     this.queue = run.catch(() => undefined)
     return run
   }

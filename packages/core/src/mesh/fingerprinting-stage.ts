@@ -1,4 +1,9 @@
-import type { StageSession, StageStepInput, StageStepOutput } from '../engine/inference-backend.js'
+import {
+  checkTruncateLength,
+  type StageSession,
+  type StageStepInput,
+  type StageStepOutput,
+} from '../engine/inference-backend.js'
 import { ShapedStage } from '../engine/stage-shape.js'
 import { StageError } from '../errors.js'
 import { fingerprintHidden } from '../verify/fingerprint.js'
@@ -61,6 +66,14 @@ export class FingerprintingStage extends ShapedStage implements StageSession {
 
   async fetchHidden(generationId: string, startPos: number): Promise<Float32Array> {
     return this.keptStep(generationId, startPos).hidden
+  }
+
+  /** Drops the kept output when it starts at or after `length` (it no longer exists), then rolls back. */
+  async truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void> {
+    checkTruncateLength(generationId, length)
+    const k = this.kept.get(generationId)
+    if (k !== undefined && k.startPos >= length) this.kept.delete(generationId)
+    await this.inner.truncate(generationId, length, signal)
   }
 
   endGeneration(generationId: string): void {

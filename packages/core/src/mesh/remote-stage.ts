@@ -1,8 +1,9 @@
-import type {
-  StageSession,
-  StageStepInput,
-  StageStepOutput,
-  StepProvenance,
+import {
+  checkTruncateLength,
+  type StageSession,
+  type StageStepInput,
+  type StageStepOutput,
+  type StepProvenance,
 } from '../engine/inference-backend.js'
 import { ShapedStage } from '../engine/stage-shape.js'
 import { type ButterflyError, StageError } from '../errors.js'
@@ -37,6 +38,8 @@ interface Pending {
   readonly startPos: number
   readonly seqLen: number
   readonly expect: Expect
+  /** Settles (never rejects) once the request is answered, failed or given up. */
+  readonly done: Promise<void>
   resolve(out: StageStepOutput): void
   reject(err: unknown): void
 }
@@ -148,8 +151,12 @@ export class RemoteStage extends ShapedStage implements StageSession {
     const key = `${generationId}:${startPos}`
     if (this.pending.has(key)) throw new StageError('ERR_STAGE_REPLY', `step ${key} is already in flight`)
     this.generations.add(generationId)
+    let done = (): void => undefined
+    const settled = new Promise<void>((resolve) => {
+      done = resolve
+    })
     const reply = new Promise<StageStepOutput>((resolve, reject) =>
-      this.pending.set(key, { startPos, seqLen, expect, resolve, reject }),
+      this.pending.set(key, { startPos, seqLen, expect, done: settled, resolve, reject }),
     )
     const timeout = this.init.stepTimeoutMs
     let timer: ReturnType<typeof setTimeout> | undefined
@@ -174,9 +181,47 @@ export class RemoteStage extends ShapedStage implements StageSession {
       this.pending.delete(key)
       throw err
     } finally {
+      done()
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
     }
+  }
+
+  /**
+   * Sends a Truncate once every request of the generation pending here is settled (so the peer
+   * received those first); resolves once sent. A no-op for a generation this stage never stepped.
+   * Fails with ERR_STAGE_BUSY if a step of the generation started while it waited.
+   */
+  async truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void> {
+    checkTruncateLength(generationId, length)
+    signal?.throwIfAborted()
+    if (this.gone !== undefined) throw this.goneError()
+    const waiting = this.pendingOf(generationId)
+    if (waiting.length > 0) {
+      await Promise.all(waiting)
+      signal?.throwIfAborted()
+      if (this.gone !== undefined) throw this.goneError()
+      if (this.pendingOf(generationId).length > 0) {
+        throw new StageError(
+          'ERR_STAGE_BUSY',
+          `a step of generation ${generationId} started on ${this.init.peerId} while a truncate waited`,
+        )
+      }
+    }
+    if (!this.generations.has(generationId)) return
+    const fp = this.fingerprinted.get(generationId)
+    if (fp !== undefined && fp.startPos >= length) this.fingerprinted.delete(generationId)
+    // The peer takes a u32; a longer length than any generation can hold truncates nothing.
+    await this.connection.send(
+      { type: 'Truncate', generationId, length: Math.min(length, 0xffffffff) },
+      signal,
+    )
+  }
+
+  /** What settles when the generation's pending requests here are done. */
+  private pendingOf(generationId: string): Promise<void>[] {
+    const prefix = `${generationId}:`
+    return [...this.pending].filter(([key]) => key.startsWith(prefix)).map(([, p]) => p.done)
   }
 
   endGeneration(generationId: string): void {

@@ -1,9 +1,10 @@
-import type {
-  ConfirmResult,
-  StageSession,
-  StageStepInput,
-  StageStepOutput,
-  StepProvenance,
+import {
+  checkTruncateLength,
+  type ConfirmResult,
+  type StageSession,
+  type StageStepInput,
+  type StageStepOutput,
+  type StepProvenance,
 } from '../engine/inference-backend.js'
 import { ShapedStage } from '../engine/stage-shape.js'
 import { GenerationError, VerifyError } from '../errors.js'
@@ -217,12 +218,7 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
 
   /** Rolls the generation back to `length` positions here and on every replica that holds more. */
   async truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void> {
-    if (!(Number.isSafeInteger(length) && length >= 0)) {
-      throw new GenerationError(
-        'ERR_TRUNCATE',
-        `truncate length must be a non-negative integer, got ${String(length)}`,
-      )
-    }
+    checkTruncateLength(generationId, length)
     const st = this.gens.get(generationId)
     if (st === undefined) return
     truncateSteps(st.steps, length)

@@ -3,7 +3,13 @@ import { StageError } from '../errors.js'
 import type { StepSigner } from '../identity/step-signature.js'
 import type { MessageConnection } from '../transport/message-connection.js'
 import { encodeFingerprint } from '../verify/fingerprint-codec.js'
-import { type FetchHidden, type StepRequest, type StepResult, toWireError } from '../wire/messages.js'
+import {
+  type FetchHidden,
+  type StepRequest,
+  type StepResult,
+  type Truncate,
+  toWireError,
+} from '../wire/messages.js'
 import { FingerprintingStage } from './fingerprinting-stage.js'
 
 export interface StageHostOptions {
@@ -29,8 +35,10 @@ export interface StageHost {
  * The worker side of a stage: runs StepRequests from coordinators on the local stage and
  * answers each with a StepResult or a StepError (errors keep their name and code). A request
  * with a fingerprint challenge is answered with the fingerprint, and the output waits for a
- * FetchHidden from the same connection. KV caches are freed on EndGeneration, when the
- * coordinator's connection closes, or after idleTimeoutMs without a step.
+ * FetchHidden from the same connection. A Truncate from the connection that owns the generation
+ * rolls its KV cache back after the steps of it received before; it has no reply (a later step
+ * at the wrong position fails with ERR_STEP_ORDER). KV caches are freed on EndGeneration, when
+ * the coordinator's connection closes, or after idleTimeoutMs without a step.
  */
 export function createStageHost(local: StageSession, options: StageHostOptions = {}): StageHost {
   const stage = new FingerprintingStage(local)
@@ -39,6 +47,8 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
   /** Per generation, its latest step answered with a fingerprint. */
   const fingerprinted = new Map<string, { stepIndex: number; startPos: number }>()
   const owners = new Map<MessageConnection, Set<string>>()
+  /** Per generation, the stage work (steps, truncates) received so far, settled or not. */
+  const chains = new Map<string, Promise<void>>()
   let inFlight = 0
   let idleWaiters: Array<() => void> = []
   const sweep = setInterval(
@@ -58,6 +68,44 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
     stage.endGeneration(id)
   }
 
+  /**
+   * Runs `task` after the generation's earlier stage work; at once (synchronously) when there is
+   * none, so the stage itself queues it in arrival order.
+   */
+  function inOrder<T>(id: string, task: () => Promise<T>): Promise<T> {
+    const before = chains.get(id)
+    let work: Promise<T>
+    if (before !== undefined) work = before.then(task)
+    else {
+      try {
+        work = task()
+      } catch (err) {
+        work = Promise.reject(err)
+      }
+    }
+    const settled = work.then(
+      () => undefined,
+      () => undefined,
+    )
+    chains.set(id, settled)
+    void settled.then(() => {
+      if (chains.get(id) === settled) chains.delete(id)
+    })
+    return work
+  }
+
+  /** Rolls back a generation of this connection; anything else is ignored, as are failures. */
+  function truncate(req: Truncate, mine: Set<string>): void {
+    const id = req.generationId
+    if (!mine.has(id)) return
+    lastUsed.set(id, Date.now())
+    inOrder(id, () => {
+      const step = fingerprinted.get(id)
+      if (step !== undefined && step.startPos >= req.length) fingerprinted.delete(id)
+      return stage.truncate(id, req.length)
+    }).catch(() => undefined)
+  }
+
   async function run(conn: MessageConnection, req: StepRequest): Promise<void> {
     const started = Date.now()
     inFlight++
@@ -65,20 +113,24 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
     owners.get(conn)?.add(req.generationId)
     let ok = false
     try {
-      const out = await stage.step(req.generationId, {
-        ...(req.tokens !== undefined ? { tokens: Array.from(req.tokens) } : {}),
-        ...(req.hidden !== undefined ? { hidden: req.hidden } : {}),
-        seqLen: req.seqLen,
-        startPos: req.startPos,
-        temperature: req.temperature,
-        ...(req.fingerprintChallenge !== undefined
-          ? { fingerprint: { challenge: req.fingerprintChallenge } }
-          : {}),
+      const out = await inOrder(req.generationId, async () => {
+        const done = await stage.step(req.generationId, {
+          ...(req.tokens !== undefined ? { tokens: Array.from(req.tokens) } : {}),
+          ...(req.hidden !== undefined ? { hidden: req.hidden } : {}),
+          seqLen: req.seqLen,
+          startPos: req.startPos,
+          temperature: req.temperature,
+          ...(req.fingerprintChallenge !== undefined
+            ? { fingerprint: { challenge: req.fingerprintChallenge } }
+            : {}),
+        })
+        // Recorded before the generation's next work (a Truncate may drop it) starts.
+        if (done.fingerprint !== undefined) {
+          fingerprinted.set(req.generationId, { stepIndex: req.stepIndex, startPos: req.startPos })
+        }
+        return done
       })
       lastUsed.set(req.generationId, Date.now())
-      if (out.fingerprint !== undefined) {
-        fingerprinted.set(req.generationId, { stepIndex: req.stepIndex, startPos: req.startPos })
-      }
       const fingerprint = out.fingerprint !== undefined ? encodeFingerprint(out.fingerprint) : undefined
       const output =
         fingerprint !== undefined
@@ -165,6 +217,7 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
       const offMessage = conn.onMessage((msg) => {
         if (msg.type === 'StepRequest') void run(conn, msg)
         else if (msg.type === 'FetchHidden') void fetch(conn, msg, mine)
+        else if (msg.type === 'Truncate') truncate(msg, mine)
         else if (msg.type === 'EndGeneration') {
           mine.delete(msg.generationId)
           end(msg.generationId)

@@ -43,6 +43,7 @@ export const FrameType = {
   Ping: 5,
   Pong: 6,
   FetchHidden: 7,
+  Truncate: 8,
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 
@@ -60,7 +61,7 @@ export interface Frame {
 const U32_MAX = 0xffffffff
 
 export function isFrameType(value: number): value is FrameType {
-  return Number.isInteger(value) && value >= FrameType.StepRequest && value <= FrameType.FetchHidden
+  return Number.isInteger(value) && value >= FrameType.StepRequest && value <= FrameType.Truncate
 }
 
 /** Writes a header into `target[0..24)`; the caller has checked every field. */

@@ -20,6 +20,7 @@ import {
   type StepError,
   type StepRequest,
   type StepResult,
+  type Truncate,
   validateMessage,
 } from './validate-message.js'
 
@@ -42,6 +43,7 @@ export * from './validate-message.js'
  *                  u16 messageLength, UTF-8 message
  *   EndGeneration  id
  *   FetchHidden    id, u32 stepIndex
+ *   Truncate       id, u32 length
  *   Ping, Pong     u32 nonce, f64 sentAt
  */
 
@@ -138,6 +140,11 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
       writeId(w, m.generationId)
       w.u32(m.stepIndex)
       break
+    case 'Truncate':
+      type = FrameType.Truncate
+      writeId(w, m.generationId)
+      w.u32(m.length)
+      break
     case 'Ping':
     case 'Pong':
       type = m.type === 'Ping' ? FrameType.Ping : FrameType.Pong
@@ -221,6 +228,9 @@ export function decodeMessageBody(type: FrameType, body: Uint8Array, flags = 0):
       break
     case FrameType.FetchHidden:
       msg = { type: 'FetchHidden', generationId: readId(r), stepIndex: r.u32() } satisfies FetchHidden
+      break
+    case FrameType.Truncate:
+      msg = { type: 'Truncate', generationId: readId(r), length: r.u32() } satisfies Truncate
       break
     case FrameType.Ping:
     case FrameType.Pong:

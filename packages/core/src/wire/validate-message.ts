@@ -81,6 +81,18 @@ export interface EndGeneration {
   generationId: string
 }
 
+/**
+ * Rolls the sender's generation back to its first `length` positions (KV rows at positions >=
+ * length are dropped; the next StepRequest starts at length). No reply; only the connection that
+ * owns the generation may send it, after the replies to its earlier steps.
+ */
+export interface Truncate {
+  readonly type: 'Truncate'
+  generationId: string
+  /** u32. */
+  length: number
+}
+
 export interface Ping {
   readonly type: 'Ping'
   nonce: number
@@ -93,7 +105,15 @@ export interface Pong {
   sentAt: number
 }
 
-export type Message = StepRequest | StepResult | StepError | EndGeneration | FetchHidden | Ping | Pong
+export type Message =
+  | StepRequest
+  | StepResult
+  | StepError
+  | EndGeneration
+  | FetchHidden
+  | Truncate
+  | Ping
+  | Pong
 
 const GENERATION_ID = /^[A-Za-z0-9_-]{1,64}$/
 const ERROR_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/
@@ -120,6 +140,10 @@ export function validateMessage(msg: unknown): Message {
       checkGenerationId(m)
       checkU32(m, 'stepIndex')
       return msg as FetchHidden
+    case 'Truncate':
+      checkGenerationId(m)
+      checkU32(m, 'length')
+      return msg as Truncate
     case 'Ping':
     case 'Pong':
       checkU32(m, 'nonce')
