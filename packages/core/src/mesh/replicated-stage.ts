@@ -354,7 +354,8 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
     const clean = rest.filter((m) => !suspect(m))
     const suspects = rest.filter(suspect)
     const order = [...clean.slice(0, base), ...suspects, ...clean.slice(base), ...last]
-    return { order, want: Math.min(this.vote.maxReplicas, base + suspects.length) }
+    // Suspects come on top of the vote's usual size: probation must not cost an honest seat.
+    return { order, want: Math.min(this.vote.maxReplicas, base) + suspects.length }
   }
 
   /** The vote on a disputed position says who was wrong, when the position's input came back the same. */
