@@ -25,6 +25,7 @@ import { LinkProber, type LinkStat } from './link-prober.js'
 import { MeteredStage } from './metered-stage.js'
 import { exactBoundaries, replicatedStage } from './replicated-stage-factory.js'
 import type { ServedModel } from './served-model.js'
+import { newGenerationId } from './generation-id.js'
 import { StageCalibrator } from './stage-calibrator.js'
 
 export interface MeshGatewayInit {
@@ -153,7 +154,9 @@ export class MeshGateway implements ServedModel {
       )
       return next.pipeline
     }
-    const tokens = generate(ready.pipeline, request, signal, { recover })
+    // Ids from the same source as calibration's: a peer cannot tell one from the other.
+    const id = request.generationId ?? newGenerationId()
+    const tokens = generate(ready.pipeline, { ...request, generationId: id }, signal, { recover })
     try {
       for (;;) {
         const next = await tokens.next()
