@@ -21,11 +21,11 @@ import {
 import type { LocalPeerHandle, Mesh } from '../control/mesh.js'
 import type { ServerMetrics } from '../control/server-metrics.js'
 import { Admission } from './admission.js'
+import { newGenerationId } from './generation-id.js'
 import { LinkProber, type LinkStat } from './link-prober.js'
 import { MeteredStage } from './metered-stage.js'
 import { exactBoundaries, replicatedStage } from './replicated-stage-factory.js'
 import type { ServedModel } from './served-model.js'
-import { newGenerationId } from './generation-id.js'
 import { StageCalibrator } from './stage-calibrator.js'
 
 export interface MeshGatewayInit {
