@@ -23,13 +23,17 @@ let table: ToleranceTable
 const outputs = new Map<Cls, Float32Array[]>()
 /** fp16w replica's outputs of layers [0, 3) instead of [0, 4): another layer's output. */
 let otherLayer: Float32Array[]
+/** Each class's honest output for the calibration prompt, and the exact (fp32 reference) one. */
+let cal: Map<Cls, Float32Array>
+let calRef: Float32Array
 
 beforeAll(() => {
   stage = new StageClasses('10m', 4)
   h = stage.hiddenSize
   const g = new Gaussian(1)
-  const cal = new Map(CLASSES.map((cls) => [cls, stage.replica(cls)(CAL_PROMPT)]))
+  cal = new Map(CLASSES.map((cls) => [cls, stage.replica(cls)(CAL_PROMPT)]))
   const reference = cal.get('cpu/fp32') as Float32Array
+  calRef = reference
   const samples = CLASSES.flatMap((cls) => {
     const x = cal.get(cls) as Float32Array
     return [
@@ -150,6 +154,87 @@ describe('calibrated tolerances', () => {
   })
 })
 
+describe('calibration against liars that lie only on the calibration input', () => {
+  /** n honest samples of each class: its output with machine noise (the first one exact). */
+  const honest = (classes: readonly Cls[], n: number, seed: number) => {
+    const g = new Gaussian(seed)
+    return classes.flatMap((cls) =>
+      Array.from({ length: n }, (_, i) => {
+        const x = cal.get(cls) as Float32Array
+        return { cls, hidden: i === 0 ? x : noisy(g, x, h, MACHINE_NOISE), peerId: `${cls}-${i}` }
+      }),
+    )
+  }
+  const pairs = (classes: readonly Cls[]) => classes.flatMap((a) => classes.map((b) => [a, b] as const))
+
+  it.each<[Cls, number, number]>([
+    ['cpu/fp32', 0.02, 3],
+    ['cpu/fp32', 0.005, 3],
+    ['cpu/fp32', 0.005, 1],
+    ['cpu/fp16w', 0.02, 3],
+    ['cpu/fp16w', 0.005, 3],
+    ['cpu/fp16w', 0.005, 1],
+    ['webgpu/fp16', 0.005, 2],
+  ])(
+    'a %s liar with relative noise %s among %i honest samples per class is rejected, tolerances unchanged',
+    (cls, rel, n) => {
+      const classes: Cls[] = ['cpu/fp32', 'cpu/fp16w', 'webgpu/fp16']
+      const samples = honest(classes, n, 11)
+      const clean = calibrate(samples, calRef, { hiddenSize: h })
+      expect(clean.rejected).toEqual([])
+      const lie = noisy(new Gaussian(12), cal.get(cls) as Float32Array, h, rel)
+      const withLiar = calibrate([...samples, { cls, hidden: lie, peerId: 'liar' }], calRef, {
+        hiddenSize: h,
+      })
+      expect(withLiar.rejected.map((r) => [r.peerId, r.reason.split(' ')[0]])).toEqual([['liar', 'deviates']])
+      for (const [a, b] of pairs(classes)) expect(withLiar.table.get(a, b)).toEqual(clean.table.get(a, b))
+      // The old rule (reject only over maxDeviation = 0.05 from the reference) accepted it.
+      expect(compareHidden(lie, calRef, h, { relative: 1, indexOverlap: 0 }).deviation).toBeLessThan(0.05)
+    },
+  )
+
+  it('an honest class of many peers passes whole, with its tolerance from the median deviation', () => {
+    const samples = honest(['cpu/fp16w'], 6, 13)
+    const { rejected, table: t, observed } = calibrate(samples, calRef, { hiddenSize: h })
+    expect(rejected).toEqual([])
+    const devs = samples.map(
+      (s) => compareHidden(s.hidden, calRef, h, { relative: 1, indexOverlap: 0 }).deviation,
+    )
+    const sorted = [...devs].sort((a, b) => a - b)
+    expect(observed[0]?.deviation).toBeCloseTo(sorted[2] as number, 12)
+    expect(t.get('cpu/fp16w', 'cpu/fp16w').relative).toBeCloseTo(4 * (sorted[2] as number), 12)
+  })
+
+  it('a class with a single sample is bounded by its absolute cap', () => {
+    const g = new Gaussian(14)
+    const one = (cls: Cls, rel: number) =>
+      calibrate([{ cls, hidden: noisy(g, cal.get(cls) as Float32Array, h, rel), peerId: 'p' }], calRef, {
+        hiddenSize: h,
+      })
+    // Honest: accepted, tolerance 4x its deviation (fp32 at the floor).
+    expect(one('cpu/fp16w', MACHINE_NOISE).rejected).toEqual([])
+    expect(one('cpu/fp32', MACHINE_NOISE).table.get('cpu/fp32', 'cpu/fp32').relative).toBe(1e-4)
+    // Over the cap (fp32 1e-4, fp16w 1e-2, fp16 2e-2): refused, the class gets no entry.
+    for (const [cls, rel] of [
+      ['cpu/fp32', 0.005],
+      ['cpu/fp16w', 0.02],
+      ['webgpu/fp16', 0.04],
+    ] as const) {
+      const r = one(cls, rel)
+      expect([cls, r.rejected.map((x) => x.reason.includes('cap'))]).toEqual([cls, [true]])
+      expect(r.table.classes()).toEqual([])
+    }
+    // Under the cap, alone, it cannot be told from honest: its tolerance is bounded by 4 x cap.
+    expect(one('cpu/fp16w', 0.005).table.get('cpu/fp16w', 'cpu/fp16w').relative).toBeLessThanOrEqual(4e-2)
+  })
+
+  it('a replica that computed the calibration from other tokens is refused', () => {
+    const other = stage.replica('cpu/fp16w')([...CAL_PROMPT.slice(0, 7), 8])
+    const samples = [...honest(['cpu/fp16w'], 2, 15), { cls: 'cpu/fp16w', hidden: other, peerId: 'tamper' }]
+    expect(calibrate(samples, calRef, { hiddenSize: h }).rejected.map((r) => r.peerId)).toEqual(['tamper'])
+  })
+})
+
 describe('calibrate input', () => {
   const x = new Gaussian(5).array(64)
 
@@ -184,7 +269,8 @@ describe('calibrate input', () => {
 
   it('applies the safety factor and the floor', () => {
     const g = new Gaussian(7)
-    const a = noisy(g, x, 32, 0.01)
+    // Under cpu/fp16w's cap of 1e-2 (calibration-bounds.ts): a lone sample is bounded by it.
+    const a = noisy(g, x, 32, 0.005)
     const { table: t, observed } = calibrate([{ cls: 'cpu/fp16w', hidden: a }], x, { hiddenSize: 32 })
     const dev = observed[0]?.deviation as number
     expect(dev).toBeCloseTo(compareHidden(a, x, 32, { relative: 1, indexOverlap: 0 }).deviation, 12)
@@ -205,6 +291,8 @@ describe('calibrate input', () => {
     ['safetyFactor below 1', () => calibrate([], x, { hiddenSize: 32, safetyFactor: 0.5 })],
     ['floor 0', () => calibrate([], x, { hiddenSize: 32, floor: 0 })],
     ['maxDeviation NaN', () => calibrate([], x, { hiddenSize: 32, maxDeviation: Number.NaN })],
+    ['outlierFactor below 1', () => calibrate([], x, { hiddenSize: 32, outlierFactor: 0.5 })],
+    ['a class cap of 0', () => calibrate([], x, { hiddenSize: 32, classCaps: { fp32: 0 } })],
     [
       'homogeneityRatio 0.5',
       () => calibrate([{ cls: 'a/b', hidden: x }], x, { hiddenSize: 32, homogeneityRatio: 0.5 }),

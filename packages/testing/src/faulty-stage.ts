@@ -1,31 +1,66 @@
 import type { StageSession, StageStepInput, StageStepOutput, TopKLogits } from '@butterfly/core'
-import { ShapedStage, StageError, Xoshiro128ss } from '@butterfly/core'
+import { relativeDeviation, ShapedStage, StageError, Xoshiro128ss } from '@butterfly/core'
+import { FaultOptionsError } from './errors.js'
+import { colludingHidden, colludingTopK, noisy, noisyTopK } from './faulty-lies.js'
 
 /**
  * Test-only misbehaving replica around a real stage:
  * - 'honest': passes through (records calls, like every mode);
  * - 'noise': adds noise of `noise` x the output's RMS to the hidden state / top-k values (re-sorted,
  *   so the lie stays well-formed);
+ * - 'collude': a lie every colluder with the same `seed` tells bit for bit on the same input:
+ *   hidden, noise keyed by (seed, position) rather than a running RNG; top-k, the top-1 and top-2
+ *   candidates swap names, so all colluders name the same wrong token;
  * - 'zero': all-zero hidden state / a top-k of zeros naming token 0;
  * - 'stale': the previous step's output;
  * - 'other-layer': skips its layers (returns the input hidden), or, where there is no input hidden
  *   or the output must be logits, the output of `other`, a real stage over a different layer range;
  * - 'late': answers after `delayMs`; 'silent': never answers; 'gone': throws ERR_STAGE_GONE.
- * Faults start at the generation's step `fromStep` (0 = the prefill); before that it is honest.
+ * When it lies, patiently (all of these must hold; each defaults to "always"):
+ * - `fromStep`: from the generation's step `fromStep` on (0 = its first step);
+ * - `honestSteps`: after the first N steps it served in total, across generations (calibration
+ *   included): honest until trusted;
+ * - `phase`: only on 'prefill' steps (startPos 0, seqLen > 1, not calibration), 'decode' steps
+ *   (the rest: single tokens, and merged replays, seqLen > 1 from startPos > 0), the
+ *   'calibration' input (recognised by content: `calibration`), or 'all';
+ * - `lieRate`: on each such step with probability p (a seeded draw), honest otherwise.
  * Steps are counted as asked, so a rollback (truncate) does not make a liar honest again; it
  * forgets the previous output unless that lies wholly before the new length, and a 'gone'
  * replica fails truncates too once its faults started.
  */
-export type FaultMode = 'honest' | 'noise' | 'zero' | 'stale' | 'other-layer' | 'late' | 'silent' | 'gone'
+export type FaultMode =
+  | 'honest'
+  | 'noise'
+  | 'collude'
+  | 'zero'
+  | 'stale'
+  | 'other-layer'
+  | 'late'
+  | 'silent'
+  | 'gone'
+
+export type FaultPhase = 'prefill' | 'decode' | 'calibration' | 'all'
 
 export interface FaultOptions {
   readonly mode: FaultMode
   readonly fromStep?: number
+  readonly honestSteps?: number
+  readonly lieRate?: number
+  readonly phase?: FaultPhase
+  /**
+   * The calibration input, to recognise it: a first stage's tokens (calibrationTokens(config)),
+   * a later stage's input hidden state (the boundary state, referenceBoundaries). Needed for
+   * phase 'calibration'.
+   */
+  readonly calibration?: { readonly tokens?: readonly number[]; readonly hidden?: Float32Array }
   readonly noise?: number
   readonly seed?: number
   readonly other?: StageSession
   readonly delayMs?: number
 }
+
+/** A calibration hidden input forwarded by an honest upstream stage lies this close to the truth. */
+const CALIBRATION_MATCH = 0.05
 
 interface GenState {
   steps: number
@@ -34,37 +69,64 @@ interface GenState {
   lastEnd: number
 }
 
+function check(ok: boolean, what: string): void {
+  if (!ok) throw new FaultOptionsError(`FaultyStage: ${what}`)
+}
+
 export class FaultyStage extends ShapedStage implements StageSession {
-  /** Every step asked of this replica, in order. */
-  readonly calls: Array<{ generationId: string; startPos: number; seqLen: number }> = []
+  /** Every step asked of this replica, in order, and whether it lied on it. */
+  readonly calls: Array<{ generationId: string; startPos: number; seqLen: number; lied: boolean }> = []
   /** Every truncate asked of this replica, in order. */
   readonly truncations: Array<{ generationId: string; length: number }> = []
   private readonly gens = new Map<string, GenState>()
   private readonly rng: Xoshiro128ss
+  private readonly rateRng: Xoshiro128ss
+  private served = 0
 
   constructor(
     private readonly inner: StageSession,
     readonly options: FaultOptions,
   ) {
     super(inner)
+    const { honestSteps, lieRate, phase, calibration } = options
+    check(honestSteps === undefined || (Number.isInteger(honestSteps) && honestSteps >= 0), 'bad honestSteps')
+    check(lieRate === undefined || (lieRate >= 0 && lieRate <= 1), 'lieRate must be in [0, 1]')
+    check(phase === undefined || ['prefill', 'decode', 'calibration', 'all'].includes(phase), 'bad phase')
+    check(
+      phase !== 'calibration' || (inner.isFirst ? calibration?.tokens : calibration?.hidden) !== undefined,
+      `phase 'calibration' needs the calibration ${inner.isFirst ? 'tokens' : 'hidden input'}`,
+    )
     this.rng = new Xoshiro128ss(options.seed ?? 1)
+    this.rateRng = new Xoshiro128ss(((options.seed ?? 1) ^ 0x5bd1e995) >>> 0)
   }
 
   get activeGenerations(): number {
     return this.gens.size
   }
 
+  /** Which phase a step belongs to. */
+  phaseOf(input: StageStepInput): Exclude<FaultPhase, 'all'> {
+    if (this.isCalibration(input)) return 'calibration'
+    return input.startPos === 0 && input.seqLen > 1 ? 'prefill' : 'decode'
+  }
+
   async step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
-    this.calls.push({ generationId, startPos: input.startPos, seqLen: input.seqLen })
     const g = this.gens.get(generationId) ?? { steps: 0, last: undefined, lastEnd: 0 }
     this.gens.set(generationId, g)
-    const faulty = g.steps++ >= (this.options.fromStep ?? 0)
-    const mode = faulty ? this.options.mode : 'honest'
+    const o = this.options
+    const phase = o.phase ?? 'all'
+    const inGeneration = g.steps++ >= (o.fromStep ?? 0)
+    const trusted = this.served++ >= (o.honestSteps ?? 0)
+    const patient = inGeneration && trusted && (phase === 'all' || this.phaseOf(input) === phase)
+    // Drawn only where it would lie, so the rate counts the steps it could lie on.
+    const faulty = patient && (o.lieRate === undefined || this.rateRng.nextFloat64() < o.lieRate)
+    const mode = faulty ? o.mode : 'honest'
+    this.calls.push({ generationId, startPos: input.startPos, seqLen: input.seqLen, lied: mode !== 'honest' })
     if (mode === 'gone') throw new StageError('ERR_STAGE_GONE', 'replica was killed')
     if (mode === 'silent') {
       return new Promise<never>((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason)))
     }
-    const other = this.options.other
+    const other = o.other
     const [out, alt] = await Promise.all([
       this.inner.step(generationId, input, signal),
       other?.step(generationId, input, signal),
@@ -72,11 +134,18 @@ export class FaultyStage extends ShapedStage implements StageSession {
     const previous = g.last
     g.last = out
     g.lastEnd = input.startPos + input.seqLen
+    const next = () => this.rng.nextFloat64()
     switch (mode) {
       case 'noise':
         return out.hidden !== undefined
-          ? { hidden: this.noisy(out.hidden) }
-          : { topk: this.noisyTopK(out.topk as TopKLogits) }
+          ? { hidden: noisy(out.hidden, o.noise ?? 0.01, next) }
+          : { topk: noisyTopK(out.topk as TopKLogits, o.noise ?? 0.01, next) }
+      case 'collude':
+        return out.hidden !== undefined
+          ? {
+              hidden: colludingHidden(out.hidden, input.seqLen, input.startPos, o.noise ?? 0.01, o.seed ?? 1),
+            }
+          : { topk: colludingTopK(out.topk as TopKLogits) }
       case 'zero':
         return out.hidden !== undefined
           ? { hidden: new Float32Array(out.hidden.length) }
@@ -87,7 +156,7 @@ export class FaultyStage extends ShapedStage implements StageSession {
         if (input.hidden !== undefined && !this.isLast) return { hidden: input.hidden }
         return alt ?? out
       case 'late':
-        await new Promise((resolve) => setTimeout(resolve, this.options.delayMs ?? 1000))
+        await new Promise((resolve) => setTimeout(resolve, o.delayMs ?? 1000))
         return out
       default:
         return out
@@ -121,25 +190,16 @@ export class FaultyStage extends ShapedStage implements StageSession {
     this.gens.clear()
   }
 
-  private gaussian(): number {
-    const u = Math.max(this.rng.nextFloat64(), 1e-12)
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.rng.nextFloat64())
-  }
-
-  private noisy(x: Float32Array): Float32Array {
-    let sum = 0
-    for (const v of x) sum += v * v
-    const scale = (this.options.noise ?? 0.01) * Math.sqrt(sum / Math.max(1, x.length))
-    return x.map((v) => v + scale * this.gaussian())
-  }
-
-  private noisyTopK(t: TopKLogits): TopKLogits {
-    const values = this.noisy(t.values)
-    const order = [...values.keys()].sort((a, b) => (values[b] as number) - (values[a] as number))
-    return {
-      values: Float32Array.from(order, (i) => values[i] as number),
-      ids: Int32Array.from(order, (i) => t.ids[i] as number),
-      logSumExp: t.logSumExp + 1,
+  private isCalibration(input: StageStepInput): boolean {
+    const cal = this.options.calibration
+    if (cal === undefined || input.startPos !== 0) return false
+    if (input.tokens !== undefined) {
+      const t = cal.tokens
+      return t !== undefined && t.length === input.tokens.length && t.every((x, i) => x === input.tokens?.[i])
     }
+    const h = cal.hidden
+    if (h === undefined || input.hidden === undefined || h.length !== input.hidden.length) return false
+    const dev = relativeDeviation(input.hidden, h, h.length / input.seqLen)
+    return dev <= CALIBRATION_MATCH
   }
 }

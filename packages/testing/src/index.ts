@@ -27,13 +27,16 @@
  * Suites and stages
  * - `FAMILY_CONFIGS`: one small config per model family, its traits switched on.
  * - `runTransportCompliance(name, makePair)`: the contract every `Transport` must meet.
- * - `FaultyStage` (`FaultMode`, `FaultOptions`): a misbehaving replica around a real stage.
+ * - `FaultyStage` (`FaultMode`, `FaultPhase`, `FaultOptions`): a misbehaving replica around a real
+ *   stage, patient if asked (honest until trusted, rare lies, collusion, one phase only);
+ *   `FaultOptionsError` (ERR_FAULT_OPTIONS).
  * - `DelegatingStage`: forwards everything to an inner stage; extend it to change one behaviour.
  *
  * Node-only helpers (processes, the test hub, the faulty worker backend; they load
  * `@butterfly/node-platform`) are in `@butterfly/testing/node` (./node.ts).
  */
 export * from './delegating-stage.js'
+export * from './errors.js'
 export * from './family-configs.js'
 export * from './faulty-stage.js'
 export * from './format-writers.js'

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import type { FaultyBackendOptions } from './faulty-backend.js'
 
 // The built CLIs (`npm test` compiles first), found from this file: packages/testing/src.
 export const SERVER_BIN = fileURLToPath(
@@ -107,8 +108,12 @@ export async function until<T>(url: string, predicate: (body: T) => boolean, tim
 export interface WorkerProcessOptions {
   readonly weights?: 'fp32' | 'fp16'
   readonly memoryBytes?: number
-  /** A fault mode runs the test-only faulty worker instead of `butterfly-worker join`. */
-  readonly fault?: { readonly mode: string; readonly seed?: number; readonly delayMs?: number }
+  /**
+   * A fault runs the test-only faulty worker instead of `butterfly-worker join` (its options,
+   * FaultyBackendOptions, travel as one JSON argument: mode, seed, delayMs, noise, fromStep,
+   * honestSteps, lieRate, phase).
+   */
+  readonly fault?: FaultyBackendOptions
   /** Identity file for this process (one key joins a mesh once). */
   readonly identity: string
 }
@@ -126,10 +131,8 @@ export async function startWorkerProcess(
         serverUrl,
         name,
         weights,
-        opts.fault.mode,
         String(memory),
-        String(opts.fault.seed ?? 1),
-        String(opts.fault.delayMs ?? 6000),
+        JSON.stringify({ seed: 1, delayMs: 6000, ...opts.fault }),
       ])
     : start(
         WORKER_BIN,

@@ -23,6 +23,7 @@ import type { LocalPeerHandle, Mesh } from '../control/mesh.js'
 import type { ServerMetrics } from '../control/server-metrics.js'
 import { Admission } from './admission.js'
 import { SlowClaimCheck, type SlowClaimOptions } from './claim-check.js'
+import { newGenerationId } from './generation-id.js'
 import { LinkProber, type LinkStat } from './link-prober.js'
 import { MeteredStage } from './metered-stage.js'
 import { exactBoundaries, replicatedStage } from './replicated-stage-factory.js'
@@ -170,7 +171,9 @@ export class MeshGateway implements ServedModel {
       )
       return next.pipeline
     }
-    const tokens = generate(ready.pipeline, request, signal, { recover })
+    // Ids from the same source as calibration's: a peer cannot tell one from the other.
+    const id = request.generationId ?? newGenerationId()
+    const tokens = generate(ready.pipeline, { ...request, generationId: id }, signal, { recover })
     let rolledBack = 0
     try {
       for (;;) {

@@ -6,6 +6,7 @@ import {
   type StageSession,
   type ToleranceTable,
 } from '@butterfly/core'
+import { newGenerationId } from './generation-id.js'
 
 export interface CalibratorComponents {
   /** The known input's exact states at every layer boundary (referenceBoundaries), computed once. */
@@ -29,8 +30,6 @@ export interface StageCalibration {
   /** Peers that failed the known-answer test (wrong output) or could not run it. */
   readonly rejected: Array<{ peerId: string; reason: string }>
 }
-
-let calibrationRun = 0
 
 /**
  * Join-time calibration of replicated stages: each replica runs the known input once per layer
@@ -56,7 +55,7 @@ export class StageCalibrator {
       replicas.map(async (r) => {
         const key = `${r.peerId}|${start}|${end}`
         if (this.samples.has(key)) return
-        const id = `calibrate-${++calibrationRun}`
+        const id = newGenerationId()
         try {
           const out = await r.session.step(id, {
             ...(isFirst ? { tokens: this.c.tokens } : { hidden: boundaries[start] as Float32Array }),

@@ -1,4 +1,11 @@
 import { VerifyError } from '../errors.js'
+import {
+  CLASS_CAPS,
+  classCap,
+  DEFAULT_OUTLIER_FACTOR,
+  lowerMedian,
+  upperMedian,
+} from './calibration-bounds.js'
 import { relativeDeviation } from './compare-hidden.js'
 import { FINGERPRINT_K, sharedIndexFraction, topKAbsIndices } from './fingerprint.js'
 import {
@@ -13,16 +20,18 @@ import {
  * Tolerances from measurement: every peer computes the same known input when it joins, and the
  * coordinator compares each class's outputs with a reference and with each other.
  *
- * For classes a and b (a may equal b):
- *   observed(a, a) = max(deviation of a's samples from the reference, spread among them)
- *   observed(a, b) = max(deviation between a's and b's samples, observed(a, a), observed(b, b))
+ * The samples come from untrusted peers, one may lie on exactly this input. So, per class (the
+ * rule and its measured constants: calibration-bounds.ts):
+ *   a sample is rejected when its deviation from the reference exceeds
+ *     min(cap(class), max(floor / safetyFactor, outlierFactor x lower median of the class))
+ *   and from the accepted samples, with robust statistics (lower medians, not maxima):
+ *   observed(a, a) = max(median deviation from the reference, median spread among them (3+))
+ *   observed(a, b) = max(median deviation between a's and b's samples, observed(a, a), observed(b, b))
  *   relative       = max(floor, safetyFactor x observed)
- *   indexOverlap   = clamp(worst observed top-k overlap - 0.25, 0.5, 0.75)
+ *   indexOverlap   = clamp(median observed top-k overlap - 0.25, 0.5, 0.75)
  * A class calibrated from one sample cannot show its spread, so its deviation from the reference
- * stands in for it: two members can each be that far from the truth. Since the samples come from
- * untrusted peers, one that deviates from the reference by more than `maxDeviation` is rejected
- * rather than allowed to loosen its class's tolerance; a class with no accepted sample gets no
- * entry, and its peers cannot be verified.
+ * stands in for it, bounded by the class's cap; a class with no accepted sample gets no entry,
+ * and its peers cannot be verified.
  */
 
 export interface CalibrationSample {
@@ -38,8 +47,15 @@ export interface CalibrationOptions {
   readonly safetyFactor?: number
   /** Smallest relative tolerance, default 1e-4 (covers summation-order noise of fp32). */
   readonly floor?: number
-  /** Samples further than this from the reference are rejected; default 0.05. */
+  /**
+   * The cap of classes CLASS_CAPS does not name, and the most any class may deviate from the
+   * reference; default 0.05.
+   */
   readonly maxDeviation?: number
+  /** Per-class caps on the deviation from the reference (by class or precision); CLASS_CAPS. */
+  readonly classCaps?: Readonly<Record<string, number>>
+  /** Samples further than this x their class's median deviation are rejected; default 2. */
+  readonly outlierFactor?: number
   /** Passed on to the ToleranceTable; default 2. */
   readonly homogeneityRatio?: number
   /** k for the top-k overlap measurement; default 16. */
@@ -120,6 +136,9 @@ export function calibrate(
   const safety = option(options.safetyFactor, 4, 'safetyFactor', true)
   const floor = option(options.floor, 1e-4, 'floor')
   const maxDeviation = option(options.maxDeviation, 0.05, 'maxDeviation')
+  const outlier = option(options.outlierFactor, DEFAULT_OUTLIER_FACTOR, 'outlierFactor', true)
+  const caps = options.classCaps ?? CLASS_CAPS
+  for (const v of Object.values(caps)) option(v, 1, 'classCaps values')
   const k = Math.min(options.k ?? FINGERPRINT_K, hiddenSize)
   if (!(Number.isInteger(k) && k >= 1))
     throw new VerifyError('ERR_VERIFY_INPUT', 'k must be a positive integer')
@@ -134,7 +153,7 @@ export function calibrate(
   if (!Array.isArray(samples)) throw new VerifyError('ERR_VERIFY_INPUT', 'samples must be an array')
 
   const refTopK = rowTopK(reference, hiddenSize, k)
-  const byClass = new Map<NumericClass, Measured[]>()
+  const candidates = new Map<NumericClass, Array<{ index: number; peer: { peerId?: string }; m: Measured }>>()
   const rejected: RejectedSample[] = []
   /** The sample's measurements, or why it is rejected. */
   const measure = (s: Partial<CalibrationSample>): string | { cls: NumericClass; measured: Measured } => {
@@ -143,7 +162,10 @@ export function calibrate(
     if (!(hidden instanceof Float32Array) || hidden.length !== reference.length) return 'wrong shape'
     const deviation = relativeDeviation(hidden, reference, hiddenSize)
     if (!Number.isFinite(deviation)) return 'non-finite values'
-    if (deviation > maxDeviation) return `deviates ${deviation.toExponential(2)} from the reference`
+    const cap = classCap(s.cls, maxDeviation, caps)
+    if (deviation > cap) {
+      return `deviates ${deviation.toExponential(2)} from the reference, over its class's cap ${cap.toExponential(2)}`
+    }
     const topk = rowTopK(hidden, hiddenSize, k)
     return { cls: s.cls, measured: { hidden, topk, deviation, overlap: overlapOf(topk, refTopK) } }
   }
@@ -155,10 +177,26 @@ export function calibrate(
       rejected.push({ index, cls: String(s.cls).slice(0, 80), ...peer, reason: judged })
       return
     }
-    const list = byClass.get(judged.cls) ?? []
-    list.push(judged.measured)
-    byClass.set(judged.cls, list)
+    const list = candidates.get(judged.cls) ?? []
+    list.push({ index, peer: typeof s.peerId === 'string' ? { peerId: s.peerId } : {}, m: judged.measured })
+    candidates.set(judged.cls, list)
   })
+  // Far from what the class honestly produces: over outlierFactor x its lower median.
+  const byClass = new Map<NumericClass, Measured[]>()
+  for (const [cls, list] of candidates) {
+    const median = lowerMedian(list.map((x) => x.m.deviation))
+    const bound = Math.max(floor / safety, outlier * median)
+    const kept: Measured[] = []
+    for (const x of list) {
+      if (x.m.deviation <= bound) kept.push(x.m)
+      else {
+        const reason = `deviates ${x.m.deviation.toExponential(2)} from the reference, over ${outlier}x its class's median ${median.toExponential(2)}`
+        rejected.push({ index: x.index, cls, ...x.peer, reason })
+      }
+    }
+    byClass.set(cls, kept)
+  }
+  rejected.sort((a, b) => a.index - b.index)
 
   const classes = [...byClass.keys()].sort()
   const within = new Map<NumericClass, { deviation: number; overlap: number }>()
@@ -172,16 +210,20 @@ export function calibrate(
 
   for (const cls of classes) {
     const list = byClass.get(cls) as Measured[]
-    let deviation = Math.max(...list.map((m) => m.deviation))
-    let overlap = Math.min(...list.map((m) => m.overlap))
+    let deviation = lowerMedian(list.map((m) => m.deviation))
+    let overlap = upperMedian(list.map((m) => m.overlap))
     const head = list.slice(0, PAIRWISE_PER_CLASS)
-    for (let i = 0; i < head.length; i++) {
-      for (let j = i + 1; j < head.length; j++) {
-        const x = head[i] as Measured
-        const y = head[j] as Measured
-        deviation = Math.max(deviation, relativeDeviation(x.hidden, y.hidden, hiddenSize))
-        overlap = Math.min(overlap, overlapOf(x.topk, y.topk))
-      }
+    if (head.length >= 3) {
+      // Each sample's median distance to the others; their median ignores one odd sample.
+      const spread = head.map((x) => {
+        const others = head.filter((y) => y !== x)
+        return {
+          deviation: lowerMedian(others.map((y) => relativeDeviation(x.hidden, y.hidden, hiddenSize))),
+          overlap: upperMedian(others.map((y) => overlapOf(x.topk, y.topk))),
+        }
+      })
+      deviation = Math.max(deviation, lowerMedian(spread.map((x) => x.deviation)))
+      overlap = Math.min(overlap, upperMedian(spread.map((x) => x.overlap)))
     }
     within.set(cls, { deviation, overlap })
     entry(cls, cls, deviation, overlap, list.length)
@@ -193,16 +235,19 @@ export function calibrate(
       const b = classes[j] as NumericClass
       const wa = within.get(a) as { deviation: number; overlap: number }
       const wb = within.get(b) as { deviation: number; overlap: number }
-      let deviation = Math.max(wa.deviation, wb.deviation)
-      let overlap = Math.min(wa.overlap, wb.overlap)
       const la = (byClass.get(a) as Measured[]).slice(0, PAIRWISE_PER_CLASS)
       const lb = (byClass.get(b) as Measured[]).slice(0, PAIRWISE_PER_CLASS)
-      for (const x of la) {
-        for (const y of lb) {
-          deviation = Math.max(deviation, relativeDeviation(x.hidden, y.hidden, hiddenSize))
-          overlap = Math.min(overlap, overlapOf(x.topk, y.topk))
-        }
-      }
+      const pairs = la.flatMap((x) => lb.map((y) => [x, y] as const))
+      const deviation = Math.max(
+        wa.deviation,
+        wb.deviation,
+        lowerMedian(pairs.map(([x, y]) => relativeDeviation(x.hidden, y.hidden, hiddenSize))),
+      )
+      const overlap = Math.min(
+        wa.overlap,
+        wb.overlap,
+        upperMedian(pairs.map(([x, y]) => overlapOf(x.topk, y.topk))),
+      )
       entry(a, b, deviation, overlap, la.length + lb.length)
     }
   }
