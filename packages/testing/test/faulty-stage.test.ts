@@ -36,6 +36,7 @@ class FakeStage extends ShapedStage implements StageSession {
     }
   }
   endGeneration(): void {}
+  async truncate(): Promise<void> {}
   async dispose(): Promise<void> {}
 }
 
