@@ -63,7 +63,6 @@ export class MeteredStage implements StageSession {
     return result
   }
 
-
   truncate(id: string, length: number, signal?: AbortSignal): Promise<void> {
     return this.inner.truncate(id, length, signal)
   }

@@ -1,6 +1,6 @@
 import {
-  checkTruncateLength,
   type ConfirmResult,
+  checkTruncateLength,
   type StageSession,
   type StageStepInput,
   type StageStepOutput,
@@ -25,6 +25,13 @@ import type {
 } from './replication/replication-options.js'
 import { argmaxToken, randomChallenge } from './replication/replies.js'
 import {
+  type GenerationState,
+  leaderFor,
+  type StagePolicy,
+  settle,
+  voteOrder,
+} from './replication/stage-policy.js'
+import {
   confirmedEnd,
   endOf,
   provenanceOf,
@@ -32,7 +39,6 @@ import {
   truncateSteps,
 } from './replication/step-history.js'
 import { retireFlagged, safeToken, type VoteContext, voteStep } from './replication/vote-step.js'
-import { type Dispute, sameInput, settleDispute } from './replication/window-check.js'
 import { checkWindow } from './replication/window-run.js'
 
 export type { Replica, ReplicaState, ReplicaStatus } from './replication/replica-set.js'
@@ -42,19 +48,6 @@ export type {
   ReplicatedStageInit,
   ReplicationStats,
 } from './replication/replication-options.js'
-
-/** One generation at this stage. */
-export interface GenerationState {
-  readonly steps: StepRecord<Member>[]
-  /** The trusted peer running decode steps ahead, while it keeps its record. */
-  leader: Member | undefined
-  /** Peers that may not lead this generation again (a mismatch no vote could settle). */
-  readonly noLead: Set<string>
-  /** A window mismatch waiting for the vote on its position. */
-  dispute: Dispute | undefined
-  /** The window check in flight. */
-  check: Promise<ConfirmResult> | undefined
-}
 
 /**
  * One pipeline stage served by several untrusted replicas; a Pipeline of these runs under
@@ -86,6 +79,7 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
   private readonly windowed: boolean
   private readonly window: number
   private readonly vote: VoteContext
+  private readonly policy: StagePolicy
 
   constructor(
     private readonly init: ReplicatedStageInit,
@@ -134,6 +128,16 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
       tokenOf: (out) => safeToken(sample, out),
       failed: (m, err, failed) => this.failed(m, err, failed),
     }
+    this.policy = {
+      members: this.members,
+      f,
+      maxReplicas,
+      hiddenSize,
+      book: c.reputation,
+      tolerances: c.tolerances,
+      rng: c.rng,
+      tokenOf: this.vote.tokenOf,
+    }
   }
 
   get activeGenerations(): number {
@@ -167,9 +171,9 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
     // f + 1 agreeing replies decide a decode step; a prefill (one step, that every later token
     // depends on) is put to all 2f + 1, so a peer that lies only there is always seen.
     const base = !this.windowed || input.seqLen > 1 ? 2 * this.f + 1 : this.f + 1
-    const { order, want } = this.voteOrder(base, dispute?.leader)
+    const { order, want } = voteOrder(this.policy, base, dispute?.leader)
     const v = await voteStep(this.vote, order, want, generationId, st.steps, input, signal)
-    if (dispute !== undefined) this.settle(st, dispute, input, v.out)
+    if (dispute !== undefined) settle(this.policy, st, dispute, input, v.out)
     st.steps.push({
       input,
       out: v.out,
@@ -279,7 +283,7 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
     input: StageStepInput,
     signal: AbortSignal | undefined,
   ): Promise<StageStepOutput | undefined> {
-    const leader = this.leaderFor(st)
+    const leader = leaderFor(this.policy, st)
     if (leader === undefined) return undefined
     try {
       const { out, replayed } = await syncAndStep(
@@ -314,67 +318,6 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
     st.noLead.add(leader.peerId)
     st.leader = undefined
     return undefined
-  }
-
-  /**
-   * The generation's leader: kept while it keeps a clean record, otherwise drawn at random (the
-   * stage's seeded rng) among the trusted peers of the voting group, so no claim about memory or
-   * speed buys the place. None when no peer is trusted yet, or too few others could check it.
-   */
-  private leaderFor(st: GenerationState): Member | undefined {
-    const book = this.c.reputation
-    const order = askOrder(this.members, this.c.tolerances, book)
-    const head = order[0]
-    if (head === undefined) return undefined
-    const group = order.filter((m) => this.c.tolerances.homogeneous(m.cls, head.cls))
-    if (group.length < this.f + 1) return undefined
-    const fit = (m: Member) =>
-      group.includes(m) && book.get(m.peerId)?.trusted === true && !st.noLead.has(m.peerId)
-    if (st.leader !== undefined && fit(st.leader)) return st.leader
-    const candidates = group.filter(fit)
-    if (candidates.length === 0) return undefined
-    st.leader = candidates[Math.min(candidates.length - 1, Math.floor(this.c.rng() * candidates.length))]
-    return st.leader
-  }
-
-  /**
-   * Who to ask for a vote, and how many at first: the `base` best records of the voting group,
-   * then every suspect (a peer on probation is asked along with them, so a repeat liar is seen
-   * again soon), then the rest for escalation. The leader of a disputed window goes last: the
-   * vote that settles the dispute must not hinge on it.
-   */
-  private voteOrder(base: number, exclude: string | undefined): { order: Member[]; want: number } {
-    const book = this.c.reputation
-    const all = askOrder(this.members, this.c.tolerances, book)
-    const last = all.filter((m) => m.peerId === exclude)
-    const rest = all.filter((m) => m.peerId !== exclude)
-    const head = rest[0]
-    const suspect = (m: Member) =>
-      head !== undefined && book.isSuspect(m.peerId) && this.c.tolerances.homogeneous(m.cls, head.cls)
-    const clean = rest.filter((m) => !suspect(m))
-    const suspects = rest.filter(suspect)
-    const order = [...clean.slice(0, base), ...suspects, ...clean.slice(base), ...last]
-    // Suspects come on top of the vote's usual size: probation must not cost an honest seat.
-    return { order, want: Math.min(this.vote.maxReplicas, base) + suspects.length }
-  }
-
-  /** The vote on a disputed position says who was wrong, when the position's input came back the same. */
-  private settle(st: GenerationState, d: Dispute, input: StageStepInput, accepted: StageStepOutput): void {
-    if (!sameInput(d, input, this.init.hiddenSize)) {
-      st.noLead.add(d.leader)
-      return
-    }
-    for (const { peerId, agrees } of settleDispute(d, accepted, this.vote.tokenOf, this.init.hiddenSize)) {
-      if (agrees) this.c.reputation.record(peerId, 'agree')
-      else {
-        this.c.reputation.recordProven(peerId)
-        st.noLead.add(peerId)
-      }
-    }
-    retireFlagged(
-      this.c.reputation,
-      this.members.map((m) => ({ m })),
-    )
   }
 
   /** A replica that threw or missed its deadline: counted, and out of this stage for good. */
