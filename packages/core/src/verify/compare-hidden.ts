@@ -143,24 +143,89 @@ export function compareToFingerprint(full: Float32Array, fp: HiddenFingerprint, 
   if (full.length !== fp.seqLen * h) return MISMATCH
   const checks = new Checks()
   for (const row of fp.rows) {
-    const off = row.position * h
-    const norm = rowNorm(full, off, h)
-    if (!Number.isFinite(norm)) return MISMATCH
-    const denom = Math.max(norm, row.norm) || 1
-    checks.add(Math.abs(norm - row.norm) / denom, tol.relative)
-    let worstValue = 0
-    for (let i = 0; i < fp.k; i++) {
-      const d = Math.abs((full[off + (row.indices[i] as number)] as number) - (row.values[i] as number))
-      worstValue = Math.max(worstValue, d)
-    }
-    checks.add(worstValue / denom, tol.relative)
-    const sketch = sketchRow(full, off, h, fp.challenge, row.position, row.sketch.length)
-    let sumSq = 0
-    for (let j = 0; j < sketch.length; j++) sumSq += ((sketch[j] as number) - (row.sketch[j] as number)) ** 2
-    checks.add(Math.sqrt(sumSq / sketch.length) / denom, SKETCH_SLACK * tol.relative)
-    checks.addOverlap(sharedIndexFraction(row.indices, topKAbsIndices(full, off, h, fp.k)), tol.indexOverlap)
+    if (!checkRow(checks, full, row.position * h, fp, row, tol)) return MISMATCH
   }
   return checks.result()
+}
+
+/**
+ * Adds one fingerprinted row's checks against full[off, off + hiddenSize) to `checks`; false when
+ * the full row holds a non-finite value.
+ */
+function checkRow(
+  checks: Checks,
+  full: Float32Array,
+  off: number,
+  fp: HiddenFingerprint,
+  row: FingerprintRow,
+  tol: Tolerance,
+): boolean {
+  const h = fp.hiddenSize
+  const norm = rowNorm(full, off, h)
+  if (!Number.isFinite(norm)) return false
+  const denom = Math.max(norm, row.norm) || 1
+  checks.add(Math.abs(norm - row.norm) / denom, tol.relative)
+  let worstValue = 0
+  for (let i = 0; i < fp.k; i++) {
+    const d = Math.abs((full[off + (row.indices[i] as number)] as number) - (row.values[i] as number))
+    worstValue = Math.max(worstValue, d)
+  }
+  checks.add(worstValue / denom, tol.relative)
+  const sketch = sketchRow(full, off, h, fp.challenge, row.position, row.sketch.length)
+  let sumSq = 0
+  for (let j = 0; j < sketch.length; j++) sumSq += ((sketch[j] as number) - (row.sketch[j] as number)) ** 2
+  checks.add(Math.sqrt(sumSq / sketch.length) / denom, SKETCH_SLACK * tol.relative)
+  checks.addOverlap(sharedIndexFraction(row.indices, topKAbsIndices(full, off, h, fp.k)), tol.indexOverlap)
+  return true
+}
+
+function rowAgrees(
+  full: Float32Array,
+  off: number,
+  fp: HiddenFingerprint,
+  row: FingerprintRow,
+  tol: Tolerance,
+) {
+  const checks = new Checks()
+  return checkRow(checks, full, off, fp, row, tol) && checks.agree
+}
+
+/**
+ * Whether one full row [hiddenSize] matches the fingerprint's row at `position` (same checks as
+ * compareToFingerprint). False when the row has the wrong length or a non-finite value, or when
+ * the fingerprint does not cover `position` (nothing to confirm it with).
+ */
+export function rowMatchesFingerprint(
+  row: Float32Array,
+  fp: HiddenFingerprint,
+  position: number,
+  tol: Tolerance,
+): boolean {
+  validateTolerance(tol)
+  validateFingerprint(fp)
+  if (!(row instanceof Float32Array)) throw new VerifyError('ERR_VERIFY_INPUT', 'row must be a Float32Array')
+  if (row.length !== fp.hiddenSize) return false
+  const fpRow = fp.rows.find((r) => r.position === position)
+  return fpRow !== undefined && rowAgrees(row, 0, fp, fpRow, tol)
+}
+
+/**
+ * The lowest position whose fingerprinted row disagrees with `full` [seqLen x hiddenSize], or -1
+ * when every row agrees; a shape mismatch returns 0. A fingerprint covers every row of a step of
+ * up to MAX_FINGERPRINT_ROWS (a replayed window), so there this is the first position at which
+ * the two replicas diverge; beyond that, the first among the rows covered.
+ */
+export function firstDisagreeingRow(full: Float32Array, fp: HiddenFingerprint, tol: Tolerance): number {
+  validateTolerance(tol)
+  validateFingerprint(fp)
+  if (!(full instanceof Float32Array))
+    throw new VerifyError('ERR_VERIFY_INPUT', 'full state must be a Float32Array')
+  const h = fp.hiddenSize
+  if (full.length !== fp.seqLen * h) return 0
+  for (const row of fp.rows) {
+    if (!rowAgrees(full, row.position * h, fp, row, tol)) return row.position
+  }
+  return -1
 }
 
 /**
