@@ -37,11 +37,19 @@ describe('RemoteStage fingerprint asks and fetches', () => {
     expect((await rejection(stage.fetchHidden('g1', 1))).code).toBe('ERR_HIDDEN_UNAVAILABLE')
   })
 
-  test('the last stage refuses a fingerprint ask with an error, not a crash', async () => {
-    const last = remote(await connect({ isLast: true }), { isLast: true })
-    // The host's error crosses the wire as {name, code, message} and is rebuilt.
-    const err = await last.step('g1', { ...input(), fingerprint: { challenge: 1 } }).catch((e: unknown) => e)
-    expect(err).toMatchObject({ name: 'StageError', code: 'ERR_STAGE_REPLY' })
+  test('the last stage answers a fingerprint ask with token rows; FetchHidden is unsupported there', async () => {
+    const last = remote(await connect({ isLast: true, sign: signerFor(worker) }), {
+      isLast: true,
+      verifyKey: worker.publicKey,
+      mesh: MESH,
+    })
+    const out = await last.step('g1', { ...input(), fingerprint: { challenge: 1 } })
+    expect(out.topk).toBeUndefined()
+    expect(out.tokenRows?.seqLen).toBe(1)
+    expect(Array.from(out.tokenRows?.ids ?? [])).toEqual([10, 3])
+    const err = await rejection(last.fetchHidden('g1', 0))
+    expect(err.code).toBe('ERR_HIDDEN_UNAVAILABLE')
+    expect(err.message).toMatch(/last stage/)
     expect(Array.from((await last.step('g2', input())).topk?.ids ?? [])).toEqual([7, 3])
   })
 
