@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest'
 import { generateIdentity } from '../src/identity/peer-identity.js'
 import { signResult } from '../src/identity/step-signature.js'
+import { firstDisagreeingRow } from '../src/verify/compare-hidden.js'
 import { fingerprintHidden } from '../src/verify/fingerprint.js'
 import { encodeFingerprint } from '../src/verify/fingerprint-codec.js'
 import type { StepResult } from '../src/wire/messages.js'
@@ -25,6 +26,24 @@ describe('RemoteStage fingerprint asks and fetches', () => {
     // The kept state is gone once the generation moves on.
     expect(Array.from((await stage.step('g1', input(1))).hidden ?? [])).toEqual(Array.from(doubled))
     expect((await rejection(stage.fetchHidden('g1', 0))).code).toBe('ERR_HIDDEN_UNAVAILABLE')
+  })
+
+  test('a fingerprint of a 16-row step covers all 16 rows, and locates a lie on one of them', async () => {
+    const stage = remote(await connect({ sign: signerFor(worker) }), {
+      verifyKey: worker.publicKey,
+      mesh: MESH,
+    })
+    const hidden = Float32Array.from({ length: 16 * HIDDEN }, (_, i) => Math.sin(i) + 2)
+    const out = await stage.step('g1', { hidden, seqLen: 16, startPos: 0, fingerprint: { challenge: 3 } })
+    const fp = out.fingerprint
+    expect(fp?.rows.map((r) => r.position)).toEqual(Array.from({ length: 16 }, (_, i) => i))
+    if (fp === undefined) return
+    const full = await stage.fetchHidden('g1', 0)
+    const tol = { relative: 1e-3, indexOverlap: 0.75 }
+    expect(firstDisagreeingRow(full, fp, tol)).toBe(-1)
+    const lie = Float32Array.from(full)
+    lie[11 * HIDDEN + 2] = (lie[11 * HIDDEN + 2] as number) * 1.5
+    expect(firstDisagreeingRow(lie, fp, tol)).toBe(11)
   })
 
   test('the host keeps only the latest fingerprinted step, and only for its own connection', async () => {

@@ -95,7 +95,7 @@ describe('fingerprintHidden', () => {
     expect(r?.sketch).toHaveLength(16)
   })
 
-  it('is a few hundred bytes whatever the hidden size', () => {
+  it('is 168 bytes a row whatever the hidden size', () => {
     for (const h of [64, 2048, 8192]) {
       const fp = fingerprintHidden(gaussian(h, h), 1, h)
       expect(encodeFingerprint(fp).length).toBe(188)

@@ -96,6 +96,25 @@ describe.each(configs)('%s: allRows on a merged window', (_name, config) => {
   })
 })
 
+describe('allRows is for the last stage', () => {
+  test('a first stage refuses allRows: true with ERR_STEP_INPUT; a normal step has no rowTopk', async () => {
+    const pipeline = await buildPipeline(syntheticConfig('tiny'), 2)
+    try {
+      const [first, last] = pipeline.stages as [StageSession, StageSession]
+      await expect(
+        first.step('g', { tokens: [1, 2], seqLen: 2, startPos: 0, allRows: true }),
+      ).rejects.toMatchObject({ code: 'ERR_STEP_INPUT' })
+      const hidden = (await first.step('g', { tokens: [1, 2], seqLen: 2, startPos: 0 }))
+        .hidden as Float32Array
+      const out = await last.step('g', { hidden, seqLen: 2, startPos: 0 })
+      expect(out.rowTopk).toBeUndefined()
+      expect(out.topk?.ids.length).toBeGreaterThan(1)
+    } finally {
+      await pipeline.dispose()
+    }
+  })
+})
+
 describe('a last-stage fingerprint across a real MessageConnection and stage host', () => {
   const transports: Transport[] = []
   const disposers: Array<() => Promise<void>> = []

@@ -4,7 +4,7 @@ import { MAX_HIDDEN_SIZE, MAX_SEQ_LEN } from '../wire/validate-message.js'
 
 /**
  * TOPLOC-style fingerprints of a stage's hidden states. One replica (the primary) ships the full
- * [seqLen x hiddenSize] output; the others ship a fingerprint of theirs, a few hundred bytes
+ * [seqLen x hiddenSize] output; the others ship a fingerprint of theirs, 168 bytes a row
  * whatever the hidden size, which the coordinator checks against the primary's full state.
  *
  * Each fingerprinted row carries:
