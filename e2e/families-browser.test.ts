@@ -17,6 +17,8 @@ import { nodeRun, relativeError, staticServer } from './stage-page.js'
 // real Chromium with the real onnxruntime-web, on WASM and on WebGPU (SwiftShader here): its
 // logits at every step match onnxruntime-node's CPU logits. The prompt plus forced steps is
 // longer than Gemma 3's and Mistral's windows, so the window semantics of each EP are pinned.
+// The forced tokens replayed as one merged step with the LM head on every row (a replica
+// answering a window) give, row by row, the greedy tokens of the single steps.
 
 /** As in int4-browser.test.ts: WASM is Node's fp32 CPU arithmetic; WebGPU leaves room for a GPU. */
 const TOLERANCE = { wasm: 1e-4, webgpu: 1e-3 } as const
@@ -62,9 +64,9 @@ describe('every family stage in onnxruntime-web matches onnxruntime-node', () =>
           prompt: PROMPT,
           forced: expected.tokens.slice(0, FORCED_STEPS),
         }
-        const { logits, gpuKernels } = (await page.evaluate(
+        const { logits, windowIds, gpuKernels } = (await page.evaluate(
           `import('/runner.js').then((m) => m.run(${JSON.stringify(args)}))`,
-        )) as { logits: number[][]; gpuKernels: string[] }
+        )) as { logits: number[][]; windowIds: number[]; gpuKernels: string[] }
         const errors = logits.map((l, i) => relativeError(l, expected.logits[i] as Float32Array))
         console.log(
           `${family} ${device}: worst relative logit error ${Math.max(...errors).toExponential(2)}` +
@@ -81,6 +83,7 @@ describe('every family stage in onnxruntime-web matches onnxruntime-node', () =>
           expect(errors[i], `step ${i}`).toBeLessThan(TOLERANCE[device])
           expect(l.indexOf(Math.max(...l)), `step ${i}`).toBe(expected.tokens[i])
         }
+        expect(windowIds).toEqual(expected.tokens.slice(1, FORCED_STEPS + 1))
       })
     }
   }

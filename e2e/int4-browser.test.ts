@@ -73,9 +73,9 @@ describe('an int4 stage in onnxruntime-web matches onnxruntime-node', () => {
           prompt: PROMPT,
           forced: expected.tokens.slice(0, FORCED_STEPS),
         }
-        const { logits, gpuKernels } = (await page.evaluate(
+        const { logits, windowIds, gpuKernels } = (await page.evaluate(
           `import('/runner.js').then((m) => m.run(${JSON.stringify(args)}))`,
-        )) as { logits: number[][]; gpuKernels: string[] }
+        )) as { logits: number[][]; windowIds: number[]; gpuKernels: string[] }
         console.log(`int4 ${label} ${device}: kernels on WebGPU: ${gpuKernels.join(', ') || 'none'}`)
         // On WebGPU the int4 matmuls must run on the GPU, not fall back to the CPU provider.
         if (device === 'webgpu') expect(gpuKernels).toContain('MatMulNBits')
@@ -88,6 +88,8 @@ describe('an int4 stage in onnxruntime-web matches onnxruntime-node', () => {
           expect(errors[i], `step ${i}`).toBeLessThan(TOLERANCE[device])
           expect(l.indexOf(Math.max(...l)), `step ${i}`).toBe(expected.tokens[i])
         }
+        // The forced tokens as one merged step, the LM head on every row: the same greedy tokens.
+        expect(windowIds).toEqual(expected.tokens.slice(1, FORCED_STEPS + 1))
       })
     }
   }

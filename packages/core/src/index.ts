@@ -6,7 +6,8 @@
  * - Errors: every class in `errors.ts` has a stable `code` and crosses the wire as
  *   `{name, code, message}` (`errorFromWire` rebuilds it).
  * - `Xoshiro128ss`, `xoshiro128ssNext(state)`: the seeded xoshiro128** generator (and its bare step).
- * - `TopKLogits`: what the last stage returns instead of full logits.
+ * - `TopKLogits`: what the last stage returns instead of full logits; `RowTopK`, the same for
+ *   every position of a step (`StageStepInput.allRows`).
  *
  * L1 — data and protocols
  * - `weights/`: `ByteSource` / `bytesSource` / `readExact` (random-access bytes),
@@ -44,7 +45,9 @@
  * L2 — `onnx/`: `buildStageGraph(init, weights)`, the ONNX model of a contiguous layer range.
  *
  * L3
- * - `verify/`: calibrated tolerances per numeric class, TOPLOC-style hidden-state fingerprints,
+ * - `verify/`: calibrated tolerances per numeric class, TOPLOC-style hidden-state fingerprints
+ *   (every row of a step up to 512; `firstDisagreeingRow`, `rowMatchesFingerprint`), the last
+ *   stage's token rows (`tokenRowsOf`, `encodeTokenRows` / `decodeTokenRows`, `tokenAgrees`),
  *   quorum votes (`voteHidden`, `voteToken`), `ReputationBook` with adaptive replication.
  * - `remote/`: `openRemoteModel(baseUrl)`, a model a server publishes (manifest with per-tensor
  *   SHA-256), fetched one tensor at a time by HTTP Range, single-file or sharded.
@@ -147,6 +150,7 @@ export {
   MAX_FINGERPRINT_BYTES as MAX_HIDDEN_FINGERPRINT_BYTES,
 } from './verify/fingerprint-codec.js'
 export * from './verify/reputation.js'
+export * from './verify/token-rows.js'
 export * from './verify/tolerance.js'
 export * from './verify/vote.js'
 export * from './weights/byte-source.js'

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest'
 import { generateIdentity } from '../src/identity/peer-identity.js'
 import { signResult } from '../src/identity/step-signature.js'
+import { firstDisagreeingRow } from '../src/verify/compare-hidden.js'
 import { fingerprintHidden } from '../src/verify/fingerprint.js'
 import { encodeFingerprint } from '../src/verify/fingerprint-codec.js'
 import type { StepResult } from '../src/wire/messages.js'
@@ -27,6 +28,24 @@ describe('RemoteStage fingerprint asks and fetches', () => {
     expect((await rejection(stage.fetchHidden('g1', 0))).code).toBe('ERR_HIDDEN_UNAVAILABLE')
   })
 
+  test('a fingerprint of a 16-row step covers all 16 rows, and locates a lie on one of them', async () => {
+    const stage = remote(await connect({ sign: signerFor(worker) }), {
+      verifyKey: worker.publicKey,
+      mesh: MESH,
+    })
+    const hidden = Float32Array.from({ length: 16 * HIDDEN }, (_, i) => Math.sin(i) + 2)
+    const out = await stage.step('g1', { hidden, seqLen: 16, startPos: 0, fingerprint: { challenge: 3 } })
+    const fp = out.fingerprint
+    expect(fp?.rows.map((r) => r.position)).toEqual(Array.from({ length: 16 }, (_, i) => i))
+    if (fp === undefined) return
+    const full = await stage.fetchHidden('g1', 0)
+    const tol = { relative: 1e-3, indexOverlap: 0.75 }
+    expect(firstDisagreeingRow(full, fp, tol)).toBe(-1)
+    const lie = Float32Array.from(full)
+    lie[11 * HIDDEN + 2] = (lie[11 * HIDDEN + 2] as number) * 1.5
+    expect(firstDisagreeingRow(lie, fp, tol)).toBe(11)
+  })
+
   test('the host keeps only the latest fingerprinted step, and only for its own connection', async () => {
     const stage = remote(await connect({}))
     await stage.step('g1', { ...input(0), fingerprint: { challenge: 1 } })
@@ -37,11 +56,19 @@ describe('RemoteStage fingerprint asks and fetches', () => {
     expect((await rejection(stage.fetchHidden('g1', 1))).code).toBe('ERR_HIDDEN_UNAVAILABLE')
   })
 
-  test('the last stage refuses a fingerprint ask with an error, not a crash', async () => {
-    const last = remote(await connect({ isLast: true }), { isLast: true })
-    // The host's error crosses the wire as {name, code, message} and is rebuilt.
-    const err = await last.step('g1', { ...input(), fingerprint: { challenge: 1 } }).catch((e: unknown) => e)
-    expect(err).toMatchObject({ name: 'StageError', code: 'ERR_STAGE_REPLY' })
+  test('the last stage answers a fingerprint ask with token rows; FetchHidden is unsupported there', async () => {
+    const last = remote(await connect({ isLast: true, sign: signerFor(worker) }), {
+      isLast: true,
+      verifyKey: worker.publicKey,
+      mesh: MESH,
+    })
+    const out = await last.step('g1', { ...input(), fingerprint: { challenge: 1 } })
+    expect(out.topk).toBeUndefined()
+    expect(out.tokenRows?.seqLen).toBe(1)
+    expect(Array.from(out.tokenRows?.ids ?? [])).toEqual([10, 3])
+    const err = await rejection(last.fetchHidden('g1', 0))
+    expect(err.code).toBe('ERR_HIDDEN_UNAVAILABLE')
+    expect(err.message).toMatch(/last stage/)
     expect(Array.from((await last.step('g2', input())).topk?.ids ?? [])).toEqual([7, 3])
   })
 

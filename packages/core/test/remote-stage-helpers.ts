@@ -22,7 +22,15 @@ export function fakeStage(isLast: boolean): StageSession {
     isFirst: false,
     isLast,
     async step(_id: string, input: StageStepInput): Promise<StageStepOutput> {
-      if (isLast) return { topk: { values: Float32Array.of(2, 1), ids: Int32Array.of(7, 3), logSumExp: 2.5 } }
+      const topk = { values: Float32Array.of(2, 1), ids: Int32Array.of(7, 3), logSumExp: 2.5 }
+      if (isLast && input.allRows === true) {
+        // Row r: token 10 + r first, 3 second, so each position's argmax is distinguishable.
+        const rows = input.seqLen
+        const ids = Int32Array.from({ length: 2 * rows }, (_, i) => (i % 2 === 0 ? 10 + i / 2 : 3))
+        const values = Float32Array.from({ length: 2 * rows }, (_, i) => (i % 2 === 0 ? 2 : 1))
+        return { topk, rowTopk: { rows, k: 2, values, ids, logSumExp: new Float32Array(rows).fill(2.5) } }
+      }
+      if (isLast) return { topk }
       return { hidden: (input.hidden as Float32Array).map((v) => v * 2) }
     },
     async truncate() {},

@@ -6,6 +6,7 @@ import {
   fingerprintHidden,
   fingerprintPositions,
   type HiddenFingerprint,
+  MAX_FINGERPRINT_ROWS,
   validateFingerprint,
 } from '../src/verify/fingerprint.js'
 import {
@@ -40,17 +41,39 @@ function expectVerifyError(fn: () => unknown, code: string): void {
 }
 
 describe('fingerprintHidden', () => {
-  it('covers the last min(seqLen, 4) rows plus challenge-sampled earlier ones', () => {
+  it('covers every row up to 512, then the last 4 plus 508 challenge-sampled earlier ones', () => {
+    expect(MAX_FINGERPRINT_ROWS).toBe(512)
     expect(fingerprintPositions(1)).toEqual([0])
     expect(fingerprintPositions(3)).toEqual([0, 1, 2])
-    expect(fingerprintPositions(6)).toEqual([0, 1, 2, 3, 4, 5])
-    const long = fingerprintPositions(1000, 7)
-    expect(long).toHaveLength(8)
-    expect(long.slice(4)).toEqual([996, 997, 998, 999])
-    expect([...long].sort((a, b) => a - b)).toEqual(long)
-    expect(new Set(long).size).toBe(8)
-    expect(fingerprintPositions(1000, 8)).not.toEqual(long)
-    expect(fingerprintPositions(1000, 7, 0)).toEqual([996, 997, 998, 999])
+    // Before windowed verification a 16-row step was covered by 8 rows; now by all 16.
+    expect(fingerprintPositions(16, 5)).toEqual(Array.from({ length: 16 }, (_, i) => i))
+    expect(fingerprintPositions(512, 5)).toEqual(Array.from({ length: 512 }, (_, i) => i))
+    for (const seqLen of [513, 1000, 100_000]) {
+      const long = fingerprintPositions(seqLen, 7)
+      expect(long).toHaveLength(512)
+      expect(long.slice(508)).toEqual([seqLen - 4, seqLen - 3, seqLen - 2, seqLen - 1])
+      expect([...long].sort((a, b) => a - b)).toEqual(long)
+      expect(new Set(long).size).toBe(512)
+      expect(long.every((p) => Number.isInteger(p) && p >= 0 && p < seqLen)).toBe(true)
+      expect(fingerprintPositions(seqLen, 8)).not.toEqual(long)
+    }
+    // 513 rows: the sample misses exactly one earlier row, and which one depends on the challenge.
+    const missed = (c: number) => {
+      const set = new Set(fingerprintPositions(513, c))
+      return Array.from({ length: 509 }, (_, i) => i).filter((p) => !set.has(p))
+    }
+    const misses = new Set([1, 2, 3, 4, 5, 6, 7, 8].map((c) => missed(c)[0]))
+    expect(missed(1)).toHaveLength(1)
+    expect(misses.size).toBeGreaterThan(1)
+  })
+
+  it('a fingerprint of a 16-row step covers all 16 rows, of a 600-row one 512', () => {
+    const fp = fingerprintHidden(gaussian(16 * 32, 4), 16, 32, 16, { challenge: 9 })
+    expect(fp.rows.map((r) => r.position)).toEqual(Array.from({ length: 16 }, (_, i) => i))
+    expect(encodeFingerprint(fp).length).toBe(20 + 16 * (8 + 6 * 16 + 4 * 16))
+    const long = fingerprintHidden(gaussian(600 * 16, 5), 600, 16, 16, { challenge: 9 })
+    expect(long.rows.map((r) => r.position)).toEqual(fingerprintPositions(600, 9))
+    expect(decodeFingerprint(encodeFingerprint(long))).toEqual(long)
   })
 
   it('records the top-16 |values|, the norm and a sketch of every covered row', () => {
@@ -72,14 +95,21 @@ describe('fingerprintHidden', () => {
     expect(r?.sketch).toHaveLength(16)
   })
 
-  it('is a few hundred bytes whatever the hidden size', () => {
+  it('is 168 bytes a row whatever the hidden size', () => {
     for (const h of [64, 2048, 8192]) {
       const fp = fingerprintHidden(gaussian(h, h), 1, h)
       expect(encodeFingerprint(fp).length).toBe(188)
       expect(fingerprintByteLength(fp)).toBe(188)
     }
+    // Every row of a prefill up to 512 (it was 8 rows before windowed verification).
     const prefill = fingerprintHidden(gaussian(100 * 256, 3), 100, 256)
-    expect(encodeFingerprint(prefill).length).toBe(20 + 8 * 168)
+    expect(encodeFingerprint(prefill).length).toBe(20 + 100 * 168)
+    const window = fingerprintHidden(gaussian(512 * 64, 3), 512, 64)
+    expect(encodeFingerprint(window).length).toBe(20 + 512 * 168)
+    // The cap is the largest valid one: 512 rows at k = 64 and m = 16.
+    expect(MAX_FINGERPRINT_BYTES).toBe(20 + 512 * (8 + 6 * 64 + 4 * 16))
+    const widest = fingerprintHidden(gaussian(600 * 64, 6), 600, 64, 64)
+    expect(encodeFingerprint(widest).length).toBe(MAX_FINGERPRINT_BYTES)
   })
 
   it.each([
@@ -93,7 +123,6 @@ describe('fingerprintHidden', () => {
     ['k 65', () => fingerprintHidden(new Float32Array(100), 1, 100, 65)],
     ['challenge -1', () => fingerprintHidden(new Float32Array(4), 1, 4, 4, { challenge: -1 })],
     ['challenge 2^32', () => fingerprintHidden(new Float32Array(4), 1, 4, 4, { challenge: 2 ** 32 })],
-    ['sampledRows 13', () => fingerprintHidden(new Float32Array(4), 1, 4, 4, { sampledRows: 13 })],
   ])('rejects bad input: %s', (_name, fn) => {
     expectVerifyError(fn, 'ERR_VERIFY_INPUT')
   })
@@ -123,19 +152,29 @@ describe('encodeFingerprint / decodeFingerprint', () => {
     fn(b, new DataView(b.buffer))
     return b
   }
+  /** The same fingerprint with its row count set to `n` and the bytes cut to match. */
+  const withRows = (n: number): Uint8Array => edit((_, dv) => dv.setUint16(6, n, true)).slice(0, 20 + n * 168)
   const malformed: Array<[string, Uint8Array, string]> = [
     ['empty', new Uint8Array(0), 'ERR_FINGERPRINT_TRUNCATED'],
     ['3 bytes', bytes.slice(0, 3), 'ERR_FINGERPRINT_TRUNCATED'],
     ['bad magic', edit((b) => (b[0] = 0x43)), 'ERR_FINGERPRINT_MAGIC'],
-    ['version 2', edit((b) => (b[3] = 2)), 'ERR_FINGERPRINT_VERSION'],
+    ['version 1 (u8 row count)', edit((b) => (b[3] = 1)), 'ERR_FINGERPRINT_VERSION'],
+    ['version 3', edit((b) => (b[3] = 3)), 'ERR_FINGERPRINT_VERSION'],
     ['version 0', edit((b) => (b[3] = 0)), 'ERR_FINGERPRINT_VERSION'],
     ['header cut', bytes.slice(0, 19), 'ERR_FINGERPRINT_TRUNCATED'],
     ['last byte cut', bytes.slice(0, bytes.length - 1), 'ERR_FINGERPRINT_TRUNCATED'],
     ['one trailing byte', Uint8Array.from([...bytes, 0]), 'ERR_FINGERPRINT_FIELD'],
     ['over the size cap', new Uint8Array(MAX_FINGERPRINT_BYTES + 1), 'ERR_FINGERPRINT_TOO_LARGE'],
-    ['reserved byte set', edit((b) => (b[7] = 1)), 'ERR_FINGERPRINT_FIELD'],
-    ['k = 0', edit((b) => (b[4] = 0)).slice(0, 20 + 8 * (8 + 64)), 'ERR_FINGERPRINT_FIELD'],
-    ['sketch size 0', edit((b) => (b[5] = 0)).slice(0, 20 + 8 * (8 + 96)), 'ERR_FINGERPRINT_FIELD'],
+    ['row count high byte set', edit((b) => (b[7] = 1)), 'ERR_FINGERPRINT_TRUNCATED'],
+    ['row count over 512', edit((_, dv) => dv.setUint16(6, 513, true)).slice(0, 20), 'ERR_FINGERPRINT_FIELD'],
+    [
+      'row count 65535 in a small buffer',
+      edit((_, dv) => dv.setUint16(6, 0xffff, true)).slice(0, 20),
+      'ERR_FINGERPRINT_FIELD',
+    ],
+    ['a row left out', withRows(19), 'ERR_FINGERPRINT_FIELD'],
+    ['k = 0', edit((b) => (b[4] = 0)).slice(0, 20 + 20 * (8 + 64)), 'ERR_FINGERPRINT_FIELD'],
+    ['sketch size 0', edit((b) => (b[5] = 0)).slice(0, 20 + 20 * (8 + 96)), 'ERR_FINGERPRINT_FIELD'],
     ['no rows', edit((b) => (b[6] = 0)).slice(0, 20), 'ERR_FINGERPRINT_FIELD'],
     ['seqLen 0', edit((_, dv) => dv.setUint32(8, 0, true)), 'ERR_FINGERPRINT_FIELD'],
     ['seqLen over the cap', edit((_, dv) => dv.setUint32(8, 2 ** 31, true)), 'ERR_FINGERPRINT_FIELD'],
@@ -149,6 +188,7 @@ describe('encodeFingerprint / decodeFingerprint', () => {
       'ERR_FINGERPRINT_FIELD',
     ],
     ['positions out of order', edit((_, dv) => dv.setUint32(20 + 168, 0, true)), 'ERR_FINGERPRINT_FIELD'],
+    ['a row swapped for another', edit((_, dv) => dv.setUint32(20 + 168, 2, true)), 'ERR_FINGERPRINT_FIELD'],
     ['norm NaN', edit((_, dv) => dv.setFloat32(24, Number.NaN, true)), 'ERR_FINGERPRINT_FIELD'],
     [
       'norm Infinity',
@@ -293,13 +333,16 @@ describe('compareToFingerprint', () => {
     expect(est).toBeLessThan(exact * 1.5)
   })
 
-  it('catches a lie in a sampled prefill row the primary could not predict', () => {
-    const positions = fingerprintPositions(seqLen, 77)
+  it('catches a lie in a sampled row of a long prefill the primary could not predict', () => {
+    const n = 600
+    const hh = 16
+    const xl = gaussian(n * hh, 21)
+    const positions = fingerprintPositions(n, 77)
     const sampled = positions[0] as number
-    expect(sampled).toBeLessThan(seqLen - 4)
-    const lie = Float32Array.from(x)
-    for (let i = 0; i < h; i++) lie[sampled * h + i] = 0
-    const c = compareToFingerprint(lie, fingerprintHidden(x, seqLen, h, 16, { challenge: 77 }), TOL)
+    expect(sampled).toBeLessThan(n - 4)
+    const lie = Float32Array.from(xl)
+    for (let i = 0; i < hh; i++) lie[sampled * hh + i] = 0
+    const c = compareToFingerprint(lie, fingerprintHidden(xl, n, hh, 16, { challenge: 77 }), TOL)
     expect(c.agree).toBe(false)
   })
 

@@ -25,8 +25,12 @@ function topkBodyWith(ext: number[]): Uint8Array {
   return new RawBody().id('g1').u32(0).u32(0).u32(1).f64(2).f32(1).i32(3).raw(ext).build()
 }
 
-function ext(parts: number, fpLength: number, reserved = 0): RawBody {
-  return new RawBody().u8(parts).u8(reserved).u16(fpLength)
+/** The extension header: u8 parts, then the fingerprint length as u8 high byte and u16 low half. */
+function ext(parts: number, fpLength: number): RawBody {
+  return new RawBody()
+    .u8(parts)
+    .u8(fpLength >>> 16)
+    .u16(fpLength & 0xffff)
 }
 
 function flagged(
@@ -75,10 +79,43 @@ describe('StepResult signature and fingerprint', () => {
         fingerprint: new Uint8Array(MAX_FINGERPRINT_BYTES).fill(9),
       },
     ],
+    [
+      'hidden + a fingerprint of exactly 64 KiB (the length needs its high byte)',
+      {
+        type: 'StepResult',
+        generationId: 'g',
+        stepIndex: 3,
+        hidden: Float32Array.from([0.25]),
+        fingerprint: Uint8Array.from({ length: 0x10000 }, (_, i) => i & 0xff),
+      },
+    ],
   ]
 
+  it('caps fingerprints at a full 512-row window of the largest rows (20 + 512 x 456 bytes)', () => {
+    expect(MAX_FINGERPRINT_BYTES).toBe(20 + 512 * (8 + 6 * 64 + 4 * 16))
+    expect(MAX_FINGERPRINT_BYTES).toBe(233_492)
+  })
+
+  it('writes a fingerprint over 64 KiB with its length high byte', () => {
+    const msg: Message = {
+      type: 'StepResult',
+      generationId: 'g1',
+      stepIndex: 0,
+      topk: { values: Float32Array.of(1), ids: Int32Array.of(3), logSumExp: 2 },
+      fingerprint: new Uint8Array(0x12345).fill(4),
+    }
+    const frames = encodeMessage(msg, { messageId: 1 })
+    const head = frames[0]?.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + 40) as Uint8Array
+    const expected = topkBodyWith([...ext(2, 0x12345).build()])
+    expect(firstByteMismatch(head.subarray(0, expected.length), expected)).toBe(-1)
+    expect(Array.from(expected.subarray(expected.length - 4))).toEqual([2, 0x01, 0x45, 0x23])
+    expect(deliver(frames).fingerprint?.length).toBe(0x12345)
+  })
+
   it.each(cases)('%s round-trips with the extensions flag on every frame', (_, msg) => {
-    for (const maxChunkBytes of [undefined, FRAME_HEADER_BYTES + 40]) {
+    // Tiny frames for small messages; a large fingerprint in 4 KiB frames (the reassembler caps chunk counts).
+    const small = (msg.fingerprint?.length ?? 0) > 4096 ? 4096 : 40
+    for (const maxChunkBytes of [undefined, FRAME_HEADER_BYTES + small]) {
       const frames = encodeMessage(msg, maxChunkBytes === undefined ? {} : { maxChunkBytes })
       for (const f of frames) expect(f[4]).toBe(FrameFlag.Extensions)
       const got = deliver(frames)
@@ -125,7 +162,7 @@ describe('StepResult signature and fingerprint', () => {
     ['a 65-byte signature', { signature: new Uint8Array(65) }],
     ['a signature that is an array', { signature: Array(64).fill(0) }],
     ['an empty fingerprint', { fingerprint: new Uint8Array(0) }],
-    ['a fingerprint over 4 KiB', { fingerprint: new Uint8Array(MAX_FINGERPRINT_BYTES + 1) }],
+    ['a fingerprint over the cap', { fingerprint: new Uint8Array(MAX_FINGERPRINT_BYTES + 1) }],
     ['a fingerprint that is a string', { fingerprint: 'abc' }],
   ]
   it.each(badOnSend)('refuses to send %s', (_, over) => {
@@ -148,8 +185,8 @@ describe('StepResult signature and fingerprint', () => {
       'ERR_WIRE_PAYLOAD',
     ],
     [
-      'a non-zero reserved byte',
-      () => flagged(topkBodyWith([...ext(1, 0, 1).build(), ...sig])),
+      'a length high byte with no fingerprint',
+      () => flagged(topkBodyWith([...new RawBody().u8(1).u8(1).u16(0).build(), ...sig])),
       'ERR_WIRE_PAYLOAD',
     ],
     [
@@ -158,17 +195,6 @@ describe('StepResult signature and fingerprint', () => {
       'ERR_WIRE_PAYLOAD',
     ],
     ['a fingerprint of length 0', () => flagged(topkBodyWith([...ext(2, 0).build()])), 'ERR_WIRE_PAYLOAD'],
-    [
-      'a fingerprint over 4 KiB',
-      () =>
-        flagged(
-          topkBodyWith([
-            ...ext(2, MAX_FINGERPRINT_BYTES + 1).build(),
-            ...new Uint8Array(MAX_FINGERPRINT_BYTES + 1),
-          ]),
-        ),
-      'ERR_WIRE_PAYLOAD',
-    ],
     [
       'a fingerprint longer than the body',
       () => flagged(topkBodyWith([...ext(2, 9).build(), 1, 2])),
@@ -198,6 +224,30 @@ describe('StepResult signature and fingerprint', () => {
   ]
   it.each(badOnReceive)('refuses %s on receipt', (_, frame, code) => {
     expectWireError(() => new Reassembler().push(frame()), code)
+  })
+
+  it('refuses a fingerprint over the cap on receipt, however it is chunked', () => {
+    const body = topkBodyWith([
+      ...ext(2, MAX_FINGERPRINT_BYTES + 1).build(),
+      ...new Uint8Array(MAX_FINGERPRINT_BYTES + 1),
+    ])
+    const size = 60_000
+    const chunkCount = Math.ceil(body.length / size)
+    const r = new Reassembler()
+    expectWireError(() => {
+      for (let i = 0; i < chunkCount; i++) {
+        r.push(
+          encodeFrame({
+            type: FrameType.StepResult,
+            flags: FrameFlag.Extensions,
+            messageId: 9,
+            chunkIndex: i,
+            chunkCount,
+            payload: body.subarray(i * size, (i + 1) * size),
+          }),
+        )
+      }
+    }, 'ERR_WIRE_PAYLOAD')
   })
 
   it('refuses a message whose chunks disagree on the flags', () => {

@@ -492,7 +492,7 @@ for (const stageIndex of [0, 1]) {
       ...(s === stageIndex ? { faults: liarAt } : {}),
     })
     const s0 = replicatedStage(0, 1, layout(0), book, opts)
-    const s1 = replicatedStage(1, 1, layout(1), book, { ...opts, fingerprints: false })
+    const s1 = replicatedStage(1, 1, layout(1), book, opts)
     const pipeline: Pipeline = { stages: [s0.stage, s1.stage], maxContext: config.maxContext }
     const ids: number[] = []
     for await (const t of generate(pipeline, {

@@ -1,4 +1,4 @@
-import { type TopKLogits, Xoshiro128ss } from '@butterfly/core'
+import { type RowTopK, type TopKLogits, Xoshiro128ss } from '@butterfly/core'
 
 /**
  * The well-formed lies FaultyStage tells: finite values, the honest output's shape, top-k lists
@@ -71,4 +71,31 @@ export function colludingTopK(t: TopKLogits): TopKLogits {
     ids[1] = t.ids[0] as number
   }
   return { values: Float32Array.from(t.values), ids, logSumExp: t.logSumExp }
+}
+
+/** The top-k of each row of a last stage's all-rows answer, and back. */
+export function splitRows(r: RowTopK): TopKLogits[] {
+  return Array.from({ length: r.rows }, (_, i) => ({
+    values: r.values.slice(i * r.k, (i + 1) * r.k),
+    ids: r.ids.slice(i * r.k, (i + 1) * r.k),
+    logSumExp: r.logSumExp[i] as number,
+  }))
+}
+
+export function joinRows(rows: readonly TopKLogits[]): RowTopK {
+  const k = rows[0]?.values.length ?? 0
+  const values = new Float32Array(rows.length * k)
+  const ids = new Int32Array(rows.length * k)
+  const logSumExp = new Float32Array(rows.length)
+  rows.forEach((t, i) => {
+    values.set(t.values.subarray(0, k), i * k)
+    ids.set(t.ids.subarray(0, k), i * k)
+    logSumExp[i] = t.logSumExp
+  })
+  return { rows: rows.length, k, values, ids, logSumExp }
+}
+
+/** A zeroed top-k that still names distinct tokens 0..k-1 (well-formed, and wrong). */
+export function zeroTopK(k: number): TopKLogits {
+  return { values: new Float32Array(k), ids: Int32Array.from({ length: k }, (_, i) => i), logSumExp: 0 }
 }

@@ -1,7 +1,15 @@
 import type { StageSession, StageStepInput, StageStepOutput, TopKLogits } from '@butterfly/core'
 import { relativeDeviation, ShapedStage, StageError, Xoshiro128ss } from '@butterfly/core'
 import { FaultOptionsError } from './errors.js'
-import { colludingHidden, colludingTopK, noisy, noisyTopK } from './faulty-lies.js'
+import {
+  colludingHidden,
+  colludingTopK,
+  joinRows,
+  noisy,
+  noisyTopK,
+  splitRows,
+  zeroTopK,
+} from './faulty-lies.js'
 
 /**
  * Test-only misbehaving replica around a real stage:
@@ -135,29 +143,73 @@ export class FaultyStage extends ShapedStage implements StageSession {
     g.last = out
     g.lastEnd = input.startPos + input.seqLen
     const next = () => this.rng.nextFloat64()
+    const lie = this.lie(mode, out, previous, alt, input, next)
+    if (mode === 'late') await new Promise((resolve) => setTimeout(resolve, o.delayMs ?? 1000))
+    return lie
+  }
+
+  /**
+   * The answer for `mode`. A last stage asked for every row (a window replay: allRows) lies in
+   * every row's candidates as it lies in the last one's, so the lie shows in its token rows too.
+   */
+  private lie(
+    mode: FaultMode,
+    out: StageStepOutput,
+    previous: StageStepOutput | undefined,
+    alt: StageStepOutput | undefined,
+    input: StageStepInput,
+    next: () => number,
+  ): StageStepOutput {
+    const o = this.options
+    const noise = o.noise ?? 0.01
+    if (out.hidden !== undefined) {
+      switch (mode) {
+        case 'noise':
+          return { hidden: noisy(out.hidden, noise, next) }
+        case 'collude':
+          return { hidden: colludingHidden(out.hidden, input.seqLen, input.startPos, noise, o.seed ?? 1) }
+        case 'zero':
+          return { hidden: new Float32Array(out.hidden.length) }
+        case 'stale': {
+          // Each row answers with the row before it (the first with the previous step's last row).
+          const h = out.hidden.length / input.seqLen
+          const prev = previous?.hidden
+          if (input.seqLen === 1 || prev === undefined) return previous ?? out
+          const shifted = new Float32Array(out.hidden.length)
+          shifted.set(prev.subarray(prev.length - h), 0)
+          shifted.set(out.hidden.subarray(0, out.hidden.length - h), h)
+          return { hidden: shifted }
+        }
+        case 'other-layer':
+          return input.hidden !== undefined && !this.isLast ? { hidden: input.hidden } : (alt ?? out)
+        default:
+          return out
+      }
+    }
+    const topk = out.topk as TopKLogits
+    const rows = out.rowTopk === undefined ? undefined : splitRows(out.rowTopk)
+    const each = (f: (t: TopKLogits) => TopKLogits): StageStepOutput => {
+      const lied = rows?.map(f)
+      return lied === undefined
+        ? { topk: f(topk) }
+        : { topk: lied[lied.length - 1] as TopKLogits, rowTopk: joinRows(lied) }
+    }
     switch (mode) {
       case 'noise':
-        return out.hidden !== undefined
-          ? { hidden: noisy(out.hidden, o.noise ?? 0.01, next) }
-          : { topk: noisyTopK(out.topk as TopKLogits, o.noise ?? 0.01, next) }
+        return each((t) => noisyTopK(t, noise, next))
       case 'collude':
-        return out.hidden !== undefined
-          ? {
-              hidden: colludingHidden(out.hidden, input.seqLen, input.startPos, o.noise ?? 0.01, o.seed ?? 1),
-            }
-          : { topk: colludingTopK(out.topk as TopKLogits) }
+        return each(colludingTopK)
       case 'zero':
-        return out.hidden !== undefined
-          ? { hidden: new Float32Array(out.hidden.length) }
-          : { topk: { values: new Float32Array(4), ids: new Int32Array(4), logSumExp: 0 } }
-      case 'stale':
-        return previous ?? out
+        return each((t) => zeroTopK(Math.max(2, t.values.length)))
+      case 'stale': {
+        // Each row answers with the candidates of the row before it (the first with the last step's).
+        if (rows === undefined) return previous ?? out
+        const before = previous?.topk ?? (rows[0] as TopKLogits)
+        const shifted = [before, ...rows.slice(0, -1)]
+        return { topk: shifted[shifted.length - 1] as TopKLogits, rowTopk: joinRows(shifted) }
+      }
       case 'other-layer':
-        if (input.hidden !== undefined && !this.isLast) return { hidden: input.hidden }
         return alt ?? out
-      case 'late':
-        await new Promise((resolve) => setTimeout(resolve, o.delayMs ?? 1000))
-        return out
       default:
         return out
     }

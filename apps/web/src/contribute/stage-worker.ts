@@ -38,11 +38,15 @@ const api = {
     stages.set(id, stage)
   },
   async step(id: number, generationId: string, input: StageStepInput) {
+    // input.allRows (a boolean) crosses comlink as is; out.rowTopk comes back with its arrays.
     const out = await get(id).step(generationId, input)
-    const buffers = [out.hidden?.buffer, out.topk?.values.buffer, out.topk?.ids.buffer].filter(
-      (b): b is ArrayBuffer => b instanceof ArrayBuffer,
+    const { hidden, topk, rowTopk } = out
+    const arrays = [hidden, topk?.values, topk?.ids, rowTopk?.values, rowTopk?.ids, rowTopk?.logSumExp]
+    // A buffer may be listed once only (structured clone throws on duplicates).
+    const buffers = new Set(
+      arrays.map((a) => a?.buffer).filter((b): b is ArrayBuffer => b instanceof ArrayBuffer),
     )
-    return transfer(out, buffers)
+    return transfer(out, [...buffers])
   },
   async truncate(id: number, generationId: string, length: number): Promise<void> {
     await get(id).truncate(generationId, length)

@@ -8,3 +8,18 @@ export interface TopKLogits {
   ids: Int32Array
   logSumExp: number
 }
+
+/**
+ * The candidates of every position of a step (StageStepInput.allRows): row r holds the k largest
+ * logits of position r, as TopKLogits does for one position.
+ */
+export interface RowTopK {
+  readonly rows: number
+  readonly k: number
+  /** [rows * k], each row descending (equal values keep the lower id first). */
+  readonly values: Float32Array
+  /** [rows * k]. */
+  readonly ids: Int32Array
+  /** [rows]: log Σ exp(logit / T) per position, at the temperature used. */
+  readonly logSumExp: Float32Array
+}

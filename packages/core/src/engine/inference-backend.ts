@@ -1,4 +1,4 @@
-import type { TopKLogits } from '../base/top-k-logits.js'
+import type { RowTopK, TopKLogits } from '../base/top-k-logits.js'
 import { GenerationError } from '../errors.js'
 import type { ModelConfig } from '../model/model-config.js'
 import type { HiddenFingerprint } from '../verify/fingerprint.js'
@@ -23,6 +23,11 @@ export interface StageStepInput {
    * honour it (FingerprintingStage adds both to any session).
    */
   readonly fingerprint?: { readonly challenge: number }
+  /**
+   * Last stage only: also return candidates for every position of the step (`rowTopk`), so a
+   * replica replaying a window of w positions as one step answers for each of them.
+   */
+  readonly allRows?: boolean
 }
 
 export interface StageStepOutput {
@@ -34,7 +39,9 @@ export interface StageStepOutput {
   readonly logits?: Float32Array
   /** In place of `hidden` when the input asked for a fingerprint. */
   readonly fingerprint?: HiddenFingerprint
-  /** Last stage, in place of `topk` when the input asked for a fingerprint: per-position candidates. */
+  /** Last stage with allRows: the candidates of every position, the last one equal to `topk`. */
+  readonly rowTopk?: RowTopK
+  /** Last stage asked for a fingerprint: per position its top-2 candidates (verify/token-rows.ts). */
   readonly tokenRows?: TokenRows
 }
 

@@ -155,9 +155,11 @@ class OrtStage extends ShapedStage implements StageSession {
         config.hiddenSize,
       ])
     }
+    const rows = input.allRows === true ? S : 1
     if (this.io.isLast) {
       const t = input.temperature ?? 0
       feeds[this.io.temperature] = new T('float32', Float32Array.of(t > 0 ? t : 1), [1])
+      feeds[this.io.logitRows] = new T('int64', BigInt64Array.of(BigInt(rows)), [1])
     }
     const { numKvHeads: heads, headDim } = config
     const kvDims = [1, heads, kv.capacity, headDim]
@@ -180,14 +182,7 @@ class OrtStage extends ShapedStage implements StageSession {
     kv.length = total
 
     if (!this.io.isLast) return { hidden: out[this.io.hiddenOut]?.data as Float32Array }
-    const values = out[this.io.topkValues]?.data as Float32Array
-    const ids64 = out[this.io.topkIds]?.data as BigInt64Array
-    const lse = out[this.io.logSumExp]?.data as Float32Array
-    const result: StageStepOutput = {
-      topk: { values, ids: Int32Array.from(ids64, Number), logSumExp: lse[0] ?? Number.NaN },
-    }
-    const logits = out[this.io.logits]?.data as Float32Array | undefined
-    return logits === undefined ? result : { ...result, logits }
+    return lastStageOutput(out, this.io, rows)
   }
 
   private newState(id: string, startPos: number): KvState {
@@ -254,6 +249,33 @@ function appendRows(
       cache.set(rows.subarray(s * width + h * headDim, s * width + (h + 1) * headDim), base + s * headDim)
     }
   }
+}
+
+/**
+ * The last stage's [rows, topK] outputs: `topk` is always the last row (with rows = 1, the
+ * arrays exactly as the runtime returned them, as before per-row candidates existed); with more
+ * rows, `rowTopk` carries them all and `topk` a copy of the last, so no two fields share a buffer.
+ */
+function lastStageOutput(out: InferenceSession.OnnxValueMapType, io: StageIo, rows: number): StageStepOutput {
+  const values = out[io.topkValues]?.data as Float32Array
+  const ids = Int32Array.from(out[io.topkIds]?.data as BigInt64Array, Number)
+  const lse = out[io.logSumExp]?.data as Float32Array
+  const logits = out[io.logits]?.data as Float32Array | undefined
+  if (values.length % rows !== 0 || ids.length !== values.length || lse.length !== rows) {
+    throw new GenerationError('ERR_STEP_ORDER', 'stage returned malformed top-k rows')
+  }
+  if (rows === 1) {
+    const result: StageStepOutput = { topk: { values, ids, logSumExp: lse[0] ?? Number.NaN } }
+    return logits === undefined ? result : { ...result, logits }
+  }
+  const k = values.length / rows
+  const last = (rows - 1) * k
+  const result: StageStepOutput = {
+    topk: { values: values.slice(last), ids: ids.slice(last), logSumExp: lse[rows - 1] ?? Number.NaN },
+    rowTopk: { rows, k, values, ids, logSumExp: lse },
+  }
+  if (logits === undefined) return result
+  return { ...result, logits: logits.slice(logits.length - logits.length / rows) }
 }
 
 function positions(start: number, count: number): BigInt64Array {

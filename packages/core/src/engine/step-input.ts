@@ -23,6 +23,9 @@ export function validateStepInput(config: ModelConfig, io: StageIo, input: Stage
       throw bad(`stage needs hidden states of ${S} x ${config.hiddenSize} floats`)
     }
   }
+  if (input.allRows !== undefined && !(typeof input.allRows === 'boolean' && (io.isLast || !input.allRows))) {
+    throw bad('allRows is a boolean, and only the last stage computes per-position candidates')
+  }
   if (io.isLast && input.temperature !== undefined) {
     if (!Number.isFinite(input.temperature) || input.temperature < 0) throw bad('temperature must be ≥ 0')
   }

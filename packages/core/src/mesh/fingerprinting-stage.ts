@@ -7,6 +7,7 @@ import {
 import { ShapedStage } from '../engine/stage-shape.js'
 import { StageError } from '../errors.js'
 import { fingerprintHidden } from '../verify/fingerprint.js'
+import { MAX_TOKEN_ROWS, tokenRowsOf } from '../verify/token-rows.js'
 
 interface Kept {
   readonly startPos: number
@@ -18,8 +19,10 @@ interface Kept {
  * Gives any stage the replica side of fingerprint voting: a step that asks for a fingerprint is
  * run as usual, answered with the fingerprint of its hidden output, and the output is kept, one
  * per generation, until the coordinator fetches it (when the vote needs a second full state), the
- * next step of that generation replaces it, or the generation ends. The stage host wraps its
- * stage in one; in-process replicas (tests, benches) are wrapped directly.
+ * next step of that generation replaces it, or the generation ends. The last stage has no hidden
+ * output: asked for a fingerprint, it runs the step with allRows and answers with token rows (the
+ * top-2 candidates of every position) and keeps nothing, so FetchHidden is unsupported there. The
+ * stage host wraps its stage in one; in-process replicas (tests, benches) are wrapped directly.
  */
 export class FingerprintingStage extends ShapedStage implements StageSession {
   private readonly kept = new Map<string, Kept>()
@@ -38,7 +41,17 @@ export class FingerprintingStage extends ShapedStage implements StageSession {
     this.kept.delete(generationId)
     if (fingerprint === undefined) return this.inner.step(generationId, plain, signal)
     if (this.isLast) {
-      throw new StageError('ERR_STAGE_REPLY', 'the last stage answers with top-k logits, not a fingerprint')
+      if (input.seqLen > MAX_TOKEN_ROWS) {
+        throw new StageError(
+          'ERR_STAGE_REPLY',
+          `the last stage answers fingerprints of at most ${MAX_TOKEN_ROWS} positions, not ${input.seqLen}`,
+        )
+      }
+      const out = await this.inner.step(generationId, { ...plain, allRows: true }, signal)
+      if (out.rowTopk?.rows !== input.seqLen) {
+        throw new StageError('ERR_STAGE_REPLY', 'the last stage produced no candidates for every position')
+      }
+      return { tokenRows: tokenRowsOf(out.rowTopk) }
     }
     const out = await this.inner.step(generationId, plain, signal)
     const hidden = out.hidden
@@ -55,6 +68,12 @@ export class FingerprintingStage extends ShapedStage implements StageSession {
   /** The kept output of the step at `startPos`, with its length in positions. */
   keptStep(generationId: string, startPos: number): { hidden: Float32Array; seqLen: number } {
     const k = this.kept.get(generationId)
+    if (this.isLast) {
+      throw new StageError(
+        'ERR_HIDDEN_UNAVAILABLE',
+        'the last stage has no hidden output to fetch: it answers fingerprints with token rows',
+      )
+    }
     if (k === undefined || k.startPos !== startPos) {
       throw new StageError(
         'ERR_HIDDEN_UNAVAILABLE',

@@ -11,6 +11,7 @@ import { isBytes, PUBLIC_KEY_BYTES } from '../identity/peer-identity.js'
 import { verifyResult } from '../identity/step-signature.js'
 import type { MessageConnection } from '../transport/message-connection.js'
 import { decodeFingerprint } from '../verify/fingerprint-codec.js'
+import { decodeTokenRows } from '../verify/token-rows.js'
 import type { ReceivedMessage } from '../wire/messages.js'
 
 export interface RemoteStageInit {
@@ -120,6 +121,12 @@ export class RemoteStage extends ShapedStage implements StageSession {
   /** The full state behind the generation's latest fingerprinted step (FetchHidden). */
   async fetchHidden(generationId: string, startPos: number, signal?: AbortSignal): Promise<Float32Array> {
     const step = this.fingerprinted.get(generationId)
+    if (this.init.isLast) {
+      throw new StageError(
+        'ERR_HIDDEN_UNAVAILABLE',
+        `the last stage on ${this.init.peerId} has no hidden output to fetch: it answers fingerprints with token rows`,
+      )
+    }
     if (step?.startPos !== startPos) {
       throw new StageError(
         'ERR_HIDDEN_UNAVAILABLE',
@@ -286,6 +293,15 @@ export class RemoteStage extends ShapedStage implements StageSession {
     }
     if (msg.fingerprint === undefined || msg.hidden !== undefined || msg.topk !== undefined) {
       return wrong('no fingerprint where one was asked for')
+    }
+    if (this.init.isLast) {
+      try {
+        const tokenRows = decodeTokenRows(msg.fingerprint)
+        if (tokenRows.seqLen !== p.seqLen) return wrong('token rows of another length')
+        return { tokenRows }
+      } catch (err) {
+        return wrong(`malformed token rows (${(err as Error).message})`)
+      }
     }
     try {
       const fp = decodeFingerprint(msg.fingerprint)

@@ -3,6 +3,7 @@ import { StageError } from '../errors.js'
 import type { StepSigner } from '../identity/step-signature.js'
 import type { MessageConnection } from '../transport/message-connection.js'
 import { encodeFingerprint } from '../verify/fingerprint-codec.js'
+import { encodeTokenRows } from '../verify/token-rows.js'
 import {
   type FetchHidden,
   type StepRequest,
@@ -131,7 +132,13 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
         return done
       })
       lastUsed.set(req.generationId, Date.now())
-      const fingerprint = out.fingerprint !== undefined ? encodeFingerprint(out.fingerprint) : undefined
+      // The last stage's token rows travel in the same fingerprint bytes; their magic tells them apart.
+      const fingerprint =
+        out.fingerprint !== undefined
+          ? encodeFingerprint(out.fingerprint)
+          : out.tokenRows !== undefined
+            ? encodeTokenRows(out.tokenRows)
+            : undefined
       const output =
         fingerprint !== undefined
           ? { fingerprint }
@@ -197,6 +204,12 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
   async function fetch(conn: MessageConnection, req: FetchHidden, mine: Set<string>): Promise<void> {
     try {
       const step = fingerprinted.get(req.generationId)
+      if (stage.isLast) {
+        throw new StageError(
+          'ERR_HIDDEN_UNAVAILABLE',
+          'FetchHidden is unsupported on the last stage: it answers fingerprints with token rows',
+        )
+      }
       if (!mine.has(req.generationId) || step?.stepIndex !== req.stepIndex) {
         throw new StageError(
           'ERR_HIDDEN_UNAVAILABLE',

@@ -177,35 +177,39 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
     return finish(g, init, { isFirst: io.isFirst, isLast: false, topK })
   }
 
-  // Only the last position is sampled, so the LM head runs on one row even during prefill.
-  const last = g.op1('Slice', [
+  // The LM head runs on the last `logit_rows` positions only: 1 for a normal step (only the last
+  // position is sampled, so a prefill pays for one row), the whole step when a replica answers a
+  // replayed window with per-position candidates. With 1 it computes exactly the ops on exactly
+  // the shapes it always did, so a normal step's top-k is bit-identical.
+  const logitRows = g.input(io.logitRows, 'int64', [1])
+  const tail = g.op1('Slice', [
     hidden,
-    g.constantInt64('s', [-1]),
+    g.op1('Neg', [logitRows]),
     g.constantInt64('e', [2 ** 53 - 1]),
     g.constantInt64('ax', [1]),
   ])
-  const normedLast = g.op1('SimplifiedLayerNormalization', [last, await normWeight(ctx, FINAL_NORM, H)], {
+  const normedTail = g.op1('SimplifiedLayerNormalization', [tail, await normWeight(ctx, FINAL_NORM, H)], {
     axis: -1,
     epsilon: eps,
   })
   const headName = config.tieWordEmbeddings ? EMBED_TOKENS : LM_HEAD
   // Gemm with transB reads the [vocab, hidden] table as stored, so a tied head shares the
   // embedding initializer instead of holding a transposed copy.
-  const row = g.op1('Reshape', [normedLast, g.constantInt64('shape', [1, H])])
+  const rows = g.op1('Reshape', [normedTail, g.constantInt64('shape', [-1, H])])
   const headShape = [config.vocabSize, H]
   const logits = isInt4Weight(config, headName)
-    ? await matMulNBits(g, row, config, weights, headName, headShape)
-    : g.op1('Gemm', [row, await load(headName, headShape)], { transB: 1 })
+    ? await matMulNBits(g, rows, config, weights, headName, headShape)
+    : g.op1('Gemm', [rows, await load(headName, headShape)], { transB: 1 })
   const temperature = g.input(io.temperature, 'float32', [1])
   const [values, ids] = g.op('TopK', [logits, g.constantInt64('k', [topK])], {
     attrs: { axis: -1, largest: 1, sorted: 1 },
     outputCount: 2,
   })
   const lse = g.op1('ReduceLogSumExp', [g.op1('Div', [logits, temperature])], { axes: [-1], keepdims: 0 })
-  g.output(values as string, io.topkValues, 'float32', [1, topK])
-  g.output(ids as string, io.topkIds, 'int64', [1, topK])
-  g.output(lse, io.logSumExp, 'float32', [1])
-  if (init.emitLogits) g.output(logits, io.logits, 'float32', [1, config.vocabSize])
+  g.output(values as string, io.topkValues, 'float32', ['rows', topK])
+  g.output(ids as string, io.topkIds, 'int64', ['rows', topK])
+  g.output(lse, io.logSumExp, 'float32', ['rows'])
+  if (init.emitLogits) g.output(logits, io.logits, 'float32', ['rows', config.vocabSize])
   return finish(g, init, { isFirst: io.isFirst, isLast: true, topK })
 }
 

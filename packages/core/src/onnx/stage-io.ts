@@ -31,9 +31,18 @@ export interface StageIo {
   readonly totalSequenceLength: string
   /** float32 [1]: sampling temperature used for the log-sum-exp; last stage only. */
   readonly temperature: string
+  /**
+   * int64 [1], last stage only: how many of the step's last positions get the LM head (R): 1
+   * normally, seqLen for per-position candidates (StageStepInput.allRows).
+   */
+  readonly logitRows: string
+  /** float32 [R, topK], each row descending. */
   readonly topkValues: string
+  /** int64 [R, topK]. */
   readonly topkIds: string
+  /** float32 [R]: log Σ exp(logit / temperature) per row. */
   readonly logSumExp: string
+  /** float32 [R, vocab], with emitLogits only. */
   readonly logits: string
   readonly layers: readonly LayerKvNames[]
 }
@@ -59,6 +68,7 @@ export function stageIo(config: ModelConfig, layerStart: number, layerEnd: numbe
     seqlensK: 'seqlens_k',
     totalSequenceLength: 'total_sequence_length',
     temperature: 'temperature',
+    logitRows: 'logit_rows',
     topkValues: 'topk_values',
     topkIds: 'topk_ids',
     logSumExp: 'logsumexp',

@@ -142,18 +142,23 @@ export function compareToFingerprint(full: Float32Array, fp: HiddenFingerprint, 
   const h = fp.hiddenSize
   if (full.length !== fp.seqLen * h) return MISMATCH
   const checks = new Checks()
-  for (const row of fp.rows) if (!checkRow(full, row.position * h, row, fp, tol, checks)) return MISMATCH
+  for (const row of fp.rows) {
+    if (!checkRow(checks, full, row.position * h, fp, row, tol)) return MISMATCH
+  }
   return checks.result()
 }
 
-/** Adds one fingerprinted row's checks against full[off, off + hiddenSize); false when unusable. */
+/**
+ * Adds one fingerprinted row's checks against full[off, off + hiddenSize) to `checks`; false when
+ * the full row holds a non-finite value.
+ */
 function checkRow(
+  checks: Checks,
   full: Float32Array,
   off: number,
-  row: FingerprintRow,
   fp: HiddenFingerprint,
+  row: FingerprintRow,
   tol: Tolerance,
-  checks: Checks,
 ): boolean {
   const h = fp.hiddenSize
   const norm = rowNorm(full, off, h)
@@ -172,6 +177,55 @@ function checkRow(
   checks.add(Math.sqrt(sumSq / sketch.length) / denom, SKETCH_SLACK * tol.relative)
   checks.addOverlap(sharedIndexFraction(row.indices, topKAbsIndices(full, off, h, fp.k)), tol.indexOverlap)
   return true
+}
+
+function rowAgrees(
+  full: Float32Array,
+  off: number,
+  fp: HiddenFingerprint,
+  row: FingerprintRow,
+  tol: Tolerance,
+) {
+  const checks = new Checks()
+  return checkRow(checks, full, off, fp, row, tol) && checks.agree
+}
+
+/**
+ * Whether one full row [hiddenSize] matches the fingerprint's row at `position` (same checks as
+ * compareToFingerprint). False when the row has the wrong length or a non-finite value, or when
+ * the fingerprint does not cover `position` (nothing to confirm it with).
+ */
+export function rowMatchesFingerprint(
+  row: Float32Array,
+  fp: HiddenFingerprint,
+  position: number,
+  tol: Tolerance,
+): boolean {
+  validateTolerance(tol)
+  validateFingerprint(fp)
+  if (!(row instanceof Float32Array)) throw new VerifyError('ERR_VERIFY_INPUT', 'row must be a Float32Array')
+  if (row.length !== fp.hiddenSize) return false
+  const fpRow = fp.rows.find((r) => r.position === position)
+  return fpRow !== undefined && rowAgrees(row, 0, fp, fpRow, tol)
+}
+
+/**
+ * The lowest position whose fingerprinted row disagrees with `full` [seqLen x hiddenSize], or -1
+ * when every row agrees; a shape mismatch returns 0. A fingerprint covers every row of a step of
+ * up to MAX_FINGERPRINT_ROWS (a replayed window), so there this is the first position at which
+ * the two replicas diverge; beyond that, the first among the rows covered.
+ */
+export function firstDisagreeingRow(full: Float32Array, fp: HiddenFingerprint, tol: Tolerance): number {
+  validateTolerance(tol)
+  validateFingerprint(fp)
+  if (!(full instanceof Float32Array))
+    throw new VerifyError('ERR_VERIFY_INPUT', 'full state must be a Float32Array')
+  const h = fp.hiddenSize
+  if (full.length !== fp.seqLen * h) return 0
+  for (const row of fp.rows) {
+    if (!rowAgrees(full, row.position * h, fp, row, tol)) return row.position
+  }
+  return -1
 }
 
 /**
@@ -214,31 +268,4 @@ export function compareFingerprints(a: HiddenFingerprint, b: HiddenFingerprint, 
     checks.addOverlap(sharedIndexFraction(shorter, longer), tol.indexOverlap)
   }
   return checks.result()
-}
-
-/** Whether one full row [hiddenSize] matches the fingerprint's row at `position` (same checks as compareToFingerprint). */
-export function rowMatchesFingerprint(
-  row: Float32Array,
-  fp: HiddenFingerprint,
-  position: number,
-  tol: Tolerance,
-): boolean {
-  validateTolerance(tol)
-  const fr = fp.rows.find((r) => r.position === position)
-  if (fr === undefined || !(row instanceof Float32Array) || row.length !== fp.hiddenSize) return false
-  const checks = new Checks()
-  return checkRow(row, 0, fr, fp, tol, checks) && checks.result().agree
-}
-
-/** The lowest position whose fingerprinted row disagrees with `full`, or -1 when every row agrees; a shape mismatch returns 0. */
-export function firstDisagreeingRow(full: Float32Array, fp: HiddenFingerprint, tol: Tolerance): number {
-  validateTolerance(tol)
-  validateFingerprint(fp)
-  const h = fp.hiddenSize
-  if (!(full instanceof Float32Array) || full.length !== fp.seqLen * h) return 0
-  for (const r of fp.rows) {
-    const checks = new Checks()
-    if (!checkRow(full, r.position * h, r, fp, tol, checks) || !checks.result().agree) return r.position
-  }
-  return -1
 }

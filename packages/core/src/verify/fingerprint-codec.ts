@@ -1,26 +1,41 @@
 import { VerifyError } from '../errors.js'
-import { type FingerprintRow, type HiddenFingerprint, validateFingerprint } from './fingerprint.js'
+import {
+  type FingerprintRow,
+  type HiddenFingerprint,
+  MAX_FINGERPRINT_K,
+  MAX_FINGERPRINT_ROWS,
+  MAX_SKETCH_SIZE,
+  validateFingerprint,
+} from './fingerprint.js'
 
 /**
  * Binary form of a HiddenFingerprint, little-endian:
  *
  *   0  'B' 'F' 'P'  magic
- *   3  u8   version (1)
- *   4  u8   k, u8 sketch size m, u8 row count, u8 reserved (0)
+ *   3  u8   version (2)
+ *   4  u8   k, u8 sketch size m, u16 row count
  *   8  u32  seqLen, u32 hiddenSize, u32 challenge
  *  20  rows: u32 position, f32 norm, k x u16 index, k x f32 value, m x f32 sketch
  *
- * A default fingerprint of one decoding position is 188 bytes; of a prefill, at most 8 rows.
+ * A row is 8 + 6k + 4m bytes: 168 with the defaults (k = m = 16), so a default fingerprint of one
+ * decoding position is 188 bytes and one of a full 512-row window 86,036. Version 1 had a u8 row
+ * count (at most 16 rows) and is refused.
  */
 
-export const FINGERPRINT_VERSION = 1
-export const MAX_FINGERPRINT_BYTES = 8192
+export const FINGERPRINT_VERSION = 2
 const MAGIC = [0x42, 0x46, 0x50] as const
 const HEADER_BYTES = 20
 
 function rowBytes(k: number, m: number): number {
   return 8 + 6 * k + 4 * m
 }
+
+/**
+ * The largest valid fingerprint: MAX_FINGERPRINT_ROWS rows at the largest k and sketch, 233,492
+ * bytes. The wire's own MAX_FINGERPRINT_BYTES (wire/validate-message.ts) is computed the same way.
+ */
+export const MAX_FINGERPRINT_BYTES =
+  HEADER_BYTES + MAX_FINGERPRINT_ROWS * rowBytes(MAX_FINGERPRINT_K, MAX_SKETCH_SIZE)
 
 export function encodeFingerprint(fp: HiddenFingerprint): Uint8Array {
   validateFingerprint(fp)
@@ -38,7 +53,7 @@ export function encodeFingerprint(fp: HiddenFingerprint): Uint8Array {
   dv.setUint8(3, FINGERPRINT_VERSION)
   dv.setUint8(4, fp.k)
   dv.setUint8(5, m)
-  dv.setUint8(6, fp.rows.length)
+  dv.setUint16(6, fp.rows.length, true)
   dv.setUint32(8, fp.seqLen, true)
   dv.setUint32(12, fp.hiddenSize, true)
   dv.setUint32(16, fp.challenge, true)
@@ -87,9 +102,13 @@ export function decodeFingerprint(bytes: Uint8Array): HiddenFingerprint {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const k = dv.getUint8(4)
   const m = dv.getUint8(5)
-  const count = dv.getUint8(6)
-  if (dv.getUint8(7) !== 0)
-    throw new VerifyError('ERR_FINGERPRINT_FIELD', 'fingerprint reserved byte is not 0')
+  const count = dv.getUint16(6, true)
+  if (count > MAX_FINGERPRINT_ROWS) {
+    throw new VerifyError(
+      'ERR_FINGERPRINT_FIELD',
+      `fingerprint has ${count} rows, over ${MAX_FINGERPRINT_ROWS}`,
+    )
+  }
   const expected = HEADER_BYTES + count * rowBytes(k, m)
   if (bytes.length < expected) {
     throw new VerifyError(

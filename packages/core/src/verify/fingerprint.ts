@@ -4,7 +4,7 @@ import { MAX_HIDDEN_SIZE, MAX_SEQ_LEN } from '../wire/validate-message.js'
 
 /**
  * TOPLOC-style fingerprints of a stage's hidden states. One replica (the primary) ships the full
- * [seqLen x hiddenSize] output; the others ship a fingerprint of theirs, a few hundred bytes
+ * [seqLen x hiddenSize] output; the others ship a fingerprint of theirs, 168 bytes a row
  * whatever the hidden size, which the coordinator checks against the primary's full state.
  *
  * Each fingerprinted row carries:
@@ -16,18 +16,24 @@ import { MAX_HIDDEN_SIZE, MAX_SEQ_LEN } from '../wire/validate-message.js'
  *   gives each fingerprinting replica its own random challenge and never shows it to the
  *   primary, so a lying primary cannot shape its lie to be invisible to the sketch.
  *
- * Rows covered: the last min(seqLen, 4) positions (the ones decoding depends on most) plus up to
- * `sampledRows` earlier positions drawn from the challenge, so a primary that corrupts a prefill
- * cannot know which of its rows will be checked.
+ * Rows covered: every row of the step, up to MAX_FINGERPRINT_ROWS. A step longer than that (a long
+ * prefill) keeps its last FINGERPRINT_TAIL_ROWS rows (the ones decoding depends on most) plus
+ * MAX_FINGERPRINT_ROWS - FINGERPRINT_TAIL_ROWS earlier rows drawn from the challenge, so a primary
+ * that corrupts a prefill cannot know which of its rows will be checked. Covering every row of a
+ * window lets the coordinator find the first position that disagrees (firstDisagreeingRow in
+ * compare-hidden.ts), not only whether the step does.
  */
 
 export const FINGERPRINT_K = 16
 export const FINGERPRINT_TAIL_ROWS = 4
-export const FINGERPRINT_SAMPLED_ROWS = 4
 export const SKETCH_SIZE = 16
 export const MAX_FINGERPRINT_K = 64
-export const MAX_FINGERPRINT_SAMPLED_ROWS = 12
-export const MAX_FINGERPRINT_ROWS = FINGERPRINT_TAIL_ROWS + MAX_FINGERPRINT_SAMPLED_ROWS
+/**
+ * Rows one fingerprint covers at most. It equals the longest window the coordinator replays as
+ * one step (MAX_REPLAY_POSITIONS in mesh/replication/replica-set.ts, a layer above, which this
+ * layer may not import), so a replayed window is fingerprinted row by row; change both together.
+ */
+export const MAX_FINGERPRINT_ROWS = 512
 export const MAX_SKETCH_SIZE = 16
 
 export interface FingerprintRow {
@@ -49,15 +55,13 @@ export interface HiddenFingerprint {
   readonly k: number
   /** u32 chosen by the coordinator; keys the sketch vectors and the sampled rows. */
   readonly challenge: number
-  /** Ascending by position; always includes the last min(seqLen, 4) positions. */
+  /** Ascending by position: fingerprintPositions(seqLen, challenge), every row up to 512. */
   readonly rows: readonly FingerprintRow[]
 }
 
 export interface FingerprintOptions {
   /** u32, default 0. */
   readonly challenge?: number
-  /** Earlier positions sampled besides the tail, default 4, at most 12. */
-  readonly sampledRows?: number
 }
 
 const POSITION_STREAM = 0xfffff // never a position (< 2^17), so its RNG stream is distinct
@@ -74,25 +78,25 @@ function isU32(x: unknown): x is number {
   return typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xffffffff
 }
 
-/** The row positions a fingerprint with this challenge covers, ascending. */
-export function fingerprintPositions(
-  seqLen: number,
-  challenge = 0,
-  sampledRows = FINGERPRINT_SAMPLED_ROWS,
-): number[] {
+/**
+ * The row positions a fingerprint with this challenge covers, ascending: all of [0, seqLen) up
+ * to MAX_FINGERPRINT_ROWS, else the tail plus earlier rows drawn from the challenge.
+ */
+export function fingerprintPositions(seqLen: number, challenge = 0): number[] {
   if (!(Number.isInteger(seqLen) && seqLen >= 1 && seqLen <= MAX_SEQ_LEN)) {
     throw inputError(`seqLen must be an integer in [1, ${MAX_SEQ_LEN}], got ${String(seqLen)}`)
   }
   if (!isU32(challenge)) throw inputError(`challenge must be a u32, got ${String(challenge)}`)
-  if (!(Number.isInteger(sampledRows) && sampledRows >= 0 && sampledRows <= MAX_FINGERPRINT_SAMPLED_ROWS)) {
-    throw inputError(`sampledRows must be an integer in [0, ${MAX_FINGERPRINT_SAMPLED_ROWS}]`)
-  }
-  const tail = Math.min(seqLen, FINGERPRINT_TAIL_ROWS)
-  const earlier = seqLen - tail
+  if (seqLen <= MAX_FINGERPRINT_ROWS) return Array.from({ length: seqLen }, (_, p) => p)
+  const earlier = seqLen - FINGERPRINT_TAIL_ROWS
+  const want = MAX_FINGERPRINT_ROWS - FINGERPRINT_TAIL_ROWS
+  // Floyd's sampling: `want` distinct positions of [0, earlier) in exactly `want` draws.
   const picked = new Set<number>()
-  const want = Math.min(sampledRows, earlier)
   const rng = new Xoshiro128ss(challenge * 2 ** 20 + POSITION_STREAM)
-  while (picked.size < want) picked.add(Math.floor(rng.nextFloat64() * earlier))
+  for (let j = earlier - want; j < earlier; j++) {
+    const t = Math.floor(rng.nextFloat64() * (j + 1))
+    picked.add(picked.has(t) ? j : t)
+  }
   const positions = [...picked].sort((a, b) => a - b)
   for (let p = earlier; p < seqLen; p++) positions.push(p)
   return positions
@@ -208,7 +212,7 @@ export function fingerprintHidden(
     throw inputError(`k must be an integer in [1, ${MAX_FINGERPRINT_K}], got ${String(k)}`)
   }
   const challenge = options.challenge ?? 0
-  const positions = fingerprintPositions(seqLen, challenge, options.sampledRows ?? FINGERPRINT_SAMPLED_ROWS)
+  const positions = fingerprintPositions(seqLen, challenge)
   if (hidden.length !== seqLen * hiddenSize) {
     throw inputError(`hidden has ${hidden.length} values, expected ${seqLen} x ${hiddenSize}`)
   }
@@ -246,22 +250,20 @@ export function validateFingerprint(fp: unknown): HiddenFingerprint {
   }
   if (!isU32(challenge)) throw fieldError(`fingerprint challenge must be a u32, got ${String(challenge)}`)
   const n = seqLen as number
-  if (!Array.isArray(rows) || rows.length < 1 || rows.length > Math.min(MAX_FINGERPRINT_ROWS, n)) {
-    throw fieldError(`fingerprint needs 1..min(${MAX_FINGERPRINT_ROWS}, seqLen) rows`)
+  // The rows are fixed by (seqLen, challenge): a replica cannot leave out the ones it lied on.
+  const expected = fingerprintPositions(n, challenge)
+  if (!Array.isArray(rows) || rows.length !== expected.length) {
+    throw fieldError(`fingerprint needs min(${MAX_FINGERPRINT_ROWS}, seqLen) = ${expected.length} rows`)
   }
-  const tailStart = n - Math.min(n, FINGERPRINT_TAIL_ROWS)
-  let tailSeen = 0
-  let prev = -1
+  let r = 0
   let m = -1
   for (const row of rows as unknown[]) {
     if (typeof row !== 'object' || row === null) throw fieldError('fingerprint row must be an object')
     const { position, norm, indices, values, sketch } = row as Record<string, unknown>
     const p = position as number
-    if (!(Number.isInteger(p) && p > prev && p < n)) {
-      throw fieldError(`fingerprint row positions must be ascending integers below seqLen ${n}`)
+    if (p !== expected[r++]) {
+      throw fieldError(`fingerprint row positions must be fingerprintPositions(${n}, challenge)`)
     }
-    prev = p
-    if (p >= tailStart) tailSeen++
     if (!(typeof norm === 'number' && Number.isFinite(norm) && norm >= 0)) {
       throw fieldError(`fingerprint row ${p}: norm must be finite and >= 0`)
     }
@@ -298,6 +300,5 @@ export function validateFingerprint(fp: unknown): HiddenFingerprint {
       }
     }
   }
-  if (tailSeen !== n - tailStart) throw fieldError('fingerprint must cover the last min(seqLen, 4) rows')
   return fp as HiddenFingerprint
 }

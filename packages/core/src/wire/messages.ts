@@ -37,8 +37,9 @@ export * from './validate-message.js'
  *   StepResult     id, u32 stepIndex, u32 hiddenCount, u32 topkCount, f64 logSumExp (0 without top-k),
  *                  f32[hiddenCount], f32[topkCount] values, i32[topkCount] ids,
  *                  then only with FrameFlag.Extensions (set iff a signature or fingerprint is sent):
- *                  u8 parts (1 signature, 2 fingerprint; not 0), u8 0, u16 fingerprintLength
- *                  (0 without one), u8[64] signature, u8[fingerprintLength] fingerprint
+ *                  u8 parts (1 signature, 2 fingerprint; not 0), u8 fingerprintLength >> 16,
+ *                  u16 fingerprintLength & 0xffff (the length 0 without one), u8[64] signature,
+ *                  u8[fingerprintLength] fingerprint
  *   StepError      id, u32 stepIndex, u8 nameLength, name, u8 codeLength, code,
  *                  u16 messageLength, UTF-8 message
  *   EndGeneration  id
@@ -114,9 +115,11 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
         const parts =
           (m.signature !== undefined ? EXT_SIGNATURE : 0) |
           (m.fingerprint !== undefined ? EXT_FINGERPRINT : 0)
+        const length = m.fingerprint?.length ?? 0
+        // A 24-bit length in the old reserved byte and u16: fingerprints under 64 KiB encode as before.
         w.u8(parts)
-          .u8(0)
-          .u16(m.fingerprint?.length ?? 0)
+          .u8(length >>> 16)
+          .u16(length & 0xffff)
         if (m.signature !== undefined) w.bytes(m.signature)
         if (m.fingerprint !== undefined) w.bytes(m.fingerprint)
       }
@@ -264,14 +267,12 @@ const EXT_FINGERPRINT = 2
 
 function readExtensions(r: BodyReader, m: StepResult): void {
   const parts = r.u8()
-  const reserved = r.u8()
-  const fingerprintLength = r.u16()
+  const high = r.u8()
+  const fingerprintLength = high * 0x10000 + r.u16()
   // The flag promises a section; an empty one, or a length with no fingerprint, would give one
   // message two encodings.
-  if (parts === 0 || (parts & ~(EXT_SIGNATURE | EXT_FINGERPRINT)) !== 0 || reserved !== 0) {
-    throw payloadError(
-      `StepResult extension header has unknown parts 0x${parts.toString(16)} or reserved bits`,
-    )
+  if (parts === 0 || (parts & ~(EXT_SIGNATURE | EXT_FINGERPRINT)) !== 0) {
+    throw payloadError(`StepResult extension header has unknown parts 0x${parts.toString(16)}`)
   }
   if ((parts & EXT_FINGERPRINT) === 0 ? fingerprintLength !== 0 : fingerprintLength === 0) {
     throw payloadError('StepResult fingerprint length does not match its presence bit')

@@ -19,7 +19,13 @@ export const MAX_ERROR_NAME_LENGTH = 64
 export const MAX_ERROR_MESSAGE_BYTES = 1024
 /** An Ed25519 signature. */
 export const STEP_SIGNATURE_BYTES = 64
-export const MAX_FINGERPRINT_BYTES = 4096
+/**
+ * The largest fingerprint a StepResult carries, computed from the hidden-state fingerprint's
+ * encoding (verify/fingerprint-codec.ts, a layer above): a 20-byte header and up to 512 rows (one
+ * per position of the longest replayed window) of 8 + 6k + 4m bytes at the largest k = 64 and
+ * sketch m = 16. The last stage's token rows (verify/token-rows.ts) are far smaller.
+ */
+export const MAX_FINGERPRINT_BYTES = 20 + 512 * (8 + 6 * 64 + 4 * 16)
 
 export interface StepRequest {
   readonly type: 'StepRequest'
