@@ -78,6 +78,10 @@ describe('StageCalibrator against liars on the calibration input', () => {
     expect(result.rejected.map((r) => r.peerId).sort()).toEqual(['fp16w-liar', 'fp32-liar', 'tamper'])
     const book = new Map(reputation.snapshot().peers.map((p) => [p.peerId, p.disagreements]))
     expect(Object.fromEntries(book)).toEqual({ 'fp16w-liar': 1, 'fp32-liar': 1, tamper: 1 })
+    // Wrong against the exact answer: proven, so flagged at once (and excluded from the next plan).
+    for (const id of ['fp16w-liar', 'fp32-liar', 'tamper'])
+      expect(reputation.get(id)?.flagReason).toBe('proven')
+    for (const id of ['fp32-a', 'fp32-b', 'fp16w-a', 'fp16w-b']) expect(reputation.isFlagged(id)).toBe(false)
     // The liars lied on the calibration step, under an id like any served generation's.
     for (const r of replicas.filter((x) => x.session instanceof FaultyStage)) {
       const calls = (r.session as FaultyStage).calls

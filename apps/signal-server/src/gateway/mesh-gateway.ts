@@ -10,7 +10,6 @@ import {
   MessageConnection,
   type Pipeline,
   type PlanMessage,
-  RemoteStage,
   ReputationBook,
   type ReputationOptions,
   type StageSession,
@@ -25,10 +24,11 @@ import { Admission } from './admission.js'
 import { SlowClaimCheck, type SlowClaimOptions } from './claim-check.js'
 import { newGenerationId } from './generation-id.js'
 import { LinkProber, type LinkStat } from './link-prober.js'
-import { MeteredStage } from './metered-stage.js'
-import { exactBoundaries, replicatedStage } from './replicated-stage-factory.js'
+import { planStage } from './plan-stage.js'
+import { exactBoundaries } from './replicated-stage-factory.js'
 import type { ServedModel } from './served-model.js'
 import { StageCalibrator } from './stage-calibrator.js'
+import { VerificationTally } from './verification-tally.js'
 
 export interface MeshGatewayInit {
   /** A step with no answer after this long fails the generation (503). */
@@ -90,12 +90,7 @@ export class MeshGateway implements ServedModel {
   /** Single-peer stages' measured steps against the throughput their peer claimed. */
   private readonly claims: SlowClaimCheck
   private generated = 0
-  private readonly verified = {
-    tokensConfirmed: { vote: 0, window: 0, unreplicated: 0 },
-    rollbacks: 0,
-    rolledBackPositions: 0,
-    recentRollbacks: [] as Array<{ at: string; positions: number }>,
-  }
+  private readonly verified: VerificationTally
 
   constructor(
     private readonly init: MeshGatewayInit,
@@ -103,6 +98,7 @@ export class MeshGateway implements ServedModel {
   ) {
     const { mesh } = components
     this.reputation = new ReputationBook(init.reputation)
+    this.verified = new VerificationTally(mesh.name, components.metrics)
     this.claims = new SlowClaimCheck(init.slowClaim)
     this.id = mesh.modelId
     this.mesh = mesh.name
@@ -180,7 +176,7 @@ export class MeshGateway implements ServedModel {
         const next = await tokens.next()
         if (next.done === true) return next.value
         this.generated++
-        rolledBack = this.noteVerification(next.value, rolledBack)
+        rolledBack = this.verified.note(next.value, rolledBack)
         yield next.value
       }
     } finally {
@@ -192,40 +188,13 @@ export class MeshGateway implements ServedModel {
     }
   }
 
-  /** Counts how a token sent to a client was confirmed, and the rollbacks before it. */
-  private noteVerification(token: GeneratedToken, rolledBack: number): number {
-    const { metrics } = this.components
-    const stages = token.provenance ?? []
-    const how = stages.some((p) => p?.verification === 'window')
-      ? 'window'
-      : stages.some((p) => p?.verification === 'vote')
-        ? 'vote'
-        : 'unreplicated'
-    this.verified.tokensConfirmed[how]++
-    metrics?.tokensConfirmed.inc({ mesh: this.mesh, verification: how })
-    const now = token.rolledBack ?? 0
-    if (now > rolledBack) {
-      const positions = now - rolledBack
-      this.verified.rollbacks++
-      this.verified.rolledBackPositions += positions
-      this.verified.recentRollbacks.push({ at: new Date().toISOString(), positions })
-      if (this.verified.recentRollbacks.length > 20) this.verified.recentRollbacks.shift()
-      metrics?.rolledBackPositions.inc({ mesh: this.mesh }, positions)
-    }
-    return now
-  }
-
   /** /health's verification section for this mesh. */
   verificationStats(): VerificationHealth {
     const replicated = this.components.mesh.plan.stages.some((s) => stagePeers(s).length > 1)
-    return {
-      mode: replicated ? (this.init.verification ?? 'windowed') : 'none',
-      window: this.init.verifyWindow ?? 8,
-      tokensConfirmed: { ...this.verified.tokensConfirmed },
-      rollbacks: this.verified.rollbacks,
-      rolledBackPositions: this.verified.rolledBackPositions,
-      recentRollbacks: [...this.verified.recentRollbacks],
-    }
+    return this.verified.snapshot(
+      replicated ? (this.init.verification ?? 'windowed') : 'none',
+      this.init.verifyWindow ?? 8,
+    )
   }
 
   /** Tokens generated on this mesh since the gateway started. */
@@ -339,51 +308,19 @@ export class MeshGateway implements ServedModel {
       if (plan.version !== mesh.plan.version) return
       try {
         const config = mesh.config
+        const parts = {
+          mesh,
+          connection: (peerId: string) => this.connection(peerId),
+          calibrator: this.calibrator,
+          reputation: this.reputation,
+          claims: this.claims,
+          metrics,
+          stepTimeoutMs: this.init.stepTimeoutMs ?? 60_000,
+          verification: this.init.verification ?? 'windowed',
+          window: this.init.verifyWindow ?? 8,
+        }
         const stages: StageSession[] = await Promise.all(
-          plan.stages.map(async (s, i) => {
-            const shape = {
-              layerStart: s.start,
-              layerEnd: s.end,
-              isFirst: i === 0,
-              isLast: i === plan.stages.length - 1,
-            }
-            const remote = async (peerId: string) =>
-              new RemoteStage(
-                {
-                  peerId,
-                  ...shape,
-                  hiddenSize: config.hiddenSize,
-                  stepTimeoutMs: this.init.stepTimeoutMs ?? 60_000,
-                  // Every result must carry the worker's signature over this very step.
-                  ...verifyWith(mesh.publicKey(peerId), mesh.name),
-                },
-                await this.connection(peerId),
-              )
-            const peers = stagePeers(s)
-            const stage =
-              peers.length === 1
-                ? await remote(s.peerId)
-                : await replicatedStage(
-                    { index: i, ...shape },
-                    {
-                      mesh,
-                      calibrator: this.calibrator,
-                      reputation: this.reputation,
-                      verification: this.init.verification ?? 'windowed',
-                      window: this.init.verifyWindow ?? 8,
-                    },
-                    await Promise.all(peers.map(async (p) => ({ peerId: p, session: await remote(p) }))),
-                  )
-            // A replicated stage's time is its replicas' together: only a lone peer's is its own.
-            const claimed = mesh.workers().find((w) => w.id === s.peerId)?.layerStepsPerSec ?? 0
-            const observe = (ms: number, tokens: number) => {
-              if (tokens === 1 && peers.length === 1)
-                this.claims.record(s.peerId, claimed, s.end - s.start, ms)
-            }
-            return metrics
-              ? new MeteredStage(stage, { mesh: mesh.name, stage: String(i), metrics, observe })
-              : stage
-          }),
+          plan.stages.map((s, i) => planStage(parts, s, i, plan.stages.length)),
         )
         if (plan.version !== mesh.plan.version) return
         this.ready = { version: plan.version, pipeline: { stages, maxContext: config.maxContext } }
@@ -398,11 +335,4 @@ export class MeshGateway implements ServedModel {
       }
     }
   }
-}
-
-function verifyWith(
-  key: Uint8Array | undefined,
-  mesh: string,
-): { verifyKey: Uint8Array; mesh: string } | object {
-  return key === undefined ? {} : { verifyKey: key, mesh }
 }

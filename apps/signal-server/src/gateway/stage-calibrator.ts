@@ -83,7 +83,8 @@ export class StageCalibrator {
     for (const x of result.rejected) {
       if (x.peerId === undefined) continue
       this.samples.delete(`${x.peerId}|${start}|${end}`)
-      this.c.reputation.record(x.peerId, 'disagree')
+      // Wrong against the exact answer, beyond what its class honestly produces: a proven lie.
+      this.c.reputation.recordProven(x.peerId)
     }
     for (const x of rejected)
       this.c.log?.(`calibration of layers [${start}, ${end}) refused ${x.peerId}: ${x.reason}`)

@@ -31,13 +31,7 @@ import {
   settle,
   voteOrder,
 } from './replication/stage-policy.js'
-import {
-  confirmedEnd,
-  endOf,
-  provenanceOf,
-  type StepRecord,
-  truncateSteps,
-} from './replication/step-history.js'
+import { confirmedEnd, endOf, provenanceOf, truncateSteps } from './replication/step-history.js'
 import { retireFlagged, safeToken, type VoteContext, voteStep } from './replication/vote-step.js'
 import { checkWindow } from './replication/window-run.js'
 

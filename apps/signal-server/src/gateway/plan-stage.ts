@@ -1,0 +1,82 @@
+import {
+  type MessageConnection,
+  type PlanStage,
+  RemoteStage,
+  type ReputationBook,
+  type StageSession,
+  stagePeers,
+} from '@butterfly/core'
+import type { Mesh } from '../control/mesh.js'
+import type { ServerMetrics } from '../control/server-metrics.js'
+import type { SlowClaimCheck } from './claim-check.js'
+import { MeteredStage } from './metered-stage.js'
+import { replicatedStage } from './replicated-stage-factory.js'
+import type { StageCalibrator } from './stage-calibrator.js'
+
+export interface PlanStageComponents {
+  readonly mesh: Mesh
+  readonly connection: (peerId: string) => Promise<MessageConnection>
+  readonly calibrator: StageCalibrator
+  readonly reputation: ReputationBook
+  readonly claims: SlowClaimCheck
+  readonly metrics?: ServerMetrics | undefined
+  readonly stepTimeoutMs: number
+  readonly verification: 'windowed' | 'every-step'
+  readonly window: number
+}
+
+/**
+ * The coordinator's session for stage `i` of a plan: one signed RemoteStage for a lone peer, a
+ * ReplicatedStage over its replicas otherwise, metered when the server keeps metrics.
+ */
+export async function planStage(
+  c: PlanStageComponents,
+  s: PlanStage,
+  i: number,
+  count: number,
+): Promise<StageSession> {
+  const { mesh } = c
+  const shape = { layerStart: s.start, layerEnd: s.end, isFirst: i === 0, isLast: i === count - 1 }
+  const remote = async (peerId: string) =>
+    new RemoteStage(
+      {
+        peerId,
+        ...shape,
+        hiddenSize: mesh.config.hiddenSize,
+        stepTimeoutMs: c.stepTimeoutMs,
+        // Every result must carry the worker's signature over this very step.
+        ...verifyWith(mesh.publicKey(peerId), mesh.name),
+      },
+      await c.connection(peerId),
+    )
+  const peers = stagePeers(s)
+  const stage =
+    peers.length === 1
+      ? await remote(s.peerId)
+      : await replicatedStage(
+          { index: i, ...shape },
+          {
+            mesh,
+            calibrator: c.calibrator,
+            reputation: c.reputation,
+            verification: c.verification,
+            window: c.window,
+          },
+          await Promise.all(peers.map(async (p) => ({ peerId: p, session: await remote(p) }))),
+        )
+  // A replicated stage's time is its replicas' together: only a lone peer's is its own.
+  const claimed = mesh.workers().find((w) => w.id === s.peerId)?.layerStepsPerSec ?? 0
+  const observe = (ms: number, tokens: number) => {
+    if (tokens === 1 && peers.length === 1) c.claims.record(s.peerId, claimed, s.end - s.start, ms)
+  }
+  return c.metrics
+    ? new MeteredStage(stage, { mesh: mesh.name, stage: String(i), metrics: c.metrics, observe })
+    : stage
+}
+
+function verifyWith(
+  key: Uint8Array | undefined,
+  mesh: string,
+): { verifyKey: Uint8Array; mesh: string } | object {
+  return key === undefined ? {} : { verifyKey: key, mesh }
+}
