@@ -21,6 +21,8 @@ export interface BenchMeshInit {
   /** Peers per stage (1: no voting). */
   readonly replicas?: number
   readonly reputation?: ReputationOptions
+  readonly verification?: 'windowed' | 'every-step'
+  readonly verifyWindow?: number
   /** Folder for the workers' identity files: one key joins a mesh once. */
   readonly identities: string
   readonly name: string
@@ -42,7 +44,12 @@ export async function startBenchMesh(init: BenchMeshInit): Promise<BenchMesh> {
     extend: async (parts) => {
       gateway = await attachGateway(
         parts,
-        { stepTimeoutMs: 120_000, ...(init.reputation ? { reputation: init.reputation } : {}) },
+        {
+          stepTimeoutMs: 120_000,
+          ...(init.reputation ? { reputation: init.reputation } : {}),
+          ...(init.verification ? { verification: init.verification } : {}),
+          ...(init.verifyWindow ? { verifyWindow: init.verifyWindow } : {}),
+        },
         { wrtc: nodeWrtc() },
       )
     },
@@ -99,8 +106,15 @@ function stop(child: ChildProcess): Promise<void> {
 
 type Run = (req: GenerateRequest, signal: AbortSignal) => AsyncGenerator<unknown, unknown>
 
-/** Prefill tokens/s (prompt to first token) and decode tokens/s (the rest). */
-export async function timeTokens(run: Run, prompt: number[], tokens: number): Promise<[number, number]> {
+/**
+ * Prefill tokens/s (prompt to first token), decode tokens/s (the rest) and the time to the first
+ * token in ms, as the consumer sees them (a verified token arrives once it is confirmed).
+ */
+export async function timeTokens(
+  run: Run,
+  prompt: number[],
+  tokens: number,
+): Promise<[number, number, number]> {
   const start = performance.now()
   let first = 0
   let count = 0
@@ -109,7 +123,7 @@ export async function timeTokens(run: Run, prompt: number[], tokens: number): Pr
     if (count++ === 0) first = performance.now()
   }
   const end = performance.now()
-  return [prompt.length / ((first - start) / 1000), (tokens - 1) / ((end - first) / 1000)]
+  return [prompt.length / ((first - start) / 1000), (tokens - 1) / ((end - first) / 1000), first - start]
 }
 
 export function median(values: readonly number[]): number {

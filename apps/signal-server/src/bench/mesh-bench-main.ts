@@ -119,8 +119,18 @@ async function main(): Promise<void> {
     decodeTokens: quick ? 32 : 64,
     rounds: quick ? 2 : 5,
   })
-  console.log(['mesh', 'decode tok/s', 'vs r=1'].join('\t'))
-  for (const r of repl) console.log([r.label, r.decodeTokensPerSec.toFixed(1), r.ratio.toFixed(3)].join('\t'))
+  console.log(['mesh', 'decode tok/s', 'vs r=1', 'first token ms', 'wire bytes/token'].join('\t'))
+  for (const r of repl) {
+    console.log(
+      [
+        r.label,
+        r.decodeTokensPerSec.toFixed(1),
+        r.ratio.toFixed(3),
+        r.ttftMs.toFixed(1),
+        r.wireBytesPerToken.toFixed(0),
+      ].join('\t'),
+    )
+  }
 }
 
 await main()

@@ -90,6 +90,8 @@ export class MeshGateway implements ServedModel {
   /** Single-peer stages' measured steps against the throughput their peer claimed. */
   private readonly claims: SlowClaimCheck
   private generated = 0
+  private readonly live = new Set<MessageConnection>()
+  private readonly closedBytes = { sent: 0, received: 0 }
   private readonly verified: VerificationTally
 
   constructor(
@@ -197,6 +199,16 @@ export class MeshGateway implements ServedModel {
     )
   }
 
+  /** Frame bytes the gateway exchanged with this mesh's workers (benches: wire bytes per token). */
+  wireBytes(): { sent: number; received: number } {
+    let { sent, received } = this.closedBytes
+    for (const c of this.live) {
+      sent += c.bytesSent
+      received += c.bytesReceived
+    }
+    return { sent, received }
+  }
+
   /** Tokens generated on this mesh since the gateway started. */
   get tokensGenerated(): number {
     return this.generated
@@ -288,7 +300,11 @@ export class MeshGateway implements ServedModel {
       c = this.transport.dial(peerId, AbortSignal.timeout(30_000)).then((channel) => {
         const conn = new MessageConnection(channel)
         this.links.watch(peerId, conn)
+        this.live.add(conn)
         conn.onClose(() => {
+          this.live.delete(conn)
+          this.closedBytes.sent += conn.bytesSent
+          this.closedBytes.received += conn.bytesReceived
           if (this.connections.get(peerId) === c) this.connections.delete(peerId)
         })
         return conn

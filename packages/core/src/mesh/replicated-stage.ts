@@ -29,6 +29,7 @@ import {
   leaderFor,
   type StagePolicy,
   settle,
+  shuffled,
   voteOrder,
 } from './replication/stage-policy.js'
 import { confirmedEnd, endOf, provenanceOf, truncateSteps } from './replication/step-history.js'
@@ -199,6 +200,7 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
         vote: this.vote,
         order: () => askOrder(this.members, this.c.tolerances, this.c.reputation),
         suspect: (peerId) => this.c.reputation.isSuspect(peerId),
+        shuffle: (list) => shuffled(list, this.c.rng),
         record: (peerId, agrees) => this.c.reputation.record(peerId, agrees ? 'agree' : 'disagree'),
       },
       generationId,

@@ -52,9 +52,21 @@ export function leaderFor(p: StagePolicy, st: GenerationState): Member | undefin
   return st.leader
 }
 
+/** The members in a seeded random order (Fisher-Yates on the stage's rng). */
+export function shuffled<T>(list: readonly T[], rng: () => number): T[] {
+  const out = [...list]
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.min(i, Math.floor(rng() * (i + 1)))
+    ;[out[i], out[j]] = [out[j] as T, out[i] as T]
+  }
+  return out
+}
+
 /**
- * Who to ask for a vote, and how many at first: the `base` best records of the voting group,
- * then every suspect (a peer on probation is asked along with them, so a repeat liar is seen
+ * Who to ask for a vote, and how many at first: the best record of the voting group (it ships
+ * the full state: a new peer never does while a proven one is there), then the others of the
+ * group in a seeded random order, so every replica is checked now and then and none can tell
+ * when, then every suspect (a peer on probation is asked along with them, so a repeat liar is seen
  * again soon), then the rest for escalation. The leader of a disputed window goes last: the vote
  * that settles the dispute must not hinge on it.
  */
@@ -69,7 +81,13 @@ export function voteOrder(
   const head = rest[0]
   const suspect = (m: Member) =>
     head !== undefined && p.book.isSuspect(m.peerId) && p.tolerances.homogeneous(m.cls, head.cls)
-  const clean = rest.filter((m) => !suspect(m))
+  const ranked = rest.filter((m) => !suspect(m))
+  const group = ranked.filter((m) => head !== undefined && p.tolerances.homogeneous(m.cls, head.cls))
+  const others = ranked.filter((m) => !group.includes(m))
+  // Spares stay last: they join only when an active replica is gone.
+  const active = group.slice(1).filter((m) => m.state === 'active')
+  const spares = group.slice(1).filter((m) => m.state !== 'active')
+  const clean = [...group.slice(0, 1), ...shuffled(active, p.rng), ...spares, ...others]
   const suspects = rest.filter(suspect)
   const order = [...clean.slice(0, base), ...suspects, ...clean.slice(base), ...last]
   // Suspects come on top of the vote's usual size: probation must not cost an honest seat.

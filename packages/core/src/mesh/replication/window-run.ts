@@ -17,6 +17,8 @@ export interface WindowRunContext {
   order(): Member[]
   /** On probation: asked as an extra verifier, never counted towards confirmation. */
   suspect(peerId: string): boolean
+  /** The candidates in a seeded random order: which replicas check a window is not predictable. */
+  shuffle(list: readonly Member[]): Member[]
   record(peerId: string, agrees: boolean): void
 }
 
@@ -61,7 +63,12 @@ export async function checkWindow(
   const { vote } = c
   vote.stats.windows++
   const group = c.order().filter((m) => !leaders.has(m) && vote.tolerances.homogeneous(m.cls, leader.cls))
-  const candidates = group.filter((m) => !c.suspect(m.peerId))
+  const clean = group.filter((m) => !c.suspect(m.peerId))
+  // Active replicas in a random order, then spares (they join only when needed).
+  const candidates = [
+    ...c.shuffle(clean.filter((m) => m.state === 'active')),
+    ...clean.filter((m) => m.state !== 'active'),
+  ]
   const verdicts: Verdict[] = []
   const extra: Verdict[] = []
   const failed: string[] = []
