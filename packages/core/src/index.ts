@@ -48,7 +48,7 @@
  * - `verify/`: calibrated tolerances per numeric class, TOPLOC-style hidden-state fingerprints
  *   (every row of a step up to 512; `firstDisagreeingRow`, `rowMatchesFingerprint`), the last
  *   stage's token rows (`tokenRowsOf`, `encodeTokenRows` / `decodeTokenRows`, `tokenAgrees`),
- *   quorum votes (`voteHidden`, `voteToken`), `ReputationBook` with adaptive replication.
+ *   quorum votes (`voteHidden`, `voteToken`), `ReputationBook` (flags, trust, probation, proven lies).
  * - `remote/`: `openRemoteModel(baseUrl)`, a model a server publishes (manifest with per-tensor
  *   SHA-256), fetched one tensor at a time by HTTP Range, single-file or sharded.
  *

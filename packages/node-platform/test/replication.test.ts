@@ -226,7 +226,7 @@ class TwoFacedStage extends DelegatingStage<FingerprintingStage> {
   override async dispose(): Promise<void> {}
 }
 
-/** No adaptive replication: every step is voted by 2f + 1 replicas. */
+/** Nobody is ever trusted to lead: with 'every-step', every step is voted by 2f + 1 replicas. */
 const strictBook = () => new ReputationBook({ trustAfter: 1_000_000 })
 
 test('calibrated tolerances keep fp32 and fp16-weight replicas in separate vote groups', () => {

@@ -2,7 +2,7 @@ import { VerifyError } from '../errors.js'
 import type { HiddenVote, TokenVote } from './vote.js'
 
 /**
- * What each peer's replicas did in votes, and BOINC-style adaptive replication.
+ * What each peer's replicas did in votes and window checks, and who may be trusted to lead.
  *
  * Flagging (exclusion) rules:
  * - burst: `flagAfter` disagreements among its last `window` agree/disagree outcomes;
