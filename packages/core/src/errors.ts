@@ -272,6 +272,8 @@ export type VerifyErrorCode =
   | 'ERR_VERIFY_INPUT'
   | 'ERR_VERIFY_CLASS'
   | 'ERR_NO_QUORUM'
+  /** A generation whose window checks failed more often than GenerateOptions.maxRollbacks. */
+  | 'ERR_TOO_MANY_ROLLBACKS'
   | 'ERR_FINGERPRINT_MAGIC'
   | 'ERR_FINGERPRINT_VERSION'
   | 'ERR_FINGERPRINT_TRUNCATED'

@@ -118,6 +118,12 @@ afterAll(async () => {
 interface Fault {
   readonly mode: FaultMode
   readonly fromStep: number
+  /** Patient liars (FaultyStage): honest for this many steps served, then lying. */
+  readonly honestSteps?: number
+  readonly lieRate?: number
+  readonly phase?: 'prefill' | 'decode' | 'all'
+  /** Colluders share a seed and tell the identical lie. */
+  readonly seed?: number
 }
 
 interface Layout {
@@ -159,11 +165,14 @@ function replicatedStage(
     const inner = pools[dtype][s]?.[taken[dtype]++] as StageSession
     const mode = fault?.mode ?? 'honest'
     const other = mode === 'other-layer' ? others[s]?.[otherUsed++] : undefined
-    const seed = 7 + wrappers.size
+    const seed = fault?.seed ?? 7 + wrappers.size
     const noise = s === 1 ? 0.5 : 0.01 // logits must move enough to change the greedy token
     const session = new FaultyStage(inner, {
       mode,
       fromStep: fault?.fromStep ?? 0,
+      ...(fault?.honestSteps === undefined ? {} : { honestSteps: fault.honestSteps }),
+      ...(fault?.lieRate === undefined ? {} : { lieRate: fault.lieRate }),
+      ...(fault?.phase === undefined ? {} : { phase: fault.phase }),
       seed,
       noise,
       delayMs: 4 * TIMEOUT_MS,
@@ -510,4 +519,57 @@ for (const stageIndex of [0, 1]) {
       expect(book.get(id)?.disagreements ?? 0, id).toBe(0)
     }
   })
+}
+
+/*
+ * Patient adversaries under windowed verification, one process: each must leave the tokens equal
+ * to the reference, end flagged, and leave every honest peer unblamed.
+ */
+const patient: Array<[string, number, ReadonlyMap<number, Fault>]> = [
+  ['lies on one step in fifty, at random', 1, new Map([[1, { mode: 'noise', fromStep: 0, lieRate: 0.02 }]])],
+  ['lies only on the prefill', 1, new Map([[2, { mode: 'noise', fromStep: 0, phase: 'prefill' }]])],
+  [
+    'two colluders, honest until trusted, then the identical lie',
+    2,
+    new Map([
+      [0, { mode: 'collude', fromStep: 0, honestSteps: 14, seed: 5 }],
+      [3, { mode: 'collude', fromStep: 0, honestSteps: 14, seed: 5 }],
+    ]),
+  ],
+]
+for (const [what, f, faults] of patient) {
+  for (const stageIndex of [0, 1]) {
+    test(`windowed, f = ${f}: a replica that ${what} at stage ${stageIndex} is caught, and no lie is shown`, async () => {
+      const book = new ReputationBook({ trustAfter: 10 })
+      const opts = { verification: 'windowed' as const, window: 8, rngSeed: 3 }
+      const n = 2 * f + 1
+      const layout = (s: number): Layout => ({
+        replicas: Array(n).fill('32'),
+        spares: [],
+        ...(s === stageIndex ? { faults } : {}),
+      })
+      const s0 = replicatedStage(0, f, layout(0), book, opts)
+      const s1 = replicatedStage(1, f, layout(1), book, opts)
+      const pipeline: Pipeline = { stages: [s0.stage, s1.stage], maxContext: config.maxContext }
+      // Four generations of 64 tokens: a liar that lies rarely gets its chances.
+      for (let g = 0; g < 4; g++) {
+        const ids: number[] = []
+        for await (const t of generate(pipeline, {
+          promptIds: PROMPT,
+          maxTokens: STEPS,
+          sampling: { temperature: 0 },
+        }))
+          ids.push(t.id)
+        expect(ids).toEqual(reference)
+      }
+      const b = stageIndex === 0 ? s0 : s1
+      const lied = [...b.wrappers.values()].some((w) => w.calls.some((c) => c.lied))
+      expect(lied).toBe(true)
+      for (const id of b.faulty) expect(book.isFlagged(id), id).toBe(true)
+      for (const id of [...s0.honest, ...s1.honest]) {
+        expect(book.isFlagged(id), id).toBe(false)
+        expect(book.get(id)?.disagreements ?? 0, id).toBe(0)
+      }
+    })
+  }
 }

@@ -31,7 +31,8 @@ import {
  * - `phase`: only on 'prefill' steps (startPos 0, seqLen > 1, not calibration), 'decode' steps
  *   (the rest: single tokens, and merged replays, seqLen > 1 from startPos > 0), the
  *   'calibration' input (recognised by content: `calibration`), or 'all';
- * - `lieRate`: on each such step with probability p (a seeded draw), honest otherwise.
+ * - `lieRate`: on each such step with probability p (a seeded draw), honest otherwise; a merged
+ *   replay of n decode positions lies with probability 1 - (1 - p)^n.
  * Steps are counted as asked, so a rollback (truncate) does not make a liar honest again; it
  * forgets the previous output unless that lies wholly before the new length, and a 'gone'
  * replica fails truncates too once its faults started.
@@ -126,8 +127,11 @@ export class FaultyStage extends ShapedStage implements StageSession {
     const inGeneration = g.steps++ >= (o.fromStep ?? 0)
     const trusted = this.served++ >= (o.honestSteps ?? 0)
     const patient = inGeneration && trusted && (phase === 'all' || this.phaseOf(input) === phase)
-    // Drawn only where it would lie, so the rate counts the steps it could lie on.
-    const faulty = patient && (o.lieRate === undefined || this.rateRng.nextFloat64() < o.lieRate)
+    // Drawn only where it would lie, so the rate counts the steps it could lie on. A merged
+    // replay of n decode positions stands for n steps: it lies if any of them would have.
+    const positions = this.phaseOf(input) === 'decode' ? input.seqLen : 1
+    const rate = o.lieRate === undefined ? 1 : 1 - (1 - o.lieRate) ** positions
+    const faulty = patient && (o.lieRate === undefined || this.rateRng.nextFloat64() < rate)
     const mode = faulty ? o.mode : 'honest'
     this.calls.push({ generationId, startPos: input.startPos, seqLen: input.seqLen, lied: mode !== 'honest' })
     if (mode === 'gone') throw new StageError('ERR_STAGE_GONE', 'replica was killed')

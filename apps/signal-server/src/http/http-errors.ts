@@ -73,6 +73,8 @@ const HTTP_BY_CODE: Readonly<Record<string, { readonly status: number; readonly 
   ERR_PLAN_NOT_READY: { status: 503, code: 'plan_not_ready' },
   ERR_NO_PLAN: { status: 503 },
   ERR_STEP_TIMEOUT: { status: 503 },
+  // The mesh could not produce a verified answer: its peers kept failing window checks.
+  ERR_TOO_MANY_ROLLBACKS: { status: 503, code: 'unverifiable' },
 }
 
 /** The HTTP status of a Butterfly error code. */

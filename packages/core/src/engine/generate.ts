@@ -177,7 +177,10 @@ export async function* generate(
   /** Rolls every stage back to q and says what to feed next. */
   const rollback = async (q: number): Promise<number[]> => {
     if (ledger.rollbacks++ >= (options.maxRollbacks ?? 64)) {
-      throw new VerifyError('ERR_NO_QUORUM', `generation ${id}: ${ledger.rollbacks - 1} rollbacks, giving up`)
+      throw new VerifyError(
+        'ERR_TOO_MANY_ROLLBACKS',
+        `generation ${id}: ${ledger.rollbacks - 1} window checks failed, giving up`,
+      )
     }
     for (const stage of stages) {
       if (typeof stage.truncate !== 'function' && (stage.confirmedLength?.(id) ?? position) < position) {

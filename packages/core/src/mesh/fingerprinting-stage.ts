@@ -48,10 +48,26 @@ export class FingerprintingStage extends ShapedStage implements StageSession {
         )
       }
       const out = await this.inner.step(generationId, { ...plain, allRows: true }, signal)
-      if (out.rowTopk?.rows !== input.seqLen) {
-        throw new StageError('ERR_STAGE_REPLY', 'the last stage produced no candidates for every position')
+      // A one-position step's candidates are its top-k (stages need not repeat them as rows).
+      const t = out.topk
+      const rows =
+        out.rowTopk ??
+        (input.seqLen === 1 && t !== undefined
+          ? {
+              rows: 1,
+              k: t.values.length,
+              values: t.values,
+              ids: t.ids,
+              logSumExp: Float32Array.of(t.logSumExp),
+            }
+          : undefined)
+      if (rows?.rows !== input.seqLen) {
+        throw new StageError(
+          'ERR_STAGE_REPLY',
+          `the last stage produced candidates for ${rows?.rows ?? 0} of the step's ${input.seqLen} positions`,
+        )
       }
-      return { tokenRows: tokenRowsOf(out.rowTopk) }
+      return { tokenRows: tokenRowsOf(rows) }
     }
     const out = await this.inner.step(generationId, plain, signal)
     const hidden = out.hidden

@@ -157,12 +157,14 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
     this.stats.steps++
     // Decode steps may run ahead on a trusted leader; a prefill is voted, so the first token
     // needs no window (time to first token stays that of one replica).
-    if (this.windowed && input.seqLen === 1 && st.dispute === undefined) {
+    // A step past a pending dispute (decoding went on while the window was checked) will be
+    // rolled back; the dispute waits for the vote on its own position.
+    const dispute = st.dispute?.position === input.startPos ? st.dispute : undefined
+    if (this.windowed && input.seqLen === 1 && dispute === undefined) {
       const out = await this.runAhead(generationId, st, input, signal)
       if (out !== undefined) return out
     }
-    const dispute = st.dispute?.position === input.startPos ? st.dispute : undefined
-    st.dispute = undefined
+    if (dispute !== undefined) st.dispute = undefined
     // f + 1 agreeing replies decide a decode step; a prefill (one step, that every later token
     // depends on) is put to all 2f + 1, so a peer that lies only there is always seen.
     const base = !this.windowed || input.seqLen > 1 ? 2 * this.f + 1 : this.f + 1
