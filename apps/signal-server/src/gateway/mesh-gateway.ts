@@ -29,6 +29,7 @@ import { exactBoundaries } from './replicated-stage-factory.js'
 import type { ServedModel } from './served-model.js'
 import { StageCalibrator } from './stage-calibrator.js'
 import { VerificationTally } from './verification-tally.js'
+import { WireMeter } from './wire-meter.js'
 
 export interface MeshGatewayInit {
   /** A step with no answer after this long fails the generation (503). */
@@ -90,8 +91,7 @@ export class MeshGateway implements ServedModel {
   /** Single-peer stages' measured steps against the throughput their peer claimed. */
   private readonly claims: SlowClaimCheck
   private generated = 0
-  private readonly live = new Set<MessageConnection>()
-  private readonly closedBytes = { sent: 0, received: 0 }
+  private readonly wire = new WireMeter()
   private readonly verified: VerificationTally
 
   constructor(
@@ -201,12 +201,7 @@ export class MeshGateway implements ServedModel {
 
   /** Frame bytes the gateway exchanged with this mesh's workers (benches: wire bytes per token). */
   wireBytes(): { sent: number; received: number } {
-    let { sent, received } = this.closedBytes
-    for (const c of this.live) {
-      sent += c.bytesSent
-      received += c.bytesReceived
-    }
-    return { sent, received }
+    return this.wire.totals()
   }
 
   /** Tokens generated on this mesh since the gateway started. */
@@ -300,11 +295,8 @@ export class MeshGateway implements ServedModel {
       c = this.transport.dial(peerId, AbortSignal.timeout(30_000)).then((channel) => {
         const conn = new MessageConnection(channel)
         this.links.watch(peerId, conn)
-        this.live.add(conn)
+        this.wire.watch(conn)
         conn.onClose(() => {
-          this.live.delete(conn)
-          this.closedBytes.sent += conn.bytesSent
-          this.closedBytes.received += conn.bytesReceived
           if (this.connections.get(peerId) === c) this.connections.delete(peerId)
         })
         return conn
