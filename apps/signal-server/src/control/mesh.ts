@@ -58,7 +58,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private readonly members = new Map<string, Member>()
   private current: PlanMessage
   private currentError: WireError | undefined
-  /** Excluded peers and why ('outvoted', 'load-failed', 'slow-claim'). */
+  /** Excluded peers and why ('outvoted', 'calibration', 'load-failed', 'slow-claim'). */
   private readonly excluded = new Map<string, string>()
   private readonly readiness = new PlanReadiness()
   private closed = false

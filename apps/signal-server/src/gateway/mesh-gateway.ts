@@ -38,7 +38,7 @@ export interface MeshGatewayInit {
   readonly planWaitMs?: number
   readonly maxConcurrent?: number
   readonly maxQueued?: number
-  /** Flagging and trust (flagAfter, trustAfter, ...); core's defaults otherwise. */
+  /** Flagging and trust (trustAfter, ...); flagAfter defaults to 1 here, core's defaults otherwise. */
   readonly reputation?: ReputationOptions
   /** Replicated stages: 'windowed' (default) or 'every-step' (see ReplicatedStageInit). */
   readonly verification?: 'windowed' | 'every-step'
@@ -99,7 +99,9 @@ export class MeshGateway implements ServedModel {
     private readonly components: MeshGatewayComponents,
   ) {
     const { mesh } = components
-    this.reputation = new ReputationBook(init.reputation)
+    // Outvoted once by a quorum of its own class, at calibrated tolerances (which an honest peer
+    // fails only through a comparator false positive, measured ~0 by the bench): flagged.
+    this.reputation = new ReputationBook({ flagAfter: 1, ...init.reputation })
     this.verified = new VerificationTally(mesh.name, components.metrics)
     this.claims = new SlowClaimCheck(init.slowClaim)
     this.id = mesh.modelId

@@ -67,7 +67,8 @@ export async function replicatedStage(
       ...layers,
       hiddenSize: c.mesh.config.hiddenSize,
       f,
-      maxReplicas: replicas.length,
+      // Escalation can ask every survivor; the quorum (f + 1) still follows the plan.
+      maxReplicas: Math.max(2 * f + 1, replicas.length),
       stage: index,
       verification: c.verification,
       window: c.window,

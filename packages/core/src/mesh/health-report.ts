@@ -18,7 +18,7 @@ export interface HealthPeer {
   /** Outvoted too often, or caught failing a claim: a member, but given no layers. */
   readonly excluded: boolean
   /**
-   * Why, when excluded: 'outvoted' (the votes flagged it), 'load-failed' (it reported it could
+   * Why, when excluded: 'outvoted' (the votes flagged it), 'calibration' (refused at calibration), 'load-failed' (it reported it could
    * not load its layers), 'slow-claim' (its steps ran far slower than the throughput it claimed).
    */
   readonly excludedReason?: string

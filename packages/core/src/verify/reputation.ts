@@ -174,9 +174,11 @@ export class ReputationBook {
 
   /** A lie proven against the peer (see `proven` above): counted as a disagreement, and flags at once. */
   recordProven(peerId: string): void {
-    this.record(peerId, 'disagree')
     const p = this.state(peerId)
-    p.flagReason ??= 'proven'
+    const before = p.flagReason
+    this.record(peerId, 'disagree')
+    // The proof is the reason, even where the same disagreement also trips another rule.
+    if (before === undefined) p.flagReason = 'proven'
   }
 
   /**
