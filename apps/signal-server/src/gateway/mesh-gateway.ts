@@ -25,7 +25,7 @@ import { SlowClaimCheck, type SlowClaimOptions } from './claim-check.js'
 import { newGenerationId } from './generation-id.js'
 import { LinkProber, type LinkStat } from './link-prober.js'
 import { planStage } from './plan-stage.js'
-import { exactBoundaries } from './replicated-stage-factory.js'
+import { exactBoundaries, exactRowLogits } from './replicated-stage-factory.js'
 import type { ServedModel } from './served-model.js'
 import { StageCalibrator } from './stage-calibrator.js'
 import { VerificationTally } from './verification-tally.js'
@@ -138,11 +138,18 @@ export class MeshGateway implements ServedModel {
     )
     const tokens = calibrationTokens(mesh.config)
     let boundaries: Promise<Float32Array[]> | undefined
+    let rowLogits: Promise<Float32Array[]> | undefined
     this.calibrator = new StageCalibrator({
       // Computed on first need from the files this server serves, then kept (numLayers + 1 rows).
       boundaries: () => {
         boundaries ??= exactBoundaries(mesh.model.dir, tokens)
         return boundaries
+      },
+      rowLogits: () => {
+        rowLogits ??= this.calibrator
+          .boundaries()
+          .then((b) => exactRowLogits(mesh.model.dir, b[b.length - 1] as Float32Array, tokens.length))
+        return rowLogits
       },
       tokens,
       hiddenSize: mesh.config.hiddenSize,

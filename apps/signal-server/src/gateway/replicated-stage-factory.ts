@@ -3,6 +3,7 @@ import {
   ReplicatedStage,
   type ReputationBook,
   referenceBoundaries,
+  referenceRowLogits,
   type StageSession,
   ToleranceTable,
   Xoshiro128ss,
@@ -57,6 +58,10 @@ export async function replicatedStage(
     replicas = all.filter((r) => cal.calibrated.some((x) => x.peerId === r.peerId))
     tolerances = cal.table
     if (replicas.length === 0) throw new Error(`stage ${index}: no replica passed calibration`)
+  } else {
+    const refused = new Set(await c.calibrator.checkLast(shape.layerStart, shape.isFirst, all))
+    replicas = all.filter((r) => !refused.has(r.peerId))
+    if (replicas.length === 0) throw new Error(`stage ${index}: no replica passed calibration`)
   }
   // f follows the plan, not the survivors: replicas refused by calibration lower the margin,
   // never the quorum a step needs.
@@ -81,6 +86,20 @@ export async function replicatedStage(
       rng: seededRandom(index + 1),
     },
   )
+}
+
+/** The exact logits of every position of the calibration input, from the model files. */
+export async function exactRowLogits(
+  dir: string,
+  last: Float32Array,
+  seqLen: number,
+): Promise<Float32Array[]> {
+  const model = await loadModel(dir)
+  try {
+    return await referenceRowLogits(model.config, model.weights, last, seqLen)
+  } finally {
+    await model.close()
+  }
 }
 
 /** The calibration input's exact states at every layer boundary, from the model files. */

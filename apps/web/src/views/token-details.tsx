@@ -28,7 +28,7 @@ export function TokenDetails() {
             {s === null
               ? 'computed in-process'
               : s.agreeing.length === 0
-                ? `${s.peers.map(name).join(', ')} (one peer, not replicated)`
+                ? s.peers.map(name).join(', ')
                 : `${s.confirmed === false ? 'unconfirmed' : 'confirmed'} by ${s.agreeing.map(name).join(', ')}` +
                   (s.verification === 'window' ? ' (leader ran ahead, checked in a window)' : ' (voted)') +
                   (s.disagreeing.length > 0 ? `; outvoted ${s.disagreeing.map(name).join(', ')}` : '')}
