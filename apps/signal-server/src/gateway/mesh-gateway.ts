@@ -1,6 +1,5 @@
 import {
   type ChatTemplate,
-  calibrationTokens,
   createWebRtcTransport,
   GatewayError,
   type GeneratedToken,
@@ -25,9 +24,9 @@ import { SlowClaimCheck, type SlowClaimOptions } from './claim-check.js'
 import { newGenerationId } from './generation-id.js'
 import { LinkProber, type LinkStat } from './link-prober.js'
 import { planStage } from './plan-stage.js'
-import { exactBoundaries, exactRowLogits } from './replicated-stage-factory.js'
+import { meshCalibrator } from './replicated-stage-factory.js'
 import type { ServedModel } from './served-model.js'
-import { StageCalibrator } from './stage-calibrator.js'
+import type { StageCalibrator } from './stage-calibrator.js'
 import { VerificationTally } from './verification-tally.js'
 import { WireMeter } from './wire-meter.js'
 
@@ -136,26 +135,7 @@ export class MeshGateway implements ServedModel {
         wrtc: components.wrtc,
       },
     )
-    const tokens = calibrationTokens(mesh.config)
-    let boundaries: Promise<Float32Array[]> | undefined
-    let rowLogits: Promise<Float32Array[]> | undefined
-    this.calibrator = new StageCalibrator({
-      // Computed on first need from the files this server serves, then kept (numLayers + 1 rows).
-      boundaries: () => {
-        boundaries ??= exactBoundaries(mesh.model.dir, tokens)
-        return boundaries
-      },
-      rowLogits: () => {
-        rowLogits ??= this.calibrator
-          .boundaries()
-          .then((b) => exactRowLogits(mesh.model.dir, b[b.length - 1] as Float32Array, tokens.length))
-        return rowLogits
-      },
-      tokens,
-      hiddenSize: mesh.config.hiddenSize,
-      reputation: this.reputation,
-      ...(components.log ? { log: components.log } : {}),
-    })
+    this.calibrator = meshCalibrator(mesh, this.reputation, components.log)
     mesh.on('ready', (plan) => {
       this.building = this.building.then(() => this.connect(plan))
     })

@@ -1,4 +1,5 @@
 import {
+  calibrationTokens,
   numericClassOf,
   ReplicatedStage,
   type ReputationBook,
@@ -10,7 +11,7 @@ import {
 } from '@butterfly/core'
 import { loadModel } from '@butterfly/node-platform'
 import type { Mesh } from '../control/mesh.js'
-import type { StageCalibrator } from './stage-calibrator.js'
+import { StageCalibrator } from './stage-calibrator.js'
 
 export interface ReplicatedStageShape {
   /** Pipeline stage index, named in errors. */
@@ -86,6 +87,38 @@ export async function replicatedStage(
       rng: seededRandom(index + 1),
     },
   )
+}
+
+/**
+ * The mesh's calibrator: the exact answers to the known input (every layer boundary, and the
+ * logits of every position) are computed on first need from the files this server serves, then
+ * kept.
+ */
+export function meshCalibrator(
+  mesh: Mesh,
+  reputation: ReputationBook,
+  log: ((line: string) => void) | undefined,
+): StageCalibrator {
+  const tokens = calibrationTokens(mesh.config)
+  let boundaries: Promise<Float32Array[]> | undefined
+  let rowLogits: Promise<Float32Array[]> | undefined
+  const exact = () => {
+    boundaries ??= exactBoundaries(mesh.model.dir, tokens)
+    return boundaries
+  }
+  return new StageCalibrator({
+    boundaries: exact,
+    rowLogits: () => {
+      rowLogits ??= exact().then((b) =>
+        exactRowLogits(mesh.model.dir, b[b.length - 1] as Float32Array, tokens.length),
+      )
+      return rowLogits
+    },
+    tokens,
+    hiddenSize: mesh.config.hiddenSize,
+    reputation,
+    ...(log ? { log } : {}),
+  })
 }
 
 /** The exact logits of every position of the calibration input, from the model files. */
