@@ -127,6 +127,7 @@ for (const r of [3, 5]) {
           }
         }
         const liars = await Promise.all(starting)
+        const liarModes = new Map(liars.map((id, i) => [id, [...round.fp32, ...round.fp16][i]]))
         const ids = new Set(liars)
         const plan: PlanMessage = await readyPlan(
           mesh,
@@ -153,7 +154,10 @@ for (const r of [3, 5]) {
         expect(await meshTokens(served, PROMPT, TOKENS)).toEqual(reference)
 
         for (const liar of liars) {
-          expect(served.reputation.isFlagged(liar), liar).toBe(true)
+          expect(
+            served.reputation.isFlagged(liar),
+            `${liar} ${liarModes.get(liar)}: ${JSON.stringify(served.reputation.get(liar))}`,
+          ).toBe(true)
           expect(mesh.excludedPeers()).toContain(liar)
         }
         const health = (await (await fetch(`${server.url}/health`)).json()) as {

@@ -165,9 +165,9 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
       if (out !== undefined) return out
     }
     if (dispute !== undefined) st.dispute = undefined
-    // f + 1 agreeing replies decide a decode step; a prefill (one step, that every later token
-    // depends on) is put to all 2f + 1, so a peer that lies only there is always seen.
-    const base = !this.windowed || input.seqLen > 1 ? 2 * this.f + 1 : this.f + 1
+    // A voted step goes to all 2f + 1 (f + 1 agreeing decide it): votes happen only until some
+    // peer is trusted, on the prefill and to settle disputes, and every replica is seen in them.
+    const base = 2 * this.f + 1
     const { order, want } = voteOrder(this.policy, base, dispute?.leader)
     const v = await voteStep(this.vote, order, want, generationId, st.steps, input, signal)
     if (dispute !== undefined) settle(this.policy, st, dispute, input, v.out)
