@@ -514,6 +514,8 @@ for (const stageIndex of [0, 1]) {
     const b = stageIndex === 0 ? s0 : s1
     const [liar] = b.faulty as [string]
     expect(book.isFlagged(liar)).toBe(true)
+    // It lied as a leader or verifier: a window check caught it and rolled the generation back.
+    expect(b.stage.stats.rollbacks).toBeGreaterThan(0)
     for (const id of [...s0.honest, ...s1.honest]) {
       expect(book.isFlagged(id), id).toBe(false)
       expect(book.get(id)?.disagreements ?? 0, id).toBe(0)
