@@ -68,14 +68,6 @@ const prefill = (weights: Weights, seed: number): Liar => ({
   // the token, unchanged: a harmless lie no vote can see); each seed is its own lie.
   fault: { mode: 'collude', phase: 'prefill', seed },
 })
-// Every stage is calibrated (the last one against the exact logits), wherever it is placed.
-const calibration = (weights: Weights, memoryBytes: number): Liar => ({
-  name: 'calibration-only',
-  weights,
-  memoryBytes,
-  fault: { mode: 'noise', phase: 'calibration', seed: 13 },
-  atCalibration: true,
-})
 const colluder = (name: string, weights: Weights, seed: number): Liar => ({
   name,
   weights,
@@ -107,11 +99,6 @@ const ROUNDS: Record<number, readonly Round[]> = {
       liars: [prefill('fp32', 12), prefill('fp16', 14)],
       rollsBack: false,
     },
-    {
-      title: 'calibration only (fp16w), prefill only (fp32)',
-      liars: [calibration('fp16', 8 * GIB), prefill('fp32', 15)],
-      rollsBack: false,
-    },
   ],
   5: [
     {
@@ -127,11 +114,6 @@ const ROUNDS: Record<number, readonly Round[]> = {
     {
       title: 'prefill only (two per class)',
       liars: [prefill('fp32', 12), prefill('fp32', 13), prefill('fp16', 14), prefill('fp16', 15)],
-      rollsBack: false,
-    },
-    {
-      title: 'calibration only + prefill only (fp16w), prefill only (two, fp32)',
-      liars: [calibration('fp16', 8 * GIB), prefill('fp16', 16), prefill('fp32', 17), prefill('fp32', 18)],
       rollsBack: false,
     },
   ],

@@ -59,10 +59,6 @@ export async function replicatedStage(
     replicas = all.filter((r) => cal.calibrated.some((x) => x.peerId === r.peerId))
     tolerances = cal.table
     if (replicas.length === 0) throw new Error(`stage ${index}: no replica passed calibration`)
-  } else {
-    const refused = new Set(await c.calibrator.checkLast(shape.layerStart, shape.isFirst, all))
-    replicas = all.filter((r) => !refused.has(r.peerId))
-    if (replicas.length === 0) throw new Error(`stage ${index}: no replica passed calibration`)
   }
   // f follows the plan, not the survivors: replicas refused by calibration lower the margin,
   // never the quorum a step needs.
