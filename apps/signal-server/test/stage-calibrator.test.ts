@@ -55,7 +55,6 @@ describe('StageCalibrator against liars on the calibration input', () => {
     const reputation = new ReputationBook()
     const calibrator = new StageCalibrator({
       boundaries: async () => boundaries,
-      rowLogits: async () => [],
       tokens,
       hiddenSize: config.hiddenSize,
       reputation,
@@ -92,7 +91,6 @@ describe('StageCalibrator against liars on the calibration input', () => {
     // Tolerances are those of the honest replicas alone.
     const honest = await new StageCalibrator({
       boundaries: async () => boundaries,
-      rowLogits: async () => [],
       tokens,
       hiddenSize: config.hiddenSize,
       reputation: new ReputationBook(),

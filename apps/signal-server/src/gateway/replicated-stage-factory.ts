@@ -4,7 +4,6 @@ import {
   ReplicatedStage,
   type ReputationBook,
   referenceBoundaries,
-  referenceRowLogits,
   type StageSession,
   ToleranceTable,
   Xoshiro128ss,
@@ -97,38 +96,17 @@ export function meshCalibrator(
 ): StageCalibrator {
   const tokens = calibrationTokens(mesh.config)
   let boundaries: Promise<Float32Array[]> | undefined
-  let rowLogits: Promise<Float32Array[]> | undefined
   const exact = () => {
     boundaries ??= exactBoundaries(mesh.model.dir, tokens)
     return boundaries
   }
   return new StageCalibrator({
     boundaries: exact,
-    rowLogits: () => {
-      rowLogits ??= exact().then((b) =>
-        exactRowLogits(mesh.model.dir, b[b.length - 1] as Float32Array, tokens.length),
-      )
-      return rowLogits
-    },
     tokens,
     hiddenSize: mesh.config.hiddenSize,
     reputation,
     ...(log ? { log } : {}),
   })
-}
-
-/** The exact logits of every position of the calibration input, from the model files. */
-export async function exactRowLogits(
-  dir: string,
-  last: Float32Array,
-  seqLen: number,
-): Promise<Float32Array[]> {
-  const model = await loadModel(dir)
-  try {
-    return await referenceRowLogits(model.config, model.weights, last, seqLen)
-  } finally {
-    await model.close()
-  }
 }
 
 /** The calibration input's exact states at every layer boundary, from the model files. */

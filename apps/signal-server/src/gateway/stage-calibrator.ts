@@ -7,13 +7,10 @@ import {
   type ToleranceTable,
 } from '@butterfly/core'
 import { newGenerationId } from './generation-id.js'
-import { lastStageMismatch } from './last-stage-check.js'
 
 export interface CalibratorComponents {
   /** The known input's exact states at every layer boundary (referenceBoundaries), computed once. */
   readonly boundaries: () => Promise<Float32Array[]>
-  /** The exact logits of every position of the known input at the last boundary, computed once. */
-  readonly rowLogits: () => Promise<Float32Array[]>
   readonly tokens: readonly number[]
   readonly hiddenSize: number
   readonly reputation: ReputationBook
@@ -45,11 +42,6 @@ export class StageCalibrator {
   private readonly samples = new Map<string, CalibrationSample>()
 
   constructor(private readonly c: CalibratorComponents) {}
-
-  /** The known input's exact boundary states (for the last stage's exact logits). */
-  boundaries(): Promise<Float32Array[]> {
-    return this.c.boundaries()
-  }
 
   async calibrate(
     range: { start: number; end: number; isFirst: boolean },
@@ -98,51 +90,6 @@ export class StageCalibrator {
       this.c.log?.(`calibration of layers [${start}, ${end}) refused ${x.peerId}: ${x.reason}`)
     const refused = new Set(rejected.map((x) => x.peerId))
     return { table: result.table, calibrated: replicas.filter((r) => !refused.has(r.peerId)), rejected }
-  }
-
-  /**
-   * The last stage's known-answer test: each replica answers the known input's last boundary with
-   * its candidates for every position (a fingerprint request gives its token rows), which must
-   * match the exact logits (last-stage-check.ts). Its votes need no tolerances; this only refuses
-   * a peer that lies on calibration, as the hidden stages' test does.
-   */
-  async checkLast(
-    start: number,
-    isFirst: boolean,
-    replicas: readonly CalibrationReplica[],
-  ): Promise<string[]> {
-    const [boundaries, exact] = await Promise.all([this.c.boundaries(), this.c.rowLogits()])
-    const seqLen = this.c.tokens.length
-    const refused: string[] = []
-    await Promise.all(
-      replicas.map(async (r) => {
-        const key = `${r.peerId}|${start}|last`
-        if (this.samples.has(key)) return
-        const id = newGenerationId()
-        let why: string | undefined
-        try {
-          const out = await r.session.step(id, {
-            ...(isFirst ? { tokens: this.c.tokens } : { hidden: boundaries[start] as Float32Array }),
-            seqLen,
-            startPos: 0,
-            fingerprint: { challenge: 1 },
-          })
-          why = lastStageMismatch(out.tokenRows, exact, r.cls)
-        } catch (err) {
-          why = `calibration step failed: ${(err as Error).message}`
-        } finally {
-          r.session.endGeneration(id)
-        }
-        if (why === undefined) {
-          this.samples.set(key, { cls: r.cls, hidden: new Float32Array(0), peerId: r.peerId })
-          return
-        }
-        refused.push(r.peerId)
-        this.c.reputation.recordProven(r.peerId)
-        this.c.log?.(`calibration of the last stage [${start}, end) refused ${r.peerId}: ${why}`)
-      }),
-    )
-    return refused
   }
 
   /** Drops what is known of a peer that left (its replacement under the same key recalibrates). */

@@ -1,7 +1,7 @@
 import { VerifyError } from '../errors.js'
 import type { ModelConfig } from '../model/model-config.js'
 import { ReferenceModel } from '../model/reference-model.js'
-import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightShapes } from '../model/weight-names.js'
+import { EMBED_TOKENS, layerWeightShapes } from '../model/weight-names.js'
 import { readDequantized } from '../quant/weight-encoding.js'
 import type { WeightProvider } from '../weights/weight-provider.js'
 
@@ -50,25 +50,4 @@ export async function referenceBoundaries(
     out.push(layer.runLayers(out[l] as Float32Array, tokens.length, 0, l, l + 1, cache))
   }
   return out
-}
-
-/**
- * The exact logits of every row of `hidden` (the last layer boundary), in float64: what an honest
- * last stage's candidates on the calibration input must be close to.
- */
-export async function referenceRowLogits(
-  config: ModelConfig,
-  weights: WeightProvider,
-  hidden: Float32Array,
-  seqLen: number,
-): Promise<Float32Array[]> {
-  const { hiddenSize: h, vocabSize: v } = config
-  const names: Array<[string, readonly number[]]> = [
-    [FINAL_NORM, [h]],
-    [config.tieWordEmbeddings ? EMBED_TOKENS : LM_HEAD, [v, h]],
-  ]
-  const map = new Map<string, Float32Array>()
-  for (const [name, shape] of names) map.set(name, await readDequantized(config, weights, name, shape))
-  const model = new ReferenceModel(config, map, (n) => map.has(n))
-  return Array.from({ length: seqLen }, (_, i) => model.logits(hidden.subarray(i * h, (i + 1) * h), 1))
 }
