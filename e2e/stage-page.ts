@@ -7,11 +7,13 @@ import { fileURLToPath } from 'node:url'
 import { type ModelConfig, type StageSession, syntheticStoredWeights } from '@butterfly/core'
 import { createNodeBackend } from '@butterfly/node-platform'
 
-// Shared by the suites that run one stage graph in a page (fixtures/ort-stage-runner.js) and
-// compare it with onnxruntime-node: int4-browser.test.ts, families-browser.test.ts.
+// Shared by the suites that run one stage graph in a page (fixtures/ort-stage-runner.js,
+// fixtures/ort-batch-runner.js) and compare it with onnxruntime-node: int4-browser.test.ts,
+// families-browser.test.ts, batching-browser.test.ts.
 
 const ORT_DIST = dirname(createRequire(import.meta.url).resolve('onnxruntime-web'))
 const RUNNER = fileURLToPath(new URL('./fixtures/ort-stage-runner.js', import.meta.url))
+const BATCH_RUNNER = fileURLToPath(new URL('./fixtures/ort-batch-runner.js', import.meta.url))
 
 /** Serves the blank page, the runner, onnxruntime-web's dist and the current graph on 127.0.0.1. */
 export async function staticServer(graph: () => Uint8Array): Promise<{ url: string; server: Server }> {
@@ -27,6 +29,8 @@ export async function staticServer(graph: () => Uint8Array): Promise<{ url: stri
         return res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>stage</title>')
       if (path === '/runner.js')
         return res.writeHead(200, { 'content-type': types['.js'] }).end(await readFile(RUNNER))
+      if (path === '/batch-runner.js')
+        return res.writeHead(200, { 'content-type': types['.js'] }).end(await readFile(BATCH_RUNNER))
       if (path === '/stage.onnx')
         return res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(graph())
       if (path.startsWith('/ort/')) {

@@ -111,7 +111,19 @@ export interface StageSession extends StageShape {
   endGeneration(generationId: string): void
   /** Generations currently holding a KV cache here. */
   readonly activeGenerations: number
+  /** A batching stage's counters since it was created. */
+  readonly batchStats?: BatchStats
   dispose(): Promise<void>
+}
+
+/** How a batching stage has run its steps (cumulative; compare two readings for a rate). */
+export interface BatchStats {
+  /** Runs of the stage graph. */
+  readonly runs: number
+  /** Steps answered (a step of a long prompt may take several runs). */
+  readonly steps: number
+  /** The most generations' steps one run computed. */
+  readonly widest: number
 }
 
 /** Throws GenerationError ERR_TRUNCATE unless `length` is a non-negative safe integer. */

@@ -1,32 +1,33 @@
-import type { InferenceSession, Tensor } from 'onnxruntime-common'
+import type { InferenceSession } from 'onnxruntime-common'
 import { GenerationError } from '../errors.js'
+import { layerAttention } from '../model/model-config.js'
 import { buildStageGraph, type StageGraph } from '../onnx/stage-graph.js'
 import { type StageIo, stageIo } from '../onnx/stage-io.js'
 import type { WeightProvider } from '../weights/weight-provider.js'
+import { segments } from './batch-segments.js'
 import {
+  type BatchStats,
   checkTruncateLength,
   type StageInit,
   type StageSession,
   type StageStepInput,
   type StageStepOutput,
 } from './inference-backend.js'
+import type { KvPool } from './kv-pool.js'
+import { KvSlots } from './kv-slots.js'
+import {
+  type BatchRow,
+  type BatchRowOutput,
+  joinChunks,
+  type OrtRuntime,
+  runBatch,
+  toStepOutput,
+} from './ort-batch.js'
 import { ShapedStage } from './stage-shape.js'
 import { validateStepInput } from './step-input.js'
+import { chunkSizes, type QueuedStep, StepQueue } from './step-queue.js'
 
-/**
- * The part of an onnxruntime package (onnxruntime-node or onnxruntime-web) this module
- * uses. Callers pass the module they loaded, so core stays free of environment imports.
- */
-export interface OrtRuntime {
-  readonly InferenceSession: {
-    create(model: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession>
-  }
-  readonly Tensor: new (
-    type: 'float32' | 'int64' | 'int32',
-    data: Float32Array | BigInt64Array | Int32Array,
-    dims: readonly number[],
-  ) => Tensor
-}
+export type { OrtRuntime } from './ort-batch.js'
 
 /**
  * Turns a built graph into a session. Environments differ in how external weights reach the
@@ -48,24 +49,17 @@ export interface OrtStageOptions {
   readonly sessionOptions?: InferenceSession.SessionOptions
   /** Build with external weights; requires a `loadSession` that can resolve them. */
   readonly externalData?: boolean
+  /** Most generations' decode steps one run computes (default 128). */
+  readonly maxBatch?: number
+  /** Longer steps run in chunks of at most this many positions, between decode batches (default 128, at least 4). */
+  readonly prefillChunk?: number
 }
 
-/** KV capacity grows in blocks of this many positions, doubling, up to the model's context. */
-const KV_BLOCK = 256
+const DEFAULT_MAX_BATCH = 128
+const DEFAULT_PREFILL_CHUNK = 128
+/** Padding slots a batch may run rather than split in two runs around them. */
+const MAX_GAP = 2
 
-/** One generation's cache: per layer, [1, kvHeads, capacity, headDim] keys and values. */
-interface KvState {
-  length: number
-  capacity: number
-  keys: Float32Array[]
-  values: Float32Array[]
-}
-
-/**
- * Builds the stage graph and runs it with ONNX Runtime. The KV cache of each generation is
- * held here as preallocated per-layer buffers that grow by doubling; each step feeds them
- * as past and appends the new rows the graph returns.
- */
 export async function createOrtStage(
   init: StageInit,
   components: OrtStageComponents,
@@ -81,31 +75,80 @@ export async function createOrtStage(
   }
   const load = components.loadSession ?? ((g, o) => components.ort.InferenceSession.create(g.bytes, o))
   const session = await load(graph, sessionOptions)
-  return new OrtStage(init, stageIo(init.config, init.layerStart, init.layerEnd), session, components.ort)
+  const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH
+  const chunk = options.prefillChunk ?? DEFAULT_PREFILL_CHUNK
+  if (!(Number.isInteger(maxBatch) && maxBatch >= 1 && Number.isInteger(chunk) && chunk >= 4)) {
+    await session.release()
+    throw new GenerationError('ERR_STEP_ORDER', 'maxBatch must be an integer >= 1 and prefillChunk one >= 4')
+  }
+  const io = stageIo(init.config, init.layerStart, init.layerEnd)
+  return new OrtStage(init, io, session, components.ort, { maxBatch, chunk })
 }
 
+/**
+ * A stage on ONNX Runtime with continuous batching. Steps of any number of generations queue
+ * here (StepQueue); whenever the session is free, one run takes the decode steps of every
+ * generation waiting (each in its own KV slot, KvSlots) or one chunk of a prompt. Generations
+ * join and leave between runs. Two rules keep a generation's numbers independent of its company:
+ * rows never interact inside the graph, and a run never computes a single row where int4 weights
+ * are involved (MatMulNBits takes a different kernel for one row than for several, while fp32
+ * MatMul rows are bit-identical for any batch), so such a decode step alone runs with one padding
+ * row. Sliding-window layers build one mask per run, so those models run one generation at a time.
+ */
 class OrtStage extends ShapedStage implements StageSession {
-  private readonly generations = new Map<string, KvState>()
-  private queue: Promise<unknown> = Promise.resolve()
+  private readonly kv: KvSlots
+  private readonly queue = new StepQueue()
+  /** Generations with a run in flight: their next work waits for it. */
+  private readonly busy = new Set<string>()
+  /** Ended during a run: freed when the run is over. */
+  private readonly ending = new Set<string>()
+  private running = false
+  private disposed = false
+  private stats = { runs: 0, steps: 0, widest: 0 }
+  private readonly padSingleRow: boolean
+  private readonly maxBatch: number
 
   constructor(
     private readonly init: StageInit,
     private readonly io: StageIo,
     private readonly session: InferenceSession,
     private readonly ort: OrtRuntime,
+    private readonly limits: { readonly maxBatch: number; readonly chunk: number },
   ) {
     super({ layerStart: init.layerStart, layerEnd: init.layerEnd, isFirst: io.isFirst, isLast: io.isLast })
+    const { config } = init
+    this.padSingleRow = config.quantization !== undefined
+    const sliding = io.layers.some((l) => layerAttention(config, l.layer) === 'sliding')
+    this.maxBatch = sliding && (config.slidingWindow as number) < config.maxContext ? 1 : limits.maxBatch
+    this.kv = new KvSlots({
+      layers: io.layers.length,
+      kvHeads: config.numKvHeads,
+      headDim: config.headDim,
+      maxContext: config.maxContext,
+      minSlots: this.padSingleRow ? 2 : 1,
+    })
   }
 
   get activeGenerations(): number {
-    return this.generations.size
+    return this.kv.size
+  }
+
+  get batchStats(): BatchStats {
+    return { ...this.stats }
   }
 
   step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
-    // One run at a time per session: steps of different generations interleave safely.
-    const run = this.queue.then(() => this.runStep(generationId, input, signal))
-    this.queue = run.catch(() => undefined)
-    return run
+    try {
+      if (this.disposed) throw new GenerationError('ERR_ABORTED', 'the stage was disposed')
+      signal?.throwIfAborted()
+      validateStepInput(this.init.config, this.io, input)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ kind: 'step', id: generationId, input, signal, done: 0, parts: [], resolve, reject })
+      this.pump()
+    })
   }
 
   truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void> {
@@ -115,171 +158,162 @@ class OrtStage extends ShapedStage implements StageSession {
       return Promise.reject(err)
     }
     // Queued like a step, so steps already asked for finish first. Rows past the new length stay
-    // in the buffers but are never fed as past again: the next step overwrites them.
-    const run = this.queue.then(() => {
-      signal?.throwIfAborted()
-      const kv = this.generations.get(generationId)
-      if (kv !== undefined) kv.length = Math.min(kv.length, length)
+    // in the slot but are never fed as past again: the next step overwrites them.
+    return new Promise((resolve, reject) => {
+      this.queue.push({ kind: 'truncate', id: generationId, length, signal, resolve, reject })
+      this.pump()
     })
-    this.queue = run.catch(() => undefined)
-    return run
-  }
-
-  private async runStep(id: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
-    signal?.throwIfAborted()
-    const { config } = this.init
-    validateStepInput(config, this.io, input)
-    const kv = this.generations.get(id) ?? this.newState(id, input.startPos)
-    if (input.startPos !== kv.length) {
-      throw new GenerationError(
-        'ERR_STEP_ORDER',
-        `generation ${id}: step starts at position ${input.startPos} but the cache holds ${kv.length}`,
-      )
-    }
-    const S = input.seqLen
-    const total = kv.length + S
-    this.ensureCapacity(kv, total)
-
-    const T = this.ort.Tensor
-    const feeds: Record<string, Tensor> = {
-      [this.io.positionIds]: new T('int64', positions(kv.length, S), [1, S]),
-      [this.io.seqlensK]: new T('int32', Int32Array.of(total - 1), [1]),
-      [this.io.totalSequenceLength]: new T('int32', Int32Array.of(total), [1]),
-    }
-    if (this.io.isFirst) {
-      feeds[this.io.inputIds] = new T('int64', BigInt64Array.from(input.tokens ?? [], BigInt), [1, S])
-    } else {
-      feeds[this.io.hiddenIn] = new T('float32', input.hidden ?? new Float32Array(0), [
-        1,
-        S,
-        config.hiddenSize,
-      ])
-    }
-    const rows = input.allRows === true ? S : 1
-    if (this.io.isLast) {
-      const t = input.temperature ?? 0
-      feeds[this.io.temperature] = new T('float32', Float32Array.of(t > 0 ? t : 1), [1])
-      feeds[this.io.logitRows] = new T('int64', BigInt64Array.of(BigInt(rows)), [1])
-    }
-    const { numKvHeads: heads, headDim } = config
-    const kvDims = [1, heads, kv.capacity, headDim]
-    this.io.layers.forEach((names, i) => {
-      feeds[names.pastKey] = new T('float32', kv.keys[i] as Float32Array, kvDims)
-      feeds[names.pastValue] = new T('float32', kv.values[i] as Float32Array, kvDims)
-    })
-    const out = await this.session.run(feeds)
-    this.io.layers.forEach((names, i) => {
-      appendRows(kv.keys[i] as Float32Array, out[names.newKey]?.data as Float32Array, kv, S, heads, headDim)
-      appendRows(
-        kv.values[i] as Float32Array,
-        out[names.newValue]?.data as Float32Array,
-        kv,
-        S,
-        heads,
-        headDim,
-      )
-    })
-    kv.length = total
-
-    if (!this.io.isLast) return { hidden: out[this.io.hiddenOut]?.data as Float32Array }
-    return lastStageOutput(out, this.io, rows)
-  }
-
-  private newState(id: string, startPos: number): KvState {
-    if (startPos !== 0) {
-      throw new GenerationError('ERR_STEP_ORDER', `generation ${id} is unknown here and does not start at 0`)
-    }
-    const state: KvState = { length: 0, capacity: 0, keys: [], values: [] }
-    this.generations.set(id, state)
-    return state
-  }
-
-  private ensureCapacity(kv: KvState, needed: number): void {
-    const { config } = this.init
-    if (needed > config.maxContext) {
-      throw new GenerationError(
-        'ERR_CONTEXT_OVERFLOW',
-        `${needed} positions exceed the model's context of ${config.maxContext}`,
-      )
-    }
-    if (needed <= kv.capacity) return
-    let capacity = Math.max(KV_BLOCK, kv.capacity)
-    while (capacity < needed) capacity *= 2
-    capacity = Math.min(capacity, config.maxContext)
-    const { numKvHeads: n, headDim: d } = config
-    const grow = (old: Float32Array | undefined): Float32Array => {
-      const data = new Float32Array(n * capacity * d)
-      if (old !== undefined && kv.length > 0) {
-        for (let h = 0; h < n; h++) {
-          data.set(old.subarray(h * kv.capacity * d, (h * kv.capacity + kv.length) * d), h * capacity * d)
-        }
-      }
-      return data
-    }
-    kv.keys = this.io.layers.map((_, i) => grow(kv.keys[i]))
-    kv.values = this.io.layers.map((_, i) => grow(kv.values[i]))
-    kv.capacity = capacity
   }
 
   endGeneration(generationId: string): void {
-    this.generations.delete(generationId)
+    // Freeing a slot moves another generation's slot (and may shrink the buffers), so while a run
+    // reads them every free waits for the run to end.
+    if (this.running) this.ending.add(generationId)
+    else this.kv.end(generationId)
   }
 
   async dispose(): Promise<void> {
-    this.generations.clear()
+    this.disposed = true
+    this.queue.failAll(new GenerationError('ERR_ABORTED', 'the stage was disposed'))
+    this.kv.clear()
     await this.session.release()
   }
-}
 
-/** Copies new rows [S, heads * headDim] into the cache layout [heads, capacity, headDim] at kv.length. */
-function appendRows(
-  cache: Float32Array,
-  rows: Float32Array,
-  kv: KvState,
-  S: number,
-  heads: number,
-  headDim: number,
-) {
-  const width = heads * headDim
-  if (rows.length !== S * width)
-    throw new GenerationError('ERR_STEP_ORDER', 'stage returned malformed KV rows')
-  for (let h = 0; h < heads; h++) {
-    const base = (h * kv.capacity + kv.length) * headDim
-    for (let s = 0; s < S; s++) {
-      cache.set(rows.subarray(s * width + h * headDim, s * width + (h + 1) * headDim), base + s * headDim)
+  /** Starts the next run unless one is in flight; called whenever work arrives or a run ends. */
+  private pump(): void {
+    if (this.running || this.disposed) return
+    const tick = this.queue.next((t) => this.kv.truncate(t.id, t.length), this.busy)
+    if (tick === undefined) return
+    this.running = true
+    const steps = tick.kind === 'decode' ? tick.steps.slice(0, this.maxBatch) : [tick.step]
+    for (const s of steps) this.busy.add(s.id)
+    const work = tick.kind === 'decode' ? this.decode(steps) : this.chunk(tick.step)
+    void work.finally(() => {
+      for (const s of steps) this.busy.delete(s.id)
+      for (const id of this.ending) this.kv.end(id)
+      this.ending.clear()
+      this.running = false
+      this.pump()
+    })
+  }
+
+  /** Every waiting single-position step, batched by pool over runs of consecutive slots. */
+  private async decode(steps: readonly QueuedStep[]): Promise<void> {
+    const ready = steps.filter((s) => this.admit(s, 1))
+    const byPool = new Map<KvPool, Array<{ step: QueuedStep; row: BatchRow }>>()
+    for (const step of ready) {
+      const { pool, slot } = this.kv.place(step.id)
+      const rows = byPool.get(pool) ?? []
+      rows.push({ step, row: this.rowOf(step, slot, 0, 1) })
+      byPool.set(pool, rows)
+    }
+    const opts = (pool: KvPool) => ({
+      maxBatch: this.maxBatch,
+      maxGap: MAX_GAP,
+      padSingle: this.padSingleRow,
+      slots: pool.slots,
+    })
+    for (const [pool, rows] of byPool) {
+      rows.sort((a, b) => a.row.slot - b.row.slot)
+      for (const seg of segments(rows, opts(pool))) {
+        const entries: Array<BatchRow | undefined> = new Array(seg.hi - seg.lo).fill(undefined)
+        for (const r of seg.rows) entries[r.row.slot - seg.lo] = r.row
+        this.stats.runs++
+        this.stats.widest = Math.max(this.stats.widest, seg.rows.length)
+        try {
+          const outs = await runBatch(this.session, this.ort, this.init.config, this.io, {
+            pool,
+            lo: seg.lo,
+            seqLen: 1,
+            entries,
+            logitRows: 1,
+          })
+          for (const r of seg.rows) this.finish(r.step, outs[r.row.slot - seg.lo])
+        } catch (err) {
+          for (const r of seg.rows) this.fail(r.step, err)
+        }
+      }
     }
   }
-}
 
-/**
- * The last stage's [rows, topK] outputs: `topk` is always the last row (with rows = 1, the
- * arrays exactly as the runtime returned them, as before per-row candidates existed); with more
- * rows, `rowTopk` carries them all and `topk` a copy of the last, so no two fields share a buffer.
- */
-function lastStageOutput(out: InferenceSession.OnnxValueMapType, io: StageIo, rows: number): StageStepOutput {
-  const values = out[io.topkValues]?.data as Float32Array
-  const ids = Int32Array.from(out[io.topkIds]?.data as BigInt64Array, Number)
-  const lse = out[io.logSumExp]?.data as Float32Array
-  const logits = out[io.logits]?.data as Float32Array | undefined
-  if (values.length % rows !== 0 || ids.length !== values.length || lse.length !== rows) {
-    throw new GenerationError('ERR_STEP_ORDER', 'stage returned malformed top-k rows')
+  /** The next chunk of a longer step; it resolves after its last chunk. */
+  private async chunk(step: QueuedStep): Promise<void> {
+    const sizes = chunkSizes(step.input.seqLen, this.limits.chunk)
+    const index = sizes.findIndex((_, i) => sizes.slice(0, i).reduce((a, b) => a + b, 0) === step.done)
+    const size = sizes[index] as number
+    if (!this.admit(step, size)) return
+    const { pool, slot } = this.kv.place(step.id)
+    const last = index === sizes.length - 1
+    const allRows = step.input.allRows === true
+    this.stats.runs++
+    this.stats.widest = Math.max(this.stats.widest, 1)
+    try {
+      const [out] = await runBatch(this.session, this.ort, this.init.config, this.io, {
+        pool,
+        lo: slot,
+        seqLen: size,
+        entries: [this.rowOf(step, slot, step.done, size)],
+        logitRows: allRows ? size : 1,
+      })
+      step.done += size
+      if (out === undefined) throw new GenerationError('ERR_STEP_ORDER', 'the stage produced no output')
+      step.parts.push(toStepOutput(out, allRows))
+      if (last) this.finish(step, joinChunks(step.parts, allRows))
+    } catch (err) {
+      this.fail(step, err)
+    }
   }
-  if (rows === 1) {
-    const result: StageStepOutput = { topk: { values, ids, logSumExp: lse[0] ?? Number.NaN } }
-    return logits === undefined ? result : { ...result, logits }
-  }
-  const k = values.length / rows
-  const last = (rows - 1) * k
-  const result: StageStepOutput = {
-    topk: { values: values.slice(last), ids: ids.slice(last), logSumExp: lse[rows - 1] ?? Number.NaN },
-    rowTopk: { rows, k, values, ids, logSumExp: lse },
-  }
-  if (logits === undefined) return result
-  return { ...result, logits: logits.slice(logits.length - logits.length / rows) }
-}
 
-function positions(start: number, count: number): BigInt64Array {
-  const out = new BigInt64Array(count)
-  for (let i = 0; i < count; i++) out[i] = BigInt(start + i)
-  return out
+  /** Checks order and room before a step's (first) run; fails the step otherwise. */
+  private admit(step: QueuedStep, size: number): boolean {
+    try {
+      const held = this.kv.length(step.id)
+      const at = step.input.startPos + step.done
+      if (!this.kv.has(step.id) && at !== 0) {
+        throw new GenerationError(
+          'ERR_STEP_ORDER',
+          `generation ${step.id} is unknown here and does not start at 0`,
+        )
+      }
+      if (at !== held) {
+        throw new GenerationError(
+          'ERR_STEP_ORDER',
+          `generation ${step.id}: step starts at position ${at} but the cache holds ${held}`,
+        )
+      }
+      this.kv.reserve(step.id, held + size)
+      return true
+    } catch (err) {
+      this.fail(step, err)
+      return false
+    }
+  }
+
+  private rowOf(step: QueuedStep, slot: number, from: number, size: number): BatchRow {
+    const { input } = step
+    const H = this.init.config.hiddenSize
+    const t = input.temperature ?? 0
+    return {
+      slot,
+      temperature: t > 0 ? t : 1,
+      ...(input.tokens !== undefined ? { tokens: input.tokens.slice(from, from + size) } : {}),
+      ...(input.hidden !== undefined
+        ? {
+            hidden: size === input.seqLen ? input.hidden : input.hidden.subarray(from * H, (from + size) * H),
+          }
+        : {}),
+    }
+  }
+
+  private finish(step: QueuedStep, out: BatchRowOutput | StageStepOutput | undefined): void {
+    this.queue.remove(step)
+    this.stats.steps++
+    if (out === undefined) step.reject(new GenerationError('ERR_STEP_ORDER', 'the stage produced no output'))
+    else step.resolve('rows' in out ? toStepOutput(out, step.input.allRows === true) : out)
+  }
+
+  private fail(step: QueuedStep, err: unknown): void {
+    this.queue.remove(step)
+    step.reject(err)
+  }
 }

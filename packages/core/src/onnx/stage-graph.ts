@@ -109,8 +109,8 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
     return bias === undefined ? y : g.op1('Add', [y, await load(bias, [shape[0] ?? 0])])
   }
 
-  const positions = g.input(io.positionIds, 'int64', [1, 'seq'])
-  const seqlensK = g.input(io.seqlensK, 'int32', [1])
+  const positions = g.input(io.positionIds, 'int64', ['batch', 'seq'])
+  const seqlensK = g.input(io.seqlensK, 'int32', ['batch'])
   const totalLen = g.input(io.totalSequenceLength, 'int32', [1])
   // One cos/sin pair per layer kind the stage holds; Gemma 3's sliding layers have their own.
   // Each is [maxContext, rotaryDim / 2] fp32: 32 MB for Llama 3.2's 131072 positions.
@@ -132,7 +132,7 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
 
   let hidden: string
   if (io.isFirst) {
-    const ids = g.input(io.inputIds, 'int64', [1, 'seq'])
+    const ids = g.input(io.inputIds, 'int64', ['batch', 'seq'])
     const table = await load(EMBED_TOKENS, [config.vocabSize, H])
     hidden = g.op1('Gather', [table, ids], { axis: 0 })
     if (architectureTraits(config.architecture).scaledEmbeddings) {
@@ -140,7 +140,7 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
       hidden = g.op1('Mul', [hidden, g.constantFloat('embed_scale', [Math.fround(Math.sqrt(H))])])
     }
   } else {
-    hidden = g.input(io.hiddenIn, 'float32', [1, 'seq', H])
+    hidden = g.input(io.hiddenIn, 'float32', ['batch', 'seq', H])
   }
 
   const shapes = new Map<string, readonly number[]>()
@@ -173,7 +173,7 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
   }
 
   if (!io.isLast) {
-    g.output(hidden, io.hiddenOut, 'float32', [1, 'seq', H])
+    g.output(hidden, io.hiddenOut, 'float32', ['batch', 'seq', H])
     return finish(g, init, { isFirst: io.isFirst, isLast: false, topK })
   }
 
@@ -200,7 +200,8 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
   const logits = isInt4Weight(config, headName)
     ? await matMulNBits(g, rows, config, weights, headName, headShape)
     : g.op1('Gemm', [rows, await load(headName, headShape)], { transB: 1 })
-  const temperature = g.input(io.temperature, 'float32', [1])
+  // One temperature per row ([rows, 1]), so generations sampled differently share a batch.
+  const temperature = g.input(io.temperature, 'float32', ['rows', 1])
   const [values, ids] = g.op('TopK', [logits, g.constantInt64('k', [topK])], {
     attrs: { axis: -1, largest: 1, sorted: 1 },
     outputCount: 2,

@@ -4,9 +4,9 @@ export interface LayerKvNames {
   readonly layer: number
   readonly pastKey: string
   readonly pastValue: string
-  /** float32 [1, S, kvHeads * headDim]: rotated keys of the new positions. */
+  /** float32 [B, S, kvHeads * headDim]: rotated keys of the new positions. */
   readonly newKey: string
-  /** float32 [1, S, kvHeads * headDim]: values of the new positions. */
+  /** float32 [B, S, kvHeads * headDim]: values of the new positions. */
   readonly newValue: string
 }
 
@@ -17,32 +17,32 @@ export interface LayerKvNames {
 export interface StageIo {
   readonly isFirst: boolean
   readonly isLast: boolean
-  /** int64 [1, S]; first stage only. */
+  /** int64 [B, S]; first stage only. B generations are batched, each with S new positions. */
   readonly inputIds: string
-  /** float32 [1, S, H]; every stage but the first. */
+  /** float32 [B, S, H]; every stage but the first. */
   readonly hiddenIn: string
-  /** float32 [1, S, H]; every stage but the last. */
+  /** float32 [B, S, H]; every stage but the last. */
   readonly hiddenOut: string
-  /** int64 [1, S]: absolute positions of the new tokens. */
+  /** int64 [B, S]: absolute positions of the new tokens. */
   readonly positionIds: string
-  /** int32 [1]: total length (past + new) minus one. */
+  /** int32 [B]: per generation, its total length (past + new) minus one. */
   readonly seqlensK: string
-  /** int32 [1]: past + new. */
+  /** int32 [1]: the longest generation's past + new. */
   readonly totalSequenceLength: string
-  /** float32 [1]: sampling temperature used for the log-sum-exp; last stage only. */
+  /** float32 [B * R, 1]: per row, the temperature of its log-sum-exp; last stage only. */
   readonly temperature: string
   /**
    * int64 [1], last stage only: how many of the step's last positions get the LM head (R): 1
    * normally, seqLen for per-position candidates (StageStepInput.allRows).
    */
   readonly logitRows: string
-  /** float32 [R, topK], each row descending. */
+  /** float32 [B * R, topK], each row descending (generation b's rows at b * R). */
   readonly topkValues: string
-  /** int64 [R, topK]. */
+  /** int64 [B * R, topK]. */
   readonly topkIds: string
-  /** float32 [R]: log Σ exp(logit / temperature) per row. */
+  /** float32 [B * R]: log Σ exp(logit / temperature) per row. */
   readonly logSumExp: string
-  /** float32 [R, vocab], with emitLogits only. */
+  /** float32 [B * R, vocab], with emitLogits only. */
   readonly logits: string
   readonly layers: readonly LayerKvNames[]
 }

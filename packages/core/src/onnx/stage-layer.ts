@@ -84,8 +84,8 @@ export async function emitLayer(
   }
   const cache = ctx.ropeCache(kind)
   const rope = (x: string, heads: number) => rotate(ctx, x, heads, cache)
-  const pastK = g.input(kv.pastKey, 'float32', [1, numKvHeads, 'capacity', headDim])
-  const pastV = g.input(kv.pastValue, 'float32', [1, numKvHeads, 'capacity', headDim])
+  const pastK = g.input(kv.pastKey, 'float32', ['batch', numKvHeads, 'capacity', headDim])
+  const pastV = g.input(kv.pastValue, 'float32', ['batch', numKvHeads, 'capacity', headDim])
   // The KV cache lives in the executor as a [1, kvHeads, capacity, headDim] buffer fed as
   // past; GQA reads its first seqlens_k + 1 - S rows. Its present outputs stay inside the
   // graph: only the new rows leave it, and the executor appends them. (onnxruntime-node
@@ -109,8 +109,8 @@ export async function emitLayer(
           outputCount: 3,
           ms: true,
         })[0]
-  g.output(kRot, kv.newKey, 'float32', [1, 'seq', kvDim])
-  g.output(v, kv.newValue, 'float32', [1, 'seq', kvDim])
+  g.output(kRot, kv.newKey, 'float32', ['batch', 'seq', kvDim])
+  g.output(v, kv.newValue, 'float32', ['batch', 'seq', kvDim])
   let attnOut = await ctx.linear(attn as string, n.o, ctx.shapeOf(n.o))
   // Gemma 3 norms the attention output before the residual add and feeds the MLP through
   // pre_feedforward_layernorm; elsewhere post_attention_layernorm is the MLP's input norm.

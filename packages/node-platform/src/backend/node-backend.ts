@@ -16,6 +16,10 @@ export interface NodeBackendInit {
    * between steps, the spinners steal cores from the session that is running.
    */
   readonly spin?: boolean
+  /** Most generations one run batches (OrtStageOptions.maxBatch). */
+  readonly maxBatch?: number
+  /** Prompt chunk size between decode batches (OrtStageOptions.prefillChunk). */
+  readonly prefillChunk?: number
 }
 
 /** InferenceBackend over onnxruntime-node's CPU execution provider. */
@@ -28,6 +32,8 @@ export function createNodeBackend(init: NodeBackendInit = {}): InferenceBackend 
         { ort: ort as unknown as OrtRuntime, weights, loadSession: loadFromFiles },
         {
           externalData: true,
+          ...(init.maxBatch === undefined ? {} : { maxBatch: init.maxBatch }),
+          ...(init.prefillChunk === undefined ? {} : { prefillChunk: init.prefillChunk }),
           sessionOptions: {
             executionProviders:
               init.device === undefined || init.device === 'cpu' ? ['cpu'] : [init.device, 'cpu'],

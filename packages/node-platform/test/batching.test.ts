@@ -1,0 +1,175 @@
+import {
+  type GeneratedToken,
+  type GenerateRequest,
+  generate,
+  type ModelConfig,
+  type Pipeline,
+  type StageSession,
+  uniformPartition,
+} from '@butterfly/core'
+import { FAMILY_CONFIGS } from '@butterfly/testing'
+import { syntheticConfig, syntheticWeights } from '@butterfly/testing/node'
+import { afterAll, describe, expect, test } from 'vitest'
+import { createNodeBackend } from '../src/backend/node-backend.js'
+
+// Continuous batching on onnxruntime-node: generations running together through the same stages
+// (decode steps batched, prompts run in chunks between them) produce exactly what each produces
+// alone: the same tokens and bit-identical candidates, greedy and seeded, for any mix of prompt
+// lengths. Compared with toEqual on the raw floats: no tolerance, because nothing a generation
+// computes may depend on what shares its run.
+
+const CHUNK = 8
+
+const configs: Array<[string, ModelConfig, { batched: boolean }]> = [
+  ['synthetic:tiny (fp32)', syntheticConfig('tiny'), { batched: true }],
+  [
+    'qwen3 int4 (MatMulNBits: single rows padded)',
+    {
+      ...(FAMILY_CONFIGS.qwen3 as ModelConfig),
+      quantization: { method: 'int4', bits: 4, blockSize: 16, lmHead: true },
+    },
+    { batched: true },
+  ],
+  // Sliding layers build one window mask per run: one generation per run, chunked prompts still.
+  ['gemma3 (sliding window)', FAMILY_CONFIGS.gemma3 as ModelConfig, { batched: false }],
+]
+
+async function build(config: ModelConfig, stages: number): Promise<Pipeline & { stages: StageSession[] }> {
+  const backend = createNodeBackend({ threads: 1, prefillChunk: CHUNK })
+  const weights = syntheticWeights(config)
+  const sessions: StageSession[] = []
+  for (const r of uniformPartition(config.numLayers, stages)) {
+    sessions.push(await backend.createStage({ config, layerStart: r.start, layerEnd: r.end }, weights))
+  }
+  return { stages: sessions, maxContext: config.maxContext }
+}
+
+/** Mixed prompt lengths (1 to 4 chunks and single positions) and sampling settings. */
+function requests(config: ModelConfig): GenerateRequest[] {
+  const lengths = [1, 3, 7, 12, 20, 33]
+  return lengths.map((n, i) => ({
+    generationId: `g${i}`,
+    promptIds: Array.from({ length: n }, (_, j) => (7 + 13 * i + 29 * j) % config.vocabSize),
+    maxTokens: 10,
+    sampling: i % 2 === 0 ? { temperature: 0 } : { temperature: 0.9, topK: 20, seed: 1000 + i },
+  }))
+}
+
+async function collect(
+  pipeline: Pipeline,
+  request: GenerateRequest,
+  signal?: AbortSignal,
+): Promise<GeneratedToken[]> {
+  const out: GeneratedToken[] = []
+  for await (const t of generate(pipeline, request, signal)) out.push(t)
+  return out
+}
+
+/** What must match bit for bit: each token and its candidates. */
+const trace = (tokens: readonly GeneratedToken[]) =>
+  tokens.map((t) => ({
+    id: t.id,
+    values: Array.from(t.topk.values),
+    ids: Array.from(t.topk.ids),
+    lse: t.topk.logSumExp,
+  }))
+
+for (const [name, config, { batched }] of configs) {
+  describe(`continuous batching: ${name}, 2 stages`, () => {
+    const pipelines: Array<Pipeline & { stages: StageSession[] }> = []
+    afterAll(async () => {
+      await Promise.all(pipelines.flatMap((p) => p.stages.map((s) => s.dispose())))
+    })
+    const pipeline = async () => {
+      const p = await build(config, 2)
+      pipelines.push(p)
+      return p
+    }
+
+    test('generations together produce exactly what each produces alone', async () => {
+      const reqs = requests(config)
+      const aloneOn = await pipeline()
+      const alone: ReturnType<typeof trace>[] = []
+      for (const r of reqs) alone.push(trace(await collect(aloneOn, r)))
+      const together = await pipeline()
+      const results = await Promise.all(reqs.map((r) => collect(together, r)))
+      results.forEach((tokens, i) => {
+        expect(tokens.length, `generation ${i}`).toBe(10)
+        expect(trace(tokens), `generation ${i}`).toEqual(alone[i])
+      })
+      for (const stage of together.stages) {
+        const stats = stage.batchStats
+        expect(stats).toBeDefined()
+        if (batched) {
+          // Six generations decoding at once: runs carried several of them.
+          expect(stats?.widest).toBeGreaterThanOrEqual(3)
+          expect(stats?.runs).toBeLessThan(stats?.steps ?? 0)
+        } else {
+          expect(stats?.widest).toBe(1)
+        }
+        expect(stage.activeGenerations).toBe(0)
+      }
+    })
+
+    test('a generation cancelled mid-batch frees its slot; the others are undisturbed', async () => {
+      const reqs = requests(config).slice(0, 4)
+      const p = await pipeline()
+      const alone: ReturnType<typeof trace>[] = []
+      for (const r of reqs) alone.push(trace(await collect(p, r)))
+      const abort = new AbortController()
+      const cancelled = (async () => {
+        const got: GeneratedToken[] = []
+        try {
+          for await (const t of generate(p, reqs[1] as GenerateRequest, abort.signal)) {
+            got.push(t)
+            if (got.length === 3) abort.abort(new Error('client went away'))
+          }
+        } catch (err) {
+          return { got, err }
+        }
+        return { got, err: undefined }
+      })()
+      const others = Promise.all([0, 2, 3].map((i) => collect(p, reqs[i] as GenerateRequest)))
+      const [stopped, rest] = await Promise.all([cancelled, others])
+      expect(stopped.err).toBeInstanceOf(Error)
+      expect(trace(stopped.got)).toEqual((alone[1] as ReturnType<typeof trace>).slice(0, 3))
+      rest.forEach((tokens, j) => expect(trace(tokens)).toEqual(alone[[0, 2, 3][j] as number]))
+      for (const stage of p.stages) expect(stage.activeGenerations).toBe(0)
+      // The freed slots serve a new generation exactly as before.
+      expect(trace(await collect(p, reqs[1] as GenerateRequest))).toEqual(alone[1])
+    })
+  })
+}
+
+describe('chunked prefill on one stage', () => {
+  let stage: StageSession | undefined
+  afterAll(async () => {
+    await stage?.dispose()
+  })
+
+  test('decode steps of a running generation keep going while a long prompt is prefilled', async () => {
+    const config = syntheticConfig('tiny')
+    const backend = createNodeBackend({ threads: 1, prefillChunk: 4 })
+    stage = await backend.createStage(
+      { config, layerStart: 0, layerEnd: config.numLayers },
+      syntheticWeights(config),
+    )
+    const s = stage
+    await s.step('a', { tokens: [1, 2], seqLen: 2, startPos: 0 })
+    const long = Array.from({ length: 40 }, (_, i) => (3 + i) % config.vocabSize)
+    let prefilled = false
+    let decodedMeanwhile = 0
+    const prefill = s.step('b', { tokens: long, seqLen: long.length, startPos: 0 }).then((out) => {
+      prefilled = true
+      return out
+    })
+    for (let pos = 2; !prefilled && pos < 30; pos++) {
+      await s.step('a', { tokens: [5], seqLen: 1, startPos: pos })
+      if (!prefilled) decodedMeanwhile++
+    }
+    const out = await prefill
+    expect(out.topk?.values.length).toBeGreaterThan(0)
+    // 40 positions in chunks of 4 is ten runs; decode steps alternate with them.
+    expect(decodedMeanwhile).toBeGreaterThanOrEqual(8)
+  })
+})
