@@ -54,7 +54,6 @@ const realClock: AdmissionClock = {
 interface Waiter {
   readonly key: string
   readonly resolve: (release: () => void) => void
-  readonly reject: (err: unknown) => void
   cancelTimer: () => void
   unlisten: () => void
 }
@@ -143,7 +142,7 @@ export class Admission {
       )
     }
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = { key, resolve, reject, cancelTimer: () => undefined, unlisten: () => undefined }
+      const waiter: Waiter = { key, resolve, cancelTimer: () => undefined, unlisten: () => undefined }
       this.enqueue(waiter)
       waiter.cancelTimer = this.clock.later(this.init.maxQueueWaitMs, () => {
         const index = this.queues.get(key)?.indexOf(waiter) ?? -1
