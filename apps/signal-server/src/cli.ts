@@ -10,6 +10,7 @@ import {
   runCliMain,
 } from '@butterfly/node-platform'
 import { Command, Option } from 'commander'
+import { type AdmissionCliOptions, admissionOptions } from './admission-options.js'
 import { iceArg, intArg, meshArg, numberArg, pathArg, tokenArg } from './cli-args.js'
 import { DEFAULT_JOIN_RATE, DEFAULT_MAX_PEERS_PER_ADDRESS } from './control/join-admission.js'
 import { DEFAULT_SERVED_CONTEXT } from './control/mesh-registry.js'
@@ -17,7 +18,7 @@ import { SLOW_CLAIM_DEFAULTS } from './gateway/claim-check.js'
 import type { SignalServer } from './http/signal-server.js'
 import { tokensCommand } from './tokens-cli.js'
 
-export interface ServerCliOptions {
+export interface ServerCliOptions extends AdmissionCliOptions {
   host: string
   port: number
   model: string
@@ -29,8 +30,6 @@ export interface ServerCliOptions {
   heartbeatMs: number
   planStrategy: 'throughput' | 'memory' | 'uniform'
   replicas: number
-  maxConcurrent: number
-  maxQueued: number
   stepTimeoutMs: number
   trustAfter: number
   verification: 'windowed' | 'every-step'
@@ -58,6 +57,7 @@ export function buildCli(
   run: (options: ServerCliOptions) => Promise<void>,
   out: NodeJS.WritableStream = process.stdout,
 ): Command {
+  const admission = admissionOptions()
   return (
     new Command('butterfly-server')
       .description(
@@ -139,21 +139,10 @@ export function buildCli(
           .argParser(intArg('--replicas', 1, 16))
           .default(1),
       )
-      .addOption(
-        new Option(
-          '--max-concurrent <n>',
-          'generations running at once per mesh; more wait in a bounded queue',
-        )
-          .env('BUTTERFLY_MAX_CONCURRENT')
-          .argParser(intArg('--max-concurrent', 1, 4096))
-          .default(8),
-      )
-      .addOption(
-        new Option('--max-queued <n>', 'generations allowed to wait; past that the API answers 429')
-          .env('BUTTERFLY_MAX_QUEUED')
-          .argParser(intArg('--max-queued', 0, 1_000_000))
-          .default(32),
-      )
+      .addOption(admission.maxConcurrent)
+      .addOption(admission.maxQueued)
+      .addOption(admission.maxQueuedPerKey)
+      .addOption(admission.maxQueueWait)
       .addOption(
         new Option(
           '--context <tokens>',
@@ -309,6 +298,8 @@ async function serve(
           apiToken: opts.apiToken,
           maxConcurrent: opts.maxConcurrent,
           maxQueued: opts.maxQueued,
+          maxQueuedPerKey: opts.maxQueuedPerKey,
+          maxQueueWaitMs: opts.maxQueueWait * 1000,
           stepTimeoutMs: opts.stepTimeoutMs,
           reputation: { trustAfter: opts.trustAfter },
           verification: opts.verification,

@@ -3,7 +3,8 @@ import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest'
+import { buildCli, type ServerCliOptions } from '../src/cli.js'
 import type { HealthReport } from '../src/http/health-routes.js'
 import { tinyModel } from './helpers.js'
 
@@ -76,6 +77,10 @@ describe('butterfly-server', () => {
       '--verification',
       '--verify-window',
       '--hf-endpoint',
+      '--max-concurrent',
+      '--max-queued',
+      '--max-queued-per-key',
+      '--max-queue-wait',
     ]) {
       expect(r.stdout).toContain(flag)
     }
@@ -107,6 +112,13 @@ describe('butterfly-server', () => {
     ['a stray argument', ['serve'], {}],
     ['an empty admin token', ['--admin-token', ''], {}],
     ['an empty join-token file path', ['--join-token-file', ''], {}],
+    ['zero generations at once', ['--max-concurrent', '0'], {}],
+    ['a negative queue', ['--max-queued', '-1'], {}],
+    ['a zero per-key queue', ['--max-queued-per-key', '0'], {}],
+    ['a zero queue wait', ['--max-queue-wait', '0'], {}],
+    ['a fractional queue wait', ['--max-queue-wait', '1.5'], {}],
+    ['a queue wait past an hour', ['--max-queue-wait', '3601'], {}],
+    ['a bad queue wait from the environment', [], { BUTTERFLY_MAX_QUEUE_WAIT: 'forever' }],
     ['a zero per-address cap', ['--max-peers-per-address', '0'], {}],
     ['a per-address cap that is not a number', ['--max-peers-per-address', 'many'], {}],
     ['a zero join rate', ['--join-rate', '0'], {}],
@@ -213,5 +225,42 @@ describe('butterfly-server', () => {
     const exited = once(child, 'close')
     child.kill('SIGTERM')
     expect(await exited).toEqual([0, null])
+  })
+})
+
+describe('admission flags', () => {
+  afterEach(() => {
+    vi.unstubAllEnvs()
+  })
+
+  /** The options buildCli hands to its runner for `args` (in-process: nothing is served). */
+  async function parsed(args: readonly string[]): Promise<ServerCliOptions> {
+    let options: ServerCliOptions | undefined
+    await buildCli(async (o) => {
+      options = o
+    }).parseAsync([...args], { from: 'user' })
+    if (options === undefined) throw new Error('the CLI did not run')
+    return options
+  }
+
+  test('defaults leave room to batch: 64 running, 256 queued, 64 per key, 30 s of waiting', async () => {
+    for (const name of ['MAX_CONCURRENT', 'MAX_QUEUED', 'MAX_QUEUED_PER_KEY', 'MAX_QUEUE_WAIT']) {
+      vi.stubEnv(`BUTTERFLY_${name}`, undefined)
+    }
+    expect(await parsed([])).toMatchObject({
+      maxConcurrent: 64,
+      maxQueued: 256,
+      maxQueuedPerKey: 64,
+      maxQueueWait: 30,
+    })
+  })
+
+  test('flags and environment set them', async () => {
+    vi.stubEnv('BUTTERFLY_MAX_QUEUE_WAIT', '45')
+    expect(await parsed(['--max-queued-per-key', '3', '--max-concurrent', '2'])).toMatchObject({
+      maxConcurrent: 2,
+      maxQueuedPerKey: 3,
+      maxQueueWait: 45,
+    })
   })
 })

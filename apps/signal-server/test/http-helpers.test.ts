@@ -1,5 +1,6 @@
 import { ButterflyError, GatewayError, StageError } from '@butterfly/core'
 import { describe, expect, test } from 'vitest'
+import { clientKeyOf } from '../src/api/client-key.js'
 import { secretEquals } from '../src/control/secret-equals.js'
 import { bearerMatches } from '../src/http/auth.js'
 import { ApiError, httpErrorBody, httpStatusOf, toApiError } from '../src/http/http-errors.js'
@@ -7,6 +8,7 @@ import { ApiError, httpErrorBody, httpStatusOf, toApiError } from '../src/http/h
 describe('error code → HTTP status', () => {
   const statuses: Array<[string, number]> = [
     ['ERR_QUEUE_FULL', 429],
+    ['ERR_QUEUE_TIMEOUT', 429],
     ['ERR_MESH_NO_PLAN', 503],
     ['ERR_PLAN_NOT_READY', 503],
     ['ERR_NO_PLAN', 503],
@@ -20,6 +22,13 @@ describe('error code → HTTP status', () => {
 
   const answers: Array<[string, unknown, number, string, string]> = [
     ['a full queue', new GatewayError('ERR_QUEUE_FULL', 'busy', 2), 429, 'queue_full', 'rate_limit_error'],
+    [
+      'a wait past the bound',
+      new GatewayError('ERR_QUEUE_TIMEOUT', 'busy', 3),
+      429,
+      'queue_timeout',
+      'rate_limit_error',
+    ],
     ['no plan', new GatewayError('ERR_MESH_NO_PLAN', 'none'), 503, 'no_plan', 'server_error'],
     ['a loading plan', new GatewayError('ERR_PLAN_NOT_READY', 'wait'), 503, 'plan_not_ready', 'server_error'],
     ['a step timeout', new StageError('ERR_STEP_TIMEOUT', 'slow'), 503, 'ERR_STEP_TIMEOUT', 'server_error'],
@@ -41,8 +50,9 @@ describe('error code → HTTP status', () => {
     if (!(err instanceof ButterflyError)) expect(e.message).not.toContain('secret detail')
   })
 
-  test('a full queue keeps its Retry-After', () => {
+  test('a full queue and a queue timeout keep their Retry-After', () => {
     expect(toApiError(new GatewayError('ERR_QUEUE_FULL', 'busy', 7)).retryAfterSeconds).toBe(7)
+    expect(toApiError(new GatewayError('ERR_QUEUE_TIMEOUT', 'busy', 9)).retryAfterSeconds).toBe(9)
   })
 
   test('bodies outside the OpenAI API carry no param', () => {
@@ -80,5 +90,30 @@ describe('constant-time secrets', () => {
   ]
   test.each(headers)('Authorization %j against %j', (header, token, ok) => {
     expect(bearerMatches(header, token)).toBe(ok)
+  })
+})
+
+describe('client keys for fair admission', () => {
+  test('a bearer token becomes a digest that never contains the token', () => {
+    const key = clientKeyOf('Bearer sk-very-secret', '10.0.0.1')
+    expect(key).toMatch(/^key:[0-9a-f]{32}$/)
+    expect(key).not.toContain('sk-very-secret')
+    expect(clientKeyOf('Bearer sk-very-secret', '10.0.0.2')).toBe(key)
+    expect(clientKeyOf('Bearer sk-other', '10.0.0.1')).not.toBe(key)
+  })
+
+  test.each([
+    ['no bearer: the address', undefined, '10.0.0.1', undefined, 'addr:10.0.0.1'],
+    ['a non-bearer header: the address', 'Basic abc', '10.0.0.1', undefined, 'addr:10.0.0.1'],
+    [
+      'one shared API token tells no client apart: the address',
+      'Bearer shared',
+      '10.0.0.1',
+      'shared',
+      'addr:10.0.0.1',
+    ],
+    ['nothing at all: anonymous', undefined, undefined, undefined, 'anonymous'],
+  ])('%s', (_, header, address, shared, expected) => {
+    expect(clientKeyOf(header, address, shared)).toBe(expected)
   })
 })

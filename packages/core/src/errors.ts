@@ -236,6 +236,8 @@ export class StageError extends ButterflyError {
 export type GatewayErrorCode =
   /** Too many generations are running and waiting on the mesh; retry after `retryAfterSeconds`. */
   | 'ERR_QUEUE_FULL'
+  /** The generation would wait (or has waited) longer than the queue's bound; retry after `retryAfterSeconds`. */
+  | 'ERR_QUEUE_TIMEOUT'
   /** The mesh has no plan to serve with (no worker joined, or none fits). */
   | 'ERR_MESH_NO_PLAN'
   /** A plan exists but its stages did not finish loading or connecting in time. */

@@ -1,4 +1,5 @@
 import { ButterflyError, type FinishReason, type GenerateRequest, type StepProvenance } from '@butterfly/core'
+import { ANONYMOUS_CLIENT } from '../gateway/admission.js'
 import type { CompletionBackend, ServedModel } from '../gateway/served-model.js'
 import { ApiError } from '../http/http-errors.js'
 import { chatPromptIds, rawPromptIds, stopTokenIdsOfModel } from './chat-prompt.js'
@@ -88,18 +89,23 @@ export class CompletionService {
   }
 
   /**
-   * Waits for admission (GatewayError ERR_QUEUE_FULL when the queue is full), then generates,
-   * handing each decoded piece to `onPiece` as it comes; resolves once the generation ends.
+   * Waits for admission in `client`'s queue (GatewayError ERR_QUEUE_FULL when the queue is full,
+   * ERR_QUEUE_TIMEOUT when the wait would be or was too long), then generates, handing each
+   * decoded piece to `onPiece` as it comes; resolves once the generation ends. `client` is the
+   * requester's key (clientKeyOf), never a secret.
    */
   async run(
     prepared: PreparedCompletion,
     signal: AbortSignal,
     onPiece: (piece: CompletionPiece) => void,
+    client: string = ANONYMOUS_CLIENT,
   ): Promise<CompletionResult> {
     const { model, request, promptIds } = prepared
-    const release = await model.admission.acquire(signal).catch((err: unknown) => {
+    const release = await model.admission.acquire(client, signal).catch((err: unknown) => {
       if (err instanceof ButterflyError && err.code === 'ERR_QUEUE_FULL') {
         this.observer?.onRejected?.(model.mesh, 'queue_full')
+      } else if (err instanceof ButterflyError && err.code === 'ERR_QUEUE_TIMEOUT') {
+        this.observer?.onRejected?.(model.mesh, 'queue_timeout')
       }
       throw err
     })

@@ -3,6 +3,7 @@ import { ButterflyError, type StepProvenance } from '@butterfly/core'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { requireBearer } from '../http/auth.js'
 import { toApiError } from '../http/http-errors.js'
+import { clientKeyOf } from './client-key.js'
 import type { ApiObserver, CompletionService, CompletionUsage } from './completion-service.js'
 import { type CompletionRequest, parseChatRequest, parseCompletionRequest } from './openai-request.js'
 import { chatLogprobEntry, completionLogprobs, type TokenLogprob } from './token-logprobs.js'
@@ -38,7 +39,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, init: OpenAiRoutesIni
     const started = performance.now()
     const route = kind === 'chat' ? '/v1/chat/completions' : '/v1/completions'
     try {
-      await complete(kind, req, reply, service)
+      await complete(kind, req, reply, service, init.apiToken)
     } catch (err) {
       const e = toApiError(err)
       if (e.status === 429) reply.header('retry-after', String(e.retryAfterSeconds ?? 1))
@@ -60,6 +61,7 @@ async function complete(
   req: FastifyRequest,
   reply: FastifyReply,
   service: CompletionService,
+  apiToken: string | undefined,
 ): Promise<void> {
   const request = kind === 'chat' ? parseChatRequest(req.body) : parseCompletionRequest(req.body)
   const prepared = service.prepare(request)
@@ -68,10 +70,16 @@ async function complete(
   reply.raw.on('close', onClose)
   try {
     const out = new Output(kind, prepared.model.id, request, reply)
-    const result = await service.run(prepared, abort.signal, (piece) => {
-      out.token(piece.provenance, piece.logprob, piece.rolledBack)
-      out.text(piece.text)
-    })
+    const client = clientKeyOf(req.headers.authorization, req.ip, apiToken)
+    const result = await service.run(
+      prepared,
+      abort.signal,
+      (piece) => {
+        out.token(piece.provenance, piece.logprob, piece.rolledBack)
+        out.text(piece.text)
+      },
+      client,
+    )
     out.finish(result.finishReason, result.usage)
   } finally {
     reply.raw.off('close', onClose)

@@ -23,6 +23,10 @@ export class ServerMetrics {
   readonly stageStep: Histogram<'mesh' | 'stage'>
   readonly bytesSent: Counter<'mesh'>
   readonly generationsRejected: Counter<'mesh' | 'reason'>
+  /** Generations holding an admission slot, per mesh. */
+  readonly generationsRunning: Gauge<'mesh'>
+  /** Generations waiting for a slot, per mesh (all client keys together). */
+  readonly generationsQueued: Gauge<'mesh'>
   /** Window checks that found a mismatch, per stage; each rolled the generation back. */
   readonly rollbacks: Counter<'mesh' | 'stage'>
   /** Positions those rollbacks discarded: computed, never shown to a client. */
@@ -110,6 +114,18 @@ export class ServerMetrics {
       name: `${prefix}generations_rejected_total`,
       help: 'Generation requests refused, by reason',
       labelNames: ['mesh', 'reason'],
+      registers,
+    })
+    this.generationsRunning = new Gauge({
+      name: `${prefix}generations_running`,
+      help: 'Generations admitted and running on the mesh',
+      labelNames: ['mesh'],
+      registers,
+    })
+    this.generationsQueued = new Gauge({
+      name: `${prefix}generations_queued`,
+      help: 'Generations waiting for admission on the mesh',
+      labelNames: ['mesh'],
       registers,
     })
   }

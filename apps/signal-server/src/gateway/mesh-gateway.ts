@@ -19,7 +19,7 @@ import {
 } from '@butterfly/core'
 import type { LocalPeerHandle, Mesh } from '../control/mesh.js'
 import type { ServerMetrics } from '../control/server-metrics.js'
-import { Admission } from './admission.js'
+import { ADMISSION_DEFAULTS, Admission } from './admission.js'
 import { SlowClaimCheck, type SlowClaimOptions } from './claim-check.js'
 import { newGenerationId } from './generation-id.js'
 import { LinkProber, type LinkStat } from './link-prober.js'
@@ -35,8 +35,11 @@ export interface MeshGatewayInit {
   readonly stepTimeoutMs?: number
   /** How long a request waits for a plan that is still loading before 503. */
   readonly planWaitMs?: number
+  /** Admission's limits (AdmissionInit); each defaults to ADMISSION_DEFAULTS. */
   readonly maxConcurrent?: number
   readonly maxQueued?: number
+  readonly maxQueuedPerKey?: number
+  readonly maxQueueWaitMs?: number
   /** Flagging and trust (trustAfter, ...); flagAfter defaults to 1 here, core's defaults otherwise. */
   readonly reputation?: ReputationOptions
   /** Replicated stages: 'windowed' (default) or 'every-step' (see ReplicatedStageInit). */
@@ -109,11 +112,21 @@ export class MeshGateway implements ServedModel {
     this.chatTemplate = components.chatTemplate
     this.stopTokenIds = components.stopTokenIds
     this.maxContext = mesh.config.maxContext
-    this.admission = new Admission({
-      maxConcurrent: init.maxConcurrent ?? 8,
-      maxQueued: init.maxQueued ?? 32,
-      retryAfterSeconds: 2,
-    })
+    const d = ADMISSION_DEFAULTS
+    this.admission = new Admission(
+      {
+        maxConcurrent: init.maxConcurrent ?? d.maxConcurrent,
+        maxQueued: init.maxQueued ?? d.maxQueued,
+        maxQueuedPerKey: init.maxQueuedPerKey ?? d.maxQueuedPerKey,
+        maxQueueWaitMs: init.maxQueueWaitMs ?? d.maxQueueWaitMs,
+      },
+      {
+        onChange: (running, queued) => {
+          components.metrics?.generationsRunning.set({ mesh: mesh.name }, running)
+          components.metrics?.generationsQueued.set({ mesh: mesh.name }, queued)
+        },
+      },
+    )
     const signalHandlers = new Set<(from: string, data: Readonly<Record<string, unknown>>) => void>()
     this.peer = mesh.addLocalPeer(`gateway-${mesh.name}`.slice(0, 64), {
       onSignal: (from, data) => {

@@ -67,6 +67,8 @@ export function httpErrorBody(
  */
 const HTTP_BY_CODE: Readonly<Record<string, { readonly status: number; readonly code?: string }>> = {
   ERR_QUEUE_FULL: { status: 429, code: 'queue_full' },
+  // The generation would wait, or has waited, past --max-queue-wait: back-pressure, not a fault.
+  ERR_QUEUE_TIMEOUT: { status: 429, code: 'queue_timeout' },
   // The model's chat template cannot render these messages (or does not parse): a request error.
   ERR_CHAT_TEMPLATE: { status: 400 },
   ERR_MESH_NO_PLAN: { status: 503, code: 'no_plan' },
