@@ -9,10 +9,16 @@ export class MeteredStage implements StageSession {
       mesh: string
       stage: string
       metrics: ServerMetrics
-      /** Every step that succeeded: its milliseconds and the tokens it carried (the claim check). */
-      observe?: ((ms: number, tokens: number) => void) | undefined
+      /**
+       * Every step that succeeded: its milliseconds, the tokens it carried, and the most steps
+       * that were in flight on this stage at once while it ran, itself included (the claim check).
+       */
+      observe?: ((ms: number, tokens: number, overlapping: number) => void) | undefined
     },
   ) {}
+
+  /** Per step in flight, the most steps in flight at once during its life. */
+  private readonly inFlight = new Set<{ most: number }>()
 
   get layerStart() {
     return this.inner.layerStart
@@ -35,11 +41,16 @@ export class MeteredStage implements StageSession {
     const end = metrics.stageStep.startTimer({ mesh, stage })
     const sent = input.hidden?.byteLength ?? (input.tokens?.length ?? 0) * 4
     const start = performance.now()
+    const mine = { most: 0 }
+    this.inFlight.add(mine)
+    const now = this.inFlight.size
+    for (const other of this.inFlight) other.most = Math.max(other.most, now)
     try {
       const out = await this.inner.step(id, input, signal)
-      this.labels.observe?.(performance.now() - start, input.seqLen)
+      this.labels.observe?.(performance.now() - start, input.seqLen, mine.most)
       return out
     } finally {
+      this.inFlight.delete(mine)
       end()
       metrics.bytesSent.inc({ mesh }, sent)
     }

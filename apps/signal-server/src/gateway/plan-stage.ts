@@ -66,8 +66,12 @@ export async function planStage(
         )
   // A replicated stage's time is its replicas' together: only a lone peer's is its own.
   const claimed = mesh.workers().find((w) => w.id === s.peerId)?.layerStepsPerSec ?? 0
-  const observe = (ms: number, tokens: number) => {
-    if (tokens === 1 && peers.length === 1) c.claims.record(s.peerId, claimed, s.end - s.start, ms)
+  // Steps that overlapped were batched (or queued) together on the peer: the claim bounds the
+  // time per step, so a step's time is shared among the steps in flight with it.
+  const observe = (ms: number, tokens: number, overlapping: number) => {
+    if (tokens === 1 && peers.length === 1) {
+      c.claims.record(s.peerId, claimed, s.end - s.start, ms / Math.max(1, overlapping))
+    }
   }
   return c.metrics
     ? new MeteredStage(stage, { mesh: mesh.name, stage: String(i), metrics: c.metrics, observe })
