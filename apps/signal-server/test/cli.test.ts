@@ -76,6 +76,7 @@ describe('butterfly-server', () => {
       '--verification',
       '--verify-window',
       '--hf-endpoint',
+      '--wire-dtype',
     ]) {
       expect(r.stdout).toContain(flag)
     }
@@ -114,6 +115,8 @@ describe('butterfly-server', () => {
     ['a slow-claim factor below 1', ['--slow-claim-factor', '0.5'], {}],
     ['a slow-claim factor that is not a number', ['--slow-claim-factor', 'x'], {}],
     ['zero slow-claim steps', ['--slow-claim-min-steps', '0'], {}],
+    ['an unknown wire dtype', ['--wire-dtype', 'bf16'], {}],
+    ['a bad wire dtype from the environment', [], { BUTTERFLY_WIRE_DTYPE: 'fp8' }],
     ['tokens issue without a file', ['tokens', 'issue', '--mesh', 'demo'], {}],
     ['tokens issue without a mesh', ['tokens', 'issue', '--join-token-file', '/tmp/x.json'], {}],
     [

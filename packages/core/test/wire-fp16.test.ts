@@ -129,6 +129,11 @@ describe('fp16 hidden states on the wire', () => {
     expect(roundToFp16(r)).toBe(r)
   })
 
+  it('roundToFp16 saturates finite values past fp16 range at ±65504 and leaves non-finite ones', () => {
+    const r = roundToFp16(Float32Array.of(65519, 65520, -1e9, 3e38, Number.NEGATIVE_INFINITY))
+    expect(Array.from(r)).toEqual([65504, 65504, -65504, 65504, Number.NEGATIVE_INFINITY])
+  })
+
   const malformed: Array<[string, () => Uint8Array, WireProtocolErrorCode]> = [
     [
       'tag 0 (fp32 has no tag)',

@@ -40,10 +40,22 @@ export function checkFp16Values(values: Float32Array, field: string): void {
   }
 }
 
-/** `values` itself when they are all fp16 values already (a hop that came in as fp16), else a rounded copy. */
+/** fp16's largest finite value. */
+export const FP16_MAX = 65504
+
+/**
+ * `values` itself when they are all fp16 values already (a hop that came in as fp16), else a
+ * rounded copy, ties to even. Finite values beyond fp16's range saturate at ±FP16_MAX rather than
+ * become infinities no peer would accept: a model with activations that large belongs on fp32.
+ */
 export function roundToFp16(values: Float32Array): Float32Array {
   if (firstInexact(values) < 0) return values
-  return fp16ToValues(valuesToFp16(values), values.length)
+  const out = fp16ToValues(valuesToFp16(values), values.length)
+  for (let i = 0; i < out.length; i++) {
+    const v = out[i] as number
+    if (!Number.isFinite(v) && Number.isFinite(values[i] as number)) out[i] = v > 0 ? FP16_MAX : -FP16_MAX
+  }
+  return out
 }
 
 /**
