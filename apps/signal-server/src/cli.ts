@@ -337,6 +337,7 @@ async function serve(
     `  mesh "${opts.mesh}": model ${mesh?.modelId} from ${modelDir}${opts.meshToken ? ' (token required)' : ''}\n`,
   )
   if (opts.requirePeerTokens) out.write('  per-peer join tokens required\n')
+  if (opts.wireDtype === 'fp16') out.write('  hidden states on the wire: fp16\n')
   options.onListening?.(server)
   await stopped(options.signal)
   await server.close()
