@@ -110,6 +110,26 @@ describe('fp16 hidden states on the wire', () => {
     expect((deliver(plain) as StepResult).hiddenDtype).toBeUndefined()
   })
 
+  it('a prefill-sized fp16 state round-trips across many chunks, an odd count split mid-value', () => {
+    const hidden = roundToFp16(Float32Array.from({ length: 3 * 40_001 }, (_, i) => Math.sin(i) * 100))
+    const frames = encodeMessage(
+      {
+        type: 'StepResult',
+        generationId: 'g1',
+        stepIndex: 0,
+        hidden,
+        hiddenDtype: 'fp16',
+        signature: new Uint8Array(64),
+      },
+      { maxChunkBytes: 1001 },
+    )
+    expect(frames.length).toBeGreaterThan(200)
+    for (const f of frames) expect(f[4]).toBe(FrameFlag.HiddenDtype | FrameFlag.Extensions)
+    const back = deliver(frames) as StepResult
+    expect(firstByteMismatch(back.hidden as Float32Array, hidden)).toBe(-1)
+    expect(back.signature?.length).toBe(64)
+  })
+
   it('a 768-wide decode state takes half the bytes of fp32, plus the tag', () => {
     const hidden = roundToFp16(Float32Array.from({ length: 768 }, (_, i) => Math.sin(i)))
     const msg = { type: 'StepResult', generationId: 'g1', stepIndex: 0, hidden } as const
