@@ -11,8 +11,6 @@ import { fromFloat32, toFloat32 } from '../weights/float16.js'
  */
 export type HiddenDtype = 'fp32' | 'fp16'
 
-export const HIDDEN_DTYPES: readonly HiddenDtype[] = ['fp32', 'fp16']
-
 /**
  * Body tags (u32) of the dtypes that need one. fp32 has none: its bodies are what they always
  * were, so one message never has two encodings.
