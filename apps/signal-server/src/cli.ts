@@ -16,6 +16,7 @@ import { DEFAULT_JOIN_RATE, DEFAULT_MAX_PEERS_PER_ADDRESS } from './control/join
 import { DEFAULT_SERVED_CONTEXT } from './control/mesh-registry.js'
 import { SLOW_CLAIM_DEFAULTS } from './gateway/claim-check.js'
 import type { SignalServer } from './http/signal-server.js'
+import { stopped } from './stopped.js'
 import { tokensCommand } from './tokens-cli.js'
 
 export interface ServerCliOptions extends AdmissionCliOptions {
@@ -42,6 +43,7 @@ export interface ServerCliOptions extends AdmissionCliOptions {
   joinRate: number
   slowClaimFactor: number
   slowClaimMinSteps: number
+  wireDtype: 'fp32' | 'fp16'
 }
 
 export interface MainOptions {
@@ -240,6 +242,15 @@ export function buildCli(
           .argParser(intArg('--slow-claim-min-steps', 1, 1_000_000))
           .default(SLOW_CLAIM_DEFAULTS.minSteps),
       )
+      .addOption(
+        new Option(
+          '--wire-dtype <dtype>',
+          'hidden states between stages: fp32, or fp16 for half the bytes (every worker must speak it)',
+        )
+          .env('BUTTERFLY_WIRE_DTYPE')
+          .choices(['fp32', 'fp16'])
+          .default('fp32'),
+      )
       .addCommand(tokensCommand(out))
       .action(async (opts: ServerCliOptions) => {
         await run(opts)
@@ -305,6 +316,7 @@ async function serve(
           verification: opts.verification,
           verifyWindow: opts.verifyWindow,
           slowClaim: { factor: opts.slowClaimFactor, minSteps: opts.slowClaimMinSteps },
+          wireDtype: opts.wireDtype,
         },
         { wrtc: nodeWrtc(), log: (line) => process.stderr.write(`butterfly-server: ${line}\n`) },
       )
@@ -316,22 +328,8 @@ async function serve(
     `  mesh "${opts.mesh}": model ${mesh?.modelId} from ${modelDir}${opts.meshToken ? ' (token required)' : ''}\n`,
   )
   if (opts.requirePeerTokens) out.write('  per-peer join tokens required\n')
+  if (opts.wireDtype === 'fp16') out.write('  hidden states on the wire: fp16\n')
   options.onListening?.(server)
   await stopped(options.signal)
   await server.close()
-}
-
-function stopped(signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      process.off('SIGINT', done)
-      process.off('SIGTERM', done)
-      signal?.removeEventListener('abort', done)
-      resolve()
-    }
-    if (signal?.aborted) return done()
-    process.on('SIGINT', done)
-    process.on('SIGTERM', done)
-    signal?.addEventListener('abort', done, { once: true })
-  })
 }

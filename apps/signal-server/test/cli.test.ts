@@ -81,6 +81,7 @@ describe('butterfly-server', () => {
       '--max-queued',
       '--max-queued-per-key',
       '--max-queue-wait',
+      '--wire-dtype',
     ]) {
       expect(r.stdout).toContain(flag)
     }
@@ -126,6 +127,8 @@ describe('butterfly-server', () => {
     ['a slow-claim factor below 1', ['--slow-claim-factor', '0.5'], {}],
     ['a slow-claim factor that is not a number', ['--slow-claim-factor', 'x'], {}],
     ['zero slow-claim steps', ['--slow-claim-min-steps', '0'], {}],
+    ['an unknown wire dtype', ['--wire-dtype', 'bf16'], {}],
+    ['a bad wire dtype from the environment', [], { BUTTERFLY_WIRE_DTYPE: 'fp8' }],
     ['tokens issue without a file', ['tokens', 'issue', '--mesh', 'demo'], {}],
     ['tokens issue without a mesh', ['tokens', 'issue', '--join-token-file', '/tmp/x.json'], {}],
     [

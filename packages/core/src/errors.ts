@@ -161,6 +161,8 @@ export type WireProtocolErrorCode =
   | 'ERR_WIRE_PENDING'
   | 'ERR_WIRE_PAYLOAD'
   | 'ERR_WIRE_OPTIONS'
+  /** An unknown hidden-state dtype tag, or fp16 hidden values that are not fp16 values. */
+  | 'ERR_WIRE_DTYPE'
 
 /**
  * Bytes from a peer are not a valid frame or message, or a message we were asked to send is

@@ -36,7 +36,8 @@
  *   directories, sharded or not); `spmTokenizerJson(vocab)`; `metaToHfRows(...)` (Meta's
  *   interleaved RoPE q/k rows to HF rotate_half).
  * - `wire/`: the wire protocol (`encodeMessage`, `Reassembler`, `sendWithBackpressure`):
- *   versioned binary frames of at most 64 KiB, every field validated.
+ *   versioned binary frames of at most 64 KiB, every field validated; hidden states fp32, or
+ *   fp16 when a mesh opts in (`HiddenDtype`, `roundToFp16`).
  * - `transport/`: `Transport` / `FrameChannel`, WebRTC (`createWebRtcTransport`, simple-peer,
  *   `IceServer`) and in-memory (`createMemoryTransport`); `MessageConnection` adds messages on top.
  * - `identity/`: `generateIdentity()`, `peerIdFromPublicKey(key)`, `signResult` / `verifyResult`
@@ -162,5 +163,6 @@ export * from './weights/tensor.js'
 export * from './weights/weight-provider.js'
 export * from './wire/backpressure.js'
 export * from './wire/frame.js'
+export * from './wire/hidden-dtype.js'
 export * from './wire/messages.js'
 export * from './wire/reassembler.js'

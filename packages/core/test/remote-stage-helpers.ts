@@ -58,12 +58,15 @@ export async function connect(opts: {
   sign?: StepSigner
   isLast?: boolean
   peer?: (conn: MessageConnection) => void
+  /** The worker's stage, instead of fakeStage. */
+  stage?: StageSession
 }): Promise<MessageConnection> {
   const network = new MemoryNetwork()
   const worker = createMemoryTransport({ peerId: 'worker' }, { network })
   const coord = createMemoryTransport({ peerId: 'coord' }, { network })
   transports.push(worker, coord)
-  const host = createStageHost(fakeStage(opts.isLast ?? false), opts.sign ? { sign: opts.sign } : {})
+  const stage = opts.stage ?? fakeStage(opts.isLast ?? false)
+  const host = createStageHost(stage, opts.sign ? { sign: opts.sign } : {})
   worker.onIncoming((_from, channel) => {
     const conn = new MessageConnection(channel)
     if (opts.peer) opts.peer(conn)

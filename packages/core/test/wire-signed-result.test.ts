@@ -220,7 +220,8 @@ describe('StepResult signature and fingerprint', () => {
       () => flagged(new RawBody().id('g1').build(), FrameType.EndGeneration),
       'ERR_WIRE_FLAGS',
     ],
-    ['an unknown flag bit', () => flagged(topkBodyWith([]), FrameType.StepResult, 0x02), 'ERR_WIRE_FLAGS'],
+    // 0x02 is FrameFlag.HiddenDtype now; 0x04 is still unknown.
+    ['an unknown flag bit', () => flagged(topkBodyWith([]), FrameType.StepResult, 0x04), 'ERR_WIRE_FLAGS'],
   ]
   it.each(badOnReceive)('refuses %s on receipt', (_, frame, code) => {
     expectWireError(() => new Reassembler().push(frame()), code)

@@ -1,14 +1,8 @@
-import {
-  encodeFingerprint,
-  encodeMessage,
-  fingerprintHidden,
-  type Message,
-  measureComparator,
-  planBenchmark,
-} from '@butterfly/core'
+import { measureComparator, planBenchmark } from '@butterfly/core'
 import { transportBench } from '@butterfly/node-platform/bench'
 import { describeMachine, meshBench } from './mesh-bench.js'
 import { replicationBench } from './replication-bench.js'
+import { wireBytesLine } from './wire-bytes.js'
 
 /**
  * The mesh half of `npm run bench`: WebRTC transport figures, placement time for 100 peers ×
@@ -34,42 +28,9 @@ async function main(): Promise<void> {
       `false negatives ${(stats.falseNegativeRate * 100).toFixed(2)}% of ${stats.lies.comparisons}; ` +
       `per comparison: full vs full ${stats.micros.compareHidden.toFixed(1)} µs, fingerprint ${stats.micros.fingerprint.toFixed(1)} µs + check ${stats.micros.compareToFingerprint.toFixed(1)} µs, fingerprint ${stats.fingerprintBytes} B`,
   )
-  // Bytes of one decode step at one middle stage, as encoded on the wire (signed results).
-  const size = (msg: Message) => encodeMessage(msg).reduce((n, f) => n + f.byteLength, 0)
-  const request = (fingerprint: boolean) =>
-    size({
-      type: 'StepRequest',
-      generationId: 'g0123456789abcdef',
-      stepIndex: 1,
-      startPos: 1,
-      seqLen: 1,
-      temperature: 0,
-      deadlineMs: 60_000,
-      hidden: new Float32Array(hidden),
-      ...(fingerprint ? { fingerprintChallenge: 7 } : {}),
-    })
-  const signature = new Uint8Array(64)
-  const fullResult = size({
-    type: 'StepResult',
-    generationId: 'g0123456789abcdef',
-    stepIndex: 1,
-    hidden: new Float32Array(hidden),
-    signature,
-  })
-  const fpResult = size({
-    type: 'StepResult',
-    generationId: 'g0123456789abcdef',
-    stepIndex: 1,
-    fingerprint: encodeFingerprint(fingerprintHidden(new Float32Array(hidden).fill(1), 1, hidden)),
-    signature,
-  })
-  const r1 = request(false) + fullResult
-  const r3full = 3 * r1
-  const r3fp = r1 + 2 * (request(true) + fpResult)
-  console.log(
-    `   wire bytes per decode token per middle stage: r=1 ${r1} B; r=3 full states ${r3full} B; ` +
-      `r=3 one full state + two fingerprints ${r3fp} B (${((1 - r3fp / r3full) * 100).toFixed(0)}% less; results alone ${fullResult + 2 * fpResult} B vs ${3 * fullResult} B)`,
-  )
+  // fp32 is every mesh's default; fp16 is what a mesh started with --wire-dtype fp16 sends.
+  console.log(wireBytesLine(hidden, 'fp32'))
+  console.log(wireBytesLine(hidden, 'fp16'))
 
   const model = quick ? 'synthetic:tiny' : 'synthetic:100m'
   console.log(

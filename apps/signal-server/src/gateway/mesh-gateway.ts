@@ -6,6 +6,7 @@ import {
   type GenerateRequest,
   type GenerationResult,
   generate,
+  type HiddenDtype,
   MessageConnection,
   type Pipeline,
   type PlanMessage,
@@ -48,6 +49,8 @@ export interface MeshGatewayInit {
   readonly verifyWindow?: number
   /** The check of claimed throughput against measured steps (factor, minSteps, slackMs). */
   readonly slowClaim?: SlowClaimOptions
+  /** Hidden states between stages: fp32 (default, what every peer speaks) or fp16 (half the bytes). */
+  readonly wireDtype?: HiddenDtype
 }
 
 export interface MeshGatewayComponents {
@@ -328,6 +331,7 @@ export class MeshGateway implements ServedModel {
           stepTimeoutMs: this.init.stepTimeoutMs ?? 60_000,
           verification: this.init.verification ?? 'windowed',
           window: this.init.verifyWindow ?? 8,
+          hiddenDtype: this.init.wireDtype ?? 'fp32',
         }
         const stages: StageSession[] = await Promise.all(
           plan.stages.map((s, i) => planStage(parts, s, i, plan.stages.length)),

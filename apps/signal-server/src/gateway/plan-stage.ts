@@ -1,4 +1,5 @@
 import {
+  type HiddenDtype,
   type MessageConnection,
   type PlanStage,
   RemoteStage,
@@ -23,6 +24,8 @@ export interface PlanStageComponents {
   readonly stepTimeoutMs: number
   readonly verification: 'windowed' | 'every-step'
   readonly window: number
+  /** How hidden states travel to and from every stage dialed (the mesh's --wire-dtype). */
+  readonly hiddenDtype: HiddenDtype
 }
 
 /**
@@ -44,6 +47,7 @@ export async function planStage(
         ...shape,
         hiddenSize: mesh.config.hiddenSize,
         stepTimeoutMs: c.stepTimeoutMs,
+        hiddenDtype: c.hiddenDtype,
         // Every result must carry the worker's signature over this very step.
         ...verifyWith(mesh.publicKey(peerId), mesh.name),
       },

@@ -1,6 +1,7 @@
 import { sha256 } from '@noble/hashes/sha2.js'
 import type { TopKLogits } from '../base/top-k-logits.js'
 import { IdentityError } from '../errors.js'
+import { type HiddenDtype, roundToFp16, valuesToFp16 } from '../wire/hidden-dtype.js'
 import { type PeerIdentity, signBytes, verifyBytes } from './peer-identity.js'
 
 /**
@@ -14,7 +15,8 @@ import { type PeerIdentity, signBytes, verifyBytes } from './peer-identity.js'
  *   32 bytes stepOutputDigest(output)
  *
  * The digest covers every part of the output present, each tagged and length-prefixed:
- *   hidden       u8 1, u32 n, f32[n]
+ *   hidden       u8 1, u32 n, f32[n]           (fp32 on the wire)
+ *                u8 4, u32 n, fp16[n]          (fp16 on the wire: the very bytes that travel)
  *   topk         u8 2, u32 n, f32[n] values, i32[n] ids, f64 logSumExp
  *   fingerprint  u8 3, u32 n, n bytes
  * Numbers are hashed as their little-endian bytes, exactly as they cross the wire.
@@ -25,6 +27,8 @@ export const STEP_SIGNATURE_TAG = 'butterfly-step-v1'
 /** What a step produced; at least one part must be present. */
 export interface StepOutput {
   readonly hidden?: Float32Array | undefined
+  /** How `hidden` travels; absent means fp32. With fp16 every value must be an fp16 value. */
+  readonly hiddenDtype?: HiddenDtype | undefined
   readonly topk?: TopKLogits | undefined
   /** Opaque, defined by the verification layer. */
   readonly fingerprint?: Uint8Array | undefined
@@ -107,8 +111,16 @@ export function stepOutputDigest(output: StepOutput): Uint8Array {
   }
   if (hidden !== undefined) {
     if (!(hidden instanceof Float32Array)) throw bad('output.hidden must be a Float32Array')
-    head(1, hidden.length)
-    h.update(leBytes(hidden))
+    if (output.hiddenDtype === 'fp16') {
+      // A value fp16 cannot hold never travelled as fp16, so nothing can have signed it.
+      if (roundToFp16(hidden) !== hidden) throw bad('output.hidden holds values that are not fp16 values')
+      head(4, hidden.length)
+      h.update(valuesToFp16(hidden))
+    } else {
+      if (output.hiddenDtype !== undefined && output.hiddenDtype !== 'fp32') throw bad('unknown hiddenDtype')
+      head(1, hidden.length)
+      h.update(leBytes(hidden))
+    }
   }
   if (topk !== undefined) {
     const { values, ids, logSumExp } = (topk ?? {}) as Partial<TopKLogits>

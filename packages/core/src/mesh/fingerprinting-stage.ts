@@ -8,6 +8,7 @@ import { ShapedStage } from '../engine/stage-shape.js'
 import { StageError } from '../errors.js'
 import { fingerprintHidden } from '../verify/fingerprint.js'
 import { MAX_TOKEN_ROWS, tokenRowsOf } from '../verify/token-rows.js'
+import { type HiddenDtype, roundToFp16 } from '../wire/hidden-dtype.js'
 
 interface Kept {
   readonly startPos: number
@@ -23,6 +24,10 @@ interface Kept {
  * output: asked for a fingerprint, it runs the step with allRows and answers with token rows (the
  * top-2 candidates of every position) and keeps nothing, so FetchHidden is unsupported there. The
  * stage host wraps its stage in one; in-process replicas (tests, benches) are wrapped directly.
+ *
+ * With `hiddenDtype` fp16 (the request's wire dtype) the hidden output is rounded to fp16 before
+ * anything else sees it: the coordinator compares fingerprints with the full states it fetches or
+ * receives, which crossed the wire as fp16, so the fingerprint must be of those same values.
  */
 export class FingerprintingStage extends ShapedStage implements StageSession {
   private readonly kept = new Map<string, Kept>()
@@ -35,11 +40,20 @@ export class FingerprintingStage extends ShapedStage implements StageSession {
     return this.inner.activeGenerations
   }
 
-  async step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
+  async step(
+    generationId: string,
+    input: StageStepInput,
+    signal?: AbortSignal,
+    hiddenDtype?: HiddenDtype,
+  ): Promise<StageStepOutput> {
     const { fingerprint, ...plain } = input
+    const fp16 = hiddenDtype === 'fp16'
     // Whatever was kept belongs to an earlier step, which can no longer be voted on.
     this.kept.delete(generationId)
-    if (fingerprint === undefined) return this.inner.step(generationId, plain, signal)
+    if (fingerprint === undefined) {
+      const out = await this.inner.step(generationId, plain, signal)
+      return fp16 && out.hidden !== undefined ? { ...out, hidden: roundToFp16(out.hidden) } : out
+    }
     if (this.isLast) {
       if (input.seqLen > MAX_TOKEN_ROWS) {
         throw new StageError(
@@ -70,10 +84,10 @@ export class FingerprintingStage extends ShapedStage implements StageSession {
       return { tokenRows: tokenRowsOf(rows) }
     }
     const out = await this.inner.step(generationId, plain, signal)
-    const hidden = out.hidden
-    if (!(hidden instanceof Float32Array) || hidden.length % input.seqLen !== 0) {
+    if (!(out.hidden instanceof Float32Array) || out.hidden.length % input.seqLen !== 0) {
       throw new StageError('ERR_STAGE_REPLY', 'the stage produced no hidden state to fingerprint')
     }
+    const hidden = fp16 ? roundToFp16(out.hidden) : out.hidden
     const fp = fingerprintHidden(hidden, input.seqLen, hidden.length / input.seqLen, undefined, {
       challenge: fingerprint.challenge,
     })

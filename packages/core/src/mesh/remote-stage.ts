@@ -12,6 +12,7 @@ import { verifyResult } from '../identity/step-signature.js'
 import type { MessageConnection } from '../transport/message-connection.js'
 import { decodeFingerprint } from '../verify/fingerprint-codec.js'
 import { decodeTokenRows } from '../verify/token-rows.js'
+import { type HiddenDtype, hiddenFields } from '../wire/hidden-dtype.js'
 import type { ReceivedMessage } from '../wire/messages.js'
 
 export interface RemoteStageInit {
@@ -30,6 +31,8 @@ export interface RemoteStageInit {
   readonly verifyKey?: Uint8Array
   /** The mesh the peer signs for; required with verifyKey. */
   readonly mesh?: string
+  /** Hidden states both ways (default fp32); with fp16 an answer in any other dtype is refused. */
+  readonly hiddenDtype?: HiddenDtype
 }
 
 /** What a reply must carry: the stage's output, a fingerprint of it, or a fetched hidden state. */
@@ -103,7 +106,7 @@ export class RemoteStage extends ShapedStage implements StageSession {
         temperature: input.temperature ?? 0,
         deadlineMs: this.init.stepTimeoutMs,
         ...(input.tokens !== undefined ? { tokens: Int32Array.from(input.tokens) } : {}),
-        ...(input.hidden !== undefined ? { hidden: input.hidden } : {}),
+        ...hiddenFields(input.hidden, this.init.hiddenDtype),
         ...(challenge !== undefined ? { fingerprintChallenge: challenge } : {}),
       },
       signal,
@@ -278,6 +281,10 @@ export class RemoteStage extends ShapedStage implements StageSession {
   private outputOf(msg: ReceivedMessage & { type: 'StepResult' }, p: Pending): StageStepOutput | StageError {
     const wrong = (what: string) => new StageError('ERR_STAGE_REPLY', `peer ${this.init.peerId} sent ${what}`)
     const { hiddenSize } = this.init
+    const [got, asked] = [msg.hiddenDtype ?? 'fp32', this.init.hiddenDtype ?? 'fp32']
+    // Fingerprints are of the values as they travel: a state in another dtype is not comparable.
+    if (msg.hidden !== undefined && got !== asked)
+      return wrong(`${got} hidden state where ${asked} was asked`)
     if (p.expect === 'output') {
       if (msg.fingerprint !== undefined) return wrong('a fingerprint nobody asked for')
       if (this.init.isLast)

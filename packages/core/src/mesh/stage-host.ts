@@ -45,8 +45,8 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
   const stage = new FingerprintingStage(local)
   const idleMs = options.idleTimeoutMs ?? 5 * 60_000
   const lastUsed = new Map<string, number>()
-  /** Per generation, its latest step answered with a fingerprint. */
-  const fingerprinted = new Map<string, { stepIndex: number; startPos: number }>()
+  /** Per generation, its latest step answered with a fingerprint, and the dtype it asked for. */
+  const fingerprinted = new Map<string, { stepIndex: number; startPos: number; fp16: boolean }>()
   const owners = new Map<MessageConnection, Set<string>>()
   /** Per generation, the stage work (steps, truncates) received so far, settled or not. */
   const chains = new Map<string, Promise<void>>()
@@ -113,21 +113,28 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
     lastUsed.set(req.generationId, started)
     owners.get(conn)?.add(req.generationId)
     let ok = false
+    // The answer's hidden state uses the request's dtype; the stage rounds it (and its fingerprint).
+    const fp16 = req.hiddenDtype === 'fp16'
     try {
       const out = await inOrder(req.generationId, async () => {
-        const done = await stage.step(req.generationId, {
-          ...(req.tokens !== undefined ? { tokens: Array.from(req.tokens) } : {}),
-          ...(req.hidden !== undefined ? { hidden: req.hidden } : {}),
-          seqLen: req.seqLen,
-          startPos: req.startPos,
-          temperature: req.temperature,
-          ...(req.fingerprintChallenge !== undefined
-            ? { fingerprint: { challenge: req.fingerprintChallenge } }
-            : {}),
-        })
+        const done = await stage.step(
+          req.generationId,
+          {
+            ...(req.tokens !== undefined ? { tokens: Array.from(req.tokens) } : {}),
+            ...(req.hidden !== undefined ? { hidden: req.hidden } : {}),
+            seqLen: req.seqLen,
+            startPos: req.startPos,
+            temperature: req.temperature,
+            ...(req.fingerprintChallenge !== undefined
+              ? { fingerprint: { challenge: req.fingerprintChallenge } }
+              : {}),
+          },
+          undefined,
+          req.hiddenDtype,
+        )
         // Recorded before the generation's next work (a Truncate may drop it) starts.
         if (done.fingerprint !== undefined) {
-          fingerprinted.set(req.generationId, { stepIndex: req.stepIndex, startPos: req.startPos })
+          fingerprinted.set(req.generationId, { stepIndex: req.stepIndex, startPos: req.startPos, fp16 })
         }
         return done
       })
@@ -143,7 +150,7 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
         fingerprint !== undefined
           ? { fingerprint }
           : out.hidden !== undefined
-            ? { hidden: out.hidden }
+            ? hiddenOutput(out.hidden, fp16)
             : out.topk !== undefined
               ? { topk: out.topk }
               : {}
@@ -167,7 +174,7 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
     conn: MessageConnection,
     req: { generationId: string; stepIndex: number; startPos: number },
     seqLen: number,
-    output: Pick<StepResult, 'hidden' | 'topk' | 'fingerprint'>,
+    output: Pick<StepResult, 'hidden' | 'hiddenDtype' | 'topk' | 'fingerprint'>,
   ): Promise<void> {
     const signature = options.sign?.({
       generationId: req.generationId,
@@ -217,10 +224,20 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
         )
       }
       const kept = stage.keptStep(req.generationId, step.startPos)
-      await reply(conn, { ...req, startPos: step.startPos }, kept.seqLen, { hidden: kept.hidden })
+      // Kept already rounded when its step asked for fp16: these are the values fingerprinted.
+      await reply(
+        conn,
+        { ...req, startPos: step.startPos },
+        kept.seqLen,
+        hiddenOutput(kept.hidden, step.fp16),
+      )
     } catch (err) {
       await sendError(conn, req, err)
     }
+  }
+
+  function hiddenOutput(hidden: Float32Array, fp16: boolean): Pick<StepResult, 'hidden' | 'hiddenDtype'> {
+    return fp16 ? { hidden, hiddenDtype: 'fp16' } : { hidden }
   }
 
   return {

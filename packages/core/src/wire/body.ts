@@ -1,5 +1,6 @@
 import { WireProtocolError } from '../errors.js'
 import { FRAME_HEADER_BYTES, type FrameType, writeFrameHeader } from './frame.js'
+import { fp16ToValues, valuesToFp16 } from './hidden-dtype.js'
 
 /**
  * Byte-level writer and reader for message bodies: little-endian scalars, short strings, and
@@ -74,6 +75,16 @@ export class BodyWriter {
     }
     this.total += value.byteLength
     return this
+  }
+
+  /** The values as little-endian fp16 (the caller checked they are fp16 values), padded to 4. */
+  fp16Array(value: Float32Array): this {
+    this.align4()
+    this.flushHead()
+    const bytes = valuesToFp16(value)
+    this.parts.push(bytes)
+    this.total += bytes.length
+    return this.align4()
   }
 
   /** Splits the body into frames of at most `maxPayload` payload bytes, copying each byte once. */
@@ -189,6 +200,20 @@ export class BodyReader {
     }
     const out = new Float32Array(count)
     for (let i = 0; i < count; i++) out[i] = this.view.getFloat32(at + i * 4, true)
+    return out
+  }
+
+  /** fp16 values widened to a fresh Float32Array; the zero padding to 4 after them is checked. */
+  float16Array(count: number): Float32Array {
+    this.align4()
+    if (!(Number.isInteger(count) && count >= 0 && count * 2 <= this.body.length - this.offset)) {
+      throw payloadError(
+        `fp16 array of ${count} elements does not fit in the ${this.body.length - this.offset} remaining body bytes`,
+      )
+    }
+    const at = this.take(count * 2)
+    const out = fp16ToValues(this.body.subarray(at, at + count * 2), count)
+    this.align4()
     return out
   }
 

@@ -33,7 +33,16 @@ export const FrameFlag = {
    * StepRequest: the body ends with a fingerprint challenge (answer with a fingerprint).
    */
   Extensions: 0x01,
+  /**
+   * StepRequest, StepResult: a u32 hidden dtype tag follows the counts and hidden states are in
+   * that dtype (wire/hidden-dtype.ts); without it they are fp32. A StepRequest's dtype is also the
+   * one its answer's hidden state must use.
+   */
+  HiddenDtype: 0x02,
 } as const
+
+/** The flags StepRequest and StepResult may carry; other types carry none. */
+export const STEP_FLAGS = FrameFlag.Extensions | FrameFlag.HiddenDtype
 
 export const FrameType = {
   StepRequest: 1,
@@ -175,7 +184,7 @@ export function decodeFrame(input: Uint8Array | ArrayBuffer): Frame {
 }
 
 function checkFlags(type: FrameType, flags: number): void {
-  const allowed = type === FrameType.StepResult || type === FrameType.StepRequest ? FrameFlag.Extensions : 0
+  const allowed = type === FrameType.StepResult || type === FrameType.StepRequest ? STEP_FLAGS : 0
   if (!(Number.isInteger(flags) && flags >= 0 && (flags & ~allowed) === 0)) {
     throw new WireProtocolError(
       'ERR_WIRE_FLAGS',

@@ -8,7 +8,9 @@ import {
   MAX_CHUNK_BYTES,
   MAX_CHUNK_PAYLOAD_BYTES,
   MAX_MESSAGE_BYTES,
+  STEP_FLAGS,
 } from './frame.js'
+import { FP16_TAG, hiddenDtypeOfTag } from './hidden-dtype.js'
 import {
   type EndGeneration,
   type FetchHidden,
@@ -32,10 +34,10 @@ export * from './validate-message.js'
  *
  *   id             u8 length, ASCII bytes, pad to 4
  *   StepRequest    id, u32 stepIndex, u32 startPos, u32 seqLen, f32 temperature, u32 deadlineMs,
- *                  u32 tokenCount, u32 hiddenCount, i32[tokenCount], f32[hiddenCount],
+ *                  u32 tokenCount, u32 hiddenCount, [tag], i32[tokenCount], hidden[hiddenCount],
  *                  then only with FrameFlag.Extensions: u32 fingerprintChallenge
- *   StepResult     id, u32 stepIndex, u32 hiddenCount, u32 topkCount, f64 logSumExp (0 without top-k),
- *                  f32[hiddenCount], f32[topkCount] values, i32[topkCount] ids,
+ *   StepResult     id, u32 stepIndex, u32 hiddenCount, u32 topkCount, [tag], f64 logSumExp (0 without
+ *                  top-k), hidden[hiddenCount], f32[topkCount] values, i32[topkCount] ids,
  *                  then only with FrameFlag.Extensions (set iff a signature or fingerprint is sent):
  *                  u8 parts (1 signature, 2 fingerprint; not 0), u8 fingerprintLength >> 16,
  *                  u16 fingerprintLength & 0xffff (the length 0 without one), u8[64] signature,
@@ -46,6 +48,10 @@ export * from './validate-message.js'
  *   FetchHidden    id, u32 stepIndex
  *   Truncate       id, u32 length
  *   Ping, Pong     u32 nonce, f64 sentAt
+ *
+ * [tag] is a u32 hidden dtype tag, present only with FrameFlag.HiddenDtype (set iff hiddenDtype is
+ * fp16; the only tag is 1, fp16). hidden[n] is f32[n] without it, u16[n] fp16 padded to 4 with it.
+ * fp32 bodies are thus unchanged, and a peer that predates the flag refuses fp16 ones.
  */
 
 /** A message as it arrives: a StepError carries the rebuilt error, ready to throw. */
@@ -94,10 +100,11 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
       writeId(w, m.generationId)
       w.u32(m.stepIndex).u32(m.startPos).u32(m.seqLen).f32(m.temperature).u32(m.deadlineMs)
       w.u32(m.tokens?.length ?? 0).u32(m.hidden?.length ?? 0)
+      flags = writeTag(w, m.hiddenDtype === 'fp16')
       if (m.tokens !== undefined) w.array(m.tokens)
-      if (m.hidden !== undefined) w.array(m.hidden)
+      if (m.hidden !== undefined) writeHidden(w, m.hidden, m.hiddenDtype === 'fp16')
       if (m.fingerprintChallenge !== undefined) {
-        flags = FrameFlag.Extensions
+        flags |= FrameFlag.Extensions
         w.u32(m.fingerprintChallenge)
       }
       break
@@ -107,11 +114,12 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
       w.u32(m.stepIndex)
         .u32(m.hidden?.length ?? 0)
         .u32(m.topk?.values.length ?? 0)
+      flags = writeTag(w, m.hiddenDtype === 'fp16')
       w.f64(m.topk?.logSumExp ?? 0)
-      if (m.hidden !== undefined) w.array(m.hidden)
+      if (m.hidden !== undefined) writeHidden(w, m.hidden, m.hiddenDtype === 'fp16')
       if (m.topk !== undefined) w.array(m.topk.values).array(m.topk.ids)
       if (m.signature !== undefined || m.fingerprint !== undefined) {
-        flags = FrameFlag.Extensions
+        flags |= FrameFlag.Extensions
         const parts =
           (m.signature !== undefined ? EXT_SIGNATURE : 0) |
           (m.fingerprint !== undefined ? EXT_FINGERPRINT : 0)
@@ -169,7 +177,7 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
  */
 export function decodeMessageBody(type: FrameType, body: Uint8Array, flags = 0): ReceivedMessage {
   const extensible = type === FrameType.StepResult || type === FrameType.StepRequest
-  if (flags !== 0 && !(extensible && flags === FrameFlag.Extensions)) {
+  if (flags !== 0 && !(extensible && (flags & ~STEP_FLAGS) === 0)) {
     throw new WireProtocolError('ERR_WIRE_FLAGS', `frame flags 0x${flags.toString(16)} on frame type ${type}`)
   }
   const r = new BodyReader(body)
@@ -184,6 +192,7 @@ export function decodeMessageBody(type: FrameType, body: Uint8Array, flags = 0):
       const deadlineMs = r.u32()
       const tokenCount = r.u32()
       const hiddenCount = r.u32()
+      const fp16 = readTag(r, flags)
       const m: StepRequest = {
         type: 'StepRequest',
         generationId,
@@ -192,10 +201,11 @@ export function decodeMessageBody(type: FrameType, body: Uint8Array, flags = 0):
         seqLen,
         temperature,
         deadlineMs,
+        ...(fp16 ? { hiddenDtype: 'fp16' as const } : {}),
       }
       if (tokenCount > 0) m.tokens = r.int32Array(tokenCount)
-      if (hiddenCount > 0) m.hidden = r.float32Array(hiddenCount)
-      if (flags === FrameFlag.Extensions) m.fingerprintChallenge = r.u32()
+      if (hiddenCount > 0) m.hidden = fp16 ? r.float16Array(hiddenCount) : r.float32Array(hiddenCount)
+      if ((flags & FrameFlag.Extensions) !== 0) m.fingerprintChallenge = r.u32()
       msg = m
       break
     }
@@ -204,16 +214,18 @@ export function decodeMessageBody(type: FrameType, body: Uint8Array, flags = 0):
       const stepIndex = r.u32()
       const hiddenCount = r.u32()
       const topkCount = r.u32()
+      const fp16 = readTag(r, flags)
       const logSumExp = r.f64()
       const m: StepResult = { type: 'StepResult', generationId, stepIndex }
-      if (hiddenCount > 0) m.hidden = r.float32Array(hiddenCount)
+      if (fp16) m.hiddenDtype = 'fp16'
+      if (hiddenCount > 0) m.hidden = fp16 ? r.float16Array(hiddenCount) : r.float32Array(hiddenCount)
       if (topkCount > 0) {
         const values = r.float32Array(topkCount)
         m.topk = { values, ids: r.int32Array(topkCount), logSumExp }
       } else if (logSumExp !== 0) {
         throw payloadError('StepResult without top-k carries a logSumExp')
       }
-      if (flags === FrameFlag.Extensions) readExtensions(r, m)
+      if ((flags & FrameFlag.Extensions) !== 0) readExtensions(r, m)
       msg = m
       break
     }
@@ -284,6 +296,24 @@ function readExtensions(r: BodyReader, m: StepResult): void {
   }
   if ((parts & EXT_SIGNATURE) !== 0) m.signature = r.bytes(STEP_SIGNATURE_BYTES)
   if ((parts & EXT_FINGERPRINT) !== 0) m.fingerprint = r.bytes(fingerprintLength)
+}
+
+/** Writes the fp16 tag when asked; returns the frame flags that announce it. */
+function writeTag(w: BodyWriter, fp16: boolean): number {
+  if (!fp16) return 0
+  w.u32(FP16_TAG)
+  return FrameFlag.HiddenDtype
+}
+
+function writeHidden(w: BodyWriter, hidden: Float32Array, fp16: boolean): void {
+  if (fp16) w.fp16Array(hidden)
+  else w.array(hidden)
+}
+
+/** Whether hidden states are fp16; an unknown tag is ERR_WIRE_DTYPE (and fp32 has no tag). */
+function readTag(r: BodyReader, flags: number): boolean {
+  if ((flags & FrameFlag.HiddenDtype) === 0) return false
+  return hiddenDtypeOfTag(r.u32()) === 'fp16'
 }
 
 function writeId(w: BodyWriter, id: string): void {

@@ -1,6 +1,7 @@
 import type { TopKLogits } from '../base/top-k-logits.js'
 import type { WireError } from '../errors.js'
 import { payloadError, utf8Bytes } from './body.js'
+import { checkFp16Values, checkHiddenDtype, type HiddenDtype } from './hidden-dtype.js'
 
 /**
  * The mesh messages and the field-by-field rules both sides apply: a sender validates before
@@ -41,6 +42,8 @@ export interface StepRequest {
   tokens?: Int32Array
   /** Other stages: seqLen * hiddenSize finite values. Exactly one of tokens and hidden is set. */
   hidden?: Float32Array
+  /** Of `hidden`, and the dtype the answer's hidden state must use; absent means fp32. */
+  hiddenDtype?: HiddenDtype
   /**
    * u32. When set (stages that output hidden states), the peer answers with a fingerprint of its output
    * under this challenge instead of the output itself, and keeps the output for a FetchHidden.
@@ -54,6 +57,8 @@ export interface StepResult {
   stepIndex: number
   /** Every stage but the last. At most one of hidden and topk is set, and one unless a fingerprint is. */
   hidden?: Float32Array
+  /** Of `hidden` (only with it); absent means fp32. */
+  hiddenDtype?: HiddenDtype
   topk?: TopKLogits
   /**
    * The answering peer's Ed25519 signature over the step and its output (hidden or topk, plus
@@ -193,8 +198,10 @@ function validateStepRequest(m: Record<string, unknown>): StepRequest {
       if ((tokens[i] as number) < 0) throw payloadError(`StepRequest.tokens[${i}] is negative (${tokens[i]})`)
     }
   }
+  const dtype = checkHiddenDtype(m.hiddenDtype, 'StepRequest.hiddenDtype')
   if (hidden !== undefined) {
     checkFinite(hidden, 'StepRequest.hidden')
+    if (dtype === 'fp16') checkFp16Values(hidden, 'StepRequest.hidden')
     const hiddenSize = hidden.length / seqLen
     if (!Number.isInteger(hiddenSize) || hiddenSize > MAX_HIDDEN_SIZE) {
       throw payloadError(
@@ -214,7 +221,10 @@ function validateStepResult(m: Record<string, unknown>): StepResult {
   if (hidden === undefined && topk === undefined && m.fingerprint === undefined) {
     throw payloadError('StepResult needs one of hidden, topk and fingerprint')
   }
+  const dtype = checkHiddenDtype(m.hiddenDtype, 'StepResult.hiddenDtype')
+  if (dtype === 'fp16' && hidden === undefined) throw payloadError('StepResult has an fp16 tag but no hidden')
   if (hidden !== undefined) checkFinite(hidden, 'StepResult.hidden')
+  if (hidden !== undefined && dtype === 'fp16') checkFp16Values(hidden, 'StepResult.hidden')
   const { signature, fingerprint } = m
   if (
     signature !== undefined &&
