@@ -2,7 +2,7 @@ import { GenerationError } from '../errors.js'
 import { KvPool } from './kv-pool.js'
 
 /** KV capacity tiers start at this many positions and double, up to the model's context. */
-export const KV_BLOCK = 256
+export const KV_BLOCK = 32
 
 export interface KvPlace {
   readonly pool: KvPool

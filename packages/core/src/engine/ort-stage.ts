@@ -4,6 +4,7 @@ import { layerAttention } from '../model/model-config.js'
 import { buildStageGraph, type StageGraph } from '../onnx/stage-graph.js'
 import { type StageIo, stageIo } from '../onnx/stage-io.js'
 import type { WeightProvider } from '../weights/weight-provider.js'
+import { afterMicrotasks, BatchGate } from './batch-gate.js'
 import { segments } from './batch-segments.js'
 import {
   type BatchStats,
@@ -98,6 +99,7 @@ export async function createOrtStage(
 class OrtStage extends ShapedStage implements StageSession {
   private readonly kv: KvSlots
   private readonly queue = new StepQueue()
+  private readonly gate = new BatchGate(() => performance.now())
   /** Generations with a run in flight: their next work waits for it. */
   private readonly busy = new Set<string>()
   /** Ended during a run: freed when the run is over. */
@@ -168,12 +170,14 @@ class OrtStage extends ShapedStage implements StageSession {
   endGeneration(generationId: string): void {
     // Freeing a slot moves another generation's slot (and may shrink the buffers), so while a run
     // reads them every free waits for the run to end.
+    this.gate.forget(generationId)
     if (this.running) this.ending.add(generationId)
     else this.kv.end(generationId)
   }
 
   async dispose(): Promise<void> {
     this.disposed = true
+    this.gate.release()
     this.queue.failAll(new GenerationError('ERR_ABORTED', 'the stage was disposed'))
     this.kv.clear()
     await this.session.release()
@@ -184,16 +188,30 @@ class OrtStage extends ShapedStage implements StageSession {
     if (this.running || this.disposed) return
     const tick = this.queue.next((t) => this.kv.truncate(t.id, t.length), this.busy)
     if (tick === undefined) return
+    if (
+      tick.kind === 'decode' &&
+      !this.gate.shouldRun(new Set(tick.steps.map((s) => s.id)), () => this.pump())
+    ) {
+      return
+    }
     this.running = true
     const steps = tick.kind === 'decode' ? tick.steps.slice(0, this.maxBatch) : [tick.step]
     for (const s of steps) this.busy.add(s.id)
+    const started = performance.now()
     const work = tick.kind === 'decode' ? this.decode(steps) : this.chunk(tick.step)
     void work.finally(() => {
+      if (tick.kind === 'decode')
+        this.gate.ran(
+          steps.map((s) => s.id),
+          performance.now() - started,
+        )
       for (const s of steps) this.busy.delete(s.id)
       for (const id of this.ending) this.kv.end(id)
       this.ending.clear()
       this.running = false
-      this.pump()
+      // The generations of this run queue their next step from its continuations (in-process a
+      // few microtasks later): let them, so they join the next batch instead of missing it.
+      afterMicrotasks(() => this.pump())
     })
   }
 
