@@ -1,6 +1,7 @@
 import { type GenerateRequest, type ReputationOptions, stagePeers } from '@butterfly/core'
 import { nodeWrtc } from '@butterfly/node-platform'
 import { attachGateway, type Gateway } from '../api/attach-gateway.js'
+import type { SlowClaimOptions } from '../gateway/claim-check.js'
 import type { ServedModel } from '../gateway/served-model.js'
 import { createSignalServer, type SignalServer } from '../http/signal-server.js'
 import { spawnWorkers, stopChild } from './bench-processes.js'
@@ -15,10 +16,19 @@ export interface BenchMeshInit {
   readonly reputation?: ReputationOptions
   readonly verification?: 'windowed' | 'every-step'
   readonly verifyWindow?: number
+  readonly slowClaim?: SlowClaimOptions
   /** Folder for the workers' identity files: one key joins a mesh once. */
   readonly identities: string
   readonly name: string
 }
+
+/**
+ * A slow-claim factor that never excludes a peer. The check times a step from request to
+ * answer, so under many concurrent generations a step's wait behind the others counts, and
+ * honest workers are excluded (with the default factor 4, every worker of the mesh within a
+ * few seconds at 16 or 64 concurrent streams): benches of concurrency run without it.
+ */
+export const SLOW_CLAIM_OFF = 1_000_000
 
 export interface BenchMesh {
   readonly served: ServedModel
@@ -41,6 +51,7 @@ export async function startBenchMesh(init: BenchMeshInit): Promise<BenchMesh> {
           ...(init.reputation ? { reputation: init.reputation } : {}),
           ...(init.verification ? { verification: init.verification } : {}),
           ...(init.verifyWindow ? { verifyWindow: init.verifyWindow } : {}),
+          ...(init.slowClaim ? { slowClaim: init.slowClaim } : {}),
         },
         { wrtc: nodeWrtc() },
       )

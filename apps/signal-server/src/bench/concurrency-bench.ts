@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { median } from './bench-mesh.js'
+import { median, SLOW_CLAIM_OFF } from './bench-mesh.js'
 import { cpuSeconds, spawnWorkers, startServerProcess, stopChild } from './bench-processes.js'
 import {
   burst,
@@ -107,6 +107,8 @@ export interface EmbeddedFigures {
   /** CPU seconds per process over the burst rounds, and their wall time. */
   readonly cpu: readonly CpuShare[]
   readonly burstWallS: number
+  /** Completion tokens of the burst rounds. */
+  readonly burstTokens: number
   /** Completions lost or differing from the prompt alone, over every run of the section. */
   readonly wrong: number
   readonly failures: string
@@ -119,6 +121,7 @@ async function embeddedBench(opts: ConcurrencyBenchOptions['embedded']): Promise
     ...['--host', '127.0.0.1', '--port', '0', '--model', EMBEDDED_MODEL, '--plan-strategy', 'uniform'],
     // Explicit, whatever the defaults: every request of a burst is admitted at once.
     ...['--max-concurrent', String(concurrency), '--max-queued', String(4 * concurrency)],
+    ...['--slow-claim-factor', String(SLOW_CLAIM_OFF)],
   ])
   const workers = spawnWorkers({ serverUrl: server.url, mesh: 'default', count: 2, name: 'conc', identities })
   try {
@@ -183,6 +186,7 @@ async function embeddedBench(opts: ConcurrencyBenchOptions['embedded']): Promise
       sustained: loadFigures(sustainedRuns, shortReference),
       cpu,
       burstWallS: burstWallMs / 1000,
+      burstTokens: burstRuns.reduce((n, r) => n + r.tokens, 0),
       wrong: wrong.reduce((n, f) => n + f.lost + f.mismatches, 0),
       failures: checked
         .map(([r, ref]) => describeFailures(r, ref))
@@ -218,7 +222,7 @@ const ms = (v: number) => v.toFixed(0)
 export async function concurrencySection(opts: ConcurrencyBenchOptions): Promise<void> {
   const e = opts.embedded
   console.log(
-    `\n## Concurrency: embedded model (models/shakespeare), butterfly-server + 2 butterfly-worker processes (r=1, 2 stages, --max-concurrent ${e.concurrency}), official openai client, /v1/completions, greedy; medians over rounds`,
+    `\n## Concurrency: embedded model (models/shakespeare), butterfly-server + 2 butterfly-worker processes (r=1, 2 stages, --max-concurrent ${e.concurrency}, slow-claim check off: it counts queueing), official openai client, /v1/completions, greedy; medians over rounds`,
   )
   const a = await embeddedBench(e)
   console.log(
@@ -266,14 +270,14 @@ export async function concurrencySection(opts: ConcurrencyBenchOptions): Promise
       a.cpu
         .map(
           (c) =>
-            `${c.name} ${c.seconds.toFixed(2)} s = ${((100 * c.seconds) / a.burstWallS).toFixed(0)}% of a core`,
+            `${c.name} ${c.seconds.toFixed(2)} s = ${((100 * c.seconds) / a.burstWallS).toFixed(0)}% of a core, ${((1000 * c.seconds) / a.burstTokens).toFixed(2)} ms/token`,
         )
         .join(', '),
   )
 
   const s = opts.synthetic
   console.log(
-    `\n## Concurrency: ${s.model}, 2 workers (r=1), in-process gateway, ${s.promptTokens}-token prompts, ${s.decodeTokens} greedy tokens; medians over rounds`,
+    `\n## Concurrency: ${s.model}, 2 workers (r=1, slow-claim check off), in-process gateway, ${s.promptTokens}-token prompts, ${s.decodeTokens} greedy tokens; medians over rounds`,
   )
   const b = await syntheticBench(s)
   console.log(

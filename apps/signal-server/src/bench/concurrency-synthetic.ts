@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { resolveModelDir } from '@butterfly/node-platform'
-import { median, startBenchMesh } from './bench-mesh.js'
+import { median, SLOW_CLAIM_OFF, startBenchMesh } from './bench-mesh.js'
 
 // The synthetic half of the concurrency section: a synthetic model through the in-process gateway
 // and two worker processes (r=1), one stream alone against concurrent streams.
@@ -27,7 +27,13 @@ export interface SyntheticFigures {
 export async function syntheticBench(opts: SyntheticBenchOptions): Promise<SyntheticFigures> {
   const modelDir = await resolveModelDir(opts.model)
   const identities = await mkdtemp(join(tmpdir(), 'butterfly-bench-ids-'))
-  const mesh = await startBenchMesh({ modelDir, workers: 2, identities, name: 'conc-synthetic' })
+  const mesh = await startBenchMesh({
+    modelDir,
+    workers: 2,
+    identities,
+    name: 'conc-synthetic',
+    slowClaim: { factor: SLOW_CLAIM_OFF },
+  })
   try {
     const prompts = Array.from({ length: opts.streams }, (_, s) =>
       Array.from({ length: opts.promptTokens }, (_, i) => 3 + ((i * 31 + s * 17) % 250)),
