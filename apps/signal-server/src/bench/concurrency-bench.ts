@@ -34,21 +34,28 @@ export interface ConcurrencyBenchOptions {
     readonly shortTokens: number
     readonly sustainMs: number
     readonly rounds: number
+    /** Keep the server's slow-claim check (default factor) instead of turning it off. */
+    readonly slowClaimCheck: boolean
   }
   readonly synthetic: SyntheticBenchOptions
 }
 
+/**
+ * The full or the quick (BUTTERFLY_BENCH_QUICK=1) configuration. The slow-claim check is off
+ * unless BUTTERFLY_BENCH_SLOW_CLAIM=on (see SLOW_CLAIM_OFF: under load it excludes honest peers).
+ */
 export function concurrencyOptions(quick: boolean): ConcurrencyBenchOptions {
-  return quick
-    ? {
-        embedded: { concurrency: 8, maxTokens: 8, shortTokens: 4, sustainMs: 1000, rounds: 1 },
-        synthetic: { model: 'synthetic:tiny', streams: 4, promptTokens: 8, decodeTokens: 8, rounds: 1 },
-      }
-    : {
-        embedded: { concurrency: 64, maxTokens: 32, shortTokens: 8, sustainMs: 5000, rounds: 3 },
-        synthetic: { model: 'synthetic:100m', streams: 16, promptTokens: 16, decodeTokens: 16, rounds: 3 },
-      }
+  const slowClaimCheck = process.env.BUTTERFLY_BENCH_SLOW_CLAIM === 'on'
+  const embedded = quick
+    ? { concurrency: 8, maxTokens: 8, shortTokens: 4, sustainMs: 1000, rounds: 1 }
+    : { concurrency: 64, maxTokens: 32, shortTokens: 8, sustainMs: 5000, rounds: 3 }
+  const synthetic = quick
+    ? { model: 'synthetic:tiny', streams: 4, promptTokens: 8, decodeTokens: 8, rounds: 1 }
+    : { model: 'synthetic:100m', streams: 16, promptTokens: 16, decodeTokens: 16, rounds: 3 }
+  return { embedded: { ...embedded, slowClaimCheck }, synthetic: { ...synthetic, slowClaimCheck } }
 }
+
+const claimCheck = (on: boolean) => (on ? 'slow-claim check on' : 'slow-claim check off: it counts queueing')
 
 // The embedded default model, as scripts/start-local-mesh.js serves it (src/bench and dist/bench
 // are equally deep).
@@ -121,7 +128,7 @@ async function embeddedBench(opts: ConcurrencyBenchOptions['embedded']): Promise
     ...['--host', '127.0.0.1', '--port', '0', '--model', EMBEDDED_MODEL, '--plan-strategy', 'uniform'],
     // Explicit, whatever the defaults: every request of a burst is admitted at once.
     ...['--max-concurrent', String(concurrency), '--max-queued', String(4 * concurrency)],
-    ...['--slow-claim-factor', String(SLOW_CLAIM_OFF)],
+    ...(opts.slowClaimCheck ? [] : ['--slow-claim-factor', String(SLOW_CLAIM_OFF)]),
   ])
   const workers = spawnWorkers({ serverUrl: server.url, mesh: 'default', count: 2, name: 'conc', identities })
   try {
@@ -222,7 +229,7 @@ const ms = (v: number) => v.toFixed(0)
 export async function concurrencySection(opts: ConcurrencyBenchOptions): Promise<void> {
   const e = opts.embedded
   console.log(
-    `\n## Concurrency: embedded model (models/shakespeare), butterfly-server + 2 butterfly-worker processes (r=1, 2 stages, --max-concurrent ${e.concurrency}, slow-claim check off: it counts queueing), official openai client, /v1/completions, greedy; medians over rounds`,
+    `\n## Concurrency: embedded model (models/shakespeare), butterfly-server + 2 butterfly-worker processes (r=1, 2 stages, --max-concurrent ${e.concurrency}, ${claimCheck(e.slowClaimCheck)}), official openai client, /v1/completions, greedy; medians over rounds`,
   )
   const a = await embeddedBench(e)
   console.log(
@@ -277,7 +284,7 @@ export async function concurrencySection(opts: ConcurrencyBenchOptions): Promise
 
   const s = opts.synthetic
   console.log(
-    `\n## Concurrency: ${s.model}, 2 workers (r=1, slow-claim check off), in-process gateway, ${s.promptTokens}-token prompts, ${s.decodeTokens} greedy tokens; medians over rounds`,
+    `\n## Concurrency: ${s.model}, 2 workers (r=1, ${claimCheck(s.slowClaimCheck)}), in-process gateway, ${s.promptTokens}-token prompts, ${s.decodeTokens} greedy tokens; medians over rounds`,
   )
   const b = await syntheticBench(s)
   console.log(

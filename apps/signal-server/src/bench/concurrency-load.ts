@@ -22,9 +22,11 @@ export interface LoadTarget {
 }
 
 export function openAiTarget(baseUrl: string, model: string, maxTokens: number): LoadTarget {
-  // No retries: a refused or failed request must show as lost, not be quietly run again.
+  // No retries: a refused or failed request must show as lost, not be quietly run again; one
+  // that hangs (a mesh that lost its plan can hold it until the server's request timeout) is
+  // lost after two minutes.
   return {
-    client: new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: 'unused', maxRetries: 0 }),
+    client: new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120_000 }),
     model,
     maxTokens,
   }

@@ -13,6 +13,8 @@ export interface SyntheticBenchOptions {
   readonly promptTokens: number
   readonly decodeTokens: number
   readonly rounds: number
+  /** Keep the gateway's slow-claim check (default factor) instead of turning it off. */
+  readonly slowClaimCheck: boolean
 }
 
 export interface SyntheticFigures {
@@ -32,7 +34,7 @@ export async function syntheticBench(opts: SyntheticBenchOptions): Promise<Synth
     workers: 2,
     identities,
     name: 'conc-synthetic',
-    slowClaim: { factor: SLOW_CLAIM_OFF },
+    ...(opts.slowClaimCheck ? {} : { slowClaim: { factor: SLOW_CLAIM_OFF } }),
   })
   try {
     const prompts = Array.from({ length: opts.streams }, (_, s) =>
