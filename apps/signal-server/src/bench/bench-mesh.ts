@@ -1,19 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { type GenerateRequest, type ReputationOptions, stagePeers } from '@butterfly/core'
 import { nodeWrtc } from '@butterfly/node-platform'
 import { attachGateway, type Gateway } from '../api/attach-gateway.js'
+import type { SlowClaimOptions } from '../gateway/claim-check.js'
 import type { ServedModel } from '../gateway/served-model.js'
 import { createSignalServer, type SignalServer } from '../http/signal-server.js'
+import { spawnWorkers, stopChild } from './bench-processes.js'
 
 // A server with its gateway and N real worker processes over WebRTC, for the benches.
-
-// The butterfly-worker program, by its place in the repository (src/bench and dist/bench are
-// equally deep): the server runs it as a program and does not depend on @butterfly/node-worker.
-const WORKER_BIN = fileURLToPath(
-  new URL('../../../../packages/node-worker/bin/butterfly-worker.js', import.meta.url),
-)
 
 export interface BenchMeshInit {
   readonly modelDir: string
@@ -23,10 +16,19 @@ export interface BenchMeshInit {
   readonly reputation?: ReputationOptions
   readonly verification?: 'windowed' | 'every-step'
   readonly verifyWindow?: number
+  readonly slowClaim?: SlowClaimOptions
   /** Folder for the workers' identity files: one key joins a mesh once. */
   readonly identities: string
   readonly name: string
 }
+
+/**
+ * A slow-claim factor that never excludes a peer. The check times a step from request to
+ * answer, so under many concurrent generations a step's wait behind the others counts, and
+ * honest workers are excluded (with the default factor 4, every worker of the mesh within a
+ * few seconds at 16 or 64 concurrent streams): benches of concurrency run without it.
+ */
+export const SLOW_CLAIM_OFF = 1_000_000
 
 export interface BenchMesh {
   readonly served: ServedModel
@@ -49,34 +51,21 @@ export async function startBenchMesh(init: BenchMeshInit): Promise<BenchMesh> {
           ...(init.reputation ? { reputation: init.reputation } : {}),
           ...(init.verification ? { verification: init.verification } : {}),
           ...(init.verifyWindow ? { verifyWindow: init.verifyWindow } : {}),
+          ...(init.slowClaim ? { slowClaim: init.slowClaim } : {}),
         },
         { wrtc: nodeWrtc() },
       )
     },
   })
-  const children = Array.from({ length: init.workers }, (_, i) =>
-    spawn(
-      process.execPath,
-      [
-        WORKER_BIN,
-        'join',
-        '--server',
-        server.url,
-        '--mesh',
-        'bench',
-        '--device',
-        'cpu',
-        '--name',
-        `${init.name}-${i}`,
-      ],
-      {
-        stdio: 'ignore',
-        env: { ...process.env, BUTTERFLY_IDENTITY: join(init.identities, `${init.name}-${i}.json`) },
-      },
-    ),
-  )
+  const children = spawnWorkers({
+    serverUrl: server.url,
+    mesh: 'bench',
+    count: init.workers,
+    name: init.name,
+    identities: init.identities,
+  })
   const close = async () => {
-    await Promise.all(children.map(stop))
+    await Promise.all(children.map(stopChild))
     await server.close()
   }
   try {
@@ -94,14 +83,6 @@ export async function startBenchMesh(init: BenchMeshInit): Promise<BenchMesh> {
     await close()
     throw err
   }
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve()
-    child.once('exit', () => resolve())
-    child.kill('SIGTERM')
-  })
 }
 
 type Run = (req: GenerateRequest, signal: AbortSignal) => AsyncGenerator<unknown, unknown>
@@ -126,8 +107,4 @@ export async function timeTokens(
   return [prompt.length / ((first - start) / 1000), (tokens - 1) / ((end - first) / 1000), first - start]
 }
 
-export function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
-}
+export { median } from '@butterfly/node-platform/bench'

@@ -1,12 +1,14 @@
 import { measureComparator, planBenchmark } from '@butterfly/core'
 import { transportBench } from '@butterfly/node-platform/bench'
+import { concurrencyOptions, concurrencySection } from './concurrency-bench.js'
 import { describeMachine, meshBench } from './mesh-bench.js'
 import { replicationBench } from './replication-bench.js'
 import { wireBytesLine } from './wire-bytes.js'
 
 /**
  * The mesh half of `npm run bench`: WebRTC transport figures, placement time for 100 peers ×
- * 80 layers, and decode tokens/s through 2 and 4 worker processes against one process.
+ * 80 layers, decode tokens/s through 2 and 4 worker processes against one process, replication,
+ * and concurrent generations against one alone (the last alone: concurrency-bench-main.js).
  */
 async function main(): Promise<void> {
   const quick = process.env.BUTTERFLY_BENCH_QUICK === '1'
@@ -92,6 +94,8 @@ async function main(): Promise<void> {
       ].join('\t'),
     )
   }
+
+  await concurrencySection(concurrencyOptions(quick))
 }
 
 await main()

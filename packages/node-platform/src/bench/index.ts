@@ -4,4 +4,5 @@
  * programs (engine-bench.js, quant-bench.js), not API.
  */
 
+export { median, percentile } from './stats.js'
 export { type TransportBenchOptions, transportBench } from './transport-bench.js'
