@@ -2,7 +2,7 @@ import { afterEach, expect } from 'vitest'
 import type { StageSession, StageStepInput, StageStepOutput } from '../src/engine/inference-backend.js'
 import { StageError } from '../src/errors.js'
 import type { PeerIdentity } from '../src/identity/peer-identity.js'
-import { type StepSigner, signResult } from '../src/identity/step-signature.js'
+import { type StepBatchSigner, type StepSigner, signResult } from '../src/identity/step-signature.js'
 import { RemoteStage, type RemoteStageInit } from '../src/mesh/remote-stage.js'
 import { createStageHost } from '../src/mesh/stage-host.js'
 import { createMemoryTransport, MemoryNetwork } from '../src/transport/memory-transport.js'
@@ -56,6 +56,8 @@ afterEach(async () => {
  */
 export async function connect(opts: {
   sign?: StepSigner
+  /** Signs a batch of results (StageHostOptions.signBatch). */
+  signBatch?: StepBatchSigner
   isLast?: boolean
   peer?: (conn: MessageConnection) => void
   /** The worker's stage, instead of fakeStage. */
@@ -66,7 +68,10 @@ export async function connect(opts: {
   const coord = createMemoryTransport({ peerId: 'coord' }, { network })
   transports.push(worker, coord)
   const stage = opts.stage ?? fakeStage(opts.isLast ?? false)
-  const host = createStageHost(stage, opts.sign ? { sign: opts.sign } : {})
+  const host = createStageHost(stage, {
+    ...(opts.sign ? { sign: opts.sign } : {}),
+    ...(opts.signBatch ? { signBatch: opts.signBatch } : {}),
+  })
   worker.onIncoming((_from, channel) => {
     const conn = new MessageConnection(channel)
     if (opts.peer) opts.peer(conn)

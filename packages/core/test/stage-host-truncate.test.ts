@@ -95,13 +95,15 @@ const ask = (startPos: number, seqLen = 1): StageStepInput => ({ hidden: hidden(
 const about = (m: ReceivedMessage) =>
   m.type === 'StepResult' || m.type === 'StepError' ? `${m.generationId}:${m.stepIndex}` : ''
 
-/** The next message on `conn` that `match` accepts. */
+/** The next message on `conn` that `match` accepts (a batch's results one by one). */
 function next(conn: MessageConnection, match: (m: ReceivedMessage) => boolean): Promise<ReceivedMessage> {
   return new Promise((resolve) => {
     const off = conn.onMessage((m) => {
-      if (!match(m)) return
+      const each: ReceivedMessage[] = m.type === 'StepResults' ? m.results.map((i) => i.result) : [m]
+      const hit = each.find(match)
+      if (hit === undefined) return
       off()
-      resolve(m)
+      resolve(hit)
     })
   })
 }
@@ -254,7 +256,7 @@ describe('truncate through RemoteStage and the stage host', () => {
 describe('RemoteStage.truncate', () => {
   /** A coordinator's RemoteStage and a worker that only records, and answers when told. */
   async function held() {
-    const seen: Message[] = []
+    const seen: ReceivedMessage[] = []
     const arrived: Array<() => void> = []
     let worker: MessageConnection | undefined
     const { conns } = await mesh(1, (conn) => {
@@ -282,7 +284,7 @@ describe('RemoteStage.truncate', () => {
       })
     return { conn, r, seen, received, answer }
   }
-  const types = (seen: Message[]) => seen.map((m) => m.type)
+  const types = (seen: ReceivedMessage[]) => seen.map((m) => m.type)
 
   test("waits for the generation's pending step before it sends the Truncate", async () => {
     const { conn, r, seen, received, answer } = await held()

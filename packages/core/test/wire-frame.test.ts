@@ -111,6 +111,6 @@ describe('wire frames', () => {
     expectWireError(() => encodeFrame({ ...ok, chunkIndex: -1 }), 'ERR_WIRE_CHUNK')
     expectWireError(() => encodeFrame({ ...ok, messageId: 2 ** 32 }), 'ERR_WIRE_CHUNK')
     expectWireError(() => encodeFrame({ ...ok, type: 0 as FrameType }), 'ERR_WIRE_TYPE')
-    expectWireError(() => encodeFrame({ ...ok, type: 9 as FrameType }), 'ERR_WIRE_TYPE')
+    expectWireError(() => encodeFrame({ ...ok, type: 11 as FrameType }), 'ERR_WIRE_TYPE')
   })
 })

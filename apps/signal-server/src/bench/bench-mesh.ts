@@ -22,12 +22,7 @@ export interface BenchMeshInit {
   readonly name: string
 }
 
-/**
- * A slow-claim factor that never excludes a peer. The check times a step from request to
- * answer, so under many concurrent generations a step's wait behind the others counts, and
- * honest workers are excluded (with the default factor 4, every worker of the mesh within a
- * few seconds at 16 or 64 concurrent streams): benches of concurrency run without it.
- */
+/** A slow-claim factor that never excludes a peer (BUTTERFLY_BENCH_SLOW_CLAIM=off). */
 export const SLOW_CLAIM_OFF = 1_000_000
 
 export interface BenchMesh {

@@ -6,24 +6,22 @@ import {
   type GenerateRequest,
   type GenerationResult,
   generate,
-  type HiddenDtype,
   MessageConnection,
   type Pipeline,
   type PlanMessage,
   ReputationBook,
-  type ReputationOptions,
   type StageSession,
   stagePeers,
   type Tokenizer,
   type VerificationHealth,
   type WebRtcTransport,
 } from '@butterfly/core'
-import type { LocalPeerHandle, Mesh } from '../control/mesh.js'
-import type { ServerMetrics } from '../control/server-metrics.js'
+import type { LocalPeerHandle } from '../control/mesh.js'
 import { ADMISSION_DEFAULTS, Admission } from './admission.js'
-import { SlowClaimCheck, type SlowClaimOptions } from './claim-check.js'
+import { SlowClaimCheck } from './claim-check.js'
 import { newGenerationId } from './generation-id.js'
 import { LinkProber, type LinkStat } from './link-prober.js'
+import type { MeshGatewayComponents, MeshGatewayInit } from './mesh-gateway-options.js'
 import { planStage } from './plan-stage.js'
 import { meshCalibrator } from './replicated-stage-factory.js'
 import type { ServedModel } from './served-model.js'
@@ -31,38 +29,7 @@ import type { StageCalibrator } from './stage-calibrator.js'
 import { VerificationTally } from './verification-tally.js'
 import { WireMeter } from './wire-meter.js'
 
-export interface MeshGatewayInit {
-  /** A step with no answer after this long fails the generation (503). */
-  readonly stepTimeoutMs?: number
-  /** How long a request waits for a plan that is still loading before 503. */
-  readonly planWaitMs?: number
-  /** Admission's limits (AdmissionInit); each defaults to ADMISSION_DEFAULTS. */
-  readonly maxConcurrent?: number
-  readonly maxQueued?: number
-  readonly maxQueuedPerKey?: number
-  readonly maxQueueWaitMs?: number
-  /** Flagging and trust (trustAfter, ...); flagAfter defaults to 1 here, core's defaults otherwise. */
-  readonly reputation?: ReputationOptions
-  /** Replicated stages: 'windowed' (default) or 'every-step' (see ReplicatedStageInit). */
-  readonly verification?: 'windowed' | 'every-step'
-  /** Unconfirmed positions after which a window check runs; default 8. */
-  readonly verifyWindow?: number
-  /** The check of claimed throughput against measured steps (factor, minSteps, slackMs). */
-  readonly slowClaim?: SlowClaimOptions
-  /** Hidden states between stages: fp32 (default, what every peer speaks) or fp16 (half the bytes). */
-  readonly wireDtype?: HiddenDtype
-}
-
-export interface MeshGatewayComponents {
-  readonly mesh: Mesh
-  readonly tokenizer: Tokenizer
-  readonly chatTemplate?: ChatTemplate | undefined
-  readonly stopTokenIds?: readonly number[] | undefined
-  /** RTCPeerConnection implementation for Node. */
-  readonly wrtc: unknown
-  readonly metrics?: ServerMetrics
-  readonly log?: (line: string) => void
-}
+export type { MeshGatewayComponents, MeshGatewayInit }
 
 interface Ready {
   readonly version: number

@@ -61,7 +61,7 @@ export class BatchGate {
 
   /** Stops waiting (the stage runs, or closes). */
   release(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer)
+    if (this.timer !== undefined) clearTimeout(this.timer as Parameters<typeof clearTimeout>[0])
     this.timer = undefined
     this.expected.clear()
     this.deadline = undefined
@@ -76,7 +76,7 @@ type Immediate = (fn: () => void) => unknown
  * 4 ms once nested), else setTimeout.
  */
 export function afterMicrotasks(fn: () => void): void {
-  const g = globalThis as { setImmediate?: Immediate; MessageChannel?: new () => ChannelLike }
+  const g = globalThis as unknown as { setImmediate?: Immediate; MessageChannel?: new () => ChannelLike }
   if (g.setImmediate !== undefined) {
     g.setImmediate(fn)
     return

@@ -205,6 +205,11 @@ class OrtStage extends ShapedStage implements StageSession {
           steps.map((s) => s.id),
           performance.now() - started,
         )
+      const dbg = (globalThis as { DEBUG_RUNS?: string[] }).DEBUG_RUNS
+      if (dbg)
+        dbg.push(
+          `${tick.kind === 'decode' ? `d${steps.length}` : `p${tick.step.input.seqLen}`}:${(performance.now() - started).toFixed(2)}@${(started % 100000).toFixed(1)}`,
+        )
       for (const s of steps) this.busy.delete(s.id)
       for (const id of this.ending) this.kv.end(id)
       this.ending.clear()

@@ -72,6 +72,65 @@ export function verifyResult(
   return verifyBytes(publicKey, message, signature)
 }
 
+/**
+ * One signature over the results of a batched run (the wire's StepResults):
+ *
+ *   u8 18, 'butterfly-steps-v1'     domain tag, distinct from a single step's
+ *   u8 n, mesh (UTF-8)
+ *   u32 count
+ *   count x 32 bytes                SHA-256 of each result's single-step signing bytes, in order
+ *
+ * so every result in the batch is bound exactly as a signature of its own would bind it.
+ */
+export const STEP_BATCH_SIGNATURE_TAG = 'butterfly-steps-v1'
+
+/** Signs a batch of step results for the stage host (see StageHostOptions.signBatch). */
+export type StepBatchSigner = (fields: readonly StepSigningFields[]) => Uint8Array
+
+export function signResults(
+  identity: PeerIdentity,
+  mesh: string,
+  fields: readonly StepSigningFields[],
+): Uint8Array {
+  return signBytes(identity, stepBatchSigningBytes(mesh, fields))
+}
+
+/** False for a wrong signature and for anything malformed; never throws. */
+export function verifyResults(
+  publicKey: Uint8Array,
+  mesh: string,
+  fields: readonly StepSigningFields[],
+  signature: Uint8Array,
+): boolean {
+  let message: Uint8Array
+  try {
+    message = stepBatchSigningBytes(mesh, fields)
+  } catch {
+    return false
+  }
+  return verifyBytes(publicKey, message, signature)
+}
+
+export function stepBatchSigningBytes(mesh: string, fields: readonly StepSigningFields[]): Uint8Array {
+  if (!Array.isArray(fields) || fields.length < 1) throw bad('a batch signature covers at least one step')
+  const tag = encoder.encode(STEP_BATCH_SIGNATURE_TAG)
+  const meshBytes = shortString(mesh, 'mesh')
+  const out = new Uint8Array(2 + tag.length + meshBytes.length + 4 + 32 * fields.length)
+  let at = 0
+  for (const b of [tag, meshBytes]) {
+    out[at++] = b.length
+    out.set(b, at)
+    at += b.length
+  }
+  new DataView(out.buffer).setUint32(at, fields.length, true)
+  at += 4
+  for (const f of fields) {
+    out.set(sha256(stepSigningBytes({ ...f, mesh })), at)
+    at += 32
+  }
+  return out
+}
+
 /** The canonical bytes a step signature covers. */
 export function stepSigningBytes(fields: StepResultFields): Uint8Array {
   if (typeof fields !== 'object' || fields === null) throw bad('step fields must be an object')

@@ -8,12 +8,12 @@ import {
 import { ShapedStage } from '../engine/stage-shape.js'
 import { type ButterflyError, StageError } from '../errors.js'
 import { isBytes, PUBLIC_KEY_BYTES } from '../identity/peer-identity.js'
-import { verifyResult } from '../identity/step-signature.js'
+import { verifyResult, verifyResults } from '../identity/step-signature.js'
 import type { MessageConnection } from '../transport/message-connection.js'
-import { decodeFingerprint } from '../verify/fingerprint-codec.js'
-import { decodeTokenRows } from '../verify/token-rows.js'
 import { type HiddenDtype, hiddenFields } from '../wire/hidden-dtype.js'
-import type { ReceivedMessage } from '../wire/messages.js'
+import type { ReceivedMessage, StepResult, StepResults } from '../wire/messages.js'
+import { type Expect, replyOutput } from './remote-reply.js'
+import { RequestOutbox } from './request-outbox.js'
 
 export interface RemoteStageInit {
   readonly peerId: string
@@ -34,9 +34,6 @@ export interface RemoteStageInit {
   /** Hidden states both ways (default fp32); with fp16 an answer in any other dtype is refused. */
   readonly hiddenDtype?: HiddenDtype
 }
-
-/** What a reply must carry: the stage's output, a fingerprint of it, or a fetched hidden state. */
-type Expect = 'output' | { readonly challenge: number } | 'fetched'
 
 interface Pending {
   readonly startPos: number
@@ -59,6 +56,7 @@ export class RemoteStage extends ShapedStage implements StageSession {
   /** Per generation, its latest step answered with a fingerprint: what fetchHidden may ask for. */
   private readonly fingerprinted = new Map<string, { startPos: number; seqLen: number }>()
   private readonly unsubscribe: Array<() => void> = []
+  private readonly requests: RequestOutbox
   private gone: Error | undefined
 
   constructor(
@@ -75,6 +73,7 @@ export class RemoteStage extends ShapedStage implements StageSession {
         `verifyKey must be ${PUBLIC_KEY_BYTES} bytes, with the mesh name`,
       )
     }
+    this.requests = new RequestOutbox(connection)
     this.unsubscribe.push(
       connection.onMessage((msg) => this.receive(msg)),
       connection.onClose((reason) => this.fail(reason)),
@@ -185,7 +184,11 @@ export class RemoteStage extends ShapedStage implements StageSession {
           ),
         timeout,
       )
-      await this.connection.send(message, signal)
+      if (message.type === 'StepRequest') await this.requests.send(message, signal)
+      else {
+        this.requests.flush()
+        await this.connection.send(message, signal)
+      }
       return await reply
     } catch (err) {
       this.pending.delete(key)
@@ -222,6 +225,7 @@ export class RemoteStage extends ShapedStage implements StageSession {
     const fp = this.fingerprinted.get(generationId)
     if (fp !== undefined && fp.startPos >= length) this.fingerprinted.delete(generationId)
     // The peer takes a u32; a longer length than any generation can hold truncates nothing.
+    this.requests.flush()
     await this.connection.send(
       { type: 'Truncate', generationId, length: Math.min(length, 0xffffffff) },
       signal,
@@ -237,6 +241,7 @@ export class RemoteStage extends ShapedStage implements StageSession {
   endGeneration(generationId: string): void {
     this.fingerprinted.delete(generationId)
     if (!this.generations.delete(generationId) || this.gone !== undefined) return
+    this.requests.flush()
     this.connection.send({ type: 'EndGeneration', generationId }).catch(() => undefined)
   }
 
@@ -246,6 +251,10 @@ export class RemoteStage extends ShapedStage implements StageSession {
   }
 
   private receive(msg: ReceivedMessage): void {
+    if (msg.type === 'StepResults') {
+      this.receiveBatch(msg)
+      return
+    }
     if (msg.type !== 'StepResult' && msg.type !== 'StepError') return
     const key = `${msg.generationId}:${msg.stepIndex}`
     if (msg.type === 'StepError') {
@@ -255,7 +264,7 @@ export class RemoteStage extends ShapedStage implements StageSession {
     const p = this.pending.get(key)
     if (p === undefined) return // late or unsolicited: ignored
     // A peer that answers with the wrong kind of output is as bad as one that lies.
-    const out = this.outputOf(msg, p)
+    const out = replyOutput(this.init, msg, p)
     if (out instanceof StageError) {
       this.settle(key, undefined, out)
       return
@@ -277,47 +286,38 @@ export class RemoteStage extends ShapedStage implements StageSession {
     this.settle(key, out)
   }
 
-  /** The reply's output if it is what the request asked for, else the error to fail it with. */
-  private outputOf(msg: ReceivedMessage & { type: 'StepResult' }, p: Pending): StageStepOutput | StageError {
-    const wrong = (what: string) => new StageError('ERR_STAGE_REPLY', `peer ${this.init.peerId} sent ${what}`)
-    const { hiddenSize } = this.init
-    const [got, asked] = [msg.hiddenDtype ?? 'fp32', this.init.hiddenDtype ?? 'fp32']
-    // Fingerprints are of the values as they travel: a state in another dtype is not comparable.
-    if (msg.hidden !== undefined && got !== asked)
-      return wrong(`${got} hidden state where ${asked} was asked`)
-    if (p.expect === 'output') {
-      if (msg.fingerprint !== undefined) return wrong('a fingerprint nobody asked for')
-      if (this.init.isLast)
-        return msg.topk !== undefined ? { topk: msg.topk } : wrong('the wrong output kind')
-      if (msg.hidden === undefined) return wrong('the wrong output kind')
-      return { hidden: msg.hidden }
-    }
-    if (p.expect === 'fetched') {
-      if (msg.hidden?.length !== p.seqLen * hiddenSize || msg.fingerprint !== undefined) {
-        return wrong('a fetched state of the wrong shape')
-      }
-      return { hidden: msg.hidden }
-    }
-    if (msg.fingerprint === undefined || msg.hidden !== undefined || msg.topk !== undefined) {
-      return wrong('no fingerprint where one was asked for')
-    }
-    if (this.init.isLast) {
-      try {
-        const tokenRows = decodeTokenRows(msg.fingerprint)
-        if (tokenRows.seqLen !== p.seqLen) return wrong('token rows of another length')
-        return { tokenRows }
-      } catch (err) {
-        return wrong(`malformed token rows (${(err as Error).message})`)
+  /**
+   * The results of a batched run: one signature over all of them, checked once. A batch that
+   * fails it fails every step in it; an item for a step asked with another length is refused.
+   */
+  private receiveBatch(msg: StepResults): void {
+    const key = (r: StepResult) => `${r.generationId}:${r.stepIndex}`
+    const { verifyKey, mesh } = this.init
+    if (verifyKey !== undefined && mesh !== undefined) {
+      const fields = msg.results.map((i) => ({
+        generationId: i.result.generationId,
+        stepIndex: i.result.stepIndex,
+        startPos: i.startPos,
+        seqLen: i.seqLen,
+        output: i.result,
+      }))
+      if (msg.signature === undefined || !verifyResults(verifyKey, mesh, fields, msg.signature)) {
+        const why = msg.signature === undefined ? 'an unsigned' : 'a wrongly signed'
+        const err = new StageError('ERR_STAGE_REPLY', `peer ${this.init.peerId} sent ${why} batch of results`)
+        for (const i of msg.results) this.settle(key(i.result), undefined, err)
+        return
       }
     }
-    try {
-      const fp = decodeFingerprint(msg.fingerprint)
-      if (fp.seqLen !== p.seqLen || fp.hiddenSize !== hiddenSize || fp.challenge !== p.expect.challenge) {
-        return wrong('a fingerprint of another shape or challenge')
-      }
-      return { fingerprint: fp }
-    } catch (err) {
-      return wrong(`a malformed fingerprint (${(err as Error).message})`)
+    for (const item of msg.results) {
+      const k = key(item.result)
+      const p = this.pending.get(k)
+      if (p === undefined) continue
+      const out =
+        p.startPos === item.startPos && p.seqLen === item.seqLen
+          ? replyOutput(this.init, item.result, p)
+          : new StageError('ERR_STAGE_REPLY', `peer ${this.init.peerId} sent a result for another step`)
+      if (out instanceof StageError) this.settle(k, undefined, out)
+      else this.settle(k, out)
     }
   }
 

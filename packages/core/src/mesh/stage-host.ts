@@ -1,6 +1,6 @@
 import type { StageSession } from '../engine/inference-backend.js'
 import { StageError } from '../errors.js'
-import type { StepSigner } from '../identity/step-signature.js'
+import type { StepBatchSigner, StepSigner } from '../identity/step-signature.js'
 import type { MessageConnection } from '../transport/message-connection.js'
 import { encodeFingerprint } from '../verify/fingerprint-codec.js'
 import { encodeTokenRows } from '../verify/token-rows.js'
@@ -12,6 +12,7 @@ import {
   toWireError,
 } from '../wire/messages.js'
 import { FingerprintingStage } from './fingerprinting-stage.js'
+import { ResultOutbox } from './result-outbox.js'
 
 export interface StageHostOptions {
   /** A generation idle this long has its KV cache freed (the coordinator may have died). */
@@ -20,6 +21,11 @@ export interface StageHostOptions {
   readonly onStep?: (info: { generationId: string; seqLen: number; ms: number; ok: boolean }) => void
   /** Signs every StepResult (e.g. `(f) => signResult(identity, { ...f, mesh })`). */
   readonly sign?: StepSigner
+  /**
+   * Signs the results of a batched run sent as one StepResults (e.g.
+   * `(fs) => signResults(identity, mesh, fs)`); without it, results go out one by one.
+   */
+  readonly signBatch?: StepBatchSigner
 }
 
 export interface StageHost {
@@ -48,6 +54,7 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
   /** Per generation, its latest step answered with a fingerprint, and the dtype it asked for. */
   const fingerprinted = new Map<string, { stepIndex: number; startPos: number; fp16: boolean }>()
   const owners = new Map<MessageConnection, Set<string>>()
+  const outboxes = new Map<MessageConnection, ResultOutbox>()
   /** Per generation, the stage work (steps, truncates) received so far, settled or not. */
   const chains = new Map<string, Promise<void>>()
   let inFlight = 0
@@ -176,19 +183,17 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
     seqLen: number,
     output: Pick<StepResult, 'hidden' | 'hiddenDtype' | 'topk' | 'fingerprint'>,
   ): Promise<void> {
-    const signature = options.sign?.({
+    let outbox = outboxes.get(conn)
+    if (outbox === undefined) {
+      outbox = new ResultOutbox(conn, options.sign, options.signBatch)
+      outboxes.set(conn, outbox)
+    }
+    await outbox.send({
       generationId: req.generationId,
       stepIndex: req.stepIndex,
       startPos: req.startPos,
       seqLen,
       output,
-    })
-    await conn.send({
-      type: 'StepResult',
-      generationId: req.generationId,
-      stepIndex: req.stepIndex,
-      ...output,
-      ...(signature !== undefined ? { signature } : {}),
     })
   }
 
@@ -246,6 +251,7 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
       owners.set(conn, mine)
       const offMessage = conn.onMessage((msg) => {
         if (msg.type === 'StepRequest') void run(conn, msg)
+        else if (msg.type === 'StepRequests') for (const r of msg.requests) void run(conn, r)
         else if (msg.type === 'FetchHidden') void fetch(conn, msg, mine)
         else if (msg.type === 'Truncate') truncate(msg, mine)
         else if (msg.type === 'EndGeneration') {
@@ -258,6 +264,7 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
       const offClose = conn.onClose(() => {
         for (const id of mine) end(id)
         owners.delete(conn)
+        outboxes.delete(conn)
       })
       return () => {
         offMessage()

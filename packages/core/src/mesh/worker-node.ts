@@ -1,6 +1,6 @@
 import type { InferenceBackend, StageSession } from '../engine/inference-backend.js'
 import type { PeerIdentity } from '../identity/peer-identity.js'
-import { signResult } from '../identity/step-signature.js'
+import { signResult, signResults } from '../identity/step-signature.js'
 import type { ModelConfig } from '../model/model-config.js'
 import { parseModelConfig } from '../model/parse-model-config.js'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightShapes } from '../model/weight-names.js'
@@ -198,6 +198,7 @@ export async function startWorkerNode(
       const host = createStageHost(stage, {
         onStep: () => stepsServed++,
         sign: (f) => signResult(identity, { ...f, mesh: init.mesh }),
+        signBatch: (fs) => signResults(identity, init.mesh, fs),
       })
       current = { start: mine.start, end: mine.end, stage, host }
       serveAll()

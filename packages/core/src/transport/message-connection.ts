@@ -1,6 +1,6 @@
 import { TransportError, WireProtocolError } from '../errors.js'
 import { type Sleep, sendWithBackpressure } from '../wire/backpressure.js'
-import { encodeMessage, type Message, type ReceivedMessage } from '../wire/messages.js'
+import { encodeMessage, type ReceivedMessage, type WireMessage } from '../wire/messages.js'
 import { Reassembler, type ReassemblerOptions } from '../wire/reassembler.js'
 import type { FrameChannel } from './transport.js'
 
@@ -103,7 +103,7 @@ export class MessageConnection {
    * signal's reason on abort (a message cut short is dropped by the peer's reassembler), and
    * with a WireProtocolError if the message is invalid.
    */
-  send(msg: Message, signal?: AbortSignal): Promise<void> {
+  send(msg: WireMessage, signal?: AbortSignal): Promise<void> {
     if (this.closed) return Promise.reject(closedError(this.closeReason))
     let frames: Uint8Array[]
     try {

@@ -87,6 +87,16 @@ export class BodyWriter {
     return this.align4()
   }
 
+  /** Appends another writer's body (a batch's inner message); the writer must not be used after. */
+  append(other: BodyWriter): this {
+    this.align4()
+    this.flushHead()
+    other.flushHead()
+    this.parts.push(...other.parts)
+    this.total += other.total
+    return this
+  }
+
   /** Splits the body into frames of at most `maxPayload` payload bytes, copying each byte once. */
   toFrames(type: FrameType, messageId: number, maxPayload: number, flags = 0): Uint8Array[] {
     this.flushHead()

@@ -53,6 +53,10 @@ export const FrameType = {
   Pong: 6,
   FetchHidden: 7,
   Truncate: 8,
+  /** Several StepRequests in one message (wire/step-batch.ts). */
+  StepRequests: 9,
+  /** Several StepResults of one batched run, signed once (wire/step-batch.ts). */
+  StepResults: 10,
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 
@@ -70,7 +74,7 @@ export interface Frame {
 const U32_MAX = 0xffffffff
 
 export function isFrameType(value: number): value is FrameType {
-  return Number.isInteger(value) && value >= FrameType.StepRequest && value <= FrameType.Truncate
+  return Number.isInteger(value) && value >= FrameType.StepRequest && value <= FrameType.StepResults
 }
 
 /** Writes a header into `target[0..24)`; the caller has checked every field. */

@@ -1,6 +1,16 @@
 import { type ButterflyError, errorFromWire, WireProtocolError } from '../errors.js'
 import { BodyReader, BodyWriter, payloadError, utf8Bytes } from './body.js'
 import {
+  EXT_FINGERPRINT,
+  EXT_SIGNATURE,
+  readExtensions,
+  readId,
+  readTag,
+  writeHidden,
+  writeId,
+  writeTag,
+} from './body-fields.js'
+import {
   checkMessageId,
   FRAME_HEADER_BYTES,
   FrameFlag,
@@ -10,15 +20,13 @@ import {
   MAX_MESSAGE_BYTES,
   STEP_FLAGS,
 } from './frame.js'
-import { FP16_TAG, hiddenDtypeOfTag } from './hidden-dtype.js'
+import { type InnerCodec, readBatch, type StepBatch, validateBatch, writeBatch } from './step-batch.js'
 import {
   type EndGeneration,
   type FetchHidden,
-  MAX_FINGERPRINT_BYTES,
   type Message,
   type Ping,
   type Pong,
-  STEP_SIGNATURE_BYTES,
   type StepError,
   type StepRequest,
   type StepResult,
@@ -26,6 +34,7 @@ import {
   validateMessage,
 } from './validate-message.js'
 
+export * from './step-batch.js'
 export * from './validate-message.js'
 
 /**
@@ -54,8 +63,13 @@ export * from './validate-message.js'
  * fp32 bodies are thus unchanged, and a peer that predates the flag refuses fp16 ones.
  */
 
+/** Every message the wire carries: the single ones and the batches (wire/step-batch.ts). */
+export type WireMessage = Message | StepBatch
+
 /** A message as it arrives: a StepError carries the rebuilt error, ready to throw. */
-export type ReceivedMessage = Exclude<Message, StepError> | (StepError & { readonly error: ButterflyError })
+export type ReceivedMessage =
+  | Exclude<WireMessage, StepError>
+  | (StepError & { readonly error: ButterflyError })
 
 export interface EncodeOptions {
   /** Defaults to a per-module counter; must be unique among this sender's in-flight messages. */
@@ -68,7 +82,7 @@ export interface EncodeOptions {
 let nextMessageId = 1
 
 /** Encodes a message into frames, each at most MAX_CHUNK_BYTES, ready to send in order. */
-export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Array[] {
+export function encodeMessage(msg: WireMessage, opts: EncodeOptions = {}): Uint8Array[] {
   const maxChunkBytes = opts.maxChunkBytes ?? MAX_CHUNK_BYTES
   if (
     !(
@@ -89,9 +103,34 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
     nextMessageId = (nextMessageId + 1) >>> 0
   }
   checkMessageId(messageId)
+  const { type, flags, body } = encodeBody(msg)
+  if (body.length > maxMessageBytes) {
+    throw new WireProtocolError(
+      'ERR_WIRE_TOO_LARGE',
+      `${msg.type} body is ${body.length} bytes, over ${maxMessageBytes}`,
+    )
+  }
+  return body.toFrames(type, messageId, maxChunkBytes - FRAME_HEADER_BYTES, flags)
+}
 
-  const m = validateMessage(msg)
+/** Inner bodies of batches are single messages' bodies, encoded and decoded as they are. */
+const INNER: InnerCodec = {
+  encode: (m) => {
+    const { flags, body } = encodeBody(m)
+    return { flags, body }
+  },
+  decode: (type, body, flags) => decodeMessageBody(type, body, flags),
+}
+
+function encodeBody(msg: WireMessage): { type: FrameType; flags: number; body: BodyWriter } {
   const w = new BodyWriter()
+  const kind = typeof msg === 'object' && msg !== null ? msg.type : undefined
+  if (kind === 'StepRequests' || kind === 'StepResults') {
+    writeBatch(w, validateBatch(msg as StepBatch), INNER)
+    const type = kind === 'StepRequests' ? FrameType.StepRequests : FrameType.StepResults
+    return { type, flags: 0, body: w }
+  }
+  const m = validateMessage(msg)
   let type: FrameType
   let flags = 0
   switch (m.type) {
@@ -162,13 +201,7 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
       w.u32(m.nonce).f64(m.sentAt)
       break
   }
-  if (w.length > maxMessageBytes) {
-    throw new WireProtocolError(
-      'ERR_WIRE_TOO_LARGE',
-      `${m.type} body is ${w.length} bytes, over ${maxMessageBytes}`,
-    )
-  }
-  return w.toFrames(type, messageId, maxChunkBytes - FRAME_HEADER_BYTES, flags)
+  return { type, flags, body: w }
 }
 
 /**
@@ -176,6 +209,11 @@ export function encodeMessage(msg: Message, opts: EncodeOptions = {}): Uint8Arra
  * `body`, so the caller must not reuse those bytes afterwards. `flags` are the frames' flags.
  */
 export function decodeMessageBody(type: FrameType, body: Uint8Array, flags = 0): ReceivedMessage {
+  if (type === FrameType.StepRequests || type === FrameType.StepResults) {
+    if (flags !== 0)
+      throw new WireProtocolError('ERR_WIRE_FLAGS', `frame flags 0x${flags.toString(16)} on a batch`)
+    return readBatch(type, body, INNER)
+  }
   const extensible = type === FrameType.StepResult || type === FrameType.StepRequest
   if (flags !== 0 && !(extensible && (flags & ~STEP_FLAGS) === 0)) {
     throw new WireProtocolError('ERR_WIRE_FLAGS', `frame flags 0x${flags.toString(16)} on frame type ${type}`)
@@ -272,56 +310,4 @@ export function checkMaxMessageBytes(value: number | undefined): number {
     )
   }
   return value
-}
-
-const EXT_SIGNATURE = 1
-const EXT_FINGERPRINT = 2
-
-function readExtensions(r: BodyReader, m: StepResult): void {
-  const parts = r.u8()
-  const high = r.u8()
-  const fingerprintLength = high * 0x10000 + r.u16()
-  // The flag promises a section; an empty one, or a length with no fingerprint, would give one
-  // message two encodings.
-  if (parts === 0 || (parts & ~(EXT_SIGNATURE | EXT_FINGERPRINT)) !== 0) {
-    throw payloadError(`StepResult extension header has unknown parts 0x${parts.toString(16)}`)
-  }
-  if ((parts & EXT_FINGERPRINT) === 0 ? fingerprintLength !== 0 : fingerprintLength === 0) {
-    throw payloadError('StepResult fingerprint length does not match its presence bit')
-  }
-  if (fingerprintLength > MAX_FINGERPRINT_BYTES) {
-    throw payloadError(
-      `StepResult fingerprint of ${fingerprintLength} bytes is over ${MAX_FINGERPRINT_BYTES}`,
-    )
-  }
-  if ((parts & EXT_SIGNATURE) !== 0) m.signature = r.bytes(STEP_SIGNATURE_BYTES)
-  if ((parts & EXT_FINGERPRINT) !== 0) m.fingerprint = r.bytes(fingerprintLength)
-}
-
-/** Writes the fp16 tag when asked; returns the frame flags that announce it. */
-function writeTag(w: BodyWriter, fp16: boolean): number {
-  if (!fp16) return 0
-  w.u32(FP16_TAG)
-  return FrameFlag.HiddenDtype
-}
-
-function writeHidden(w: BodyWriter, hidden: Float32Array, fp16: boolean): void {
-  if (fp16) w.fp16Array(hidden)
-  else w.array(hidden)
-}
-
-/** Whether hidden states are fp16; an unknown tag is ERR_WIRE_DTYPE (and fp32 has no tag). */
-function readTag(r: BodyReader, flags: number): boolean {
-  if ((flags & FrameFlag.HiddenDtype) === 0) return false
-  return hiddenDtypeOfTag(r.u32()) === 'fp16'
-}
-
-function writeId(w: BodyWriter, id: string): void {
-  w.u8(id.length).bytes(utf8Bytes(id)).align4()
-}
-
-function readId(r: BodyReader): string {
-  const id = r.ascii(r.u8())
-  r.align4()
-  return id
 }

@@ -1,0 +1,39 @@
+import type { ChatTemplate, HiddenDtype, ReputationOptions, Tokenizer } from '@butterfly/core'
+import type { Mesh } from '../control/mesh.js'
+import type { ServerMetrics } from '../control/server-metrics.js'
+import type { SlowClaimOptions } from './claim-check.js'
+
+// What a MeshGateway is built from (mesh-gateway.ts): its limits and the components it uses.
+
+export interface MeshGatewayInit {
+  /** A step with no answer after this long fails the generation (503). */
+  readonly stepTimeoutMs?: number
+  /** How long a request waits for a plan that is still loading before 503. */
+  readonly planWaitMs?: number
+  /** Admission's limits (AdmissionInit); each defaults to ADMISSION_DEFAULTS. */
+  readonly maxConcurrent?: number
+  readonly maxQueued?: number
+  readonly maxQueuedPerKey?: number
+  readonly maxQueueWaitMs?: number
+  /** Flagging and trust (trustAfter, ...); flagAfter defaults to 1 here, core's defaults otherwise. */
+  readonly reputation?: ReputationOptions
+  /** Replicated stages: 'windowed' (default) or 'every-step' (see ReplicatedStageInit). */
+  readonly verification?: 'windowed' | 'every-step'
+  /** Unconfirmed positions after which a window check runs; default 8. */
+  readonly verifyWindow?: number
+  /** The check of claimed throughput against measured steps (factor, minSteps, slackMs). */
+  readonly slowClaim?: SlowClaimOptions
+  /** Hidden states between stages: fp32 (default, what every peer speaks) or fp16 (half the bytes). */
+  readonly wireDtype?: HiddenDtype
+}
+
+export interface MeshGatewayComponents {
+  readonly mesh: Mesh
+  readonly tokenizer: Tokenizer
+  readonly chatTemplate?: ChatTemplate | undefined
+  readonly stopTokenIds?: readonly number[] | undefined
+  /** RTCPeerConnection implementation for Node. */
+  readonly wrtc: unknown
+  readonly metrics?: ServerMetrics
+  readonly log?: (line: string) => void
+}
