@@ -1,33 +1,37 @@
 /**
- * Holds a decode batch back for a moment until the generations of the previous batch are back.
- * Without it, the run after a batch starts as soon as the first of its generations returns
- * (in-process its next step arrives a few microtasks later, remotely after the coordinator's round
- * trip, one generation after another), so a batch splits into small runs that each pay the run's
- * fixed cost. The wait starts when the first expected generation is back and lasts at most the
- * previous run's duration (capped at `maxWaitMs`): a batch never waits longer than one run would
- * have taken, and a lone generation, which expects only itself, never waits at all.
+ * Holds a decode batch back while most of the stage's generations are still away. Without it the
+ * generations split into groups that never meet again: after a batch, whoever is back first (a
+ * straggler, a generation whose prompt just finished) runs alone, and the batch returning a moment
+ * later runs without it, every step from then on, each paying the run's fixed cost.
+ *
+ * A generation is "away" from its decode run here until its next step arrives. When fewer are
+ * ready than away, the ready ones wait for the others, at most 1.5 times the usual time away
+ * (measured, capped at `maxWaitMs`). So a straggler joins the batch, a batch waits for the rest of
+ * itself, and two equal halves (a pipeline keeping two stages busy) never hold each other back;
+ * a lone generation never waits.
  */
 export class BatchGate {
-  private expected = new Set<string>()
-  private waitMs = 0
+  /** Generation → when its last decode run here ended, while it is away. */
+  private readonly away = new Map<string, number>()
+  /** Moving average of the time a generation is away. */
+  private awayMs: number | undefined
   private deadline: number | undefined
   private timer: unknown
 
   constructor(
     private readonly now: () => number,
-    private readonly maxWaitMs = 4,
+    private readonly maxWaitMs = 50,
   ) {}
 
-  /** A decode run of `ids` took `ms`. */
-  ran(ids: Iterable<string>, ms: number): void {
-    this.expected = new Set(ids)
-    this.waitMs = Math.min(this.maxWaitMs, ms)
-    this.deadline = undefined
+  /** A decode run of `ids` just ended. */
+  ran(ids: Iterable<string>): void {
+    const at = this.now()
+    for (const id of ids) this.away.set(id, at)
   }
 
   /** The generation ended: nothing more will come from it. */
   forget(id: string): void {
-    this.expected.delete(id)
+    this.away.delete(id)
   }
 
   /**
@@ -35,26 +39,32 @@ export class BatchGate {
    * `wake` is called once the wait is over (a new arrival also re-asks, so it may run earlier).
    */
   shouldRun(ready: ReadonlySet<string>, wake: () => void): boolean {
-    let back = false
-    let missing = false
-    for (const id of this.expected) {
-      if (ready.has(id)) back = true
-      else missing = true
-    }
     const now = this.now()
-    if (missing && back && this.deadline === undefined) this.deadline = now + this.waitMs
-    if (!missing || !back || (this.deadline !== undefined && now >= this.deadline)) {
+    for (const id of ready) {
+      const since = this.away.get(id)
+      if (since === undefined) continue
+      this.away.delete(id)
+      const ms = now - since
+      this.awayMs = this.awayMs === undefined ? ms : 0.8 * this.awayMs + 0.2 * ms
+    }
+    // One away far longer than usual is not coming soon (its next step is a prompt chunk, or its
+    // coordinator is gone): it no longer holds the others back.
+    const stale = Math.max(250, 4 * (this.awayMs ?? 0))
+    for (const [id, since] of this.away) if (now - since > stale) this.away.delete(id)
+    if (ready.size >= this.away.size || this.awayMs === undefined) {
+      this.release()
+      return true
+    }
+    this.deadline ??= now + Math.min(this.maxWaitMs, 1.5 * this.awayMs)
+    if (now >= this.deadline) {
       this.release()
       return true
     }
     if (this.timer === undefined) {
-      this.timer = setTimeout(
-        () => {
-          this.timer = undefined
-          wake()
-        },
-        Math.max(0, (this.deadline as number) - now),
-      )
+      this.timer = setTimeout(() => {
+        this.timer = undefined
+        wake()
+      }, this.deadline - now)
     }
     return false
   }
@@ -63,7 +73,6 @@ export class BatchGate {
   release(): void {
     if (this.timer !== undefined) clearTimeout(this.timer as Parameters<typeof clearTimeout>[0])
     this.timer = undefined
-    this.expected.clear()
     this.deadline = undefined
   }
 }

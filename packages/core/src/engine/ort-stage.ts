@@ -197,19 +197,9 @@ class OrtStage extends ShapedStage implements StageSession {
     this.running = true
     const steps = tick.kind === 'decode' ? tick.steps.slice(0, this.maxBatch) : [tick.step]
     for (const s of steps) this.busy.add(s.id)
-    const started = performance.now()
     const work = tick.kind === 'decode' ? this.decode(steps) : this.chunk(tick.step)
     void work.finally(() => {
-      if (tick.kind === 'decode')
-        this.gate.ran(
-          steps.map((s) => s.id),
-          performance.now() - started,
-        )
-      const dbg = (globalThis as { DEBUG_RUNS?: string[] }).DEBUG_RUNS
-      if (dbg)
-        dbg.push(
-          `${tick.kind === 'decode' ? `d${steps.length}` : `p${tick.step.input.seqLen}`}:${(performance.now() - started).toFixed(2)}@${(started % 100000).toFixed(1)}`,
-        )
+      if (tick.kind === 'decode') this.gate.ran(steps.map((s) => s.id))
       for (const s of steps) this.busy.delete(s.id)
       for (const id of this.ending) this.kv.end(id)
       this.ending.clear()
