@@ -1,7 +1,6 @@
-import { sha256 } from '@noble/hashes/sha2.js'
 import type { TopKLogits } from '../base/top-k-logits.js'
 import { IdentityError } from '../errors.js'
-import { type PeerIdentity, signBytes, verifyBytes } from './peer-identity.js'
+import { createSha256, type PeerIdentity, signBytes, verifyBytes } from './peer-identity.js'
 
 /**
  * Signatures over step results, so every answer (and every vote built from answers) is
@@ -48,6 +47,7 @@ export type StepSigner = (fields: StepSigningFields) => Uint8Array
 
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 const encoder = new TextEncoder()
+const TAG_BYTES = encoder.encode(STEP_SIGNATURE_TAG)
 
 export function signResult(identity: PeerIdentity, fields: StepResultFields): Uint8Array {
   return signBytes(identity, stepSigningBytes(fields))
@@ -71,7 +71,7 @@ export function verifyResult(
 /** The canonical bytes a step signature covers. */
 export function stepSigningBytes(fields: StepResultFields): Uint8Array {
   if (typeof fields !== 'object' || fields === null) throw bad('step fields must be an object')
-  const tag = encoder.encode(STEP_SIGNATURE_TAG)
+  const tag = TAG_BYTES
   const mesh = shortString(fields.mesh, 'mesh')
   const gen = shortString(fields.generationId, 'generationId')
   const digest = stepOutputDigest(fields.output)
@@ -98,7 +98,8 @@ export function stepOutputDigest(output: StepOutput): Uint8Array {
   if (hidden === undefined && topk === undefined && fingerprint === undefined) {
     throw bad('step output needs hidden, topk or a fingerprint')
   }
-  const h = sha256.create()
+  // The backend's SHA-256 when it has one (node:crypto): same digest, a tenth of the time.
+  const h = createSha256()
   const head = (tag: number, n: number) => {
     const b = new Uint8Array(5)
     b[0] = tag
