@@ -51,6 +51,18 @@ export interface SignatureBackend {
   sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array
   /** Strict RFC 8032; false for anything malformed. */
   verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean
+  /**
+   * A native SHA-256, for the digest every step signature covers (step-signature.ts); without
+   * one, @noble/hashes' pure-JS SHA-256 (about 60 µs for a 768-wide hidden state, ten times
+   * node:crypto's). Must compute plain SHA-256: the digest is part of what peers sign.
+   */
+  createSha256?(): Sha256Hasher
+}
+
+/** An incremental SHA-256, as @noble/hashes and node:crypto both give one. */
+export interface Sha256Hasher {
+  update(data: Uint8Array): unknown
+  digest(): Uint8Array
 }
 
 const nobleBackend: SignatureBackend = {
@@ -68,6 +80,11 @@ export function registerSignatureBackend(next: SignatureBackend | undefined): vo
 
 export function signatureBackendName(): string {
   return backend.name
+}
+
+/** A SHA-256 hasher from the registered backend, or @noble/hashes' when it has none. */
+export function createSha256(): Sha256Hasher {
+  return backend.createSha256?.() ?? sha256.create()
 }
 
 /** Signs `message` (already domain-separated by the caller) with the identity's secret key. */

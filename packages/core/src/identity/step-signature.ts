@@ -1,8 +1,7 @@
-import { sha256 } from '@noble/hashes/sha2.js'
 import type { TopKLogits } from '../base/top-k-logits.js'
 import { IdentityError } from '../errors.js'
 import { type HiddenDtype, roundToFp16, valuesToFp16 } from '../wire/hidden-dtype.js'
-import { type PeerIdentity, signBytes, verifyBytes } from './peer-identity.js'
+import { createSha256, type PeerIdentity, signBytes, verifyBytes } from './peer-identity.js'
 
 /**
  * Signatures over step results, so every answer (and every vote built from answers) is
@@ -52,6 +51,7 @@ export type StepSigner = (fields: StepSigningFields) => Uint8Array
 
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 const encoder = new TextEncoder()
+const TAG_BYTES = encoder.encode(STEP_SIGNATURE_TAG)
 
 export function signResult(identity: PeerIdentity, fields: StepResultFields): Uint8Array {
   return signBytes(identity, stepSigningBytes(fields))
@@ -125,7 +125,9 @@ export function stepBatchSigningBytes(mesh: string, fields: readonly StepSigning
   new DataView(out.buffer).setUint32(at, fields.length, true)
   at += 4
   for (const f of fields) {
-    out.set(sha256(stepSigningBytes({ ...f, mesh })), at)
+    const h = createSha256()
+    h.update(stepSigningBytes({ ...f, mesh }))
+    out.set(h.digest(), at)
     at += 32
   }
   return out
@@ -134,7 +136,7 @@ export function stepBatchSigningBytes(mesh: string, fields: readonly StepSigning
 /** The canonical bytes a step signature covers. */
 export function stepSigningBytes(fields: StepResultFields): Uint8Array {
   if (typeof fields !== 'object' || fields === null) throw bad('step fields must be an object')
-  const tag = encoder.encode(STEP_SIGNATURE_TAG)
+  const tag = TAG_BYTES
   const mesh = shortString(fields.mesh, 'mesh')
   const gen = shortString(fields.generationId, 'generationId')
   const digest = stepOutputDigest(fields.output)
@@ -161,7 +163,8 @@ export function stepOutputDigest(output: StepOutput): Uint8Array {
   if (hidden === undefined && topk === undefined && fingerprint === undefined) {
     throw bad('step output needs hidden, topk or a fingerprint')
   }
-  const h = sha256.create()
+  // The backend's SHA-256 when it has one (node:crypto): same digest, a tenth of the time.
+  const h = createSha256()
   const head = (tag: number, n: number) => {
     const b = new Uint8Array(5)
     b[0] = tag

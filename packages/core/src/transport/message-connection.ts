@@ -1,5 +1,10 @@
 import { TransportError, WireProtocolError } from '../errors.js'
-import { type Sleep, sendWithBackpressure } from '../wire/backpressure.js'
+import {
+  DEFAULT_HIGH_WATER_MARK,
+  type Sleep,
+  sendWhileBelow,
+  sendWithBackpressure,
+} from '../wire/backpressure.js'
 import { encodeMessage, type ReceivedMessage, type WireMessage } from '../wire/messages.js'
 import { Reassembler, type ReassemblerOptions } from '../wire/reassembler.js'
 import type { FrameChannel } from './transport.js'
@@ -38,6 +43,9 @@ export class MessageConnection {
   readonly channel: FrameChannel
   readonly maxProtocolErrors: number
   private readonly opts: MessageConnectionOptions
+  private readonly highWaterMark: number
+  /** Whether a send may skip sendWithBackpressure when nothing has to wait (see sendFrames). */
+  private readonly sendsAtOnce: boolean
   private readonly reassembler: Reassembler
   private readonly messageHandlers = new Set<(msg: ReceivedMessage) => void>()
   private readonly errorHandlers = new Set<(err: WireProtocolError) => void>()
@@ -70,6 +78,10 @@ export class MessageConnection {
     this.channel = channel
     this.maxProtocolErrors = max
     this.opts = opts
+    this.highWaterMark = hwm ?? DEFAULT_HIGH_WATER_MARK
+    // A bad pollMs is sendWithBackpressure's to reject, on every send as before.
+    const poll = opts.pollMs
+    this.sendsAtOnce = poll === undefined || (Number.isFinite(poll) && poll > 0)
     const reassemblerOpts: ReassemblerOptions = { ...opts.reassembler }
     if (opts.maxMessageBytes !== undefined) reassemblerOpts.maxMessageBytes = opts.maxMessageBytes
     this.reassembler = new Reassembler(reassemblerOpts)
@@ -146,13 +158,30 @@ export class MessageConnection {
   private async sendFrames(frames: Uint8Array[], signal: AbortSignal | undefined): Promise<void> {
     if (this.closed) throw closedError(this.closeReason)
     signal?.throwIfAborted()
+    // The usual case (a step's message, a queue below the high-water mark) needs no wait, so
+    // none of the abort plumbing below: its frames go at once, and only the rest waits.
+    let rest = frames
+    if (this.sendsAtOnce) {
+      let sent: number
+      try {
+        sent = sendWhileBelow(this.channel, frames, this.highWaterMark)
+      } catch (err) {
+        if (this.closed) throw closedError(this.closeReason, err)
+        throw err
+      }
+      if (sent === frames.length) {
+        for (const f of frames) this.sentBytes += f.byteLength
+        return
+      }
+      rest = frames.slice(sent)
+    }
     const inner = new AbortController()
     const onAbort = (): void => inner.abort(signal?.reason)
     signal?.addEventListener('abort', onAbort, { once: true })
     this.inFlight.add(inner)
     try {
       const waitForLow = this.channel.waitForLow?.bind(this.channel)
-      await sendWithBackpressure(this.channel, frames, {
+      await sendWithBackpressure(this.channel, rest, {
         signal: inner.signal,
         ...(waitForLow === undefined ? {} : { waitForLow }),
         ...(this.opts.highWaterMark === undefined ? {} : { highWaterMark: this.opts.highWaterMark }),

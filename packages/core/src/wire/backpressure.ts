@@ -63,6 +63,22 @@ export async function sendWithBackpressure(
   }
 }
 
+/**
+ * Sends frames from `start` on while the channel holds at most `highWaterMark` bytes, never
+ * waiting; returns the index of the first frame left unsent (`frames.length` once all went).
+ * The wait-free part of sendWithBackpressure, for callers that only set up a wait when one is due.
+ */
+export function sendWhileBelow(
+  channel: BufferedChannel,
+  frames: readonly Uint8Array[],
+  highWaterMark: number,
+  start = 0,
+): number {
+  let i = start
+  while (i < frames.length && channel.bufferedAmount <= highWaterMark) channel.send(frames[i++] as Uint8Array)
+  return i
+}
+
 async function waitOnce(
   pollMs: number,
   sleep: Sleep,

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto'
+import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto'
 import { registerSignatureBackend, type SignatureBackend } from '@butterfly/core'
 
 // DER prefixes that wrap a raw 32-byte Ed25519 key as PKCS#8 / SPKI (RFC 8410).
@@ -8,7 +8,8 @@ const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 /**
  * Ed25519 through node:crypto (OpenSSL): about 20x faster than the pure-JS default, which
  * matters because every pipeline step is signed by its worker and checked by the coordinator.
- * Key objects are cached per key.
+ * Key objects are cached per key. The SHA-256 of each step's output, which the signature
+ * covers, is node:crypto's too (about 60 µs less per signature and per check at hidden 768).
  */
 export function nodeSignatureBackend(): SignatureBackend {
   const privateKeys = new Map<string, KeyObject>()
@@ -36,6 +37,17 @@ export function nodeSignatureBackend(): SignatureBackend {
         createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' }),
       )
       return verify(null, message, key, signature)
+    },
+    createSha256: () => {
+      const h = createHash('sha256')
+      return {
+        update: (data: Uint8Array) => h.update(data),
+        // A plain Uint8Array, as the pure-JS hasher gives, not a Buffer.
+        digest: () => {
+          const d = h.digest()
+          return new Uint8Array(d.buffer, d.byteOffset, d.byteLength)
+        },
+      }
     },
   }
 }
