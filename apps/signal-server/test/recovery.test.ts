@@ -77,3 +77,45 @@ describe('a stage peer dying mid-generation (r = 1, with a spare peer)', () => {
     }
   })
 })
+
+describe('a stage peer dying with a full batch in flight (r = 1, three stages)', () => {
+  test('16 generations batched on the peer: each finishes with its undisturbed tokens or fails with a stable code', async () => {
+    const prompts = [PROMPT, [1, 9, 8, 7, 6], [1, 33, 44, 55, 66, 77, 88], [1, 120]]
+    const references = await Promise.all(prompts.map((p) => referenceTokens(modelDir, p, TOKENS)))
+    const mesh = server.meshes.get('default')
+    if (!mesh) throw new Error('no mesh')
+    const served = gateway?.find('default') as MeshGateway
+    while (live.size < 3) await join(`batch-${live.size}`)
+    const plan = await readyPlan(mesh, (p) => p.stages.length === 3)
+    const victim = plan.stages[0]?.peerId as string
+    let started = 0
+    let killed: Promise<unknown> | undefined
+    // Killed once every generation has streamed 3 tokens: all 16 have steps on it at once.
+    const kill = async (count: number) => {
+      if (count === 3) started++
+      if (started === 16 && killed === undefined) {
+        const proc = live.get(victim) as Proc
+        live.delete(victim)
+        killed = proc.stop('SIGKILL')
+        await killed
+      }
+    }
+    const runs = Array.from({ length: 16 }, (_, i) =>
+      meshTokens(served, prompts[i % 4] as number[], TOKENS, kill).then(
+        (tokens) => ({ ok: true as const, i, tokens }),
+        (err: unknown) => ({ ok: false as const, i, err }),
+      ),
+    )
+    const settled = await Promise.all(runs)
+    expect(killed).toBeDefined()
+    for (const r of settled) {
+      if (r.ok) expect(r.tokens, `generation ${r.i}`).toEqual(references[r.i % 4])
+      else
+        expect((r.err as { code?: unknown }).code, `generation ${r.i}: ${String(r.err)}`).toMatch(
+          /^ERR_[A-Z_]+$/,
+        )
+    }
+    // The two peers left hold the model between them: none had to fail.
+    expect(settled.filter((r) => r.ok)).toHaveLength(16)
+  })
+})
