@@ -65,6 +65,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
 
   constructor(init: MeshInit) {
     super()
+    // Every generation waiting for a re-plan listens for 'ready' (up to --max-concurrent of them),
+    // so Node's leak warning at 11 listeners would fire on an honest burst.
+    this.setMaxListeners(0)
     this.init = init
     this.name = parsePeerId(init.name, 'mesh name') // mesh names follow the peer-id rule
     this.model = init.model
