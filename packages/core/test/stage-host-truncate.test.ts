@@ -12,7 +12,7 @@ import { createMemoryTransport, MemoryNetwork } from '../src/transport/memory-tr
 import { MessageConnection } from '../src/transport/message-connection.js'
 import type { Transport } from '../src/transport/transport.js'
 import { FrameType } from '../src/wire/frame.js'
-import type { Message, ReceivedMessage, StepRequest } from '../src/wire/messages.js'
+import type { ReceivedMessage, StepRequest } from '../src/wire/messages.js'
 import { HIDDEN, rejection, remote } from './remote-stage-helpers.js'
 import { frameOf, RawBody } from './wire-helpers.js'
 

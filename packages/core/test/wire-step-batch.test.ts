@@ -325,7 +325,7 @@ describe('RemoteStage and the stage host batch their messages', () => {
   test('a batch of steps goes out as one StepRequests and comes back as one StepResults, signed once', async () => {
     const { steps, seen } = await run(worker)
     const outs = await Promise.all(steps)
-    outs.forEach((o, i) => expect(Array.from(o.hidden ?? [])).toEqual([2 * i, 2, 4, 6]))
+    for (const [i, o] of outs.entries()) expect(Array.from(o.hidden ?? [])).toEqual([2 * i, 2, 4, 6])
     expect(seen).toEqual([`StepResults(${N})`])
   })
 

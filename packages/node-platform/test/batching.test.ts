@@ -133,7 +133,7 @@ for (const [name, config, { batched }] of configs) {
       const [stopped, rest] = await Promise.all([cancelled, others])
       expect(stopped.err).toBeInstanceOf(Error)
       expect(trace(stopped.got)).toEqual((alone[1] as ReturnType<typeof trace>).slice(0, 3))
-      rest.forEach((tokens, j) => expect(trace(tokens)).toEqual(alone[[0, 2, 3][j] as number]))
+      for (const [j, tokens] of rest.entries()) expect(trace(tokens)).toEqual(alone[[0, 2, 3][j] as number])
       for (const stage of p.stages) expect(stage.activeGenerations).toBe(0)
       // The freed slots serve a new generation exactly as before.
       expect(trace(await collect(p, reqs[1] as GenerateRequest))).toEqual(alone[1])
