@@ -1,4 +1,5 @@
 import type { InferenceSession, Tensor } from 'onnxruntime-common'
+import { concatFloats as concat } from '../base/concat-floats.js'
 import type { RowTopK, TopKLogits } from '../base/top-k-logits.js'
 import { GenerationError } from '../errors.js'
 import type { ModelConfig } from '../model/model-config.js'
@@ -229,14 +230,4 @@ export function joinChunks(parts: readonly StageStepOutput[], allRows: boolean):
   }
   const result: StageStepOutput = { topk: lastRow(joined), rowTopk: joined }
   return last.logits === undefined ? result : { ...result, logits: last.logits }
-}
-
-function concat(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
 }

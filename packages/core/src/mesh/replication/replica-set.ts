@@ -1,3 +1,4 @@
+import { concatFloats as concat } from '../../base/concat-floats.js'
 import type { StageSession, StageStepInput, StageStepOutput } from '../../engine/inference-backend.js'
 import type { StageShape } from '../../engine/stage-shape.js'
 import { StageError, VerifyError } from '../../errors.js'
@@ -186,16 +187,6 @@ export function mergeSteps(
       steps: parts.length,
     }
   })
-}
-
-function concat(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
 }
 
 /**
