@@ -32,10 +32,10 @@ const workers: Proc[] = []
 let reference: string
 let referenceCompletion: string
 
-function worker(name: string): Proc {
+function worker(name: string, extra: readonly string[] = []): Proc {
   const w = start(
     WORKER_BIN,
-    ['join', '--server', url, '--device', 'cpu', '--name', name, '--memory', '1GB'],
+    ['join', '--server', url, '--device', 'cpu', '--name', name, '--memory', '1GB', ...extra],
     {
       BUTTERFLY_CACHE_DIR: cache,
       // One identity per worker: a key can be in a mesh only once.
@@ -174,9 +174,12 @@ describe('mesh of three workers over WebRTC', () => {
   })
 
   test('a worker joining re-plans, and later generations still match', async () => {
-    worker('w4')
+    // Its engine flags (one thread, batches of two, 4-position prompt chunks) never change text.
+    worker('w4', ['--threads', '1', '--max-batch', '2', '--prefill-chunk', '4'])
     await until<Health>(`${url}/health`, readyWith(3))
     expect(await chatStream()).toBe(reference)
+    const results = await Promise.all([chat(), chatStream(), chat()])
+    for (const r of results) expect(r).toBe(reference)
   })
 })
 

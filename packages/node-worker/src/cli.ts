@@ -116,6 +116,23 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
         .choices(['fp32', 'fp16'])
         .default('fp32'),
     )
+    .addOption(
+      new Option(
+        '--threads <n>',
+        "intra-op threads per stage (default: onnxruntime's, one per core)",
+      ).argParser(intArg('--threads', 1, 256)),
+    )
+    .addOption(
+      new Option('--max-batch <n>', 'most generations one stage run batches (default 128)').argParser(
+        intArg('--max-batch', 1, 1024),
+      ),
+    )
+    .addOption(
+      new Option(
+        '--prefill-chunk <n>',
+        'prompt positions per prefill chunk, run between decode batches (default 128)',
+      ).argParser(intArg('--prefill-chunk', 4, 65_536)),
+    )
     .action(async (opts) => {
       await runJoin(opts)
     })

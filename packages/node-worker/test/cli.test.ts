@@ -90,6 +90,10 @@ describe('butterfly-worker generate', () => {
     ['an unknown device', ['--server', 'http://127.0.0.1:9', '--device', 'tpu'], /--device/],
     ['an unknown weight precision', ['--server', 'http://127.0.0.1:9', '--weights', 'fp8'], /--weights/],
     ['no server at all', [], /--server/],
+    ['zero threads', ['--server', 'http://127.0.0.1:9', '--threads', '0'], /--threads must be an integer/],
+    ['a fractional batch', ['--server', 'http://127.0.0.1:9', '--max-batch', '2.5'], /--max-batch must be/],
+    ['a batch over the wire cap', ['--server', 'http://127.0.0.1:9', '--max-batch', '1025'], /--max-batch/],
+    ['a tiny prefill chunk', ['--server', 'http://127.0.0.1:9', '--prefill-chunk', '3'], /--prefill-chunk/],
   ]
   test.each(badJoin)('join with %s is a usage error', async (_, args, message) => {
     const run = await cli(['join', ...args])

@@ -22,6 +22,8 @@ export interface WorkerProcessesInit {
   /** Folder for the workers' identity files: one key joins a mesh once. */
   readonly identities: string
   readonly env?: Readonly<Record<string, string>>
+  /** More `join` flags, e.g. `--threads 1`. */
+  readonly args?: readonly string[]
 }
 
 /** `butterfly-worker join` processes on the CPU, output ignored. */
@@ -40,6 +42,7 @@ export function spawnWorkers(init: WorkerProcessesInit): ChildProcess[] {
         'cpu',
         '--name',
         `${init.name}-${i}`,
+        ...(init.args ?? []),
       ],
       {
         stdio: 'ignore',

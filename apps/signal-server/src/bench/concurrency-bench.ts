@@ -56,6 +56,12 @@ export function concurrencyOptions(quick: boolean): ConcurrencyBenchOptions {
   return { embedded: { ...embedded, slowClaimCheck }, synthetic: { ...synthetic, slowClaimCheck } }
 }
 
+/** BUTTERFLY_BENCH_WORKER_THREADS=N runs each bench worker with `--threads N`. */
+function workerThreadArgs(): string[] {
+  const threads = process.env.BUTTERFLY_BENCH_WORKER_THREADS
+  return threads === undefined || threads === '' ? [] : ['--threads', threads]
+}
+
 const claimCheck = (on: boolean) => (on ? 'slow-claim check on' : 'slow-claim check off')
 
 // The embedded default model, as scripts/start-local-mesh.js serves it (src/bench and dist/bench
@@ -131,7 +137,14 @@ async function embeddedBench(opts: ConcurrencyBenchOptions['embedded']): Promise
     ...['--max-concurrent', String(concurrency), '--max-queued', String(4 * concurrency)],
     ...(opts.slowClaimCheck ? [] : ['--slow-claim-factor', String(SLOW_CLAIM_OFF)]),
   ])
-  const workers = spawnWorkers({ serverUrl: server.url, mesh: 'default', count: 2, name: 'conc', identities })
+  const workers = spawnWorkers({
+    serverUrl: server.url,
+    mesh: 'default',
+    count: 2,
+    name: 'conc',
+    identities,
+    args: workerThreadArgs(),
+  })
   try {
     await untilStages(server.url, 2, 300_000)
     const target = openAiTarget(server.url, 'default', opts.maxTokens)

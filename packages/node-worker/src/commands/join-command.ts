@@ -18,6 +18,12 @@ export interface JoinOptions {
   readonly memory: number
   readonly name: string
   readonly weights: 'fp32' | 'fp16'
+  /** Intra-op threads per stage session; onnxruntime's default is one per core. */
+  readonly threads?: number
+  /** Most generations one stage run batches. */
+  readonly maxBatch?: number
+  /** Prompt positions per prefill chunk between decode batches. */
+  readonly prefillChunk?: number
 }
 
 const STOP_DEADLINE_MS = 20_000
@@ -69,7 +75,12 @@ export async function runJoin(opts: JoinOptions): Promise<void> {
       weights: opts.weights,
     },
     {
-      backend: createNodeBackend({ device }),
+      backend: createNodeBackend({
+        device,
+        ...(opts.threads === undefined ? {} : { threads: opts.threads }),
+        ...(opts.maxBatch === undefined ? {} : { maxBatch: opts.maxBatch }),
+        ...(opts.prefillChunk === undefined ? {} : { prefillChunk: opts.prefillChunk }),
+      }),
       wrtc: nodeWrtc(),
       log,
       onDownload: (done, total) => {
