@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { concatFloats } from '../src/base/concat-floats.js'
 import type { ModelConfig } from '../src/model/model-config.js'
 import { ReferenceModel } from '../src/model/reference-model.js'
 import { syntheticWeights } from '../src/model/synthetic.js'
@@ -29,16 +30,6 @@ function maxRelDiff(a: Float32Array, b: Float32Array): number {
   return worst
 }
 
-const concat = (...parts: Float32Array[]) => {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
-}
-
 describe('fused projections (Phi-3)', () => {
   it('qkv_proj = [q; k; v] and gate_up_proj = [gate; up] give exactly the separate model', () => {
     const weights = syntheticWeights(llama, 3)
@@ -48,9 +39,9 @@ describe('fused projections (Phi-3)', () => {
     for (let l = 0; l < llama.numLayers; l++) {
       const n = layerWeightNames(l)
       const get = (name: string) => weights.get(name) as Float32Array
-      fused.set(n.qkv, concat(get(n.q), get(n.k), get(n.v)))
-      fused.set(n.qkv.replace(/weight$/, 'bias'), concat(get(n.qBias), get(n.kBias), get(n.vBias)))
-      fused.set(n.gateUp, concat(get(n.gate), get(n.up)))
+      fused.set(n.qkv, concatFloats([get(n.q), get(n.k), get(n.v)]))
+      fused.set(n.qkv.replace(/weight$/, 'bias'), concatFloats([get(n.qBias), get(n.kBias), get(n.vBias)]))
+      fused.set(n.gateUp, concatFloats([get(n.gate), get(n.up)]))
     }
     expect(run(phi, fused)).toEqual(run(llama, weights))
   })
