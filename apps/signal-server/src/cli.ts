@@ -44,6 +44,7 @@ export interface ServerCliOptions extends AdmissionCliOptions {
   slowClaimFactor: number
   slowClaimMinSteps: number
   wireDtype: 'fp32' | 'fp16'
+  relay: 'chain' | 'coordinator'
 }
 
 export interface MainOptions {
@@ -251,6 +252,15 @@ export function buildCli(
           .choices(['fp32', 'fp16'])
           .default('fp32'),
       )
+      .addOption(
+        new Option(
+          '--relay <how>',
+          'hidden states in plans without replicas: chain (worker to worker) or coordinator (through this server)',
+        )
+          .env('BUTTERFLY_RELAY')
+          .choices(['chain', 'coordinator'])
+          .default('chain'),
+      )
       .addCommand(tokensCommand(out))
       .action(async (opts: ServerCliOptions) => {
         await run(opts)
@@ -317,6 +327,7 @@ async function serve(
           verifyWindow: opts.verifyWindow,
           slowClaim: { factor: opts.slowClaimFactor, minSteps: opts.slowClaimMinSteps },
           wireDtype: opts.wireDtype,
+          relay: opts.relay,
         },
         { wrtc: nodeWrtc(), log: (line) => process.stderr.write(`butterfly-server: ${line}\n`) },
       )
@@ -329,6 +340,7 @@ async function serve(
   )
   if (opts.requirePeerTokens) out.write('  per-peer join tokens required\n')
   if (opts.wireDtype === 'fp16') out.write('  hidden states on the wire: fp16\n')
+  if (opts.relay === 'coordinator') out.write('  hidden states relayed through this server\n')
   options.onListening?.(server)
   await stopped(options.signal)
   await server.close()

@@ -82,6 +82,7 @@ describe('butterfly-server', () => {
       '--max-queued-per-key',
       '--max-queue-wait',
       '--wire-dtype',
+      '--relay',
     ]) {
       expect(r.stdout).toContain(flag)
     }
@@ -129,6 +130,8 @@ describe('butterfly-server', () => {
     ['zero slow-claim steps', ['--slow-claim-min-steps', '0'], {}],
     ['an unknown wire dtype', ['--wire-dtype', 'bf16'], {}],
     ['a bad wire dtype from the environment', [], { BUTTERFLY_WIRE_DTYPE: 'fp8' }],
+    ['an unknown relay', ['--relay', 'mesh'], {}],
+    ['a bad relay from the environment', [], { BUTTERFLY_RELAY: 'workers' }],
     ['tokens issue without a file', ['tokens', 'issue', '--mesh', 'demo'], {}],
     ['tokens issue without a mesh', ['tokens', 'issue', '--join-token-file', '/tmp/x.json'], {}],
     [

@@ -27,13 +27,16 @@ beforeAll(async () => {
 afterAll(async () => cleanup?.())
 
 /** Tokens and gateway wire bytes of one generation on a fresh 2-worker, 2-stage mesh. */
-async function run(dtype: HiddenDtype): Promise<{ tokens: number[]; bytes: number }> {
+async function run(
+  dtype: HiddenDtype,
+  relay: 'chain' | 'coordinator' = 'coordinator',
+): Promise<{ tokens: number[]; bytes: number }> {
   let gateway: Gateway | undefined
   const server: SignalServer = await startServer({
     meshes: [{ name: 'default', modelDir }],
     planOptions: { strategy: 'uniform' },
     extend: async (parts) => {
-      gateway = await attachGateway(parts, { wireDtype: dtype }, { wrtc: nodeWrtc() })
+      gateway = await attachGateway(parts, { wireDtype: dtype, relay }, { wrtc: nodeWrtc() })
     },
   })
   const workers: WorkerNode[] = []
@@ -66,6 +69,13 @@ describe('fp16 hidden states in a mesh', () => {
     const positions = PROMPT.length + TOKENS - 1
     const saved = 2 * positions * HIDDEN * 2 - 2 * steps * 4
     expect(Math.abs(fp32.bytes - fp16.bytes - saved)).toBeLessThan(saved * 0.1)
+    // Chained worker to worker, no hidden state reaches the gateway at all: both fp32 crossings are
+    // saved, and with them the headers of one message each way per step (bounded by half again).
+    const chained = await run('fp32', 'chain')
+    expect(chained.tokens).toEqual(reference)
+    const relayed = 2 * positions * HIDDEN * 4
+    expect(fp32.bytes - chained.bytes).toBeGreaterThan(0.9 * relayed)
+    expect(fp32.bytes - chained.bytes).toBeLessThan(1.5 * relayed)
   }, 120_000)
 })
 

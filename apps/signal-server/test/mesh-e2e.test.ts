@@ -146,6 +146,14 @@ describe('mesh of three workers over WebRTC', () => {
     }
   })
 
+  test('hidden states hop worker to worker: the gateway times one chained stage, no stage alone', async () => {
+    expect(await chat()).toBe(reference)
+    const text = await (await fetch(`${url}/metrics`)).text()
+    const chained = text.match(/butterfly_stage_step_seconds_count\{mesh="default",stage="chain"\} (\d+)/)
+    expect(Number(chained?.[1] ?? 0)).toBeGreaterThanOrEqual(MAX_TOKENS)
+    expect(text).not.toMatch(/butterfly_stage_step_seconds_count\{mesh="default",stage="0"\}/)
+  })
+
   test('completions give exactly the single-process tokens', async () => {
     const res = await client.completions.create({
       model: modelId,

@@ -228,7 +228,9 @@ export class StageError extends ButterflyError {
       | 'ERR_STAGE_REPLY'
       | 'ERR_NO_PLAN'
       | 'ERR_STAGE_BUSY'
-      | 'ERR_HIDDEN_UNAVAILABLE',
+      | 'ERR_HIDDEN_UNAVAILABLE'
+      // A chained step could not go on to the next peer of its route (wire/step-route.ts).
+      | 'ERR_CHAIN_LINK',
     message: string,
   ) {
     super(code, message)

@@ -64,6 +64,7 @@
  * L5
  * - `mesh/`: control protocol with the server (`parseJoinRequest`, `PlanMessage`, ...),
  *   `RemoteStage` (coordinator side) and `createStageHost` (worker side) run steps across peers;
+ *   a `StageChain` makes one RemoteStage of several r=1 peers that forward hidden states to each other;
  *   `ReplicatedStage` votes among the replicas of one stage; `FingerprintingStage`; worker node.
  * - `placement/`: `planPlacement`, `PlanCache`, `planBenchmark`, `stageMemoryBytes`.
  */
@@ -99,9 +100,12 @@ export * from './mesh/control-protocol.js'
 export * from './mesh/fingerprinting-stage.js'
 export type * from './mesh/health-report.js'
 export * from './mesh/layer-benchmark.js'
+export * from './mesh/peer-links.js'
 export * from './mesh/remote-stage.js'
 export * from './mesh/replicated-stage.js'
+export type { StageChain } from './mesh/stage-chain.js'
 export * from './mesh/stage-host.js'
+export type { StageLinks } from './mesh/step-forwarder.js'
 export * from './mesh/worker-node.js'
 export * from './model/architecture.js'
 export * from './model/model-config.js'

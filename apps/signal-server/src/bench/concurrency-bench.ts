@@ -128,7 +128,10 @@ export interface EmbeddedFigures {
   readonly failures: string
 }
 
-async function embeddedBench(opts: ConcurrencyBenchOptions['embedded']): Promise<EmbeddedFigures> {
+async function embeddedBench(
+  opts: ConcurrencyBenchOptions['embedded'],
+  relay: Relay,
+): Promise<EmbeddedFigures> {
   const { concurrency } = opts
   const identities = await mkdtemp(join(tmpdir(), 'butterfly-bench-ids-'))
   const server = await startServerProcess([
@@ -136,6 +139,7 @@ async function embeddedBench(opts: ConcurrencyBenchOptions['embedded']): Promise
     // Explicit, whatever the defaults: every request of a burst is admitted at once.
     ...['--max-concurrent', String(concurrency), '--max-queued', String(4 * concurrency)],
     ...(opts.slowClaimCheck ? [] : ['--slow-claim-factor', String(SLOW_CLAIM_OFF)]),
+    ...['--relay', relay],
   ])
   const workers = spawnWorkers({
     serverUrl: server.url,
@@ -239,13 +243,18 @@ function medianFigures(rounds: readonly LoadFigures[]): LoadFigures {
 
 const ms = (v: number) => v.toFixed(0)
 
+/** How hidden states travel between the two workers (butterfly-server --relay). */
+type Relay = 'chain' | 'coordinator'
+const RELAYS: readonly Relay[] = ['chain', 'coordinator']
+
 /** Prints the `## Concurrency` section; throws after printing when a completion was lost or differed. */
 export async function concurrencySection(opts: ConcurrencyBenchOptions): Promise<void> {
   const e = opts.embedded
   console.log(
-    `\n## Concurrency: embedded model (models/shakespeare), butterfly-server + 2 butterfly-worker processes (r=1, 2 stages, --max-concurrent ${e.concurrency}, ${claimCheck(e.slowClaimCheck)}), official openai client, /v1/completions, greedy; medians over rounds`,
+    `\n## Concurrency: embedded model (models/shakespeare), butterfly-server + 2 butterfly-worker processes (r=1, 2 stages, --max-concurrent ${e.concurrency}, ${claimCheck(e.slowClaimCheck)}), official openai client, /v1/completions, greedy; medians over rounds; hidden states chained worker to worker (the default), then relayed through the server (--relay coordinator)`,
   )
-  const a = await embeddedBench(e)
+  const figures = new Map<Relay, EmbeddedFigures>()
+  for (const relay of RELAYS) figures.set(relay, await embeddedBench(e, relay))
   console.log(
     [
       'load',
@@ -273,28 +282,40 @@ export async function concurrencySection(opts: ConcurrencyBenchOptions): Promise
         f.mismatches,
       ].join('\t'),
     )
-  row(`1 stream alone, ${e.maxTokens} tokens (each prompt once)`, a.alone, a.aloneTokensPerSec, '1.00')
-  row(
-    `${e.concurrency} concurrent streams, ${e.maxTokens} tokens (x${e.rounds} rounds)`,
-    a.burst,
-    a.burst.tokensPerSec,
-    `${a.ratio.toFixed(2)}x`,
-  )
-  row(
-    `${e.concurrency} concurrent, ${e.shortTokens} tokens, not streamed, ${e.sustainMs / 1000} s sustained`,
-    a.sustained,
-    a.sustained.tokensPerSec,
-    '-',
-  )
-  console.log(
-    `   CPU during the ${e.concurrency}-stream rounds (${a.burstWallS.toFixed(1)} s wall): ` +
-      a.cpu
-        .map(
-          (c) =>
-            `${c.name} ${c.seconds.toFixed(2)} s = ${((100 * c.seconds) / a.burstWallS).toFixed(0)}% of a core, ${((1000 * c.seconds) / a.burstTokens).toFixed(2)} ms/token`,
-        )
-        .join(', '),
-  )
+  for (const [relay, a] of figures) {
+    row(
+      `[${relay}] 1 stream alone, ${e.maxTokens} tokens (each prompt once)`,
+      a.alone,
+      a.aloneTokensPerSec,
+      '1.00',
+    )
+    row(
+      `[${relay}] ${e.concurrency} concurrent streams, ${e.maxTokens} tokens (x${e.rounds} rounds)`,
+      a.burst,
+      a.burst.tokensPerSec,
+      `${a.ratio.toFixed(2)}x`,
+    )
+    row(
+      `[${relay}] ${e.concurrency} concurrent, ${e.shortTokens} tokens, not streamed, ${e.sustainMs / 1000} s sustained`,
+      a.sustained,
+      a.sustained.tokensPerSec,
+      '-',
+    )
+    console.log(
+      `   [${relay}] CPU during the ${e.concurrency}-stream rounds (${a.burstWallS.toFixed(1)} s wall): ` +
+        a.cpu
+          .map(
+            (c) =>
+              `${c.name} ${c.seconds.toFixed(2)} s = ${((100 * c.seconds) / a.burstWallS).toFixed(0)}% of a core, ${((1000 * c.seconds) / a.burstTokens).toFixed(2)} ms/token`,
+          )
+          .join(', '),
+    )
+  }
+  const wrongEmbedded = [...figures.values()].reduce((n, a) => n + a.wrong, 0)
+  const failures = [...figures.values()]
+    .map((a) => a.failures)
+    .filter((f) => f.length > 0)
+    .join('\n')
 
   const s = opts.synthetic
   console.log(
@@ -315,9 +336,9 @@ export async function concurrencySection(opts: ConcurrencyBenchOptions): Promise
     ].join('\t'),
   )
 
-  if (a.wrong > 0 || b.lost > 0 || b.mismatches > 0) {
+  if (wrongEmbedded > 0 || b.lost > 0 || b.mismatches > 0) {
     throw new Error(
-      `concurrency bench: completions lost or differing from the prompt run alone (embedded: ${a.wrong}; synthetic: ${b.lost} lost, ${b.mismatches} differ)\n${a.failures}`,
+      `concurrency bench: completions lost or differing from the prompt run alone (embedded: ${wrongEmbedded}; synthetic: ${b.lost} lost, ${b.mismatches} differ)\n${failures}`,
     )
   }
 }

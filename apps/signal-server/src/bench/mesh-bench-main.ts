@@ -48,9 +48,11 @@ async function main(): Promise<void> {
   console.log(
     [
       'workers',
-      'mesh decode tok/s',
+      'mesh decode tok/s (chained)',
       'single decode tok/s',
-      'ratio (goal >= 0.95)',
+      'ratio (goal >= 0.9 at 2, 0.85 at 4)',
+      'relayed via coordinator tok/s',
+      'relayed ratio',
       'mesh prefill tok/s',
     ].join('\t'),
   )
@@ -66,6 +68,8 @@ async function main(): Promise<void> {
         r.meshDecodeTokensPerSec.toFixed(1),
         r.singleDecodeTokensPerSec.toFixed(1),
         r.ratio.toFixed(3),
+        r.relayedDecodeTokensPerSec.toFixed(1),
+        r.relayedRatio.toFixed(3),
         r.meshPrefillTokensPerSec.toFixed(1),
         `comparator ${(coordinator * 100).toFixed(3)}% (coordinator), ${(replica * 100).toFixed(3)}% (replica) of a stage's step`,
       ].join('\t'),

@@ -1,13 +1,16 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { generate, type Pipeline } from '@butterfly/core'
+import { type GenerateRequest, generate, type Pipeline } from '@butterfly/core'
 import { createLocalPipeline, createNodeBackend, loadModel, resolveModelDir } from '@butterfly/node-platform'
+import type { MeshGateway } from '../gateway/mesh-gateway.js'
 import { median, startBenchMesh, timeTokens } from './bench-mesh.js'
 /**
  * Decode tokens/s of a ~100M synthetic model through the mesh (N worker processes over
  * WebRTC, one replica each, driven by the server's gateway) against the same model in one
- * process, measured round-robin in one run so drift hits both alike.
+ * process, measured round-robin in one run so drift hits both alike. The mesh runs each round
+ * twice on the same workers: hidden states chained worker to worker (the default), and relayed
+ * through the coordinator.
  */
 export interface MeshBenchOptions {
   readonly model: string
@@ -23,6 +26,9 @@ export interface MeshBenchRow {
   readonly singleDecodeTokensPerSec: number
   readonly ratio: number
   readonly meshPrefillTokensPerSec: number
+  /** The same workers with hidden states relayed through the coordinator (--relay coordinator). */
+  readonly relayedDecodeTokensPerSec: number
+  readonly relayedRatio: number
 }
 
 export async function meshBench(opts: MeshBenchOptions): Promise<MeshBenchRow[]> {
@@ -39,12 +45,14 @@ export async function meshBench(opts: MeshBenchOptions): Promise<MeshBenchRow[]>
         const meshDecode: number[] = []
         const meshPrefill: number[] = []
         const ratios: number[] = []
+        const relayedRatios: number[] = []
+        const gateway = mesh.served as MeshGateway
+        const viaMesh = (req: GenerateRequest, signal: AbortSignal) => mesh.served.generate(req, signal)
         for (let round = 0; round <= opts.rounds; round++) {
-          const [mp, md] = await timeTokens(
-            (req, signal) => mesh.served.generate(req, signal),
-            prompt,
-            opts.decodeTokens,
-          )
+          await gateway.setRelay('coordinator')
+          const [, rd] = await timeTokens(viaMesh, prompt, opts.decodeTokens)
+          await gateway.setRelay('chain')
+          const [mp, md] = await timeTokens(viaMesh, prompt, opts.decodeTokens)
           const [, sd] = await timeTokens(
             (req, signal) => generate(single as Pipeline, req, signal),
             prompt,
@@ -54,13 +62,17 @@ export async function meshBench(opts: MeshBenchOptions): Promise<MeshBenchRow[]>
           meshDecode.push(md)
           meshPrefill.push(mp)
           ratios.push(md / sd)
+          relayedRatios.push(rd / sd)
         }
+        const singleDecode = meshDecode.map((m, i) => m / (ratios[i] ?? 1))
         rows.push({
           workers: n,
           meshDecodeTokensPerSec: median(meshDecode),
           meshPrefillTokensPerSec: median(meshPrefill),
-          singleDecodeTokensPerSec: median(meshDecode.map((m, i) => m / (ratios[i] ?? 1))),
+          singleDecodeTokensPerSec: median(singleDecode),
           ratio: median(ratios),
+          relayedDecodeTokensPerSec: median(singleDecode.map((sd, i) => sd * (relayedRatios[i] ?? 0))),
+          relayedRatio: median(relayedRatios),
         })
       } finally {
         await mesh.close()

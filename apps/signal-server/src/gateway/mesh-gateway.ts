@@ -10,7 +10,6 @@ import {
   type Pipeline,
   type PlanMessage,
   ReputationBook,
-  type StageSession,
   stagePeers,
   type Tokenizer,
   type VerificationHealth,
@@ -22,7 +21,7 @@ import { SlowClaimCheck } from './claim-check.js'
 import { newGenerationId } from './generation-id.js'
 import { LinkProber, type LinkStat } from './link-prober.js'
 import type { MeshGatewayComponents, MeshGatewayInit } from './mesh-gateway-options.js'
-import { planStage } from './plan-stage.js'
+import { planPipeline } from './plan-stage.js'
 import { meshCalibrator } from './replicated-stage-factory.js'
 import type { ServedModel } from './served-model.js'
 import type { StageCalibrator } from './stage-calibrator.js'
@@ -34,6 +33,8 @@ export type { MeshGatewayComponents, MeshGatewayInit }
 interface Ready {
   readonly version: number
   readonly pipeline: Pipeline
+  /** A chained plan's pipeline through the coordinator, for when a worker-to-worker link fails. */
+  readonly relayed?: () => Promise<Pipeline>
 }
 
 /**
@@ -63,6 +64,7 @@ export class MeshGateway implements ServedModel {
   /** Single-peer stages' measured steps against the throughput their peer claimed. */
   private readonly claims: SlowClaimCheck
   private generated = 0
+  private relay: 'chain' | 'coordinator'
   private readonly wire = new WireMeter()
   private readonly verified: VerificationTally
 
@@ -76,6 +78,7 @@ export class MeshGateway implements ServedModel {
     this.reputation = new ReputationBook({ flagAfter: 1, ...init.reputation })
     this.verified = new VerificationTally(mesh.name, components.metrics)
     this.claims = new SlowClaimCheck(init.slowClaim)
+    this.relay = init.relay ?? 'chain'
     this.id = mesh.modelId
     this.mesh = mesh.name
     this.tokenizer = components.tokenizer
@@ -132,7 +135,15 @@ export class MeshGateway implements ServedModel {
     const ready = await this.readyPipeline(signal)
     let version = ready.version
     // A peer that dies mid-generation: wait for the re-plan, then continue on the new pipeline.
-    const recover = async (): Promise<Pipeline | undefined> => {
+    const recover = async (err: unknown): Promise<Pipeline | undefined> => {
+      const relayed = this.ready?.version === version ? this.ready.relayed : undefined
+      if ((err as { code?: unknown })?.code === 'ERR_CHAIN_LINK' && relayed !== undefined) {
+        // Workers that cannot reach each other still reach the coordinator: relay through it.
+        const pipeline = await relayed().catch(() => undefined)
+        if (pipeline !== undefined && this.ready?.version === version) this.ready = { version, pipeline }
+        this.components.log?.(`mesh ${this.mesh}: a worker-to-worker link failed; plan ${version} relays`)
+        return pipeline
+      }
       const next = await this.nextPipeline(version, signal).catch(() => undefined)
       if (next === undefined) return undefined
       version = next.version
@@ -174,6 +185,17 @@ export class MeshGateway implements ServedModel {
   /** Frame bytes the gateway exchanged with this mesh's workers (benches: wire bytes per token). */
   wireBytes(): { sent: number; received: number } {
     return this.wire.totals()
+  }
+
+  /**
+   * Switches how hidden states travel in plans without replicas, for generations from now on (the
+   * benches compare both on the same workers). Resolves once the current plan is connected anew.
+   */
+  async setRelay(relay: 'chain' | 'coordinator'): Promise<void> {
+    this.relay = relay
+    const plan = this.components.mesh.plan
+    this.building = this.building.then(() => this.connect(plan))
+    await this.building
   }
 
   /** Tokens generated on this mesh since the gateway started. */
@@ -300,13 +322,14 @@ export class MeshGateway implements ServedModel {
           window: this.init.verifyWindow ?? 8,
           hiddenDtype: this.init.wireDtype ?? 'fp32',
         }
-        const stages: StageSession[] = await Promise.all(
-          plan.stages.map((s, i) => planStage(parts, s, i, plan.stages.length)),
-        )
+        const chained = this.relay === 'chain' ? this.peer.peerId : undefined
+        const built = await planPipeline(parts, plan.stages, config.maxContext, chained)
         if (plan.version !== mesh.plan.version) return
-        this.ready = { version: plan.version, pipeline: { stages, maxContext: config.maxContext } }
+        this.ready = { version: plan.version, ...built }
         this.lastError = undefined
-        this.components.log?.(`mesh ${mesh.name}: plan ${plan.version} connected (${stages.length} stages)`)
+        this.components.log?.(
+          `mesh ${mesh.name}: plan ${plan.version} connected (${plan.stages.length} stages${built.relayed ? ', chained' : ''})`,
+        )
         return
       } catch (err) {
         this.lastError = (err as Error).message

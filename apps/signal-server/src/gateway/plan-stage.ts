@@ -1,6 +1,7 @@
 import {
   type HiddenDtype,
   type MessageConnection,
+  type Pipeline,
   type PlanStage,
   RemoteStage,
   type ReputationBook,
@@ -80,6 +81,63 @@ export async function planStage(
   return c.metrics
     ? new MeteredStage(stage, { mesh: mesh.name, stage: String(i), metrics: c.metrics, observe })
     : stage
+}
+
+/**
+ * A plan's pipeline: one chained session when `replyTo` (this coordinator's peer id) is given and
+ * the plan has no replicas, with `relayed` to build the pipeline through the coordinator should a
+ * worker-to-worker link fail; a session per stage otherwise.
+ */
+export async function planPipeline(
+  c: PlanStageComponents,
+  stages: readonly PlanStage[],
+  maxContext: number,
+  replyTo: string | undefined,
+): Promise<{ pipeline: Pipeline; relayed?: () => Promise<Pipeline> }> {
+  const relay = async (): Promise<Pipeline> => ({
+    stages: await Promise.all(stages.map((s, i) => planStage(c, s, i, stages.length))),
+    maxContext,
+  })
+  const chain = replyTo === undefined ? undefined : await chainStage(c, stages, replyTo)
+  if (chain === undefined) return { pipeline: await relay() }
+  let relayed: Promise<Pipeline> | undefined
+  return { pipeline: { stages: [chain], maxContext }, relayed: () => (relayed ??= relay()) }
+}
+
+/**
+ * The coordinator's one session for a whole r=1 plan: requests enter at stage 0's peer, hidden
+ * states hop worker to worker, and the last peer's signed top-k comes back (K+1 messages per token
+ * instead of 2K). Undefined when a stage has replicas: voting needs each replica's output here.
+ */
+export async function chainStage(
+  c: PlanStageComponents,
+  stages: readonly PlanStage[],
+  replyTo: string,
+): Promise<StageSession | undefined> {
+  if (stages.length < 2 || stages.some((s) => stagePeers(s).length > 1)) return undefined
+  const { mesh } = c
+  const [first, ...rest] = stages as [PlanStage, ...PlanStage[]]
+  const last = stages[stages.length - 1] as PlanStage
+  const [entry, ...connections] = await Promise.all(stages.map((s) => c.connection(s.peerId)))
+  const stage = new RemoteStage(
+    {
+      peerId: first.peerId,
+      layerStart: first.start,
+      layerEnd: last.end,
+      isFirst: true,
+      isLast: true,
+      hiddenSize: mesh.config.hiddenSize,
+      stepTimeoutMs: c.stepTimeoutMs,
+      hiddenDtype: c.hiddenDtype,
+      // The answers are the last peer's, signed by it over this very step.
+      ...verifyWith(mesh.publicKey(last.peerId), mesh.name),
+    },
+    entry as MessageConnection,
+    { route: rest.map((s) => s.peerId), replyTo, connections },
+  )
+  // The coordinator sees only the chain's time, not each peer's: the slow-claim check (per peer)
+  // covers relayed stages only.
+  return c.metrics ? new MeteredStage(stage, { mesh: mesh.name, stage: 'chain', metrics: c.metrics }) : stage
 }
 
 function verifyWith(

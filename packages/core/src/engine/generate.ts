@@ -60,7 +60,7 @@ export interface GenerateOptions {
 }
 
 /** Stage errors a new pipeline can cure. */
-const RECOVERABLE = new Set(['ERR_STAGE_GONE', 'ERR_STEP_TIMEOUT', 'ERR_CHANNEL_CLOSED'])
+const RECOVERABLE = new Set(['ERR_STAGE_GONE', 'ERR_STEP_TIMEOUT', 'ERR_CHANNEL_CLOSED', 'ERR_CHAIN_LINK'])
 
 /** The coordinator's view of the pipeline: the stages in layer order. */
 export interface Pipeline {

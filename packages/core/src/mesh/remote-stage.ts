@@ -8,12 +8,18 @@ import {
 import { ShapedStage } from '../engine/stage-shape.js'
 import { type ButterflyError, StageError } from '../errors.js'
 import { isBytes, PUBLIC_KEY_BYTES } from '../identity/peer-identity.js'
-import { verifyResult, verifyResults } from '../identity/step-signature.js'
 import type { MessageConnection } from '../transport/message-connection.js'
 import { type HiddenDtype, hiddenFields } from '../wire/hidden-dtype.js'
 import type { ReceivedMessage, StepResult, StepResults } from '../wire/messages.js'
-import { type Expect, replyOutput } from './remote-reply.js'
+import {
+  batchSignatureError,
+  type Expect,
+  type Pending,
+  replyOutput,
+  resultSignatureError,
+} from './remote-reply.js'
 import { RequestOutbox } from './request-outbox.js'
+import { chainLinks, LateEnds, type StageChain } from './stage-chain.js'
 
 export interface RemoteStageInit {
   readonly peerId: string
@@ -35,20 +41,11 @@ export interface RemoteStageInit {
   readonly hiddenDtype?: HiddenDtype
 }
 
-interface Pending {
-  readonly startPos: number
-  readonly seqLen: number
-  readonly expect: Expect
-  /** Settles (never rejects) once the request is answered, failed or given up. */
-  readonly done: Promise<void>
-  resolve(out: StageStepOutput): void
-  reject(err: unknown): void
-}
-
 /**
  * The coordinator's handle on a stage that runs on another peer: each step is one
  * StepRequest out and one StepResult (or StepError) back over the peer's connection. Many
- * generations share the connection; replies are matched by (generation, step).
+ * generations share the connection; replies are matched by (generation, step). With a chain, the
+ * stage is several peers' layers in a row, and the answer comes from the last of them.
  */
 export class RemoteStage extends ShapedStage implements StageSession {
   private readonly pending = new Map<string, Pending>()
@@ -57,11 +54,17 @@ export class RemoteStage extends ShapedStage implements StageSession {
   private readonly fingerprinted = new Map<string, { startPos: number; seqLen: number }>()
   private readonly unsubscribe: Array<() => void> = []
   private readonly requests: RequestOutbox
+  /** Every connection of the stage: the entry, then a chain's later peers. */
+  private readonly links: readonly MessageConnection[]
+  /** The peer whose key signs the answers: the entry's, or a chain's last peer's. */
+  private readonly answerer: string
+  private readonly lateEnds = new LateEnds()
   private gone: Error | undefined
 
   constructor(
     private readonly init: RemoteStageInit,
     private readonly connection: MessageConnection,
+    private readonly chain?: StageChain,
   ) {
     super(init)
     if (
@@ -74,10 +77,18 @@ export class RemoteStage extends ShapedStage implements StageSession {
       )
     }
     this.requests = new RequestOutbox(connection)
-    this.unsubscribe.push(
-      connection.onMessage((msg) => this.receive(msg)),
-      connection.onClose((reason) => this.fail(reason)),
-    )
+    this.links = chainLinks(connection, chain)
+    // Only the peer that runs the last layers answers; the others can only report errors.
+    const answering = this.links[this.links.length - 1]
+    this.answerer = chain?.route[chain.route.length - 1] ?? init.peerId
+    for (const link of this.links) {
+      this.unsubscribe.push(
+        link.onMessage((msg) => {
+          if (link === answering || msg.type === 'StepError') this.receive(msg)
+        }),
+        link.onClose((reason) => this.fail(reason)),
+      )
+    }
   }
 
   get peerId(): string {
@@ -90,6 +101,9 @@ export class RemoteStage extends ShapedStage implements StageSession {
 
   async step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
     const challenge = input.fingerprint?.challenge
+    if (challenge !== undefined && this.chain !== undefined) {
+      throw new StageError('ERR_STAGE_REPLY', 'a chained stage cannot answer fingerprint challenges')
+    }
     this.fingerprinted.delete(generationId)
     const out = await this.request(
       generationId,
@@ -107,6 +121,7 @@ export class RemoteStage extends ShapedStage implements StageSession {
         ...(input.tokens !== undefined ? { tokens: Int32Array.from(input.tokens) } : {}),
         ...hiddenFields(input.hidden, this.init.hiddenDtype),
         ...(challenge !== undefined ? { fingerprintChallenge: challenge } : {}),
+        ...(this.chain !== undefined ? { route: [...this.chain.route], replyTo: this.chain.replyTo } : {}),
       },
       signal,
     )
@@ -117,7 +132,8 @@ export class RemoteStage extends ShapedStage implements StageSession {
 
   provenance(generationId: string): StepProvenance | undefined {
     if (!this.generations.has(generationId)) return undefined
-    return { peers: [this.init.peerId], agreeing: [], disagreeing: [], spotChecked: false }
+    const peers = [this.init.peerId, ...(this.chain?.route ?? [])]
+    return { peers, agreeing: [], disagreeing: [], spotChecked: false }
   }
 
   /** The full state behind the generation's latest fingerprinted step (FetchHidden). */
@@ -226,10 +242,8 @@ export class RemoteStage extends ShapedStage implements StageSession {
     if (fp !== undefined && fp.startPos >= length) this.fingerprinted.delete(generationId)
     // The peer takes a u32; a longer length than any generation can hold truncates nothing.
     this.requests.flush()
-    await this.connection.send(
-      { type: 'Truncate', generationId, length: Math.min(length, 0xffffffff) },
-      signal,
-    )
+    const truncate = { type: 'Truncate', generationId, length: Math.min(length, 0xffffffff) } as const
+    await Promise.all(this.links.map((link) => link.send(truncate, signal)))
   }
 
   /** What settles when the generation's pending requests here are done. */
@@ -241,8 +255,13 @@ export class RemoteStage extends ShapedStage implements StageSession {
   endGeneration(generationId: string): void {
     this.fingerprinted.delete(generationId)
     if (!this.generations.delete(generationId) || this.gone !== undefined) return
+    if (this.chain !== undefined) this.lateEnds.note(generationId)
+    this.end(generationId)
+  }
+
+  private end(generationId: string): void {
     this.requests.flush()
-    this.connection.send({ type: 'EndGeneration', generationId }).catch(() => undefined)
+    for (const link of this.links) link.send({ type: 'EndGeneration', generationId }).catch(() => undefined)
   }
 
   async dispose(): Promise<void> {
@@ -256,6 +275,7 @@ export class RemoteStage extends ShapedStage implements StageSession {
       return
     }
     if (msg.type !== 'StepResult' && msg.type !== 'StepError') return
+    if (this.lateEnds.take(msg.generationId)) this.end(msg.generationId)
     const key = `${msg.generationId}:${msg.stepIndex}`
     if (msg.type === 'StepError') {
       this.settle(key, undefined, msg.error)
@@ -269,21 +289,9 @@ export class RemoteStage extends ShapedStage implements StageSession {
       this.settle(key, undefined, out)
       return
     }
-    const { verifyKey, mesh } = this.init
-    if (verifyKey !== undefined && mesh !== undefined) {
-      const { generationId, stepIndex } = msg
-      const fields = { mesh, generationId, stepIndex, startPos: p.startPos, seqLen: p.seqLen, output: msg }
-      if (msg.signature === undefined || !verifyResult(verifyKey, fields, msg.signature)) {
-        const why = msg.signature === undefined ? 'an unsigned' : 'a wrongly signed'
-        this.settle(
-          key,
-          undefined,
-          new StageError('ERR_STAGE_REPLY', `peer ${this.init.peerId} sent ${why} result`),
-        )
-        return
-      }
-    }
-    this.settle(key, out)
+    const unsigned = resultSignatureError({ ...this.init, peerId: this.answerer }, msg, p)
+    if (unsigned !== undefined) this.settle(key, undefined, unsigned)
+    else this.settle(key, out)
   }
 
   /**
@@ -292,21 +300,14 @@ export class RemoteStage extends ShapedStage implements StageSession {
    */
   private receiveBatch(msg: StepResults): void {
     const key = (r: StepResult) => `${r.generationId}:${r.stepIndex}`
-    const { verifyKey, mesh } = this.init
-    if (verifyKey !== undefined && mesh !== undefined) {
-      const fields = msg.results.map((i) => ({
-        generationId: i.result.generationId,
-        stepIndex: i.result.stepIndex,
-        startPos: i.startPos,
-        seqLen: i.seqLen,
-        output: i.result,
-      }))
-      if (msg.signature === undefined || !verifyResults(verifyKey, mesh, fields, msg.signature)) {
-        const why = msg.signature === undefined ? 'an unsigned' : 'a wrongly signed'
-        const err = new StageError('ERR_STAGE_REPLY', `peer ${this.init.peerId} sent ${why} batch of results`)
-        for (const i of msg.results) this.settle(key(i.result), undefined, err)
-        return
-      }
+    for (const { result } of msg.results)
+      if (this.lateEnds.take(result.generationId)) this.end(result.generationId)
+    // Another stage's batch on a shared connection (an older plan's session): not ours to check.
+    if (!msg.results.some((i) => this.pending.has(key(i.result)))) return
+    const unsigned = batchSignatureError({ ...this.init, peerId: this.answerer }, msg)
+    if (unsigned !== undefined) {
+      for (const i of msg.results) this.settle(key(i.result), undefined, unsigned)
+      return
     }
     for (const item of msg.results) {
       const k = key(item.result)

@@ -13,6 +13,7 @@ import {
 } from '../wire/messages.js'
 import { FingerprintingStage } from './fingerprinting-stage.js'
 import { ResultOutbox } from './result-outbox.js'
+import { type StageLinks, StepForwarder } from './step-forwarder.js'
 
 export interface StageHostOptions {
   /** A generation idle this long has its KV cache freed (the coordinator may have died). */
@@ -26,6 +27,8 @@ export interface StageHostOptions {
    * `(fs) => signResults(identity, mesh, fs)`); without it, results go out one by one.
    */
   readonly signBatch?: StepBatchSigner
+  /** Worker-to-worker links for chained steps; without them a routed request fails ERR_CHAIN_LINK. */
+  readonly links?: StageLinks
 }
 
 export interface StageHost {
@@ -57,6 +60,7 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
   const outboxes = new Map<MessageConnection, ResultOutbox>()
   /** Per generation, the stage work (steps, truncates) received so far, settled or not. */
   const chains = new Map<string, Promise<void>>()
+  const forwarder = new StepForwarder(options.links)
   let inFlight = 0
   let idleWaiters: Array<() => void> = []
   const sweep = setInterval(
@@ -114,7 +118,12 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
     }).catch(() => undefined)
   }
 
-  async function run(conn: MessageConnection, req: StepRequest): Promise<void> {
+  async function run(from: MessageConnection, req: StepRequest): Promise<void> {
+    // A chained step answers its coordinator, which owns the generation here, not the sender.
+    const answer = req.replyTo === undefined ? from : forwarder.answerTo(from, req)
+    if (answer instanceof StageError) return void sendError(from, req, answer)
+    if (answer === undefined) return
+    const conn = answer
     const started = Date.now()
     inFlight++
     lastUsed.set(req.generationId, started)
@@ -161,7 +170,10 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
             : out.topk !== undefined
               ? { topk: out.topk }
               : {}
-      await reply(conn, req, req.seqLen, output)
+      if (req.route !== undefined && req.route.length > 0) {
+        if (out.hidden === undefined) throw new StageError('ERR_CHAIN_LINK', 'the last stage cannot forward')
+        await forwarder.forward(req, out.hidden)
+      } else await reply(conn, req, req.seqLen, output)
       ok = true
     } catch (err) {
       await sendError(conn, req, err)

@@ -6,12 +6,13 @@ import { parseModelConfig } from '../model/parse-model-config.js'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightShapes } from '../model/weight-names.js'
 import { storedTensorNames } from '../quant/weight-encoding.js'
 import { fetchJson, openRemoteModel, type TensorCache } from '../remote/remote-model.js'
-import { MessageConnection } from '../transport/message-connection.js'
+import type { MessageConnection } from '../transport/message-connection.js'
 import { createWebRtcTransport } from '../transport/webrtc-transport.js'
 import { fromFloat32, toFloat32 } from '../weights/float16.js'
 import { ControlClient } from './control-client.js'
 import { type Backend, type PlanMessage, stagePeers } from './control-protocol.js'
 import { benchmarkLayerSteps } from './layer-benchmark.js'
+import { PeerLinks } from './peer-links.js'
 import { createStageHost, type StageHost } from './stage-host.js'
 
 export interface WorkerNodeInit {
@@ -135,8 +136,7 @@ export async function startWorkerNode(
       connections.set(conn, serve(conn))
     }
   }
-  transport.onIncoming((_from, channel) => {
-    const conn = new MessageConnection(channel)
+  const links = new PeerLinks(transport, (conn) => {
     connections.set(conn, serve(conn))
     conn.onClose(() => {
       closedIn += conn.bytesReceived
@@ -163,6 +163,7 @@ export async function startWorkerNode(
 
   async function apply(plan: PlanMessage): Promise<void> {
     if (stopping) return
+    links.setPlan(plan.stages.flatMap(stagePeers))
     const mine = plan.stages.find((s) => stagePeers(s).includes(ack.peerId))
     if (current && (!mine || mine.start !== current.start || mine.end !== current.end)) {
       const old = current
@@ -199,6 +200,7 @@ export async function startWorkerNode(
         onStep: () => stepsServed++,
         sign: (f) => signResult(identity, { ...f, mesh: init.mesh }),
         signBatch: (fs) => signResults(identity, init.mesh, fs),
+        links,
       })
       current = { start: mine.start, end: mine.end, stage, host }
       serveAll()
@@ -245,6 +247,7 @@ export async function startWorkerNode(
       // A step that never finishes (a hung device) must not keep the worker from leaving.
       if (current) await settleWithin(current.host.drain(), drainMs)
       await control.leave()
+      links.close()
       for (const conn of connections.keys()) conn.close()
       await transport.close()
       if (current) {

@@ -39,10 +39,17 @@ export const FrameFlag = {
    * one its answer's hidden state must use.
    */
   HiddenDtype: 0x02,
+  /**
+   * StepRequest only: the body ends with a route (wire/step-route.ts): the peer forwards its output
+   * to the next peer of the route instead of answering, and the route's last peer answers replyTo.
+   */
+  Route: 0x04,
 } as const
 
 /** The flags StepRequest and StepResult may carry; other types carry none. */
 export const STEP_FLAGS = FrameFlag.Extensions | FrameFlag.HiddenDtype
+/** The flags a StepRequest may carry: the step flags and a route. */
+export const REQUEST_FLAGS = STEP_FLAGS | FrameFlag.Route
 
 export const FrameType = {
   StepRequest: 1,
@@ -188,7 +195,8 @@ export function decodeFrame(input: Uint8Array | ArrayBuffer): Frame {
 }
 
 function checkFlags(type: FrameType, flags: number): void {
-  const allowed = type === FrameType.StepResult || type === FrameType.StepRequest ? STEP_FLAGS : 0
+  const allowed =
+    type === FrameType.StepRequest ? REQUEST_FLAGS : type === FrameType.StepResult ? STEP_FLAGS : 0
   if (!(Number.isInteger(flags) && flags >= 0 && (flags & ~allowed) === 0)) {
     throw new WireProtocolError(
       'ERR_WIRE_FLAGS',

@@ -18,9 +18,11 @@ import {
   MAX_CHUNK_BYTES,
   MAX_CHUNK_PAYLOAD_BYTES,
   MAX_MESSAGE_BYTES,
+  REQUEST_FLAGS,
   STEP_FLAGS,
 } from './frame.js'
 import { type InnerCodec, readBatch, type StepBatch, validateBatch, writeBatch } from './step-batch.js'
+import { readRoute, writeRoute } from './step-route.js'
 import {
   type EndGeneration,
   type FetchHidden,
@@ -35,6 +37,7 @@ import {
 } from './validate-message.js'
 
 export * from './step-batch.js'
+export * from './step-route.js'
 export * from './validate-message.js'
 
 /**
@@ -44,7 +47,8 @@ export * from './validate-message.js'
  *   id             u8 length, ASCII bytes, pad to 4
  *   StepRequest    id, u32 stepIndex, u32 startPos, u32 seqLen, f32 temperature, u32 deadlineMs,
  *                  u32 tokenCount, u32 hiddenCount, [tag], i32[tokenCount], hidden[hiddenCount],
- *                  then only with FrameFlag.Extensions: u32 fingerprintChallenge
+ *                  then only with FrameFlag.Extensions: u32 fingerprintChallenge,
+ *                  then only with FrameFlag.Route: the route (wire/step-route.ts)
  *   StepResult     id, u32 stepIndex, u32 hiddenCount, u32 topkCount, [tag], f64 logSumExp (0 without
  *                  top-k), hidden[hiddenCount], f32[topkCount] values, i32[topkCount] ids,
  *                  then only with FrameFlag.Extensions (set iff a signature or fingerprint is sent):
@@ -146,6 +150,10 @@ function encodeBody(msg: WireMessage): { type: FrameType; flags: number; body: B
         flags |= FrameFlag.Extensions
         w.u32(m.fingerprintChallenge)
       }
+      if (m.replyTo !== undefined) {
+        flags |= FrameFlag.Route
+        writeRoute(w, { route: m.route ?? [], replyTo: m.replyTo })
+      }
       break
     case 'StepResult':
       type = FrameType.StepResult
@@ -214,8 +222,9 @@ export function decodeMessageBody(type: FrameType, body: Uint8Array, flags = 0):
       throw new WireProtocolError('ERR_WIRE_FLAGS', `frame flags 0x${flags.toString(16)} on a batch`)
     return readBatch(type, body, INNER)
   }
-  const extensible = type === FrameType.StepResult || type === FrameType.StepRequest
-  if (flags !== 0 && !(extensible && (flags & ~STEP_FLAGS) === 0)) {
+  const allowed =
+    type === FrameType.StepRequest ? REQUEST_FLAGS : type === FrameType.StepResult ? STEP_FLAGS : 0
+  if ((flags & ~allowed) !== 0) {
     throw new WireProtocolError('ERR_WIRE_FLAGS', `frame flags 0x${flags.toString(16)} on frame type ${type}`)
   }
   const r = new BodyReader(body)
@@ -244,6 +253,7 @@ export function decodeMessageBody(type: FrameType, body: Uint8Array, flags = 0):
       if (tokenCount > 0) m.tokens = r.int32Array(tokenCount)
       if (hiddenCount > 0) m.hidden = fp16 ? r.float16Array(hiddenCount) : r.float32Array(hiddenCount)
       if ((flags & FrameFlag.Extensions) !== 0) m.fingerprintChallenge = r.u32()
+      if ((flags & FrameFlag.Route) !== 0) Object.assign(m, readRoute(r))
       msg = m
       break
     }

@@ -1,5 +1,5 @@
 import { BodyReader, type BodyWriter, payloadError } from './body.js'
-import { FrameType, STEP_FLAGS } from './frame.js'
+import { FrameType, REQUEST_FLAGS, STEP_FLAGS } from './frame.js'
 import {
   MAX_POSITIONS,
   MAX_SEQ_LEN,
@@ -123,7 +123,8 @@ export function readBatch(type: FrameType, body: Uint8Array, codec: InnerCodec):
     const startPos = results ? r.u32() : 0
     const seqLen = results ? r.u32() : 0
     const flags = r.u32()
-    if ((flags & ~STEP_FLAGS) !== 0) throw payloadError(`inner flags 0x${flags.toString(16)}`)
+    if ((flags & ~(results ? STEP_FLAGS : REQUEST_FLAGS)) !== 0)
+      throw payloadError(`inner flags 0x${flags.toString(16)}`)
     const inner = codec.decode(innerType, r.bytes(r.u32()), flags)
     r.align4()
     if (results) items.push({ startPos, seqLen, result: inner as StepResult })

@@ -2,6 +2,7 @@ import type { TopKLogits } from '../base/top-k-logits.js'
 import type { WireError } from '../errors.js'
 import { payloadError, utf8Bytes } from './body.js'
 import { checkFp16Values, checkHiddenDtype, type HiddenDtype } from './hidden-dtype.js'
+import { checkRoute } from './step-route.js'
 
 /**
  * The mesh messages and the field-by-field rules both sides apply: a sender validates before
@@ -49,6 +50,9 @@ export interface StepRequest {
    * under this challenge instead of the output itself, and keeps the output for a FetchHidden.
    */
   fingerprintChallenge?: number
+  /** A chained step (wire/step-route.ts): the peers to forward the output to, then who to answer. */
+  route?: string[]
+  replyTo?: string
 }
 
 export interface StepResult {
@@ -186,6 +190,7 @@ function validateStepRequest(m: Record<string, unknown>): StepRequest {
   }
   const { tokens, hidden } = m
   if (m.fingerprintChallenge !== undefined) checkU32(m, 'fingerprintChallenge')
+  checkRoute(m)
   if ((tokens === undefined) === (hidden === undefined)) {
     throw payloadError('StepRequest needs exactly one of tokens (first stage) and hidden')
   }
