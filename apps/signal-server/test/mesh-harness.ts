@@ -25,7 +25,8 @@ export function startLocalWorker(
   server: SignalServer,
   name: string,
   backend: InferenceBackend = createNodeBackend(),
-  opts: { weights?: 'fp32' | 'fp16'; memoryBytes?: number } = {},
+  /** wrtc: an RTCPeerConnection implementation other than node-datachannel's (fault injection). */
+  opts: { weights?: 'fp32' | 'fp16'; memoryBytes?: number; wrtc?: unknown } = {},
 ): Promise<WorkerNode> {
   return startWorkerNode(
     {
@@ -37,7 +38,7 @@ export function startLocalWorker(
       backendName: 'cpu',
       weights: opts.weights ?? 'fp32',
     },
-    { backend, wrtc: nodeWrtc(), identity: generateIdentity() },
+    { backend, wrtc: opts.wrtc ?? nodeWrtc(), identity: generateIdentity() },
   )
 }
 

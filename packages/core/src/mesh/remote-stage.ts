@@ -100,10 +100,8 @@ export class RemoteStage extends ShapedStage implements StageSession {
   }
 
   async step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
+    // A chained stage takes no fingerprint challenge: validation refuses the two together.
     const challenge = input.fingerprint?.challenge
-    if (challenge !== undefined && this.chain !== undefined) {
-      throw new StageError('ERR_STAGE_REPLY', 'a chained stage cannot answer fingerprint challenges')
-    }
     this.fingerprinted.delete(generationId)
     const out = await this.request(
       generationId,
@@ -185,7 +183,11 @@ export class RemoteStage extends ShapedStage implements StageSession {
     )
     const timeout = this.init.stepTimeoutMs
     let timer: ReturnType<typeof setTimeout> | undefined
-    const onAbort = () => this.settle(key, undefined, signal?.reason)
+    const onAbort = () => {
+      // A chained step cancelled in flight may still land on later peers: see LateEnds.
+      if (this.chain !== undefined && this.pending.has(key)) this.lateEnds.note(key)
+      this.settle(key, undefined, signal?.reason)
+    }
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
       timer = setTimeout(
@@ -255,7 +257,6 @@ export class RemoteStage extends ShapedStage implements StageSession {
   endGeneration(generationId: string): void {
     this.fingerprinted.delete(generationId)
     if (!this.generations.delete(generationId) || this.gone !== undefined) return
-    if (this.chain !== undefined) this.lateEnds.note(generationId)
     this.end(generationId)
   }
 
@@ -275,8 +276,9 @@ export class RemoteStage extends ShapedStage implements StageSession {
       return
     }
     if (msg.type !== 'StepResult' && msg.type !== 'StepError') return
-    if (this.lateEnds.take(msg.generationId)) this.end(msg.generationId)
     const key = `${msg.generationId}:${msg.stepIndex}`
+    // A late answer to a cancelled step: the generation, if ended, is ended again after it.
+    if (this.lateEnds.take(key) && !this.generations.has(msg.generationId)) this.end(msg.generationId)
     if (msg.type === 'StepError') {
       this.settle(key, undefined, msg.error)
       return
@@ -300,8 +302,8 @@ export class RemoteStage extends ShapedStage implements StageSession {
    */
   private receiveBatch(msg: StepResults): void {
     const key = (r: StepResult) => `${r.generationId}:${r.stepIndex}`
-    for (const { result } of msg.results)
-      if (this.lateEnds.take(result.generationId)) this.end(result.generationId)
+    for (const { result: r } of msg.results)
+      if (this.lateEnds.take(key(r)) && !this.generations.has(r.generationId)) this.end(r.generationId)
     // Another stage's batch on a shared connection (an older plan's session): not ours to check.
     if (!msg.results.some((i) => this.pending.has(key(i.result)))) return
     const unsigned = batchSignatureError({ ...this.init, peerId: this.answerer }, msg)

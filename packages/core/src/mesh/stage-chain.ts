@@ -27,24 +27,26 @@ export function chainLinks(entry: MessageConnection, chain: StageChain | undefin
 }
 
 /**
- * Generations a chain ended while a step of theirs may still travel. The coordinator's
- * EndGeneration reaches a later peer directly, possibly before the step does, and that step
- * would then build a KV cache nobody frees. So a late answer (the step reached the end, or failed
- * somewhere) prompts a second EndGeneration, which arrives after the step everywhere.
+ * Chained steps cancelled in flight (`generation:position`). The coordinator's EndGeneration
+ * reaches a later peer directly, possibly before the cancelled step does, and that step would then
+ * build a KV cache nobody frees. So the step's late answer (it reached the end, or failed
+ * somewhere) prompts a second EndGeneration, which arrives after the step everywhere. Only
+ * answers to those very steps count: the same connections carry other sessions' steps of the
+ * same generation (a relayed pipeline after a fallback), which must not end it.
  */
 export class LateEnds {
-  private readonly ids = new Set<string>()
+  private readonly keys = new Set<string>()
 
   constructor(private readonly cap = 4096) {}
 
-  note(generationId: string): void {
-    this.ids.add(generationId)
+  note(key: string): void {
+    this.keys.add(key)
     // The oldest are dropped first: a step that late has timed out on every peer anyway.
-    if (this.ids.size > this.cap) this.ids.delete(this.ids.values().next().value as string)
+    if (this.keys.size > this.cap) this.keys.delete(this.keys.values().next().value as string)
   }
 
-  /** Whether a late answer for this generation should end it again (once). */
-  take(generationId: string): boolean {
-    return this.ids.delete(generationId)
+  /** Whether this answer is a cancelled step's (once). */
+  take(key: string): boolean {
+    return this.keys.delete(key)
   }
 }

@@ -1,0 +1,74 @@
+import type { WorkerNode } from '@butterfly/node-platform'
+import { nodeWrtc } from '@butterfly/node-platform'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { attachGateway, type Gateway } from '../src/api/attach-gateway.js'
+import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
+import type { SignalServer } from '../src/http/signal-server.js'
+import { startServer, tinyModel } from './helpers.js'
+import { meshTokens, readyPlan, referenceTokens, startLocalWorker } from './mesh-harness.js'
+
+// Chained stages whose workers cannot open channels to each other (real WebRTC in this process:
+// the workers' RTCPeerConnection refuses to make offers, so they can answer the gateway's dials
+// but never dial a peer). The first generation's chained step fails with ERR_CHAIN_LINK, the
+// gateway moves it onto the same plan relayed through itself, and it still gives the reference.
+
+const PROMPT = [1, 40, 75, 80, 75, 35, 110, 120]
+const TOKENS = 16
+
+/** node-datachannel's RTCPeerConnection, except that it cannot make an offer (dial out). */
+function answerOnlyWrtc(): unknown {
+  const base = nodeWrtc()
+  const Base = base.RTCPeerConnection as new (
+    config?: Record<string, unknown>,
+  ) => {
+    createOffer(...args: unknown[]): Promise<unknown>
+  }
+  class AnswerOnly extends Base {
+    override createOffer(): Promise<unknown> {
+      return Promise.reject(new Error('this peer may not dial out'))
+    }
+  }
+  return { ...base, RTCPeerConnection: AnswerOnly }
+}
+
+let modelDir: string
+let cleanup: () => Promise<void>
+let server: SignalServer
+let gateway: Gateway | undefined
+const workers: WorkerNode[] = []
+const logs: string[] = []
+
+beforeAll(async () => {
+  ;({ dir: modelDir, cleanup } = await tinyModel())
+  server = await startServer({
+    meshes: [{ name: 'default', modelDir }],
+    planOptions: { strategy: 'uniform' },
+    extend: async (parts) => {
+      gateway = await attachGateway(parts, {}, { wrtc: nodeWrtc(), log: (line) => logs.push(line) })
+    },
+  })
+  for (const name of ['w1', 'w2'])
+    workers.push(await startLocalWorker(server, name, undefined, { wrtc: answerOnlyWrtc() }))
+  const mesh = server.meshes.get('default')
+  if (mesh === undefined) throw new Error('no mesh')
+  await readyPlan(mesh, (plan) => plan.stages.length === 2)
+}, 120_000)
+
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.stop()))
+  await server?.close()
+  await cleanup?.()
+})
+
+describe('a chain whose workers cannot reach each other', () => {
+  test('falls back to relaying through the gateway, with the reference tokens, once', async () => {
+    const reference = await referenceTokens(modelDir, PROMPT, TOKENS)
+    const served = gateway?.find('default') as MeshGateway
+    expect(await meshTokens(served, PROMPT, TOKENS)).toEqual(reference)
+    expect(logs.filter((l) => /plan \d+ connected \(2 stages, chained\)/.test(l))).not.toHaveLength(0)
+    expect(logs.filter((l) => l.includes('worker-to-worker link failed'))).toHaveLength(1)
+    // Later generations start on the relayed pipeline: no second failure, same tokens.
+    expect(await meshTokens(served, PROMPT, TOKENS)).toEqual(reference)
+    expect(logs.filter((l) => l.includes('worker-to-worker link failed'))).toHaveLength(1)
+  }, 120_000)
+})
