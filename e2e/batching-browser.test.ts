@@ -7,13 +7,16 @@ import { launchChromium } from './chromium.js'
 import { nodeRun, relativeError, staticServer } from './stage-page.js'
 
 // Continuous batching in real Chromium with the real onnxruntime-web: generations decoding as one
-// batch (each row its own KV slot, position and seqlens_k) compute what each computes alone.
+// batch (each row its own KV slot, position and seqlens_k), and prompts of one length prefilled as
+// one batch (first chunks, then later chunks with a past), compute what each computes alone.
 // On WASM (the same fp32 CPU kernels as Node) that is bit for bit; WebGPU (SwiftShader here)
 // must give the same greedy tokens, with top-k values within its 1e-3 and reported when not
 // bit-identical. Both must also give Node CPU's greedy tokens.
 
 const STEPS = 8
-const PROMPTS = [[1, 40, 75], [9, 8, 7, 6, 5, 4, 3], [17], [33, 34, 35, 36, 37]]
+// Two pairs of one length each, which prefill together (fixtures/ort-batch-runner.js), and a
+// prompt alone between them.
+const PROMPTS = [[1, 40, 75, 80, 90], [9, 8, 7, 6, 5], [17], [33, 34, 35, 36], [60, 61, 62, 63]]
 
 interface Step {
   values: number[]

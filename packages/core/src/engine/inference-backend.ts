@@ -124,6 +124,8 @@ export interface BatchStats {
   readonly steps: number
   /** The most generations' steps one run computed. */
   readonly widest: number
+  /** The most prompts' chunks one run computed (prompts of the same chunk size batch too). */
+  readonly widestPrefill: number
 }
 
 /** Throws GenerationError ERR_TRUNCATE unless `length` is a non-negative safe integer. */

@@ -26,7 +26,7 @@ import {
 } from './ort-batch.js'
 import { ShapedStage } from './stage-shape.js'
 import { validateStepInput } from './step-input.js'
-import { chunkSizes, type QueuedStep, StepQueue } from './step-queue.js'
+import { type QueuedStep, StepQueue } from './step-queue.js'
 
 export type { OrtRuntime } from './ort-batch.js'
 
@@ -98,15 +98,16 @@ export async function createOrtStage(
  */
 class OrtStage extends ShapedStage implements StageSession {
   private readonly kv: KvSlots
-  private readonly queue = new StepQueue()
+  private readonly queue: StepQueue
   private readonly gate = new BatchGate(() => performance.now())
   /** Generations with a run in flight: their next work waits for it. */
   private readonly busy = new Set<string>()
   /** Ended during a run: freed when the run is over. */
   private readonly ending = new Set<string>()
   private running = false
+  private pumpQueued = false
   private disposed = false
-  private stats = { runs: 0, steps: 0, widest: 0 }
+  private stats = { runs: 0, steps: 0, widest: 0, widestPrefill: 0 }
   private readonly padSingleRow: boolean
   private readonly maxBatch: number
 
@@ -118,6 +119,7 @@ class OrtStage extends ShapedStage implements StageSession {
     private readonly limits: { readonly maxBatch: number; readonly chunk: number },
   ) {
     super({ layerStart: init.layerStart, layerEnd: init.layerEnd, isFirst: io.isFirst, isLast: io.isLast })
+    this.queue = new StepQueue(limits.chunk)
     const { config } = init
     this.padSingleRow = config.quantization !== undefined
     const sliding = io.layers.some((l) => layerAttention(config, l.layer) === 'sliding')
@@ -149,7 +151,16 @@ class OrtStage extends ShapedStage implements StageSession {
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ kind: 'step', id: generationId, input, signal, done: 0, parts: [], resolve, reject })
-      this.pump()
+      // Prompts arriving together (one StepRequests, one batch's outputs) batch their chunks: the
+      // first waits out the task so the others are queued too. Decode steps have the BatchGate.
+      if (input.seqLen === 1) this.pump()
+      else if (!this.pumpQueued) {
+        this.pumpQueued = true
+        afterMicrotasks(() => {
+          this.pumpQueued = false
+          this.pump()
+        })
+      }
     })
   }
 
@@ -195,9 +206,10 @@ class OrtStage extends ShapedStage implements StageSession {
       return
     }
     this.running = true
-    const steps = tick.kind === 'decode' ? tick.steps.slice(0, this.maxBatch) : [tick.step]
+    // MatMulNBits rows also differ with the rows around them in a prompt's run: int4 prompts run alone.
+    const steps = tick.steps.slice(0, tick.kind === 'chunk' && this.padSingleRow ? 1 : this.maxBatch)
     for (const s of steps) this.busy.add(s.id)
-    const work = tick.kind === 'decode' ? this.decode(steps) : this.chunk(tick.step)
+    const work = this.run(steps, tick.kind === 'decode' ? 1 : tick.size)
     void work.finally(() => {
       if (tick.kind === 'decode') this.gate.ran(steps.map((s) => s.id))
       for (const s of steps) this.busy.delete(s.id)
@@ -210,70 +222,50 @@ class OrtStage extends ShapedStage implements StageSession {
     })
   }
 
-  /** Every waiting single-position step, batched by pool over runs of consecutive slots. */
-  private async decode(steps: readonly QueuedStep[]): Promise<void> {
-    const ready = steps.filter((s) => this.admit(s, 1))
+  /**
+   * The next `size` positions of each step (every waiting decode step, or the next chunk of
+   * prompts of one chunk size), batched by pool over runs of consecutive slots. A step resolves
+   * once all its positions ran.
+   */
+  private async run(steps: readonly QueuedStep[], size: number): Promise<void> {
     const byPool = new Map<KvPool, Array<{ step: QueuedStep; row: BatchRow }>>()
-    for (const step of ready) {
+    for (const step of steps.filter((s) => this.admit(s, size))) {
       const { pool, slot } = this.kv.place(step.id)
       const rows = byPool.get(pool) ?? []
-      rows.push({ step, row: this.rowOf(step, slot, 0, 1) })
+      rows.push({ step, row: this.rowOf(step, slot, step.done, size) })
       byPool.set(pool, rows)
     }
-    const opts = (pool: KvPool) => ({
-      maxBatch: this.maxBatch,
-      maxGap: MAX_GAP,
-      padSingle: this.padSingleRow,
-      slots: pool.slots,
-    })
+    const allRows = steps[0]?.input.allRows === true
     for (const [pool, rows] of byPool) {
       rows.sort((a, b) => a.row.slot - b.row.slot)
-      for (const seg of segments(rows, opts(pool))) {
+      // Only a decode step can be a single row (a chunk has two or more).
+      const padSingle = size === 1 && this.padSingleRow
+      const opts = { maxBatch: this.maxBatch, maxGap: MAX_GAP, padSingle, slots: pool.slots }
+      for (const seg of segments(rows, opts)) {
         const entries: Array<BatchRow | undefined> = new Array(seg.hi - seg.lo).fill(undefined)
         for (const r of seg.rows) entries[r.row.slot - seg.lo] = r.row
         this.stats.runs++
-        this.stats.widest = Math.max(this.stats.widest, seg.rows.length)
+        if (size === 1) this.stats.widest = Math.max(this.stats.widest, seg.rows.length)
+        else this.stats.widestPrefill = Math.max(this.stats.widestPrefill, seg.rows.length)
         try {
           const outs = await runBatch(this.session, this.ort, this.init.config, this.io, {
             pool,
             lo: seg.lo,
-            seqLen: 1,
+            seqLen: size,
             entries,
-            logitRows: 1,
+            logitRows: allRows ? size : 1,
           })
-          for (const r of seg.rows) this.finish(r.step, outs[r.row.slot - seg.lo])
+          for (const { step, row } of seg.rows) {
+            const out = outs[row.slot - seg.lo]
+            if (out === undefined) throw new GenerationError('ERR_STEP_ORDER', 'the stage produced no output')
+            step.done += size
+            step.parts.push(toStepOutput(out, allRows))
+            if (step.done === step.input.seqLen) this.finish(step, joinChunks(step.parts, allRows))
+          }
         } catch (err) {
           for (const r of seg.rows) this.fail(r.step, err)
         }
       }
-    }
-  }
-
-  /** The next chunk of a longer step; it resolves after its last chunk. */
-  private async chunk(step: QueuedStep): Promise<void> {
-    const sizes = chunkSizes(step.input.seqLen, this.limits.chunk)
-    const index = sizes.findIndex((_, i) => sizes.slice(0, i).reduce((a, b) => a + b, 0) === step.done)
-    const size = sizes[index] as number
-    if (!this.admit(step, size)) return
-    const { pool, slot } = this.kv.place(step.id)
-    const last = index === sizes.length - 1
-    const allRows = step.input.allRows === true
-    this.stats.runs++
-    this.stats.widest = Math.max(this.stats.widest, 1)
-    try {
-      const [out] = await runBatch(this.session, this.ort, this.init.config, this.io, {
-        pool,
-        lo: slot,
-        seqLen: size,
-        entries: [this.rowOf(step, slot, step.done, size)],
-        logitRows: allRows ? size : 1,
-      })
-      step.done += size
-      if (out === undefined) throw new GenerationError('ERR_STEP_ORDER', 'the stage produced no output')
-      step.parts.push(toStepOutput(out, allRows))
-      if (last) this.finish(step, joinChunks(step.parts, allRows))
-    } catch (err) {
-      this.fail(step, err)
     }
   }
 

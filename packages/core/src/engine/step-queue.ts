@@ -25,10 +25,13 @@ export interface QueuedTruncate {
 
 export type QueuedWork = QueuedStep | QueuedTruncate
 
-/** What a stage runs next: one batch of single-position steps, or one chunk of a longer step. */
+/**
+ * What a stage runs next: one batch of single-position steps, or the next chunk of one or more
+ * longer steps (chunks of the same size, as many as fit in one chunk's positions).
+ */
 export type Tick =
   | { readonly kind: 'decode'; readonly steps: readonly QueuedStep[] }
-  | { readonly kind: 'chunk'; readonly step: QueuedStep }
+  | { readonly kind: 'chunk'; readonly steps: readonly QueuedStep[]; readonly size: number }
 
 /**
  * The work of many generations waiting for one stage, and the continuous-batching policy: every
@@ -41,6 +44,9 @@ export type Tick =
 export class StepQueue {
   private readonly waiting: QueuedWork[] = []
   private chunkNext = false
+
+  /** `chunk`: the most positions a prompt chunk has, and a run of chunks has together. */
+  constructor(private readonly chunk = Number.POSITIVE_INFINITY) {}
 
   get size(): number {
     return this.waiting.length
@@ -84,8 +90,23 @@ export class StepQueue {
     if (decode.length === 0 && longer === undefined) return undefined
     const chunk = longer !== undefined && (decode.length === 0 || this.chunkNext)
     this.chunkNext = !chunk
-    if (chunk) return { kind: 'chunk', step: longer }
-    return { kind: 'decode', steps: decode }
+    if (!chunk) return { kind: 'decode', steps: decode }
+    // New prompts whose first chunks have the oldest's size (and want the same logit rows) run
+    // together, as many as fit in one chunk's positions, so many new prompts cost about one run.
+    // Later chunks run alone: GroupQueryAttention takes several rows of many positions only
+    // without a past ("batch_size must be 1 when sequence_length > 1 and past context is given").
+    const size = nextChunkSize(longer, this.chunk)
+    const fresh = (s: QueuedStep) => s.input.startPos + s.done === 0
+    if (!fresh(longer)) return { kind: 'chunk', steps: [longer], size }
+    const allRows = longer.input.allRows === true
+    const together = heads.filter(
+      (s) =>
+        s.input.seqLen > 1 &&
+        fresh(s) &&
+        (s.input.allRows === true) === allRows &&
+        nextChunkSize(s, this.chunk) === size,
+    )
+    return { kind: 'chunk', steps: together.slice(0, Math.max(1, Math.floor(this.chunk / size))), size }
   }
 
   /** Removes a step that has finished (or failed). */
@@ -98,6 +119,17 @@ export class StepQueue {
   failAll(err: unknown): void {
     for (const work of this.waiting.splice(0)) work.reject(err)
   }
+}
+
+/** The size of a longer step's next chunk. */
+export function nextChunkSize(step: QueuedStep, chunk: number): number {
+  const sizes = chunkSizes(step.input.seqLen, chunk)
+  let at = 0
+  for (const size of sizes) {
+    if (at === step.done) return size
+    at += size
+  }
+  return sizes[sizes.length - 1] as number
 }
 
 /**
