@@ -116,7 +116,7 @@ class OrtStage extends ShapedStage implements StageSession {
     private readonly io: StageIo,
     private readonly session: InferenceSession,
     private readonly ort: OrtRuntime,
-    private readonly limits: { readonly maxBatch: number; readonly chunk: number },
+    limits: { readonly maxBatch: number; readonly chunk: number },
   ) {
     super({ layerStart: init.layerStart, layerEnd: init.layerEnd, isFirst: io.isFirst, isLast: io.isLast })
     this.queue = new StepQueue(limits.chunk)
