@@ -16,7 +16,7 @@ export function llamaCppDir(): string {
 
 // The slice of node-llama-cpp's API used here; its own .d.ts files are not on our type path.
 interface NlcOutput {
-  next: { probabilities?: Map<number, number> }
+  next: { probabilities?: Map<number, number>; token?: number | null }
 }
 interface NlcSequence {
   controlledEvaluate(
@@ -54,9 +54,29 @@ export interface LlamaCpp {
     steps: number,
     options?: { contextSize?: number },
   ): Promise<{ tokens: number[]; gaps: number[] }>
+  /**
+   * Greedy decoding timed for a bench: the load (model and context, from a file read into memory,
+   * no mmap), the prompt, then `steps` tokens one at a time, on `threads` threads, with an F32 KV
+   * cache and flash attention off (what gives our greedy tokens).
+   */
+  timed(
+    ggufPath: string,
+    prompt: readonly number[],
+    steps: number,
+    options: { threads: number; contextSize?: number },
+  ): Promise<LlamaCppTimed>
   /** llama.cpp's tokenizer of a GGUF, loaded vocabulary only (no tensors needed). */
   vocab(ggufPath: string): Promise<LlamaCppVocab>
   dispose(): Promise<void>
+}
+
+export interface LlamaCppTimed {
+  readonly loadMs: number
+  /** Prompt to first token. */
+  readonly prefillMs: number
+  /** Tokens after the first, per second. */
+  readonly decodeTokensPerSec: number
+  readonly tokens: number[]
 }
 
 /** llama.cpp's tokenizer (llama_tokenize / llama_detokenize); never adds BOS or EOS. */
@@ -119,6 +139,51 @@ export async function loadLlamaCpp(): Promise<LlamaCpp> {
             input = [[first[0], { generateNext: next }]]
           }
           return { tokens, gaps }
+        } finally {
+          await context.dispose()
+        }
+      } finally {
+        await model.dispose()
+      }
+    },
+    async timed(ggufPath, prompt, steps, options) {
+      const start = performance.now()
+      const model = await llama.loadModel({ modelPath: ggufPath, gpuLayers: 0, useMmap: false })
+      try {
+        const context = await model.createContext({
+          contextSize: options.contextSize ?? 256,
+          sequences: 1,
+          flashAttention: false,
+          experimentalKvCacheKeyType: 'F32',
+          experimentalKvCacheValueType: 'F32',
+          threads: options.threads,
+        })
+        const loaded = performance.now()
+        try {
+          const sequence = context.getSequence()
+          // Greedy: the sampler's token at temperature 0, without the full probability map.
+          const next = { token: true, options: { temperature: 0 } }
+          const tokens: number[] = []
+          let input: Array<number | [number, { generateNext: Record<string, unknown> }]> = [
+            ...prompt.slice(0, -1),
+            [prompt[prompt.length - 1] as number, { generateNext: next }],
+          ]
+          let first = loaded
+          for (let s = 0; s < steps; s++) {
+            const out = await sequence.controlledEvaluate(input)
+            const token = out[out.length - 1]?.next.token
+            if (token === undefined || token === null) throw new Error('llama.cpp returned no token')
+            if (s === 0) first = performance.now()
+            tokens.push(token)
+            input = [[token, { generateNext: next }]]
+          }
+          const end = performance.now()
+          return {
+            loadMs: loaded - start,
+            prefillMs: first - loaded,
+            decodeTokensPerSec: (steps - 1) / ((end - first) / 1000),
+            tokens,
+          }
         } finally {
           await context.dispose()
         }
