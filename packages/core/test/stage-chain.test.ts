@@ -113,7 +113,8 @@ async function mesh() {
   const coord = createMemoryTransport({ peerId: 'coord' }, { network })
   transports.push(coord)
   const conns = await Promise.all(plan.map(async (p) => new MessageConnection(await coord.dial(p))))
-  const chained = (route = ['w1', 'w2'], stepTimeoutMs = 10_000) =>
+  /** The chain's stage, checking answers against worker `signer`'s key (the last one's, w2). */
+  const chained = (signer = 2) =>
     new RemoteStage(
       {
         peerId: 'w0',
@@ -122,12 +123,12 @@ async function mesh() {
         isFirst: true,
         isLast: true,
         hiddenSize: HIDDEN,
-        stepTimeoutMs,
-        verifyKey: (workers[2] as Worker).identity.publicKey,
+        stepTimeoutMs: 10_000,
+        verifyKey: (workers[signer] as Worker).identity.publicKey,
         mesh: MESH,
       },
       conns[0] as MessageConnection,
-      { route, replyTo: 'coord', connections: conns.slice(1) },
+      { route: ['w1', 'w2'], replyTo: 'coord', connections: conns.slice(1) },
     )
   return { network, workers, conns, chained }
 }
@@ -167,23 +168,9 @@ describe('chained stages (worker to worker)', () => {
   })
 
   test('a result signed by a middle peer instead of the last is refused', async () => {
-    const { workers, conns } = await mesh()
+    const { chained } = await mesh()
     // The chain expects w1's key, but w2 answers: ERR_STAGE_REPLY, not a silent accept.
-    const stage = new RemoteStage(
-      {
-        peerId: 'w0',
-        layerStart: 0,
-        layerEnd: 3,
-        isFirst: true,
-        isLast: true,
-        hiddenSize: HIDDEN,
-        stepTimeoutMs: 10_000,
-        verifyKey: (workers[1] as Worker).identity.publicKey,
-        mesh: MESH,
-      },
-      conns[0] as MessageConnection,
-      { route: ['w1', 'w2'], replyTo: 'coord', connections: conns.slice(1) },
-    )
+    const stage = chained(1)
     const err = await rejection(stage.step('g1', { tokens: [1], seqLen: 1, startPos: 0 }))
     expect(err.code).toBe('ERR_STAGE_REPLY')
   })

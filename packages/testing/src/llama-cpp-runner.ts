@@ -104,20 +104,23 @@ export async function loadLlamaCpp(): Promise<LlamaCpp> {
     logLevel: process.env.BUTTERFLY_LLAMA_CPP_LOG === '1' ? nlc.LlamaLogLevel.warn : nlc.LlamaLogLevel.error,
     progressLogs: false,
   })
+  /** A context that gives our greedy tokens: F32 KV cache, flash attention off. */
+  const exactContext = (model: NlcModel, contextSize: number | undefined, threads: number) =>
+    model.createContext({
+      contextSize: contextSize ?? 256,
+      sequences: 1,
+      flashAttention: false,
+      experimentalKvCacheKeyType: 'F32',
+      experimentalKvCacheValueType: 'F32',
+      // The real sliding window, as the model defines it (not widened to the context).
+      swaFullCache: false,
+      threads,
+    })
   return {
     async greedy(ggufPath, prompt, steps, options = {}) {
       const model = await llama.loadModel({ modelPath: ggufPath, gpuLayers: 0, useMmap: false })
       try {
-        const context = await model.createContext({
-          contextSize: options.contextSize ?? 256,
-          sequences: 1,
-          flashAttention: false,
-          experimentalKvCacheKeyType: 'F32',
-          experimentalKvCacheValueType: 'F32',
-          // The real sliding window, as the model defines it (not widened to the context).
-          swaFullCache: false,
-          threads: 1,
-        })
+        const context = await exactContext(model, options.contextSize, 1)
         try {
           const sequence = context.getSequence()
           // Temperature 1 and no truncation, so the probabilities are the softmax of the raw logits;
@@ -150,14 +153,7 @@ export async function loadLlamaCpp(): Promise<LlamaCpp> {
       const start = performance.now()
       const model = await llama.loadModel({ modelPath: ggufPath, gpuLayers: 0, useMmap: false })
       try {
-        const context = await model.createContext({
-          contextSize: options.contextSize ?? 256,
-          sequences: 1,
-          flashAttention: false,
-          experimentalKvCacheKeyType: 'F32',
-          experimentalKvCacheValueType: 'F32',
-          threads: options.threads,
-        })
+        const context = await exactContext(model, options.contextSize, options.threads)
         const loaded = performance.now()
         try {
           const sequence = context.getSequence()
