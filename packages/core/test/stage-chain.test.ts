@@ -78,6 +78,17 @@ class ToyStage implements StageSession {
   async dispose(): Promise<void> {}
 }
 
+/** The coordinator's view of the chain w0 → w1 → w2: one stage of all three layers. */
+const CHAIN_INIT = {
+  peerId: 'w0',
+  layerStart: 0,
+  layerEnd: 3,
+  isFirst: true,
+  isLast: true,
+  hiddenSize: HIDDEN,
+  stepTimeoutMs: 10_000,
+}
+
 const transports: Transport[] = []
 afterEach(async () => {
   for (const t of transports.splice(0)) await t.close()
@@ -116,17 +127,7 @@ async function mesh() {
   /** The chain's stage, checking answers against worker `signer`'s key (the last one's, w2). */
   const chained = (signer = 2) =>
     new RemoteStage(
-      {
-        peerId: 'w0',
-        layerStart: 0,
-        layerEnd: 3,
-        isFirst: true,
-        isLast: true,
-        hiddenSize: HIDDEN,
-        stepTimeoutMs: 10_000,
-        verifyKey: (workers[signer] as Worker).identity.publicKey,
-        mesh: MESH,
-      },
+      { ...CHAIN_INIT, verifyKey: (workers[signer] as Worker).identity.publicKey, mesh: MESH },
       conns[0] as MessageConnection,
       { route: ['w1', 'w2'], replyTo: 'coord', connections: conns.slice(1) },
     )
@@ -256,15 +257,7 @@ describe('chained stages (worker to worker)', () => {
 
   test('a chain needs distinct peers and one connection each', async () => {
     const { conns } = await mesh()
-    const init = {
-      peerId: 'w0',
-      layerStart: 0,
-      layerEnd: 3,
-      isFirst: true,
-      isLast: true,
-      hiddenSize: HIDDEN,
-      stepTimeoutMs: 1000,
-    }
+    const init = CHAIN_INIT
     const entry = conns[0] as MessageConnection
     expect(() => new RemoteStage(init, entry, { route: [], replyTo: 'coord', connections: [] })).toThrow(
       /route/,
