@@ -121,13 +121,20 @@ export async function startWorkerNode(
 
   // With no stage loaded (between plans, or after release), steps are refused at once with
   // ERR_STAGE_GONE so the coordinator moves on instead of waiting for a timeout.
+  // A chained step is refused to its coordinator, which waits for it, not to the peer before.
   const refuse = (conn: MessageConnection) =>
     conn.onMessage((msg) => {
-      if (msg.type !== 'StepRequest') return
+      const requests = msg.type === 'StepRequest' ? [msg] : msg.type === 'StepRequests' ? msg.requests : []
       const error = { name: 'StageError', code: 'ERR_STAGE_GONE', message: 'this peer holds no stage now' }
-      conn
-        .send({ type: 'StepError', generationId: msg.generationId, stepIndex: msg.stepIndex, error })
-        .catch(() => undefined)
+      const sender = links.peerOf(conn)
+      const trusted = sender !== undefined && links.inPlan(sender)
+      for (const r of requests) {
+        const routed = r.replyTo !== undefined && (trusted || sender === r.replyTo)
+        const to = (routed ? links.connectionOf(r.replyTo as string) : undefined) ?? conn
+        to.send({ type: 'StepError', generationId: r.generationId, stepIndex: r.stepIndex, error }).catch(
+          () => undefined,
+        )
+      }
     })
   const serve = (conn: MessageConnection) => (current && !stopping ? current.host.serve(conn) : refuse(conn))
   const serveAll = () => {
