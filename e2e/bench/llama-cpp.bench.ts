@@ -10,7 +10,8 @@ import { afterAll, beforeAll, expect, test } from 'vitest'
 
 // `npm run bench`, "One process vs llama.cpp": synthetic:100m in one process against llama.cpp
 // (node-llama-cpp's prebuilt CPU build) on the same weights, written as GGUF: fp32 against F32,
-// and our int4 (MatMulNBits) against Q8_0, both on 2 threads with an F32 KV cache and flash
+// and our int4 (MatMulNBits, fp32 products and, with --int4-compute int8, int8 ones, as Q8_0's
+// dot products are) against Q8_0, all on 2 threads with an F32 KV cache and flash
 // attention off. Load (weights from disk to the first step possible), prompt and decode are
 // timed in rounds, every configuration once per round; the table prints medians side by side.
 // The only assertion is that the fp32 tokens are llama.cpp's: timings are reported, never judged.
@@ -61,10 +62,11 @@ interface Timed {
 }
 
 /** Ours, one process, one stage: the model read and its session built, then the same greedy run. */
-async function ours(spec: string): Promise<Timed> {
+async function ours(spec: string, int4Compute?: 'int8'): Promise<Timed> {
   const start = performance.now()
   const model = await loadModel(await resolveModelDir(spec))
-  const pipeline = await createLocalPipeline(model, createNodeBackend({ threads: THREADS }), { stages: 1 })
+  const backend = createNodeBackend({ threads: THREADS, ...(int4Compute ? { int4Compute } : {}) })
+  const pipeline = await createLocalPipeline(model, backend, { stages: 1 })
   const loaded = performance.now()
   try {
     const tokens: number[] = []
@@ -94,6 +96,7 @@ test('one process against llama.cpp on the same weights', async () => {
     'ours fp32': () => ours(MODEL),
     'llama.cpp F32': () => llama.timed(ggufs.F32, PROMPT, STEPS, { threads: THREADS }),
     'ours int4': () => ours(`${MODEL}:int4`),
+    'ours int4, int8 activations': () => ours(`${MODEL}:int4`, 'int8'),
     'llama.cpp Q8_0': () => llama.timed(ggufs.Q8_0, PROMPT, STEPS, { threads: THREADS }),
   }
   const results = new Map<string, Timed[]>()
@@ -123,6 +126,7 @@ test('one process against llama.cpp on the same weights', async () => {
     ['ours fp32', 'llama.cpp F32'],
     ['llama.cpp F32', undefined],
     ['ours int4', 'llama.cpp Q8_0'],
+    ['ours int4, int8 activations', 'llama.cpp Q8_0'],
     ['llama.cpp Q8_0', undefined],
   ] as const) {
     const decode = m(name, (t) => t.decodeTokensPerSec)

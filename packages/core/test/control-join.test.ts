@@ -61,13 +61,15 @@ describe('parseJoinRequest precision (numeric class)', () => {
     expect(parseJoinRequest(valid).capabilities.precision).toBe('fp32')
     const fp16w = parseJoinRequest({ ...valid, capabilities: { ...valid.capabilities, precision: 'fp16w' } })
     expect(fp16w.capabilities.precision).toBe('fp16w')
+    const int8a = parseJoinRequest({ ...valid, capabilities: { ...valid.capabilities, precision: 'int8a' } })
+    expect(int8a.capabilities.precision).toBe('int8a')
   })
 
   test.each([['fp8'], [''], [16], [null], [{ bits: 16 }], ['FP32']])('refuses precision %j', (precision) => {
     const err = refused(() =>
       parseJoinRequest({ ...valid, capabilities: { ...valid.capabilities, precision } }),
     )
-    expect(err.message).toMatch(/precision must be one of fp32, fp16w, fp16/)
+    expect(err.message).toMatch(/precision must be one of fp32, fp16w, fp16, int8a/)
   })
 })
 

@@ -22,7 +22,7 @@ const CHUNK = 8
 
 // Prompt chunks batch too, except with int4 weights: MatMulNBits rows of a prompt differ in their
 // last bits with the rows that share the run (the int4 case fails without that rule).
-const configs: Array<[string, ModelConfig, { batched: boolean; prompts: boolean }]> = [
+const configs: Array<[string, ModelConfig, { batched: boolean; prompts: boolean; int4Compute?: 'int8' }]> = [
   ['synthetic:tiny (fp32)', syntheticConfig('tiny'), { batched: true, prompts: true }],
   [
     'qwen3 int4 (MatMulNBits: single rows padded)',
@@ -32,12 +32,28 @@ const configs: Array<[string, ModelConfig, { batched: boolean; prompts: boolean 
     },
     { batched: true, prompts: false },
   ],
+  [
+    'qwen3 int4, int8 activations (--int4-compute int8)',
+    {
+      ...(FAMILY_CONFIGS.qwen3 as ModelConfig),
+      quantization: { method: 'int4', bits: 4, blockSize: 16, lmHead: true },
+    },
+    { batched: true, prompts: false, int4Compute: 'int8' },
+  ],
   // Sliding layers build one window mask per run: one generation per run, chunked prompts still.
   ['gemma3 (sliding window)', FAMILY_CONFIGS.gemma3 as ModelConfig, { batched: false, prompts: false }],
 ]
 
-async function build(config: ModelConfig, stages: number): Promise<Pipeline & { stages: StageSession[] }> {
-  const backend = createNodeBackend({ threads: 1, prefillChunk: CHUNK })
+async function build(
+  config: ModelConfig,
+  stages: number,
+  int4Compute?: 'int8',
+): Promise<Pipeline & { stages: StageSession[] }> {
+  const backend = createNodeBackend({
+    threads: 1,
+    prefillChunk: CHUNK,
+    ...(int4Compute ? { int4Compute } : {}),
+  })
   const weights = syntheticWeights(config)
   const sessions: StageSession[] = []
   for (const r of uniformPartition(config.numLayers, stages)) {
@@ -80,14 +96,14 @@ const trace = (tokens: readonly GeneratedToken[]) =>
     lse: t.topk.logSumExp,
   }))
 
-for (const [name, config, { batched, prompts }] of configs) {
+for (const [name, config, { batched, prompts, int4Compute }] of configs) {
   describe(`continuous batching: ${name}, 2 stages`, () => {
     const pipelines: Array<Pipeline & { stages: StageSession[] }> = []
     afterAll(async () => {
       await Promise.all(pipelines.flatMap((p) => p.stages.map((s) => s.dispose())))
     })
     const pipeline = async () => {
-      const p = await build(config, 2)
+      const p = await build(config, 2, int4Compute)
       pipelines.push(p)
       return p
     }

@@ -94,6 +94,16 @@ describe('butterfly-worker generate', () => {
     ['a fractional batch', ['--server', 'http://127.0.0.1:9', '--max-batch', '2.5'], /--max-batch must be/],
     ['a batch over the wire cap', ['--server', 'http://127.0.0.1:9', '--max-batch', '1025'], /--max-batch/],
     ['a tiny prefill chunk', ['--server', 'http://127.0.0.1:9', '--prefill-chunk', '3'], /--prefill-chunk/],
+    [
+      'an unknown int4 compute',
+      ['--server', 'http://127.0.0.1:9', '--int4-compute', 'int4'],
+      /--int4-compute/,
+    ],
+    [
+      'fp16 weights with int8 activations (two numeric classes at once)',
+      ['--server', 'http://127.0.0.1:9', '--weights', 'fp16', '--int4-compute', 'int8'],
+      /--weights fp16 and --int4-compute int8 cannot be combined/,
+    ],
   ]
   test.each(badJoin)('join with %s is a usage error', async (_, args, message) => {
     const run = await cli(['join', ...args])

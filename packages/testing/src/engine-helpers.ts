@@ -2,6 +2,7 @@ import {
   dequantizeInt4,
   expectedWeightShapes,
   fromFloat32,
+  type Int4Compute,
   isInt4Weight,
   type ModelConfig,
   type Pipeline,
@@ -44,9 +45,12 @@ export function referenceFor(config: ModelConfig, dtype: 'F32' | 'F16' = 'F32'):
 export async function buildPipeline(
   config: ModelConfig,
   stages: number,
-  opts: { dtype?: 'F32' | 'F16'; emitLogits?: boolean; topK?: number } = {},
+  opts: { dtype?: 'F32' | 'F16'; emitLogits?: boolean; topK?: number; int4Compute?: Int4Compute } = {},
 ): Promise<Pipeline & { stages: StageSession[]; dispose(): Promise<void> }> {
-  const backend = createNodeBackend({ threads: 1 })
+  const backend = createNodeBackend({
+    threads: 1,
+    ...(opts.int4Compute ? { int4Compute: opts.int4Compute } : {}),
+  })
   const weights = syntheticWeights(config, opts.dtype)
   const sessions: StageSession[] = []
   for (const r of uniformPartition(config.numLayers, stages)) {

@@ -1,6 +1,7 @@
 import type { InferenceSession } from 'onnxruntime-common'
 import { GenerationError } from '../errors.js'
 import { layerAttention } from '../model/model-config.js'
+import type { Int4Compute } from '../onnx/matmul-nbits.js'
 import { buildStageGraph, type StageGraph } from '../onnx/stage-graph.js'
 import { type StageIo, stageIo } from '../onnx/stage-io.js'
 import type { WeightProvider } from '../weights/weight-provider.js'
@@ -54,6 +55,8 @@ export interface OrtStageOptions {
   readonly maxBatch?: number
   /** Longer steps run in chunks of at most this many positions, between decode batches (default 128, at least 4). */
   readonly prefillChunk?: number
+  /** How an int4 model's MatMulNBits multiply (StageGraphInit.int4Compute; default 'fp32'). */
+  readonly int4Compute?: Int4Compute
 }
 
 const DEFAULT_MAX_BATCH = 128
@@ -67,7 +70,10 @@ export async function createOrtStage(
   options: OrtStageOptions = {},
 ): Promise<StageSession> {
   const external = options.externalData === true && components.loadSession !== undefined
-  const graph = await buildStageGraph({ ...init, externalData: external }, components.weights)
+  const graph = await buildStageGraph(
+    { ...init, externalData: external, ...(options.int4Compute ? { int4Compute: options.int4Compute } : {}) },
+    components.weights,
+  )
   const sessionOptions: InferenceSession.SessionOptions = {
     // Fusions beyond 'basic' could fuse differently at stage boundaries and break the
     // bit-identity of tokens across partitionings; the graph is already fused by hand.

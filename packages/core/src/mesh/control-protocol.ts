@@ -35,10 +35,11 @@ const BACKENDS: readonly Backend[] = ['cpu', 'cuda', 'wasm', 'webgpu']
 
 /**
  * How a peer computes: 'fp32' (fp32 weights and math), 'fp16w' (fp16-rounded weights, fp32 math),
- * 'fp16' (fp16 math, e.g. WebGPU shader-f16). With the backend it names the peer's numeric class.
+ * 'fp16' (fp16 math, e.g. WebGPU shader-f16), 'int8a' (an int4 model's products over activations
+ * quantised to int8, Int4Compute 'int8'). With the backend it names the peer's numeric class.
  */
-export type Precision = 'fp32' | 'fp16w' | 'fp16'
-export const PRECISIONS: readonly Precision[] = ['fp32', 'fp16w', 'fp16']
+export type Precision = 'fp32' | 'fp16w' | 'fp16' | 'int8a'
+export const PRECISIONS: readonly Precision[] = ['fp32', 'fp16w', 'fp16', 'int8a']
 
 /** "backend/precision", the numeric class result voting groups replicas by. */
 export function numericClassOf(caps: Pick<PeerCapabilities, 'backend' | 'precision'>): string {

@@ -4,13 +4,14 @@ import { signResult, signResults } from '../identity/step-signature.js'
 import type { ModelConfig } from '../model/model-config.js'
 import { parseModelConfig } from '../model/parse-model-config.js'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightShapes } from '../model/weight-names.js'
+import type { Int4Compute } from '../onnx/matmul-nbits.js'
 import { storedTensorNames } from '../quant/weight-encoding.js'
 import { fetchJson, openRemoteModel, type TensorCache } from '../remote/remote-model.js'
 import type { MessageConnection } from '../transport/message-connection.js'
 import { createWebRtcTransport } from '../transport/webrtc-transport.js'
 import { fromFloat32, toFloat32 } from '../weights/float16.js'
 import { ControlClient } from './control-client.js'
-import { type Backend, type PlanMessage, stagePeers } from './control-protocol.js'
+import { type Backend, type PlanMessage, type Precision, stagePeers } from './control-protocol.js'
 import { benchmarkLayerSteps } from './layer-benchmark.js'
 import { PeerLinks } from './peer-links.js'
 import { createStageHost, type StageHost } from './stage-host.js'
@@ -27,6 +28,11 @@ export interface WorkerNodeInit {
    * fp32): the peer joins as numeric class backend/fp16w. Default 'fp32' keeps the file's values.
    */
   readonly weights?: 'fp32' | 'fp16'
+  /**
+   * The products the backend computes for an int4 model (set it to the backend's own setting):
+   * with 'int8' the peer joins as numeric class backend/int8a. Ignored for other models.
+   */
+  readonly int4Compute?: Int4Compute
 }
 
 export interface WorkerNodeComponents {
@@ -84,7 +90,7 @@ export async function startWorkerNode(
       token: init.token,
       capabilities: {
         backend: init.backendName,
-        precision: init.weights === 'fp16' ? 'fp16w' : 'fp32',
+        precision: precisionOf(init, config),
         memoryBytes: init.memoryBytes,
         layerStepsPerSec,
         name: init.name,
@@ -263,6 +269,12 @@ export async function startWorkerNode(
       }
     },
   }
+}
+
+/** The numeric class's precision a worker joins with. */
+function precisionOf(init: WorkerNodeInit, config: ModelConfig): Precision {
+  if (init.weights === 'fp16') return 'fp16w'
+  return init.int4Compute === 'int8' && config.quantization?.method === 'int4' ? 'int8a' : 'fp32'
 }
 
 function settleWithin(work: Promise<void>, ms: number): Promise<void> {

@@ -5,7 +5,7 @@ import { ropeCaches } from '../model/rope.js'
 import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightShapes } from '../model/weight-names.js'
 import { isInt4Weight } from '../quant/weight-encoding.js'
 import type { WeightProvider } from '../weights/weight-provider.js'
-import { matMulNBits } from './matmul-nbits.js'
+import { type Int4Compute, matMulNBits } from './matmul-nbits.js'
 import { OnnxGraph } from './onnx-graph.js'
 import { stageIo } from './stage-io.js'
 import { emitLayer, type LayerContext, normWeight } from './stage-layer.js'
@@ -26,6 +26,8 @@ export interface StageGraphInit {
    * faster and with a lower peak; the runtime must be able to resolve the blob.
    */
   readonly externalData?: boolean
+  /** How an int4 model's MatMulNBits multiply (default 'fp32'); ignored by other models. */
+  readonly int4Compute?: Int4Compute
 }
 
 export interface StageGraph {
@@ -104,7 +106,7 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
     bias?: string,
   ): Promise<string> => {
     const y = isInt4Weight(config, name)
-      ? await matMulNBits(g, x, config, weights, name, shape)
+      ? await matMulNBits(g, x, config, weights, name, shape, init.int4Compute)
       : g.op1('MatMul', [x, await load(name, shape, true)])
     return bias === undefined ? y : g.op1('Add', [y, await load(bias, [shape[0] ?? 0])])
   }
@@ -198,7 +200,7 @@ export async function buildStageGraph(init: StageGraphInit, weights: WeightProvi
   const rows = g.op1('Reshape', [normedTail, g.constantInt64('shape', [-1, H])])
   const headShape = [config.vocabSize, H]
   const logits = isInt4Weight(config, headName)
-    ? await matMulNBits(g, rows, config, weights, headName, headShape)
+    ? await matMulNBits(g, rows, config, weights, headName, headShape, init.int4Compute)
     : g.op1('Gemm', [rows, await load(headName, headShape)], { transB: 1 })
   // One temperature per row ([rows, 1]), so generations sampled differently share a batch.
   const temperature = g.input(io.temperature, 'float32', ['rows', 1])

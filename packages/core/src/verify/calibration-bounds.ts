@@ -40,6 +40,8 @@ export const CLASS_CAPS: Readonly<Record<string, number>> = {
   fp32: 1e-4,
   fp16w: 1e-2,
   fp16: 2e-2,
+  // int8 activations (MatMulNBits accuracy level 4): per-block rounding of every product's input.
+  int8a: 2e-2,
   'cuda/fp32': 1e-2,
 }
 

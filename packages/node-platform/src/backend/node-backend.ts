@@ -1,7 +1,13 @@
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createOrtStage, type InferenceBackend, type OrtRuntime, type SessionLoader } from '@butterfly/core'
+import {
+  createOrtStage,
+  type InferenceBackend,
+  type Int4Compute,
+  type OrtRuntime,
+  type SessionLoader,
+} from '@butterfly/core'
 import * as ort from 'onnxruntime-node'
 import type { Device } from './device.js'
 
@@ -20,6 +26,8 @@ export interface NodeBackendInit {
   readonly maxBatch?: number
   /** Prompt chunk size between decode batches (OrtStageOptions.prefillChunk). */
   readonly prefillChunk?: number
+  /** int4 models: 'int8' quantises activations for integer dot products (Int4Compute). */
+  readonly int4Compute?: Int4Compute
 }
 
 /** InferenceBackend over onnxruntime-node's CPU execution provider. */
@@ -34,6 +42,7 @@ export function createNodeBackend(init: NodeBackendInit = {}): InferenceBackend 
           externalData: true,
           ...(init.maxBatch === undefined ? {} : { maxBatch: init.maxBatch }),
           ...(init.prefillChunk === undefined ? {} : { prefillChunk: init.prefillChunk }),
+          ...(init.int4Compute === undefined ? {} : { int4Compute: init.int4Compute }),
           sessionOptions: {
             executionProviders:
               init.device === undefined || init.device === 'cpu' ? ['cpu'] : [init.device, 'cpu'],

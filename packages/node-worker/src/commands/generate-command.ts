@@ -1,4 +1,11 @@
-import { DEFAULT_TOP_K, encodeChatPrompt, eosTokenIdsOf, generate, stopTokenIdsOf } from '@butterfly/core'
+import {
+  DEFAULT_TOP_K,
+  encodeChatPrompt,
+  eosTokenIdsOf,
+  generate,
+  type Int4Compute,
+  stopTokenIdsOf,
+} from '@butterfly/core'
 import {
   cacheDir,
   createLocalPipeline,
@@ -19,6 +26,8 @@ export interface GenerateOptions {
   readonly stages: number
   readonly ids: boolean
   readonly threads?: number
+  /** int4 models: how MatMulNBits multiply (default fp32). */
+  readonly int4Compute?: Int4Compute
   /** Hub for hf: models; default $HF_ENDPOINT, else https://huggingface.co. */
   readonly hfEndpoint?: string
 }
@@ -27,7 +36,10 @@ export interface GenerateOptions {
 export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStream, signal?: AbortSignal) {
   const dir = await resolveModelDir(opts.model, cacheDir(), downloadOptions(opts.hfEndpoint, signal))
   const model = await loadModel(dir)
-  const backend = createNodeBackend(opts.threads === undefined ? {} : { threads: opts.threads })
+  const backend = createNodeBackend({
+    ...(opts.threads === undefined ? {} : { threads: opts.threads }),
+    ...(opts.int4Compute === undefined ? {} : { int4Compute: opts.int4Compute }),
+  })
   try {
     // The last stage returns at least as many candidates as --top-k asks to sample among.
     const topK = Math.max(DEFAULT_TOP_K, opts.topK ?? 0)

@@ -1,3 +1,4 @@
+import type { Int4Compute } from '@butterfly/core'
 import {
   CliUsageError,
   createNodeBackend,
@@ -24,6 +25,8 @@ export interface JoinOptions {
   readonly maxBatch?: number
   /** Prompt positions per prefill chunk between decode batches. */
   readonly prefillChunk?: number
+  /** int4 models: how MatMulNBits multiply (default fp32; int8 joins as numeric class int8a). */
+  readonly int4Compute?: Int4Compute
 }
 
 const STOP_DEADLINE_MS = 20_000
@@ -55,6 +58,10 @@ export function parseServerUrl(value: string): string {
  * gives it and serves steps until SIGINT/SIGTERM, then finishes in-flight steps and leaves.
  */
 export async function runJoin(opts: JoinOptions): Promise<void> {
+  // A peer has one numeric class: rounded fp16 weights and int8 activations are two.
+  if (opts.weights === 'fp16' && opts.int4Compute === 'int8') {
+    throw new CliUsageError('--weights fp16 and --int4-compute int8 cannot be combined')
+  }
   const device = await resolveDevice(opts.device)
   const log = (line: string) => process.stderr.write(`butterfly-worker: ${line}\n`)
   const bar = process.stderr.isTTY
@@ -73,6 +80,7 @@ export async function runJoin(opts: JoinOptions): Promise<void> {
       memoryBytes: opts.memory,
       backendName: device,
       weights: opts.weights,
+      ...(opts.int4Compute === undefined ? {} : { int4Compute: opts.int4Compute }),
     },
     {
       backend: createNodeBackend({
@@ -80,6 +88,7 @@ export async function runJoin(opts: JoinOptions): Promise<void> {
         ...(opts.threads === undefined ? {} : { threads: opts.threads }),
         ...(opts.maxBatch === undefined ? {} : { maxBatch: opts.maxBatch }),
         ...(opts.prefillChunk === undefined ? {} : { prefillChunk: opts.prefillChunk }),
+        ...(opts.int4Compute === undefined ? {} : { int4Compute: opts.int4Compute }),
       }),
       wrtc: nodeWrtc(),
       log,
