@@ -26,7 +26,7 @@ export function startLocalWorker(
   name: string,
   backend: InferenceBackend = createNodeBackend(),
   /** wrtc: an RTCPeerConnection implementation other than node-datachannel's (fault injection). */
-  opts: { weights?: 'fp32' | 'fp16'; memoryBytes?: number; wrtc?: unknown } = {},
+  opts: { weights?: 'fp32' | 'fp16'; memoryBytes?: number; wrtc?: unknown; int4Compute?: 'int8' } = {},
 ): Promise<WorkerNode> {
   return startWorkerNode(
     {
@@ -37,6 +37,7 @@ export function startLocalWorker(
       memoryBytes: opts.memoryBytes ?? 2 ** 30,
       backendName: 'cpu',
       weights: opts.weights ?? 'fp32',
+      ...(opts.int4Compute ? { int4Compute: opts.int4Compute } : {}),
     },
     { backend, wrtc: opts.wrtc ?? nodeWrtc(), identity: generateIdentity() },
   )
