@@ -240,9 +240,19 @@ function transpose2d(src: Uint8Array, rows: number, cols: number, elemBytes: 2 |
       ? new Uint32Array(copy.buffer, copy.byteOffset, n)
       : new Uint16Array(copy.buffer, copy.byteOffset, n)
   const to = elemBytes === 4 ? new Uint32Array(out.buffer, 0, n) : new Uint16Array(out.buffer, 0, n)
-  for (let r = 0; r < rows; r++) {
-    const base = r * cols
-    for (let c = 0; c < cols; c++) to[c * rows + r] = from[base + c] as number
+  // In tiles, so reads and writes both stay within a few cache lines: the plain loop writes a
+  // column at a time and took most of a 100M model's graph build (0.46 of 0.85 s). 8x8 tiles
+  // measured fastest here (2.5x the plain loop; 32 and 64 gain little).
+  const T = 8
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(rows, r0 + T)
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(cols, c0 + T)
+      for (let r = r0; r < r1; r++) {
+        const base = r * cols
+        for (let c = c0; c < c1; c++) to[c * rows + r] = from[base + c] as number
+      }
+    }
   }
   return out
 }
