@@ -6,7 +6,6 @@ import {
   type GenerateRequest,
   type GenerationResult,
   generate,
-  MessageConnection,
   type Pipeline,
   type PlanMessage,
   ReputationBook,
@@ -27,6 +26,7 @@ import type { ServedModel } from './served-model.js'
 import type { StageCalibrator } from './stage-calibrator.js'
 import { VerificationTally } from './verification-tally.js'
 import { WireMeter } from './wire-meter.js'
+import { WorkerDialer } from './worker-dialer.js'
 
 export type { MeshGatewayComponents, MeshGatewayInit }
 
@@ -53,7 +53,7 @@ export class MeshGateway implements ServedModel {
   readonly admission: Admission
   private readonly peer: LocalPeerHandle
   private readonly transport: WebRtcTransport
-  private readonly connections = new Map<string, Promise<MessageConnection>>()
+  private readonly dialer: WorkerDialer
   private ready: Ready | undefined
   private building: Promise<void> = Promise.resolve()
   private lastError: string | undefined
@@ -121,6 +121,10 @@ export class MeshGateway implements ServedModel {
         wrtc: components.wrtc,
       },
     )
+    this.dialer = new WorkerDialer(this.transport, (peerId, conn) => {
+      this.links.watch(peerId, conn)
+      this.wire.watch(conn)
+    })
     this.calibrator = meshCalibrator(mesh, this.reputation, components.log)
     mesh.on('ready', (plan) => {
       this.building = this.building.then(() => this.connect(plan))
@@ -136,14 +140,13 @@ export class MeshGateway implements ServedModel {
     let version = ready.version
     // A peer that dies mid-generation: wait for the re-plan, then continue on the new pipeline.
     const recover = async (err: unknown): Promise<Pipeline | undefined> => {
-      const relayed = this.ready?.version === version ? this.ready.relayed : undefined
-      if ((err as { code?: unknown })?.code === 'ERR_CHAIN_LINK' && relayed !== undefined) {
-        // Workers that cannot reach each other still reach the coordinator: relay through it.
-        const pipeline = await relayed().catch(() => undefined)
-        if (pipeline !== undefined && this.ready?.version === version) this.ready = { version, pipeline }
-        this.components.log?.(`mesh ${this.mesh}: a worker-to-worker link failed; plan ${version} relays`)
-        return pipeline
-      }
+      // Workers that cannot reach each other still reach the coordinator: relay through it.
+      const code = (err as { code?: unknown })?.code
+      const relayed =
+        code === 'ERR_CHAIN_LINK'
+          ? await this.relayPlan(version, 'a worker-to-worker link failed')
+          : undefined
+      if (relayed !== undefined) return relayed
       const next = await this.nextPipeline(version, signal).catch(() => undefined)
       if (next === undefined) return undefined
       version = next.version
@@ -198,6 +201,19 @@ export class MeshGateway implements ServedModel {
     await this.building
   }
 
+  /** Moves plan `version`, when chained and current, onto the pipeline relayed through here. */
+  private async relayPlan(version: number, why: string): Promise<Pipeline | undefined> {
+    if (this.ready?.version !== version) return undefined
+    // Already relayed (another generation got here first): the same pipeline.
+    if (this.ready.relayed === undefined) return this.ready.pipeline
+    const pipeline = await this.ready.relayed().catch(() => undefined)
+    if (pipeline === undefined || this.ready?.version !== version) return undefined
+    if (this.ready.relayed === undefined) return pipeline
+    this.ready = { version, pipeline }
+    this.components.log?.(`mesh ${this.mesh}: ${why}; plan ${version} relays`)
+    return pipeline
+  }
+
   /** Tokens generated on this mesh since the gateway started. */
   get tokensGenerated(): number {
     return this.generated
@@ -240,7 +256,7 @@ export class MeshGateway implements ServedModel {
   async close(): Promise<void> {
     this.links.close()
     this.peer.leave()
-    for (const c of this.connections.values()) c.then((conn) => conn.close()).catch(() => undefined)
+    this.dialer.closeAll()
     await this.transport.close()
   }
 
@@ -272,35 +288,13 @@ export class MeshGateway implements ServedModel {
   private onPlan(plan: PlanMessage): void {
     // Connections to peers that left the plan are closed; the rest are reused.
     const inPlan = new Set(plan.stages.flatMap(stagePeers))
-    for (const id of [...this.connections.keys()]) if (!inPlan.has(id)) this.dropPeer(id)
+    for (const id of this.dialer.peers()) if (!inPlan.has(id)) this.dropPeer(id)
   }
 
   private dropPeer(id: string): void {
     this.calibrator.forget(id)
     this.links.forget(id)
-    const c = this.connections.get(id)
-    this.connections.delete(id)
-    c?.then((conn) => conn.close()).catch(() => undefined)
-  }
-
-  private connection(peerId: string): Promise<MessageConnection> {
-    let c = this.connections.get(peerId)
-    if (c === undefined) {
-      c = this.transport.dial(peerId, AbortSignal.timeout(30_000)).then((channel) => {
-        const conn = new MessageConnection(channel)
-        this.links.watch(peerId, conn)
-        this.wire.watch(conn)
-        conn.onClose(() => {
-          if (this.connections.get(peerId) === c) this.connections.delete(peerId)
-        })
-        return conn
-      })
-      c.catch(() => {
-        if (this.connections.get(peerId) === c) this.connections.delete(peerId)
-      })
-      this.connections.set(peerId, c)
-    }
-    return c
+    this.dialer.drop(id)
   }
 
   /** Dials every stage of a ready plan; a failed dial is retried with a fresh connection. */
@@ -312,7 +306,7 @@ export class MeshGateway implements ServedModel {
         const config = mesh.config
         const parts = {
           mesh,
-          connection: (peerId: string) => this.connection(peerId),
+          connection: (peerId: string) => this.dialer.connection(peerId),
           calibrator: this.calibrator,
           reputation: this.reputation,
           claims: this.claims,
@@ -321,6 +315,8 @@ export class MeshGateway implements ServedModel {
           verification: this.init.verification ?? 'windowed',
           window: this.init.verifyWindow ?? 8,
           hiddenDtype: this.init.wireDtype ?? 'fp32',
+          // A chain slower than its peers' claims together is relayed, which times each peer.
+          onSlowChain: () => void this.relayPlan(plan.version, 'its chain is slower than its peers claimed'),
         }
         const chained = this.relay === 'chain' ? this.peer.peerId : undefined
         const built = await planPipeline(parts, plan.stages, config.maxContext, chained)

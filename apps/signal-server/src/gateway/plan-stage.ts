@@ -10,7 +10,7 @@ import {
 } from '@butterfly/core'
 import type { Mesh } from '../control/mesh.js'
 import type { ServerMetrics } from '../control/server-metrics.js'
-import type { SlowClaimCheck } from './claim-check.js'
+import { SlowClaimCheck } from './claim-check.js'
 import { MeteredStage } from './metered-stage.js'
 import { replicatedStage } from './replicated-stage-factory.js'
 import type { StageCalibrator } from './stage-calibrator.js'
@@ -27,6 +27,8 @@ export interface PlanStageComponents {
   readonly window: number
   /** How hidden states travel to and from every stage dialed (the mesh's --wire-dtype). */
   readonly hiddenDtype: HiddenDtype
+  /** Called once when a chain's steps are slower than its peers' claims allow. */
+  readonly onSlowChain?: () => void
 }
 
 /**
@@ -135,9 +137,26 @@ export async function chainStage(
     entry as MessageConnection,
     { route: rest.map((s) => s.peerId), replyTo, connections },
   )
-  // The coordinator sees only the chain's time, not each peer's: the slow-claim check (per peer)
-  // covers relayed stages only.
-  return c.metrics ? new MeteredStage(stage, { mesh: mesh.name, stage: 'chain', metrics: c.metrics }) : stage
+  // The coordinator sees only the chain's time, not each peer's. The chain is judged against the
+  // claims together (a layer-step rate whose time is the sum of the peers' claimed times, through
+  // its own SlowClaimCheck, which excludes nobody); a chain found slow is relayed, where the
+  // per-peer check finds who.
+  const claimOf = (id: string) => mesh.workers().find((w) => w.id === id)?.layerStepsPerSec ?? 0
+  const layers = last.end - first.start
+  const seconds = stages.reduce((t, s) => t + (s.end - s.start) / claimOf(s.peerId), 0)
+  const key = stages.map((s) => s.peerId).join('>')
+  const chainClaims = new SlowClaimCheck({
+    factor: c.claims.factor,
+    minSteps: c.claims.minSteps,
+    slackMs: c.claims.slackMs,
+  })
+  const observe = (ms: number, tokens: number, overlapping: number) => {
+    if (tokens !== 1 || !(seconds > 0)) return
+    if (chainClaims.record(key, layers / seconds, layers, ms / Math.max(1, overlapping))) c.onSlowChain?.()
+  }
+  return c.metrics
+    ? new MeteredStage(stage, { mesh: mesh.name, stage: 'chain', metrics: c.metrics, observe })
+    : stage
 }
 
 function verifyWith(

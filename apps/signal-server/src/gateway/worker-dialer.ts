@@ -1,0 +1,51 @@
+import { MessageConnection, type WebRtcTransport } from '@butterfly/core'
+
+/**
+ * The gateway's connections to workers, one per peer: dialled on first use (30 s at most), shared
+ * by every plan's stages, forgotten when they close or fail so the next use dials afresh.
+ */
+export class WorkerDialer {
+  private readonly connections = new Map<string, Promise<MessageConnection>>()
+
+  constructor(
+    private readonly transport: WebRtcTransport,
+    /** Each new connection, once open (link probes, wire meters). */
+    private readonly onOpen: (peerId: string, conn: MessageConnection) => void,
+  ) {}
+
+  /** Peers with a connection open or being dialled. */
+  peers(): string[] {
+    return [...this.connections.keys()]
+  }
+
+  connection(peerId: string): Promise<MessageConnection> {
+    let c = this.connections.get(peerId)
+    if (c === undefined) {
+      const dialed = this.transport.dial(peerId, AbortSignal.timeout(30_000)).then((channel) => {
+        const conn = new MessageConnection(channel)
+        this.onOpen(peerId, conn)
+        conn.onClose(() => this.forget(peerId, dialed))
+        return conn
+      })
+      dialed.catch(() => this.forget(peerId, dialed))
+      this.connections.set(peerId, dialed)
+      c = dialed
+    }
+    return c
+  }
+
+  /** Closes and forgets the peer's connection. */
+  drop(peerId: string): void {
+    const c = this.connections.get(peerId)
+    this.connections.delete(peerId)
+    c?.then((conn) => conn.close()).catch(() => undefined)
+  }
+
+  closeAll(): void {
+    for (const id of this.peers()) this.drop(id)
+  }
+
+  private forget(peerId: string, c: Promise<MessageConnection>): void {
+    if (this.connections.get(peerId) === c) this.connections.delete(peerId)
+  }
+}
