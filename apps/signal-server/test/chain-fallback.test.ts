@@ -1,11 +1,7 @@
-import type { WorkerNode } from '@butterfly/node-platform'
 import { nodeWrtc } from '@butterfly/node-platform'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { attachGateway, type Gateway } from '../src/api/attach-gateway.js'
-import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
-import type { SignalServer } from '../src/http/signal-server.js'
-import { startServer, tinyModel } from './helpers.js'
-import { meshTokens, readyPlan, referenceTokens, startLocalWorker } from './mesh-harness.js'
+import { type ChainMesh, startChainMesh } from './chain-mesh.js'
+import { meshTokens, referenceTokens } from './mesh-harness.js'
 
 // Chained stages whose workers cannot open channels to each other (real WebRTC in this process:
 // the workers' RTCPeerConnection refuses to make offers, so they can answer the gateway's dials
@@ -31,39 +27,21 @@ function answerOnlyWrtc(): unknown {
   return { ...base, RTCPeerConnection: AnswerOnly }
 }
 
-let modelDir: string
-let cleanup: () => Promise<void>
-let server: SignalServer
-let gateway: Gateway | undefined
-const workers: WorkerNode[] = []
-const logs: string[] = []
+let mesh: ChainMesh
 
 beforeAll(async () => {
-  ;({ dir: modelDir, cleanup } = await tinyModel())
-  server = await startServer({
-    meshes: [{ name: 'default', modelDir }],
-    planOptions: { strategy: 'uniform' },
-    extend: async (parts) => {
-      gateway = await attachGateway(parts, {}, { wrtc: nodeWrtc(), log: (line) => logs.push(line) })
-    },
-  })
-  for (const name of ['w1', 'w2'])
-    workers.push(await startLocalWorker(server, name, undefined, { wrtc: answerOnlyWrtc() }))
-  const mesh = server.meshes.get('default')
-  if (mesh === undefined) throw new Error('no mesh')
-  await readyPlan(mesh, (plan) => plan.stages.length === 2)
+  mesh = await startChainMesh({}, [
+    { name: 'w1', wrtc: answerOnlyWrtc() },
+    { name: 'w2', wrtc: answerOnlyWrtc() },
+  ])
 }, 120_000)
 
-afterAll(async () => {
-  await Promise.all(workers.map((w) => w.stop()))
-  await server?.close()
-  await cleanup?.()
-})
+afterAll(async () => mesh?.close())
 
 describe('a chain whose workers cannot reach each other', () => {
   test('falls back to relaying through the gateway, with the reference tokens, once', async () => {
+    const { modelDir, logs, gateway: served } = mesh
     const reference = await referenceTokens(modelDir, PROMPT, TOKENS)
-    const served = gateway?.find('default') as MeshGateway
     expect(await meshTokens(served, PROMPT, TOKENS)).toEqual(reference)
     expect(logs.filter((l) => /plan \d+ connected \(2 stages, chained\)/.test(l))).not.toHaveLength(0)
     expect(logs.filter((l) => l.includes('worker-to-worker link failed'))).toHaveLength(1)

@@ -1,12 +1,9 @@
 import type { InferenceBackend } from '@butterfly/core'
-import { createNodeBackend, nodeWrtc, type WorkerNode } from '@butterfly/node-platform'
+import { createNodeBackend, type WorkerNode } from '@butterfly/node-platform'
 import { FaultyStage } from '@butterfly/testing'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { attachGateway, type Gateway } from '../src/api/attach-gateway.js'
-import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
-import type { SignalServer } from '../src/http/signal-server.js'
-import { startServer, tinyModel } from './helpers.js'
-import { meshTokens, readyPlan, referenceTokens, startLocalWorker } from './mesh-harness.js'
+import { type ChainMesh, startChainMesh } from './chain-mesh.js'
+import { meshTokens, referenceTokens } from './mesh-harness.js'
 
 // A chained plan (r=1, two workers) where one worker benchmarks honestly at join but then answers
 // every step late. The gateway times only the chain, against the sum of the peers' claims: the
@@ -17,12 +14,7 @@ import { meshTokens, readyPlan, referenceTokens, startLocalWorker } from './mesh
 
 const PROMPT = [1, 40, 75, 80, 75, 35, 110, 120]
 const TOKENS = 12
-let modelDir: string
-let cleanup: () => Promise<void>
-let server: SignalServer
-let gateway: Gateway | undefined
-const workers: WorkerNode[] = []
-const logs: string[] = []
+let mesh: ChainMesh
 
 /** Honest for its first stage (the join benchmark's), then every step 100 ms late. */
 function lateAfterBenchmark(): InferenceBackend {
@@ -38,43 +30,26 @@ function lateAfterBenchmark(): InferenceBackend {
 }
 
 beforeAll(async () => {
-  ;({ dir: modelDir, cleanup } = await tinyModel())
-  server = await startServer({
-    meshes: [{ name: 'default', modelDir }],
-    planOptions: { strategy: 'uniform' },
-    extend: async (parts) => {
-      gateway = await attachGateway(
-        parts,
-        { slowClaim: { factor: 2, minSteps: 4, slackMs: 25 } },
-        { wrtc: nodeWrtc(), log: (line) => logs.push(line) },
-      )
-    },
-  })
-  workers.push(await startLocalWorker(server, 'honest'))
-  workers.push(await startLocalWorker(server, 'late', lateAfterBenchmark()))
-  const mesh = server.meshes.get('default')
-  if (mesh === undefined) throw new Error('no mesh')
-  await readyPlan(mesh, (plan) => plan.stages.length === 2)
+  mesh = await startChainMesh({ slowClaim: { factor: 2, minSteps: 4, slackMs: 25 } }, [
+    { name: 'honest' },
+    { name: 'late', backend: lateAfterBenchmark() },
+  ])
 }, 120_000)
 
-afterAll(async () => {
-  await Promise.all(workers.map((w) => w.stop()))
-  await server?.close()
-  await cleanup?.()
-})
+afterAll(async () => mesh?.close())
 
 describe('a chain slower than its peers claimed', () => {
   test('is relayed, and the per-peer check then excludes the late worker; tokens stay the reference', async () => {
-    const mesh = server.meshes.get('default')
-    const late = workers[1] as WorkerNode
-    const served = gateway?.find('default') as MeshGateway
+    const { modelDir, logs, gateway: served } = mesh
+    const late = mesh.workers[1] as WorkerNode
+    const plans = mesh.server.meshes.get('default')
     const reference = await referenceTokens(modelDir, PROMPT, TOKENS)
     // Chained first: the chain is judged after 4 single-token steps.
     expect(await meshTokens(served, PROMPT, TOKENS)).toEqual(reference)
     expect(logs.some((l) => l.includes('its chain is slower than its peers claimed'))).toBe(true)
-    expect(mesh?.excludedPeers()).toEqual([])
+    expect(plans?.excludedPeers()).toEqual([])
     // Relayed now: the late worker's own steps are timed, and it loses its place.
     expect(await meshTokens(served, PROMPT, TOKENS)).toEqual(reference)
-    expect(mesh?.excludedPeers()).toEqual([late.peerId])
+    expect(plans?.excludedPeers()).toEqual([late.peerId])
   }, 120_000)
 })

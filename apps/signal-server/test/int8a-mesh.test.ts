@@ -1,21 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { generate } from '@butterfly/core'
-import {
-  createLocalPipeline,
-  createNodeBackend,
-  loadModel,
-  nodeWrtc,
-  resolveModelDir,
-  type WorkerNode,
-} from '@butterfly/node-platform'
+import { createNodeBackend, nodeWrtc, resolveModelDir, type WorkerNode } from '@butterfly/node-platform'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { attachGateway, type Gateway } from '../src/api/attach-gateway.js'
 import type { MeshGateway } from '../src/gateway/mesh-gateway.js'
 import type { SignalServer } from '../src/http/signal-server.js'
 import { startServer } from './helpers.js'
-import { meshTokens, readyPlan, startLocalWorker } from './mesh-harness.js'
+import { classReferenceTokens, meshTokens, readyPlan, startLocalWorker } from './mesh-harness.js'
 
 // Two stages of three replicas of an int4 model, every replica computing over int8 activations
 // (--int4-compute int8): they join as numeric class cpu/int8a, stage 0's replicas pass calibration
@@ -55,23 +47,16 @@ afterAll(async () => {
   await rm(cache, { recursive: true, force: true })
 })
 
-async function int8Reference(): Promise<number[]> {
-  const model = await loadModel(modelDir)
-  const pipeline = await createLocalPipeline(model, createNodeBackend({ int4Compute: 'int8' }), { stages: 1 })
-  try {
-    const out: number[] = []
-    for await (const t of generate(pipeline, {
-      promptIds: PROMPT,
-      maxTokens: TOKENS,
-      sampling: { temperature: 0 },
-    }))
-      out.push(t.id)
-    return out
-  } finally {
-    await pipeline.dispose()
-    await model.close()
-  }
-}
+/** The single-process answer of the class: one stage, int8 activations. */
+const int8Reference = () =>
+  classReferenceTokens(
+    modelDir,
+    undefined,
+    () => false,
+    PROMPT,
+    TOKENS,
+    createNodeBackend({ int4Compute: 'int8' }),
+  )
 
 describe('replicas computing int4 over int8 activations', () => {
   test('join as cpu/int8a, are calibrated, agree on every step, and give the single-process int8 tokens', async () => {

@@ -55,9 +55,10 @@ export async function classReferenceTokens(
   fp16: (stage: number) => boolean,
   prompt: readonly number[],
   tokens: number,
+  /** Default: onnxruntime-node on the CPU (e.g. `createNodeBackend({ int4Compute: 'int8' })`). */
+  backend: InferenceBackend = createNodeBackend(),
 ): Promise<number[]> {
   const model = await loadModel(modelDir)
-  const backend = createNodeBackend()
   const stages = await Promise.all(
     (ranges ?? [{ start: 0, end: model.config.numLayers }]).map((r, i) =>
       backend.createStage(

@@ -8,6 +8,16 @@ import { runImport } from './import/import-command.js'
 import { IMPORT_DTYPES, type ImportDtype } from './import/output-dtype.js'
 
 /** Builds the `butterfly-worker` command tree. `argv` excludes node and the script path. */
+/** `--int4-compute`, the same on `generate` and `join`. */
+function int4ComputeOption(): Option {
+  return new Option(
+    '--int4-compute <how>',
+    'int4 models: fp32 dequantises the weights; int8 quantises activations for integer dot products (about 2x faster decode on CPU, numeric class int8a)',
+  )
+    .choices(['fp32', 'int8'])
+    .default('fp32')
+}
+
 export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
   const program = new Command('butterfly-worker')
     .description('Butterfly worker: runs LLM pipeline stages with onnxruntime-node.')
@@ -36,14 +46,7 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
     .option('--stages <k>', 'pipeline stages (never changes the output)', intArg('--stages', 1, 1024), 1)
     .option('--ids', 'print generated token ids instead of text', false)
     .addOption(new Option('--threads <n>', 'threads per stage').argParser(intArg('--threads', 1, 256)))
-    .addOption(
-      new Option(
-        '--int4-compute <how>',
-        'int4 models: fp32 dequantises the weights; int8 quantises activations for integer dot products (about 2x faster decode on CPU, numeric class int8a)',
-      )
-        .choices(['fp32', 'int8'])
-        .default('fp32'),
-    )
+    .addOption(int4ComputeOption())
     .action(async (opts) => {
       await runGenerate(opts, out)
     })
@@ -141,14 +144,7 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
         'prompt positions per prefill chunk, run between decode batches (default 128)',
       ).argParser(intArg('--prefill-chunk', 4, 65_536)),
     )
-    .addOption(
-      new Option(
-        '--int4-compute <how>',
-        'int4 models: fp32 dequantises the weights; int8 quantises activations for integer dot products (about 2x faster decode on CPU, numeric class int8a)',
-      )
-        .choices(['fp32', 'int8'])
-        .default('fp32'),
-    )
+    .addOption(int4ComputeOption())
     .action(async (opts) => {
       await runJoin(opts)
     })

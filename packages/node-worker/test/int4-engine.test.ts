@@ -25,6 +25,7 @@ import {
 import {
   argmax,
   buildPipeline,
+  pipelineGreedy,
   referenceFor,
   relativeError,
   runCli,
@@ -244,20 +245,9 @@ describe('butterfly-worker generate --model synthetic:tiny:int4 (real processes)
   const cli = (args: readonly string[]) => runCli(WORKER_BIN, args, { env: { BUTTERFLY_CACHE_DIR: cache } })
 
   test('--stages 1 and 3 print the same tokens as the in-process int4 pipeline', async () => {
+    const prompt = [1, ...new TextEncoder().encode('To be, or not').map((b) => b + 3)]
     const config = withInt4Quantization(syntheticConfig('tiny'))
-    const pipeline = await buildPipeline(config, 1, { dtype: 'F16' })
-    const expected: number[] = []
-    try {
-      const prompt = [1, ...new TextEncoder().encode('To be, or not').map((b) => b + 3)]
-      for await (const t of generate(pipeline, {
-        promptIds: prompt,
-        maxTokens: 24,
-        sampling: { temperature: 0 },
-      }))
-        expected.push(t.id)
-    } finally {
-      await pipeline.dispose()
-    }
+    const expected = await pipelineGreedy(config, 1, prompt, 24, { dtype: 'F16' })
     for (const k of ['1', '3']) {
       const args = [
         'generate',

@@ -1,9 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { buildStageGraph, generate, syntheticStoredWeights, withInt4Quantization } from '@butterfly/core'
+import { buildStageGraph, syntheticStoredWeights, withInt4Quantization } from '@butterfly/core'
 import {
   buildPipeline,
+  pipelineGreedy,
   referenceFor,
   relativeError,
   runCli,
@@ -91,21 +92,9 @@ describe('int4 with int8 activations', () => {
   }
 
   test('butterfly-worker generate --int4-compute int8 prints the in-process tokens (real process)', async () => {
-    const config = withInt4Quantization(syntheticConfig('tiny'))
-    const pipeline = await buildPipeline(config, 1, { dtype: 'F16', int4Compute: 'int8' })
-    const expected: number[] = []
     const prompt = [1, ...new TextEncoder().encode('To be, or not').map((b) => b + 3)]
-    try {
-      for await (const t of generate(pipeline, {
-        promptIds: prompt,
-        maxTokens: 24,
-        sampling: { temperature: 0 },
-      })) {
-        expected.push(t.id)
-      }
-    } finally {
-      await pipeline.dispose()
-    }
+    const config = withInt4Quantization(syntheticConfig('tiny'))
+    const expected = await pipelineGreedy(config, 1, prompt, 24, { dtype: 'F16', int4Compute: 'int8' })
     const args = [
       'generate',
       '--model',

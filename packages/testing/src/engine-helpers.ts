@@ -2,6 +2,7 @@ import {
   dequantizeInt4,
   expectedWeightShapes,
   fromFloat32,
+  generate,
   type Int4Compute,
   isInt4Weight,
   type ModelConfig,
@@ -136,6 +137,25 @@ export async function trackReference(
 
 export { argmax, relativeError } from './numerics.js'
 export { syntheticConfig }
+
+/** Greedy tokens through `generate` on a buildPipeline of `config` (synthetic weights), disposed after. */
+export async function pipelineGreedy(
+  config: ModelConfig,
+  stages: number,
+  prompt: readonly number[],
+  maxTokens: number,
+  opts: Parameters<typeof buildPipeline>[2] = {},
+): Promise<number[]> {
+  const pipeline = await buildPipeline(config, stages, opts)
+  try {
+    const out: number[] = []
+    for await (const t of generate(pipeline, { promptIds: prompt, maxTokens, sampling: { temperature: 0 } }))
+      out.push(t.id)
+    return out
+  } finally {
+    await pipeline.dispose()
+  }
+}
 
 /** Greedy tokens of `weights` under `config` on onnxruntime-node, the layers cut into `stages`. */
 export async function ortGreedy(
