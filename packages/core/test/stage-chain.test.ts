@@ -255,6 +255,19 @@ describe('chained stages (worker to worker)', () => {
     expect(w1.stage.activeGenerations).toBe(0)
   })
 
+  test('a peer leaving the plan loses its worker links (it may come back under the same id)', async () => {
+    const { workers, chained } = await mesh()
+    await chained().step('g1', { tokens: [1], seqLen: 1, startPos: 0 })
+    const w1 = workers[1] as Worker
+    const toW2 = w1.links.connectionOf('w2')
+    expect(toW2?.closed).toBe(false)
+    w1.links.setPlan(['w0', 'w1'])
+    expect(toW2?.closed).toBe(true)
+    expect(w1.links.connectionOf('w2')).toBeUndefined()
+    // The coordinator is in no plan and keeps its connection.
+    expect(w1.links.connectionOf('coord')?.closed).toBe(false)
+  })
+
   test('a chain needs distinct peers and one connection each', async () => {
     const { conns } = await mesh()
     const init = CHAIN_INIT

@@ -22,9 +22,16 @@ export class PeerLinks implements StageLinks {
     this.off = transport.onIncoming((from, channel) => void this.adopt(from, channel))
   }
 
-  /** The peers holding stages of the plan now in force. */
+  /**
+   * The peers holding stages of the plan now in force. Connections to workers that left the plan
+   * are closed: such a peer may come back under the same id (a tab reopened), and a channel to its
+   * old self can look open long after it is gone, swallowing every step forwarded into it.
+   * Coordinators are never in a plan, so their connections stay.
+   */
   setPlan(peers: Iterable<string>): void {
-    this.planPeers = new Set(peers)
+    const next = new Set(peers)
+    for (const id of this.planPeers) if (!next.has(id)) this.byPeer.get(id)?.close()
+    this.planPeers = next
   }
 
   peerOf(conn: MessageConnection): string | undefined {
