@@ -185,6 +185,16 @@ describe('chained stages (worker to worker)', () => {
     expect((workers[2] as Worker).stage.stepped).toEqual([])
   })
 
+  test("a later worker's refusal reaches the coordinator through the worker before it", async () => {
+    const { workers, chained } = await mesh()
+    // w2's plan lacks w1: it refuses w1's forward to w1, which relays the error to the coordinator.
+    ;(workers[2] as Worker).links.setPlan(['w0', 'w2'])
+    const err = await rejection(chained().step('g1', { tokens: [1], seqLen: 1, startPos: 0 }))
+    expect(err.code).toBe('ERR_CHAIN_LINK')
+    expect(err.message).toMatch(/routed steps come from the coordinator or a peer of the plan/)
+    expect((workers[2] as Worker).stage.stepped).toEqual([])
+  })
+
   test('routed steps from a peer outside the plan are refused to that peer', async () => {
     const { network, workers } = await mesh()
     const rogue = createMemoryTransport({ peerId: 'rogue' }, { network })

@@ -172,7 +172,7 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
               : {}
       if (req.route !== undefined && req.route.length > 0) {
         if (out.hidden === undefined) throw new StageError('ERR_CHAIN_LINK', 'the last stage cannot forward')
-        await forwarder.forward(req, out.hidden)
+        await forwarder.forward(req, out.hidden, conn)
       } else await reply(conn, req, req.seqLen, output)
       ok = true
     } catch (err) {
@@ -269,7 +269,8 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
         else if (msg.type === 'EndGeneration') {
           mine.delete(msg.generationId)
           end(msg.generationId)
-        } else if (msg.type === 'Ping') {
+        } else if (msg.type === 'StepError') forwarder.relayError(conn, msg)
+        else if (msg.type === 'Ping') {
           conn.send({ type: 'Pong', nonce: msg.nonce, sentAt: msg.sentAt }).catch(() => undefined)
         }
       })

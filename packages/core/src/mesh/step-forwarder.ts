@@ -1,6 +1,6 @@
 import { StageError } from '../errors.js'
 import type { MessageConnection } from '../transport/message-connection.js'
-import type { StepRequest } from '../wire/messages.js'
+import { type StepError, type StepRequest, toWireError } from '../wire/messages.js'
 import { RequestOutbox } from './request-outbox.js'
 
 /** What a worker offers its stage host for chained steps (wire/step-route.ts). */
@@ -17,6 +17,8 @@ export interface StageLinks {
 
 /** How long a worker waits to open a channel to the next peer of a route. */
 const DIAL_MS = 15_000
+/** Forwarded steps remembered for relaying their errors (the oldest are forgotten first). */
+const MAX_FORWARDED = 4096
 
 /**
  * The worker side of chained steps. A routed request is accepted from its coordinator (the entry
@@ -27,6 +29,11 @@ const DIAL_MS = 15_000
  */
 export class StepForwarder {
   private readonly outboxes = new Map<MessageConnection, RequestOutbox>()
+  /** `generation:step` forwarded → the connection it went to, and its coordinator's. */
+  private readonly forwarded = new Map<
+    string,
+    { readonly to: MessageConnection; readonly coordinator: MessageConnection }
+  >()
 
   constructor(private readonly links: StageLinks | undefined) {}
 
@@ -42,11 +49,25 @@ export class StepForwarder {
     if (sender === undefined || (sender !== replyTo && !links.inPlan(sender))) {
       return new StageError('ERR_CHAIN_LINK', 'routed steps come from the coordinator or a peer of the plan')
     }
-    return links.connectionOf(replyTo)
+    // No way to answer: the sender hears of it, and relays it to the coordinator (relayError).
+    if (sender === replyTo) return from
+    return links.connectionOf(replyTo) ?? new StageError('ERR_CHAIN_LINK', `no connection to ${replyTo} here`)
+  }
+
+  /**
+   * A StepError from a peer this worker forwarded the step to: passed on to the step's
+   * coordinator, which waits for the step and would otherwise never hear of its failure.
+   */
+  relayError(from: MessageConnection, err: StepError): void {
+    const key = `${err.generationId}:${err.stepIndex}`
+    const f = this.forwarded.get(key)
+    if (f === undefined || f.to !== from) return
+    this.forwarded.delete(key)
+    f.coordinator.send({ ...err, error: toWireError(err.error) }).catch(() => undefined)
   }
 
   /** Sends the step's output on to the route's next peer as its StepRequest. */
-  async forward(req: StepRequest, hidden: Float32Array): Promise<void> {
+  async forward(req: StepRequest, hidden: Float32Array, coordinator: MessageConnection): Promise<void> {
     const [next, ...rest] = req.route ?? []
     const links = this.links
     if (next === undefined || links === undefined) throw new StageError('ERR_CHAIN_LINK', 'no next peer')
@@ -87,6 +108,11 @@ export class StepForwarder {
       route: rest,
       replyTo: req.replyTo as string,
     }
+    const key = `${req.generationId}:${req.stepIndex}`
+    this.forwarded.delete(key)
+    this.forwarded.set(key, { to: conn, coordinator })
+    if (this.forwarded.size > MAX_FORWARDED)
+      this.forwarded.delete(this.forwarded.keys().next().value as string)
     try {
       await outbox.send(msg)
     } catch (err) {
