@@ -259,7 +259,7 @@ export function buildCli(
         )
           .env('BUTTERFLY_RELAY')
           .choices(['chain', 'coordinator'])
-          .default('chain'),
+          .default('coordinator'),
       )
       .addCommand(tokensCommand(out))
       .action(async (opts: ServerCliOptions) => {
@@ -340,7 +340,7 @@ async function serve(
   )
   if (opts.requirePeerTokens) out.write('  per-peer join tokens required\n')
   if (opts.wireDtype === 'fp16') out.write('  hidden states on the wire: fp16\n')
-  if (opts.relay === 'coordinator') out.write('  hidden states relayed through this server\n')
+  if (opts.relay === 'chain') out.write('  hidden states chained worker to worker\n')
   options.onListening?.(server)
   await stopped(options.signal)
   await server.close()

@@ -37,7 +37,11 @@ export async function startChainMesh(
     meshes: [{ name: 'default', modelDir }],
     planOptions: { strategy: 'uniform' },
     extend: async (parts) => {
-      const g = await attachGateway(parts, init, { wrtc: nodeWrtc(), log: (line) => logs.push(line) })
+      const g = await attachGateway(
+        parts,
+        { relay: 'chain', ...init },
+        { wrtc: nodeWrtc(), log: (line) => logs.push(line) },
+      )
       gateway = g.find('default') as MeshGateway
     },
   })

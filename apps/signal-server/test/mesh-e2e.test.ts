@@ -63,9 +63,13 @@ const readyWith = (stages: number) => (h: Health) =>
 
 beforeAll(async () => {
   cache = await mkdtemp(join(tmpdir(), 'bf-mesh-'))
-  server = start(SERVER_BIN, ['--port', '0', '--model', 'synthetic:tiny', '--plan-strategy', 'uniform'], {
-    BUTTERFLY_CACHE_DIR: cache,
-  })
+  server = start(
+    SERVER_BIN,
+    ['--port', '0', '--model', 'synthetic:tiny', '--plan-strategy', 'uniform', '--relay', 'chain'],
+    {
+      BUTTERFLY_CACHE_DIR: cache,
+    },
+  )
   url = (await server.waitFor(/listening on (http:\/\/\S+)/))[1] as string
   client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 })
   for (const name of ['w1', 'w2', 'w3']) worker(name)

@@ -251,7 +251,7 @@ const RELAYS: readonly Relay[] = ['chain', 'coordinator']
 export async function concurrencySection(opts: ConcurrencyBenchOptions): Promise<void> {
   const e = opts.embedded
   console.log(
-    `\n## Concurrency: embedded model (models/shakespeare), butterfly-server + 2 butterfly-worker processes (r=1, 2 stages, --max-concurrent ${e.concurrency}, ${claimCheck(e.slowClaimCheck)}), official openai client, /v1/completions, greedy; medians over rounds; hidden states chained worker to worker (the default), then relayed through the server (--relay coordinator)`,
+    `\n## Concurrency: embedded model (models/shakespeare), butterfly-server + 2 butterfly-worker processes (r=1, 2 stages, --max-concurrent ${e.concurrency}, ${claimCheck(e.slowClaimCheck)}), official openai client, /v1/completions, greedy; medians over rounds; hidden states chained worker to worker (--relay chain), then relayed through the server (the default)`,
   )
   const figures = new Map<Relay, EmbeddedFigures>()
   for (const relay of RELAYS) figures.set(relay, await embeddedBench(e, relay))

@@ -9,7 +9,7 @@ import { median, startBenchMesh, timeTokens } from './bench-mesh.js'
  * Decode tokens/s of a ~100M synthetic model through the mesh (N worker processes over
  * WebRTC, one replica each, driven by the server's gateway) against the same model in one
  * process, measured round-robin in one run so drift hits both alike. The mesh runs each round
- * twice on the same workers: hidden states chained worker to worker (the default), and relayed
+ * twice on the same workers: hidden states chained worker to worker (--relay chain), and relayed
  * through the coordinator.
  */
 export interface MeshBenchOptions {

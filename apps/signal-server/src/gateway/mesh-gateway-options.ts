@@ -26,9 +26,9 @@ export interface MeshGatewayInit {
   /** Hidden states between stages: fp32 (default, what every peer speaks) or fp16 (half the bytes). */
   readonly wireDtype?: HiddenDtype
   /**
-   * How hidden states travel in a plan without replicas: 'chain' (default) worker to worker, only
-   * the last stage answering the coordinator; 'coordinator' back through the coordinator after
-   * every stage. Plans with replicas always go through the coordinator, which votes.
+   * How hidden states travel in a plan without replicas: 'coordinator' (default) back through the
+   * coordinator after every stage; 'chain' worker to worker, only the last stage answering the
+   * coordinator. Plans with replicas always go through the coordinator, which votes.
    */
   readonly relay?: 'chain' | 'coordinator'
 }

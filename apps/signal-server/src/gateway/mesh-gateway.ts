@@ -78,7 +78,7 @@ export class MeshGateway implements ServedModel {
     this.reputation = new ReputationBook({ flagAfter: 1, ...init.reputation })
     this.verified = new VerificationTally(mesh.name, components.metrics)
     this.claims = new SlowClaimCheck(init.slowClaim)
-    this.relay = init.relay ?? 'chain'
+    this.relay = init.relay ?? 'coordinator'
     this.id = mesh.modelId
     this.mesh = mesh.name
     this.tokenizer = components.tokenizer
