@@ -56,7 +56,7 @@
  * L4 — `engine/`: `InferenceBackend`, `StageSession` (what each runtime implements, `truncate`
  * rolling a generation's KV cache back, `checkTruncateLength`; `StageShape` / `ShapedStage` carry
  * a stage's layer range), `createOrtStage` (any onnxruntime package passed in
- * as a component), `uniformPartition(layers, k)`, `generate(pipeline, request)` (the in-order
+ * as a component; a `StageCache` keeps built stages, keyed by `stageDescription`), `uniformPartition(layers, k)`, `generate(pipeline, request)` (the in-order
  * pipeline loop; `logprobs` asks the last stage for temperature-1 log-probabilities), `Sampler`
  * (greedy / temperature / top-k / top-p with a seed, and OpenAI's frequency / presence penalties
  * within the top-k, from top-k logits).
@@ -75,6 +75,7 @@ export * from './engine/inference-backend.js'
 export * from './engine/ort-stage.js'
 export * from './engine/partition.js'
 export * from './engine/sampler.js'
+export * from './engine/stage-cache.js'
 export * from './engine/stage-shape.js'
 export * from './errors.js'
 export { ByteCursor } from './formats/byte-cursor.js'

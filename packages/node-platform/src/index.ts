@@ -3,7 +3,9 @@
  * server, the trainer's CLI) share: the Node implementations of core's ports and the model store.
  *
  * - `createNodeBackend(init)`: InferenceBackend over onnxruntime-node; `resolveDevice(request)`
- *   picks cuda / webgpu / cpu.
+ *   picks cuda / webgpu / cpu. `createStageCacheDir({dir, maxBytes})` keeps built stages on disk
+ *   (on CPU pre-packed for the machine), so a restarted worker loads its stage in a fraction of
+ *   the time (`init.stageCache`).
  * - `loadModel(spec)`, `resolveModelDir(spec, cache, download)`, `writeSyntheticModel(...)`:
  *   model directories (single-file or sharded safetensors), `synthetic:NAME[:fp16|:int4]` models, and
  *   `hf:ORG/REPO[@REV]` / `https://…/` models downloaded into the cache (`cacheDir()`);
@@ -40,6 +42,11 @@
 export { type Device, type DeviceRequest, resolveDevice } from './backend/device.js'
 export { createLocalPipeline, type LocalPipelineOptions } from './backend/local-pipeline.js'
 export { createNodeBackend, type NodeBackendInit } from './backend/node-backend.js'
+export {
+  createStageCacheDir,
+  DEFAULT_STAGE_CACHE_BYTES,
+  type StageCacheDirInit,
+} from './backend/stage-cache-dir.js'
 export { type CliMainOptions, reportCliError, runCliMain } from './cli/cli-main.js'
 export {
   CliUsageError,
@@ -66,7 +73,7 @@ export { nodeWrtc } from './mesh/node-wrtc.js'
 export { startWorkerNode, type WorkerNode, type WorkerNodeInit } from './mesh/worker-node.js'
 export { exists } from './models/exists.js'
 export { FileSource } from './models/file-source.js'
-export { openLocalWeights } from './models/local-weights.js'
+export { localWeightsFingerprint, openLocalWeights } from './models/local-weights.js'
 export { convertModelDir, type ModelDtype, writeWeightsFile } from './models/model-convert.js'
 export {
   cacheDir,

@@ -4,6 +4,7 @@ import { Command, Option } from 'commander'
 import { floatArg, intArg } from './cli-args.js'
 import { runGenerate } from './commands/generate-command.js'
 import { parseMemory, parseServerUrl, runJoin } from './commands/join-command.js'
+import { stageCacheOptions } from './commands/stage-cache-options.js'
 import { runImport } from './import/import-command.js'
 import { IMPORT_DTYPES, type ImportDtype } from './import/output-dtype.js'
 
@@ -25,7 +26,7 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
     .showHelpAfterError(false)
     .configureOutput({ writeErr: () => undefined, writeOut: (s) => out.write(s) })
 
-  program
+  const generate = program
     .command('generate')
     .description('Generate text with the model cut into K pipeline stages in this process.')
     .requiredOption(
@@ -47,9 +48,10 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
     .option('--ids', 'print generated token ids instead of text', false)
     .addOption(new Option('--threads <n>', 'threads per stage').argParser(intArg('--threads', 1, 256)))
     .addOption(int4ComputeOption())
-    .action(async (opts) => {
-      await runGenerate(opts, out)
-    })
+  for (const o of stageCacheOptions()) generate.addOption(o)
+  generate.action(async (opts) => {
+    await runGenerate(opts, out)
+  })
   program
     .command('import')
     .description(
@@ -97,7 +99,7 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
         }
       },
     )
-  program
+  const join = program
     .command('join')
     .description('Join a mesh as a worker: host the layers the server assigns and serve steps over WebRTC.')
     .requiredOption('--server <url>', 'signal server URL, e.g. http://127.0.0.1:8080', parseServerUrl)
@@ -145,9 +147,10 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
       ).argParser(intArg('--prefill-chunk', 4, 65_536)),
     )
     .addOption(int4ComputeOption())
-    .action(async (opts) => {
-      await runJoin(opts)
-    })
+  for (const o of stageCacheOptions()) join.addOption(o)
+  join.action(async (opts) => {
+    await runJoin(opts)
+  })
   return program
 }
 

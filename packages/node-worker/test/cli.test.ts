@@ -1,4 +1,4 @@
-import { cp, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises'
+import { cp, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { encodeSafetensors, safetensorsLayout } from '@butterfly/core'
@@ -61,6 +61,25 @@ describe('butterfly-worker generate', () => {
     expect(a.stdout).toBe(b.stdout)
   })
 
+  test('--stage-cache keeps built stages: a second run opens them and prints the same tokens', async () => {
+    const dir = join(cache, 'my-stages')
+    const args = ['generate', '--model', 'synthetic:tiny', '--prompt', 'To be', '--max-tokens', '8', '--ids']
+    const a = await cli([...args, '--stages', '2', '--stage-cache', dir])
+    const entries = (await readdir(dir)).filter((n) => /^[0-9a-f]{64}$/.test(n))
+    const b = await cli([...args, '--stages', '2', '--stage-cache', dir])
+    expect(a.code).toBe(0)
+    expect(entries).toHaveLength(2)
+    expect(b.stdout).toBe(a.stdout)
+    expect((await readdir(dir)).sort()).toEqual(entries.sort())
+    // 'off' (or a size of 0) keeps nothing, and the output is the same.
+    const off = join(cache, 'unused-stages')
+    const c = await cli([...args, '--stage-cache', 'off', '--stages', '3'])
+    const d = await cli([...args, '--stage-cache', off, '--stage-cache-max', '0'])
+    expect(c.stdout).toBe(a.stdout)
+    expect(d.stdout).toBe(a.stdout)
+    await expect(readdir(off)).rejects.toThrow()
+  })
+
   const badArgs: Array<[string, string[]]> = [
     ['negative max tokens', ['--max-tokens', '-1']],
     ['non-numeric max tokens', ['--max-tokens', 'lots']],
@@ -70,6 +89,8 @@ describe('butterfly-worker generate', () => {
     ['zero stages', ['--stages', '0']],
     ['fractional seed', ['--seed', '1.5']],
     ['unknown option', ['--frobnicate']],
+    ['a stage cache size that is not a size', ['--stage-cache-max', 'lots']],
+    ['an empty stage cache directory', ['--stage-cache', '']],
   ]
   test.each(badArgs)('%s is a usage error', async (_, extra) => {
     const run = await cli(['generate', '--model', 'synthetic:tiny', ...extra])
@@ -94,6 +115,11 @@ describe('butterfly-worker generate', () => {
     ['a fractional batch', ['--server', 'http://127.0.0.1:9', '--max-batch', '2.5'], /--max-batch must be/],
     ['a batch over the wire cap', ['--server', 'http://127.0.0.1:9', '--max-batch', '1025'], /--max-batch/],
     ['a tiny prefill chunk', ['--server', 'http://127.0.0.1:9', '--prefill-chunk', '3'], /--prefill-chunk/],
+    [
+      'a stage cache size that is not a size',
+      ['--server', 'http://127.0.0.1:9', '--stage-cache-max', 'twelve'],
+      /--stage-cache-max must be a size/,
+    ],
     [
       'an unknown int4 compute',
       ['--server', 'http://127.0.0.1:9', '--int4-compute', 'int4'],

@@ -2,7 +2,7 @@ import type { InferenceSession } from 'onnxruntime-common'
 import { GenerationError } from '../errors.js'
 import { layerAttention } from '../model/model-config.js'
 import type { Int4Compute } from '../onnx/matmul-nbits.js'
-import { buildStageGraph, type StageGraph } from '../onnx/stage-graph.js'
+import type { StageGraph } from '../onnx/stage-graph.js'
 import { type StageIo, stageIo } from '../onnx/stage-io.js'
 import type { WeightProvider } from '../weights/weight-provider.js'
 import { afterMicrotasks, BatchGate } from './batch-gate.js'
@@ -25,6 +25,7 @@ import {
   runBatch,
   toStepOutput,
 } from './ort-batch.js'
+import { openOrBuildStage, type StageCache } from './stage-cache.js'
 import { ShapedStage } from './stage-shape.js'
 import { validateStepInput } from './step-input.js'
 import { type QueuedStep, StepQueue } from './step-queue.js'
@@ -45,6 +46,8 @@ export interface OrtStageComponents {
   readonly weights: WeightProvider
   /** Default: the model bytes with weights inline. */
   readonly loadSession?: SessionLoader
+  /** Built stages kept between loads; needs weights with a fingerprint (StageCache). */
+  readonly stageCache?: StageCache
 }
 
 export interface OrtStageOptions {
@@ -70,10 +73,6 @@ export async function createOrtStage(
   options: OrtStageOptions = {},
 ): Promise<StageSession> {
   const external = options.externalData === true && components.loadSession !== undefined
-  const graph = await buildStageGraph(
-    { ...init, externalData: external, ...(options.int4Compute ? { int4Compute: options.int4Compute } : {}) },
-    components.weights,
-  )
   const sessionOptions: InferenceSession.SessionOptions = {
     // Fusions beyond 'basic' could fuse differently at stage boundaries and break the
     // bit-identity of tokens across partitionings; the graph is already fused by hand.
@@ -81,7 +80,13 @@ export async function createOrtStage(
     ...options.sessionOptions,
   }
   const load = components.loadSession ?? ((g, o) => components.ort.InferenceSession.create(g.bytes, o))
-  const session = await load(graph, sessionOptions)
+  const session = await openOrBuildStage(
+    { ...init, externalData: external, ...(options.int4Compute ? { int4Compute: options.int4Compute } : {}) },
+    components.weights,
+    sessionOptions,
+    load,
+    components.stageCache,
+  )
   const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH
   const chunk = options.prefillChunk ?? DEFAULT_PREFILL_CHUNK
   if (!(Number.isInteger(maxBatch) && maxBatch >= 1 && Number.isInteger(chunk) && chunk >= 4)) {

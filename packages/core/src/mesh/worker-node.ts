@@ -1,3 +1,5 @@
+import { sha256 } from '@noble/hashes/sha2.js'
+import { bytesToHex } from '@noble/hashes/utils.js'
 import type { InferenceBackend, StageSession } from '../engine/inference-backend.js'
 import type { PeerIdentity } from '../identity/peer-identity.js'
 import { signResult, signResults } from '../identity/step-signature.js'
@@ -10,6 +12,7 @@ import { fetchJson, openRemoteModel, type TensorCache } from '../remote/remote-m
 import type { MessageConnection } from '../transport/message-connection.js'
 import { createWebRtcTransport } from '../transport/webrtc-transport.js'
 import { fromFloat32, toFloat32 } from '../weights/float16.js'
+import { fingerprinted } from '../weights/weight-provider.js'
 import { ControlClient } from './control-client.js'
 import { type Backend, type PlanMessage, type Precision, stagePeers } from './control-protocol.js'
 import { benchmarkLayerSteps } from './layer-benchmark.js'
@@ -197,14 +200,26 @@ export async function startWorkerNode(
       const names = stageTensorNames(remote.config, mine.start, mine.end)
       const total = remote.stageBytes(names)
       let done = 0
-      const weights = async (name: string, shape: readonly number[]) => {
+      // What the stage is built from, for a stage cache: the manifest's checksum of every
+      // tensor it holds (each download is checked against it) and the rounding asked for.
+      const fingerprint = bytesToHex(
+        sha256(
+          new TextEncoder().encode(
+            JSON.stringify([
+              init.weights ?? 'fp32',
+              names.map((n) => [n, remote.manifest.tensors[n]?.sha256]),
+            ]),
+          ),
+        ),
+      )
+      const weights = fingerprinted(async (name: string, shape: readonly number[]) => {
         const t = await remote.weights(name, shape)
         done += t.data.byteLength
         components.onDownload?.(done, total)
         // fp16w rounds float weights only; int4 levels and their scales stay as stored.
         if (init.weights !== 'fp16' || t.dtype !== 'F32' || name.endsWith('.scales')) return t
         return { ...t, dtype: 'F16' as const, data: fromFloat32(toFloat32(t), 'F16') }
-      }
+      }, fingerprint)
       const stage = await components.backend.createStage(
         { config: remote.config, layerStart: mine.start, layerEnd: mine.end },
         weights,
@@ -217,8 +232,10 @@ export async function startWorkerNode(
       })
       current = { start: mine.start, end: mine.end, stage, host }
       serveAll()
+      // No tensor fetched: the backend opened the stage from its stage cache.
+      const how = done === 0 && total > 0 ? 'opened from the stage cache' : 'downloaded and loaded'
       log(
-        `serving layers [${mine.start}, ${mine.end}) of ${remote.manifest.modelId} (downloaded and loaded in ${Date.now() - loadStart} ms)`,
+        `serving layers [${mine.start}, ${mine.end}) of ${remote.manifest.modelId} (${how} in ${Date.now() - loadStart} ms)`,
       )
     }
     readyVersion = plan.version

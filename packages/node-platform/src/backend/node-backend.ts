@@ -7,6 +7,7 @@ import {
   type Int4Compute,
   type OrtRuntime,
   type SessionLoader,
+  type StageCache,
 } from '@butterfly/core'
 import * as ort from 'onnxruntime-node'
 import type { Device } from './device.js'
@@ -28,6 +29,11 @@ export interface NodeBackendInit {
   readonly prefillChunk?: number
   /** int4 models: 'int8' quantises activations for integer dot products (Int4Compute). */
   readonly int4Compute?: Int4Compute
+  /**
+   * Built stages kept between loads (createStageCacheDir); used for weights with a
+   * fingerprint (loadModel's and a worker's downloads have one).
+   */
+  readonly stageCache?: StageCache
 }
 
 /** InferenceBackend over onnxruntime-node's CPU execution provider. */
@@ -37,7 +43,12 @@ export function createNodeBackend(init: NodeBackendInit = {}): InferenceBackend 
     createStage: (stageInit, weights) =>
       createOrtStage(
         stageInit,
-        { ort: ort as unknown as OrtRuntime, weights, loadSession: loadFromFiles },
+        {
+          ort: ort as unknown as OrtRuntime,
+          weights,
+          loadSession: loadFromFiles,
+          ...(init.stageCache === undefined ? {} : { stageCache: init.stageCache }),
+        },
         {
           externalData: true,
           ...(init.maxBatch === undefined ? {} : { maxBatch: init.maxBatch }),

@@ -1,4 +1,5 @@
-import { readFile, stat } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { readdir, readFile, realpath, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   MAX_INDEX_BYTES,
@@ -57,4 +58,20 @@ export async function openLocalWeights(dir: string): Promise<ShardedSafetensors>
 
 async function isFile(path: string): Promise<boolean> {
   return (await stat(path).catch(() => undefined))?.isFile() === true
+}
+
+/**
+ * Names a directory's weights without reading them: the directory's real path and each
+ * safetensors file's (and the index's) name, size and modification time in nanoseconds, as
+ * make judges files. A file rewritten in place changes its time, so a cache keyed on this
+ * never serves a stage built from the old weights.
+ */
+export async function localWeightsFingerprint(dir: string): Promise<string> {
+  const hash = createHash('sha256').update(await realpath(dir))
+  for (const name of (await readdir(dir)).sort()) {
+    if (!(name.endsWith('.safetensors') || name === SAFETENSORS_INDEX_FILE)) continue
+    const s = await stat(join(dir, name), { bigint: true })
+    hash.update(`\n${name}\t${s.size}\t${s.mtimeNs}\t${s.ino}`)
+  }
+  return hash.digest('hex')
 }

@@ -7,6 +7,7 @@ import {
   byteTokenizerJson,
   type ChatTemplate,
   expectedWeightShapes,
+  fingerprinted,
   fromFloat32,
   type ModelConfig,
   ModelConfigError,
@@ -25,7 +26,7 @@ import { ModelNotFoundError } from '../errors.js'
 import { type DownloadModelOptions, downloadModel } from '../hub/download-model.js'
 import { isRemoteSpec, parseRemoteSpec } from '../hub/model-spec.js'
 import { exists } from './exists.js'
-import { openLocalWeights } from './local-weights.js'
+import { localWeightsFingerprint, openLocalWeights } from './local-weights.js'
 import { type ModelDtype, writeWeightsFile } from './model-convert.js'
 import { SYNTHETIC_TOKENIZER_PACKAGES, writeRealTokenizer } from './synthetic-tokenizers.js'
 import { loadTokenizerFiles } from './tokenizer-files.js'
@@ -140,6 +141,7 @@ export async function loadModel(spec: string): Promise<LoadedModel> {
   const configPath = join(dir, 'config.json')
   const config = parseModelConfig(await readJson(configPath, (m) => new ModelConfigError(m)), configPath)
   const { tokenizer, chatTemplate, generationEosIds } = await loadTokenizerFiles(dir)
+  const fingerprint = await localWeightsFingerprint(dir)
   const shards = await openLocalWeights(dir)
   try {
     // A sharded checkpoint whose index forgets a tensor fails now, naming the index.
@@ -149,9 +151,12 @@ export async function loadModel(spec: string): Promise<LoadedModel> {
     await shards.close()
     throw err
   }
-  const weights: WeightProvider = async (name, shape) =>
-    // storedTensorDtypes also admits an int4 weight's U8 levels and F16/F32 scales.
-    toGraphDtype(await shards.read(name, { dtype: storedTensorDtypes(name), shape }))
+  const weights: WeightProvider = fingerprinted(
+    async (name, shape) =>
+      // storedTensorDtypes also admits an int4 weight's U8 levels and F16/F32 scales.
+      toGraphDtype(await shards.read(name, { dtype: storedTensorDtypes(name), shape })),
+    fingerprint,
+  )
   return { dir, config, tokenizer, chatTemplate, generationEosIds, weights, close: () => shards.close() }
 }
 

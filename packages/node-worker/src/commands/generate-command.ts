@@ -14,8 +14,9 @@ import {
   loadModel,
   resolveModelDir,
 } from '@butterfly/node-platform'
+import { type StageCacheFlags, withStageCache } from './stage-cache-options.js'
 
-export interface GenerateOptions {
+export interface GenerateOptions extends StageCacheFlags {
   readonly model: string
   readonly prompt: string
   readonly maxTokens: number
@@ -39,6 +40,7 @@ export async function runGenerate(opts: GenerateOptions, out: NodeJS.WritableStr
   const backend = createNodeBackend({
     ...(opts.threads === undefined ? {} : { threads: opts.threads }),
     ...(opts.int4Compute === undefined ? {} : { int4Compute: opts.int4Compute }),
+    ...withStageCache(opts),
   })
   try {
     // The last stage returns at least as many candidates as --top-k asks to sample among.

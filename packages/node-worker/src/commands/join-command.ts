@@ -10,8 +10,9 @@ import {
 import bytes from 'bytes'
 import cliProgress from 'cli-progress'
 import { ServerLostError } from '../errors.js'
+import { type StageCacheFlags, withStageCache } from './stage-cache-options.js'
 
-export interface JoinOptions {
+export interface JoinOptions extends StageCacheFlags {
   readonly server: string
   readonly mesh: string
   readonly token: string
@@ -89,6 +90,7 @@ export async function runJoin(opts: JoinOptions): Promise<void> {
         ...(opts.maxBatch === undefined ? {} : { maxBatch: opts.maxBatch }),
         ...(opts.prefillChunk === undefined ? {} : { prefillChunk: opts.prefillChunk }),
         ...(opts.int4Compute === undefined ? {} : { int4Compute: opts.int4Compute }),
+        ...withStageCache(opts),
       }),
       wrtc: nodeWrtc(),
       log,
