@@ -48,11 +48,13 @@ async function build(
   config: ModelConfig,
   stages: number,
   int4Compute?: 'int8',
+  microBatches?: number,
 ): Promise<Pipeline & { stages: StageSession[] }> {
   const backend = createNodeBackend({
     threads: 1,
     prefillChunk: CHUNK,
     ...(int4Compute ? { int4Compute } : {}),
+    ...(microBatches === undefined ? {} : { microBatches }),
   })
   const weights = syntheticWeights(config)
   const sessions: StageSession[] = []
@@ -195,5 +197,40 @@ describe('chunked prefill on one stage', () => {
     expect(out.topk?.values.length).toBeGreaterThan(0)
     // 40 positions in chunks of 4 is ten runs; decode steps alternate with them.
     expect(decodedMeanwhile).toBeGreaterThanOrEqual(8)
+  })
+})
+
+describe('micro-batches', () => {
+  // Eight generations decoding on one stage: with microBatches 2 a run takes at most half of
+  // them, so the next stage (or the coordinator) has the first half while this one runs the
+  // second; with 1 (the default), everyone waiting runs in one batch. The tokens are the same.
+  const config = syntheticConfig('tiny')
+  const steps = async (microBatches: number | undefined) => {
+    const p = await build(config, 1, undefined, microBatches)
+    try {
+      const reqs = requests(config)
+        .slice(0, 8)
+        .map((r) => ({ ...r, promptIds: r.promptIds.slice(0, 1) }))
+      const out = await Promise.all(reqs.map((r) => collect(p, r)))
+      return { traces: out.map(trace), widest: p.stages[0]?.batchStats?.widest }
+    } finally {
+      await Promise.all(p.stages.map((s) => s.dispose()))
+    }
+  }
+
+  test('a stage runs its decoding generations in groups, and the tokens do not change', async () => {
+    const one = await steps(undefined)
+    const two = await steps(2)
+    const three = await steps(3)
+    expect(one.widest).toBe(8)
+    expect(two.widest).toBe(4)
+    expect(three.widest).toBe(3)
+    expect(two.traces).toEqual(one.traces)
+    expect(three.traces).toEqual(one.traces)
+  })
+
+  test('microBatches must be a whole number of at least 1', async () => {
+    await expect(build(config, 1, undefined, 0)).rejects.toMatchObject({ code: 'ERR_STEP_ORDER' })
+    await expect(build(config, 1, undefined, 1.5)).rejects.toMatchObject({ code: 'ERR_STEP_ORDER' })
   })
 })

@@ -142,6 +142,12 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
     )
     .addOption(
       new Option(
+        '--micro-batches <n>',
+        'groups a stage splits its decoding generations into, so stages on separate machines work at once (default 1: one batch)',
+      ).argParser(intArg('--micro-batches', 1, 64)),
+    )
+    .addOption(
+      new Option(
         '--prefill-chunk <n>',
         'prompt positions per prefill chunk, run between decode batches (default 128)',
       ).argParser(intArg('--prefill-chunk', 4, 65_536)),

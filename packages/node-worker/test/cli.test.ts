@@ -116,6 +116,11 @@ describe('butterfly-worker generate', () => {
     ['a batch over the wire cap', ['--server', 'http://127.0.0.1:9', '--max-batch', '1025'], /--max-batch/],
     ['a tiny prefill chunk', ['--server', 'http://127.0.0.1:9', '--prefill-chunk', '3'], /--prefill-chunk/],
     [
+      'zero micro-batches',
+      ['--server', 'http://127.0.0.1:9', '--micro-batches', '0'],
+      /--micro-batches must be/,
+    ],
+    [
       'a stage cache size that is not a size',
       ['--server', 'http://127.0.0.1:9', '--stage-cache-max', 'twelve'],
       /--stage-cache-max must be a size/,

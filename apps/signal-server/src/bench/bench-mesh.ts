@@ -20,6 +20,8 @@ export interface BenchMeshInit {
   /** Folder for the workers' identity files: one key joins a mesh once. */
   readonly identities: string
   readonly name: string
+  /** More `butterfly-worker join` flags, e.g. `--micro-batches 1`. */
+  readonly workerArgs?: readonly string[]
 }
 
 /** A slow-claim factor that never excludes a peer (BUTTERFLY_BENCH_SLOW_CLAIM=off). */
@@ -58,6 +60,7 @@ export async function startBenchMesh(init: BenchMeshInit): Promise<BenchMesh> {
     count: init.workers,
     name: init.name,
     identities: init.identities,
+    ...(init.workerArgs ? { args: init.workerArgs } : {}),
   })
   const close = async () => {
     await Promise.all(children.map(stopChild))

@@ -15,6 +15,8 @@ export interface SyntheticBenchOptions {
   readonly rounds: number
   /** Keep the gateway's slow-claim check (default factor) instead of turning it off. */
   readonly slowClaimCheck: boolean
+  /** More `butterfly-worker join` flags. */
+  readonly workerArgs?: readonly string[]
 }
 
 export interface SyntheticFigures {
@@ -33,7 +35,8 @@ export async function syntheticBench(opts: SyntheticBenchOptions): Promise<Synth
     modelDir,
     workers: 2,
     identities,
-    name: 'conc-synthetic',
+    name: opts.workerArgs ? 'conc-synthetic-args' : 'conc-synthetic',
+    ...(opts.workerArgs ? { workerArgs: opts.workerArgs } : {}),
     ...(opts.slowClaimCheck ? {} : { slowClaim: { factor: SLOW_CLAIM_OFF } }),
   })
   try {

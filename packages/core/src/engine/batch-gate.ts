@@ -23,6 +23,11 @@ export class BatchGate {
     private readonly maxWaitMs = 50,
   ) {}
 
+  /** Generations between a decode run here and their next step. */
+  get awayCount(): number {
+    return this.away.size
+  }
+
   /** A decode run of `ids` just ended. */
   ran(ids: Iterable<string>): void {
     const at = this.now()

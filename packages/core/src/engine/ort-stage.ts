@@ -1,10 +1,7 @@
 import type { InferenceSession } from 'onnxruntime-common'
 import { GenerationError } from '../errors.js'
 import { layerAttention } from '../model/model-config.js'
-import type { Int4Compute } from '../onnx/matmul-nbits.js'
-import type { StageGraph } from '../onnx/stage-graph.js'
 import { type StageIo, stageIo } from '../onnx/stage-io.js'
-import type { WeightProvider } from '../weights/weight-provider.js'
 import { afterMicrotasks, BatchGate } from './batch-gate.js'
 import { segments } from './batch-segments.js'
 import {
@@ -25,45 +22,18 @@ import {
   runBatch,
   toStepOutput,
 } from './ort-batch.js'
-import { openOrBuildStage, type StageCache } from './stage-cache.js'
+import type { OrtStageComponents, OrtStageOptions } from './ort-stage-options.js'
+import { openOrBuildStage } from './stage-cache.js'
 import { ShapedStage } from './stage-shape.js'
 import { validateStepInput } from './step-input.js'
 import { type QueuedStep, StepQueue } from './step-queue.js'
 
 export type { OrtRuntime } from './ort-batch.js'
-
-/**
- * Turns a built graph into a session. Environments differ in how external weights reach the
- * runtime (a file next to the model in Node, an in-memory blob in browsers).
- */
-export type SessionLoader = (
-  graph: StageGraph,
-  options: InferenceSession.SessionOptions,
-) => Promise<InferenceSession>
-
-export interface OrtStageComponents {
-  readonly ort: OrtRuntime
-  readonly weights: WeightProvider
-  /** Default: the model bytes with weights inline. */
-  readonly loadSession?: SessionLoader
-  /** Built stages kept between loads; needs weights with a fingerprint (StageCache). */
-  readonly stageCache?: StageCache
-}
-
-export interface OrtStageOptions {
-  readonly sessionOptions?: InferenceSession.SessionOptions
-  /** Build with external weights; requires a `loadSession` that can resolve them. */
-  readonly externalData?: boolean
-  /** Most generations' decode steps one run computes (default 128). */
-  readonly maxBatch?: number
-  /** Longer steps run in chunks of at most this many positions, between decode batches (default 128, at least 4). */
-  readonly prefillChunk?: number
-  /** How an int4 model's MatMulNBits multiply (StageGraphInit.int4Compute; default 'fp32'). */
-  readonly int4Compute?: Int4Compute
-}
+export type { OrtStageComponents, OrtStageOptions, SessionLoader } from './ort-stage-options.js'
 
 const DEFAULT_MAX_BATCH = 128
 const DEFAULT_PREFILL_CHUNK = 128
+const DEFAULT_MICRO_BATCHES = 1
 /** Padding slots a batch may run rather than split in two runs around them. */
 const MAX_GAP = 2
 
@@ -89,12 +59,17 @@ export async function createOrtStage(
   )
   const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH
   const chunk = options.prefillChunk ?? DEFAULT_PREFILL_CHUNK
-  if (!(Number.isInteger(maxBatch) && maxBatch >= 1 && Number.isInteger(chunk) && chunk >= 4)) {
+  const groups = options.microBatches ?? DEFAULT_MICRO_BATCHES
+  const whole = (n: number, min: number) => Number.isInteger(n) && n >= min
+  if (!(whole(maxBatch, 1) && whole(chunk, 4) && whole(groups, 1))) {
     await session.release()
-    throw new GenerationError('ERR_STEP_ORDER', 'maxBatch must be an integer >= 1 and prefillChunk one >= 4')
+    throw new GenerationError(
+      'ERR_STEP_ORDER',
+      'maxBatch and microBatches must be integers >= 1 and prefillChunk one >= 4',
+    )
   }
   const io = stageIo(init.config, init.layerStart, init.layerEnd)
-  return new OrtStage(init, io, session, components.ort, { maxBatch, chunk })
+  return new OrtStage(init, io, session, components.ort, { maxBatch, chunk, groups })
 }
 
 /**
@@ -121,16 +96,18 @@ class OrtStage extends ShapedStage implements StageSession {
   private stats = { runs: 0, steps: 0, widest: 0, widestPrefill: 0 }
   private readonly padSingleRow: boolean
   private readonly maxBatch: number
+  private readonly groups: number
 
   constructor(
     private readonly init: StageInit,
     private readonly io: StageIo,
     private readonly session: InferenceSession,
     private readonly ort: OrtRuntime,
-    limits: { readonly maxBatch: number; readonly chunk: number },
+    limits: { readonly maxBatch: number; readonly chunk: number; readonly groups: number },
   ) {
     super({ layerStart: init.layerStart, layerEnd: init.layerEnd, isFirst: io.isFirst, isLast: io.isLast })
     this.queue = new StepQueue(limits.chunk)
+    this.groups = limits.groups
     const { config } = init
     this.padSingleRow = config.quantization !== undefined
     const sliding = io.layers.some((l) => layerAttention(config, l.layer) === 'sliding')
@@ -218,7 +195,10 @@ class OrtStage extends ShapedStage implements StageSession {
     }
     this.running = true
     // MatMulNBits rows also differ with the rows around them in a prompt's run: int4 prompts run alone.
-    const steps = tick.steps.slice(0, tick.kind === 'chunk' && this.padSingleRow ? 1 : this.maxBatch)
+    const group = Math.ceil((tick.steps.length + this.gate.awayCount) / this.groups)
+    const limit =
+      tick.kind === 'chunk' ? (this.padSingleRow ? 1 : this.maxBatch) : Math.min(this.maxBatch, group)
+    const steps = tick.steps.slice(0, limit)
     for (const s of steps) this.busy.add(s.id)
     const work = this.run(steps, tick.kind === 'decode' ? 1 : tick.size)
     void work.finally(() => {

@@ -25,6 +25,8 @@ export interface NodeBackendInit {
   readonly spin?: boolean
   /** Most generations one run batches (OrtStageOptions.maxBatch). */
   readonly maxBatch?: number
+  /** Decode groups a stage's generations run in (OrtStageOptions.microBatches; default 1). */
+  readonly microBatches?: number
   /** Prompt chunk size between decode batches (OrtStageOptions.prefillChunk). */
   readonly prefillChunk?: number
   /** int4 models: 'int8' quantises activations for integer dot products (Int4Compute). */
@@ -53,6 +55,7 @@ export function createNodeBackend(init: NodeBackendInit = {}): InferenceBackend 
           externalData: true,
           ...(init.maxBatch === undefined ? {} : { maxBatch: init.maxBatch }),
           ...(init.prefillChunk === undefined ? {} : { prefillChunk: init.prefillChunk }),
+          ...(init.microBatches === undefined ? {} : { microBatches: init.microBatches }),
           ...(init.int4Compute === undefined ? {} : { int4Compute: init.int4Compute }),
           sessionOptions: {
             executionProviders:

@@ -24,6 +24,8 @@ export interface JoinOptions extends StageCacheFlags {
   readonly threads?: number
   /** Most generations one stage run batches. */
   readonly maxBatch?: number
+  /** Groups a stage's decoding generations run in. */
+  readonly microBatches?: number
   /** Prompt positions per prefill chunk between decode batches. */
   readonly prefillChunk?: number
   /** int4 models: how MatMulNBits multiply (default fp32; int8 joins as numeric class int8a). */
@@ -89,6 +91,7 @@ export async function runJoin(opts: JoinOptions): Promise<void> {
         ...(opts.threads === undefined ? {} : { threads: opts.threads }),
         ...(opts.maxBatch === undefined ? {} : { maxBatch: opts.maxBatch }),
         ...(opts.prefillChunk === undefined ? {} : { prefillChunk: opts.prefillChunk }),
+        ...(opts.microBatches === undefined ? {} : { microBatches: opts.microBatches }),
         ...(opts.int4Compute === undefined ? {} : { int4Compute: opts.int4Compute }),
         ...withStageCache(opts),
       }),
