@@ -76,9 +76,14 @@ describe('web app', () => {
     await page.getByRole('button', { name: 'Mesh' }).click()
     await page.getByRole('cell', { name: 'node-worker' }).waitFor()
     expect(await page.getByRole('cell', { name: 'cpu/fp32' }).count()).toBe(1)
-    expect(await page.getByTestId('stage-0').textContent()).toMatch(/layers 0–3: node-worker/)
-    // The drawing: the worker is stage 0's primary, its link has a measured round trip (the
-    // chat above made the gateway dial it), and the cell in the table says the same.
+    // Peers are grouped by stage: stage 0 holds layers 0–3, on the one worker.
+    const group = page.getByTestId('group-stage-0')
+    expect(await group.locator('h4').textContent()).toMatch(
+      /^▾ Stage 0 · layers 0–3 1 peer · median round trip/,
+    )
+    expect(await group.locator('[data-peer]').textContent()).toMatch(/^node-worker/)
+    // The worker is stage 0's primary, its link has a measured round trip (the chat above made
+    // the gateway dial it), shown on the map's edge to its stage.
     const node = page.locator('[data-peer]')
     await node
       .and(

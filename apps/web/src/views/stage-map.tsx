@@ -1,0 +1,117 @@
+import { type PeerGroup, peerName } from './mesh-groups.js'
+
+const COL = 150
+const BOX_W = 130
+const BOX_H = 84
+const TOP = 16
+const LEFT = 190
+const GW = 110
+
+interface Props {
+  readonly name: string
+  readonly groups: readonly PeerGroup[]
+  readonly onOpen: (key: string) => void
+}
+
+const summary = (g: PeerGroup) =>
+  [
+    `${g.title}: ${g.peers.length} peer${g.peers.length === 1 ? '' : 's'}`,
+    g.medianRttMs === undefined ? undefined : `median round trip ${g.medianRttMs.toFixed(1)} ms`,
+    g.utilisation === undefined ? undefined : `about ${Math.round(g.utilisation * 100)}% busy`,
+  ]
+    .filter((s) => s !== undefined)
+    .join(', ')
+
+/**
+ * The mesh as a picture that stays readable at hundreds of peers: the gateway, one box per
+ * stage (its layers, how many peers hold them, how busy it is) and one for peers without
+ * layers. Edges are the gateway's WebRTC links, labelled with their median round trip. Each box
+ * is a button (Tab, Enter) that opens its group of peers below.
+ */
+export function StageMap({ name, groups, onOpen }: Props) {
+  const width = LEFT + COL * Math.max(1, groups.length)
+  const height = TOP * 2 + BOX_H
+  const gy = TOP + BOX_H / 2 - 20
+  return (
+    <div className="stage-map">
+      <svg
+        viewBox={`0 0 ${width} ${height}`}
+        // Never drawn larger than life (a mesh of two groups), nor too small to read on a phone.
+        style={{ minWidth: `${Math.min(width, 120 + groups.length * 90)}px`, maxWidth: `${width}px` }}
+        data-testid={`topology-${name}`}
+      >
+        <title>{`mesh ${name}: ${groups.map(summary).join('; ')}`}</title>
+        {groups.map((g, i) => {
+          if (g.key === 'idle') return null
+          const x2 = LEFT + COL * i
+          const y2 = TOP + BOX_H / 2
+          return (
+            <g key={`edge-${g.key}`} className="link">
+              <line x1={10 + GW} y1={gy + 20} x2={x2} y2={y2} />
+              {g.medianRttMs !== undefined && (
+                <text
+                  x={10 + GW + (x2 - 10 - GW) * 0.55}
+                  y={gy + 20 + (y2 - gy - 20) * 0.55 - 5}
+                  textAnchor="middle"
+                  className="rtt"
+                >
+                  {g.medianRttMs.toFixed(1)} ms
+                </text>
+              )}
+            </g>
+          )
+        })}
+        <g className="node gateway">
+          <rect x={10} y={gy} width={GW} height={40} rx={8} />
+          <text x={10 + GW / 2} y={gy + 25} textAnchor="middle">
+            gateway
+          </text>
+        </g>
+        {groups.map((g, i) => {
+          const x = LEFT + COL * i
+          const util = g.utilisation ?? 0
+          const flagged = g.peers.filter((p) => p.state === 'flagged' || p.state === 'excluded').length
+          return (
+            // biome-ignore lint/a11y/useSemanticElements: SVG has no <button>; role, tabIndex and keys make the box one
+            <g
+              key={g.key}
+              className={`node stage-box${flagged > 0 ? ' flagged' : ''}`}
+              role="button"
+              tabIndex={0}
+              aria-label={`${summary(g)}; show its peers`}
+              onClick={() => onOpen(g.key)}
+              onKeyDown={(e) => {
+                if (e.key !== 'Enter' && e.key !== ' ') return
+                e.preventDefault()
+                onOpen(g.key)
+              }}
+            >
+              <rect x={x} y={TOP} width={BOX_W} height={BOX_H} rx={8} />
+              <text x={x + BOX_W / 2} y={TOP + 18} textAnchor="middle">
+                {g.key === 'idle' ? 'no layers' : g.title.replace(' · ', ': ')}
+              </text>
+              <text x={x + BOX_W / 2} y={TOP + 38} textAnchor="middle" className="count">
+                {g.peers.length === 1
+                  ? peerName(g.peers[0] as PeerGroup['peers'][number])
+                  : `${g.peers.length} peers`}
+              </text>
+              {g.utilisation !== undefined && (
+                <>
+                  <rect x={x + 10} y={TOP + 50} width={BOX_W - 20} height={8} className="util-track" />
+                  <rect x={x + 10} y={TOP + 50} width={(BOX_W - 20) * util} height={8} className="util-bar" />
+                </>
+              )}
+              <text x={x + BOX_W / 2} y={TOP + 74} textAnchor="middle" className="sub">
+                {g.utilisation === undefined
+                  ? flagged > 0
+                    ? `${flagged} flagged`
+                    : ''
+                  : `~${Math.round(util * 100)}% busy`}
+              </text>
+            </g>
+          )
+        })}
+      </svg>
+    </div>
+  )
+}
