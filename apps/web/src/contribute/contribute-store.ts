@@ -8,6 +8,7 @@ import {
   type WorkerNode,
 } from '@butterfly/core'
 import { create } from 'zustand'
+import { whenServerAnswers } from '../store/connection-store.js'
 import { chooseDevice, type DeviceChoice } from './device-check.js'
 import { type BudgetSuggestion, suggestBudget } from './memory-budget.js'
 import { type MeshReading, readMesh } from './mesh-reading.js'
@@ -27,6 +28,7 @@ export type ContributePhase =
   | 'loading'
   | 'serving'
   | 'stopping'
+  | 'reconnecting'
   | 'error'
 
 export interface DownloadProgress {
@@ -91,6 +93,8 @@ let node: WorkerNode | undefined
 let terminate: (() => void) | undefined
 let poll: ReturnType<typeof setInterval> | undefined
 let checked: Promise<DeviceChoice> | undefined
+/** Aborts the wait for a lost server to come back (the user turned contributing off). */
+let reconnecting: AbortController | undefined
 /** The mesh's token count when this tab last started serving, for "tokens helped". */
 let servingSince: number | undefined
 
@@ -134,6 +138,31 @@ export const useContribute = create<ContributeState>((set, get) => {
       bytesOut: node.bytes.out,
       ...(reading ? { votes: reading.votes } : {}),
     })
+  }
+
+  /**
+   * The server dropped this tab (it restarted, or missed heartbeats): hand the stage back, wait
+   * until the server answers again, and join afresh (the same key, so the same peer id).
+   */
+  async function rejoin(reason: string): Promise<void> {
+    clearInterval(poll)
+    const old = node
+    node = undefined
+    servingSince = undefined
+    set({ status: 'starting', phase: 'reconnecting', error: reason, layers: undefined, assigned: undefined })
+    await old?.stop({ drainMs: 0 }).catch(() => undefined)
+    terminate?.()
+    const ctl = new AbortController()
+    reconnecting = ctl
+    try {
+      await whenServerAnswers(ctl.signal)
+    } catch {
+      return // turned off while waiting
+    }
+    if (reconnecting !== ctl) return
+    reconnecting = undefined
+    set({ status: 'off' })
+    await get().start()
   }
 
   return {
@@ -218,6 +247,10 @@ export const useContribute = create<ContributeState>((set, get) => {
           },
         )
         set({ status: 'on', phase: 'waiting', peerId: node.peerId })
+        const mine = node
+        void node.disconnected.then((reason) => {
+          if (node === mine) void rejoin(reason)
+        })
         const me = node.peerId
         poll = setInterval(() => {
           void readMesh(mesh, me).then(observe)
@@ -228,6 +261,12 @@ export const useContribute = create<ContributeState>((set, get) => {
       }
     },
     async stop() {
+      if (get().phase === 'reconnecting') {
+        reconnecting?.abort()
+        reconnecting = undefined
+        set({ status: 'off', phase: 'idle', error: undefined })
+        return
+      }
       if (get().status !== 'on') return
       set({ status: 'stopping', phase: 'stopping' })
       clearInterval(poll)

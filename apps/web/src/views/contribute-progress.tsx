@@ -42,6 +42,8 @@ export function phaseSentence(c: ContributeState): string {
       return `Loading layers ${range(c.assigned)} onto ${where}…`
     case 'serving':
       return `Serving layers ${range(c.layers)} on ${where}: the mesh sends this tab hidden states and it sends back its layers' results.`
+    case 'reconnecting':
+      return `Lost the server (${c.error ?? 'disconnected'}); rejoining the mesh as soon as it answers again…`
     case 'stopping':
       return 'Handing the layers back to the mesh…'
     case 'error':

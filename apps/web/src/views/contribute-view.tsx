@@ -6,7 +6,8 @@ import { bytes, DownloadBar, phaseSentence } from './contribute-progress.js'
 export function ContributeView() {
   const c = useContribute()
   const on = c.status === 'on'
-  const busy = c.status === 'starting' || c.status === 'stopping'
+  // While waiting for a lost server, the switch stays usable: turning it off stops the wait.
+  const busy = (c.status === 'starting' && c.phase !== 'reconnecting') || c.status === 'stopping'
   const { check } = c
   useEffect(() => {
     void check()
@@ -93,7 +94,7 @@ export function ContributeView() {
         <dt>peer id</dt>
         <dd data-testid="contribute-peer">{c.peerId ?? '–'}</dd>
       </dl>
-      {c.error !== undefined && (
+      {c.error !== undefined && c.phase !== 'reconnecting' && (
         <p role="alert" className="error">
           Could not join the mesh: {c.error}
         </p>
