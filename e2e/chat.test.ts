@@ -65,7 +65,11 @@ describe('web app', () => {
     expect(await page.evaluate('crossOriginIsolated')).toBe(true)
     // Each token says which peer computed its stage: here the one Node worker, no vote (r = 1).
     expect(await page.getByTestId('token-details').textContent()).toMatch(/stage 0: node-worker$/)
-    await page.getByRole('button', { name: /^token 1: computed by one peer, not replicated;/ }).click()
+    await page
+      .getByRole('button', {
+        name: /\(token 1: computed by one peer, not replicated; show which peers computed it\)$/,
+      })
+      .click()
     expect(await page.getByTestId('token-details').textContent()).toMatch(/^Token 1: .*stage 0: node-worker$/)
     await page.screenshot({ path: join(RESULTS, 'chat.png'), fullPage: true })
     await page.close()
@@ -87,7 +91,9 @@ describe('web app', () => {
     const node = page.locator('[data-peer]')
     await node
       .and(
-        page.getByRole('button', { name: /node-worker, stage 0 primary; cpu\/fp32; round trip \d+\.\d ms/ }),
+        page.getByRole('button', {
+          name: /^node-worker cpu\/fp32 · \d+\.\d ms, stage 0 primary; cpu\/fp32; round trip \d+\.\d ms/,
+        }),
       )
       .waitFor()
     expect(await node.count()).toBe(1)

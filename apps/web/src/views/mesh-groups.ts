@@ -80,10 +80,23 @@ export function groupPeers(mesh: MeshInfo, tokensPerSec: number): PeerGroup[] {
   return groups
 }
 
-/** Everything a peer's box shows, as one sentence for its accessible name. */
-export function describePeer(p: PlacedPeer): string {
+/** What a peer's box shows under its name (when not compact): its class and round trip. */
+export function peerSubtitle(p: PlacedPeer): string {
   return [
-    `${peerName(p)}, ${p.role}`,
+    p.peer?.numericClass ?? 'left the mesh',
+    p.rttMs === undefined ? undefined : `${p.rttMs.toFixed(1)} ms`,
+  ]
+    .filter((s) => s !== undefined)
+    .join(' · ')
+}
+
+/**
+ * Everything a peer's box shows, as one sentence for its accessible name, starting with the
+ * words on the box (WCAG 2.5.3: speech input users say what they see).
+ */
+export function describePeer(p: PlacedPeer, compact = true): string {
+  return [
+    compact ? `${peerName(p)}, ${p.role}` : `${peerName(p)} ${peerSubtitle(p)}, ${p.role}`,
     p.peer ? p.peer.numericClass : 'left the mesh',
     p.rttMs === undefined ? undefined : `round trip ${p.rttMs.toFixed(1)} ms`,
     p.votes ? `votes ${p.votes.agreements} agreed, ${p.votes.disagreements} disagreed` : undefined,

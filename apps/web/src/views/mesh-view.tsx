@@ -65,7 +65,11 @@ function MeshPanel({ mesh, throughput }: { mesh: MeshInfo; throughput: readonly 
       <StageGroups name={mesh.name} groups={groups} collapsed={collapsed} setCollapsed={setCollapsed} />
       <details open={mesh.peers.length <= 20}>
         <summary>All peers as a table</summary>
-        <PeerTable mesh={mesh} />
+        {/* A region that scrolls sideways on a phone, so the keyboard can scroll it too. */}
+        {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrollable region must be focusable */}
+        <section className="table-scroll" aria-label={`peers of mesh ${mesh.name}`} tabIndex={0}>
+          <PeerTable mesh={mesh} />
+        </section>
       </details>
     </article>
   )

@@ -43,7 +43,8 @@ export function ProvenanceTokens({ pieces, selected, onSelect, testId }: Props) 
             type="button"
             className={`piece v-${v}${selected === i ? ' selected' : ''}`}
             onClick={() => onSelect(i)}
-            aria-label={`token ${i + 1}: ${VERIFICATION_WORDS[v]}; show which peers computed it`}
+            // The name starts with the text shown, as speech input needs (WCAG 2.5.3).
+            aria-label={`${p.text} (token ${i + 1}: ${VERIFICATION_WORDS[v]}; show which peers computed it)`}
           >
             {p.text}
           </button>

@@ -1,5 +1,5 @@
 import { useMemo, useState } from 'react'
-import { describePeer, type PeerGroup, type PlacedPeer, peerName } from './mesh-groups.js'
+import { describePeer, type PeerGroup, type PlacedPeer, peerName, peerSubtitle } from './mesh-groups.js'
 import { PeerDetails } from './peer-details.js'
 
 interface Props {
@@ -92,19 +92,13 @@ export function StageGroups({ name, groups, collapsed, setCollapsed }: Props) {
                       type="button"
                       className={`chip ${p.state}${selected === p.id ? ' selected' : ''}`}
                       data-peer={p.id}
-                      aria-label={describePeer(p)}
+                      aria-label={describePeer(p, compact)}
                       aria-pressed={selected === p.id}
                       title={describePeer(p)}
                       onClick={() => setSelected(selected === p.id ? undefined : p.id)}
                     >
-                      <span className="chip-name">{peerName(p)}</span>
-                      {!compact && (
-                        <span className="sub">
-                          {p.peer?.numericClass ?? '?'}
-                          {p.rttMs !== undefined && ` · ${p.rttMs.toFixed(1)} ms`}
-                          {p.votes && ` · ${p.votes.agreements}/${p.votes.disagreements}`}
-                        </span>
-                      )}
+                      <span className="chip-name">{peerName(p)} </span>
+                      {!compact && <span className="sub">{peerSubtitle(p)}</span>}
                     </button>
                   </li>
                 ))}

@@ -13,14 +13,32 @@ interface Props {
   readonly onOpen: (key: string) => void
 }
 
+/** The three lines a box shows: its group, who or how many, how busy (or how many flagged). */
+function lines(g: PeerGroup): [string, string, string] {
+  const flagged = g.peers.filter((p) => p.state === 'flagged' || p.state === 'excluded').length
+  const only = g.peers.length === 1 ? g.peers[0] : undefined
+  return [
+    g.key === 'idle' ? 'No layers' : g.title,
+    only ? peerName(only) : `${g.peers.length} peers`,
+    g.utilisation !== undefined
+      ? `~${Math.round(g.utilisation * 100)}% busy`
+      : flagged > 0
+        ? `${flagged} flagged`
+        : '',
+  ]
+}
+
+/** A box's accessible name: the words it shows first (WCAG 2.5.3), then what the picture says. */
 const summary = (g: PeerGroup) =>
   [
-    `${g.title}: ${g.peers.length} peer${g.peers.length === 1 ? '' : 's'}`,
+    lines(g)
+      .filter((l) => l !== '')
+      .join(' '),
+    `${g.peers.length} peer${g.peers.length === 1 ? '' : 's'}`,
     g.medianRttMs === undefined ? undefined : `median round trip ${g.medianRttMs.toFixed(1)} ms`,
-    g.utilisation === undefined ? undefined : `about ${Math.round(g.utilisation * 100)}% busy`,
   ]
     .filter((s) => s !== undefined)
-    .join(', ')
+    .join('; ')
 
 /**
  * The mesh as a picture that stays readable at hundreds of peers: the gateway, one box per
@@ -69,13 +87,12 @@ export function StageMap({ name, groups, onOpen }: Props) {
         </g>
         {groups.map((g, i) => {
           const x = LEFT + COL * i
-          const util = g.utilisation ?? 0
-          const flagged = g.peers.filter((p) => p.state === 'flagged' || p.state === 'excluded').length
+          const [title, count, note] = lines(g)
           return (
             // biome-ignore lint/a11y/useSemanticElements: SVG has no <button>; role, tabIndex and keys make the box one
             <g
               key={g.key}
-              className={`node stage-box${flagged > 0 ? ' flagged' : ''}`}
+              className={`node stage-box${/flagged/.test(note) ? ' flagged' : ''}`}
               role="button"
               tabIndex={0}
               aria-label={`${summary(g)}; show its peers`}
@@ -87,26 +104,27 @@ export function StageMap({ name, groups, onOpen }: Props) {
               }}
             >
               <rect x={x} y={TOP} width={BOX_W} height={BOX_H} rx={8} />
+              {/* Each line ends in a space (collapsed on screen) so its words stay apart in the name. */}
               <text x={x + BOX_W / 2} y={TOP + 18} textAnchor="middle">
-                {g.key === 'idle' ? 'no layers' : g.title.replace(' · ', ': ')}
+                {title}{' '}
               </text>
               <text x={x + BOX_W / 2} y={TOP + 38} textAnchor="middle" className="count">
-                {g.peers.length === 1
-                  ? peerName(g.peers[0] as PeerGroup['peers'][number])
-                  : `${g.peers.length} peers`}
+                {count}{' '}
               </text>
               {g.utilisation !== undefined && (
                 <>
                   <rect x={x + 10} y={TOP + 50} width={BOX_W - 20} height={8} className="util-track" />
-                  <rect x={x + 10} y={TOP + 50} width={(BOX_W - 20) * util} height={8} className="util-bar" />
+                  <rect
+                    x={x + 10}
+                    y={TOP + 50}
+                    width={(BOX_W - 20) * g.utilisation}
+                    height={8}
+                    className="util-bar"
+                  />
                 </>
               )}
               <text x={x + BOX_W / 2} y={TOP + 74} textAnchor="middle" className="sub">
-                {g.utilisation === undefined
-                  ? flagged > 0
-                    ? `${flagged} flagged`
-                    : ''
-                  : `~${Math.round(util * 100)}% busy`}
+                {note}
               </text>
             </g>
           )
