@@ -246,7 +246,8 @@ export const useContribute = create<ContributeState>((set, get) => {
             },
           },
         )
-        set({ status: 'on', phase: 'waiting', peerId: node.peerId })
+        // The plan may already have started the download while the join returned.
+        set({ status: 'on', peerId: node.peerId, ...(get().phase === 'joining' ? { phase: 'waiting' } : {}) })
         const mine = node
         void node.disconnected.then((reason) => {
           if (node === mine) void rejoin(reason)
