@@ -48,7 +48,8 @@ const summary = (g: PeerGroup) =>
  */
 export function StageMap({ name, groups, onOpen }: Props) {
   const width = LEFT + COL * Math.max(1, groups.length)
-  const height = TOP * 2 + BOX_H
+  // Below the boxes: room for the edges, which run under them, and their round-trip labels.
+  const height = TOP + BOX_H + 44
   const gy = TOP + BOX_H / 2 - 20
   return (
     <div className="stage-map">
@@ -61,18 +62,17 @@ export function StageMap({ name, groups, onOpen }: Props) {
         <title>{`mesh ${name}: ${groups.map(summary).join('; ')}`}</title>
         {groups.map((g, i) => {
           if (g.key === 'idle') return null
-          const x2 = LEFT + COL * i
-          const y2 = TOP + BOX_H / 2
+          // From the gateway, under the boxes before it, up into the bottom of this stage's box.
+          const x2 = LEFT + COL * i + BOX_W / 2
+          const y2 = TOP + BOX_H
+          const x1 = 10 + GW
+          const y1 = gy + 20
+          const low = TOP + BOX_H + 26
           return (
             <g key={`edge-${g.key}`} className="link">
-              <line x1={10 + GW} y1={gy + 20} x2={x2} y2={y2} />
+              <path d={`M ${x1} ${y1} C ${x1 + 40} ${low}, ${x2} ${low}, ${x2} ${y2}`} fill="none" />
               {g.medianRttMs !== undefined && (
-                <text
-                  x={10 + GW + (x2 - 10 - GW) * 0.55}
-                  y={gy + 20 + (y2 - gy - 20) * 0.55 - 5}
-                  textAnchor="middle"
-                  className="rtt"
-                >
+                <text x={x2 + 6} y={y2 + 14} className="rtt">
                   {g.medianRttMs.toFixed(1)} ms
                 </text>
               )}
