@@ -65,7 +65,8 @@ export function ChatView() {
                     value={chat.draft}
                     onChange={(e) => chat.setDraft(e.target.value)}
                     onKeyDown={(e) => {
-                      if (e.key === 'Enter' && !e.shiftKey) submit(e)
+                      // Not while an input method is composing: its Enter picks a candidate.
+                      if (e.key === 'Enter' && !e.shiftKey && !e.nativeEvent.isComposing) submit(e)
                     }}
                   />
                 </label>
