@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { setRawMode, setSampling } from './chat-page.js'
 import { launchChromium } from './chromium.js'
 import { type E2eMesh, startE2eMesh } from './e2e-mesh.js'
 
@@ -50,8 +51,10 @@ describe('web app', () => {
     const reference = await mesh.generate(prompt, MAX_TOKENS)
     expect(reference.length).toBeGreaterThan(0)
     const page = await openApp()
-    await page.getByLabel('Prompt').fill(prompt)
-    await page.getByLabel('Max tokens').fill(String(MAX_TOKENS))
+    // Raw completion mode (behind "Advanced") sends the prompt as is, like `generate` does.
+    await setRawMode(page, true)
+    await setSampling(page, { maxTokens: MAX_TOKENS, temperature: 0 })
+    await page.getByLabel('Prompt', { exact: true }).fill(prompt)
     await page.getByRole('button', { name: 'Send' }).click()
     await page
       .getByTestId('chat-status')
@@ -62,7 +65,11 @@ describe('web app', () => {
     expect(await page.evaluate('crossOriginIsolated')).toBe(true)
     // Each token says which peer computed its stage: here the one Node worker, no vote (r = 1).
     expect(await page.getByTestId('token-details').textContent()).toMatch(/stage 0: node-worker$/)
-    await page.getByRole('button', { name: 'token 1: show which peers computed it' }).click()
+    await page
+      .getByRole('button', {
+        name: /\(token 1: computed by one peer, not replicated; show which peers computed it\)$/,
+      })
+      .click()
     expect(await page.getByTestId('token-details').textContent()).toMatch(/^Token 1: .*stage 0: node-worker$/)
     await page.screenshot({ path: join(RESULTS, 'chat.png'), fullPage: true })
     await page.close()
@@ -73,13 +80,20 @@ describe('web app', () => {
     await page.getByRole('button', { name: 'Mesh' }).click()
     await page.getByRole('cell', { name: 'node-worker' }).waitFor()
     expect(await page.getByRole('cell', { name: 'cpu/fp32' }).count()).toBe(1)
-    expect(await page.getByTestId('stage-0').textContent()).toMatch(/layers 0–3: node-worker/)
-    // The drawing: the worker is stage 0's primary, its link has a measured round trip (the
-    // chat above made the gateway dial it), and the cell in the table says the same.
+    // Peers are grouped by stage: stage 0 holds layers 0–3, on the one worker.
+    const group = page.getByTestId('group-stage-0')
+    expect(await group.locator('h4').textContent()).toMatch(
+      /^▾ Stage 0 · layers 0–3 1 peer · median round trip/,
+    )
+    expect(await group.locator('[data-peer]').textContent()).toMatch(/^node-worker/)
+    // The worker is stage 0's primary, its link has a measured round trip (the chat above made
+    // the gateway dial it), shown on the map's edge to its stage.
     const node = page.locator('[data-peer]')
     await node
       .and(
-        page.getByRole('button', { name: /node-worker, stage 0 primary; cpu\/fp32; round trip \d+\.\d ms/ }),
+        page.getByRole('button', {
+          name: /^node-worker cpu\/fp32 · \d+\.\d ms, stage 0 primary; cpu\/fp32; round trip \d+\.\d ms/,
+        }),
       )
       .waitFor()
     expect(await node.count()).toBe(1)
@@ -120,7 +134,7 @@ describe('web app', () => {
 
   test('an error from the mesh is shown in words, and the page logs no console errors', async () => {
     const page = await openApp()
-    await page.getByLabel('Prompt').fill('a'.repeat(600))
+    await page.getByLabel('Message', { exact: true }).fill('a'.repeat(600))
     await page.getByRole('button', { name: 'Send' }).click()
     const alert = page.getByRole('alert')
     await alert.waitFor()

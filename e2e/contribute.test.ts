@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from '@butterfly/testing/node'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { setRawMode, setSampling } from './chat-page.js'
 import { launchChromium } from './chromium.js'
 import { type E2eMesh, startE2eMesh } from './e2e-mesh.js'
 
@@ -45,8 +46,9 @@ async function contributingTab(device: 'wasm' | 'webgpu'): Promise<Page> {
 async function chat(prompt: string): Promise<{ page: Page; text: string | null }> {
   const page = await browser.newPage()
   await page.goto(url)
-  await page.getByLabel('Prompt').fill(prompt)
-  await page.getByLabel('Max tokens').fill(String(MAX_TOKENS))
+  await setRawMode(page, true)
+  await setSampling(page, { maxTokens: MAX_TOKENS, temperature: 0 })
+  await page.getByLabel('Prompt', { exact: true }).fill(prompt)
   await page.getByRole('button', { name: 'Send' }).click()
   await page
     .getByTestId('chat-status')

@@ -21,12 +21,15 @@
  * - HTTP helpers: `parseRange`, `sendError`, `httpErrorBody` (the one OpenAI-style error body),
  *   `httpStatusOf` / `toApiError` (the one mapping from error codes to HTTP statuses),
  *   `secretEquals` (constant-time secret comparison), `requireBearer`.
+ * - `attachGateway(parts, init, components)`: the coordinator and the OpenAI routes for every
+ *   mesh of a server (the CLI serves one mesh; a program may host several, as e2e's picker test does).
  * - `main(argv)`, `buildCli(run)`: the `butterfly-server` CLI (`--model` also takes `hf:ORG/REPO`
  *   and https directory URLs, downloaded once into the cache; `--hf-endpoint`).
  *
  * Socket events follow control-protocol.ts in @butterfly/core; a refused event is answered
  * through its ack as `{ ok: false, error }`, or with an `error-event` when it had no ack.
  */
+export { attachGateway, type GatewayInit } from './api/attach-gateway.js'
 export { buildCli, type MainOptions, main, type ServerCliOptions } from './cli.js'
 export {
   attachControlSocket,

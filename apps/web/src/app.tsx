@@ -1,11 +1,12 @@
 import { useState } from 'react'
 import { ChatView } from './views/chat-view.js'
+import { ConnectionBanner } from './views/connection-banner.js'
 import { ContributeView } from './views/contribute-view.js'
 import { MeshView } from './views/mesh-view.js'
 
 type Tab = 'chat' | 'mesh' | 'contribute'
 
-/** The two views, switched by a tab bar that works from the keyboard. */
+/** The three views, switched by a tab bar that works from the keyboard. */
 export function App() {
   const [tab, setTab] = useState<Tab>('chat')
   return (
@@ -20,6 +21,7 @@ export function App() {
           ))}
         </nav>
       </header>
+      <ConnectionBanner />
       {/* Every view stays mounted: contributing goes on while the user chats or looks at the mesh. */}
       <main>
         <div hidden={tab !== 'chat'}>

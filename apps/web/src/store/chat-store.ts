@@ -1,88 +1,208 @@
 import { create } from 'zustand'
-import { type CompletionParams, streamCompletion, type TokenProvenance } from '../api/stream-completion.js'
+import { type ChatTurn, streamChat } from '../api/stream-chat.js'
+import {
+  type ChatMessage,
+  type Conversation,
+  deleteConversation,
+  listConversations,
+  newId,
+  saveConversation,
+  titleOf,
+} from './conversation-db.js'
+import { resolveModel } from './model-store.js'
+import { useSettings } from './settings-store.js'
 
 export type ChatStatus = 'idle' | 'streaming' | 'done' | 'stopped' | 'error'
 
-/** A piece of streamed text and the tokens that produced it. */
-export interface Piece {
-  readonly text: string
-  readonly tokens: readonly TokenProvenance[]
+export interface ConversationSummary {
+  readonly id: string
+  readonly title: string
+  readonly updatedAt: number
 }
 
 export interface ChatState {
-  readonly params: CompletionParams
-  readonly output: string
-  readonly pieces: readonly Piece[]
-  /** Index of the piece whose provenance is shown. */
-  readonly selected: number | undefined
-  readonly tokens: number
-  readonly tokensPerSec: number
+  readonly conversations: readonly ConversationSummary[]
+  readonly current: Conversation
+  readonly draft: string
   readonly status: ChatStatus
   readonly error: string | undefined
-  setParams(p: Partial<CompletionParams>): void
-  select(index: number | undefined): void
+  /** Saving or reading conversations failed (private windows may refuse IndexedDB). */
+  readonly storageError: string | undefined
+  readonly tokens: number
+  readonly tokensPerSec: number
+  /** The piece of a reply whose provenance is shown. */
+  readonly selected: { readonly message: string; readonly piece: number } | undefined
+  load(): Promise<void>
+  newChat(): void
+  open(id: string): Promise<void>
+  remove(id: string): Promise<void>
+  setSystem(text: string): void
+  setDraft(text: string): void
   send(): Promise<void>
+  regenerate(messageId: string): Promise<void>
+  editAndResend(messageId: string, text: string): Promise<void>
   stop(): void
+  select(message: string, piece: number): void
 }
+
+const CURRENT_KEY = 'butterfly-current-chat'
+const blank = (): Conversation => ({ id: newId(), title: 'New chat', system: '', messages: [], updatedAt: 0 })
+const summary = (c: Conversation): ConversationSummary => ({
+  id: c.id,
+  title: c.title,
+  updatedAt: c.updatedAt,
+})
+const plain = (err: unknown) => (err as Error).message || String(err)
 
 let controller: AbortController | undefined
 
-/** The chat view's state: the request's parameters, the streamed text, speed and errors. */
-export const useChat = create<ChatState>((set, get) => ({
-  params: { prompt: '', maxTokens: 64, temperature: 0, topP: 1, seed: 0 },
-  output: '',
-  pieces: [],
-  selected: undefined,
-  tokens: 0,
-  tokensPerSec: 0,
-  status: 'idle',
-  error: undefined,
-  setParams: (p) => set({ params: { ...get().params, ...p } }),
-  select: (index) => set({ selected: index }),
-  async send() {
+/** The chat: the open conversation, the saved ones, and the reply streaming in. */
+export const useChat = create<ChatState>((set, get) => {
+  async function save(c: Conversation): Promise<void> {
+    try {
+      await saveConversation(c)
+      const others = get().conversations.filter((s) => s.id !== c.id)
+      set({ conversations: [summary(c), ...others], storageError: undefined })
+    } catch (err) {
+      set({ storageError: `this conversation could not be saved in the browser: ${plain(err)}` })
+    }
+  }
+
+  /** Streams a reply to `history` (which ends with a user turn) into the open conversation. */
+  async function run(history: readonly ChatMessage[]): Promise<void> {
     controller?.abort()
     const mine = new AbortController()
     controller = mine
+    const reply: ChatMessage = { id: newId(), role: 'assistant', content: '', pieces: [], state: 'streaming' }
+    let conv: Conversation = {
+      ...get().current,
+      title: titleOf(history),
+      messages: [...history, reply],
+      updatedAt: Date.now(),
+    }
+    const patch = (m: Partial<ChatMessage>) => {
+      conv = { ...conv, messages: conv.messages.map((x) => (x.id === reply.id ? { ...x, ...m } : x)) }
+      if (get().current.id === conv.id) set({ current: conv })
+    }
+    localStorage.setItem(CURRENT_KEY, conv.id)
     set({
-      output: '',
-      pieces: [],
-      selected: undefined,
-      tokens: 0,
-      tokensPerSec: 0,
+      current: conv,
       status: 'streaming',
       error: undefined,
+      tokens: 0,
+      tokensPerSec: 0,
+      selected: undefined,
     })
+    await save(conv)
+    const turns: ChatTurn[] = [
+      ...(conv.system.trim() === '' ? [] : [{ role: 'system' as const, content: conv.system }]),
+      ...history.map((m) => ({ role: m.role, content: m.content })),
+    ]
+    const { sampling, model } = useSettings.getState()
+    let text = ''
+    let pieces: NonNullable<ChatMessage['pieces']> = []
+    let count = 0
     let first = 0
-    let last = 0
+    const rate = () => (count > 1 ? (count - 1) / ((performance.now() - first) / 1000) : 0)
     try {
-      const generated = await streamCompletion(
-        get().params,
-        (text, provenance) => {
-          last = performance.now()
-          if (first === 0) first = last
-          const tokens = get().tokens + Math.max(1, provenance.length)
-          const secs = (last - first) / 1000
-          set({
-            output: get().output + text,
-            pieces: [...get().pieces, { text, tokens: provenance }],
-            tokens,
-            tokensPerSec: secs > 0 ? (tokens - 1) / secs : 0,
-          })
+      const result = await streamChat(
+        await resolveModel(model),
+        turns,
+        sampling,
+        (piece) => {
+          if (first === 0) first = performance.now()
+          text += piece.text
+          pieces = [...pieces, piece]
+          count += Math.max(1, piece.tokens.length)
+          patch({ content: text, pieces })
+          if (controller === mine) set({ tokens: count, tokensPerSec: rate() })
         },
         mine.signal,
       )
-      if (controller !== mine) return
       // Text pieces undercount tokens that end mid-character; the server's count is exact.
-      const tokens = generated ?? get().tokens
-      const secs = (last - first) / 1000
-      set({ status: 'done', tokens, tokensPerSec: secs > 0 ? (tokens - 1) / secs : 0 })
+      patch({ state: 'done', tokens: result.completionTokens ?? count })
+      if (controller === mine) set({ status: 'done', tokens: result.completionTokens ?? count })
     } catch (err) {
-      if (controller !== mine) return
-      if (mine.signal.aborted) set({ status: 'stopped' })
-      else set({ status: 'error', error: (err as Error).message })
+      if (mine.signal.aborted) {
+        patch({ state: 'stopped', tokens: count })
+        if (controller === mine) set({ status: 'stopped' })
+      } else {
+        patch({ state: 'error', error: plain(err), tokens: count })
+        if (controller === mine) set({ status: 'error', error: plain(err) })
+      }
+    } finally {
+      await save(conv)
     }
-  },
-  stop() {
-    controller?.abort()
-  },
-}))
+  }
+
+  return {
+    conversations: [],
+    current: blank(),
+    draft: '',
+    status: 'idle',
+    error: undefined,
+    storageError: undefined,
+    tokens: 0,
+    tokensPerSec: 0,
+    selected: undefined,
+    async load() {
+      try {
+        const all = await listConversations()
+        const wanted = localStorage.getItem(CURRENT_KEY)
+        const current = all.find((c) => c.id === wanted) ?? all[0]
+        set({
+          conversations: all.map(summary),
+          ...(current && get().current.updatedAt === 0 ? { current } : {}),
+        })
+      } catch (err) {
+        set({ storageError: `saved conversations could not be read: ${plain(err)}` })
+      }
+    },
+    newChat() {
+      controller?.abort()
+      controller = undefined
+      localStorage.removeItem(CURRENT_KEY)
+      set({ current: blank(), draft: '', status: 'idle', error: undefined, selected: undefined })
+    },
+    async open(id) {
+      if (id === get().current.id) return
+      controller?.abort()
+      controller = undefined
+      const found = (await listConversations().catch(() => [])).find((c) => c.id === id)
+      if (found === undefined) return
+      localStorage.setItem(CURRENT_KEY, id)
+      set({ current: found, status: 'idle', error: undefined, selected: undefined })
+    },
+    async remove(id) {
+      if (id === get().current.id) get().newChat()
+      await deleteConversation(id).catch((err: unknown) => set({ storageError: plain(err) }))
+      set({ conversations: get().conversations.filter((c) => c.id !== id) })
+    },
+    setSystem(text) {
+      set({ current: { ...get().current, system: text } })
+    },
+    setDraft: (draft) => set({ draft }),
+    async send() {
+      const text = get().draft
+      if (text.trim() === '' || get().status === 'streaming') return
+      set({ draft: '' })
+      await run([...get().current.messages, { id: newId(), role: 'user', content: text }])
+    },
+    async regenerate(messageId) {
+      const messages = get().current.messages
+      const at = messages.findIndex((m) => m.id === messageId && m.role === 'assistant')
+      if (at <= 0) return
+      await run(messages.slice(0, at))
+    },
+    async editAndResend(messageId, text) {
+      const messages = get().current.messages
+      const at = messages.findIndex((m) => m.id === messageId && m.role === 'user')
+      if (at < 0 || text.trim() === '') return
+      await run([...messages.slice(0, at), { ...(messages[at] as ChatMessage), content: text }])
+    },
+    stop() {
+      controller?.abort()
+    },
+    select: (message, piece) => set({ selected: { message, piece } }),
+  }
+})

@@ -1,16 +1,13 @@
 import { useEffect } from 'react'
-import { useChat } from '../store/chat-store.js'
+import type { Piece } from '../api/token-pieces.js'
 import { useMesh } from '../store/mesh-store.js'
 
-/** For the selected piece of the answer (the last one by default): each stage's peers and vote. */
-export function TokenDetails() {
-  const { pieces, selected } = useChat()
+/** For one piece of a reply (the last one by default): each stage's peers and how its vote went. */
+export function TokenDetails({ piece, index }: { piece: Piece | undefined; index: number }) {
   const { meshes, refresh } = useMesh()
   useEffect(() => {
     void refresh()
   }, [refresh])
-  const index = selected ?? pieces.length - 1
-  const piece = pieces[index]
   const token = piece?.tokens[piece.tokens.length - 1]
   if (piece === undefined || token === undefined) return null
   const names = new Map(meshes.flatMap((m) => m.peers.map((p) => [p.id, p.name] as const)))
