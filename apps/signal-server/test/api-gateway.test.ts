@@ -12,6 +12,8 @@ const TOKEN = 'sesame'
 let server: SignalServer
 let cleanup: () => Promise<void>
 let worker: WorkerNode | undefined
+/** Everything the server logged at error level or above. */
+const errors: string[] = []
 
 const chatBody = (extra: Record<string, unknown> = {}) =>
   JSON.stringify({
@@ -40,6 +42,7 @@ beforeAll(async () => {
   cleanup = model.cleanup
   server = await startServer({
     meshes: [{ name: 'default', modelDir: model.dir }],
+    logger: { level: 'error', stream: { write: (line: string) => void errors.push(line) } },
     extend: (parts) =>
       attachGateway(
         parts,
@@ -56,6 +59,12 @@ afterAll(async () => {
 })
 
 describe('gateway API', () => {
+  test('attaching the gateway logs no control-plane error', () => {
+    // The gateway's local peer is handed the current plan during its construction.
+    expect(server.url).toMatch(/^http:/)
+    expect(errors).toEqual([])
+  })
+
   test('without a bearer token the API answers 401', async () => {
     const res = await post(chatBody(), {})
     expect(res.status).toBe(401)

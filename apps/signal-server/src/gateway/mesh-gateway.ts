@@ -286,6 +286,9 @@ export class MeshGateway implements ServedModel {
   }
 
   private onPlan(plan: PlanMessage): void {
+    // addLocalPeer hands over the current plan at once, from the constructor, before the dialer
+    // exists: no connection to close yet.
+    if ((this.dialer as WorkerDialer | undefined) === undefined) return
     // Connections to peers that left the plan are closed; the rest are reused.
     const inPlan = new Set(plan.stages.flatMap(stagePeers))
     for (const id of this.dialer.peers()) if (!inPlan.has(id)) this.dropPeer(id)
