@@ -1,11 +1,5 @@
-import { postStream, readEvents } from './sse-events.js'
-import {
-  type Piece,
-  PieceCollector,
-  type Sampling,
-  type StreamResult,
-  samplingFields,
-} from './token-pieces.js'
+import { streamPieces } from './stream-pieces.js'
+import { type Piece, type Sampling, type StreamResult, samplingFields } from './token-pieces.js'
 
 /**
  * Raw completion mode: POST /v1/completions with `stream: true`, the prompt sent as is (no chat
@@ -18,23 +12,5 @@ export async function streamCompletion(
   onPiece: (piece: Piece) => void,
   signal: AbortSignal,
 ): Promise<StreamResult> {
-  const res = await postStream(
-    '/v1/completions',
-    { model, prompt, ...samplingFields(sampling), stream: true, stream_options: { include_usage: true } },
-    signal,
-  )
-  const pieces = new PieceCollector(onPiece)
-  let completionTokens: number | undefined
-  let finishReason: string | undefined
-  await readEvents(res, (data) => {
-    const chunk = data as {
-      choices?: Array<{ text?: string; finish_reason?: string | null }>
-      usage?: { completion_tokens?: number }
-      butterfly?: { tokens?: unknown }
-    }
-    if (typeof chunk.usage?.completion_tokens === 'number') completionTokens = chunk.usage.completion_tokens
-    finishReason = chunk.choices?.[0]?.finish_reason ?? finishReason
-    pieces.add(chunk.choices?.[0]?.text, chunk.butterfly?.tokens)
-  })
-  return { completionTokens, finishReason }
+  return streamPieces('/v1/completions', { model, prompt, ...samplingFields(sampling) }, onPiece, signal)
 }
