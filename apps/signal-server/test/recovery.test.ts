@@ -115,7 +115,9 @@ describe('a stage peer dying with a full batch in flight (r = 1, three stages)',
           /^ERR_[A-Z_]+$/,
         )
     }
-    // The two peers left hold the model between them: none had to fail.
-    expect(settled.filter((r) => r.ok)).toHaveLength(16)
+    // The two peers left hold the model between them: none had to fail. (A failure names itself:
+    // CI once saw 14 of 16 finish, which does not reproduce on a quiet or a loaded machine.)
+    const failed = settled.flatMap((r) => (r.ok ? [] : [`generation ${r.i}: ${String(r.err)}`]))
+    expect(failed, failed.join('; ')).toEqual([])
   })
 })
