@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, truncate, utimes } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, truncate, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
@@ -224,6 +224,11 @@ describe('stage cache entries', () => {
     await utimes(join(cache, b.name, 'entry.json'), old, old)
     await one(cache, [0, 2], false, a.bytes + b.bytes + c.bytes - Math.min(a.bytes, b.bytes) / 2)
     expect((await entries(cache)).sort()).toEqual([a.name, c.name].sort())
+
+    // A marker that is not JSON is a damaged entry: the next store removes it and still evicts.
+    await writeFile(join(cache, a.name, 'entry.json'), '{not json')
+    await one(cache, [2, 4], true, b.bytes + c.bytes + 1024)
+    expect((await entries(cache)).sort()).toEqual([b.name, c.name].sort())
 
     const small = await mkdtemp(join(root, 'cache-'))
     const none = await runOnce(model, { cache: small, maxBytes: 1000 })

@@ -160,9 +160,10 @@ async function evict(dir: string, budget: number): Promise<void> {
     }
     if (!/^[0-9a-f]{64}$/.test(name)) continue
     const marker = await stat(join(path, ENTRY)).catch(() => undefined)
-    const bytes = Number(
-      (JSON.parse(await readFile(join(path, ENTRY), 'utf8').catch(() => '{}')) as { bytes?: unknown }).bytes,
-    )
+    const bytes = await readFile(join(path, ENTRY), 'utf8')
+      .then((text) => Number((JSON.parse(text) as { bytes?: unknown }).bytes))
+      .catch(() => Number.NaN)
+    // A marker that cannot be read or parsed is a damaged entry: it goes, and never blocks eviction.
     if (marker === undefined || !Number.isFinite(bytes)) {
       await rm(path, { recursive: true, force: true })
       continue

@@ -7,8 +7,8 @@ import {
   resolveDevice,
   startWorkerNode,
 } from '@butterfly/node-platform'
-import bytes from 'bytes'
 import cliProgress from 'cli-progress'
+import { sizeArg } from '../cli-args.js'
 import { ServerLostError } from '../errors.js'
 import { type StageCacheFlags, withStageCache } from './stage-cache-options.js'
 
@@ -35,13 +35,7 @@ export interface JoinOptions extends StageCacheFlags {
 const STOP_DEADLINE_MS = 20_000
 
 /** Parses sizes like "4GB", "512MiB" or a plain byte count. */
-export function parseMemory(value: string): number {
-  const n = bytes.parse(value.replace(/iB$/i, 'B'))
-  if (n === null || !Number.isFinite(n) || n < 1) {
-    throw new CliUsageError(`--memory must be a size such as 4GB or 512MB, got "${value}"`)
-  }
-  return n
-}
+export const parseMemory = sizeArg('--memory', 1, '4GB or 512MB')
 
 export function parseServerUrl(value: string): string {
   let url: URL

@@ -1,8 +1,8 @@
 import { join } from 'node:path'
 import type { StageCache } from '@butterfly/core'
 import { CliUsageError, cacheDir, createStageCacheDir } from '@butterfly/node-platform'
-import bytes from 'bytes'
 import { Option } from 'commander'
+import { sizeArg } from '../cli-args.js'
 
 export interface StageCacheFlags {
   /** A directory, or 'off'; default $BUTTERFLY_CACHE_DIR/stages. */
@@ -20,16 +20,8 @@ export function stageCacheOptions(): Option[] {
     new Option(
       '--stage-cache-max <size>',
       'most disk the stage cache takes; least recently used stages go first (default 8GB)',
-    ).argParser(parseCacheSize),
+    ).argParser(sizeArg('--stage-cache-max', 0, '8GB or 0')),
   ]
-}
-
-function parseCacheSize(value: string): number {
-  const n = bytes.parse(value.replace(/iB$/i, 'B'))
-  if (n === null || !Number.isFinite(n) || n < 0) {
-    throw new CliUsageError(`--stage-cache-max must be a size such as 8GB or 0, got "${value}"`)
-  }
-  return n
 }
 
 /** The cache the flags ask for; undefined for 'off' or a zero size. */
