@@ -48,5 +48,8 @@ describe('a chain whose workers cannot reach each other', () => {
     // Later generations start on the relayed pipeline: no second failure, same tokens.
     expect(await meshTokens(served, PROMPT, TOKENS)).toEqual(reference)
     expect(logs.filter((l) => l.includes('worker-to-worker link failed'))).toHaveLength(1)
+    // The chain it left was disposed once that generation ended; the relayed one is current.
+    const stats = await new Promise((resolve) => setImmediate(() => resolve(served.pipelineStats())))
+    expect(stats).toMatchObject({ retiring: 0, held: 0, disposed: 1 })
   }, 120_000)
 })

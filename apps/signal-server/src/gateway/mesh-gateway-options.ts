@@ -1,6 +1,7 @@
 import type { ChatTemplate, HiddenDtype, ReputationOptions, Tokenizer } from '@butterfly/core'
 import type { Mesh } from '../control/mesh.js'
 import type { ServerMetrics } from '../control/server-metrics.js'
+import { ADMISSION_DEFAULTS, Admission } from './admission.js'
 import type { SlowClaimOptions } from './claim-check.js'
 
 // What a MeshGateway is built from (mesh-gateway.ts): its limits and the components it uses.
@@ -42,4 +43,24 @@ export interface MeshGatewayComponents {
   readonly wrtc: unknown
   readonly metrics?: ServerMetrics
   readonly log?: (line: string) => void
+}
+
+/** The gateway's admission: the init's limits over ADMISSION_DEFAULTS, counts exported as metrics. */
+export function meshAdmission(init: MeshGatewayInit, components: MeshGatewayComponents): Admission {
+  const d = ADMISSION_DEFAULTS
+  const { mesh, metrics } = components
+  return new Admission(
+    {
+      maxConcurrent: init.maxConcurrent ?? d.maxConcurrent,
+      maxQueued: init.maxQueued ?? d.maxQueued,
+      maxQueuedPerKey: init.maxQueuedPerKey ?? d.maxQueuedPerKey,
+      maxQueueWaitMs: init.maxQueueWaitMs ?? d.maxQueueWaitMs,
+    },
+    {
+      onChange: (running, queued) => {
+        metrics?.generationsRunning.set({ mesh: mesh.name }, running)
+        metrics?.generationsQueued.set({ mesh: mesh.name }, queued)
+      },
+    },
+  )
 }

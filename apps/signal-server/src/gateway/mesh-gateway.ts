@@ -15,12 +15,13 @@ import {
   type WebRtcTransport,
 } from '@butterfly/core'
 import type { LocalPeerHandle } from '../control/mesh.js'
-import { ADMISSION_DEFAULTS, Admission } from './admission.js'
+import type { Admission } from './admission.js'
 import { SlowClaimCheck } from './claim-check.js'
 import { newGenerationId } from './generation-id.js'
 import { LinkProber, type LinkStat } from './link-prober.js'
-import type { MeshGatewayComponents, MeshGatewayInit } from './mesh-gateway-options.js'
-import { planPipeline } from './plan-stage.js'
+import { type MeshGatewayComponents, type MeshGatewayInit, meshAdmission } from './mesh-gateway-options.js'
+import { type PipelineLeaseStats, PipelineLeases } from './pipeline-leases.js'
+import { type BuiltPipeline, planPipeline } from './plan-stage.js'
 import { meshCalibrator } from './replicated-stage-factory.js'
 import type { ServedModel } from './served-model.js'
 import type { StageCalibrator } from './stage-calibrator.js'
@@ -30,11 +31,8 @@ import { WorkerDialer } from './worker-dialer.js'
 
 export type { MeshGatewayComponents, MeshGatewayInit }
 
-interface Ready {
+interface Ready extends BuiltPipeline {
   readonly version: number
-  readonly pipeline: Pipeline
-  /** A chained plan's pipeline through the coordinator, for when a worker-to-worker link fails. */
-  readonly relayed?: () => Promise<Pipeline>
 }
 
 /**
@@ -54,7 +52,10 @@ export class MeshGateway implements ServedModel {
   private readonly peer: LocalPeerHandle
   private readonly transport: WebRtcTransport
   private readonly dialer: WorkerDialer
-  private ready: Ready | undefined
+  /** Pipelines and the generations on them; `current` is the one new generations start on. */
+  private readonly leases = new PipelineLeases<Ready>((err) =>
+    this.components.log?.(`mesh ${this.mesh}: a retired stage failed to dispose: ${String(err)}`),
+  )
   private building: Promise<void> = Promise.resolve()
   private lastError: string | undefined
   /** Agreements, disagreements and timeouts of every peer this gateway has voted on. */
@@ -85,21 +86,7 @@ export class MeshGateway implements ServedModel {
     this.chatTemplate = components.chatTemplate
     this.stopTokenIds = components.stopTokenIds
     this.maxContext = mesh.config.maxContext
-    const d = ADMISSION_DEFAULTS
-    this.admission = new Admission(
-      {
-        maxConcurrent: init.maxConcurrent ?? d.maxConcurrent,
-        maxQueued: init.maxQueued ?? d.maxQueued,
-        maxQueuedPerKey: init.maxQueuedPerKey ?? d.maxQueuedPerKey,
-        maxQueueWaitMs: init.maxQueueWaitMs ?? d.maxQueueWaitMs,
-      },
-      {
-        onChange: (running, queued) => {
-          components.metrics?.generationsRunning.set({ mesh: mesh.name }, running)
-          components.metrics?.generationsQueued.set({ mesh: mesh.name }, queued)
-        },
-      },
-    )
+    this.admission = meshAdmission(init, components)
     const signalHandlers = new Set<(from: string, data: Readonly<Record<string, unknown>>) => void>()
     this.peer = mesh.addLocalPeer(`gateway-${mesh.name}`.slice(0, 64), {
       onSignal: (from, data) => {
@@ -132,11 +119,21 @@ export class MeshGateway implements ServedModel {
     if (mesh.isReady()) this.building = this.connect(mesh.plan)
   }
 
+  private get ready(): Ready | undefined {
+    return this.leases.current
+  }
+
   async *generate(
     request: GenerateRequest,
     signal: AbortSignal,
   ): AsyncGenerator<GeneratedToken, GenerationResult> {
     const ready = await this.readyPipeline(signal)
+    // Every pipeline this generation runs on stays undisposed until it ends (see PipelineLeases).
+    const releases = [this.leases.acquire(ready.pipeline)]
+    const hold = (pipeline: Pipeline): Pipeline => {
+      releases.push(this.leases.acquire(pipeline))
+      return pipeline
+    }
     let version = ready.version
     // A peer that dies mid-generation: wait for the re-plan, then continue on the new pipeline.
     const recover = async (err: unknown): Promise<Pipeline | undefined> => {
@@ -146,14 +143,14 @@ export class MeshGateway implements ServedModel {
         code === 'ERR_CHAIN_LINK'
           ? await this.relayPlan(version, 'a worker-to-worker link failed')
           : undefined
-      if (relayed !== undefined) return relayed
+      if (relayed !== undefined) return hold(relayed)
       const next = await this.nextPipeline(version, signal).catch(() => undefined)
       if (next === undefined) return undefined
       version = next.version
       this.components.log?.(
         `mesh ${this.mesh}: a generation moved to plan ${next.version} and replays its tokens`,
       )
-      return next.pipeline
+      return hold(next.pipeline)
     }
     // Ids from the same source as calibration's: a peer cannot tell one from the other.
     const id = request.generationId ?? newGenerationId()
@@ -170,6 +167,7 @@ export class MeshGateway implements ServedModel {
     } finally {
       // A consumer that stops early (client gone) must still end the pipeline's generation.
       await tokens.return(undefined as never).catch(() => undefined)
+      for (const release of releases) release()
       // Peers the votes flagged get no layers in the next plan.
       for (const p of this.reputation.snapshot().peers) if (p.flagged) this.components.mesh.exclude(p.peerId)
       for (const c of this.claims.flagged()) this.components.mesh.exclude(c.peerId, 'slow-claim')
@@ -209,7 +207,7 @@ export class MeshGateway implements ServedModel {
     const pipeline = await this.ready.relayed().catch(() => undefined)
     if (pipeline === undefined || this.ready?.version !== version) return undefined
     if (this.ready.relayed === undefined) return pipeline
-    this.ready = { version, pipeline }
+    this.leases.adopt({ version, pipeline })
     this.components.log?.(`mesh ${this.mesh}: ${why}; plan ${version} relays`)
     return pipeline
   }
@@ -285,6 +283,11 @@ export class MeshGateway implements ServedModel {
     )
   }
 
+  /** What keeps pipelines alive: the tests check that replaced ones are disposed. */
+  pipelineStats(): PipelineLeaseStats & { messageListeners: number } {
+    return { ...this.leases.stats(), messageListeners: this.dialer.messageListeners() }
+  }
+
   private onPlan(plan: PlanMessage): void {
     // addLocalPeer hands over the current plan at once, from the constructor, before the dialer
     // exists: no connection to close yet.
@@ -323,8 +326,12 @@ export class MeshGateway implements ServedModel {
         }
         const chained = this.relay === 'chain' ? this.peer.peerId : undefined
         const built = await planPipeline(parts, plan.stages, config.maxContext, chained)
-        if (plan.version !== mesh.plan.version) return
-        this.ready = { version: plan.version, ...built }
+        if (plan.version !== mesh.plan.version) {
+          // Superseded while it was dialled: nobody will run on it.
+          this.leases.retireBuilt(built)
+          return
+        }
+        this.leases.adopt({ version: plan.version, ...built })
         this.lastError = undefined
         this.components.log?.(
           `mesh ${mesh.name}: plan ${plan.version} connected (${plan.stages.length} stages${built.relayed ? ', chained' : ''})`,

@@ -85,6 +85,14 @@ export async function planStage(
     : stage
 }
 
+export interface BuiltPipeline {
+  readonly pipeline: Pipeline
+  /** A chained plan's pipeline through the coordinator, built on first call. */
+  readonly relayed?: () => Promise<Pipeline>
+  /** That pipeline if it was asked for, so that whoever retires the plan retires it too. */
+  readonly relayedIfBuilt?: () => Promise<Pipeline> | undefined
+}
+
 /**
  * A plan's pipeline: one chained session when `replyTo` (this coordinator's peer id) is given and
  * the plan has no replicas, with `relayed` to build the pipeline through the coordinator should a
@@ -95,7 +103,7 @@ export async function planPipeline(
   stages: readonly PlanStage[],
   maxContext: number,
   replyTo: string | undefined,
-): Promise<{ pipeline: Pipeline; relayed?: () => Promise<Pipeline> }> {
+): Promise<BuiltPipeline> {
   const relay = async (): Promise<Pipeline> => ({
     stages: await Promise.all(stages.map((s, i) => planStage(c, s, i, stages.length))),
     maxContext,
@@ -103,7 +111,11 @@ export async function planPipeline(
   const chain = replyTo === undefined ? undefined : await chainStage(c, stages, replyTo)
   if (chain === undefined) return { pipeline: await relay() }
   let relayed: Promise<Pipeline> | undefined
-  return { pipeline: { stages: [chain], maxContext }, relayed: () => (relayed ??= relay()) }
+  return {
+    pipeline: { stages: [chain], maxContext },
+    relayed: () => (relayed ??= relay()),
+    relayedIfBuilt: () => relayed,
+  }
 }
 
 /**

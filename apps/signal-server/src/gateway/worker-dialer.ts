@@ -6,6 +6,7 @@ import { MessageConnection, type WebRtcTransport } from '@butterfly/core'
  */
 export class WorkerDialer {
   private readonly connections = new Map<string, Promise<MessageConnection>>()
+  private readonly open = new Map<string, MessageConnection>()
 
   constructor(
     private readonly transport: WebRtcTransport,
@@ -18,13 +19,24 @@ export class WorkerDialer {
     return [...this.connections.keys()]
   }
 
+  /** Message handlers on the open connections, summed (see PipelineLeases). */
+  messageListeners(): number {
+    let n = 0
+    for (const conn of this.open.values()) n += conn.messageListeners
+    return n
+  }
+
   connection(peerId: string): Promise<MessageConnection> {
     let c = this.connections.get(peerId)
     if (c === undefined) {
       const dialed = this.transport.dial(peerId, AbortSignal.timeout(30_000)).then((channel) => {
         const conn = new MessageConnection(channel)
         this.onOpen(peerId, conn)
-        conn.onClose(() => this.forget(peerId, dialed))
+        this.open.set(peerId, conn)
+        conn.onClose(() => {
+          if (this.open.get(peerId) === conn) this.open.delete(peerId)
+          this.forget(peerId, dialed)
+        })
         return conn
       })
       dialed.catch(() => this.forget(peerId, dialed))

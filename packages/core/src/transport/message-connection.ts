@@ -139,6 +139,11 @@ export class MessageConnection {
     return () => this.messageHandlers.delete(handler)
   }
 
+  /** Handlers subscribed with onMessage now (a gateway checks that retired stages let go). */
+  get messageListeners(): number {
+    return this.messageHandlers.size
+  }
+
   /** Every malformed frame or message from the peer, with its WireProtocolError code. */
   onProtocolError(handler: (err: WireProtocolError) => void): Unsubscribe {
     this.errorHandlers.add(handler)
