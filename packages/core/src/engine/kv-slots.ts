@@ -20,8 +20,8 @@ export interface KvSlotsInit {
 
 /**
  * A stage's KV caches, slot-based: generations of similar length share a pool (one per capacity
- * tier: 256, 512, ... positions), so a batch reads each pool as one contiguous tensor and a short
- * generation never pays for the longest one's capacity. A generation that outgrows its tier moves
+ * tier: KV_BLOCK positions, then doubling), so a batch reads each pool as one contiguous tensor
+ * and a short generation never pays for the longest one's capacity. A generation that outgrows its tier moves
  * once to the next (a copy per doubling, as a per-generation buffer that grows would pay).
  */
 export class KvSlots {
