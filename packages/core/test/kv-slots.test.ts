@@ -116,11 +116,41 @@ describe('segments', () => {
     ],
     [
       'a wide gap splits',
-      [0, 1, 5],
+      [0, 1, 6],
       { maxBatch: 64, maxGap: 2, padSingle: false, slots: 8 },
       [
         [0, 2, 2],
-        [5, 6, 1],
+        [6, 7, 1],
+      ],
+    ],
+    [
+      'a wider gap is padded while padding stays within the rows',
+      [0, 1, 5],
+      { maxBatch: 64, maxGap: 2, padSingle: false, slots: 8 },
+      [[0, 6, 3]],
+    ],
+    [
+      'one half of interleaved generations runs once',
+      [0, 2, 4, 6, 8, 10],
+      { maxBatch: 64, maxGap: 0, padSingle: false, slots: 12 },
+      [[0, 11, 6]],
+    ],
+    [
+      'rows far from the rest run apart',
+      [0, 1, 2, 20, 21],
+      { maxBatch: 64, maxGap: 2, padSingle: false, slots: 24 },
+      [
+        [0, 3, 3],
+        [20, 22, 2],
+      ],
+    ],
+    [
+      'merging stops at maxBatch',
+      [0, 2, 4, 6],
+      { maxBatch: 4, maxGap: 0, padSingle: false, slots: 8 },
+      [
+        [0, 3, 2],
+        [4, 7, 2],
       ],
     ],
     [

@@ -234,3 +234,58 @@ describe('micro-batches', () => {
     await expect(build(config, 1, undefined, 1.5)).rejects.toMatchObject({ code: 'ERR_STEP_ORDER' })
   })
 })
+
+describe('generations on scattered slots', () => {
+  // Ten generations hold slots 0..9 of one pool. Five of them (slots 0-3 and 9) decode together
+  // (the batch gate runs them once half the stage's generations are back): one run over slots
+  // 0..9, with 4-8 as padding, is cheaper than two runs, and it must neither change those five
+  // outputs nor touch the padding slots' caches.
+  const config = syntheticConfig('tiny')
+  const stages: StageSession[] = []
+  afterAll(async () => {
+    await Promise.all(stages.map((s) => s.dispose()))
+  })
+  const open = async () => {
+    const backend = createNodeBackend({ threads: 1 })
+    const s = await backend.createStage(
+      { config, layerStart: 0, layerEnd: config.numLayers },
+      syntheticWeights(config),
+    )
+    stages.push(s)
+    return s
+  }
+  const prompt = (g: number) =>
+    Array.from({ length: 3 + g }, (_, j) => (5 + 11 * g + 7 * j) % config.vocabSize)
+  const decode = (s: StageSession, g: number, at: number) =>
+    s.step(`g${g}`, { tokens: [(9 + g) % config.vocabSize], seqLen: 1, startPos: at })
+  const topk = (o: Awaited<ReturnType<StageSession['step']>>) => ({
+    values: Array.from(o.topk?.values ?? []),
+    ids: Array.from(o.topk?.ids ?? []),
+    lse: o.topk?.logSumExp,
+  })
+  const all = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+  const first = [0, 1, 2, 3, 9]
+  const later = [4, 5, 6, 7, 8]
+
+  test('one run over the gap, and every output as alone', async () => {
+    const alone = await open()
+    const want = new Map<number, ReturnType<typeof topk>>()
+    for (const g of all) {
+      const n = prompt(g).length
+      await alone.step(`g${g}`, { tokens: prompt(g), seqLen: n, startPos: 0 })
+      await decode(alone, g, n)
+      want.set(g, topk(await decode(alone, g, n + 1)))
+    }
+
+    const s = await open()
+    for (const g of all) await s.step(`g${g}`, { tokens: prompt(g), seqLen: prompt(g).length, startPos: 0 })
+    await Promise.all(all.map((g) => decode(s, g, prompt(g).length)))
+    const runsBefore = s.batchStats?.runs ?? 0
+    const got = await Promise.all(first.map((g) => decode(s, g, prompt(g).length + 1)))
+    expect((s.batchStats?.runs ?? 0) - runsBefore).toBe(1)
+    got.forEach((o, i) => expect(topk(o), `g${first[i]}`).toEqual(want.get(first[i] as number)))
+    // The padding slots' caches are intact: their next steps are as alone.
+    const rest = await Promise.all(later.map((g) => decode(s, g, prompt(g).length + 1)))
+    rest.forEach((o, i) => expect(topk(o), `g${later[i]}`).toEqual(want.get(later[i] as number)))
+  })
+})

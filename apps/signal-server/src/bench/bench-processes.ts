@@ -13,6 +13,16 @@ const WORKER_BIN = fileURLToPath(
 )
 const SERVER_BIN = fileURLToPath(new URL('../../bin/butterfly-server.js', import.meta.url))
 
+/**
+ * BUTTERFLY_BENCH_CPU_PROF=DIR: every server and worker process a bench starts writes a V8 CPU
+ * profile (`.cpuprofile`, for Chrome DevTools or speedscope) into DIR when it exits. Profiling
+ * slows them, so figures from such a run are only for finding where time goes.
+ */
+function profileArgs(): string[] {
+  const dir = process.env.BUTTERFLY_BENCH_CPU_PROF
+  return dir === undefined || dir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`]
+}
+
 export interface WorkerProcessesInit {
   readonly serverUrl: string
   readonly mesh: string
@@ -32,6 +42,7 @@ export function spawnWorkers(init: WorkerProcessesInit): ChildProcess[] {
     spawn(
       process.execPath,
       [
+        ...profileArgs(),
         WORKER_BIN,
         'join',
         '--server',
@@ -76,7 +87,7 @@ export async function startServerProcess(
   args: readonly string[],
   env: Readonly<Record<string, string>> = {},
 ): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [SERVER_BIN, ...args], {
+  const child = spawn(process.execPath, [...profileArgs(), SERVER_BIN, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   })
