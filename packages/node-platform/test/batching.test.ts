@@ -283,9 +283,9 @@ describe('generations on scattered slots', () => {
     const runsBefore = s.batchStats?.runs ?? 0
     const got = await Promise.all(first.map((g) => decode(s, g, prompt(g).length + 1)))
     expect((s.batchStats?.runs ?? 0) - runsBefore).toBe(1)
-    got.forEach((o, i) => expect(topk(o), `g${first[i]}`).toEqual(want.get(first[i] as number)))
+    for (const [i, o] of got.entries()) expect(topk(o), `g${first[i]}`).toEqual(want.get(first[i] as number))
     // The padding slots' caches are intact: their next steps are as alone.
     const rest = await Promise.all(later.map((g) => decode(s, g, prompt(g).length + 1)))
-    rest.forEach((o, i) => expect(topk(o), `g${later[i]}`).toEqual(want.get(later[i] as number)))
+    for (const [i, o] of rest.entries()) expect(topk(o), `g${later[i]}`).toEqual(want.get(later[i] as number))
   })
 })
