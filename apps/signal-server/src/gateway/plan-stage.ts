@@ -69,7 +69,10 @@ export async function planStage(
             verification: c.verification,
             window: c.window,
           },
-          await Promise.all(peers.map(async (p) => ({ peerId: p, session: await remote(p) }))),
+          await allOrDispose(
+            peers.map(async (p) => ({ peerId: p, session: await remote(p) })),
+            (r) => r.session,
+          ),
         )
   // A replicated stage's time is its replicas' together: only a lone peer's is its own.
   const claimed = mesh.workers().find((w) => w.id === s.peerId)?.layerStepsPerSec ?? 0
@@ -105,7 +108,10 @@ export async function planPipeline(
   replyTo: string | undefined,
 ): Promise<BuiltPipeline> {
   const relay = async (): Promise<Pipeline> => ({
-    stages: await Promise.all(stages.map((s, i) => planStage(c, s, i, stages.length))),
+    stages: await allOrDispose(
+      stages.map((s, i) => planStage(c, s, i, stages.length)),
+      (stage) => stage,
+    ),
     maxContext,
   })
   const chain = replyTo === undefined ? undefined : await chainStage(c, stages, replyTo)
@@ -116,6 +122,23 @@ export async function planPipeline(
     relayed: () => (relayed ??= relay()),
     relayedIfBuilt: () => relayed,
   }
+}
+
+/**
+ * Every session, or none: when one fails to open, those that opened are disposed (each holds a
+ * listener on a connection the dialer shares with later plans) before the failure is rethrown.
+ */
+export async function allOrDispose<T>(
+  opening: ReadonlyArray<Promise<T>>,
+  session: (opened: T) => StageSession,
+): Promise<T[]> {
+  const settled = await Promise.allSettled(opening)
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed === undefined) return settled.map((r) => (r as PromiseFulfilledResult<T>).value)
+  await Promise.allSettled(
+    settled.flatMap((r) => (r.status === 'fulfilled' ? [session(r.value).dispose()] : [])),
+  )
+  throw failed.reason
 }
 
 /**
