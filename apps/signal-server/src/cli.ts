@@ -1,4 +1,3 @@
-import type { IceServer } from '@butterfly/core'
 import {
   cacheDir,
   describeSpec,
@@ -11,15 +10,16 @@ import {
 } from '@butterfly/node-platform'
 import { Command, Option } from 'commander'
 import { type AdmissionCliOptions, admissionOptions } from './admission-options.js'
-import { iceArg, intArg, meshArg, numberArg, pathArg, tokenArg } from './cli-args.js'
+import { intArg, meshArg, numberArg, pathArg, tokenArg } from './cli-args.js'
 import { DEFAULT_JOIN_RATE, DEFAULT_MAX_PEERS_PER_ADDRESS } from './control/join-admission.js'
 import { DEFAULT_SERVED_CONTEXT } from './control/mesh-registry.js'
 import { SLOW_CLAIM_DEFAULTS } from './gateway/claim-check.js'
 import type { SignalServer } from './http/signal-server.js'
+import { type IceCliOptions, iceOptions, turnFromCli } from './ice-options.js'
 import { stopped } from './stopped.js'
 import { tokensCommand } from './tokens-cli.js'
 
-export interface ServerCliOptions extends AdmissionCliOptions {
+export interface ServerCliOptions extends AdmissionCliOptions, IceCliOptions {
   host: string
   port: number
   model: string
@@ -27,7 +27,6 @@ export interface ServerCliOptions extends AdmissionCliOptions {
   mesh: string
   meshToken?: string
   apiToken?: string
-  iceServers: IceServer[]
   heartbeatMs: number
   planStrategy: 'throughput' | 'memory' | 'uniform'
   replicas: number
@@ -61,6 +60,7 @@ export function buildCli(
   out: NodeJS.WritableStream = process.stdout,
 ): Command {
   const admission = admissionOptions()
+  const ice = iceOptions()
   return (
     new Command('butterfly-server')
       .description(
@@ -112,15 +112,11 @@ export function buildCli(
           .env('BUTTERFLY_API_TOKEN')
           .argParser(tokenArg('--api-token')),
       )
-      .addOption(
-        new Option(
-          '--ice-servers <json>',
-          'STUN/TURN servers handed to peers, as a JSON array of RTCIceServer',
-        )
-          .env('BUTTERFLY_ICE_SERVERS')
-          .argParser(iceArg)
-          .default([], '[]'),
-      )
+      .addOption(ice.iceServers)
+      .addOption(ice.turnSecret)
+      .addOption(ice.turnUrl)
+      .addOption(ice.turnTtl)
+      .addOption(ice.iceTransportPolicy)
       .addOption(
         new Option('--heartbeat-ms <n>', 'peer heartbeat interval; a peer silent for 3 intervals is dropped')
           .env('BUTTERFLY_HEARTBEAT_MS')
@@ -263,6 +259,7 @@ export function buildCli(
       )
       .addCommand(tokensCommand(out))
       .action(async (opts: ServerCliOptions) => {
+        turnFromCli(opts) // a bad combination answers before the model loads
         await run(opts)
       })
   )
@@ -304,6 +301,8 @@ async function serve(
     maxPeersPerAddress: opts.maxPeersPerAddress,
     joinRate: opts.joinRate,
     iceServers: opts.iceServers,
+    turn: turnFromCli(opts),
+    iceTransportPolicy: opts.iceTransportPolicy,
     heartbeatMs,
     heartbeatTimeoutMs: 3 * heartbeatMs,
     planOptions: { strategy: opts.planStrategy },
@@ -339,7 +338,10 @@ async function serve(
     `  mesh "${opts.mesh}": model ${mesh?.modelId} from ${modelDir}${opts.meshToken ? ' (token required)' : ''}\n`,
   )
   if (opts.requirePeerTokens) out.write('  per-peer join tokens required\n')
-  if (opts.wireDtype === 'fp16') out.write('  hidden states on the wire: fp16\n')
+  if (opts.turnUrl)
+    if (opts.wireDtype === 'fp16')
+      // the URLs only: the secret is never printed out.write(`  TURN credentials minted for ${opts.turnUrl.join(', ')}\n`)
+      out.write('  hidden states on the wire: fp16\n')
   if (opts.relay === 'chain') out.write('  hidden states chained worker to worker\n')
   options.onListening?.(server)
   await stopped(options.signal)

@@ -83,6 +83,11 @@ describe('butterfly-server', () => {
       '--max-queue-wait',
       '--wire-dtype',
       '--relay',
+      '--turn-secret',
+      '--turn-url',
+      '--turn-ttl',
+      '--ice-transport-policy',
+      'BUTTERFLY_TURN_SECRET',
     ]) {
       expect(r.stdout).toContain(flag)
     }
@@ -132,6 +137,16 @@ describe('butterfly-server', () => {
     ['a bad wire dtype from the environment', [], { BUTTERFLY_WIRE_DTYPE: 'fp8' }],
     ['an unknown relay', ['--relay', 'mesh'], {}],
     ['a bad relay from the environment', [], { BUTTERFLY_RELAY: 'workers' }],
+    ['a TURN secret without a TURN URL', ['--turn-secret', 's3cret'], {}],
+    ['a TURN URL without a TURN secret', ['--turn-url', 'turn:127.0.0.1:3478'], {}],
+    ['a TURN secret from the environment without a URL', [], { BUTTERFLY_TURN_SECRET: 's3cret' }],
+    ['a stun: URL as TURN URL', ['--turn-secret', 's', '--turn-url', 'stun:127.0.0.1:3478'], {}],
+    ['a TURN URL list with an http URL', ['--turn-secret', 's', '--turn-url', 'turn:a:1,http://b'], {}],
+    ['an empty TURN secret', ['--turn-secret', '', '--turn-url', 'turn:a:1'], {}],
+    ['a TURN ttl under a minute', ['--turn-secret', 's', '--turn-url', 'turn:a:1', '--turn-ttl', '59'], {}],
+    ['a TURN ttl past a week', ['--turn-secret', 's', '--turn-url', 'turn:a:1', '--turn-ttl', '604801'], {}],
+    ['an unknown ICE transport policy', ['--ice-transport-policy', 'direct'], {}],
+    ['relay-only ICE without any TURN server', ['--ice-transport-policy', 'relay'], {}],
     ['tokens issue without a file', ['tokens', 'issue', '--mesh', 'demo'], {}],
     ['tokens issue without a mesh', ['tokens', 'issue', '--join-token-file', '/tmp/x.json'], {}],
     [

@@ -20,6 +20,7 @@ import { JoinRefusedError } from '../errors.js'
 import { JoinAdmission, normalizeAddress } from './join-admission.js'
 import type { MemberSink, Mesh } from './mesh.js'
 import type { MeshRegistry } from './mesh-registry.js'
+import type { IceFor } from './turn-credentials.js'
 
 /**
  * Sent to a socket when an event it emitted without an ack callback is refused. With an ack
@@ -36,6 +37,8 @@ export interface ErrorEvent {
 export interface ControlSocketOptions {
   readonly registry: MeshRegistry
   readonly iceServers: readonly IceServer[]
+  /** Each peer's ICE servers and policy (minted TURN credentials); default: `iceServers`, 'all'. */
+  readonly iceFor?: IceFor
   readonly heartbeatMs: number
   /** Per-peer tokens and per-address limits; default: the defaults over `registry`, no tokens. */
   readonly admission?: JoinAdmission
@@ -169,10 +172,13 @@ function handleConnection(socket: Socket, options: ControlSocketOptions, admissi
       throw err
     }
     member = { mesh, peerId, release }
+    // Minted per join: a rejoin gets fresh TURN credentials.
+    const ice = options.iceFor?.(peerId) ?? { iceServers: options.iceServers, iceTransportPolicy: 'all' }
     const reply: JoinAck = {
       ok: true,
       peerId,
-      iceServers: options.iceServers,
+      iceServers: ice.iceServers,
+      iceTransportPolicy: ice.iceTransportPolicy,
       heartbeatMs: options.heartbeatMs,
     }
     ack?.(reply)

@@ -38,6 +38,7 @@ export async function createGateway(
         chatTemplate,
         stopTokenIds,
         wrtc: components.wrtc,
+        iceFor: server.iceFor,
         metrics: server.metrics,
         ...(components.log ? { log: components.log } : {}),
       }),

@@ -1,6 +1,7 @@
 import type { ChatTemplate, HiddenDtype, ReputationOptions, Tokenizer } from '@butterfly/core'
 import type { Mesh } from '../control/mesh.js'
 import type { ServerMetrics } from '../control/server-metrics.js'
+import type { IceFor } from '../control/turn-credentials.js'
 import { ADMISSION_DEFAULTS, Admission } from './admission.js'
 import type { SlowClaimOptions } from './claim-check.js'
 
@@ -41,6 +42,8 @@ export interface MeshGatewayComponents {
   readonly stopTokenIds?: readonly number[] | undefined
   /** RTCPeerConnection implementation for Node. */
   readonly wrtc: unknown
+  /** The gateway peer's ICE servers and policy, asked anew per connection (TURN credentials expire). */
+  readonly iceFor?: IceFor
   readonly metrics?: ServerMetrics
   readonly log?: (line: string) => void
 }

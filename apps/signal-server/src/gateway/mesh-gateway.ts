@@ -1,6 +1,5 @@
 import {
   type ChatTemplate,
-  createWebRtcTransport,
   GatewayError,
   type GeneratedToken,
   type GenerateRequest,
@@ -17,6 +16,7 @@ import {
 import type { LocalPeerHandle } from '../control/mesh.js'
 import type { Admission } from './admission.js'
 import { SlowClaimCheck } from './claim-check.js'
+import { createGatewayTransport } from './gateway-transport.js'
 import { newGenerationId } from './generation-id.js'
 import { LinkProber, type LinkStat } from './link-prober.js'
 import { type MeshGatewayComponents, type MeshGatewayInit, meshAdmission } from './mesh-gateway-options.js'
@@ -95,19 +95,7 @@ export class MeshGateway implements ServedModel {
       onPlan: (plan) => this.onPlan(plan),
       onPeerLeft: (id) => this.dropPeer(id),
     })
-    this.transport = createWebRtcTransport(
-      { peerId: this.peer.peerId },
-      {
-        signaling: {
-          send: (to, data) => this.peer.sendSignal(to, data),
-          onSignal: (h) => {
-            signalHandlers.add(h)
-            return () => signalHandlers.delete(h)
-          },
-        },
-        wrtc: components.wrtc,
-      },
-    )
+    this.transport = createGatewayTransport(() => this.peer, signalHandlers, components)
     this.dialer = new WorkerDialer(this.transport, (peerId, conn) => {
       this.links.watch(peerId, conn)
       this.wire.watch(conn)

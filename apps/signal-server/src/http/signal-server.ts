@@ -1,4 +1,4 @@
-import type { IceServer, PlacementOptions } from '@butterfly/core'
+import type { IceServer, IceTransportPolicy, PlacementOptions } from '@butterfly/core'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { Server as SocketServer } from 'socket.io'
 import { attachControlSocket } from '../control/control-socket.js'
@@ -8,6 +8,12 @@ import { JoinTokenStore } from '../control/join-tokens.js'
 import type { Planner } from '../control/mesh.js'
 import { MeshRegistry, type MeshSpec } from '../control/mesh-registry.js'
 import { ServerMetrics } from '../control/server-metrics.js'
+import {
+  createIceFor,
+  type IceFor,
+  parseIceTransportPolicy,
+  parseTurnConfig,
+} from '../control/turn-credentials.js'
 import { ServerConfigError } from '../errors.js'
 import { registerAdminRoutes } from './admin-routes.js'
 import { type HealthSource, registerHealthRoutes } from './health-routes.js'
@@ -37,6 +43,14 @@ export interface ServerInit {
   readonly joinRate?: number | undefined
   /** Handed to every peer in its join ack for WebRTC. Default []. */
   readonly iceServers?: readonly IceServer[]
+  /** TURN servers sharing this secret (coturn `use-auth-secret`): each join gets minted credentials. */
+  readonly turn?:
+    | { readonly secret: string; readonly urls: readonly string[]; readonly ttlSeconds?: number }
+    | undefined
+  /** Handed to every peer: 'relay' forces every connection through TURN. Default 'all'. */
+  readonly iceTransportPolicy?: IceTransportPolicy
+  /** Test hook: the clock TURN credentials' expiry is counted from. Default `now`. */
+  readonly turnClock?: () => number
   /** How often peers should heartbeat; told to them in the join ack. Default 5000. */
   readonly heartbeatMs?: number
   /** A worker silent this long is dropped and the mesh re-planned. Default 15000. */
@@ -72,6 +86,8 @@ export interface ServerParts {
   readonly metrics: ServerMetrics
   /** Join rules: per-peer tokens, per-address limits. */
   readonly admission: JoinAdmission
+  /** ICE servers (fresh TURN credentials) and policy for a peer id: the gateway's own peer uses it. */
+  readonly iceFor: IceFor
   /** Hands /health what the control plane does not know itself (the gateway's stats). */
   provideHealth(source: HealthSource): void
 }
@@ -82,6 +98,7 @@ export interface ResolvedServerInit {
   readonly port: number
   readonly apiToken: string | undefined
   readonly iceServers: readonly IceServer[]
+  readonly iceFor: IceFor
   readonly heartbeatMs: number
   readonly heartbeatTimeoutMs: number
 }
@@ -148,6 +165,7 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
   attachControlSocket(io, {
     registry: meshes,
     iceServers: options.iceServers,
+    iceFor: options.iceFor,
     heartbeatMs: options.heartbeatMs,
     admission,
     onJoinRefused: (code) => metrics.joinsRefused.inc({ code }),
@@ -164,7 +182,7 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
   const sweeper = setInterval(() => meshes.sweep(), sweepMs)
   sweeper.unref()
   try {
-    await init.extend?.({ app, meshes, metrics, admission, provideHealth })
+    await init.extend?.({ app, meshes, metrics, admission, iceFor: options.iceFor, provideHealth })
     await app.listen({ host: options.host, port: options.port })
   } catch (err) {
     clearInterval(sweeper)
@@ -180,6 +198,7 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
     meshes,
     metrics,
     admission,
+    iceFor: options.iceFor,
     provideHealth,
     options,
     close: () => {
@@ -226,11 +245,20 @@ function resolveInit(init: ServerInit): ResolvedServerInit {
       throw new ServerConfigError(`${field} must be an integer from 1 to 1000000, got ${String(value)}`)
     }
   }
+  const iceServers = parseIceServers(init.iceServers ?? [])
+  const clock = init.turnClock ?? init.now
+  const iceFor = createIceFor({
+    iceServers,
+    turn: parseTurnConfig(init.turn ?? {}),
+    iceTransportPolicy: parseIceTransportPolicy(init.iceTransportPolicy),
+    ...(clock === undefined ? {} : { now: clock }),
+  })
   return {
     host: init.host ?? '127.0.0.1',
     port,
     apiToken: init.apiToken,
-    iceServers: parseIceServers(init.iceServers ?? []),
+    iceServers,
+    iceFor,
     heartbeatMs,
     heartbeatTimeoutMs,
   }

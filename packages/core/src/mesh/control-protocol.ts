@@ -2,7 +2,7 @@ import { ControlError, type WireError } from '../errors.js'
 import { fromBase64url } from '../identity/base64url.js'
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../identity/peer-identity.js'
 import type { SignalData } from '../transport/transport.js'
-import type { IceServer } from '../transport/webrtc-transport.js'
+import type { IceServer, IceTransportPolicy } from '../transport/webrtc-transport.js'
 
 /**
  * The control plane between peers and the signal server, carried over socket.io. Every
@@ -76,6 +76,8 @@ export type JoinAck =
       readonly ok: true
       readonly peerId: string
       readonly iceServers: readonly IceServer[]
+      /** 'relay': TURN only (absent from older servers: 'all'). */
+      readonly iceTransportPolicy?: IceTransportPolicy
       readonly heartbeatMs: number
     }
   | { readonly ok: false; readonly error: WireError }

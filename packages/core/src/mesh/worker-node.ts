@@ -115,7 +115,11 @@ export async function startWorkerNode(
     })
   })
   const transport = createWebRtcTransport(
-    { peerId: ack.peerId, iceServers: ack.iceServers },
+    {
+      peerId: ack.peerId,
+      iceServers: ack.iceServers,
+      ...(ack.iceTransportPolicy === 'relay' ? { iceTransportPolicy: 'relay' as const } : {}),
+    },
     { signaling: control, wrtc: components.wrtc },
   )
 

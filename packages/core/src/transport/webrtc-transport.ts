@@ -11,10 +11,17 @@ export interface IceServer {
   readonly credential?: string
 }
 
+export type IceTransportPolicy = 'all' | 'relay'
+
 export interface WebRtcTransportInit {
   peerId: string
   /** STUN/TURN servers; none by default, which reaches peers on the same host or LAN only. */
-  iceServers?: readonly IceServer[]
+  iceServers?: readonly IceServer[] | (() => readonly IceServer[])
+  /**
+   * 'relay' gathers TURN relay candidates only (every byte through the TURN server); default
+   * 'all'. The server hands it out in the join ack so operators and tests can force relaying.
+   */
+  iceTransportPolicy?: IceTransportPolicy
   /** A connection not open this long after its dial (or the peer's offer) is abandoned; default 30 s. */
   dialTimeoutMs?: number
   /** waitForLow resolves once the data channel's queue is down to this; default 256 KiB. */
@@ -62,16 +69,24 @@ export function createWebRtcTransport(
   if (!(Number.isSafeInteger(lowThreshold) && lowThreshold >= 0)) {
     throw new TransportError('ERR_TRANSPORT_OPTIONS', `bufferedAmountLowThreshold must be an integer >= 0`)
   }
-  // simple-peer mutates what it is given; copy so the caller's servers stay as they were.
-  const iceServers = (init.iceServers ?? []).map((s) => ({
-    urls: typeof s.urls === 'string' ? s.urls : [...s.urls],
-    ...(s.username === undefined ? {} : { username: s.username }),
-    ...(s.credential === undefined ? {} : { credential: s.credential }),
-  }))
+  const policy = init.iceTransportPolicy ?? 'all'
+  if (policy !== 'all' && policy !== 'relay') {
+    throw new TransportError('ERR_TRANSPORT_OPTIONS', `iceTransportPolicy must be 'all' or 'relay'`)
+  }
   const { signaling, wrtc } = components
-  const peerOptions: Record<string, unknown> = {
-    config: { iceServers },
-    ...(wrtc === undefined ? {} : { wrtc }),
+  // Built per connection: a function yields fresh (time-limited) TURN credentials each time.
+  const peerOptions = (): Record<string, unknown> => {
+    const servers = typeof init.iceServers === 'function' ? init.iceServers() : (init.iceServers ?? [])
+    // simple-peer mutates what it is given; copy so the caller's servers stay as they were.
+    const iceServers = servers.map((s) => ({
+      urls: typeof s.urls === 'string' ? s.urls : [...s.urls],
+      ...(s.username === undefined ? {} : { username: s.username }),
+      ...(s.credential === undefined ? {} : { credential: s.credential }),
+    }))
+    return {
+      config: { iceServers, ...(policy === 'relay' ? { iceTransportPolicy: 'relay' } : {}) },
+      ...(wrtc === undefined ? {} : { wrtc }),
+    }
   }
   const links = new Map<string, PeerLink>()
   const incomingHandlers = new Set<(from: string, channel: FrameChannel) => void>()
@@ -86,7 +101,7 @@ export function createWebRtcTransport(
     const link = new PeerLink({
       remote,
       initiator,
-      peerOptions,
+      peerOptions: peerOptions(),
       lowThreshold,
       timeoutMs: dialTimeoutMs,
       send: (data) => signaling.send(remote, data),
