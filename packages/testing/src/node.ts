@@ -27,6 +27,7 @@
  * - `faultyBackend(opts)`: the node backend with every stage wrapped in a `FaultyStage`.
  */
 export * from './cli.js'
+export * from './coturn.js'
 export * from './engine-helpers.js'
 export * from './faulty-backend.js'
 export * from './hub-fixture.js'

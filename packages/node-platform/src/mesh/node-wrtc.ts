@@ -38,6 +38,8 @@ interface PeerConnectionLike {
 interface Adaptation {
   extraConfig: Record<string, unknown>
   loopbackOnly: boolean
+  /** node-datachannel's polyfill pastes TURN credentials into a URL unescaped. */
+  escapeCredentials: boolean
 }
 
 type PeerConnectionClass = new (config?: Record<string, unknown>) => PeerConnectionLike
@@ -53,9 +55,10 @@ export function nodeWrtc(
   const hit = cache.get(key)
   if (hit !== undefined) return hit
   let base: WrtcImplementation
-  const how: Adaptation = { extraConfig: {}, loopbackOnly }
+  const how: Adaptation = { extraConfig: {}, loopbackOnly, escapeCredentials: false }
   if (kind === 'node-datachannel') {
     base = ndcPolyfill as unknown as WrtcImplementation
+    how.escapeCredentials = true
     // The polyfill passes its whole config on to libdatachannel, which understands bindAddress.
     if (loopbackOnly) how.extraConfig = { bindAddress: '127.0.0.1' }
   } else if (kind === 'wrtc') {
@@ -78,7 +81,14 @@ export function nodeWrtc(
 function adapt(Base: PeerConnectionClass, how: Adaptation) {
   return class ButterflyPeerConnection extends Base {
     constructor(config: Record<string, unknown> = {}) {
-      super({ ...config, ...how.extraConfig })
+      const servers = config.iceServers
+      super({
+        ...config,
+        ...(how.escapeCredentials && Array.isArray(servers)
+          ? { iceServers: servers.map(escapeCredentials) }
+          : {}),
+        ...how.extraConfig,
+      })
     }
 
     // simple-peer assigns to `offer.sdp`; node-datachannel's descriptions have getters only.
@@ -97,6 +107,18 @@ function adapt(Base: PeerConnectionClass, how: Adaptation) {
       return super.addIceCandidate(candidate)
     }
   }
+}
+
+/**
+ * The polyfill hands libdatachannel `turn:USER:PASS@host`, which libdatachannel URL-decodes; a
+ * TURN REST username (`expiry:peer`) has a colon and its base64 password may hold '/' and '+',
+ * so both are percent-encoded or libdatachannel authenticates as a truncated user.
+ */
+function escapeCredentials(server: unknown): unknown {
+  if (typeof server !== 'object' || server === null) return server
+  const { username, credential } = server as { username?: unknown; credential?: unknown }
+  if (typeof username !== 'string' || typeof credential !== 'string') return server
+  return { ...server, username: encodeURIComponent(username), credential: encodeURIComponent(credential) }
 }
 
 /** True for a 127.0.0.1 host candidate, or for the end-of-candidates marker. */
