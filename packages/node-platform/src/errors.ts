@@ -71,3 +71,18 @@ export class ModelDownloadError extends ButterflyError {
     this.retryable = options.retryable ?? false
   }
 }
+
+export type TurnErrorCode =
+  /** The TURN server refused the credentials (401): expired, or minted from another secret. */
+  | 'ERR_TURN_AUTH'
+  /** The TURN server did not answer, or answered with an error other than 401. */
+  | 'ERR_TURN_UNREACHABLE'
+
+/** A TURN server that relay-only ICE depends on cannot allocate a relay for this peer. */
+export class TurnError extends ButterflyError {
+  override readonly name = 'TurnError'
+  declare readonly code: TurnErrorCode
+  constructor(code: TurnErrorCode, message: string) {
+    super(code, message)
+  }
+}

@@ -54,6 +54,8 @@ export {
   ModelDownloadError,
   type ModelDownloadErrorCode,
   ModelNotFoundError,
+  TurnError,
+  type TurnErrorCode,
 } from './errors.js'
 export { type DownloadModelOptions, type DownloadProgress, downloadModel } from './hub/download-model.js'
 export { downloadOptions } from './hub/download-options.js'
@@ -70,6 +72,7 @@ export {
 export { defaultIdentityPath, loadOrCreateIdentity } from './mesh/identity-store.js'
 export { nodeSignatureBackend, useNativeSignatures } from './mesh/native-signatures.js'
 export { nodeWrtc } from './mesh/node-wrtc.js'
+export { probeTurn, probeTurnServers } from './mesh/turn-probe.js'
 export { startWorkerNode, type WorkerNode, type WorkerNodeInit } from './mesh/worker-node.js'
 export { exists } from './models/exists.js'
 export { FileSource } from './models/file-source.js'

@@ -10,7 +10,7 @@ import type { Int4Compute } from '../onnx/matmul-nbits.js'
 import { storedTensorNames } from '../quant/weight-encoding.js'
 import { fetchJson, openRemoteModel, type TensorCache } from '../remote/remote-model.js'
 import type { MessageConnection } from '../transport/message-connection.js'
-import { createWebRtcTransport } from '../transport/webrtc-transport.js'
+import { createWebRtcTransport, type IceServer } from '../transport/webrtc-transport.js'
 import { fromFloat32, toFloat32 } from '../weights/float16.js'
 import { fingerprinted } from '../weights/weight-provider.js'
 import { ControlClient } from './control-client.js'
@@ -49,6 +49,11 @@ export interface WorkerNodeComponents {
   readonly identity: PeerIdentity
   /** Tensors kept from earlier downloads (a tab's Cache Storage): a stage loads them from there. */
   readonly tensorCache?: TensorCache
+  /**
+   * With relay-only ICE, checks the TURN servers accept their credentials before serving, so a
+   * refusal is a clear error, not a dial timeout (node-platform allocates over UDP).
+   */
+  readonly checkIce?: (servers: readonly IceServer[]) => Promise<void>
 }
 
 export interface WorkerNode {
@@ -106,6 +111,12 @@ export async function startWorkerNode(
       throw err
     })
   log(`joined mesh ${init.mesh} as ${ack.peerId}`)
+  if (ack.iceTransportPolicy === 'relay' && components.checkIce !== undefined) {
+    await components.checkIce(ack.iceServers).catch(async (err: unknown) => {
+      await control.leave()
+      throw err
+    })
+  }
   let stopping = false
   const disconnected = new Promise<string>((resolve) => {
     control.onDisconnect((reason) => {

@@ -6,11 +6,13 @@ import {
 } from '@butterfly/core'
 import { loadOrCreateIdentity } from './identity-store.js'
 import { useNativeSignatures } from './native-signatures.js'
+import { probeTurnServers } from './turn-probe.js'
 
 export type { WorkerNode, WorkerNodeInit } from '@butterfly/core'
 
 /**
- * core's mesh worker with Node's defaults: signatures through node:crypto, and the identity
+ * core's mesh worker with Node's defaults: signatures through node:crypto, TURN credentials
+ * probed over UDP under relay-only ICE (probeTurnServers), and the identity
  * kept at $BUTTERFLY_IDENTITY or ~/.config/butterfly/identity.json unless one is given.
  */
 export async function startWorkerNode(
@@ -21,5 +23,5 @@ export async function startWorkerNode(
 ): Promise<WorkerNode> {
   useNativeSignatures()
   const identity = components.identity ?? (await loadOrCreateIdentity())
-  return startMeshWorker(init, { ...components, identity })
+  return startMeshWorker(init, { checkIce: probeTurnServers, ...components, identity })
 }
