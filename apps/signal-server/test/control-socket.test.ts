@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto'
 import {
   ControlClient,
   generateIdentity,
@@ -367,3 +368,66 @@ async function expectStillServing(): Promise<void> {
   a.socket.disconnect()
   b.socket.disconnect()
 }
+
+describe('TURN credentials in the join ack', () => {
+  test('each join gets the static servers plus a TURN server minted for its peer id, and the policy', async () => {
+    let nowMs = 1_800_000_000_000
+    const turnServer = await startServer({
+      meshes: [{ name: 'default', modelDir: model.dir }],
+      iceServers: [{ urls: 'stun:127.0.0.1:3478' }],
+      turn: { secret: 'ack-secret', urls: ['turn:127.0.0.1:3478'], ttlSeconds: 120 },
+      iceTransportPolicy: 'relay',
+      turnClock: () => nowMs,
+    })
+    try {
+      const identity = generateIdentity()
+      const joinOnce = async () => {
+        const socket = await connect(turnServer)
+        const ack = await request<JoinAck>(
+          socket,
+          'join',
+          joinPayload(socket, { mesh: 'default', token: '', capabilities: caps() }, identity),
+        )
+        if (!ack.ok) throw new Error(`refused: ${JSON.stringify(ack)}`)
+        // Leaving (acknowledged) frees the identity for the rejoin.
+        expect(await request(socket, 'leave', {})).toMatchObject({ ok: true })
+        socket.disconnect()
+        return ack
+      }
+      const first = await joinOnce()
+      const expiry = 1_800_000_000 + 120
+      const username = `${expiry}:${first.peerId}`
+      expect(first.iceTransportPolicy).toBe('relay')
+      expect(first.iceServers).toEqual([
+        { urls: 'stun:127.0.0.1:3478' },
+        {
+          urls: ['turn:127.0.0.1:3478'],
+          username,
+          credential: createHmac('sha1', 'ack-secret').update(username).digest('base64'),
+        },
+      ])
+      expect(JSON.stringify(first)).not.toContain('ack-secret')
+      // The peer leaves and rejoins later: a fresh credential, not the first one.
+      expect(turnServer.meshes.get('default')?.has(first.peerId)).toBe(false)
+      nowMs += 30_000
+      const second = await joinOnce()
+      expect(second.iceServers[1]?.username).toBe(`${expiry + 30}:${first.peerId}`)
+    } finally {
+      await turnServer.close()
+    }
+  })
+
+  test('without TURN flags the ack says all', async () => {
+    const socket = await connect(server)
+    const ack = await request<JoinAck>(
+      socket,
+      'join',
+      joinPayload(socket, { mesh: 'default', token: '', capabilities: caps() }, generateIdentity()),
+    )
+    expect(ack).toMatchObject({
+      ok: true,
+      iceTransportPolicy: 'all',
+      iceServers: [{ urls: 'stun:stun.example.org:3478' }],
+    })
+  })
+})
