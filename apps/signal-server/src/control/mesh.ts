@@ -314,17 +314,22 @@ export class Mesh extends EventEmitter<MeshEvents> {
   }
 
   private replan(): void {
+    // Timed apart: computing is paid once, the broadcast once per member (the load bench reads both).
+    const started = performance.now()
     const all = this.workers()
     const workers = all.filter((w) => !this.excluded.has(w.id))
     const { stages, error } = planStages(this.init.planner, this.config, workers)
     this.current = planMessage(this.current.version + 1, this, stages, this.excludedPeers())
     this.currentError = error
     this.readiness.reset()
-    this.init.onReplan?.()
+    const planned = performance.now()
     this.init.onMembership?.(all.length)
     this.init.onExcluded?.(this.excludedPeers().length)
     const plan = this.current
     for (const m of this.members.values()) this.guard(() => m.sink.plan(plan))
+    const sent = performance.now()
+    const [planSeconds, broadcastSeconds] = [(planned - started) / 1e3, (sent - planned) / 1e3]
+    this.init.onReplan?.({ planSeconds, broadcastSeconds, members: this.members.size })
     this.guard(() => this.emit('plan', plan))
   }
 
