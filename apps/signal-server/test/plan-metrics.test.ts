@@ -16,16 +16,18 @@ describe('ServerMetrics.replanned', () => {
     const metrics = new ServerMetrics()
     metrics.replanned('m', { planSeconds: 0.003, broadcastSeconds: 0.0002, members: 7 })
     metrics.replanned('m', { planSeconds: 0.2, broadcastSeconds: 0.0002, members: 8 })
+    // Unchanged, so sent to nobody: a plan computed, no broadcast.
+    metrics.replanned('m', { planSeconds: 0.001, broadcastSeconds: 0, members: 0 })
     const text = await metrics.text()
-    expect(sample(text, 'butterfly_plan_seconds_count{mesh="m"}')).toBe(2)
-    expect(sample(text, 'butterfly_plan_seconds_sum{mesh="m"}')).toBeCloseTo(0.203, 9)
-    // One plan at 3 ms lands in the 5 ms bucket, the 200 ms one only from 250 ms up.
-    expect(sample(text, 'butterfly_plan_seconds_bucket{le="0.005",mesh="m"}')).toBe(1)
-    expect(sample(text, 'butterfly_plan_seconds_bucket{le="0.1",mesh="m"}')).toBe(1)
-    expect(sample(text, 'butterfly_plan_seconds_bucket{le="0.25",mesh="m"}')).toBe(2)
+    expect(sample(text, 'butterfly_plan_seconds_count{mesh="m"}')).toBe(3)
+    expect(sample(text, 'butterfly_plan_seconds_sum{mesh="m"}')).toBeCloseTo(0.204, 9)
+    // The 1 ms and 3 ms plans land by 5 ms, the 200 ms one only from 250 ms up.
+    expect(sample(text, 'butterfly_plan_seconds_bucket{le="0.005",mesh="m"}')).toBe(2)
+    expect(sample(text, 'butterfly_plan_seconds_bucket{le="0.1",mesh="m"}')).toBe(2)
+    expect(sample(text, 'butterfly_plan_seconds_bucket{le="0.25",mesh="m"}')).toBe(3)
     expect(sample(text, 'butterfly_plan_broadcast_seconds_count{mesh="m"}')).toBe(2)
     expect(sample(text, 'butterfly_plan_messages_total{mesh="m"}')).toBe(15)
-    expect(sample(text, 'butterfly_replans_total{mesh="m"}')).toBe(2)
+    expect(sample(text, 'butterfly_replans_total{mesh="m"}')).toBe(3)
   })
 })
 
@@ -34,7 +36,11 @@ describe('/metrics of a server', () => {
   let server: SignalServer
   beforeAll(async () => {
     model = await tinyModel()
-    server = await startServer({ meshes: [{ name: 'default', modelDir: model.dir }] })
+    // Uniform: every worker takes layers, so each join changes the plan and broadcasts it.
+    server = await startServer({
+      meshes: [{ name: 'default', modelDir: model.dir }],
+      planOptions: { strategy: 'uniform' },
+    })
   })
   afterAll(async () => {
     await closeClients(server)

@@ -23,11 +23,13 @@ import type {
 } from './mesh-member.js'
 import {
   closedError,
+  nextReadyPlan,
   noWorkersError,
   type Planner,
   PlanReadiness,
   planMessage,
   planStages,
+  samePlan,
 } from './mesh-plan.js'
 import type { ModelIndex } from './model-index.js'
 import { secretEquals } from './secret-equals.js'
@@ -45,8 +47,8 @@ export type {
 
 /**
  * One mesh: its model, its members and the plan over them. Every membership change among
- * workers re-plans, bumps `version` and pushes the plan to every member. Signals only ever
- * travel between members of this mesh.
+ * workers re-plans; a plan that changed gets the next `version` and goes to every member (one
+ * that did not goes only to a peer joining). Signals only travel between members of this mesh.
  */
 export class Mesh extends EventEmitter<MeshEvents> {
   readonly name: string
@@ -161,7 +163,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
       lastSeen: this.now(),
     })
     this.guard(() => this.emit('peer-joined', id))
-    this.replan()
+    // A plan the join did not change went to the others before; the newcomer still needs it.
+    if (!this.replan()) this.guard(() => sink.plan(this.current))
     return id
   }
 
@@ -253,30 +256,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
   /** Resolves with the first plan whose every stage is ready (now, or when it becomes so). */
   waitForReadyPlan(signal?: AbortSignal): Promise<PlanMessage> {
     if (this.isReady()) return Promise.resolve(this.current)
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason)
-      if (this.closed) return reject(closedError(this.name))
-      const cleanup = () => {
-        this.off('ready', onReady)
-        this.off('close', onClose)
-        signal?.removeEventListener('abort', onAbort)
-      }
-      const onReady = (plan: PlanMessage) => {
-        cleanup()
-        resolve(plan)
-      }
-      const onClose = () => {
-        cleanup()
-        reject(closedError(this.name))
-      }
-      const onAbort = () => {
-        cleanup()
-        reject(signal?.reason)
-      }
-      this.on('ready', onReady)
-      this.on('close', onClose)
-      signal?.addEventListener('abort', onAbort, { once: true })
-    })
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    if (this.closed) return Promise.reject(closedError(this.name))
+    return nextReadyPlan(this, this.name, signal)
   }
 
   /** Drops workers silent for longer than the heartbeat timeout; returns their ids. */
@@ -313,24 +295,31 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.guard(() => this.emit('close'))
   }
 
-  private replan(): void {
+  /** Re-plans; pushes the plan to every member only when it changed. Returns whether it did. */
+  private replan(): boolean {
     // Timed apart: computing is paid once, the broadcast once per member (the load bench reads both).
     const started = performance.now()
     const all = this.workers()
     const workers = all.filter((w) => !this.excluded.has(w.id))
     const { stages, error } = planStages(this.init.planner, this.config, workers)
-    this.current = planMessage(this.current.version + 1, this, stages, this.excludedPeers())
-    this.currentError = error
-    this.readiness.reset()
+    const next = planMessage(this.current.version + 1, this, stages, this.excludedPeers())
     const planned = performance.now()
     this.init.onMembership?.(all.length)
     this.init.onExcluded?.(this.excludedPeers().length)
-    const plan = this.current
-    for (const m of this.members.values()) this.guard(() => m.sink.plan(plan))
-    const sent = performance.now()
-    const [planSeconds, broadcastSeconds] = [(planned - started) / 1e3, (sent - planned) / 1e3]
+    // Most joins and leaves among many peers move no stage: re-sending that plan cost O(members)
+    // emits per churn event, and its new version would have voided every stage being loaded.
+    if (samePlan(next, error, this.current, this.currentError)) {
+      this.init.onReplan?.({ planSeconds: (planned - started) / 1e3, broadcastSeconds: 0, members: 0 })
+      return false
+    }
+    this.current = next
+    this.currentError = error
+    this.readiness.reset()
+    for (const m of this.members.values()) this.guard(() => m.sink.plan(next))
+    const [planSeconds, broadcastSeconds] = [(planned - started) / 1e3, (performance.now() - planned) / 1e3]
     this.init.onReplan?.({ planSeconds, broadcastSeconds, members: this.members.size })
-    this.guard(() => this.emit('plan', plan))
+    this.guard(() => this.emit('plan', next))
+    return true
   }
 
   private assertOpen(): void {

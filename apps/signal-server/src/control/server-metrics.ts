@@ -19,7 +19,7 @@ export class ServerMetrics {
   readonly replans: Counter<'mesh'>
   /** Computing one plan (placement and the plan message). */
   readonly planDuration: Histogram<'mesh'>
-  /** Pushing one plan to every member. */
+  /** Pushing one changed plan to every member. */
   readonly planBroadcastDuration: Histogram<'mesh'>
   /** Plan messages handed to members (one per member per re-plan). */
   readonly planMessages: Counter<'mesh'>
@@ -164,7 +164,8 @@ export class ServerMetrics {
   replanned(mesh: string, timing: ReplanTiming): void {
     this.replans.inc({ mesh })
     this.planDuration.observe({ mesh }, timing.planSeconds)
-    this.planBroadcastDuration.observe({ mesh }, timing.broadcastSeconds)
+    // A plan that did not change is sent to nobody: no broadcast to time.
+    if (timing.members > 0) this.planBroadcastDuration.observe({ mesh }, timing.broadcastSeconds)
     this.planMessages.inc({ mesh }, timing.members)
   }
 
