@@ -33,6 +33,7 @@ import {
 } from './mesh-plan.js'
 import type { ModelIndex } from './model-index.js'
 import { secretEquals } from './secret-equals.js'
+import { SignalContacts } from './signal-contacts.js'
 
 export type {
   LocalPeerHandle,
@@ -63,6 +64,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   /** Excluded peers and why ('outvoted', 'calibration', 'load-failed', 'slow-claim'). */
   private readonly excluded = new Map<string, string>()
   private readonly readiness = new PlanReadiness()
+  private readonly contacts = new SignalContacts()
   private closed = false
 
   constructor(init: MeshInit) {
@@ -206,6 +208,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     if (target === undefined || !this.members.has(from)) {
       throw new ControlError('ERR_PEER_UNKNOWN', `no peer "${to}" in mesh "${this.name}"`)
     }
+    this.contacts.add(from, to)
     this.guard(() => target.sink.signal(from, data))
   }
 
@@ -269,7 +272,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     return stale
   }
 
-  /** Removes members, tells the others, and re-plans if a worker went. */
+  /** Removes members, tells the members it concerns, and re-plans if a worker went. */
   remove(ids: readonly string[], reason: PeerLeftReason): void {
     const gone: Member[] = []
     for (const id of ids) {
@@ -278,9 +281,16 @@ export class Mesh extends EventEmitter<MeshEvents> {
       this.members.delete(id)
       gone.push(m)
     }
+    const holders = new Set(this.current.stages.flatMap(stagePeers))
     for (const m of gone) {
       if (reason !== 'leave' && reason !== 'disconnect') this.guard(() => m.sink.drop?.(reason))
-      for (const other of this.members.values()) this.guard(() => other.sink.peerLeft(m.id))
+      // Told: local peers (the gateway), stage holders (a pipeline's ends) and its contacts.
+      const contacts = this.contacts.drop(m.id)
+      for (const o of this.members.values()) {
+        if (o.capabilities === undefined || holders.has(o.id) || contacts.has(o.id)) {
+          this.guard(() => o.sink.peerLeft(m.id))
+        }
+      }
       this.guard(() => this.emit('peer-left', m.id, reason))
     }
     if (gone.some((m) => m.capabilities !== undefined) && !this.closed) this.replan()
