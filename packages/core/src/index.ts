@@ -65,7 +65,9 @@
  * - `mesh/`: control protocol with the server (`parseJoinRequest`, `PlanMessage`, ...),
  *   `RemoteStage` (coordinator side) and `createStageHost` (worker side) run steps across peers;
  *   a `StageChain` makes one RemoteStage of several r=1 peers that forward hidden states to each other;
- *   `ReplicatedStage` votes among the replicas of one stage; `FingerprintingStage`; worker node.
+ *   `ReplicatedStage` votes among the replicas of one stage; `FingerprintingStage`; worker node
+ *   (`startWorkerNode`), whose membership is a `ControlSession`: it rejoins through the next of
+ *   its servers when one drops it, keeping its identity, stage and peer connections.
  * - `placement/`: `planPlacement`, `PlanCache`, `planBenchmark`, `stageMemoryBytes`.
  */
 export * from './base/rng.js'
@@ -98,6 +100,7 @@ export * from './identity/peer-identity.js'
 export * from './identity/step-signature.js'
 export * from './mesh/control-client.js'
 export * from './mesh/control-protocol.js'
+export * from './mesh/control-session.js'
 export * from './mesh/fingerprinting-stage.js'
 export type * from './mesh/health-report.js'
 export * from './mesh/layer-benchmark.js'

@@ -3,7 +3,7 @@ import { runCliMain } from '@butterfly/node-platform'
 import { Command, Option } from 'commander'
 import { floatArg, intArg } from './cli-args.js'
 import { runGenerate } from './commands/generate-command.js'
-import { parseMemory, parseServerUrl, runJoin } from './commands/join-command.js'
+import { parseMemory, parseServerUrls, runJoin } from './commands/join-command.js'
 import { stageCacheOptions } from './commands/stage-cache-options.js'
 import { runImport } from './import/import-command.js'
 import { IMPORT_DTYPES, type ImportDtype } from './import/output-dtype.js'
@@ -102,7 +102,17 @@ export function buildCli(out: NodeJS.WritableStream = process.stdout): Command {
   const join = program
     .command('join')
     .description('Join a mesh as a worker: host the layers the server assigns and serve steps over WebRTC.')
-    .requiredOption('--server <url>', 'signal server URL, e.g. http://127.0.0.1:8080', parseServerUrl)
+    .requiredOption(
+      '--server <url,...>',
+      'signal server URL, e.g. http://127.0.0.1:8080; a comma-separated list fails over to the next server when one goes away',
+      parseServerUrls,
+    )
+    .option(
+      '--reconnect-timeout <seconds>',
+      'how long to keep trying to rejoin (any listed server) after losing the server; 0 exits at once',
+      intArg('--reconnect-timeout', 0, 86_400),
+      300,
+    )
     .option('--mesh <name>', 'mesh to join', 'default')
     .option(
       '--token <token>',

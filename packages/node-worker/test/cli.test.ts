@@ -111,6 +111,22 @@ describe('butterfly-worker generate', () => {
     ['an unknown device', ['--server', 'http://127.0.0.1:9', '--device', 'tpu'], /--device/],
     ['an unknown weight precision', ['--server', 'http://127.0.0.1:9', '--weights', 'fp8'], /--weights/],
     ['no server at all', [], /--server/],
+    [
+      'a bad URL in a server list',
+      ['--server', 'http://127.0.0.1:9,ws://x'],
+      /--server must be an http\(s\) URL, got "ws:\/\/x"/,
+    ],
+    [
+      'an empty entry in a server list',
+      ['--server', 'http://127.0.0.1:9,'],
+      /--server must be an http\(s\) URL, got ""/,
+    ],
+    ['more than 16 servers', ['--server', Array(17).fill('http://127.0.0.1:9').join(',')], /at most 16 URLs/],
+    [
+      'a negative reconnect timeout',
+      ['--server', 'http://127.0.0.1:9', '--reconnect-timeout', '-1'],
+      /--reconnect-timeout must be an integer from 0 to 86400/,
+    ],
     ['zero threads', ['--server', 'http://127.0.0.1:9', '--threads', '0'], /--threads must be an integer/],
     ['a fractional batch', ['--server', 'http://127.0.0.1:9', '--max-batch', '2.5'], /--max-batch must be/],
     ['a batch over the wire cap', ['--server', 'http://127.0.0.1:9', '--max-batch', '1025'], /--max-batch/],

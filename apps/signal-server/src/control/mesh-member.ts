@@ -51,13 +51,23 @@ export interface MeshInit {
   readonly now?: () => number
   /** Called after every membership change with the number of worker peers. */
   readonly onMembership?: (workers: number) => void
-  readonly onReplan?: () => void
+  /** After every re-plan, with how long it took to compute and to push to every member. */
+  readonly onReplan?: (timing: ReplanTiming) => void
   /** Peers currently excluded from plans. */
   readonly onExcluded?: (count: number) => void
   /** A peer was just excluded, and why ('outvoted', 'load-failed', 'slow-claim'). */
   readonly onExcludedPeer?: (peerId: string, reason: string) => void
   /** Errors thrown by member callbacks or event listeners; they never reach the sender. */
   readonly onError?: (err: unknown) => void
+}
+
+export interface ReplanTiming {
+  /** Placement and the plan message, in seconds. */
+  readonly planSeconds: number
+  /** Handing the plan to every member's sink (socket.io encodes and queues it per socket). */
+  readonly broadcastSeconds: number
+  /** Members the plan went to. */
+  readonly members: number
 }
 
 /** One member as the mesh keeps it. */

@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events'
 import {
   ButterflyError,
   type ModelConfig,
@@ -6,7 +7,7 @@ import {
   stagePeers,
   type WireError,
 } from '@butterfly/core'
-import type { Planner, WorkerInfo } from './mesh-member.js'
+import type { MeshEvents, Planner, WorkerInfo } from './mesh-member.js'
 
 export type { Planner }
 
@@ -47,6 +48,22 @@ export function planMessage(
   }
 }
 
+/** Same stages, same excluded peers and the same reason for having none: only the version may differ. */
+export function samePlan(
+  a: PlanMessage,
+  aError: WireError | undefined,
+  b: PlanMessage,
+  bError: WireError | undefined,
+): boolean {
+  const stage = (s: PlanStage) => `${s.start}:${s.end}:${s.peerId}:${(s.replicas ?? []).join(',')}`
+  return (
+    a.stages.map(stage).join(';') === b.stages.map(stage).join(';') &&
+    (a.excluded ?? []).join(',') === (b.excluded ?? []).join(',') &&
+    aError?.code === bError?.code &&
+    aError?.message === bError?.message
+  )
+}
+
 /** Which peers of one plan have loaded their stage. */
 export class PlanReadiness {
   private readonly peers = new Set<string>()
@@ -81,4 +98,35 @@ function toWire(err: unknown): WireError {
 
 export function closedError(mesh: string): ButterflyError {
   return new ButterflyError('ERR_MESH_CLOSED', `mesh "${mesh}" is closed`)
+}
+
+/** The next plan `mesh` reports ready; rejects when it closes first or `signal` aborts. */
+export function nextReadyPlan(
+  mesh: EventEmitter<MeshEvents>,
+  name: string,
+  signal?: AbortSignal,
+): Promise<PlanMessage> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason)
+    const cleanup = () => {
+      mesh.off('ready', onReady)
+      mesh.off('close', onClose)
+      signal?.removeEventListener('abort', onAbort)
+    }
+    const onReady = (plan: PlanMessage) => {
+      cleanup()
+      resolve(plan)
+    }
+    const onClose = () => {
+      cleanup()
+      reject(closedError(name))
+    }
+    const onAbort = () => {
+      cleanup()
+      reject(signal?.reason)
+    }
+    mesh.on('ready', onReady)
+    mesh.on('close', onClose)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
 }

@@ -162,7 +162,7 @@ export class MeshRegistry {
         heartbeatTimeoutMs: options.heartbeatTimeoutMs,
         ...(options.now ? { now: options.now } : {}),
         onMembership: (n) => options.metrics?.peers.set({ mesh: name }, n),
-        onReplan: () => options.metrics?.replans.inc({ mesh: name }),
+        onReplan: (timing) => options.metrics?.replanned(name, timing),
         onExcluded: (n) => options.metrics?.peersExcluded.set({ mesh: name }, n),
         onExcludedPeer: (_peer, reason) => options.metrics?.exclusions.inc({ mesh: name, reason }),
         ...(options.onError ? { onError: options.onError } : {}),

@@ -23,14 +23,17 @@ import type {
 } from './mesh-member.js'
 import {
   closedError,
+  nextReadyPlan,
   noWorkersError,
   type Planner,
   PlanReadiness,
   planMessage,
   planStages,
+  samePlan,
 } from './mesh-plan.js'
 import type { ModelIndex } from './model-index.js'
 import { secretEquals } from './secret-equals.js'
+import { SignalContacts } from './signal-contacts.js'
 
 export type {
   LocalPeerHandle,
@@ -45,8 +48,8 @@ export type {
 
 /**
  * One mesh: its model, its members and the plan over them. Every membership change among
- * workers re-plans, bumps `version` and pushes the plan to every member. Signals only ever
- * travel between members of this mesh.
+ * workers re-plans; a plan that changed gets the next `version` and goes to every member (one
+ * that did not goes only to a peer joining). Signals only travel between members of this mesh.
  */
 export class Mesh extends EventEmitter<MeshEvents> {
   readonly name: string
@@ -61,6 +64,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   /** Excluded peers and why ('outvoted', 'calibration', 'load-failed', 'slow-claim'). */
   private readonly excluded = new Map<string, string>()
   private readonly readiness = new PlanReadiness()
+  private readonly contacts = new SignalContacts()
   private closed = false
 
   constructor(init: MeshInit) {
@@ -161,7 +165,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
       lastSeen: this.now(),
     })
     this.guard(() => this.emit('peer-joined', id))
-    this.replan()
+    // A plan the join did not change went to the others before; the newcomer still needs it.
+    if (!this.replan()) this.guard(() => sink.plan(this.current))
     return id
   }
 
@@ -203,6 +208,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     if (target === undefined || !this.members.has(from)) {
       throw new ControlError('ERR_PEER_UNKNOWN', `no peer "${to}" in mesh "${this.name}"`)
     }
+    this.contacts.add(from, to)
     this.guard(() => target.sink.signal(from, data))
   }
 
@@ -253,30 +259,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
   /** Resolves with the first plan whose every stage is ready (now, or when it becomes so). */
   waitForReadyPlan(signal?: AbortSignal): Promise<PlanMessage> {
     if (this.isReady()) return Promise.resolve(this.current)
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason)
-      if (this.closed) return reject(closedError(this.name))
-      const cleanup = () => {
-        this.off('ready', onReady)
-        this.off('close', onClose)
-        signal?.removeEventListener('abort', onAbort)
-      }
-      const onReady = (plan: PlanMessage) => {
-        cleanup()
-        resolve(plan)
-      }
-      const onClose = () => {
-        cleanup()
-        reject(closedError(this.name))
-      }
-      const onAbort = () => {
-        cleanup()
-        reject(signal?.reason)
-      }
-      this.on('ready', onReady)
-      this.on('close', onClose)
-      signal?.addEventListener('abort', onAbort, { once: true })
-    })
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    if (this.closed) return Promise.reject(closedError(this.name))
+    return nextReadyPlan(this, this.name, signal)
   }
 
   /** Drops workers silent for longer than the heartbeat timeout; returns their ids. */
@@ -287,7 +272,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     return stale
   }
 
-  /** Removes members, tells the others, and re-plans if a worker went. */
+  /** Removes members, tells the members it concerns, and re-plans if a worker went. */
   remove(ids: readonly string[], reason: PeerLeftReason): void {
     const gone: Member[] = []
     for (const id of ids) {
@@ -296,9 +281,16 @@ export class Mesh extends EventEmitter<MeshEvents> {
       this.members.delete(id)
       gone.push(m)
     }
+    const holders = new Set(this.current.stages.flatMap(stagePeers))
     for (const m of gone) {
       if (reason !== 'leave' && reason !== 'disconnect') this.guard(() => m.sink.drop?.(reason))
-      for (const other of this.members.values()) this.guard(() => other.sink.peerLeft(m.id))
+      // Told: local peers (the gateway), stage holders (a pipeline's ends) and its contacts.
+      const contacts = this.contacts.drop(m.id)
+      for (const o of this.members.values()) {
+        if (o.capabilities === undefined || holders.has(o.id) || contacts.has(o.id)) {
+          this.guard(() => o.sink.peerLeft(m.id))
+        }
+      }
       this.guard(() => this.emit('peer-left', m.id, reason))
     }
     if (gone.some((m) => m.capabilities !== undefined) && !this.closed) this.replan()
@@ -313,19 +305,31 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.guard(() => this.emit('close'))
   }
 
-  private replan(): void {
+  /** Re-plans; pushes the plan to every member only when it changed. Returns whether it did. */
+  private replan(): boolean {
+    // Timed apart: computing is paid once, the broadcast once per member (the load bench reads both).
+    const started = performance.now()
     const all = this.workers()
     const workers = all.filter((w) => !this.excluded.has(w.id))
     const { stages, error } = planStages(this.init.planner, this.config, workers)
-    this.current = planMessage(this.current.version + 1, this, stages, this.excludedPeers())
-    this.currentError = error
-    this.readiness.reset()
-    this.init.onReplan?.()
+    const next = planMessage(this.current.version + 1, this, stages, this.excludedPeers())
+    const planned = performance.now()
     this.init.onMembership?.(all.length)
     this.init.onExcluded?.(this.excludedPeers().length)
-    const plan = this.current
-    for (const m of this.members.values()) this.guard(() => m.sink.plan(plan))
-    this.guard(() => this.emit('plan', plan))
+    // Most joins and leaves among many peers move no stage: re-sending that plan cost O(members)
+    // emits per churn event, and its new version would have voided every stage being loaded.
+    if (samePlan(next, error, this.current, this.currentError)) {
+      this.init.onReplan?.({ planSeconds: (planned - started) / 1e3, broadcastSeconds: 0, members: 0 })
+      return false
+    }
+    this.current = next
+    this.currentError = error
+    this.readiness.reset()
+    for (const m of this.members.values()) this.guard(() => m.sink.plan(next))
+    const [planSeconds, broadcastSeconds] = [(planned - started) / 1e3, (performance.now() - planned) / 1e3]
+    this.init.onReplan?.({ planSeconds, broadcastSeconds, members: this.members.size })
+    this.guard(() => this.emit('plan', next))
+    return true
   }
 
   private assertOpen(): void {

@@ -156,6 +156,12 @@ export class ControlClient implements Signaling {
     return () => this.socket.off(CONTROL_EVENTS.signal, listener)
   }
 
+  /** Closes the connection without a word to the server (it is gone already). */
+  close(): void {
+    clearInterval(this.heartbeat)
+    this.socket.close()
+  }
+
   /** Tells the server we are leaving, then closes the connection. */
   async leave(): Promise<void> {
     clearInterval(this.heartbeat)

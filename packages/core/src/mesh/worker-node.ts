@@ -1,26 +1,33 @@
-import { sha256 } from '@noble/hashes/sha2.js'
-import { bytesToHex } from '@noble/hashes/utils.js'
 import type { InferenceBackend, StageSession } from '../engine/inference-backend.js'
 import type { PeerIdentity } from '../identity/peer-identity.js'
 import { signResult, signResults } from '../identity/step-signature.js'
 import type { ModelConfig } from '../model/model-config.js'
 import { parseModelConfig } from '../model/parse-model-config.js'
-import { EMBED_TOKENS, FINAL_NORM, LM_HEAD, layerWeightShapes } from '../model/weight-names.js'
 import type { Int4Compute } from '../onnx/matmul-nbits.js'
-import { storedTensorNames } from '../quant/weight-encoding.js'
 import { fetchJson, openRemoteModel, type TensorCache } from '../remote/remote-model.js'
 import type { MessageConnection } from '../transport/message-connection.js'
 import { createWebRtcTransport, type IceServer } from '../transport/webrtc-transport.js'
 import { fromFloat32, toFloat32 } from '../weights/float16.js'
 import { fingerprinted } from '../weights/weight-provider.js'
-import { ControlClient } from './control-client.js'
 import { type Backend, type PlanMessage, type Precision, stagePeers } from './control-protocol.js'
+import { ControlSession } from './control-session.js'
 import { benchmarkLayerSteps } from './layer-benchmark.js'
 import { PeerLinks } from './peer-links.js'
 import { createStageHost, type StageHost } from './stage-host.js'
+import { stageFingerprint, stageTensorNames } from './stage-weights.js'
+
+export { stageTensorNames } from './stage-weights.js'
 
 export interface WorkerNodeInit {
   readonly serverUrl: string
+  /**
+   * Servers to rejoin through, after `serverUrl`, when the server drops this worker. The worker
+   * keeps its identity, its stage (when the new plan gives it the same layers of the same
+   * files) and its peer connections. Without `reconnectForMs` it does not rejoin at all.
+   */
+  readonly failoverUrls?: readonly string[]
+  /** How long to keep trying to rejoin a dropped worker, over every server; default 0 (never). */
+  readonly reconnectForMs?: number
   readonly mesh: string
   readonly token: string
   readonly name: string
@@ -49,10 +56,7 @@ export interface WorkerNodeComponents {
   readonly identity: PeerIdentity
   /** Tensors kept from earlier downloads (a tab's Cache Storage): a stage loads them from there. */
   readonly tensorCache?: TensorCache
-  /**
-   * With relay-only ICE, checks the TURN servers accept their credentials before serving, so a
-   * refusal is a clear error, not a dial timeout (node-platform allocates over UDP).
-   */
+  /** Relay-only ICE: checks TURN takes its credentials, a clear error instead of a dial timeout. */
   readonly checkIce?: (servers: readonly IceServer[]) => Promise<void>
 }
 
@@ -66,9 +70,12 @@ export interface WorkerNode {
   readonly bytes: { readonly in: number; readonly out: number }
   /** Resolves when the stage of plan `version` (or a later one) is loaded and announced. */
   whenReady(version?: number): Promise<void>
+  /** The server this worker is joined through now. */
+  readonly serverUrl: string
   /**
    * Resolves with the reason when the server drops this worker (e.g. it missed its heartbeats)
-   * other than through stop(): the worker no longer belongs to any plan and should be restarted.
+   * other than through stop(), and no server took it back within `reconnectForMs`: the worker
+   * no longer belongs to any plan and should be restarted.
    */
   readonly disconnected: Promise<string>
   /** Finishes in-flight steps (waiting at most drainMs, default 15 s), tells the server, leaves. */
@@ -84,57 +91,65 @@ export async function startWorkerNode(
   components: WorkerNodeComponents,
 ): Promise<WorkerNode> {
   const log = components.log ?? (() => undefined)
-  const base = init.serverUrl.replace(/\/$/, '')
-  const configUrl = `${base}/models/${init.mesh}/config.json`
-  const config = parseModelConfig(await fetchJson(configUrl), configUrl)
+  const servers = [
+    ...new Set([init.serverUrl, ...(init.failoverUrls ?? [])].map((u) => u.replace(/\/$/, ''))),
+  ]
+  const config = await firstConfig(servers, init.mesh)
   const layerStepsPerSec = await benchmarkLayerSteps(config, components.backend)
   log(`benchmark: ${layerStepsPerSec.toFixed(0)} layer-steps/s on ${components.backend.name}`)
 
   const identity = components.identity
-  const control = await ControlClient.connect({ serverUrl: base })
-  const ack = await control
-    .join({
-      mesh: init.mesh,
-      token: init.token,
-      capabilities: {
-        backend: init.backendName,
-        precision: precisionOf(init, config),
-        memoryBytes: init.memoryBytes,
-        layerStepsPerSec,
-        name: init.name,
+  const control = await ControlSession.open(
+    {
+      servers,
+      join: {
+        mesh: init.mesh,
+        token: init.token,
+        capabilities: {
+          backend: init.backendName,
+          precision: precisionOf(init, config),
+          memoryBytes: init.memoryBytes,
+          layerStepsPerSec,
+          name: init.name,
+        },
       },
-      identity,
-    })
-    .catch(async (err: unknown) => {
-      // A refused join must not leave the connection (and the process) hanging.
-      await control.leave()
-      throw err
-    })
-  log(`joined mesh ${init.mesh} as ${ack.peerId}`)
-  if (ack.iceTransportPolicy === 'relay' && components.checkIce !== undefined) {
-    await components.checkIce(ack.iceServers).catch(async (err: unknown) => {
-      await control.leave()
-      throw err
-    })
-  }
+      reconnectForMs: init.reconnectForMs ?? 0,
+    },
+    { identity, log },
+  )
+  const ack = control.ack
+  log(`joined mesh ${init.mesh} as ${ack.peerId}${servers.length > 1 ? ` through ${control.serverUrl}` : ''}`)
+  if (ack.iceTransportPolicy === 'relay')
+    await components
+      .checkIce?.(ack.iceServers)
+      .catch((err: unknown) => control.leave().then(() => Promise.reject(err)))
   let stopping = false
-  const disconnected = new Promise<string>((resolve) => {
-    control.onDisconnect((reason) => {
-      if (stopping) return
-      log(`the server dropped this worker (${reason})`)
-      resolve(reason)
-    })
+  const disconnected = control.lost.then((reason) => {
+    if (!stopping && (init.reconnectForMs ?? 0) > 0) log(`gave up rejoining the mesh (${reason})`)
+    return reason
   })
+  // Made once with the first join's ICE servers; connections outlive a change of server.
   const transport = createWebRtcTransport(
+    // The latest join's servers: a rejoin (through another server too) brings fresh TURN credentials.
     {
       peerId: ack.peerId,
-      iceServers: ack.iceServers,
-      ...(ack.iceTransportPolicy === 'relay' ? { iceTransportPolicy: 'relay' as const } : {}),
+      iceServers: () => control.ack.iceServers,
+      iceTransportPolicy: ack.iceTransportPolicy ?? 'all',
     },
     { signaling: control, wrtc: components.wrtc },
   )
 
-  let current: { start: number; end: number; stage: StageSession; host: StageHost } | undefined
+  let current:
+    | {
+        start: number
+        end: number
+        stage: StageSession
+        host: StageHost
+        /** The model directory it was loaded from, and what it was built from. */
+        source: string
+        fingerprint: string
+      }
+    | undefined
   let readyVersion = -1
   let stepsServed = 0
   const readyWaiters: Array<{ version: number; resolve: () => void }> = []
@@ -178,9 +193,9 @@ export async function startWorkerNode(
 
   let queue: Promise<void> = Promise.resolve()
   control.onPlan(
-    (plan) => {
+    (plan, server) => {
       queue = queue
-        .then(() => apply(plan))
+        .then(() => apply(plan, server))
         .catch((err) => {
           log(`plan ${plan.version} failed: ${(err as Error).message}`)
           // The server takes the layers back and records why (a peer that cannot hold what it claimed).
@@ -192,11 +207,24 @@ export async function startWorkerNode(
     (err) => log(`ignored an invalid plan: ${(err as Error).message}`),
   )
 
-  async function apply(plan: PlanMessage): Promise<void> {
-    if (stopping) return
+  async function apply(plan: PlanMessage, server: string): Promise<void> {
+    // A plan of a server this worker has left since: its successor's plans are what count.
+    if (stopping || server !== control.serverUrl) return
     links.setPlan(plan.stages.flatMap(stagePeers))
     const mine = plan.stages.find((s) => stagePeers(s).includes(ack.peerId))
-    if (current && (!mine || mine.start !== current.start || mine.end !== current.end)) {
+    const source = `${server}${plan.modelPath}`
+    const opts = components.tensorCache ? { cache: components.tensorCache } : {}
+    const same = current !== undefined && mine?.start === current.start && mine.end === current.end
+    if (current && same && current.source !== source) {
+      // Another server's plan (a failover): the layers stay loaded if its files are the same.
+      const other = await openRemoteModel(source, opts)
+      const names = stageTensorNames(other.config, current.start, current.end)
+      if (stageFingerprint(other, names, init.weights ?? 'fp32') === current.fingerprint) {
+        current.source = source
+        log(`kept layers [${current.start}, ${current.end}) under the plan of ${server}`)
+      }
+    }
+    if (current && (!same || current.source !== source)) {
       const old = current
       current = undefined
       serveAll()
@@ -208,25 +236,11 @@ export async function startWorkerNode(
     }
     if (mine && !current) {
       const loadStart = Date.now()
-      const remote = await openRemoteModel(
-        `${base}${plan.modelPath}`,
-        components.tensorCache ? { cache: components.tensorCache } : {},
-      )
+      const remote = await openRemoteModel(source, opts)
       const names = stageTensorNames(remote.config, mine.start, mine.end)
       const total = remote.stageBytes(names)
       let done = 0
-      // What the stage is built from, for a stage cache: the manifest's checksum of every
-      // tensor it holds (each download is checked against it) and the rounding asked for.
-      const fingerprint = bytesToHex(
-        sha256(
-          new TextEncoder().encode(
-            JSON.stringify([
-              init.weights ?? 'fp32',
-              names.map((n) => [n, remote.manifest.tensors[n]?.sha256]),
-            ]),
-          ),
-        ),
-      )
+      const fingerprint = stageFingerprint(remote, names, init.weights ?? 'fp32')
       const weights = fingerprinted(async (name: string, shape: readonly number[]) => {
         const t = await remote.weights(name, shape)
         done += t.data.byteLength
@@ -245,7 +259,7 @@ export async function startWorkerNode(
         signBatch: (fs) => signResults(identity, init.mesh, fs),
         links,
       })
-      current = { start: mine.start, end: mine.end, stage, host }
+      current = { start: mine.start, end: mine.end, stage, host, source, fingerprint }
       serveAll()
       // No tensor fetched: the backend opened the stage from its stage cache.
       const how = done === 0 && total > 0 ? 'opened from the stage cache' : 'downloaded and loaded'
@@ -264,6 +278,9 @@ export async function startWorkerNode(
   return {
     peerId: ack.peerId,
     layerStepsPerSec,
+    get serverUrl() {
+      return control.serverUrl
+    },
     get stage() {
       return current ? { start: current.start, end: current.end } : undefined
     },
@@ -309,23 +326,24 @@ function precisionOf(init: WorkerNodeInit, config: ModelConfig): Precision {
   return init.int4Compute === 'int8' && config.quantization?.method === 'int4' ? 'int8a' : 'fp32'
 }
 
+/** The model's config from the first server that serves it (the worker benchmarks on it). */
+async function firstConfig(servers: readonly string[], mesh: string): Promise<ModelConfig> {
+  let last: unknown
+  for (const server of servers) {
+    const url = `${server}/models/${mesh}/config.json`
+    try {
+      return parseModelConfig(await fetchJson(url), url)
+    } catch (err) {
+      last = err
+    }
+  }
+  throw last
+}
+
 function settleWithin(work: Promise<void>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined
   const deadline = new Promise<void>((resolve) => {
     timer = setTimeout(resolve, ms)
   })
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer))
-}
-
-/** Stored tensor names a stage of layers [start, end) loads (an int4 weight's two entries). */
-export function stageTensorNames(config: ModelConfig, start: number, end: number): string[] {
-  const names: string[] = []
-  if (start === 0) names.push(EMBED_TOKENS)
-  for (let l = start; l < end; l++) for (const [n] of layerWeightShapes(config, l)) names.push(n)
-  if (end === config.numLayers) {
-    names.push(FINAL_NORM)
-    if (!config.tieWordEmbeddings) names.push(LM_HEAD)
-    else if (start !== 0) names.push(EMBED_TOKENS)
-  }
-  return names.flatMap((n) => storedTensorNames(config, n))
 }

@@ -13,7 +13,10 @@ import { ServerLostError } from '../errors.js'
 import { type StageCacheFlags, withStageCache } from './stage-cache-options.js'
 
 export interface JoinOptions extends StageCacheFlags {
-  readonly server: string
+  /** Servers in the order tried; the worker fails over to the next when one goes away. */
+  readonly server: readonly string[]
+  /** Seconds to keep trying to rejoin after losing the server; 0 exits at once. */
+  readonly reconnectTimeout: number
   readonly mesh: string
   readonly token: string
   readonly device: DeviceRequest
@@ -36,6 +39,13 @@ const STOP_DEADLINE_MS = 20_000
 
 /** Parses sizes like "4GB", "512MiB" or a plain byte count. */
 export const parseMemory = sizeArg('--memory', 1, '4GB or 512MB')
+
+/** `--server`: one URL or a comma-separated list of them, tried in order. */
+export function parseServerUrls(value: string): string[] {
+  const urls = value.split(',').map((u) => u.trim())
+  if (urls.length > 16) throw new CliUsageError(`--server takes at most 16 URLs, got ${urls.length}`)
+  return [...new Set(urls.map(parseServerUrl))]
+}
 
 export function parseServerUrl(value: string): string {
   let url: URL
@@ -70,7 +80,9 @@ export async function runJoin(opts: JoinOptions): Promise<void> {
   let barStarted = false
   const node = await startWorkerNode(
     {
-      serverUrl: opts.server,
+      serverUrl: opts.server[0] as string,
+      failoverUrls: opts.server.slice(1),
+      reconnectForMs: opts.reconnectTimeout * 1000,
       mesh: opts.mesh,
       token: opts.token,
       name: opts.name,

@@ -1,0 +1,56 @@
+import { describe, expect, test, vi } from 'vitest'
+import { controlLoadBench, MetricsScrape } from '../src/bench/control-load-bench.js'
+
+// The load bench's harness, small: its figures are for `npm run bench`; this checks only that
+// every peer joined, every signal arrived and the server's plan histogram was read.
+vi.setConfig({ testTimeout: 90_000 })
+
+describe('control load bench', () => {
+  test('20 real peers join, churn and relay every signal through a real server process', async () => {
+    const r = await controlLoadBench({
+      peers: 20,
+      rampPerSec: 50,
+      churnPerSec: 5,
+      churnSeconds: 2,
+      signalPairs: 2,
+      signalsPerSec: 20,
+    })
+    expect(r.joined).toBe(20)
+    expect(r.refused).toBe(0)
+    expect(r.lost).toBe(0)
+    expect(r.signalsSent).toBe(40)
+    expect(r.signalsReceived).toBe(r.signalsSent)
+    expect(r.relayMs.p95).toBeGreaterThanOrEqual(r.relayMs.p50)
+    // Ten joins and ten leaves of workers: one plan each.
+    expect(r.plans).toBe(20)
+    expect(Number.isFinite(r.planMs.p95)).toBe(true)
+    expect(r.rssMiB.peak).toBeGreaterThan(0)
+  })
+})
+
+describe('MetricsScrape.quantiles', () => {
+  const text = (counts: readonly number[]) =>
+    [
+      '# TYPE butterfly_plan_seconds histogram',
+      ...['0.001', '0.01', '0.1', '+Inf'].map(
+        (le, i) => `butterfly_plan_seconds_bucket{le="${le}",mesh="default"} ${counts[i]}`,
+      ),
+      `butterfly_plan_seconds_count{mesh="default"} ${counts[3]}`,
+    ].join('\n')
+
+  test('gives the upper bound of the bucket each quantile falls in, in ms', () => {
+    const q = MetricsScrape.parse(text([50, 96, 100, 100])).quantiles('butterfly_plan_seconds')
+    expect(q).toEqual({ p50: 1, p95: 10, max: 100 })
+  })
+
+  test('counts only observations since an earlier scrape, and Infinity past the last bucket', () => {
+    const before = MetricsScrape.parse(text([50, 50, 50, 50]))
+    const q = MetricsScrape.parse(text([50, 50, 60, 70])).quantiles('butterfly_plan_seconds', before)
+    expect(q).toEqual({ p50: 100, p95: Number.POSITIVE_INFINITY, max: Number.POSITIVE_INFINITY })
+  })
+
+  test('is NaN without observations', () => {
+    const q = MetricsScrape.parse(text([0, 0, 0, 0])).quantiles('butterfly_plan_seconds')
+    expect(q.p50).toBeNaN()
+  })
+})
