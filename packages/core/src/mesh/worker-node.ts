@@ -128,7 +128,7 @@ export async function startWorkerNode(
     if (!stopping && (init.reconnectForMs ?? 0) > 0) log(`gave up rejoining the mesh (${reason})`)
     return reason
   })
-  // Made once with the first join's ICE servers; connections outlive a change of server.
+  // Made once: its connections outlive a change of server.
   const transport = createWebRtcTransport(
     // The latest join's servers: a rejoin (through another server too) brings fresh TURN credentials.
     {
