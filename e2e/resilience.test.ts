@@ -10,8 +10,9 @@ import { replyText, sendMessage, setSampling, waitForTurn } from './chat-page.js
 import { launchChromium } from './chromium.js'
 
 // The server is killed and started again on the same port, as a crash and a supervisor would:
-// an open chat tab says it lost the server and that it is back, a contributing tab rejoins by
-// itself and serves again, and the next chat reply equals the API's text. At phone size.
+// an open chat tab says it lost the server and that it is back, a contributing tab and the Node
+// worker rejoin by themselves and serve again, and the next chat reply equals the API's text.
+// At phone size.
 const RESULTS = fileURLToPath(new URL('../test-results/e2e/', import.meta.url))
 let cache: string
 let server: Proc
@@ -67,9 +68,9 @@ describe('a server restart', () => {
     await chat.goto(url)
     await chat.locator('[data-testid="connection"][data-state="online"]').waitFor({ state: 'attached' })
 
-    // A crash: the server is killed; its worker process exits (it was dropped), the pages notice.
+    // A crash: the server is killed; the worker keeps trying to rejoin, the pages notice.
     await server.stop('SIGKILL')
-    await worker.exited
+    await worker.waitFor(/no server takes this worker back yet; trying again/)
     await chat
       .getByTestId('connection')
       .getByText(/^The server cannot be reached\./)
@@ -77,10 +78,11 @@ describe('a server restart', () => {
     await phase.getByText(/^Lost the server \(/).waitFor({ timeout: 20_000 })
     await chat.screenshot({ path: join(RESULTS, 'server-lost-phone.png') })
 
-    // The supervisor starts it again on the same port, and the worker with it.
+    // The supervisor starts it again on the same port; the worker rejoins it with its stage.
     server = start(SERVER_BIN, serverArgs(new URL(url).port), env())
     await server.waitFor(/listening on/)
-    worker = startWorker()
+    await worker.waitFor(/rejoined the mesh through/)
+    expect(worker.child.exitCode).toBeNull()
     await chat
       .getByTestId('connection')
       .getByText(/^Reconnected to the server/)

@@ -338,10 +338,9 @@ async function serve(
     `  mesh "${opts.mesh}": model ${mesh?.modelId} from ${modelDir}${opts.meshToken ? ' (token required)' : ''}\n`,
   )
   if (opts.requirePeerTokens) out.write('  per-peer join tokens required\n')
-  if (opts.turnUrl)
-    if (opts.wireDtype === 'fp16')
-      // the URLs only: the secret is never printed out.write(`  TURN credentials minted for ${opts.turnUrl.join(', ')}\n`)
-      out.write('  hidden states on the wire: fp16\n')
+  // The URLs only: the secret is never printed.
+  if (opts.turnUrl) out.write(`  TURN credentials minted for ${opts.turnUrl.join(', ')}\n`)
+  if (opts.wireDtype === 'fp16') out.write('  hidden states on the wire: fp16\n')
   if (opts.relay === 'chain') out.write('  hidden states chained worker to worker\n')
   options.onListening?.(server)
   await stopped(options.signal)

@@ -247,6 +247,26 @@ describe('butterfly-server', () => {
     child.kill('SIGTERM')
     expect(await exited).toEqual([0, null])
   })
+
+  test('says which TURN URLs it mints credentials for, and never prints the secret', async () => {
+    const secret = 'do-not-print-me'
+    const child = start(['--port', '0', '--model', model.dir, '--turn-url', 'turn:127.0.0.1:3478'], {
+      BUTTERFLY_TURN_SECRET: secret,
+    })
+    let out = ''
+    child.stderr.on('data', (d) => (out += d))
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d) => {
+        out += d
+        if (/TURN credentials minted for turn:127\.0\.0\.1:3478\n/.test(out)) resolve()
+      })
+      child.once('close', (code) => reject(new Error(`exited ${code}: ${out}`)))
+    })
+    const exited = once(child, 'close')
+    child.kill('SIGTERM')
+    expect(await exited).toEqual([0, null])
+    expect(out).not.toContain(secret)
+  })
 })
 
 describe('admission flags', () => {
