@@ -255,13 +255,17 @@ describe('butterfly-server', () => {
     })
     let out = ''
     child.stderr.on('data', (d) => (out += d))
-    await new Promise<void>((resolve, reject) => {
+    const url = await new Promise<string>((resolve, reject) => {
       child.stdout.on('data', (d) => {
         out += d
-        if (/TURN credentials minted for turn:127\.0\.0\.1:3478\n/.test(out)) resolve()
+        const m =
+          /listening on (http:\/\/\S+)\n[\s\S]*TURN credentials minted for turn:127\.0\.0\.1:3478\n/.exec(out)
+        if (m?.[1] !== undefined) resolve(m[1])
       })
       child.once('close', (code) => reject(new Error(`exited ${code}: ${out}`)))
     })
+    // An answer means its event loop has turned since it printed: its SIGTERM handler is in place.
+    expect((await fetch(`${url}/health`)).status).toBe(200)
     const exited = once(child, 'close')
     child.kill('SIGTERM')
     expect(await exited).toEqual([0, null])
