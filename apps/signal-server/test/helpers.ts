@@ -12,6 +12,7 @@ import {
 } from '@butterfly/core'
 import { resolveModelDir } from '@butterfly/node-platform'
 import { io, type Socket } from 'socket.io-client'
+import type { Mesh, Planner } from '../src/control/mesh.js'
 import { createSignalServer, type ServerInit, type SignalServer } from '../src/http/signal-server.js'
 
 /** A synthetic model written once per test file into a temp cache. */
@@ -28,6 +29,35 @@ export function manualClock(start = 1_000_000): { now: () => number; advance(ms:
     now: () => t,
     advance: (ms) => {
       t += ms
+    },
+  }
+}
+
+/**
+ * A server whose one mesh ('default') puts every layer on its first worker: joins and leaves of
+ * the others change no stage, as most churn among many peers changes none.
+ */
+export async function firstTakesAllServer(): Promise<{
+  server: SignalServer
+  mesh: Mesh
+  close(): Promise<void>
+}> {
+  const firstTakesAll: Planner = (config, workers) => {
+    const first = workers[0]
+    return first === undefined ? [] : [{ start: 0, end: config.numLayers, peerId: first.id }]
+  }
+  const model = await tinyModel()
+  const server = await startServer({
+    meshes: [{ name: 'default', modelDir: model.dir }],
+    planner: firstTakesAll,
+  })
+  return {
+    server,
+    mesh: server.meshes.get('default') as Mesh,
+    async close() {
+      await closeClients(server)
+      await server.close()
+      await model.cleanup()
     },
   }
 }

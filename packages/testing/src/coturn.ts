@@ -1,8 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process'
 import { createSocket } from 'node:dgram'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { spawnWatched } from './processes.js'
 
 /** coturn's binary: BUTTERFLY_TURNSERVER, else the distribution's (scripts/ensure-coturn.mjs installs it). */
 export const TURNSERVER_BIN = process.env.BUTTERFLY_TURNSERVER ?? '/usr/bin/turnserver'
@@ -49,49 +49,12 @@ export async function startCoturn(secret: string): Promise<Coturn> {
     ...['--pidfile', join(dir, 'turnserver.pid'), '--userdb', join(dir, 'turndb.sqlite')],
     ...['--log-file', 'stdout', '--simple-log', '--verbose', '--relay-threads', '1'],
   ]
-  const child: ChildProcess = spawn(TURNSERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  const watchers = new Set<() => void>()
-  const onData = (d: Buffer) => {
-    out += d.toString()
-    for (const w of [...watchers]) w()
-  }
-  child.stdout?.on('data', onData)
-  child.stderr?.on('data', onData)
-  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()))
-  child.on('error', (err) => {
-    out += `\nspawn ${TURNSERVER_BIN} failed: ${err.message}\n`
-  })
-  const waitFor = (re: RegExp, timeoutMs = 20_000) =>
-    new Promise<RegExpMatchArray>((resolve, reject) => {
-      const check = () => {
-        const m = out.match(re)
-        if (m) {
-          done()
-          resolve(m)
-        }
-      }
-      const timer = setTimeout(() => {
-        done()
-        reject(new Error(`coturn: timed out waiting for ${re}; log so far:\n${out}`))
-      }, timeoutMs)
-      const onExit = () => {
-        done()
-        reject(new Error(`coturn exited before ${re}; log:\n${out}`))
-      }
-      const done = () => {
-        clearTimeout(timer)
-        watchers.delete(check)
-        child.off('close', onExit)
-      }
-      watchers.add(check)
-      child.once('close', onExit)
-      check()
-    })
+  const proc = spawnWatched(TURNSERVER_BIN, args)
+  const { child, waitFor } = proc
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
     const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
-    await exited
+    await proc.exited
     clearTimeout(timer)
     await rm(dir, { recursive: true, force: true })
   }
@@ -104,8 +67,8 @@ export async function startCoturn(secret: string): Promise<Coturn> {
   return {
     url: `turn:127.0.0.1:${port}`,
     port,
-    output: () => out,
-    allocations: () => out.match(ALLOCATED)?.length ?? 0,
+    output: proc.output,
+    allocations: () => proc.output().match(ALLOCATED)?.length ?? 0,
     waitFor,
     stop,
   }

@@ -33,7 +33,19 @@ export function start(
   env: Record<string, string> = {},
   moreArgs: readonly string[] = [],
 ): Proc {
-  const child = spawn(process.execPath, [bin, ...args, ...moreArgs], {
+  return spawnWatched(process.execPath, [bin, ...args, ...moreArgs], env)
+}
+
+/**
+ * Spawns any program (a CLI of ours through `start`, or coturn) and watches its output. A program
+ * that cannot be spawned at all says so in its output and counts as exited.
+ */
+export function spawnWatched(
+  command: string,
+  args: readonly string[],
+  env: Record<string, string> = {},
+): Proc {
+  const child = spawn(command, [...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -45,7 +57,15 @@ export function start(
   }
   child.stdout?.on('data', onData)
   child.stderr?.on('data', onData)
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('exit', (code) => resolve(code))
+    child.on('error', (err) => {
+      out += `\nspawn ${command} failed: ${err.message}\n`
+      for (const w of [...watchers]) w()
+      resolve(null)
+      child.emit('exit', null)
+    })
+  })
   return {
     child,
     output: () => out,
