@@ -11,15 +11,17 @@ import {
 import { Command, Option } from 'commander'
 import { type AdmissionCliOptions, admissionOptions } from './admission-options.js'
 import { intArg, meshArg, numberArg, pathArg, tokenArg } from './cli-args.js'
+import { type ClusterCliOptions, redisOption } from './cluster-options.js'
 import { DEFAULT_JOIN_RATE, DEFAULT_MAX_PEERS_PER_ADDRESS } from './control/join-admission.js'
 import { DEFAULT_SERVED_CONTEXT } from './control/mesh-registry.js'
 import { SLOW_CLAIM_DEFAULTS } from './gateway/claim-check.js'
 import type { SignalServer } from './http/signal-server.js'
 import { type IceCliOptions, iceOptions, turnFromCli } from './ice-options.js'
+import { startupLines } from './startup-lines.js'
 import { stopped } from './stopped.js'
 import { tokensCommand } from './tokens-cli.js'
 
-export interface ServerCliOptions extends AdmissionCliOptions, IceCliOptions {
+export interface ServerCliOptions extends AdmissionCliOptions, IceCliOptions, ClusterCliOptions {
   host: string
   port: number
   model: string
@@ -117,6 +119,7 @@ export function buildCli(
       .addOption(ice.turnUrl)
       .addOption(ice.turnTtl)
       .addOption(ice.iceTransportPolicy)
+      .addOption(redisOption())
       .addOption(
         new Option('--heartbeat-ms <n>', 'peer heartbeat interval; a peer silent for 3 intervals is dropped')
           .env('BUTTERFLY_HEARTBEAT_MS')
@@ -308,6 +311,7 @@ async function serve(
     planOptions: { strategy: opts.planStrategy },
     maxContext: opts.context,
     replicas: opts.replicas,
+    redis: opts.redis === undefined ? undefined : { url: opts.redis },
     logger: { level: 'warn' },
     extend: async (parts) => {
       const { attachGateway } = await import('./api/attach-gateway.js')
@@ -332,16 +336,7 @@ async function serve(
       )
     },
   })
-  const mesh = server.meshes.get(opts.mesh)
-  out.write(`butterfly-server listening on ${server.url}\n`)
-  out.write(
-    `  mesh "${opts.mesh}": model ${mesh?.modelId} from ${modelDir}${opts.meshToken ? ' (token required)' : ''}\n`,
-  )
-  if (opts.requirePeerTokens) out.write('  per-peer join tokens required\n')
-  // The URLs only: the secret is never printed.
-  if (opts.turnUrl) out.write(`  TURN credentials minted for ${opts.turnUrl.join(', ')}\n`)
-  if (opts.wireDtype === 'fp16') out.write('  hidden states on the wire: fp16\n')
-  if (opts.relay === 'chain') out.write('  hidden states chained worker to worker\n')
+  out.write(startupLines(opts, server, modelDir))
   options.onListening?.(server)
   await stopped(options.signal)
   await server.close()

@@ -46,3 +46,26 @@ export class JoinRefusedError extends ButterflyError {
     this.retryAfterMs = retryAfterMs
   }
 }
+
+export type ClusterErrorCode =
+  /** A record or message from Redis or another server that does not parse, or is too large. */
+  | 'ERR_CLUSTER_PAYLOAD'
+  /** A plan not newer than the one this server holds (a replay). */
+  | 'ERR_CLUSTER_STALE'
+  /** A plan from a server that does not hold the planning lease. */
+  | 'ERR_CLUSTER_NOT_PLANNER'
+  /** A record or signal naming a peer its sender does not hold (or under another peer's key). */
+  | 'ERR_CLUSTER_SESSION'
+  /** Redis could not be reached, or a command on it failed. */
+  | 'ERR_REDIS'
+
+/**
+ * What goes wrong between the servers of a cluster. Never sent to peers: a server counts these
+ * (butterfly_cluster_rejected_total) and goes on with what it knew.
+ */
+export class ClusterError extends ButterflyError {
+  override readonly name = 'ClusterError'
+  constructor(code: ClusterErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options)
+  }
+}

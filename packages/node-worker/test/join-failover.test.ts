@@ -1,7 +1,15 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type Proc, SERVER_BIN, start, until, WORKER_BIN } from '@butterfly/testing/node'
+import {
+  completionText,
+  type Proc,
+  referenceText,
+  SERVER_BIN,
+  start,
+  until,
+  WORKER_BIN,
+} from '@butterfly/testing/node'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 
 // `join --server A,B`: when A goes away (killed, no goodbye), the worker rejoins through B with
@@ -31,17 +39,7 @@ async function server(): Promise<{ proc: Proc; url: string }> {
   return { proc, url: (await proc.waitFor(/listening on (http:\/\/\S+)/))[1] as string }
 }
 
-async function complete(url: string): Promise<string> {
-  const models = (await (await fetch(`${url}/v1/models`)).json()) as { data: Array<{ id: string }> }
-  const model = models.data[0]?.id
-  const res = await fetch(`${url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, prompt: PROMPT, max_tokens: MAX_TOKENS, temperature: 0 }),
-  })
-  expect(res.status, await res.clone().text()).toBe(200)
-  return ((await res.json()) as { choices: Array<{ text: string }> }).choices[0]?.text ?? ''
-}
+const complete = (url: string) => completionText(url, PROMPT, MAX_TOKENS)
 
 test('a worker whose server dies rejoins through the next one, keeps its stage, and serves exact completions', async () => {
   const a = await server()
@@ -54,14 +52,7 @@ test('a worker whose server dies rejoins through the next one, keeps its stage, 
   procs.push(worker)
   const onA = await until<Health>(`${a.url}/health`, (h) => h.meshes[0]?.ready === true)
   const stageOnA = onA.meshes[0]?.plan.stages.find((s) => s.peerId !== 'local')
-  const local = start(
-    WORKER_BIN,
-    ['generate', '--model', 'synthetic:tiny', '--prompt', PROMPT, '--max-tokens', String(MAX_TOKENS)],
-    { BUTTERFLY_CACHE_DIR: cache },
-  )
-  expect(await local.exited).toBe(0)
-  const reference = local.output().replace(/\n$/, '')
-  expect(reference.length).toBeGreaterThan(0)
+  const reference = await referenceText('synthetic:tiny', PROMPT, MAX_TOKENS, { BUTTERFLY_CACHE_DIR: cache })
   expect(await complete(a.url)).toBe(reference)
 
   await a.proc.stop('SIGKILL')

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { spawnWatched } from './processes.js'
 
-/** coturn's binary: BUTTERFLY_TURNSERVER, else the distribution's (scripts/ensure-coturn.mjs installs it). */
+/** coturn's binary: BUTTERFLY_TURNSERVER, else the distribution's (scripts/ensure-apt-packages.mjs installs it). */
 export const TURNSERVER_BIN = process.env.BUTTERFLY_TURNSERVER ?? '/usr/bin/turnserver'
 
 export interface Coturn {

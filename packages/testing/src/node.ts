@@ -8,6 +8,8 @@
  *   awaited (`waitFor(re)`) and which `stop()` always ends; `until(url, predicate)` polls JSON.
  * - `startWorkerProcess(serverUrl, name, opts)`: a worker joined to mesh 'default' (honest
  *   `butterfly-worker join`, or the faulty worker fixture when `opts.fault` is set).
+ * - `referenceText(model, prompt, maxTokens, env)`: the one-process greedy text (`generate`);
+ *   `completionText(url, prompt, maxTokens)`: a server's greedy /v1/completions text.
  * - `SERVER_BIN`, `WORKER_BIN`, `TRAIN_BIN`: the built CLIs; `FAULTY_WORKER_BIN`: the fixture
  *   src/fixtures/faulty-worker.ts as compiled by vitest's global setup (tsconfig.fixtures.json)
  *   to .cache/test-fixtures/fixtures/faulty-worker.js.
@@ -23,10 +25,16 @@
  * - `loadLlamaCpp()`: node-llama-cpp from .cache/llama-cpp (`llamaCppDir()`), `greedy(gguf, prompt,
  *   steps)` with each step's top-2 logit gap; `ortGreedy(config, weights, stages, prompt, steps)`.
  *
+ * Real daemons on loopback (scripts/ensure-apt-packages.mjs installs them for `npm test`)
+ * - `startCoturn(secret)`: coturn with a TURN REST secret (`Coturn`: url, allocations, waitFor).
+ * - `startRedis(options?)`: an empty, non-persistent redis-server on a free port (`RedisServer`:
+ *   url, port, pid, stop, kill, restart on the same port with its data gone).
+ *
  * Fault injection in a real worker
  * - `faultyBackend(opts)`: the node backend with every stage wrapped in a `FaultyStage`.
  */
 export * from './cli.js'
+export * from './completions.js'
 export * from './coturn.js'
 export * from './engine-helpers.js'
 export * from './faulty-backend.js'
@@ -34,4 +42,5 @@ export * from './hub-fixture.js'
 export * from './hub-server.js'
 export * from './llama-cpp-runner.js'
 export * from './processes.js'
+export * from './redis.js'
 export * from './sharded-model.js'

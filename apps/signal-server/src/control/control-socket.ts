@@ -219,7 +219,7 @@ function handleConnection(socket: Socket, options: ControlSocketOptions, admissi
   on(CONTROL_EVENTS.leave, () => {
     const { mesh, peerId } = joined(CONTROL_EVENTS.leave)
     forget()
-    mesh.remove([peerId], 'leave')
+    mesh.leave(peerId, sink, 'leave')
     return { ok: true }
   })
 
@@ -234,6 +234,7 @@ function handleConnection(socket: Socket, options: ControlSocketOptions, admissi
     if (member === undefined) return
     const { mesh, peerId } = member
     forget()
-    mesh.remove([peerId], 'disconnect')
+    // Only this connection's session: a later one through another server may have replaced it.
+    mesh.leave(peerId, sink, 'disconnect')
   })
 }

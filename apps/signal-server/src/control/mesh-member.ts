@@ -1,4 +1,11 @@
-import type { ModelConfig, PeerCapabilities, PlanMessage, PlanStage, SignalData } from '@butterfly/core'
+import type {
+  ModelConfig,
+  PeerCapabilities,
+  PlanMessage,
+  PlanStage,
+  SignalData,
+  WireError,
+} from '@butterfly/core'
 import type { ModelIndex } from './model-index.js'
 
 /** How the mesh reaches one member: a socket.io client or an in-process peer. */
@@ -32,7 +39,8 @@ export interface WorkerInfo extends PeerCapabilities {
 /** Computes stages for the worker peers; throws (any ButterflyError) when none fits. */
 export type Planner = (config: ModelConfig, workers: readonly WorkerInfo[]) => readonly PlanStage[]
 
-export type PeerLeftReason = 'leave' | 'disconnect' | 'timeout' | 'close' | 'revoked'
+/** 'moved': the same identity joined through another server of the cluster since. */
+export type PeerLeftReason = 'leave' | 'disconnect' | 'timeout' | 'close' | 'revoked' | 'moved'
 
 export interface MeshEvents {
   plan: [plan: PlanMessage]
@@ -61,6 +69,48 @@ export interface MeshInit {
   readonly onError?: (err: unknown) => void
 }
 
+/** A member as the servers of a cluster describe it to each other (see mesh-cluster.ts). */
+export interface MemberRecord {
+  readonly id: string
+  /** When it joined, on its server's clock: of two sessions of one identity, the later one wins. */
+  readonly joinedAt: number
+  /** Workers only; local peers (gateways) have none. */
+  readonly capabilities?: PeerCapabilities | undefined
+  /** A worker's Ed25519 key, base64url. */
+  readonly publicKey?: string | undefined
+}
+
+/**
+ * How one mesh shares its state with the other servers of a cluster. Alone (no Redis) a server
+ * always plans and tells nobody: LOCAL_ONLY.
+ */
+export interface MeshReplication {
+  /** This server's id in the cluster. */
+  readonly serverId: string
+  /** Whether this server computes plans (it holds the planning lease). */
+  readonly planning: boolean
+  memberUp(record: MemberRecord): void
+  memberDown(peerId: string): void
+  planIssued(plan: PlanMessage, error: WireError | undefined): void
+  excluded(peerId: string, reason: string): void
+  stageReady(peerId: string, planVersion: number): void
+  /** How to reach member `peerId`, connected to server `owner`. */
+  remoteSink(owner: string, peerId: string): MemberSink
+}
+
+export const LOCAL_ONLY: MeshReplication = {
+  serverId: 'local',
+  planning: true,
+  memberUp: () => {},
+  memberDown: () => {},
+  planIssued: () => {},
+  excluded: () => {},
+  stageReady: () => {},
+  remoteSink: () => {
+    throw new Error('a mesh without a cluster has no remote members')
+  },
+}
+
 export interface ReplanTiming {
   /** Placement and the plan message, in seconds. */
   readonly planSeconds: number
@@ -79,4 +129,7 @@ export interface Member {
   /** Workers' Ed25519 keys; their id is derived from it. */
   readonly publicKey: Uint8Array | undefined
   lastSeen: number
+  /** The server holding its connection; undefined: this one. */
+  readonly owner?: string | undefined
+  readonly joinedAt: number
 }

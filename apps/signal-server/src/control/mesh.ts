@@ -1,7 +1,5 @@
-import { EventEmitter } from 'node:events'
 import {
   ControlError,
-  type ModelConfig,
   type PeerCapabilities,
   type PlanMessage,
   parsePeerId,
@@ -9,38 +7,33 @@ import {
   peerIdFromPublicKey,
   type SignalData,
   stagePeers,
+  toBase64url,
   type WireError,
 } from '@butterfly/core'
+import { MeshCore } from './mesh-core.js'
 import type {
   LocalPeerHandle,
   LocalPeerHandlers,
   Member,
+  MemberRecord,
   MemberSink,
   MeshEvents,
   MeshInit,
+  MeshReplication,
   PeerLeftReason,
   WorkerInfo,
 } from './mesh-member.js'
-import {
-  closedError,
-  nextReadyPlan,
-  noWorkersError,
-  type Planner,
-  PlanReadiness,
-  planMessage,
-  planStages,
-  samePlan,
-} from './mesh-plan.js'
-import type { ModelIndex } from './model-index.js'
+import { closedError, nextReadyPlan, type Planner } from './mesh-plan.js'
 import { secretEquals } from './secret-equals.js'
-import { SignalContacts } from './signal-contacts.js'
 
 export type {
   LocalPeerHandle,
   LocalPeerHandlers,
+  MemberRecord,
   MemberSink,
   MeshEvents,
   MeshInit,
+  MeshReplication,
   PeerLeftReason,
   Planner,
   WorkerInfo,
@@ -51,51 +44,10 @@ export type {
  * workers re-plans; a plan that changed gets the next `version` and goes to every member (one
  * that did not goes only to a peer joining). Signals only travel between members of this mesh.
  */
-export class Mesh extends EventEmitter<MeshEvents> {
-  readonly name: string
-  readonly model: ModelIndex
-  /** Where the model files are served, as put in every plan. */
-  readonly modelPath: string
-  private readonly init: MeshInit
-  private readonly now: () => number
-  private readonly members = new Map<string, Member>()
-  private current: PlanMessage
-  private currentError: WireError | undefined
-  /** Excluded peers and why ('outvoted', 'calibration', 'load-failed', 'slow-claim'). */
-  private readonly excluded = new Map<string, string>()
-  private readonly readiness = new PlanReadiness()
-  private readonly contacts = new SignalContacts()
-  private closed = false
-
-  constructor(init: MeshInit) {
-    super()
-    // Every generation waiting for a re-plan listens for 'ready' (up to --max-concurrent of them),
-    // so Node's leak warning at 11 listeners would fire on an honest burst.
-    this.setMaxListeners(0)
-    this.init = init
-    this.name = parsePeerId(init.name, 'mesh name') // mesh names follow the peer-id rule
-    this.model = init.model
-    this.modelPath = `/models/${this.name}/`
-    this.now = init.now ?? Date.now
-    this.current = planMessage(0, this, [], [])
-    this.currentError = noWorkersError()
-  }
-
-  get modelId(): string {
-    return this.model.manifest.modelId
-  }
-
-  get config(): ModelConfig {
-    return this.model.config
-  }
-
-  get plan(): PlanMessage {
-    return this.current
-  }
-
-  /** Why the current plan has no stages; undefined once a plan exists. */
-  get planError(): WireError | undefined {
-    return this.currentError
+export class Mesh extends MeshCore {
+  /** Shares this mesh's state with the other servers of a cluster; call before any peer joins. */
+  replicate(replication: MeshReplication): void {
+    this.replication = replication
   }
 
   get requiresToken(): boolean {
@@ -104,16 +56,6 @@ export class Mesh extends EventEmitter<MeshEvents> {
 
   checkToken(token: string): boolean {
     return this.init.meshToken === undefined || secretEquals(token, this.init.meshToken)
-  }
-
-  has(peerId: string): boolean {
-    return this.members.has(peerId)
-  }
-
-  /** A worker's public key, to check the signatures on its step results; undefined for others. */
-  publicKey(peerId: string): Uint8Array | undefined {
-    const key = this.members.get(peerId)?.publicKey
-    return key === undefined ? undefined : Uint8Array.from(key)
   }
 
   /**
@@ -125,23 +67,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
     if (this.excluded.has(peerId) || !this.members.has(peerId)) return false
     this.excluded.set(peerId, reason)
     this.init.onExcludedPeer?.(peerId, reason)
+    this.replication.excluded(peerId, reason)
     this.replan()
     return true
-  }
-
-  excludedPeers(): string[] {
-    return [...this.excluded.keys()].filter((id) => this.members.has(id))
-  }
-
-  /** Why a peer is excluded; undefined when it is not. */
-  exclusionReason(peerId: string): string | undefined {
-    return this.excluded.get(peerId)
-  }
-
-  workers(): WorkerInfo[] {
-    const out: WorkerInfo[] = []
-    for (const m of this.members.values()) if (m.capabilities) out.push({ id: m.id, ...m.capabilities })
-    return out
   }
 
   /**
@@ -151,20 +79,24 @@ export class Mesh extends EventEmitter<MeshEvents> {
   join(capabilities: PeerCapabilities, sink: MemberSink, publicKey: Uint8Array): string {
     this.assertOpen()
     const id = peerIdFromPublicKey(publicKey)
-    if (this.members.has(id)) {
+    const before = this.members.get(id)
+    if (before !== undefined && before.owner === undefined) {
       throw new ControlError(
         'ERR_CONTROL_INPUT',
         `identity already connected: ${id} is in mesh "${this.name}"`,
       )
     }
-    this.members.set(id, {
+    // A key held by another server's member has proved itself here just now: this session wins
+    // (a worker failing over from a server that has not noticed it left).
+    const member = { id, sink, capabilities, publicKey: Uint8Array.from(publicKey), lastSeen: this.now() }
+    this.members.set(id, { ...member, joinedAt: Math.max(this.now(), (before?.joinedAt ?? 0) + 1) })
+    this.replication.memberUp({
       id,
-      sink,
+      joinedAt: (this.members.get(id) as Member).joinedAt,
       capabilities,
-      publicKey: Uint8Array.from(publicKey),
-      lastSeen: this.now(),
+      publicKey: toBase64url(publicKey),
     })
-    this.guard(() => this.emit('peer-joined', id))
+    if (before === undefined) this.guard(() => this.emit('peer-joined', id))
     // A plan the join did not change went to the others before; the newcomer still needs it.
     if (!this.replan()) this.guard(() => sink.plan(this.current))
     return id
@@ -186,7 +118,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
       capabilities: undefined,
       publicKey: undefined,
       lastSeen: Number.POSITIVE_INFINITY,
+      joinedAt: this.now(),
     })
+    this.replication.memberUp({ id, joinedAt: this.now() })
     this.guard(() => this.emit('peer-joined', id))
     this.guard(() => sink.plan(this.current))
     return {
@@ -224,8 +158,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
    */
   stageReady(peerId: string, planVersion: number): boolean {
     if (!this.holdsStage(peerId, planVersion)) return false
-    const plan = this.current
-    if (this.readiness.mark(plan, peerId)) this.guard(() => this.emit('ready', plan))
+    this.replication.stageReady(peerId, planVersion)
+    this.markReady(peerId)
     return true
   }
 
@@ -251,11 +185,6 @@ export class Mesh extends EventEmitter<MeshEvents> {
     return true
   }
 
-  /** Every stage of the current plan is loaded (false while the plan has no stages). */
-  isReady(): boolean {
-    return this.readiness.isReady(this.current)
-  }
-
   /** Resolves with the first plan whose every stage is ready (now, or when it becomes so). */
   waitForReadyPlan(signal?: AbortSignal): Promise<PlanMessage> {
     if (this.isReady()) return Promise.resolve(this.current)
@@ -264,83 +193,99 @@ export class Mesh extends EventEmitter<MeshEvents> {
     return nextReadyPlan(this, this.name, signal)
   }
 
-  /** Drops workers silent for longer than the heartbeat timeout; returns their ids. */
-  sweep(): string[] {
-    const deadline = this.now() - this.init.heartbeatTimeoutMs
-    const stale = [...this.members.values()].filter((m) => m.lastSeen < deadline).map((m) => m.id)
-    if (stale.length > 0) this.remove(stale, 'timeout')
-    return stale
+  /** Removes a member only while `sink` is still its session (not one that replaced it since). */
+  leave(peerId: string, sink: MemberSink, reason: PeerLeftReason): void {
+    if (this.members.get(peerId)?.sink === sink) this.remove([peerId], reason)
   }
 
-  /** Removes members, tells the members it concerns, and re-plans if a worker went. */
-  remove(ids: readonly string[], reason: PeerLeftReason): void {
-    const gone: Member[] = []
-    for (const id of ids) {
-      const m = this.members.get(id)
-      if (m === undefined) continue
-      this.members.delete(id)
-      gone.push(m)
-    }
-    const holders = new Set(this.current.stages.flatMap(stagePeers))
-    for (const m of gone) {
-      if (reason !== 'leave' && reason !== 'disconnect') this.guard(() => m.sink.drop?.(reason))
-      // Told: local peers (the gateway), stage holders (a pipeline's ends) and its contacts.
-      const contacts = this.contacts.drop(m.id)
-      for (const o of this.members.values()) {
-        if (o.capabilities === undefined || holders.has(o.id) || contacts.has(o.id)) {
-          this.guard(() => o.sink.peerLeft(m.id))
-        }
-      }
-      this.guard(() => this.emit('peer-left', m.id, reason))
-    }
-    if (gone.some((m) => m.capabilities !== undefined) && !this.closed) this.replan()
-    else if (gone.length > 0) this.init.onMembership?.(this.workers().length)
-  }
-
-  close(): void {
+  /**
+   * A member connected to server `owner`, as that server's record says. Of two sessions of one
+   * identity the later join wins; a local one that lost is cut off ('moved').
+   */
+  applyMember(owner: string, record: MemberRecord, publicKey: Uint8Array | undefined): void {
     if (this.closed) return
-    this.closed = true
-    this.remove([...this.members.keys()], 'close')
-    this.init.onMembership?.(0)
-    this.guard(() => this.emit('close'))
+    const before = this.members.get(record.id)
+    if (before !== undefined) {
+      if (before.owner === owner && before.joinedAt === record.joinedAt) return
+      const mine = before.owner ?? this.replication.serverId
+      if (before.joinedAt > record.joinedAt || (before.joinedAt === record.joinedAt && mine > owner)) return
+    }
+    this.members.set(record.id, {
+      id: record.id,
+      sink: this.replication.remoteSink(owner, record.id),
+      capabilities: record.capabilities,
+      publicKey,
+      lastSeen: Number.POSITIVE_INFINITY,
+      owner,
+      joinedAt: record.joinedAt,
+    })
+    if (before?.owner === undefined && before !== undefined) {
+      this.replication.memberDown(record.id)
+      this.guard(() => before.sink.drop?.('moved'))
+    }
+    if (before === undefined) this.guard(() => this.emit('peer-joined', record.id))
+    const same = JSON.stringify(before?.capabilities) === JSON.stringify(record.capabilities)
+    if (before === undefined || !same) this.replan()
   }
 
-  /** Re-plans; pushes the plan to every member only when it changed. Returns whether it did. */
-  private replan(): boolean {
-    // Timed apart: computing is paid once, the broadcast once per member (the load bench reads both).
-    const started = performance.now()
-    const all = this.workers()
-    const workers = all.filter((w) => !this.excluded.has(w.id))
-    const { stages, error } = planStages(this.init.planner, this.config, workers)
-    const next = planMessage(this.current.version + 1, this, stages, this.excludedPeers())
-    const planned = performance.now()
-    this.init.onMembership?.(all.length)
-    this.init.onExcluded?.(this.excludedPeers().length)
-    // Most joins and leaves among many peers move no stage: re-sending that plan cost O(members)
-    // emits per churn event, and its new version would have voided every stage being loaded.
-    if (samePlan(next, error, this.current, this.currentError)) {
-      this.init.onReplan?.({ planSeconds: (planned - started) / 1e3, broadcastSeconds: 0, members: 0 })
-      return false
-    }
-    this.current = next
-    this.currentError = error
-    this.readiness.reset()
-    for (const m of this.members.values()) this.guard(() => m.sink.plan(next))
-    const [planSeconds, broadcastSeconds] = [(planned - started) / 1e3, (performance.now() - planned) / 1e3]
-    this.init.onReplan?.({ planSeconds, broadcastSeconds, members: this.members.size })
-    this.guard(() => this.emit('plan', next))
+  /** Members of server `owner` that its records no longer list (they left, or it died). */
+  dropRemote(owner: string, ids: readonly string[], reason: PeerLeftReason): void {
+    this.remove(
+      ids.filter((id) => this.members.get(id)?.owner === owner),
+      reason,
+    )
+  }
+
+  /** The server holding `peerId`'s connection (this one's id for local members); undefined: no member. */
+  ownerOf(peerId: string): string | undefined {
+    const m = this.members.get(peerId)
+    return m === undefined ? undefined : (m.owner ?? this.replication.serverId)
+  }
+
+  /** Whether `peerId` is a member connected to this server. */
+  isLocal(peerId: string): boolean {
+    const m = this.members.get(peerId)
+    return m !== undefined && m.owner === undefined
+  }
+
+  /** An id for this server's own peer `role` in this mesh, unique among a cluster's servers. */
+  localPeerId(role: string): string {
+    const base = `${role}-${this.name}`
+    const server = this.replication.serverId
+    return server === 'local' ? base.slice(0, 64) : `${base.slice(0, 54)}-${server}`
+  }
+
+  /** The ids of members connected to server `owner`. */
+  membersOf(owner: string): string[] {
+    return [...this.members.values()].filter((m) => m.owner === owner).map((m) => m.id)
+  }
+
+  /** A plan the cluster's planner issued; false (ignored) unless newer than the current one. */
+  adoptPlan(plan: PlanMessage, error: WireError | undefined): boolean {
+    if (this.closed || plan.version <= this.current.version) return false
+    this.issue(plan, error)
     return true
   }
 
-  private assertOpen(): void {
-    if (this.closed) throw closedError(this.name)
+  /** A peer of another server loaded its stage of `planVersion`. */
+  applyReady(peerId: string, planVersion: number): void {
+    if (planVersion === this.current.version) this.markReady(peerId)
+    if (planVersion <= this.current.version || this.earlyReady.size >= 64) return
+    const early = this.earlyReady.get(planVersion) ?? new Set<string>()
+    if (early.size < 4096) early.add(peerId)
+    this.earlyReady.set(planVersion, early)
   }
 
-  private guard(fn: () => void): void {
-    try {
-      fn()
-    } catch (err) {
-      this.init.onError?.(err)
-    }
+  /** Another server excluded a peer (its gateway outvoted it, or the peer failed to load). */
+  applyExclusion(peerId: string, reason: string): void {
+    if (this.excluded.has(peerId) || !this.members.has(peerId)) return
+    this.excluded.set(peerId, reason)
+    this.init.onExcludedPeer?.(peerId, reason)
+    this.replan()
+  }
+
+  /** This server just became the cluster's planner: plans over what it knows now. */
+  planNow(): void {
+    if (!this.closed) this.replan()
   }
 }

@@ -41,12 +41,28 @@ export class ServerMetrics {
   /** Tokens released after f + 1 peers of every stage confirmed them, by how (vote or window). */
   readonly tokensConfirmed: Counter<'mesh' | 'verification'>
 
+  /** Records and messages from other servers (or Redis) refused, by code (ERR_CLUSTER_*). */
+  readonly clusterRejected: Counter<'code'>
+  /** Redis commands that failed (Redis down or restarting); each sync is retried next tick. */
+  readonly clusterErrors: Counter
+
   constructor(prefix = 'butterfly_') {
     const registers = [this.registry]
     this.peers = new Gauge({
       name: `${prefix}peers`,
       help: 'Worker peers joined to the mesh',
       labelNames: ['mesh'],
+      registers,
+    })
+    this.clusterRejected = new Counter({
+      name: `${prefix}cluster_rejected_total`,
+      help: 'Records and messages from other servers or Redis refused, by code',
+      labelNames: ['code'],
+      registers,
+    })
+    this.clusterErrors = new Counter({
+      name: `${prefix}cluster_errors_total`,
+      help: 'Redis commands that failed',
       registers,
     })
     this.peersExcluded = new Gauge({

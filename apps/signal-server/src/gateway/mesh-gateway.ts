@@ -88,7 +88,7 @@ export class MeshGateway implements ServedModel {
     this.maxContext = mesh.config.maxContext
     this.admission = meshAdmission(init, components)
     const signalHandlers = new Set<(from: string, data: Readonly<Record<string, unknown>>) => void>()
-    this.peer = mesh.addLocalPeer(`gateway-${mesh.name}`.slice(0, 64), {
+    this.peer = mesh.addLocalPeer(mesh.localPeerId('gateway'), {
       onSignal: (from, data) => {
         for (const h of signalHandlers) h(from, data)
       },

@@ -1,6 +1,7 @@
 import type { IceServer, IceTransportPolicy, PlacementOptions } from '@butterfly/core'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { Server as SocketServer } from 'socket.io'
+import { type Cluster, startCluster } from '../control/cluster.js'
 import { attachControlSocket } from '../control/control-socket.js'
 import { parseIceServers } from '../control/ice-servers.js'
 import { JoinAdmission } from '../control/join-admission.js'
@@ -75,6 +76,11 @@ export interface ServerInit {
    * routes (Fastify refuses new routes once listening), e.g. the gateway's OpenAI API.
    */
   readonly extend?: (parts: ServerParts) => Promise<void> | void
+  /**
+   * Shares the meshes with every other server on this Redis (membership, plans, exclusions,
+   * signals): several servers, one mesh. Without it everything stays in this process.
+   */
+  readonly redis?: { readonly url: string; readonly syncMs?: number; readonly keyPrefix?: string } | undefined
   /** Fastify logger option. Default false. */
   readonly logger?: FastifyServerOptions['logger']
 }
@@ -90,6 +96,8 @@ export interface ServerParts {
   readonly iceFor: IceFor
   /** Hands /health what the control plane does not know itself (the gateway's stats). */
   provideHealth(source: HealthSource): void
+  /** Present with `redis`: this server's place in the cluster. */
+  readonly cluster: Cluster | undefined
 }
 
 /** ServerInit with every default filled in. */
@@ -162,6 +170,30 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
   if (init.webDir !== false) await registerWebRoutes(app, init.webDir)
 
   const io = new SocketServer(app.server, { serveClient: false, cors: { origin: true } })
+  let cluster: Cluster | undefined
+  if (init.redis !== undefined) {
+    try {
+      cluster = await startCluster({
+        ...init.redis,
+        io,
+        registry: meshes,
+        deadAfterMs: options.heartbeatTimeoutMs,
+        onRejected: (err) => {
+          metrics.clusterRejected.inc({ code: err.code })
+          app.log.warn({ err }, 'cluster payload refused')
+        },
+        onError: (err) => {
+          metrics.clusterErrors.inc()
+          app.log.warn({ err }, 'cluster error')
+        },
+        ...(init.now ? { now: init.now } : {}),
+      })
+    } catch (err) {
+      meshes.close()
+      await app.close()
+      throw err
+    }
+  }
   attachControlSocket(io, {
     registry: meshes,
     iceServers: options.iceServers,
@@ -171,21 +203,24 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
     onJoinRefused: (code) => metrics.joinsRefused.inc({ code }),
     onError,
   })
-  app.addHook('preClose', (done) => {
+  app.addHook('preClose', async () => {
+    // The cluster first: this server's records go at once, and its own members' departures
+    // (below) are not written back to the cluster one by one.
+    await cluster?.close()
     meshes.close()
     io.local.disconnectSockets(true)
     io.engine.close()
-    done()
   })
 
   const sweepMs = init.sweepIntervalMs ?? Math.max(10, Math.floor(options.heartbeatTimeoutMs / 3))
   const sweeper = setInterval(() => meshes.sweep(), sweepMs)
   sweeper.unref()
   try {
-    await init.extend?.({ app, meshes, metrics, admission, iceFor: options.iceFor, provideHealth })
+    await init.extend?.({ app, meshes, metrics, admission, iceFor: options.iceFor, provideHealth, cluster })
     await app.listen({ host: options.host, port: options.port })
   } catch (err) {
     clearInterval(sweeper)
+    await cluster?.close()
     meshes.close()
     await app.close()
     throw err
@@ -200,6 +235,7 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
     admission,
     iceFor: options.iceFor,
     provideHealth,
+    cluster,
     options,
     close: () => {
       closing ??= (async () => {

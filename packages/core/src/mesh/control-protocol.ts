@@ -168,13 +168,8 @@ function base64urlOf(v: unknown, field: string, bytes: number): Uint8Array {
 /** The join request, checked field by field; `publicKeyBytes` is the decoded key. */
 export function parseJoinRequest(v: unknown): JoinRequest & { readonly publicKeyBytes: Uint8Array } {
   if (!isRecord(v)) throw bad('join must be an object')
-  const caps = v.capabilities
-  if (!isRecord(caps)) throw bad('join.capabilities must be an object')
+  const capabilities = parseCapabilities(v.capabilities, 'join.capabilities')
   if (typeof v.token !== 'string' || v.token.length > LIMITS.token) throw bad('join.token must be a string')
-  if (!BACKENDS.includes(caps.backend as Backend))
-    throw bad(`join.capabilities.backend must be one of ${BACKENDS.join(', ')}`)
-  if (caps.precision !== undefined && !PRECISIONS.includes(caps.precision as Precision))
-    throw bad(`join.capabilities.precision must be one of ${PRECISIONS.join(', ')}`)
   const publicKeyBytes = base64urlOf(v.publicKey, 'join.publicKey', PUBLIC_KEY_BYTES)
   base64urlOf(v.proof, 'join.proof', SIGNATURE_BYTES)
   return {
@@ -183,18 +178,28 @@ export function parseJoinRequest(v: unknown): JoinRequest & { readonly publicKey
     publicKey: v.publicKey as string,
     proof: v.proof as string,
     publicKeyBytes,
-    capabilities: {
-      backend: caps.backend as Backend,
-      precision: (caps.precision ?? 'fp32') as Precision,
-      memoryBytes: finite(caps.memoryBytes, 'join.capabilities.memoryBytes', 1, LIMITS.maxMemoryBytes),
-      layerStepsPerSec: finite(
-        caps.layerStepsPerSec,
-        'join.capabilities.layerStepsPerSec',
-        0,
-        LIMITS.maxLayerStepsPerSec,
-      ),
-      name: caps.name === undefined ? 'peer' : name(caps.name, 'join.capabilities.name', LIMITS.peerName),
-    },
+    capabilities,
+  }
+}
+
+/** A peer's announced capabilities, checked field by field (`field` names them in errors). */
+export function parseCapabilities(caps: unknown, field: string): PeerCapabilities {
+  if (!isRecord(caps)) throw bad(`${field} must be an object`)
+  if (!BACKENDS.includes(caps.backend as Backend))
+    throw bad(`${field}.backend must be one of ${BACKENDS.join(', ')}`)
+  if (caps.precision !== undefined && !PRECISIONS.includes(caps.precision as Precision))
+    throw bad(`${field}.precision must be one of ${PRECISIONS.join(', ')}`)
+  return {
+    backend: caps.backend as Backend,
+    precision: (caps.precision ?? 'fp32') as Precision,
+    memoryBytes: finite(caps.memoryBytes, `${field}.memoryBytes`, 1, LIMITS.maxMemoryBytes),
+    layerStepsPerSec: finite(
+      caps.layerStepsPerSec,
+      `${field}.layerStepsPerSec`,
+      0,
+      LIMITS.maxLayerStepsPerSec,
+    ),
+    name: caps.name === undefined ? 'peer' : name(caps.name, `${field}.name`, LIMITS.peerName),
   }
 }
 

@@ -1,0 +1,206 @@
+import { randomBytes } from 'node:crypto'
+import { ButterflyError, type SignalData } from '@butterfly/core'
+import { createClient } from 'redis'
+import type { Server } from 'socket.io'
+import { ClusterError } from '../errors.js'
+import { CLUSTER_EVENTS, hardenedAdapter } from './cluster-adapter.js'
+import { type ClusterSignal, parseClusterSignal, parseHint } from './cluster-records.js'
+import { ClusterStore, type RedisClient } from './cluster-store.js'
+import { MeshCluster } from './mesh-cluster.js'
+import type { MeshRegistry } from './mesh-registry.js'
+
+export interface ClusterInit {
+  /** redis://[user:password@]host:port[/db] or rediss:// for TLS. */
+  readonly url: string
+  readonly io: Server
+  readonly registry: MeshRegistry
+  /** A server silent this long is dead and its peers leave; the heartbeat timeout. */
+  readonly deadAfterMs: number
+  /** How often each mesh syncs with Redis. Default 1000. */
+  readonly syncMs?: number
+  /** Key prefix, so several clusters can share one Redis. Default 'butterfly:'. */
+  readonly keyPrefix?: string
+  readonly connectTimeoutMs?: number
+  readonly onRejected?: (err: ClusterError) => void
+  readonly onError?: (err: unknown) => void
+  readonly now?: () => number
+}
+
+export interface Cluster {
+  /** This server's id among the cluster's servers (random per process). */
+  readonly serverId: string
+  /** Runs one sync of every mesh now (tests; a hint does the same). */
+  sync(): Promise<void>
+  /** Whether this server plans mesh `name`. */
+  planning(name: string): boolean
+  /** Releases the planning lease and removes this server's records; closes the Redis clients. */
+  close(): Promise<void>
+}
+
+/** Shows a Redis URL without its password. */
+export function redactRedisUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password !== '') u.password = '***'
+    return u.toString()
+  } catch {
+    return '(unparsable URL)'
+  }
+}
+
+async function connect(
+  url: string,
+  timeoutMs: number,
+  onError: (err: unknown) => void,
+  queueWhileDown: boolean,
+): Promise<RedisClient> {
+  const client: RedisClient = createClient({
+    url,
+    disableOfflineQueue: !queueWhileDown,
+    socket: { connectTimeout: timeoutMs, reconnectStrategy: (retries) => Math.min(100 * 2 ** retries, 2000) },
+  })
+  client.on('error', onError)
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await Promise.race([
+      client.connect(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs)
+      }),
+    ])
+  } catch (err) {
+    client.destroy()
+    throw new ClusterError(
+      'ERR_REDIS',
+      `cannot reach Redis at ${redactRedisUrl(url)}: ${(err as Error)?.message ?? err}`,
+      { cause: err },
+    )
+  } finally {
+    clearTimeout(timer)
+  }
+  return client
+}
+
+/**
+ * Joins this server to the cluster on `url`: socket.io's Redis Streams adapter on `io`, and one
+ * MeshCluster per mesh, synced once before this resolves (so the first join here already sees
+ * the others' members and plan). Call before any peer joins.
+ */
+export async function startCluster(init: ClusterInit): Promise<Cluster> {
+  const serverId = randomBytes(4).toString('hex')
+  const prefix = init.keyPrefix ?? 'butterfly:'
+  const syncMs = init.syncMs ?? 1000
+  const onError = init.onError ?? (() => {})
+  const onRejected = init.onRejected ?? (() => {})
+  const timeoutMs = init.connectTimeoutMs ?? 5000
+  // Ours fails a command at once while Redis is down: a sync is retried next tick anyway, and
+  // stale writes replayed on reconnect would undo newer ones. The adapter's must queue instead:
+  // its stream reader loops on XREAD with no pause, and failing fast would spin it, starving the
+  // event loop for as long as Redis is away.
+  const redis = await connect(init.url, timeoutMs, onError, false)
+  const adapterRedis = await connect(init.url, timeoutMs, onError, true).catch((err) => {
+    redis.destroy()
+    throw err
+  })
+  const streams = { streamName: `${prefix}socket.io`, channelPrefix: `${prefix}socket.io` }
+  init.io.adapter(hardenedAdapter(adapterRedis, streams, onRejected))
+  const store = new ClusterStore(redis, prefix)
+  const emit = (event: string, payload: unknown) => {
+    init.io.serverSideEmit(event, payload)
+  }
+  const clusters = new Map<string, { cluster: MeshCluster; run: () => void }>()
+  for (const mesh of init.registry.list()) {
+    const cluster = new MeshCluster({
+      serverId,
+      store,
+      sendSignal: (owner: string, from: string, to: string, data: SignalData) =>
+        emit(CLUSTER_EVENTS.signal, { mesh: mesh.name, sender: serverId, owner, from, to, data }),
+      hint: () => emit(CLUSTER_EVENTS.hint, { mesh: mesh.name, from: serverId }),
+      livenessMs: Math.max(3 * syncMs, 500),
+      deadAfterMs: init.deadAfterMs,
+      leaseMs: Math.max(3 * syncMs, 500),
+      onRejected,
+      onError,
+      ...(init.now ? { now: init.now } : {}),
+    })
+    cluster.attach(mesh)
+    clusters.set(mesh.name, { cluster, run: serialized(() => cluster.sync(), onError) })
+  }
+
+  const refuse = (err: unknown) =>
+    onRejected(err instanceof ClusterError ? err : new ClusterError('ERR_CLUSTER_PAYLOAD', String(err)))
+  init.io.on(CLUSTER_EVENTS.hint, (payload: unknown) => {
+    try {
+      const hint = parseHint(payload)
+      if (hint.from !== serverId) clusters.get(hint.mesh)?.run()
+    } catch (err) {
+      refuse(err)
+    }
+  })
+  init.io.on(CLUSTER_EVENTS.signal, (payload: unknown) => {
+    try {
+      deliver(init.registry, serverId, parseClusterSignal(payload))
+    } catch (err) {
+      refuse(err)
+    }
+  })
+
+  await Promise.all([...clusters.values()].map(({ cluster }) => cluster.sync()))
+  const timer = setInterval(() => {
+    for (const { run } of clusters.values()) run()
+  }, syncMs)
+  timer.unref()
+  let closing: Promise<void> | undefined
+  return {
+    serverId,
+    sync: () => Promise.all([...clusters.values()].map(({ cluster }) => cluster.sync())).then(() => {}),
+    planning: (name) => clusters.get(name)?.cluster.planning ?? false,
+    close: () => {
+      closing ??= (async () => {
+        clearInterval(timer)
+        await Promise.allSettled([...clusters.values()].map(({ cluster }) => cluster.close(true)))
+        await store.leave(serverId, [...clusters.keys()]).catch(onError)
+        redis.destroy()
+        // Stops the adapter's stream reader and subscriber (they are its own copies of the client).
+        init.io.of('/').adapter.close()
+        adapterRedis.destroy()
+      })()
+      return closing
+    },
+  }
+}
+
+/** A signal for one of this server's members; anything else is refused (ERR_CLUSTER_SESSION). */
+function deliver(registry: MeshRegistry, serverId: string, s: ClusterSignal): void {
+  if (s.owner !== serverId) return // for another server (serverSideEmit reaches every one)
+  const mesh = registry.get(s.mesh)
+  if (mesh === undefined) throw new ClusterError('ERR_CLUSTER_PAYLOAD', `no mesh "${s.mesh}" here`)
+  if (!mesh.isLocal(s.to)) throw new ClusterError('ERR_CLUSTER_SESSION', `${s.to} is not connected here`)
+  if (mesh.ownerOf(s.from) !== s.sender) {
+    throw new ClusterError('ERR_CLUSTER_SESSION', `${s.from} is not a member of server ${s.sender}`)
+  }
+  try {
+    mesh.relaySignal(s.from, s.to, s.data)
+  } catch (err) {
+    if (err instanceof ButterflyError) throw new ClusterError('ERR_CLUSTER_SESSION', err.message)
+    throw err
+  }
+}
+
+/** Runs `fn` one at a time; a call while it runs schedules one more run after it. */
+function serialized(fn: () => Promise<void>, onError: (err: unknown) => void): () => void {
+  let running = false
+  let again = false
+  const loop = async () => {
+    running = true
+    do {
+      again = false
+      await fn().catch(onError)
+    } while (again)
+    running = false
+  }
+  return () => {
+    if (running) again = true
+    else void loop()
+  }
+}

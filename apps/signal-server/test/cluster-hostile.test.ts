@@ -1,0 +1,250 @@
+import { generateIdentity, peerIdFromPublicKey, signJoinProof, toBase64url } from '@butterfly/core'
+import { type RedisServer, startRedis } from '@butterfly/testing/node'
+import { encode } from '@msgpack/msgpack'
+import { createClient } from 'redis'
+import { afterAll, beforeAll, expect, test, vi } from 'vitest'
+import type { Mesh } from '../src/control/mesh.js'
+import type { SignalServer } from '../src/http/signal-server.js'
+import {
+  caps,
+  closeClients,
+  connect,
+  disconnected,
+  joinPayload,
+  joinWorker,
+  next,
+  request,
+  startServer,
+  tinyModel,
+} from './helpers.js'
+
+vi.setConfig({ testTimeout: 20_000 })
+
+// Two in-process servers on one real redis-server, and a rogue process with write access to that
+// Redis: malformed member records and liveness values, forged and replayed plans, poison in the
+// socket.io adapter's stream and channels, forged cross-server signals, and a peer claiming a
+// session another server holds. Each is refused under a stable code and nothing else changes.
+// Syncs are driven by hand (cluster.sync()), so every assertion follows a known round.
+
+let redis: RedisServer
+let model: Awaited<ReturnType<typeof tinyModel>>
+let a: SignalServer
+let b: SignalServer
+let rogue: ReturnType<typeof createClient>
+const PREFIX = 'butterfly:'
+
+beforeAll(async () => {
+  redis = await startRedis()
+  model = await tinyModel()
+  const init = {
+    meshes: [{ name: 'default', modelDir: model.dir }],
+    redis: { url: redis.url, syncMs: 3_600_000 },
+  }
+  a = await startServer(init)
+  b = await startServer(init)
+  rogue = createClient({ url: redis.url })
+  await rogue.connect()
+})
+afterAll(async () => {
+  rogue?.destroy()
+  for (const s of [a, b]) if (s) await closeClients(s).then(() => s.close())
+  await redis?.stop()
+  await model?.cleanup()
+})
+
+const meshOf = (s: SignalServer) => s.meshes.get('default') as Mesh
+const workerIds = (s: SignalServer) =>
+  meshOf(s)
+    .workers()
+    .map((p) => p.id)
+    .sort()
+// Each sync ends once its own writes have landed: two rounds each way carry any change across.
+const sync = async () => {
+  for (const s of [a, b, a, b]) await s.cluster?.sync()
+}
+async function rejected(s: SignalServer, code: string): Promise<number> {
+  const metric = await s.metrics.clusterRejected.get()
+  return metric.values.find((v) => v.labels.code === code)?.value ?? 0
+}
+
+test('a worker joined to A is a member of B, and signals cross between them', async () => {
+  const w = await joinWorker(a, { name: 'w' })
+  const x = await joinWorker(b, { name: 'x' })
+  await sync()
+  expect(workerIds(a)).toEqual([w.peerId, x.peerId].sort())
+  expect(workerIds(b)).toEqual([w.peerId, x.peerId].sort())
+  expect(meshOf(b).plan).toEqual(meshOf(a).plan)
+  const got = next<{ from: string; data: unknown }>(w.socket, 'signal')
+  expect(await request(x.socket, 'signal', { to: w.peerId, data: { sdp: 'offer' } })).toEqual({ ok: true })
+  expect(await got).toEqual({ from: x.peerId, data: { sdp: 'offer' } })
+})
+
+test('malformed member records and liveness values from a rogue server are refused', async () => {
+  const before = workerIds(b)
+  const stolen = before[0] as string
+  const intruder = generateIdentity()
+  const good = { id: peerIdFromPublicKey(intruder.publicKey), joinedAt: 1, capabilities: caps('evil') }
+  await rogue
+    .multi()
+    .sAdd(`${PREFIX}mesh:default:servers`, ['rogue1', 'rogue2', 'bad id!'])
+    .set(`${PREFIX}server:rogue1`, '{"gen":7}')
+    .set(`${PREFIX}server:rogue2`, 'not json')
+    .hSet(`${PREFIX}mesh:default:members:rogue1`, {
+      notjson: '{',
+      [good.id]: JSON.stringify({ ...good, publicKey: 'AAAA' }),
+      mismatch: JSON.stringify({ ...good, id: 'other' }),
+      // Another peer's id under the intruder's key: a session the rogue does not hold.
+      [stolen]: JSON.stringify({ ...good, id: stolen, publicKey: toBase64url(intruder.publicKey) }),
+      badcaps: JSON.stringify({ id: 'badcaps', joinedAt: 1, capabilities: { backend: 'abacus' } }),
+    })
+    .exec()
+  const payload = await rejected(b, 'ERR_CLUSTER_PAYLOAD')
+  await b.cluster?.sync()
+  expect(workerIds(b)).toEqual(before)
+  expect(meshOf(b).ownerOf(stolen)).not.toBe('rogue1')
+  expect(await rejected(b, 'ERR_CLUSTER_PAYLOAD')).toBeGreaterThanOrEqual(payload + 4)
+  expect(await rejected(b, 'ERR_CLUSTER_SESSION')).toBeGreaterThanOrEqual(1)
+  // An oversized hash is not even read.
+  const many = Object.fromEntries(Array.from({ length: 20_001 }, (_, i) => [`p${i}`, '{}']))
+  await rogue.hSet(`${PREFIX}mesh:default:members:rogue1`, many)
+  await rogue.set(`${PREFIX}server:rogue1`, '{"gen":8}')
+  await expect(b.cluster?.sync()).rejects.toMatchObject({ code: 'ERR_CLUSTER_PAYLOAD' })
+  await rogue.del([
+    `${PREFIX}mesh:default:members:rogue1`,
+    `${PREFIX}server:rogue1`,
+    `${PREFIX}server:rogue2`,
+  ])
+  await rogue.sRem(`${PREFIX}mesh:default:servers`, ['rogue1', 'rogue2', 'bad id!'])
+  await sync()
+  expect(workerIds(b)).toEqual(before)
+})
+
+test('forged, replayed and malformed plans are refused; the planner puts its own back', async () => {
+  const planKey = `${PREFIX}mesh:default:plan`
+  const current = meshOf(b).plan
+  const stored = JSON.parse((await rogue.get(planKey)) as string) as { planner: string }
+  const planning = [a, b].find((s) => s.cluster?.planning('default')) as SignalServer
+  expect(stored.planner).toBe(planning.cluster?.serverId)
+  const follower = planning === a ? b : a
+
+  await rogue.set(
+    planKey,
+    JSON.stringify({ ...stored, planner: 'rogue1', plan: { ...current, version: 99 } }),
+  )
+  await follower.cluster?.sync()
+  expect(meshOf(follower).plan.version).toBe(current.version)
+  expect(await rejected(follower, 'ERR_CLUSTER_NOT_PLANNER')).toBe(1)
+
+  for (const bad of [
+    '{',
+    '[]',
+    JSON.stringify({ ...stored, plan: { ...current, version: 98, mesh: 'other' } }),
+  ]) {
+    await rogue.set(planKey, bad)
+    await follower.cluster?.sync()
+    expect(meshOf(follower).plan.version).toBe(current.version)
+  }
+  expect(await rejected(follower, 'ERR_CLUSTER_PAYLOAD')).toBeGreaterThanOrEqual(3)
+
+  // A replay: the planner's own words, once current, written back after the plan moved on.
+  const old = JSON.stringify(stored)
+  const y = await joinWorker(follower, { name: 'y' })
+  await sync()
+  // Excluded by the follower's gateway: the planner re-plans, with the next version.
+  expect(meshOf(follower).exclude(y.peerId, 'outvoted')).toBe(true)
+  await sync()
+  const moved = meshOf(follower).plan
+  expect(moved.version).toBeGreaterThan(current.version)
+  expect(moved.excluded).toContain(y.peerId)
+  expect(meshOf(planning).plan).toEqual(moved)
+  await rogue.set(planKey, old)
+  await follower.cluster?.sync()
+  expect(meshOf(follower).plan).toEqual(moved)
+  await planning.cluster?.sync()
+  expect(JSON.parse((await rogue.get(planKey)) as string).plan.version).toBe(meshOf(planning).plan.version)
+  y.socket.disconnect()
+  await sync()
+})
+
+test("poison in the socket.io adapter's stream and channel stops nothing", async () => {
+  const w = await joinWorker(a, { name: 'w2' })
+  const x = await joinWorker(b, { name: 'x2' })
+  await sync()
+  const refusedBefore = await rejected(a, 'ERR_CLUSTER_PAYLOAD')
+  // One broadcast first, so B's stream reader holds a real offset (not '$') when the poison comes.
+  const before = next<string>(x.socket, 'probe')
+  a.io.to(x.socket.id as string).emit('probe', 'before the poison')
+  expect(await before).toBe('before the poison')
+  // Unread, a malformed stream entry would be retried by the adapter's reader forever.
+  await rogue.xAdd(`${PREFIX}socket.io`, '*', { uid: 'rogue', nsp: '/', type: '3' })
+  await rogue.xAdd(`${PREFIX}socket.io`, '*', { uid: 'rogue', nsp: '/', type: '3', data: '{"packet":1}' })
+  const channel = `${PREFIX}socket.io#/#`
+  await rogue.publish(channel, Buffer.from([0xc1, 0xff]))
+  // A server-side event under io's own name would hand a forged socket to 'connection'.
+  const forged = encode({ uid: 'rogue', nsp: '/', type: 9, data: { packet: ['connection', { id: 'x' }] } })
+  await rogue.publish(channel, Buffer.from(forged))
+  // A forged cross-server signal: x is not a member of server 'rogue'.
+  const fake = encode({
+    uid: 'rogue',
+    nsp: '/',
+    type: 9,
+    data: {
+      packet: [
+        'butterfly:cluster-signal',
+        {
+          mesh: 'default',
+          sender: 'rogue',
+          owner: a.cluster?.serverId,
+          from: x.peerId,
+          to: w.peerId,
+          data: { sdp: 'forged' },
+        },
+      ],
+    },
+  })
+  await rogue.publish(channel, Buffer.from(fake))
+  const got = next<{ from: string; data: unknown }>(w.socket, 'signal')
+  await request(x.socket, 'signal', { to: w.peerId, data: { sdp: 'real' } })
+  // The first signal w sees is the real one, sent after the poison and the forgery.
+  expect(await got).toEqual({ from: x.peerId, data: { sdp: 'real' } })
+  // A broadcast from A to x's socket on B travels the stream, behind the poisoned entries.
+  const probe = next<string>(x.socket, 'probe')
+  a.io.to(x.socket.id as string).emit('probe', 'after the poison')
+  expect(await probe).toBe('after the poison')
+  expect(await rejected(a, 'ERR_CLUSTER_PAYLOAD')).toBeGreaterThanOrEqual(refusedBefore + 2)
+  expect(await rejected(a, 'ERR_CLUSTER_SESSION')).toBeGreaterThanOrEqual(1)
+})
+
+test("a replayed join proof from another server's session is refused; the key holder itself takes the session over", async () => {
+  const identity = generateIdentity()
+  const w = await joinWorker(a, { name: 'mover', identity })
+  await sync()
+  // The proof of A's connection, replayed to B: it signs A's nonce, not B's.
+  const thief = await connect(b)
+  const fields = { mesh: 'default', token: '', capabilities: caps('mover') }
+  const proofOnA = signJoinProof(identity, 'default', 'x'.repeat(43))
+  const refused = await request<{ ok: boolean; error: { code: string } }>(
+    thief,
+    'join',
+    joinPayload(thief, fields, generateIdentity(), {
+      publicKey: toBase64url(identity.publicKey),
+      proof: proofOnA,
+    }),
+  )
+  expect(refused).toMatchObject({ ok: false, error: { code: 'ERR_JOIN_PROOF' } })
+  expect(meshOf(b).ownerOf(w.peerId)).toBe(a.cluster?.serverId)
+
+  // The worker itself (it holds the key) fails over to B before A noticed it left.
+  const cut = disconnected(w.socket)
+  const again = await joinWorker(b, { name: 'mover', identity })
+  expect(again.peerId).toBe(w.peerId)
+  expect(meshOf(b).ownerOf(w.peerId)).toBe(b.cluster?.serverId)
+  await sync()
+  expect(await cut).toBe('io server disconnect')
+  expect(meshOf(a).ownerOf(w.peerId)).toBe(b.cluster?.serverId)
+  expect(
+    meshOf(a)
+      .workers()
+      .some((p) => p.id === w.peerId),
+  ).toBe(true)
+})

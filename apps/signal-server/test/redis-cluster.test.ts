@@ -1,0 +1,143 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  completionText,
+  type Proc,
+  type RedisServer,
+  referenceText,
+  SERVER_BIN,
+  start,
+  startRedis,
+  until,
+  WORKER_BIN,
+} from '@butterfly/testing/node'
+import { afterAll, beforeAll, expect, test } from 'vitest'
+
+// Two `butterfly-server --redis` processes on one real redis-server: one mesh. A worker joined to
+// server A serves completions asked of server B (B's gateway reaches it through signals relayed
+// by A). A is SIGKILLed while B streams a generation through that worker: B's stream goes on to
+// the exact end, the worker rejoins through B under the plan it already had, and A, restarted,
+// takes that plan as it is (same version: no second plan) and serves exact completions again.
+
+const PROMPT = 'To be, or not'
+interface Health {
+  meshes: Array<{
+    ready: boolean
+    peers: Array<{ id: string }>
+    plan: { version: number; stages: Array<{ peerId: string; start: number; end: number }> }
+  }>
+}
+let cache: string
+let redis: RedisServer
+const procs: Proc[] = []
+
+beforeAll(async () => {
+  cache = await mkdtemp(join(tmpdir(), 'bf-redis-cluster-'))
+  redis = await startRedis()
+})
+afterAll(async () => {
+  await Promise.all(procs.map((p) => p.stop('SIGKILL')))
+  await redis?.stop()
+  await rm(cache, { recursive: true, force: true })
+})
+
+async function server(port = 0): Promise<{ proc: Proc; url: string }> {
+  const proc = start(
+    SERVER_BIN,
+    ['--port', String(port), '--model', 'synthetic:tiny', '--redis', redis.url],
+    {
+      BUTTERFLY_CACHE_DIR: cache,
+    },
+  )
+  procs.push(proc)
+  return { proc, url: (await proc.waitFor(/listening on (http:\/\/\S+)/))[1] as string }
+}
+
+function completionBody(maxTokens: number, stream: boolean): RequestInit {
+  return {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt: PROMPT, max_tokens: maxTokens, temperature: 0, stream }),
+  }
+}
+
+const complete = (url: string, maxTokens: number) => completionText(url, PROMPT, maxTokens)
+const reference = (maxTokens: number) =>
+  referenceText('synthetic:tiny', PROMPT, maxTokens, { BUTTERFLY_CACHE_DIR: cache })
+
+/** Streams a completion from `url`; `onFirst` runs once the first token has reached the client. */
+async function streamed(url: string, maxTokens: number, onFirst: () => Promise<void>) {
+  const res = await fetch(`${url}/v1/completions`, completionBody(maxTokens, true))
+  expect(res.status).toBe(200)
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+  const decoder = new TextDecoder()
+  let raw = ''
+  let first = true
+  let tokensBeforeKill = -1
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    raw += decoder.decode(value, { stream: true })
+    if (first && raw.includes('"text"')) {
+      first = false
+      await onFirst()
+      tokensBeforeKill = raw.split('\n\n').filter((e) => e.includes('"text"')).length
+    }
+  }
+  const events = raw.split('\n\n').filter((e) => e.startsWith('data: '))
+  expect(events.at(-1)).toBe('data: [DONE]')
+  const chunks = events
+    .slice(0, -1)
+    .map((e) => JSON.parse(e.slice(6)) as { choices?: Array<{ text?: string }> })
+  const text = chunks.map((c) => c.choices?.map((x) => x.text ?? '').join('') ?? '').join('')
+  return { text, chunks: chunks.length, tokensBeforeKill }
+}
+
+test('workers on server A serve server B; A killed mid-generation loses no token; A restarted plans nothing new', async () => {
+  const a = await server()
+  const b = await server()
+  const worker = start(
+    WORKER_BIN,
+    ['join', '--server', `${a.url},${b.url}`, '--device', 'cpu', '--name', 'w', '--stage-cache', 'off'],
+    { BUTTERFLY_CACHE_DIR: cache, BUTTERFLY_IDENTITY: join(cache, 'w.identity.json') },
+  )
+  procs.push(worker)
+  const peerId = (await worker.waitFor(/joined mesh default as (\S+)/))[1] as string
+  // B sees A's worker, its plan and its stage loaded, all through Redis.
+  const onB = await until<Health>(`${b.url}/health`, (h) => h.meshes[0]?.ready === true)
+  expect(onB.meshes[0]?.peers.map((p) => p.id)).toEqual([peerId])
+  const plan = onB.meshes[0]?.plan
+  expect(plan?.stages.map((s) => s.peerId)).toEqual([peerId])
+  const short = await reference(12)
+  expect(await complete(b.url, 12)).toBe(short)
+  expect(await complete(a.url, 12)).toBe(short)
+
+  // Long enough that the kill lands mid-stream (the test checks it did).
+  const long = await reference(400)
+  const run = await streamed(b.url, 400, async () => {
+    await a.proc.stop('SIGKILL')
+  })
+  expect(run.text).toBe(long)
+  expect(run.tokensBeforeKill).toBeGreaterThan(0)
+  expect(run.tokensBeforeKill).toBeLessThan(run.chunks)
+
+  await worker.waitFor(new RegExp(`rejoined the mesh through ${b.url.replace(/[.]/g, '\\.')}`))
+  const after = await until<Health>(
+    `${b.url}/health`,
+    (h) => h.meshes[0]?.ready === true && h.meshes[0].peers.length === 1,
+  )
+  // The same identity under the same plan: nothing re-planned, nothing reloaded.
+  expect(after.meshes[0]?.plan).toEqual(plan)
+  expect(worker.output()).toMatch(/kept layers \[0, 4\) under the plan of http/)
+  expect(worker.output().match(/serving layers/g)).toHaveLength(1)
+  expect(await complete(b.url, 12)).toBe(short)
+
+  const a2 = await server()
+  const onA2 = await until<Health>(`${a2.url}/health`, (h) => h.meshes[0]?.ready === true)
+  expect(onA2.meshes[0]?.plan).toEqual(plan)
+  expect(await complete(a2.url, 12)).toBe(short)
+  const bNow = (await (await fetch(`${b.url}/health`)).json()) as Health
+  expect(bNow.meshes[0]?.plan.version).toBe(plan?.version)
+  expect(worker.child.exitCode).toBeNull()
+}, 180_000)
