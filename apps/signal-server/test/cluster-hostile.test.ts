@@ -36,12 +36,10 @@ const PREFIX = 'butterfly:'
 beforeAll(async () => {
   redis = await startRedis()
   model = await tinyModel()
-  const init = {
-    meshes: [{ name: 'default', modelDir: model.dir }],
-    redis: { url: redis.url, syncMs: 3_600_000 },
-  }
-  a = await startServer(init)
-  b = await startServer(init)
+  const meshes = [{ name: 'default', modelDir: model.dir }]
+  a = await startServer({ meshes, redis: { url: redis.url, syncMs: 3_600_000 } })
+  // B refuses a signal from an unknown sender after the one sync it forces (A holds it 5 s).
+  b = await startServer({ meshes, redis: { url: redis.url, syncMs: 3_600_000, holdSignalMs: 0 } })
   rogue = createClient({ url: redis.url })
   await rogue.connect()
 })
@@ -203,6 +201,9 @@ test("poison in the socket.io adapter's stream and channel stops nothing", async
     },
   })
   await rogue.publish(channel, Buffer.from(fake))
+  // Under B's real id, to a peer A does not hold: refused at once.
+  const misrouted = { sender: b.cluster?.serverId, from: x.peerId, to: 'nobody-here' }
+  await rogue.publish(channel, Buffer.from(crossSignal(misrouted, a, { sdp: 'misrouted' })))
   const got = next<{ from: string; data: unknown }>(w.socket, 'signal')
   await request(x.socket, 'signal', { to: w.peerId, data: { sdp: 'real' } })
   // The first signal w sees is the real one, sent after the poison and the forgery.
@@ -213,6 +214,46 @@ test("poison in the socket.io adapter's stream and channel stops nothing", async
   expect(await probe).toBe('after the poison')
   expect(await rejected(a, 'ERR_CLUSTER_PAYLOAD')).toBeGreaterThanOrEqual(refusedBefore + 2)
   expect(await rejected(a, 'ERR_CLUSTER_SESSION')).toBeGreaterThanOrEqual(1)
+})
+
+/** A cross-server signal as socket.io's adapter carries it, addressed to `to`'s server. */
+function crossSignal(
+  route: { sender: string | undefined; from: string; to: string },
+  owner: SignalServer,
+  data: unknown,
+): Uint8Array {
+  const signal = { mesh: 'default', owner: owner.cluster?.serverId, ...route, data }
+  return encode({ uid: 'rogue', nsp: '/', type: 9, data: { packet: ['butterfly:cluster-signal', signal] } })
+}
+
+test('a signal from a peer not yet read here waits for the sync that brings it; an unknown sender is refused when its hold ends', async () => {
+  const channel = `${PREFIX}socket.io#/#`
+  const w = await joinWorker(a, { name: 'w3' })
+  const x = await joinWorker(b, { name: 'x3' })
+  await sync()
+  // As B relays for a member it registered a moment ago and A has not read: A holds it.
+  const identity = generateIdentity()
+  const early = peerIdFromPublicKey(identity.publicKey)
+  const route = { sender: b.cluster?.serverId, from: early, to: w.peerId }
+  await rogue.publish(channel, Buffer.from(crossSignal(route, a, { sdp: 'early' })))
+  // A real signal behind it on the same channel arrives first: the early one was held, not lost.
+  const first = next<{ from: string; data: unknown }>(w.socket, 'signal')
+  await request(x.socket, 'signal', { to: w.peerId, data: { sdp: 'behind' } })
+  expect(await first).toEqual({ from: x.peerId, data: { sdp: 'behind' } })
+  const held = next<{ from: string; data: unknown }>(w.socket, 'signal')
+  await joinWorker(b, { name: 'early', identity })
+  await sync()
+  expect(await held).toEqual({ from: early, data: { sdp: 'early' } })
+
+  // B holds for no time: an unknown sender is refused after the sync it forces, and never arrives.
+  const refused = await rejected(b, 'ERR_CLUSTER_SESSION')
+  const ghost = peerIdFromPublicKey(generateIdentity().publicKey)
+  const forged = { sender: a.cluster?.serverId, from: ghost, to: x.peerId }
+  await rogue.publish(channel, Buffer.from(crossSignal(forged, b, { sdp: 'ghost' })))
+  await vi.waitFor(async () => expect(await rejected(b, 'ERR_CLUSTER_SESSION')).toBe(refused + 1))
+  const after = next<{ from: string; data: unknown }>(x.socket, 'signal')
+  await request(w.socket, 'signal', { to: x.peerId, data: { sdp: 'real' } })
+  expect(await after).toEqual({ from: w.peerId, data: { sdp: 'real' } })
 })
 
 test("a replayed join proof from another server's session is refused; the key holder itself takes the session over", async () => {

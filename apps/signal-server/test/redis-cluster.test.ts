@@ -12,7 +12,7 @@ import {
   until,
   WORKER_BIN,
 } from '@butterfly/testing/node'
-import { afterAll, beforeAll, expect, test } from 'vitest'
+import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
 
 // Two `butterfly-server --redis` processes on one real redis-server: one mesh. A worker joined to
 // server A serves completions asked of server B (B's gateway reaches it through signals relayed
@@ -36,8 +36,12 @@ beforeAll(async () => {
   cache = await mkdtemp(join(tmpdir(), 'bf-redis-cluster-'))
   redis = await startRedis()
 })
+// Each test starts from no process and an empty Redis (it keeps nothing across a restart).
+afterEach(async () => {
+  await Promise.all(procs.splice(0).map((p) => p.stop('SIGKILL')))
+  await redis?.restart()
+})
 afterAll(async () => {
-  await Promise.all(procs.map((p) => p.stop('SIGKILL')))
   await redis?.stop()
   await rm(cache, { recursive: true, force: true })
 })
@@ -139,5 +143,71 @@ test('workers on server A serve server B; A killed mid-generation loses no token
   expect(await complete(a2.url, 12)).toBe(short)
   const bNow = (await (await fetch(`${b.url}/health`)).json()) as Health
   expect(bNow.meshes[0]?.plan.version).toBe(plan?.version)
+  expect(worker.child.exitCode).toBeNull()
+}, 180_000)
+
+/** One greedy completion: its text, or the explicit error (status and code) it failed with. */
+async function attempt(
+  url: string,
+  maxTokens: number,
+): Promise<{ text: string } | { status: number; code: string }> {
+  const res = await fetch(`${url}/v1/completions`, completionBody(maxTokens, false))
+  const body = (await res.json()) as { choices?: Array<{ text: string }>; error?: { code: string } }
+  if (res.status === 200) return { text: body.choices?.[0]?.text ?? '' }
+  return { status: res.status, code: body.error?.code ?? '(none)' }
+}
+
+test('Redis restarted under traffic: every completion is exact or fails with a code; no peer is dropped; sync resumes', async () => {
+  const a = await server()
+  const b = await server()
+  const worker = start(WORKER_BIN, ['join', '--server', a.url, '--device', 'cpu', '--name', 'r'], {
+    BUTTERFLY_CACHE_DIR: cache,
+    BUTTERFLY_IDENTITY: join(cache, 'r.identity.json'),
+  })
+  procs.push(worker)
+  const peerId = (await worker.waitFor(/joined mesh default as (\S+)/))[1] as string
+  const onB = await until<Health>(`${b.url}/health`, (h) => h.meshes[0]?.ready === true)
+  const plan = onB.meshes[0]?.plan
+  const short = await reference(12)
+
+  // Two streams of requests, one per server, run until Redis has restarted and a round after.
+  let restarted = false
+  const results: Array<Awaited<ReturnType<typeof attempt>>> = []
+  const traffic = async (url: string) => {
+    let after = 0
+    while (after < 3) {
+      if (restarted) after++
+      results.push(await attempt(url, 12))
+    }
+  }
+  const running = Promise.all([traffic(a.url), traffic(b.url)])
+  await redis.restart()
+  restarted = true
+  await running
+  expect(results.length).toBeGreaterThanOrEqual(6)
+  for (const r of results) {
+    if ('text' in r) expect(r.text).toBe(short)
+    else expect(r.code).toMatch(/^[a-z_]+$|^ERR_[A-Z0-9_]+$/)
+  }
+  const exact = results.filter((r) => 'text' in r).length
+  expect(exact).toBeGreaterThan(0)
+
+  // Both servers still list the worker under the plan they had, and Redis has it all again.
+  for (const url of [a.url, b.url]) {
+    const h = await until<Health>(`${url}/health`, (x) => x.meshes[0]?.ready === true)
+    expect(h.meshes[0]?.peers.map((p) => p.id)).toEqual([peerId])
+    expect(h.meshes[0]?.plan).toEqual(plan)
+  }
+  // A worker joining B after the restart is seen by A: the servers sync through the new Redis.
+  const late = start(WORKER_BIN, ['join', '--server', b.url, '--device', 'cpu', '--name', 'late'], {
+    BUTTERFLY_CACHE_DIR: cache,
+    BUTTERFLY_IDENTITY: join(cache, 'late.identity.json'),
+  })
+  procs.push(late)
+  const lateId = (await late.waitFor(/joined mesh default as (\S+)/))[1] as string
+  await until<Health>(`${a.url}/health`, (h) => h.meshes[0]?.peers.some((p) => p.id === lateId) === true)
+  expect(await complete(a.url, 12)).toBe(short)
+  expect(await complete(b.url, 12)).toBe(short)
+  expect(worker.output()).not.toMatch(/rejoined/)
   expect(worker.child.exitCode).toBeNull()
 }, 180_000)

@@ -9,6 +9,9 @@ import { ClusterStore, type RedisClient } from './cluster-store.js'
 import { MeshCluster } from './mesh-cluster.js'
 import type { MeshRegistry } from './mesh-registry.js'
 
+/** Signals held for a sync because their sender is not yet known here (all meshes). */
+const MAX_HELD_SIGNALS = 1024
+
 export interface ClusterInit {
   /** redis://[user:password@]host:port[/db] or rediss:// for TLS. */
   readonly url: string
@@ -21,6 +24,11 @@ export interface ClusterInit {
   /** Key prefix, so several clusters can share one Redis. Default 'butterfly:'. */
   readonly keyPrefix?: string
   readonly connectTimeoutMs?: number
+  /**
+   * How long a signal from a peer this server has not read yet waits for a sync to make it known
+   * before it is refused. Default twice syncMs, within 1 to 5 s.
+   */
+  readonly holdSignalMs?: number
   readonly onRejected?: (err: ClusterError) => void
   readonly onError?: (err: unknown) => void
   readonly now?: () => number
@@ -35,6 +43,11 @@ export interface Cluster {
   planning(name: string): boolean
   /** Releases the planning lease and removes this server's records; closes the Redis clients. */
   close(): Promise<void>
+}
+
+interface HeldSignal {
+  readonly signal: ClusterSignal
+  readonly until: number
 }
 
 /** Shows a Redis URL without its password. */
@@ -108,7 +121,7 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
   const emit = (event: string, payload: unknown) => {
     init.io.serverSideEmit(event, payload)
   }
-  const clusters = new Map<string, { cluster: MeshCluster; run: () => void }>()
+  const clusters = new Map<string, { cluster: MeshCluster; run: () => Promise<void>; held: HeldSignal[] }>()
   for (const mesh of init.registry.list()) {
     const cluster = new MeshCluster({
       serverId,
@@ -124,36 +137,78 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
       ...(init.now ? { now: init.now } : {}),
     })
     cluster.attach(mesh)
-    clusters.set(mesh.name, { cluster, run: serialized(() => cluster.sync(), onError) })
+    const held: HeldSignal[] = []
+    const run = serialized(() => cluster.sync().finally(() => release(held)), onError)
+    clusters.set(mesh.name, { cluster, run, held })
   }
 
+  const now = init.now ?? Date.now
+  const holdMs = init.holdSignalMs ?? Math.min(Math.max(2 * syncMs, 1000), 5000)
+  let heldCount = 0
+  const knownSender = (s: ClusterSignal) => init.registry.get(s.mesh)?.ownerOf(s.from) === s.sender
+  const tryDeliver = (s: ClusterSignal) => {
+    try {
+      deliver(init.registry, s)
+    } catch (err) {
+      refuse(err)
+    }
+  }
+  /** After each sync: delivers held signals whose sender it made known; refuses expired ones. */
+  const release = (held: HeldSignal[]) => {
+    const t = now()
+    const keep = held.filter((h) => {
+      if (!knownSender(h.signal) && t < h.until) return true
+      heldCount--
+      tryDeliver(h.signal)
+      return false
+    })
+    held.splice(0, held.length, ...keep)
+  }
   const refuse = (err: unknown) =>
     onRejected(err instanceof ClusterError ? err : new ClusterError('ERR_CLUSTER_PAYLOAD', String(err)))
   init.io.on(CLUSTER_EVENTS.hint, (payload: unknown) => {
     try {
       const hint = parseHint(payload)
-      if (hint.from !== serverId) clusters.get(hint.mesh)?.run()
+      if (hint.from !== serverId) void clusters.get(hint.mesh)?.run()
     } catch (err) {
       refuse(err)
     }
   })
   init.io.on(CLUSTER_EVENTS.signal, (payload: unknown) => {
+    let s: ClusterSignal
     try {
-      deliver(init.registry, serverId, parseClusterSignal(payload))
+      s = parseClusterSignal(payload)
     } catch (err) {
       refuse(err)
+      return
     }
+    if (s.owner !== serverId) return // for another server (serverSideEmit reaches every one)
+    const entry = clusters.get(s.mesh)
+    // The sender's server writes its member before relaying, but through another connection, and
+    // this server may not have read it yet (a gateway dials as soon as it joins): hold the signal
+    // for a sync or two rather than drop it and leave the dial to time out. Bounded, so forgeries
+    // cannot pile up; one that is still unknown when its time is up is refused.
+    if (entry !== undefined && !knownSender(s) && heldCount < MAX_HELD_SIGNALS) {
+      heldCount++
+      entry.held.push({ signal: s, until: now() + holdMs })
+      void entry.run()
+      return
+    }
+    tryDeliver(s)
   })
 
   await Promise.all([...clusters.values()].map(({ cluster }) => cluster.sync()))
   const timer = setInterval(() => {
-    for (const { run } of clusters.values()) run()
+    for (const { run } of clusters.values()) void run()
   }, syncMs)
   timer.unref()
   let closing: Promise<void> | undefined
   return {
     serverId,
-    sync: () => Promise.all([...clusters.values()].map(({ cluster }) => cluster.sync())).then(() => {}),
+    sync: () =>
+      Promise.all(
+        [...clusters.values()].map(({ cluster, held }) => cluster.sync().finally(() => release(held))),
+      ).then(() => {}),
     planning: (name) => clusters.get(name)?.cluster.planning ?? false,
     close: () => {
       closing ??= (async () => {
@@ -171,8 +226,7 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
 }
 
 /** A signal for one of this server's members; anything else is refused (ERR_CLUSTER_SESSION). */
-function deliver(registry: MeshRegistry, serverId: string, s: ClusterSignal): void {
-  if (s.owner !== serverId) return // for another server (serverSideEmit reaches every one)
+function deliver(registry: MeshRegistry, s: ClusterSignal): void {
   const mesh = registry.get(s.mesh)
   if (mesh === undefined) throw new ClusterError('ERR_CLUSTER_PAYLOAD', `no mesh "${s.mesh}" here`)
   if (!mesh.isLocal(s.to)) throw new ClusterError('ERR_CLUSTER_SESSION', `${s.to} is not connected here`)
@@ -187,20 +241,29 @@ function deliver(registry: MeshRegistry, serverId: string, s: ClusterSignal): vo
   }
 }
 
-/** Runs `fn` one at a time; a call while it runs schedules one more run after it. */
-function serialized(fn: () => Promise<void>, onError: (err: unknown) => void): () => void {
-  let running = false
-  let again = false
-  const loop = async () => {
-    running = true
-    do {
-      again = false
-      await fn().catch(onError)
-    } while (again)
-    running = false
+/**
+ * Runs `fn` one at a time. A call while it runs schedules one more run after it; the promise a
+ * call returns settles when a run that began after the call has ended.
+ */
+function serialized(fn: () => Promise<void>, onError: (err: unknown) => void): () => Promise<void> {
+  let running: Promise<void> | undefined
+  let queued: Promise<void> | undefined
+  const begin = (): Promise<void> => {
+    const run = fn()
+      .catch(onError)
+      .finally(() => {
+        if (running === run) running = undefined
+      })
+    running = run
+    return run
   }
   return () => {
-    if (running) again = true
-    else void loop()
+    if (queued !== undefined) return queued
+    if (running === undefined) return begin()
+    queued = running.then(() => {
+      queued = undefined
+      return begin()
+    })
+    return queued
   }
 }

@@ -80,7 +80,14 @@ export interface ServerInit {
    * Shares the meshes with every other server on this Redis (membership, plans, exclusions,
    * signals): several servers, one mesh. Without it everything stays in this process.
    */
-  readonly redis?: { readonly url: string; readonly syncMs?: number; readonly keyPrefix?: string } | undefined
+  readonly redis?:
+    | {
+        readonly url: string
+        readonly syncMs?: number
+        readonly keyPrefix?: string
+        readonly holdSignalMs?: number
+      }
+    | undefined
   /** Fastify logger option. Default false. */
   readonly logger?: FastifyServerOptions['logger']
 }
