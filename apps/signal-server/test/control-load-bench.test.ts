@@ -1,8 +1,10 @@
 import { describe, expect, test, vi } from 'vitest'
 import { controlLoadBench, MetricsScrape } from '../src/bench/control-load-bench.js'
+import { startBenchRedis } from '../src/bench/control-load-redis.js'
 
 // The load bench's harness, small: its figures are for `npm run bench`; this checks only that
-// every peer joined, every signal arrived and the server's plan histogram was read.
+// every peer joined, every signal arrived and the server's plan histogram was read, with one
+// server and with two on one Redis.
 vi.setConfig({ testTimeout: 90_000 })
 
 describe('control load bench', () => {
@@ -25,6 +27,46 @@ describe('control load bench', () => {
     expect(r.plans).toBe(20)
     expect(Number.isFinite(r.planMs.p95)).toBe(true)
     expect(r.rssMiB.peak).toBeGreaterThan(0)
+    expect(r.servers).toBe(1)
+    expect(r.relayCrossMs.p50).toBeNaN()
+  })
+
+  test("two servers on the bench's own Redis share the 20 peers and relay signals across them", async () => {
+    const redis = await startBenchRedis()
+    if ('skipped' in redis) throw new Error(redis.skipped)
+    try {
+      const r = await controlLoadBench({
+        peers: 20,
+        rampPerSec: 50,
+        churnPerSec: 5,
+        churnSeconds: 2,
+        signalPairs: 2,
+        signalsPerSec: 20,
+        redisUrl: redis.url,
+        servers: 2,
+      })
+      expect(r.servers).toBe(2)
+      expect(r.joined).toBe(20)
+      expect(r.refused).toBe(0)
+      expect(r.lost).toBe(0)
+      expect(r.signalsSent).toBe(40)
+      expect(r.signalsReceived).toBe(r.signalsSent)
+      // Pair 0 spans the servers, pair 1 sits on one: both kinds were timed.
+      for (const q of [r.relayCrossMs, r.relayWithinMs]) {
+        expect(q.p50).toBeGreaterThan(0)
+        expect(q.p95).toBeGreaterThanOrEqual(q.p50)
+        expect(q.max).toBeGreaterThanOrEqual(q.p95)
+      }
+      // Only the lease holder plans; the churn moved the mesh, so it did.
+      expect(r.plans).toBeGreaterThan(0)
+      expect(Number.isFinite(r.planMs.p95)).toBe(true)
+      expect(r.planMessagesPerSec).toBeGreaterThan(0)
+      expect(r.plansReceived).toBeGreaterThan(0)
+      expect(r.convergeSeconds).toBeGreaterThanOrEqual(0)
+      expect(r.rssMiB.peak).toBeGreaterThan(0)
+    } finally {
+      await redis.stop()
+    }
   })
 })
 

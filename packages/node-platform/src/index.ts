@@ -69,6 +69,7 @@ export {
   type RemoteModelSpec,
   resolveHfEndpoint,
 } from './hub/model-spec.js'
+export { freeTcpPort, freeUdpPort } from './mesh/free-port.js'
 export { defaultIdentityPath, loadOrCreateIdentity } from './mesh/identity-store.js'
 export { nodeSignatureBackend, useNativeSignatures } from './mesh/native-signatures.js'
 export { nodeWrtc } from './mesh/node-wrtc.js'

@@ -1,7 +1,7 @@
-import { createSocket } from 'node:dgram'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freeUdpPort } from '@butterfly/node-platform'
 import { spawnWatched } from './processes.js'
 
 /** coturn's binary: BUTTERFLY_TURNSERVER, else the distribution's (scripts/ensure-apt-packages.mjs installs it). */
@@ -21,14 +21,6 @@ export interface Coturn {
 
 // One line per allocation that succeeded (coturn 4.5/4.6 with --verbose).
 const ALLOCATED = /ALLOCATE processed, success/g
-
-async function freeUdpPort(): Promise<number> {
-  const socket = createSocket('udp4')
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve))
-  const { port } = socket.address()
-  await new Promise<void>((resolve) => socket.close(() => resolve()))
-  return port
-}
 
 /**
  * Starts coturn on loopback with the TURN REST API secret `secret` (realm "butterfly", UDP only,

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freeTcpPort } from '@butterfly/node-platform'
 import { type Proc, spawnWatched } from './processes.js'
 
 /** redis-server's binary: BUTTERFLY_REDIS_SERVER, else the distribution's (scripts/ensure-apt-packages.mjs installs it). */
@@ -43,18 +43,6 @@ const live = new Set<Proc>()
 process.once('exit', () => {
   for (const p of live) p.child.kill('SIGKILL')
 })
-
-async function freeTcpPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', resolve)
-  })
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no TCP port for redis')
-  return address.port
-}
 
 function tail(text: string): string {
   return text.length > OUTPUT_TAIL ? `...${text.slice(-OUTPUT_TAIL)}` : text

@@ -4,6 +4,7 @@ import {
   controlLoadBench,
   type Quantiles,
 } from './control-load-bench.js'
+import { startBenchRedis } from './control-load-redis.js'
 import { describeMachine } from './mesh-bench.js'
 
 /**
@@ -12,7 +13,10 @@ import { describeMachine } from './mesh-bench.js'
  * BUTTERFLY_LOAD_PEERS (1000), BUTTERFLY_LOAD_RAMP (joins/s while ramping, 50),
  * BUTTERFLY_LOAD_RATE (joins and leaves/s while churning, 10 each), BUTTERFLY_LOAD_SECONDS (60),
  * BUTTERFLY_LOAD_MODEL (the server's --model); BUTTERFLY_BENCH_QUICK=1 runs 200 peers for 15 s.
- * Exits 1 when a join was refused, a peer lost or a signal missing.
+ * After the one-server run, the same load against two servers sharing the mesh through a
+ * redis-server it starts (BUTTERFLY_REDIS_SERVER, default /usr/bin/redis-server; skipped, with a
+ * line saying so, when there is none), peers split alternately between them.
+ * Exits 1 when a join was refused, a peer lost or a signal missing, in either run.
  */
 function envNumber(name: string, fallback: number): number {
   const raw = process.env[name]
@@ -39,31 +43,56 @@ function options(): ControlLoadOptions {
 const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(v < 1 ? 2 : 1) : String(v))
 const q = (x: Quantiles) => `${ms(x.p50)} / ${ms(x.p95)} / ${ms(x.max)}`
 
-export function loadTable(r: ControlLoadResult): string[] {
-  const o = r.options
+/** One row per figure, one column per run (e.g. one server, then two on one Redis). */
+export function loadTable(runs: readonly ControlLoadResult[]): string[] {
+  const row = (figure: string, cell: (r: ControlLoadResult) => string) =>
+    [figure, ...runs.map(cell)].join('\t')
+  const rss = (r: ControlLoadResult) => `${ms(r.rssMiB.start)} / ${ms(r.rssMiB.peak)} / ${ms(r.rssMiB.end)}`
+  const o = runs[0]?.options
   return [
-    'figure\tvalue',
-    `peers joined (ramp ${o.rampPerSec}/s took ${r.rampSeconds.toFixed(1)} s)\t${r.joined}`,
-    `joins refused / peers lost (goal 0)\t${r.refused} / ${r.lost}`,
-    `plans computed during the churn\t${r.plans}`,
-    `plan computation ms p50 / p95 / max (bucket bounds; goal < 50)\t${q(r.planMs)} (mean ${ms(r.planMeanMs)})`,
-    `plan broadcast ms p50 / p95 / max (bucket bounds)\t${q(r.broadcastMs)}`,
-    `plan messages sent per second\t${r.planMessagesPerSec.toFixed(0)}`,
-    `signal relay ms p50 / p95 / max\t${q(r.relayMs)}`,
-    `signals received / sent\t${r.signalsReceived} / ${r.signalsSent}`,
-    `server RSS MiB start / peak / end\t${ms(r.rssMiB.start)} / ${ms(r.rssMiB.peak)} / ${ms(r.rssMiB.end)}`,
-    `bench event-loop delay ms p50 / p95 / max\t${q(r.benchLoopMs)}`,
+    ['figure', ...runs.map((r) => (r.servers === 1 ? 'one server' : `${r.servers} servers, one Redis`))].join(
+      '\t',
+    ),
+    row(
+      `peers joined (ramp ${o?.rampPerSec}/s took … s)`,
+      (r) => `${r.joined} (${r.rampSeconds.toFixed(1)} s)`,
+    ),
+    row('every server counts every peer after … s', (r) => r.convergeSeconds.toFixed(1)),
+    row('joins refused / peers lost (goal 0)', (r) => `${r.refused} / ${r.lost}`),
+    row('plans computed during the churn (all servers)', (r) => String(r.plans)),
+    row(
+      'plan computation ms p50 / p95 / max (bucket bounds; goal < 50)',
+      (r) => `${q(r.planMs)} (mean ${ms(r.planMeanMs)})`,
+    ),
+    row('plan broadcast ms p50 / p95 / max (bucket bounds)', (r) => q(r.broadcastMs)),
+    row('plan messages sent per second (all servers)', (r) => r.planMessagesPerSec.toFixed(0)),
+    row('signal relay ms p50 / p95 / max', (r) => q(r.relayMs)),
+    row('  within one server', (r) => q(r.relayWithinMs)),
+    row('  across servers', (r) => (r.servers === 1 ? '-' : q(r.relayCrossMs))),
+    row('signals received / sent', (r) => `${r.signalsReceived} / ${r.signalsSent}`),
+    row('server RSS MiB start / peak / end (largest server)', rss),
+    row('bench event-loop delay ms p50 / p95 / max', (r) => q(r.benchLoopMs)),
   ]
 }
 
 async function main(): Promise<void> {
   const opts = options()
   console.log(
-    `\n## Control plane under load: ${describeMachine()}; ${opts.peers} peers, churn ${opts.churnPerSec} joins + ${opts.churnPerSec} leaves/s for ${opts.churnSeconds} s, ${opts.signalsPerSec} signals/s over ${opts.signalPairs} pairs, one server`,
+    `\n## Control plane under load: ${describeMachine()}; ${opts.peers} peers, churn ${opts.churnPerSec} joins + ${opts.churnPerSec} leaves/s for ${opts.churnSeconds} s, ${opts.signalsPerSec} signals/s over ${opts.signalPairs} pairs, one server and two on one Redis`,
   )
-  const r = await controlLoadBench(opts)
-  for (const line of loadTable(r)) console.log(line)
-  if (r.refused > 0 || r.lost > 0 || r.signalsReceived < r.signalsSent) {
+  const runs = [await controlLoadBench(opts)]
+  const redis = await startBenchRedis()
+  if ('skipped' in redis) {
+    console.log(`(two servers on one Redis skipped: ${redis.skipped}; set BUTTERFLY_REDIS_SERVER)`)
+  } else {
+    try {
+      runs.push(await controlLoadBench({ ...opts, redisUrl: redis.url, servers: 2 }))
+    } finally {
+      await redis.stop()
+    }
+  }
+  for (const line of loadTable(runs)) console.log(line)
+  if (runs.some((r) => r.refused > 0 || r.lost > 0 || r.signalsReceived < r.signalsSent)) {
     console.error('control load bench: a join was refused, a peer lost or a signal missing')
     process.exitCode = 1
   }

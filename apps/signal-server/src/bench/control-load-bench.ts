@@ -1,13 +1,15 @@
-import { readFileSync } from 'node:fs'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { type ServerProcess, startServerProcess } from './bench-processes.js'
+import { exact, MetricsScrape, type Quantiles, RssSampler, scrape } from './control-load-metrics.js'
 import { ControlLoadPeers } from './control-load-peers.js'
 
-// The control plane under a thousand peers: one real butterfly-server process, the peers in
-// this one (socket.io clients), ramped up, then churned while every peer heartbeats and pairs
-// of them time signals through the relay.
+export { MetricsScrape, type Quantiles } from './control-load-metrics.js'
+
+// The control plane under a thousand peers: one real butterfly-server process (or two on one
+// Redis), the peers in this one (socket.io clients, split alternately between the servers), ramped
+// up, then churned while every peer heartbeats and pairs of them time signals through the relay.
 
 const EMBEDDED_MODEL = fileURLToPath(new URL('../../../../models/shakespeare', import.meta.url))
 const MESH = 'default'
@@ -30,74 +32,94 @@ export interface ControlLoadOptions {
   readonly model?: string
   /** More server flags (e.g. --heartbeat-ms). */
   readonly serverArgs?: readonly string[]
-}
-
-export interface Quantiles {
-  readonly p50: number
-  readonly p95: number
-  readonly max: number
+  /** With it, `servers` (default 2) server processes share the mesh through this Redis. */
+  readonly redisUrl?: string
+  readonly servers?: number
 }
 
 export interface ControlLoadResult {
   readonly options: ControlLoadOptions
+  /** butterfly-server processes sharing the mesh (1, or more on one Redis). */
+  readonly servers: number
   readonly joined: number
   readonly refused: number
   readonly lost: number
-  /** Plans computed during the churn; quantiles are upper bounds of histogram buckets, in ms. */
+  /** Plans computed during the churn, by all servers; quantiles are upper bounds of histogram buckets, in ms. */
   readonly plans: number
   readonly planMs: Quantiles
   readonly planMeanMs: number
   readonly broadcastMs: Quantiles
-  /** Plan messages the server sent during the churn, per second. */
+  /** Plan messages all servers sent during the churn, per second. */
   readonly planMessagesPerSec: number
   readonly plansReceived: number
   readonly signalsSent: number
   readonly signalsReceived: number
   /** Relay latency, send to receipt, in ms (exact, from every signal). */
   readonly relayMs: Quantiles
+  /** The same, of signals between peers on one server, and on two (NaN with one server). */
+  readonly relayWithinMs: Quantiles
+  readonly relayCrossMs: Quantiles
+  /** The largest server's resident set (each server holds the whole mesh's replica). */
   readonly rssMiB: { readonly start: number; readonly peak: number; readonly end: number }
   /** This process's event-loop delay in ms: when high, the client side limited the figures. */
   readonly benchLoopMs: Quantiles
   readonly rampSeconds: number
+  /** How long, after the ramp, until every server counted every peer (the cluster's sync). */
+  readonly convergeSeconds: number
 }
 
-/** Runs the load once; throws only when the server cannot start. */
+/** Runs the load once; throws only when a server cannot start. */
 export async function controlLoadBench(opts: ControlLoadOptions): Promise<ControlLoadResult> {
-  const server = await startServerProcess([
+  const count = opts.redisUrl === undefined ? 1 : Math.max(1, opts.servers ?? 2)
+  const args = [
     ...['--host', '127.0.0.1', '--port', '0', '--model', opts.model ?? EMBEDDED_MODEL],
     // The defaults are sized against one abusive address; here every peer comes from 127.0.0.1.
     ...['--max-peers-per-address', String(4 * opts.peers + 100), '--join-rate', '1000000'],
+    ...(opts.redisUrl === undefined ? [] : ['--redis', opts.redisUrl]),
     ...(opts.serverArgs ?? []),
-  ])
-  const rss = new RssSampler(server)
+  ]
+  const servers: ServerProcess[] = []
+  const rss: RssSampler[] = []
   const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS })
-  const peers = new ControlLoadPeers(server.url, MESH)
+  let peers: ControlLoadPeers | undefined
   try {
-    const rssStart = rss.sample()
+    // One after another: the first takes the planning lease before the second asks for it.
+    for (let i = 0; i < count; i++) servers.push(await startServerProcess(args))
+    for (const server of servers) rss.push(new RssSampler(server))
+    const urls = servers.map((s) => s.url)
+    peers = new ControlLoadPeers(urls, MESH)
+    const rssStart = Math.max(...rss.map((r) => r.sample()))
     loop.enable()
     const rampStart = performance.now()
     const churning = Math.max(0, opts.peers - 2 * opts.signalPairs)
-    await paced(opts.rampPerSec, churning, () => void peers.join())
+    const p = peers
+    await paced(opts.rampPerSec, churning, () => void p.join())
     await peers.settled()
     await peers.joinPairs(opts.signalPairs)
     const rampSeconds = (performance.now() - rampStart) / 1000
     const joined = peers.size
-    const before = await scrape(server.url)
+    // A signal to a peer its sender's server has not heard of yet is dropped: wait for the sync.
+    const converged = performance.now()
+    await everyServerCounts(urls, joined, 30_000)
+    const convergeSeconds = (performance.now() - converged) / 1000
+    const before = MetricsScrape.merge(await Promise.all(urls.map(scrape)))
     const churnStart = performance.now()
     const signals = paced(opts.signalsPerSec, Math.round(opts.signalsPerSec * opts.churnSeconds), () =>
-      peers.sendSignal(),
+      p.sendSignal(),
     )
     await paced(opts.churnPerSec, Math.round(opts.churnPerSec * opts.churnSeconds), () => {
-      void peers.join()
-      peers.leaveOne()
+      void p.join()
+      p.leaveOne()
     })
     await signals
     await peers.settled()
     await peers.allSignalsIn(10_000)
     const churnSeconds = (performance.now() - churnStart) / 1000
-    const after = await scrape(server.url)
+    // The planner may sit on the other server: its last plans reach it a sync later.
+    if (count > 1) await everyServerCounts(urls, peers.size, 30_000)
+    const after = MetricsScrape.merge(await Promise.all(urls.map(scrape)))
     loop.disable()
-    const rssEnd = rss.sample()
+    const rssEnd = Math.max(...rss.map((r) => r.sample()))
     const plans = after.count('butterfly_plan_seconds') - before.count('butterfly_plan_seconds')
     const planSum = after.sum('butterfly_plan_seconds') - before.sum('butterfly_plan_seconds')
     const messages =
@@ -105,6 +127,7 @@ export async function controlLoadBench(opts: ControlLoadOptions): Promise<Contro
       before.value(`butterfly_plan_messages_total{mesh="${MESH}"}`)
     return {
       options: opts,
+      servers: count,
       joined,
       refused: peers.refused,
       lost: peers.lost,
@@ -116,8 +139,10 @@ export async function controlLoadBench(opts: ControlLoadOptions): Promise<Contro
       plansReceived: peers.plansReceived,
       signalsSent: peers.signalsSent,
       signalsReceived: peers.signalsReceived,
-      relayMs: exact(peers.latenciesMs),
-      rssMiB: { start: rssStart, peak: rss.peak, end: rssEnd },
+      relayMs: exact([...peers.withinMs, ...peers.crossMs]),
+      relayWithinMs: exact(peers.withinMs),
+      relayCrossMs: exact(peers.crossMs),
+      rssMiB: { start: rssStart, peak: Math.max(...rss.map((r) => r.peak)), end: rssEnd },
       // The histogram holds whole timer intervals; the lag is what exceeds the resolution.
       benchLoopMs: {
         p50: lagMs(loop.percentile(50)),
@@ -125,11 +150,27 @@ export async function controlLoadBench(opts: ControlLoadOptions): Promise<Contro
         max: lagMs(loop.max),
       },
       rampSeconds,
+      convergeSeconds,
     }
   } finally {
-    rss.stop()
-    await peers.close().catch(() => undefined)
-    await server.close()
+    for (const r of rss) r.stop()
+    await peers?.close().catch(() => undefined)
+    await Promise.all(servers.map((s) => s.close()))
+  }
+}
+
+/** Waits until every server's butterfly_peers gauge (its whole replica) reads `peers`. */
+async function everyServerCounts(urls: readonly string[], peers: number, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  for (;;) {
+    const counts = (await Promise.all(urls.map(scrape))).map((m) =>
+      m.value(`butterfly_peers{mesh="${MESH}"}`),
+    )
+    if (counts.every((n) => n === peers)) return
+    if (performance.now() > deadline) {
+      throw new Error(`servers count ${counts.join(', ')} peers, not ${peers}, after ${timeoutMs} ms`)
+    }
+    await sleep(100)
   }
 }
 
@@ -141,92 +182,4 @@ async function paced(perSec: number, count: number, fn: () => void): Promise<voi
     if (wait > 0) await sleep(wait)
     fn()
   }
-}
-
-function exact(values: readonly number[]): Quantiles {
-  if (values.length === 0) return { p50: Number.NaN, p95: Number.NaN, max: Number.NaN }
-  const sorted = [...values].sort((a, b) => a - b)
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number
-  return { p50: at(0.5), p95: at(0.95), max: sorted.at(-1) as number }
-}
-
-/** The server's resident set, sampled twice a second from /proc (Linux), in MiB. */
-class RssSampler {
-  peak = 0
-  private readonly timer: ReturnType<typeof setInterval>
-
-  constructor(private readonly server: ServerProcess) {
-    this.timer = setInterval(() => this.sample(), 500)
-  }
-
-  sample(): number {
-    let mib = Number.NaN
-    try {
-      const status = readFileSync(`/proc/${this.server.child.pid}/status`, 'utf8')
-      const kb = status.match(/^VmRSS:\s+(\d+) kB/m)?.[1]
-      if (kb !== undefined) mib = Number(kb) / 1024
-    } catch {
-      // Not Linux, or the process is gone: the figure stays NaN.
-    }
-    if (mib > this.peak) this.peak = mib
-    return mib
-  }
-
-  stop(): void {
-    clearInterval(this.timer)
-  }
-}
-
-/** One scrape of /metrics: sample lines by their name and labels. */
-export class MetricsScrape {
-  constructor(private readonly samples: ReadonlyMap<string, number>) {}
-
-  static parse(text: string): MetricsScrape {
-    const samples = new Map<string, number>()
-    for (const line of text.split('\n')) {
-      if (line.startsWith('#') || line.trim() === '') continue
-      const cut = line.lastIndexOf(' ')
-      samples.set(line.slice(0, cut), Number(line.slice(cut + 1)))
-    }
-    return new MetricsScrape(samples)
-  }
-
-  value(key: string): number {
-    return this.samples.get(key) ?? 0
-  }
-
-  count(histogram: string): number {
-    return this.value(`${histogram}_count{mesh="${MESH}"}`)
-  }
-
-  sum(histogram: string): number {
-    return this.value(`${histogram}_sum{mesh="${MESH}"}`)
-  }
-
-  /**
-   * p50, p95 and max of the observations since `since`, in ms, each as the upper bound of the
-   * bucket it falls in (a histogram keeps no more); Infinity above the last bucket.
-   */
-  quantiles(histogram: string, since?: MetricsScrape): Quantiles {
-    const buckets: [number, number][] = []
-    for (const [key, v] of this.samples) {
-      const m = key.match(new RegExp(`^${histogram}_bucket\\{le="([^"]+)",mesh="${MESH}"\\}$`))
-      if (m?.[1] === undefined) continue
-      const le = m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1])
-      buckets.push([le, v - (since?.samples.get(key) ?? 0)])
-    }
-    buckets.sort((a, b) => a[0] - b[0])
-    const total = buckets.at(-1)?.[1] ?? 0
-    const bound = (q: number) => {
-      if (total === 0) return Number.NaN
-      const hit = buckets.find(([, n]) => n >= q * total)
-      return 1000 * (hit?.[0] ?? Number.POSITIVE_INFINITY)
-    }
-    return { p50: bound(0.5), p95: bound(0.95), max: bound(1) }
-  }
-}
-
-async function scrape(url: string): Promise<MetricsScrape> {
-  const res = await fetch(`${url}/metrics`)
-  return MetricsScrape.parse(await res.text())
 }

@@ -14,8 +14,10 @@ export class ControlLoadPeers {
   plansReceived = 0
   signalsSent = 0
   signalsReceived = 0
-  /** Relay latencies in ms, send to receipt, both timed by this process's clock. */
-  readonly latenciesMs: number[] = []
+  /** Relay latencies in ms, send to receipt, both timed by this process's clock: between peers
+   * on one server, and on two. */
+  readonly withinMs: number[] = []
+  readonly crossMs: number[] = []
   private readonly live: ControlClient[] = []
   /** Peers that exchange signals; they never churn, so a signal never races a leave. */
   private readonly pairs: [ControlClient, ControlClient][] = []
@@ -26,7 +28,8 @@ export class ControlLoadPeers {
   private waiters: (() => void)[] = []
 
   constructor(
-    private readonly serverUrl: string,
+    /** Peer i joins server i mod their number. */
+    private readonly serverUrls: readonly string[],
     private readonly mesh: string,
   ) {}
 
@@ -51,13 +54,20 @@ export class ControlLoadPeers {
     await Promise.all(this.pending.splice(0))
   }
 
-  /** Joins `count` pairs of peers that exchange signals (after the ramp, so they see all of it). */
+  /**
+   * Joins `count` pairs of peers that exchange signals (after the ramp, so they see all of it).
+   * With several servers, even pairs span two servers and odd ones sit on one (taking turns).
+   */
   async joinPairs(count: number): Promise<void> {
+    const n = this.serverUrls.length
     for (let p = 0; p < count; p++) {
-      const [a, b] = await Promise.all([this.joinAside(), this.joinAside()])
+      const first = n === 1 ? 0 : p % 2 === 0 ? 0 : Math.floor(p / 2) % n
+      const second = n === 1 || p % 2 === 1 ? first : 1
+      const [a, b] = await Promise.all([this.joinAside(first), this.joinAside(second)])
       if (a === undefined || b === undefined) continue
       this.pairs.push([a, b])
-      for (const c of [a, b]) c.onSignal((_from, data) => this.received(data))
+      const cross = first !== second
+      for (const c of [a, b]) c.onSignal((_from, data) => this.received(data, cross))
     }
   }
 
@@ -71,9 +81,13 @@ export class ControlLoadPeers {
 
   /** One signal between the next pair (round-robin), carrying its send time. */
   sendSignal(): void {
-    const pair = this.pairs[this.nextPair++ % Math.max(1, this.pairs.length)]
+    const k = this.nextPair++
+    const rounds = Math.max(1, this.pairs.length)
+    const pair = this.pairs[k % rounds]
     if (pair === undefined) return
-    const [a, b] = this.nextPair % 2 === 0 ? pair : [pair[1], pair[0]]
+    // The direction flips every round, not every signal: with an even number of pairs the latter
+    // would send each pair's signals one way only (every cross-server one from B to A).
+    const [a, b] = Math.floor(k / rounds) % 2 === 0 ? pair : [pair[1], pair[0]]
     a.send(b.peerId, { bench: 'relay', t: performance.now() })
     this.signalsSent++
   }
@@ -97,23 +111,28 @@ export class ControlLoadPeers {
     await Promise.all(all.map((c) => this.leave(c)))
   }
 
-  private received(data: Readonly<Record<string, unknown>>): void {
+  private received(data: Readonly<Record<string, unknown>>, cross: boolean): void {
     if (data.bench !== 'relay' || typeof data.t !== 'number') return
-    this.latenciesMs.push(performance.now() - data.t)
+    ;(cross ? this.crossMs : this.withinMs).push(performance.now() - data.t)
     this.signalsReceived++
     if (this.signalsReceived >= this.signalsSent) for (const w of this.waiters.splice(0)) w()
   }
 
-  private async joinAside(): Promise<ControlClient | undefined> {
+  private async joinAside(server: number): Promise<ControlClient | undefined> {
     const i = this.next++
-    return this.connectAndJoin(i, false).catch(() => {
+    return this.connectAndJoin(i, false, server).catch(() => {
       this.refused++
       return undefined
     })
   }
 
-  private async connectAndJoin(i: number, churnable = true): Promise<ControlClient> {
-    const client = await ControlClient.connect({ serverUrl: this.serverUrl, connectTimeoutMs: 30_000 })
+  private async connectAndJoin(
+    i: number,
+    churnable = true,
+    server = i % this.serverUrls.length,
+  ): Promise<ControlClient> {
+    const serverUrl = this.serverUrls[server] as string
+    const client = await ControlClient.connect({ serverUrl, connectTimeoutMs: 30_000 })
     client.onDisconnect(() => {
       if (!this.leaving.has(client)) this.lost++
     })
