@@ -159,6 +159,11 @@ for (const r of [3, 5]) {
             `${liar} ${liarModes.get(liar)}: ${JSON.stringify(served.reputation.get(liar))}`,
           ).toBe(true)
           expect(mesh.excludedPeers()).toContain(liar)
+          // What a cluster would share of it: the gateway's counts, as its book has them.
+          const shared = mesh?.evidenceSource?.evidence().get(liar)
+          const book = served.reputation.get(liar)
+          expect(shared).toBeDefined()
+          expect([shared?.agreements, shared?.disagreements]).toEqual([book?.agreements, book?.disagreements])
         }
         const health = (await (await fetch(`${server.url}/health`)).json()) as {
           meshes: Array<{ peers: Array<{ id: string; numericClass: string; excluded: boolean }> }>

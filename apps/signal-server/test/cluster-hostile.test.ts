@@ -3,7 +3,7 @@ import { type RedisServer, startRedis } from '@butterfly/testing/node'
 import { encode } from '@msgpack/msgpack'
 import { createClient } from 'redis'
 import { afterAll, beforeAll, expect, test, vi } from 'vitest'
-import type { Mesh } from '../src/control/mesh.js'
+import type { EvidenceSource, Mesh } from '../src/control/mesh.js'
 import type { SignalServer } from '../src/http/signal-server.js'
 import {
   caps,
@@ -155,9 +155,11 @@ test('forged, replayed and malformed plans are refused; the planner puts its own
   expect(moved.version).toBeGreaterThan(current.version)
   expect(moved.excluded).toContain(y.peerId)
   expect(meshOf(planning).plan).toEqual(moved)
+  const stale = await rejected(follower, 'ERR_CLUSTER_STALE')
   await rogue.set(planKey, old)
   await follower.cluster?.sync()
   expect(meshOf(follower).plan).toEqual(moved)
+  expect(await rejected(follower, 'ERR_CLUSTER_STALE')).toBe(stale + 1)
   await planning.cluster?.sync()
   expect(JSON.parse((await rogue.get(planKey)) as string).plan.version).toBe(meshOf(planning).plan.version)
   y.socket.disconnect()
@@ -288,4 +290,40 @@ test("a replayed join proof from another server's session is refused; the key ho
       .workers()
       .some((p) => p.id === w.peerId),
   ).toBe(true)
+})
+
+test("votes seen by two gateways add up: a rare liar under each one's sample size is excluded on both", async () => {
+  const liar = await joinWorker(a, { name: 'rare' })
+  await sync()
+  // The rule a gateway's ReputationBook applies by default (these servers run no gateway).
+  // 125 and 97 outcomes: each under the 200 the rule needs; together 222, with 5 lies (2.3%).
+  const seen = (agreements: number, disagreements: number): EvidenceSource => ({
+    minRateSamples: 200,
+    maxDisagreementRate: 0.02,
+    evidence: () => new Map([[liar.peerId, { agreements, disagreements }]]),
+  })
+  meshOf(a).provideEvidence(seen(122, 3))
+  await sync()
+  expect(meshOf(a).exclusionReason(liar.peerId)).toBeUndefined()
+  expect(await rogue.hGet(`${PREFIX}mesh:default:evidence:${a.cluster?.serverId}`, liar.peerId)).toBe(
+    '{"a":122,"d":3}',
+  )
+  // Malformed evidence in B's name is refused and changes nothing.
+  const payload = await rejected(a, 'ERR_CLUSTER_PAYLOAD')
+  await rogue.hSet(`${PREFIX}mesh:default:evidence:${b.cluster?.serverId}`, {
+    [liar.peerId]: '{"a":-1,"d":900}',
+    'not a peer!': '{"a":0,"d":900}',
+  })
+  await a.cluster?.sync()
+  expect(meshOf(a).exclusionReason(liar.peerId)).toBeUndefined()
+  expect(await rejected(a, 'ERR_CLUSTER_PAYLOAD')).toBe(payload + 2)
+
+  meshOf(b).provideEvidence(seen(95, 2))
+  await sync()
+  for (const s of [a, b]) {
+    expect(meshOf(s).exclusionReason(liar.peerId)).toBe('outvoted')
+    expect(meshOf(s).plan.excluded).toContain(liar.peerId)
+  }
+  liar.socket.disconnect()
+  await sync()
 })

@@ -6,8 +6,10 @@ import {
   parseExclusionReason,
   parseHint,
   parseMemberRecord,
+  parsePeerEvidence,
   parseServerId,
   parseStoredPlan,
+  peerEvidenceJson,
   storedPlanJson,
 } from '../src/control/cluster-records.js'
 import { caps } from './helpers.js'
@@ -173,5 +175,23 @@ describe('exclusion reasons, hints and cross-server signals', () => {
   test('a valid signal parses to its fields', () => {
     expect(parseClusterSignal(signal)).toEqual(signal)
     expect(parseHint({ mesh: 'default', from: 'srv1' })).toEqual({ mesh: 'default', from: 'srv1' })
+  })
+})
+
+describe('parsePeerEvidence', () => {
+  test.each([
+    ['a bad peer id', 'bad id!', '{"a":1,"d":0}'],
+    ['not JSON', peer, '{a:1}'],
+    ['an array', peer, '[1,0]'],
+    ['a negative count', peer, '{"a":-1,"d":0}'],
+    ['a fraction', peer, '{"a":1.5,"d":0}'],
+    ['a string count', peer, '{"a":"1","d":0}'],
+    ['a missing count', peer, '{"a":1}'],
+    ['a count past 2^40', peer, `{"a":${2 ** 40 + 1},"d":0}`],
+  ])('%s is refused', (_, id, raw) => refusedWith('ERR_CLUSTER_PAYLOAD', () => parsePeerEvidence(id, raw)))
+
+  test('counts round-trip', () => {
+    const e = { agreements: 120, disagreements: 3 }
+    expect(parsePeerEvidence(peer, peerEvidenceJson(e))).toEqual(e)
   })
 })

@@ -10,7 +10,7 @@ import {
   type WireError,
 } from '@butterfly/core'
 import { ClusterError } from '../errors.js'
-import type { MemberRecord } from './mesh-member.js'
+import type { MemberRecord, PeerEvidence } from './mesh-member.js'
 
 // What servers of a cluster write to Redis and send each other. Another server is a peer of a
 // kind too: everything it wrote is parsed here before this server acts on it.
@@ -131,6 +131,21 @@ export function storedPlanJson(planner: string, plan: PlanMessage, error: WireEr
 export function parseExclusionReason(v: unknown): string {
   if (typeof v !== 'string' || !REASON.test(v)) throw bad('an exclusion reason must be 1-32 of a-z and -')
   return v
+}
+
+const MAX_COUNT = 2 ** 40
+
+/** One server's counts of a peer's vote outcomes: `{"a": agreements, "d": disagreements}`. */
+export function parsePeerEvidence(peerId: string, raw: string): PeerEvidence {
+  parsed(() => parsePeerId(peerId, 'evidence peer'))
+  const v = json(raw, `evidence of ${peerId.slice(0, 64)}`)
+  const count = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) <= MAX_COUNT
+  if (!isRecord(v) || !count(v.a) || !count(v.d)) throw bad('evidence must be {a, d}: two counts')
+  return { agreements: v.a as number, disagreements: v.d as number }
+}
+
+export function peerEvidenceJson(e: PeerEvidence): string {
+  return JSON.stringify({ a: e.agreements, d: e.disagreements })
 }
 
 /** "Something changed in mesh M; read it" (sent after every write, so others need not poll). */

@@ -34,8 +34,8 @@ const PUT_PLAN =
  * The cluster's state in Redis. Each server writes only its own records (its liveness key, its
  * members) and reads everyone's; the plan is written only by the lease holder. Keys:
  * `{prefix}server:{id}` liveness (expires), `{prefix}mesh:{name}:servers` who lists members,
- * `…:members:{server}` one server's members, `…:lease`, `…:plan`, `…:ready:{version}`,
- * `…:excluded`.
+ * `…:members:{server}` one server's members, `…:evidence:{server}` what its gateway saw of each
+ * peer, `…:lease`, `…:plan`, `…:ready:{version}`, `…:excluded`.
  */
 export class ClusterStore {
   constructor(
@@ -123,6 +123,7 @@ export class ClusterStore {
       .multi()
       .sRem(this.meshKey(mesh, 'servers'), server)
       .del(this.meshKey(mesh, 'members', server))
+      .del(this.meshKey(mesh, 'evidence', server))
       .exec()
   }
 
@@ -204,11 +205,42 @@ export class ClusterStore {
     return this.redis.hGetAll(key)
   }
 
+  /** Sets and drops entries of this server's evidence about peers (see cluster-evidence.ts). */
+  async putEvidence(
+    mesh: string,
+    server: string,
+    set: ReadonlyMap<string, string>,
+    drop: readonly string[],
+    ttlMs: number,
+  ): Promise<void> {
+    const key = this.meshKey(mesh, 'evidence', server)
+    const tx = this.redis.multi()
+    if (set.size > 0) tx.hSet(key, Object.fromEntries(set))
+    if (drop.length > 0) tx.hDel(key, [...drop])
+    await tx.pExpire(key, ttlMs).exec()
+  }
+
+  /** How many entries this server's evidence has in Redis (0 after a Redis restart). */
+  async evidenceCount(mesh: string, server: string): Promise<number> {
+    return this.redis.hLen(this.meshKey(mesh, 'evidence', server))
+  }
+
+  /** One server's evidence as raw entries; throws ERR_CLUSTER_PAYLOAD past the cap. */
+  async evidence(mesh: string, server: string): Promise<Record<string, string>> {
+    const key = this.meshKey(mesh, 'evidence', server)
+    if ((await this.redis.hLen(key)) > CLUSTER_LIMITS.peers) {
+      throw new ClusterError('ERR_CLUSTER_PAYLOAD', `server ${server} holds too much evidence in "${mesh}"`)
+    }
+    return this.redis.hGetAll(key)
+  }
+
   /** A server leaving cleanly: its liveness key and member lists go at once. */
   async leave(server: string, meshes: readonly string[]): Promise<void> {
     const tx = this.redis.multi().del(this.key('server', server))
     for (const mesh of meshes) {
-      tx.sRem(this.meshKey(mesh, 'servers'), server).del(this.meshKey(mesh, 'members', server))
+      tx.sRem(this.meshKey(mesh, 'servers'), server)
+        .del(this.meshKey(mesh, 'members', server))
+        .del(this.meshKey(mesh, 'evidence', server))
     }
     await tx.exec()
   }

@@ -1,5 +1,6 @@
 import type { PlanMessage, SignalData, WireError } from '@butterfly/core'
 import { ClusterError } from '../errors.js'
+import { EvidenceShare } from './cluster-evidence.js'
 import {
   parseBeat,
   parseExclusionReason,
@@ -54,9 +55,14 @@ export class MeshCluster implements MeshReplication {
   private readonly pending = new Set<Promise<unknown>>()
   private readonly now: () => number
   private closed = false
+  /** Other servers whose liveness key was there at the last read. */
+  private live: string[] = []
+  private readonly evidence: EvidenceShare
 
   constructor(private readonly init: MeshClusterInit) {
     this.now = init.now ?? Date.now
+    const guarded = <T>(fn: () => T) => this.guarded(fn)
+    this.evidence = new EvidenceShare(init.store, init.serverId, init.deadAfterMs * 4, guarded)
   }
 
   get serverId(): string {
@@ -173,6 +179,7 @@ export class MeshCluster implements MeshReplication {
     await this.readMembers(mesh)
     await this.readPlan(mesh)
     await this.readExclusions(mesh)
+    await this.evidence.sync(mesh, this.live)
     this.planning = planning
     if (planning && !wasPlanning) mesh.planNow()
     if (planning) await this.restorePlan(mesh)
@@ -187,6 +194,7 @@ export class MeshCluster implements MeshReplication {
     )
     const others = [...new Set([...listed, ...this.seen.keys()])]
     const beats = await store.beats(others)
+    this.live = others.filter((_, i) => typeof beats[i] === 'string')
     for (const [i, server] of others.entries()) {
       const raw = beats[i]
       if (raw === null || raw === undefined) {
@@ -224,7 +232,17 @@ export class MeshCluster implements MeshReplication {
     const raw = await this.init.store.plan(mesh.name)
     if (raw === null) return
     const stored = this.guarded(() => parseStoredPlan(raw, mesh))
-    if (stored === undefined || stored.plan.version <= mesh.plan.version) return
+    if (stored === undefined || stored.plan.version === mesh.plan.version) return
+    if (stored.plan.version < mesh.plan.version) {
+      // The planner only ever writes newer plans: an older one is a replay (or a rogue's).
+      this.init.onRejected(
+        new ClusterError(
+          'ERR_CLUSTER_STALE',
+          `plan ${stored.plan.version} is older than the ${mesh.plan.version} this server holds`,
+        ),
+      )
+      return
+    }
     if (stored.planner !== this.serverId) {
       const holder = await this.init.store.leaseHolder(mesh.name)
       // The planner's lease may have lapsed since it wrote (it died); a plan from anyone else is forged.

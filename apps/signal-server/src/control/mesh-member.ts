@@ -80,6 +80,24 @@ export interface MemberRecord {
   readonly publicKey?: string | undefined
 }
 
+/** What one gateway's votes said of a peer, so far. */
+export interface PeerEvidence {
+  readonly agreements: number
+  readonly disagreements: number
+}
+
+/**
+ * A gateway's votes, as the cluster shares them: each server publishes its own, and a peer whose
+ * disagreements over all servers together pass the rule is excluded everywhere. A rare liar that
+ * spreads its lies over several gateways thus meets the rule as if one gateway saw them all.
+ */
+export interface EvidenceSource {
+  evidence(): ReadonlyMap<string, PeerEvidence>
+  /** The rate rule: at least this many outcomes, and a disagreement rate above the maximum. */
+  readonly minRateSamples: number
+  readonly maxDisagreementRate: number
+}
+
 /**
  * How one mesh shares its state with the other servers of a cluster. Alone (no Redis) a server
  * always plans and tells nobody: LOCAL_ONLY.

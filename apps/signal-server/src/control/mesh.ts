@@ -12,6 +12,7 @@ import {
 } from '@butterfly/core'
 import { MeshCore } from './mesh-core.js'
 import type {
+  EvidenceSource,
   LocalPeerHandle,
   LocalPeerHandlers,
   Member,
@@ -20,6 +21,7 @@ import type {
   MeshEvents,
   MeshInit,
   MeshReplication,
+  PeerEvidence,
   PeerLeftReason,
   WorkerInfo,
 } from './mesh-member.js'
@@ -27,6 +29,7 @@ import { closedError, nextReadyPlan, type Planner } from './mesh-plan.js'
 import { secretEquals } from './secret-equals.js'
 
 export type {
+  EvidenceSource,
   LocalPeerHandle,
   LocalPeerHandlers,
   MemberRecord,
@@ -34,6 +37,7 @@ export type {
   MeshEvents,
   MeshInit,
   MeshReplication,
+  PeerEvidence,
   PeerLeftReason,
   Planner,
   WorkerInfo,
@@ -45,9 +49,16 @@ export type {
  * that did not goes only to a peer joining). Signals only travel between members of this mesh.
  */
 export class Mesh extends MeshCore {
+  /** The gateway's votes, which a cluster shares (see EvidenceSource); the last one given wins. */
+  evidenceSource: EvidenceSource | undefined
+
   /** Shares this mesh's state with the other servers of a cluster; call before any peer joins. */
   replicate(replication: MeshReplication): void {
     this.replication = replication
+  }
+
+  provideEvidence(source: EvidenceSource): void {
+    this.evidenceSource = source
   }
 
   get requiresToken(): boolean {

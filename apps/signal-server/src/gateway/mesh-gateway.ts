@@ -77,6 +77,12 @@ export class MeshGateway implements ServedModel {
     // Outvoted once by a quorum of its own class, at calibrated tolerances (which an honest peer
     // fails only through a comparator false positive, measured ~0 by the bench): flagged.
     this.reputation = new ReputationBook({ flagAfter: 1, ...init.reputation })
+    const book = this.reputation
+    mesh.provideEvidence({
+      evidence: () => new Map(book.snapshot().peers.map((p) => [p.peerId, p])),
+      minRateSamples: book.minRateSamples,
+      maxDisagreementRate: book.maxDisagreementRate,
+    })
     this.verified = new VerificationTally(mesh.name, components.metrics)
     this.claims = new SlowClaimCheck(init.slowClaim)
     this.relay = init.relay ?? 'coordinator'
