@@ -1,8 +1,26 @@
 import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vitest/config'
+import type { Reporter, TestModule } from 'vitest/node'
 
 // Tests import workspace packages from source so `vitest` needs no build step.
 const src = (p: string) => fileURLToPath(new URL(p, import.meta.url))
+
+// A test process that dies (a native crash, an OOM kill) is reported by vitest only as "Worker
+// exited unexpectedly", without the file. This names every file that did not pass, with where
+// its tests stood, at the very end, where a CI log's tail shows it.
+const unfinished: Reporter = {
+  onTestRunEnd(modules: ReadonlyArray<TestModule>) {
+    for (const m of modules) {
+      const state = m.state()
+      if (state === 'passed' || state === 'skipped') continue
+      const counts = new Map<string, number>()
+      for (const t of m.children.allTests())
+        counts.set(t.result().state, (counts.get(t.result().state) ?? 0) + 1)
+      const tests = [...counts].map(([k, n]) => `${n} ${k}`).join(', ')
+      console.log(`not passed: ${m.relativeModuleId} (${state}; tests: ${tests || 'none collected'})`)
+    }
+  },
+}
 
 export default defineConfig({
   resolve: {
@@ -28,6 +46,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 240_000,
     pool: 'forks',
+    reporters: ['default', unfinished],
     globalSetup: ['./vitest.global-setup.ts'],
   },
 })

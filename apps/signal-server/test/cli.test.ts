@@ -3,6 +3,8 @@ import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { aclUrl, butterflyAclArgs, startRedis } from '@butterfly/testing/node'
+import { createClient } from 'redis'
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest'
 import { buildCli, type ServerCliOptions } from '../src/cli.js'
 import type { HealthReport } from '../src/http/health-routes.js'
@@ -161,6 +163,9 @@ describe('butterfly-server', () => {
     ],
     ['tokens revoke without an id', ['tokens', 'revoke', '--join-token-file', '/tmp/x.json'], {}],
     ['an unknown tokens command', ['tokens', 'burn'], {}],
+    ['a Redis URL that is not redis: or rediss:', ['--redis', 'http://127.0.0.1:6379'], {}],
+    ['a Redis URL that is not a URL', ['--redis', 'localhost:6379'], {}],
+    ['a Redis URL from the environment without a host', [], { BUTTERFLY_REDIS_URL: 'redis://' }],
   ]
   test.each(bad)('%s is a usage error (exit 2, no stack)', async (_, args, extraEnv) => {
     const r = await run(args, extraEnv)
@@ -220,6 +225,12 @@ describe('butterfly-server', () => {
     ],
     ['an hf-endpoint that is not https', ['--model', 'hf:o/r'], { HF_ENDPOINT: 'ftp://x' }, /ERR_MODEL_SPEC/],
     [
+      'a Redis that does not answer',
+      ['--redis', 'redis://:pw-not-printed@127.0.0.1:9'],
+      {},
+      /error \[ERR_REDIS\]: cannot reach Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:9/,
+    ],
+    [
       'an unreachable hub',
       ['--model', 'hf:o/r', '--hf-endpoint', 'http://127.0.0.1:9'],
       {},
@@ -230,6 +241,44 @@ describe('butterfly-server', () => {
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(message)
     expect(r.stderr).not.toMatch(/\n\s+at /)
+    expect(r.stderr).not.toContain('pw-not-printed')
+  })
+
+  test('joins the cluster as the ACL user docs/deploy.md describes, says so without the password, and leaves on SIGTERM', async () => {
+    const password = 'redis-pw-not-printed'
+    const redis = await startRedis({ args: butterflyAclArgs(password) })
+    try {
+      const redisUrl = aclUrl(redis.url, password)
+      const child = start(['--port', '0', '--model', model.dir], { BUTTERFLY_REDIS_URL: redisUrl })
+      let out = ''
+      child.stderr.on('data', (d) => (out += d))
+      const [url, serverId] = await new Promise<string[]>((resolve, reject) => {
+        child.stdout.on('data', (d) => {
+          out += d
+          const m = /listening on (http:\/\/\S+)\n[\s\S]*cluster: server (\S+) on (\S+)\n/.exec(out)
+          if (m !== null) resolve([m[1] as string, m[2] as string, m[3] as string])
+        })
+        child.once('close', (code) => reject(new Error(`exited ${code}: ${out}`)))
+      })
+      expect(out).toContain(`on ${redis.url.replace('redis://', 'redis://butterfly:***@')}`)
+      expect((await fetch(`${url}/health`)).status).toBe(200)
+      const exited = once(child, 'close')
+      child.kill('SIGTERM')
+      expect(await exited).toEqual([0, null])
+      expect(out).not.toContain(password)
+      // Its liveness key went with it: close removes this server's records at once.
+      expect(serverId).toMatch(/^[0-9a-f]{8}$/)
+      const client = createClient({ url: redisUrl })
+      await client.connect()
+      try {
+        expect(await client.exists(`butterfly:server:${serverId}`)).toBe(0)
+        expect(await client.sMembers('butterfly:mesh:default:servers')).toEqual([])
+      } finally {
+        client.destroy()
+      }
+    } finally {
+      await redis.stop()
+    }
   })
 
   test('serves until SIGTERM, configured from flags and environment, then exits 0', async () => {

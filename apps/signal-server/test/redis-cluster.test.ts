@@ -2,6 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
+  aclUrl,
+  butterflyAclArgs,
   completionText,
   type Proc,
   type RedisServer,
@@ -19,8 +21,11 @@ import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
 // by A). A is SIGKILLed while B streams a generation through that worker: B's stream goes on to
 // the exact end, the worker rejoins through B under the plan it already had, and A, restarted,
 // takes that plan as it is (same version: no second plan) and serves exact completions again.
+// Then Redis itself restarts (empty) under traffic to both servers. Redis runs with the ACL user
+// docs/deploy.md recommends, so everything here also shows that user's rights suffice.
 
 const PROMPT = 'To be, or not'
+const REDIS_PASSWORD = 'cluster-test-password'
 interface Health {
   meshes: Array<{
     ready: boolean
@@ -34,7 +39,8 @@ const procs: Proc[] = []
 
 beforeAll(async () => {
   cache = await mkdtemp(join(tmpdir(), 'bf-redis-cluster-'))
-  redis = await startRedis()
+  // As docs/deploy.md has it: an ACL user limited to Butterfly's keys and channels.
+  redis = await startRedis({ args: butterflyAclArgs(REDIS_PASSWORD) })
 })
 // Each test starts from no process and an empty Redis (it keeps nothing across a restart).
 afterEach(async () => {
@@ -47,13 +53,10 @@ afterAll(async () => {
 })
 
 async function server(port = 0): Promise<{ proc: Proc; url: string }> {
-  const proc = start(
-    SERVER_BIN,
-    ['--port', String(port), '--model', 'synthetic:tiny', '--redis', redis.url],
-    {
-      BUTTERFLY_CACHE_DIR: cache,
-    },
-  )
+  const proc = start(SERVER_BIN, ['--port', String(port), '--model', 'synthetic:tiny'], {
+    BUTTERFLY_CACHE_DIR: cache,
+    BUTTERFLY_REDIS_URL: aclUrl(redis.url, REDIS_PASSWORD),
+  })
   procs.push(proc)
   return { proc, url: (await proc.waitFor(/listening on (http:\/\/\S+)/))[1] as string }
 }

@@ -29,6 +29,7 @@
  * - `startCoturn(secret)`: coturn with a TURN REST secret (`Coturn`: url, allocations, waitFor).
  * - `startRedis(options?)`: an empty, non-persistent redis-server on a free port (`RedisServer`:
  *   url, port, pid, stop, kill, restart on the same port with its data gone).
+ *   `butterflyAclArgs(password)` and `aclUrl(url, password)`: docs/deploy.md's ACL user.
  *
  * Fault injection in a real worker
  * - `faultyBackend(opts)`: the node backend with every stage wrapped in a `FaultyStage`.

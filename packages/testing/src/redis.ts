@@ -7,6 +7,21 @@ import { type Proc, spawnWatched } from './processes.js'
 /** redis-server's binary: BUTTERFLY_REDIS_SERVER, else the distribution's (scripts/ensure-apt-packages.mjs installs it). */
 export const REDIS_SERVER_BIN = process.env.BUTTERFLY_REDIS_SERVER ?? '/usr/bin/redis-server'
 
+/**
+ * redis-server arguments for the ACL user docs/deploy.md recommends: `butterfly` with `password`,
+ * Butterfly's keys and channels only, nothing @dangerous, and the default user off. Connect with
+ * `aclUrl(redis.url, password)`.
+ */
+export function butterflyAclArgs(password: string): string[] {
+  const user = ['butterfly', 'on', `>${password}`, '~butterfly:*', '&butterfly:*', '+@all', '-@dangerous']
+  return ['--user', ...user, '--user', 'default', 'off']
+}
+
+/** `url` (redis://HOST:PORT) as the `butterfly` ACL user. */
+export function aclUrl(url: string, password: string): string {
+  return url.replace('redis://', `redis://butterfly:${encodeURIComponent(password)}@`)
+}
+
 export interface RedisOptions {
   /** More redis-server arguments, after ours (a later `--option` overrides an earlier one). */
   readonly args?: readonly string[]

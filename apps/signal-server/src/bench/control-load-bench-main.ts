@@ -64,7 +64,9 @@ export function loadTable(runs: readonly ControlLoadResult[]): string[] {
       'plan computation ms p50 / p95 / max (bucket bounds; goal < 50)',
       (r) => `${q(r.planMs)} (mean ${ms(r.planMeanMs)})`,
     ),
-    row('plan broadcast ms p50 / p95 / max (bucket bounds)', (r) => q(r.broadcastMs)),
+    row('plan broadcast ms p50 / p95 / max (bucket bounds)', (r) =>
+      Number.isNaN(r.broadcastMs.p50) ? 'none (no plan changed)' : q(r.broadcastMs),
+    ),
     row('plan messages sent per second (all servers)', (r) => r.planMessagesPerSec.toFixed(0)),
     row('signal relay ms p50 / p95 / max', (r) => q(r.relayMs)),
     row('  within one server', (r) => q(r.relayWithinMs)),

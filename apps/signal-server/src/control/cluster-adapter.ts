@@ -42,7 +42,7 @@ function malformed(message: unknown): string | undefined {
  */
 export function hardenedAdapter(
   redis: RedisClient,
-  options: { readonly streamName: string; readonly channelPrefix: string },
+  options: { readonly streamName: string; readonly channelPrefix: string; readonly blockTimeInMs?: number },
   onRejected: (err: ClusterError) => void,
 ): AdapterFactory {
   // The adapter publishes server-side events and drops the promise: one rejected while Redis is
