@@ -11,7 +11,12 @@ import {
 import { Command, Option } from 'commander'
 import { type AdmissionCliOptions, admissionOptions } from './admission-options.js'
 import { intArg, meshArg, numberArg, pathArg, tokenArg } from './cli-args.js'
-import { type ClusterCliOptions, redisOption } from './cluster-options.js'
+import {
+  type ClusterCliOptions,
+  clusterFromCli,
+  clusterSecretOption,
+  redisOption,
+} from './cluster-options.js'
 import { DEFAULT_JOIN_RATE, DEFAULT_MAX_PEERS_PER_ADDRESS } from './control/join-admission.js'
 import { DEFAULT_SERVED_CONTEXT } from './control/mesh-registry.js'
 import { SLOW_CLAIM_DEFAULTS } from './gateway/claim-check.js'
@@ -120,6 +125,7 @@ export function buildCli(
       .addOption(ice.turnTtl)
       .addOption(ice.iceTransportPolicy)
       .addOption(redisOption())
+      .addOption(clusterSecretOption())
       .addOption(
         new Option('--heartbeat-ms <n>', 'peer heartbeat interval; a peer silent for 3 intervals is dropped')
           .env('BUTTERFLY_HEARTBEAT_MS')
@@ -263,6 +269,7 @@ export function buildCli(
       .addCommand(tokensCommand(out))
       .action(async (opts: ServerCliOptions) => {
         turnFromCli(opts) // a bad combination answers before the model loads
+        clusterFromCli(opts)
         await run(opts)
       })
   )
@@ -311,7 +318,7 @@ async function serve(
     planOptions: { strategy: opts.planStrategy },
     maxContext: opts.context,
     replicas: opts.replicas,
-    redis: opts.redis === undefined ? undefined : { url: opts.redis },
+    redis: clusterFromCli(opts),
     logger: { level: 'warn' },
     extend: async (parts) => {
       const { attachGateway } = await import('./api/attach-gateway.js')

@@ -56,6 +56,8 @@ export type ClusterErrorCode =
   | 'ERR_CLUSTER_NOT_PLANNER'
   /** A record or signal naming a peer its sender does not hold (or under another peer's key). */
   | 'ERR_CLUSTER_SESSION'
+  /** A value or message without the seal of the cluster's shared secret (--cluster-secret). */
+  | 'ERR_CLUSTER_FORGED'
   /** Redis could not be reached, or a command on it failed. */
   | 'ERR_REDIS'
 

@@ -10,6 +10,7 @@ export interface StartupOptions {
   readonly wireDtype: 'fp32' | 'fp16'
   readonly relay: 'chain' | 'coordinator'
   readonly redis?: string | undefined
+  readonly clusterSecret?: string | undefined
 }
 
 export function startupLines(opts: StartupOptions, server: SignalServer, modelDir: string): string {
@@ -24,7 +25,8 @@ export function startupLines(opts: StartupOptions, server: SignalServer, modelDi
   if (opts.wireDtype === 'fp16') lines.push('  hidden states on the wire: fp16')
   if (opts.relay === 'chain') lines.push('  hidden states chained worker to worker')
   if (opts.redis !== undefined && server.cluster !== undefined) {
-    lines.push(`  cluster: server ${server.cluster.serverId} on ${redactRedisUrl(opts.redis)}`)
+    const sealed = opts.clusterSecret === undefined ? '' : ', sealed with the cluster secret'
+    lines.push(`  cluster: server ${server.cluster.serverId} on ${redactRedisUrl(opts.redis)}${sealed}`)
   }
   return `${lines.map((l) => `${l}\n`).join('')}`
 }

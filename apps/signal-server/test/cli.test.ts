@@ -166,6 +166,9 @@ describe('butterfly-server', () => {
     ['a Redis URL that is not redis: or rediss:', ['--redis', 'http://127.0.0.1:6379'], {}],
     ['a Redis URL that is not a URL', ['--redis', 'localhost:6379'], {}],
     ['a Redis URL from the environment without a host', [], { BUTTERFLY_REDIS_URL: 'redis://' }],
+    ['a cluster secret under 16 bytes', ['--redis', 'redis://127.0.0.1:1', '--cluster-secret', 'short'], {}],
+    ['a cluster secret without --redis', ['--cluster-secret', 'long enough cluster secret'], {}],
+    ['a cluster secret from the environment without Redis', [], { BUTTERFLY_CLUSTER_SECRET: 'x'.repeat(20) }],
   ]
   test.each(bad)('%s is a usage error (exit 2, no stack)', async (_, args, extraEnv) => {
     const r = await run(args, extraEnv)
@@ -249,23 +252,30 @@ describe('butterfly-server', () => {
     const redis = await startRedis({ args: butterflyAclArgs(password) })
     try {
       const redisUrl = aclUrl(redis.url, password)
-      const child = start(['--port', '0', '--model', model.dir], { BUTTERFLY_REDIS_URL: redisUrl })
+      const secret = 'cluster-secret-not-printed'
+      const child = start(['--port', '0', '--model', model.dir], {
+        BUTTERFLY_REDIS_URL: redisUrl,
+        BUTTERFLY_CLUSTER_SECRET: secret,
+      })
       let out = ''
       child.stderr.on('data', (d) => (out += d))
       const [url, serverId] = await new Promise<string[]>((resolve, reject) => {
         child.stdout.on('data', (d) => {
           out += d
-          const m = /listening on (http:\/\/\S+)\n[\s\S]*cluster: server (\S+) on (\S+)\n/.exec(out)
+          const m = /listening on (http:\/\/\S+)\n[\s\S]*cluster: server (\S+) on (\S+?)[,\n]/.exec(out)
           if (m !== null) resolve([m[1] as string, m[2] as string, m[3] as string])
         })
         child.once('close', (code) => reject(new Error(`exited ${code}: ${out}`)))
       })
-      expect(out).toContain(`on ${redis.url.replace('redis://', 'redis://butterfly:***@')}`)
+      expect(out).toContain(
+        `on ${redis.url.replace('redis://', 'redis://butterfly:***@')}, sealed with the cluster secret`,
+      )
       expect((await fetch(`${url}/health`)).status).toBe(200)
       const exited = once(child, 'close')
       child.kill('SIGTERM')
       expect(await exited).toEqual([0, null])
       expect(out).not.toContain(password)
+      expect(out).not.toContain(secret)
       // Its liveness key went with it: close removes this server's records at once.
       expect(serverId).toMatch(/^[0-9a-f]{8}$/)
       const client = createClient({ url: redisUrl })

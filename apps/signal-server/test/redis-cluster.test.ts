@@ -22,7 +22,8 @@ import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
 // the exact end, the worker rejoins through B under the plan it already had, and A, restarted,
 // takes that plan as it is (same version: no second plan) and serves exact completions again.
 // Then Redis itself restarts (empty) under traffic to both servers. Redis runs with the ACL user
-// docs/deploy.md recommends, so everything here also shows that user's rights suffice.
+// docs/deploy.md recommends, so everything here also shows that user's rights suffice, and the
+// servers seal what they write and send with a cluster secret, as docs/deploy.md recommends too.
 
 const PROMPT = 'To be, or not'
 const REDIS_PASSWORD = 'cluster-test-password'
@@ -56,6 +57,7 @@ async function server(port = 0): Promise<{ proc: Proc; url: string }> {
   const proc = start(SERVER_BIN, ['--port', String(port), '--model', 'synthetic:tiny'], {
     BUTTERFLY_CACHE_DIR: cache,
     BUTTERFLY_REDIS_URL: aclUrl(redis.url, REDIS_PASSWORD),
+    BUTTERFLY_CLUSTER_SECRET: 'redis-cluster test secret',
   })
   procs.push(proc)
   return { proc, url: (await proc.waitFor(/listening on (http:\/\/\S+)/))[1] as string }

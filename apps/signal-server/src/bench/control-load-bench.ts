@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -75,7 +76,10 @@ export async function controlLoadBench(opts: ControlLoadOptions): Promise<Contro
     ...['--host', '127.0.0.1', '--port', '0', '--model', opts.model ?? EMBEDDED_MODEL],
     // The defaults are sized against one abusive address; here every peer comes from 127.0.0.1.
     ...['--max-peers-per-address', String(4 * opts.peers + 100), '--join-rate', '1000000'],
-    ...(opts.redisUrl === undefined ? [] : ['--redis', opts.redisUrl]),
+    // Sealed, as docs/deploy.md recommends: the HMACs are part of what a cluster costs.
+    ...(opts.redisUrl === undefined
+      ? []
+      : ['--redis', opts.redisUrl, '--cluster-secret', randomBytes(24).toString('base64url')]),
     ...(opts.serverArgs ?? []),
   ]
   const servers: ServerProcess[] = []

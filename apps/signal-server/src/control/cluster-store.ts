@@ -1,5 +1,6 @@
 import type { createClient } from 'redis'
 import { ClusterError } from '../errors.js'
+import { ClusterSeal } from './cluster-seal.js'
 
 export type RedisClient = ReturnType<typeof createClient>
 
@@ -41,7 +42,36 @@ export class ClusterStore {
   constructor(
     private readonly redis: RedisClient,
     private readonly prefix: string,
+    /** Seals every value written and opens every value read (see cluster-seal.ts). */
+    private readonly seal: ClusterSeal = new ClusterSeal(undefined),
+    /** A value read that does not open: it is skipped, as if absent. */
+    private readonly onForged: (err: ClusterError) => void = () => {},
   ) {}
+
+  private sealed(key: string, value: string, field?: string): string {
+    return this.seal.seal(field === undefined ? key : `${key}#${field}`, value)
+  }
+
+  private opened(key: string, raw: string, field?: string): string | null {
+    try {
+      return this.seal.open(field === undefined ? key : `${key}#${field}`, raw)
+    } catch (err) {
+      if (!(err instanceof ClusterError)) throw err
+      this.onForged(err)
+      return null
+    }
+  }
+
+  /** A hash's entries that open under their field; the others are reported and left out. */
+  private openedHash(key: string, hash: Record<string, string>): Record<string, string> {
+    if (!this.seal.sealed) return hash
+    const out: Record<string, string> = {}
+    for (const [field, raw] of Object.entries(hash)) {
+      const value = this.opened(key, raw, field)
+      if (value !== null) out[field] = value
+    }
+    return out
+  }
 
   private key(...parts: string[]): string {
     return this.prefix + parts.join(':')
@@ -52,32 +82,40 @@ export class ClusterStore {
   }
 
   async beat(server: string, value: string, ttlMs: number): Promise<void> {
-    await this.redis.set(this.key('server', server), value, { expiration: { type: 'PX', value: ttlMs } })
+    const key = this.key('server', server)
+    await this.redis.set(key, this.sealed(key, value), { expiration: { type: 'PX', value: ttlMs } })
   }
 
   async beats(servers: readonly string[]): Promise<(string | null)[]> {
     if (servers.length === 0) return []
-    const values = await this.redis.mGet(servers.map((s) => this.key('server', s)))
-    return values.map((v) => (typeof v === 'string' && v.length <= CLUSTER_LIMITS.valueBytes ? v : null))
+    const keys = servers.map((s) => this.key('server', s))
+    const values = await this.redis.mGet(keys)
+    return values.map((v, i) =>
+      typeof v === 'string' && v.length <= CLUSTER_LIMITS.valueBytes
+        ? this.opened(keys[i] as string, v)
+        : null,
+    )
   }
 
   /** Lists a member and bumps the server's generation in one step, so a reader sees both or neither. */
   async putMember(mesh: string, server: string, id: string, record: string, beat: Beat): Promise<void> {
     const members = this.meshKey(mesh, 'members', server)
+    const live = this.key('server', server)
     await this.redis
       .multi()
-      .hSet(members, id, record)
+      .hSet(members, id, this.sealed(members, record, id))
       .pExpire(members, beat.membersTtlMs)
       .sAdd(this.meshKey(mesh, 'servers'), server)
-      .set(this.key('server', server), beat.value, { expiration: { type: 'PX', value: beat.ttlMs } })
+      .set(live, this.sealed(live, beat.value), { expiration: { type: 'PX', value: beat.ttlMs } })
       .exec()
   }
 
   async dropMember(mesh: string, server: string, id: string, beat: Beat): Promise<void> {
+    const live = this.key('server', server)
     await this.redis
       .multi()
       .hDel(this.meshKey(mesh, 'members', server), id)
-      .set(this.key('server', server), beat.value, { expiration: { type: 'PX', value: beat.ttlMs } })
+      .set(live, this.sealed(live, beat.value), { expiration: { type: 'PX', value: beat.ttlMs } })
       .exec()
   }
 
@@ -85,7 +123,10 @@ export class ClusterStore {
   async replaceMembers(mesh: string, server: string, records: ReadonlyMap<string, string>, ttlMs: number) {
     const members = this.meshKey(mesh, 'members', server)
     const tx = this.redis.multi().del(members)
-    if (records.size > 0) tx.hSet(members, Object.fromEntries(records)).pExpire(members, ttlMs)
+    if (records.size > 0) {
+      const sealed = [...records].map(([id, record]) => [id, this.sealed(members, record, id)])
+      tx.hSet(members, Object.fromEntries(sealed)).pExpire(members, ttlMs)
+    }
     await tx.sAdd(this.meshKey(mesh, 'servers'), server).exec()
   }
 
@@ -105,7 +146,7 @@ export class ClusterStore {
         `server ${server} lists ${count} members of mesh "${mesh}"`,
       )
     }
-    return this.redis.hGetAll(members)
+    return this.openedHash(members, await this.redis.hGetAll(members))
   }
 
   async servers(mesh: string): Promise<string[]> {
@@ -156,20 +197,21 @@ export class ClusterStore {
   async putPlan(mesh: string, server: string, plan: string): Promise<boolean> {
     const reply = await this.redis.eval(PUT_PLAN, {
       keys: [this.meshKey(mesh, 'lease'), this.meshKey(mesh, 'plan')],
-      arguments: [server, plan],
+      arguments: [server, this.sealed(this.meshKey(mesh, 'plan'), plan)],
     })
     return reply === 1
   }
 
   async plan(mesh: string): Promise<string | null> {
-    const value = await this.redis.get(this.meshKey(mesh, 'plan'))
+    const key = this.meshKey(mesh, 'plan')
+    const value = await this.redis.get(key)
     if (value !== null && value.length > CLUSTER_LIMITS.valueBytes) {
       throw new ClusterError(
         'ERR_CLUSTER_PAYLOAD',
         `the stored plan of mesh "${mesh}" is ${value.length} bytes`,
       )
     }
-    return value
+    return value === null ? null : this.opened(key, value)
   }
 
   async markReady(mesh: string, version: number, peers: readonly string[]): Promise<void> {
@@ -177,7 +219,10 @@ export class ClusterStore {
     const key = this.meshKey(mesh, 'ready', String(version))
     await this.redis
       .multi()
-      .sAdd(key, [...peers])
+      .sAdd(
+        key,
+        peers.map((p) => this.sealed(key, p)),
+      )
       .pExpire(key, 3_600_000)
       .exec()
   }
@@ -187,13 +232,15 @@ export class ClusterStore {
     if ((await this.redis.sCard(key)) > CLUSTER_LIMITS.peers) {
       throw new ClusterError('ERR_CLUSTER_PAYLOAD', `too many ready marks for plan ${version} of "${mesh}"`)
     }
-    return this.redis.sMembers(key)
+    const marks = (await this.redis.sMembers(key)).map((m) => this.opened(key, m))
+    return marks.filter((p): p is string => p !== null)
   }
 
   async exclude(mesh: string, peers: ReadonlyMap<string, string>): Promise<void> {
     if (peers.size === 0) return
     const tx = this.redis.multi()
-    for (const [peer, reason] of peers) tx.hSetNX(this.meshKey(mesh, 'excluded'), peer, reason)
+    const key = this.meshKey(mesh, 'excluded')
+    for (const [peer, reason] of peers) tx.hSetNX(key, peer, this.sealed(key, reason, peer))
     await tx.exec()
   }
 
@@ -202,7 +249,7 @@ export class ClusterStore {
     if ((await this.redis.hLen(key)) > CLUSTER_LIMITS.peers) {
       throw new ClusterError('ERR_CLUSTER_PAYLOAD', `too many exclusions in mesh "${mesh}"`)
     }
-    return this.redis.hGetAll(key)
+    return this.openedHash(key, await this.redis.hGetAll(key))
   }
 
   /** Sets and drops entries of this server's evidence about peers (see cluster-evidence.ts). */
@@ -215,7 +262,9 @@ export class ClusterStore {
   ): Promise<void> {
     const key = this.meshKey(mesh, 'evidence', server)
     const tx = this.redis.multi()
-    if (set.size > 0) tx.hSet(key, Object.fromEntries(set))
+    if (set.size > 0) {
+      tx.hSet(key, Object.fromEntries([...set].map(([peer, e]) => [peer, this.sealed(key, e, peer)])))
+    }
     if (drop.length > 0) tx.hDel(key, [...drop])
     await tx.pExpire(key, ttlMs).exec()
   }
@@ -231,7 +280,7 @@ export class ClusterStore {
     if ((await this.redis.hLen(key)) > CLUSTER_LIMITS.peers) {
       throw new ClusterError('ERR_CLUSTER_PAYLOAD', `server ${server} holds too much evidence in "${mesh}"`)
     }
-    return this.redis.hGetAll(key)
+    return this.openedHash(key, await this.redis.hGetAll(key))
   }
 
   /** A server leaving cleanly: its liveness key and member lists go at once. */

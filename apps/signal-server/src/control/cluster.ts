@@ -5,9 +5,13 @@ import type { Server } from 'socket.io'
 import { ClusterError } from '../errors.js'
 import { CLUSTER_EVENTS, hardenedAdapter } from './cluster-adapter.js'
 import { type ClusterSignal, parseClusterSignal, parseHint } from './cluster-records.js'
+import { ClusterSeal } from './cluster-seal.js'
 import { ClusterStore, type RedisClient } from './cluster-store.js'
 import { MeshCluster } from './mesh-cluster.js'
 import type { MeshRegistry } from './mesh-registry.js'
+
+/** How old a sealed message may be on arrival (clocks of the servers a little apart included). */
+const MESSAGE_AGE_MS = 60_000
 
 /** Signals held for a sync because their sender is not yet known here (all meshes). */
 const MAX_HELD_SIGNALS = 1024
@@ -23,6 +27,11 @@ export interface ClusterInit {
   readonly syncMs?: number
   /** Key prefix, so several clusters can share one Redis. Default 'butterfly:'. */
   readonly keyPrefix?: string
+  /**
+   * The secret every server of the cluster shares (16 to 512 bytes): each value written to Redis
+   * and each message between servers is sealed with it, and what is not sealed is refused.
+   */
+  readonly secret?: string | undefined
   readonly connectTimeoutMs?: number
   /**
    * How long a signal from a peer this server has not read yet waits for a sync to make it known
@@ -106,6 +115,8 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
   const onError = init.onError ?? (() => {})
   const onRejected = init.onRejected ?? (() => {})
   const timeoutMs = init.connectTimeoutMs ?? 5000
+  const now = init.now ?? Date.now
+  const seal = new ClusterSeal(init.secret)
   // Ours fails a command at once while Redis is down: a sync is retried next tick anyway, and
   // stale writes replayed on reconnect would undo newer ones. The adapter's must queue instead:
   // its stream reader loops on XREAD with no pause, and failing fast would spin it, starving the
@@ -123,9 +134,27 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
     blockTimeInMs: 1000,
   }
   init.io.adapter(hardenedAdapter(adapterRedis, streams, onRejected))
-  const store = new ClusterStore(redis, prefix)
-  const emit = (event: string, payload: unknown) => {
-    init.io.serverSideEmit(event, payload)
+  const store = new ClusterStore(redis, prefix, seal, onRejected)
+  // Messages carry their send time, and with a secret its MAC over the rest: a forged one does not
+  // open, and a recorded one replayed later than MESSAGE_AGE_MS is stale.
+  const emit = (event: string, payload: Record<string, unknown>) => {
+    const body = { ...payload, at: now() }
+    init.io.serverSideEmit(
+      event,
+      seal.sealed ? { ...body, mac: seal.mac(event, JSON.stringify(body)) } : body,
+    )
+  }
+  const unsealed = (event: string, payload: unknown): ClusterError | undefined => {
+    if (typeof payload !== 'object' || payload === null) return undefined // the parser refuses it
+    const { mac, ...body } = payload as Record<string, unknown>
+    if (!seal.check(event, JSON.stringify(body), mac)) {
+      return new ClusterError('ERR_CLUSTER_FORGED', `a ${event} message has no valid seal`)
+    }
+    const at = body.at
+    if (seal.sealed && !(typeof at === 'number' && Math.abs(now() - at) <= MESSAGE_AGE_MS)) {
+      return new ClusterError('ERR_CLUSTER_STALE', `a ${event} message sent at ${String(at)} is too old`)
+    }
+    return undefined
   }
   const clusters = new Map<string, { cluster: MeshCluster; run: () => Promise<void>; held: HeldSignal[] }>()
   for (const mesh of init.registry.list()) {
@@ -148,7 +177,6 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
     clusters.set(mesh.name, { cluster, run, held })
   }
 
-  const now = init.now ?? Date.now
   const holdMs = init.holdSignalMs ?? Math.min(Math.max(2 * syncMs, 1000), 5000)
   let heldCount = 0
   const knownSender = (s: ClusterSignal) => init.registry.get(s.mesh)?.ownerOf(s.from) === s.sender
@@ -174,6 +202,8 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
     onRejected(err instanceof ClusterError ? err : new ClusterError('ERR_CLUSTER_PAYLOAD', String(err)))
   init.io.on(CLUSTER_EVENTS.hint, (payload: unknown) => {
     try {
+      const forged = unsealed(CLUSTER_EVENTS.hint, payload)
+      if (forged !== undefined) throw forged
       const hint = parseHint(payload)
       if (hint.from !== serverId) void clusters.get(hint.mesh)?.run()
     } catch (err) {
@@ -183,6 +213,8 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
   init.io.on(CLUSTER_EVENTS.signal, (payload: unknown) => {
     let s: ClusterSignal
     try {
+      const forged = unsealed(CLUSTER_EVENTS.signal, payload)
+      if (forged !== undefined) throw forged
       s = parseClusterSignal(payload)
     } catch (err) {
       refuse(err)

@@ -86,6 +86,8 @@ export interface ServerInit {
         readonly syncMs?: number
         readonly keyPrefix?: string
         readonly holdSignalMs?: number
+        /** Seals every value in Redis and every message between servers (see cluster-seal.ts). */
+        readonly secret?: string | undefined
       }
     | undefined
   /** Fastify logger option. Default false. */
