@@ -1,10 +1,18 @@
 import { once } from 'node:events'
-import type { PlanMessage, SignalData } from '@butterfly/core'
+import {
+  generateIdentity,
+  type PeerCapabilities,
+  type PlanMessage,
+  peerIdFromPublicKey,
+  type SignalData,
+  toBase64url,
+} from '@butterfly/core'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest'
 import type { Mesh } from '../src/control/mesh.js'
 import type { HealthReport } from '../src/http/health-routes.js'
 import type { SignalServer } from '../src/http/signal-server.js'
 import {
+  caps,
   closeClients,
   disconnected,
   GIB,
@@ -147,6 +155,46 @@ describe('readiness', () => {
     await expect(mesh.waitForReadyPlan()).resolves.toEqual(plan)
     const health = (await (await fetch(`${server.url}/health`)).json()) as HealthReport
     expect(health.meshes[0]?.ready).toBe(true)
+  })
+
+  test("a key taking over another server's member is ready again only once its new session says so", async () => {
+    // This mesh as one server's replica of a cluster's (the cluster itself is stubbed out here).
+    const quiet = { signal: () => {}, plan: () => {}, peerLeft: () => {} }
+    mesh.replicate({
+      serverId: 'srv1',
+      planning: true,
+      memberUp: () => {},
+      memberDown: () => {},
+      planIssued: () => {},
+      excluded: () => {},
+      stageReady: () => {},
+      remoteSink: () => quiet,
+    })
+    // As another server lists it: the only worker, holding every layer, loaded.
+    const identity = generateIdentity()
+    const id = peerIdFromPublicKey(identity.publicKey)
+    const record = {
+      id,
+      joinedAt: 1,
+      capabilities: caps('mover') as PeerCapabilities,
+      publicKey: toBase64url(identity.publicKey),
+    }
+    mesh.applyMember('srv2', record, identity.publicKey)
+    const plan = mesh.plan
+    expect(plan.stages.map((st) => st.peerId)).toEqual([id])
+    mesh.applyReady(id, plan.version)
+    expect(mesh.isReady()).toBe(true)
+    // It fails over to this server with a fresh session (a tab starts afresh): same plan, not ready.
+    let readyEvents = 0
+    mesh.on('ready', () => readyEvents++)
+    const w = await joinWorker(server, { name: 'mover', identity })
+    expect(w.peerId).toBe(id)
+    expect(mesh.plan.version).toBe(plan.version)
+    expect(mesh.isReady()).toBe(false)
+    await request(w.socket, 'stage-ready', { planVersion: plan.version })
+    expect(mesh.isReady()).toBe(true)
+    // The 'ready' the gateway rebuilds its pipeline on, for the same plan.
+    expect(readyEvents).toBe(1)
   })
 
   test('a re-plan resets readiness; stale versions are acknowledged but ignored', async () => {

@@ -30,6 +30,8 @@
  * - `startRedis(options?)`: an empty, non-persistent redis-server on a free port (`RedisServer`:
  *   url, port, pid, stop, kill, restart on the same port with its data gone).
  *   `butterflyAclArgs(password)` and `aclUrl(url, password)`: docs/deploy.md's ACL user.
+ * - `startTcpProxy(backends)`: a stand-in load balancer on 127.0.0.1 that sends each connection
+ *   to the first live backend (`TcpProxy`: url, port, connections(), close()).
  *
  * Fault injection in a real worker
  * - `faultyBackend(opts)`: the node backend with every stage wrapped in a `FaultyStage`.
@@ -45,3 +47,4 @@ export * from './llama-cpp-runner.js'
 export * from './processes.js'
 export * from './redis.js'
 export * from './sharded-model.js'
+export * from './tcp-proxy.js'

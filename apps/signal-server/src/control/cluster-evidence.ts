@@ -1,6 +1,16 @@
+import type { ReputationBook } from '@butterfly/core'
 import { parsePeerEvidence, peerEvidenceJson } from './cluster-records.js'
 import type { ClusterStore } from './cluster-store.js'
-import type { Mesh, PeerEvidence } from './mesh.js'
+import type { EvidenceSource, Mesh, PeerEvidence } from './mesh.js'
+
+/** A gateway's ReputationBook as the evidence its mesh shares. */
+export function evidenceFromBook(book: ReputationBook): EvidenceSource {
+  return {
+    evidence: () => new Map(book.snapshot().peers.map((p) => [p.peerId, p])),
+    minRateSamples: book.minRateSamples,
+    maxDisagreementRate: book.maxDisagreementRate,
+  }
+}
 
 /**
  * Each gateway counts, per peer, the votes it saw that peer agree and disagree in. Alone, a

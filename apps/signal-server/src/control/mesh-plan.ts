@@ -80,6 +80,11 @@ export class PlanReadiness {
     return !wasReady && this.isReady(plan)
   }
 
+  /** A peer's new session has not loaded its stage yet (it says so again with stageReady). */
+  unmark(peerId: string): void {
+    this.peers.delete(peerId)
+  }
+
   /** Every stage of `plan` is loaded (false while the plan has no stages). */
   isReady(plan: PlanMessage): boolean {
     const { stages } = plan
@@ -101,6 +106,22 @@ export function closedError(mesh: string): ButterflyError {
 }
 
 /** The next plan `mesh` reports ready; rejects when it closes first or `signal` aborts. */
+/**
+ * Aborts once `mesh` issues a plan other than `version` (work for that plan is then wasted, such as
+ * a 30 s dial to a peer that has gone); `dispose` stops watching.
+ */
+export function supersededSignal(
+  mesh: EventEmitter<MeshEvents>,
+  version: number,
+): { readonly signal: AbortSignal; dispose(): void } {
+  const ctl = new AbortController()
+  const onPlan = (plan: PlanMessage) => {
+    if (plan.version !== version) ctl.abort(new Error(`plan ${version} was superseded by ${plan.version}`))
+  }
+  mesh.on('plan', onPlan)
+  return { signal: ctl.signal, dispose: () => mesh.off('plan', onPlan) }
+}
+
 export function nextReadyPlan(
   mesh: EventEmitter<MeshEvents>,
   name: string,

@@ -98,7 +98,10 @@ export class Mesh extends MeshCore {
       )
     }
     // A key held by another server's member has proved itself here just now: this session wins
-    // (a worker failing over from a server that has not noticed it left).
+    // (a worker failing over from a server that has not noticed it left). The new session may
+    // hold no stage yet (a tab starts afresh): it is ready again once it says so, and the 'ready'
+    // that follows has the gateway dial it anew rather than keep a connection to the old one.
+    if (before !== undefined) this.readiness.unmark(id)
     const member = { id, sink, capabilities, publicKey: Uint8Array.from(publicKey), lastSeen: this.now() }
     this.members.set(id, { ...member, joinedAt: Math.max(this.now(), (before?.joinedAt ?? 0) + 1) })
     this.replication.memberUp({

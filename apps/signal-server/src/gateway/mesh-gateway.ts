@@ -13,7 +13,9 @@ import {
   type VerificationHealth,
   type WebRtcTransport,
 } from '@butterfly/core'
+import { evidenceFromBook } from '../control/cluster-evidence.js'
 import type { LocalPeerHandle } from '../control/mesh.js'
+import { nextReadyPlan, supersededSignal } from '../control/mesh-plan.js'
 import type { Admission } from './admission.js'
 import { SlowClaimCheck } from './claim-check.js'
 import { createGatewayTransport } from './gateway-transport.js'
@@ -68,6 +70,8 @@ export class MeshGateway implements ServedModel {
   private relay: 'chain' | 'coordinator'
   private readonly wire = new WireMeter()
   private readonly verified: VerificationTally
+  /** The current pipeline's peers' connections when it was built (see WorkerDialer.mark). */
+  private readyMark: ReadonlyMap<string, number> = new Map()
 
   constructor(
     private readonly init: MeshGatewayInit,
@@ -77,12 +81,7 @@ export class MeshGateway implements ServedModel {
     // Outvoted once by a quorum of its own class, at calibrated tolerances (which an honest peer
     // fails only through a comparator false positive, measured ~0 by the bench): flagged.
     this.reputation = new ReputationBook({ flagAfter: 1, ...init.reputation })
-    const book = this.reputation
-    mesh.provideEvidence({
-      evidence: () => new Map(book.snapshot().peers.map((p) => [p.peerId, p])),
-      minRateSamples: book.minRateSamples,
-      maxDisagreementRate: book.maxDisagreementRate,
-    })
+    mesh.provideEvidence(evidenceFromBook(this.reputation))
     this.verified = new VerificationTally(mesh.name, components.metrics)
     this.claims = new SlowClaimCheck(init.slowClaim)
     this.relay = init.relay ?? 'coordinator'
@@ -117,6 +116,11 @@ export class MeshGateway implements ServedModel {
     return this.leases.current
   }
 
+  /** Whether every connection the current pipeline was built on is still the one it used. */
+  private get fresh(): boolean {
+    return !this.dialer.closedSince(this.readyMark)
+  }
+
   async *generate(
     request: GenerateRequest,
     signal: AbortSignal,
@@ -129,7 +133,9 @@ export class MeshGateway implements ServedModel {
       return pipeline
     }
     let version = ready.version
+    let running = ready.pipeline
     // A peer that dies mid-generation: wait for the re-plan, then continue on the new pipeline.
+    // One that came back with a new session under the same plan: continue on a rebuilt pipeline.
     const recover = async (err: unknown): Promise<Pipeline | undefined> => {
       // Workers that cannot reach each other still reach the coordinator: relay through it.
       const code = (err as { code?: unknown })?.code
@@ -138,9 +144,10 @@ export class MeshGateway implements ServedModel {
           ? await this.relayPlan(version, 'a worker-to-worker link failed')
           : undefined
       if (relayed !== undefined) return hold(relayed)
-      const next = await this.nextPipeline(version, signal).catch(() => undefined)
+      const next = await this.nextPipeline(version, signal, running).catch(() => undefined)
       if (next === undefined) return undefined
       version = next.version
+      running = next.pipeline
       this.components.log?.(
         `mesh ${this.mesh}: a generation moved to plan ${next.version} and replays its tokens`,
       )
@@ -216,32 +223,28 @@ export class MeshGateway implements ServedModel {
     return this.links.snapshot()
   }
 
-  /** The first connected pipeline of a plan newer than `after`. */
-  private async nextPipeline(after: number, signal: AbortSignal): Promise<Ready> {
+  /**
+   * The first connected pipeline of a plan newer than `after`; or of plan `after` itself rebuilt,
+   * once it turned ready again (a peer came back under it with a new session) and `running`,
+   * the pipeline that failed, is no longer the one its connections are.
+   */
+  private async nextPipeline(after: number, signal: AbortSignal, running?: Pipeline): Promise<Ready> {
     const { mesh } = this.components
     const wait = AbortSignal.any([signal, AbortSignal.timeout(this.init.planWaitMs ?? 30_000)])
+    let readyAgain = false
     for (;;) {
-      if (this.ready && this.ready.version > after && this.ready.version === mesh.plan.version)
-        return this.ready
-      if (mesh.plan.version > after && mesh.isReady()) {
-        const plan = mesh.plan
+      const plan = mesh.plan
+      const usable = (r: Ready | undefined): r is Ready =>
+        r !== undefined && r.version === plan.version && (r.version > after || r.pipeline !== running)
+      if (usable(this.ready) && this.fresh) return this.ready
+      if ((plan.version > after || (readyAgain && running !== undefined)) && mesh.isReady()) {
         this.building = this.building.then(() =>
-          this.ready?.version === plan.version ? undefined : this.connect(plan),
+          usable(this.ready) && this.fresh ? undefined : this.connect(plan),
         )
         await this.building
-        if (this.ready?.version === plan.version) return this.ready
+        if (usable(this.ready)) return this.ready
       }
-      wait.throwIfAborted()
-      await new Promise<void>((resolve, reject) => {
-        const done = () => {
-          mesh.off('ready', done)
-          wait.removeEventListener('abort', done)
-          if (wait.aborted) reject(wait.reason)
-          else resolve()
-        }
-        mesh.on('ready', done)
-        wait.addEventListener('abort', done, { once: true })
-      })
+      readyAgain = (await nextReadyPlan(mesh, mesh.name, wait)).version === after
     }
   }
 
@@ -254,7 +257,7 @@ export class MeshGateway implements ServedModel {
 
   private async readyPipeline(signal: AbortSignal): Promise<Ready> {
     const { mesh } = this.components
-    if (this.ready && this.ready.version === mesh.plan.version) return this.ready
+    if (this.ready && this.ready.version === mesh.plan.version && this.fresh) return this.ready
     if (mesh.plan.stages.length === 0) {
       const why = mesh.planError?.message ?? 'no worker has joined'
       throw new GatewayError('ERR_MESH_NO_PLAN', `mesh '${mesh.name}' cannot serve: ${why}`)
@@ -263,8 +266,9 @@ export class MeshGateway implements ServedModel {
     try {
       const plan = await mesh.waitForReadyPlan(wait)
       await this.building
-      if (this.ready?.version !== plan.version) {
-        this.building = this.building.then(() => this.connect(plan))
+      const current = () => this.ready?.version === plan.version && this.fresh
+      if (!current()) {
+        this.building = this.building.then(() => (current() ? undefined : this.connect(plan)))
         await this.building
       }
     } catch {
@@ -283,8 +287,7 @@ export class MeshGateway implements ServedModel {
   }
 
   private onPlan(plan: PlanMessage): void {
-    // addLocalPeer hands over the current plan at once, from the constructor, before the dialer
-    // exists: no connection to close yet.
+    // addLocalPeer hands over the current plan from the constructor, before the dialer exists.
     if ((this.dialer as WorkerDialer | undefined) === undefined) return
     // Connections to peers that left the plan are closed; the rest are reused.
     const inPlan = new Set(plan.stages.flatMap(stagePeers))
@@ -300,13 +303,14 @@ export class MeshGateway implements ServedModel {
   /** Dials every stage of a ready plan; a failed dial is retried with a fresh connection. */
   private async connect(plan: PlanMessage, attempts = 3): Promise<void> {
     const { mesh, metrics } = this.components
+    const superseded = supersededSignal(mesh, plan.version)
     for (let attempt = 1; attempt <= attempts; attempt++) {
-      if (plan.version !== mesh.plan.version) return
+      if (plan.version !== mesh.plan.version) break
       try {
         const config = mesh.config
         const parts = {
           mesh,
-          connection: (peerId: string) => this.dialer.connection(peerId),
+          connection: (peerId: string) => this.dialer.connection(peerId, superseded.signal),
           calibrator: this.calibrator,
           reputation: this.reputation,
           claims: this.claims,
@@ -323,14 +327,15 @@ export class MeshGateway implements ServedModel {
         if (plan.version !== mesh.plan.version) {
           // Superseded while it was dialled: nobody will run on it.
           this.leases.retireBuilt(built)
-          return
+          break
         }
         this.leases.adopt({ version: plan.version, ...built })
+        this.readyMark = this.dialer.mark(plan.stages.flatMap(stagePeers))
         this.lastError = undefined
         this.components.log?.(
           `mesh ${mesh.name}: plan ${plan.version} connected (${plan.stages.length} stages${built.relayed ? ', chained' : ''})`,
         )
-        return
+        break
       } catch (err) {
         this.lastError = (err as Error).message
         this.components.log?.(
@@ -338,5 +343,6 @@ export class MeshGateway implements ServedModel {
         )
       }
     }
+    superseded.dispose()
   }
 }

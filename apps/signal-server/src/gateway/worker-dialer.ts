@@ -7,6 +7,8 @@ import { MessageConnection, type WebRtcTransport } from '@butterfly/core'
 export class WorkerDialer {
   private readonly connections = new Map<string, Promise<MessageConnection>>()
   private readonly open = new Map<string, MessageConnection>()
+  /** How many of each peer's connections have closed so far. */
+  private readonly closes = new Map<string, number>()
 
   constructor(
     private readonly transport: WebRtcTransport,
@@ -26,7 +28,8 @@ export class WorkerDialer {
     return n
   }
 
-  connection(peerId: string): Promise<MessageConnection> {
+  /** The peer's connection; `signal` abandons the wait (the dial itself goes on for other users). */
+  connection(peerId: string, signal?: AbortSignal): Promise<MessageConnection> {
     let c = this.connections.get(peerId)
     if (c === undefined) {
       const dialed = this.transport.dial(peerId, AbortSignal.timeout(30_000)).then((channel) => {
@@ -35,6 +38,7 @@ export class WorkerDialer {
         this.open.set(peerId, conn)
         conn.onClose(() => {
           if (this.open.get(peerId) === conn) this.open.delete(peerId)
+          this.closes.set(peerId, (this.closes.get(peerId) ?? 0) + 1)
           this.forget(peerId, dialed)
         })
         return conn
@@ -43,7 +47,28 @@ export class WorkerDialer {
       this.connections.set(peerId, dialed)
       c = dialed
     }
-    return c
+    if (signal === undefined) return c
+    const dial = c
+    return new Promise((resolve, reject) => {
+      const abort = () => reject(signal.reason)
+      if (signal.aborted) return abort()
+      signal.addEventListener('abort', abort, { once: true })
+      dial.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort))
+    })
+  }
+
+  /** Where the peers' connections stand now, for `closedSince`. */
+  mark(peers: Iterable<string>): ReadonlyMap<string, number> {
+    return new Map([...peers].map((p) => [p, this.closes.get(p) ?? 0]))
+  }
+
+  /**
+   * Whether a connection to one of the marked peers closed since the mark: a pipeline built on it
+   * is dead there (the peer went, or came back with a new session under the same plan).
+   */
+  closedSince(mark: ReadonlyMap<string, number>): boolean {
+    for (const [peer, closes] of mark) if ((this.closes.get(peer) ?? 0) !== closes) return true
+    return false
   }
 
   /** Closes and forgets the peer's connection. */
