@@ -3,19 +3,22 @@ import { type RedisServer, startRedis } from '@butterfly/testing/node'
 import { encode } from '@msgpack/msgpack'
 import { createClient } from 'redis'
 import { afterAll, beforeAll, expect, test, vi } from 'vitest'
-import type { EvidenceSource, Mesh } from '../src/control/mesh.js'
+import type { EvidenceSource } from '../src/control/mesh.js'
 import type { SignalServer } from '../src/http/signal-server.js'
 import {
   caps,
   closeClients,
+  clusterRejected,
   connect,
   disconnected,
   joinPayload,
   joinWorker,
+  meshOf,
   next,
   request,
   startServer,
   tinyModel,
+  workerIds,
 } from './helpers.js'
 
 vi.setConfig({ testTimeout: 20_000 })
@@ -50,20 +53,11 @@ afterAll(async () => {
   await model?.cleanup()
 })
 
-const meshOf = (s: SignalServer) => s.meshes.get('default') as Mesh
-const workerIds = (s: SignalServer) =>
-  meshOf(s)
-    .workers()
-    .map((p) => p.id)
-    .sort()
 // Each sync ends once its own writes have landed: two rounds each way carry any change across.
 const sync = async () => {
   for (const s of [a, b, a, b]) await s.cluster?.sync()
 }
-async function rejected(s: SignalServer, code: string): Promise<number> {
-  const metric = await s.metrics.clusterRejected.get()
-  return metric.values.find((v) => v.labels.code === code)?.value ?? 0
-}
+const rejected = clusterRejected
 
 test('a worker joined to A is a member of B, and signals cross between them', async () => {
   const w = await joinWorker(a, { name: 'w' })

@@ -4,9 +4,18 @@ import { createClient } from 'redis'
 import { afterAll, beforeAll, expect, test, vi } from 'vitest'
 import { CLUSTER_EVENTS } from '../src/control/cluster-adapter.js'
 import { ClusterSeal } from '../src/control/cluster-seal.js'
-import type { Mesh } from '../src/control/mesh.js'
 import type { SignalServer } from '../src/http/signal-server.js'
-import { closeClients, joinWorker, next, request, startServer, tinyModel } from './helpers.js'
+import {
+  closeClients,
+  clusterRejected,
+  joinWorker,
+  meshOf,
+  next,
+  request,
+  startServer,
+  tinyModel,
+  workerIds,
+} from './helpers.js'
 
 vi.setConfig({ testTimeout: 20_000 })
 
@@ -45,19 +54,10 @@ afterAll(async () => {
   await model?.cleanup()
 })
 
-const meshOf = (s: SignalServer) => s.meshes.get('default') as Mesh
-const workerIds = (s: SignalServer) =>
-  meshOf(s)
-    .workers()
-    .map((p) => p.id)
-    .sort()
 const sync = async () => {
   for (const s of [a, b, other, a, b]) await s.cluster?.sync()
 }
-async function rejected(s: SignalServer, code: string): Promise<number> {
-  const metric = await s.metrics.clusterRejected.get()
-  return metric.values.find((v) => v.labels.code === code)?.value ?? 0
-}
+const rejected = clusterRejected
 const key = (...parts: string[]) => PREFIX + parts.join(':')
 
 test('the sealed pair shares members and signals; the server with another secret sees nobody, and nobody sees its peers', async () => {

@@ -194,3 +194,19 @@ export function disconnected(socket: Socket): Promise<string> {
   if (socket.disconnected) return Promise.resolve('already')
   return new Promise((resolve) => socket.once('disconnect', (reason) => resolve(reason)))
 }
+
+/** The mesh `name` of an in-process server. */
+export const meshOf = (s: SignalServer, name = 'default') => s.meshes.get(name) as Mesh
+
+/** The worker ids a server's mesh lists, sorted. */
+export const workerIds = (s: SignalServer) =>
+  meshOf(s)
+    .workers()
+    .map((p) => p.id)
+    .sort()
+
+/** How many cluster payloads a server refused under `code` so far. */
+export async function clusterRejected(s: SignalServer, code: string): Promise<number> {
+  const metric = await s.metrics.clusterRejected.get()
+  return metric.values.find((v) => v.labels.code === code)?.value ?? 0
+}

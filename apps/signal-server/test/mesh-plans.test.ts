@@ -9,6 +9,7 @@ import {
 } from '@butterfly/core'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest'
 import type { Mesh } from '../src/control/mesh.js'
+import { LOCAL_ONLY } from '../src/control/mesh-member.js'
 import type { HealthReport } from '../src/http/health-routes.js'
 import type { SignalServer } from '../src/http/signal-server.js'
 import {
@@ -160,16 +161,7 @@ describe('readiness', () => {
   test("a key taking over another server's member is ready again only once its new session says so", async () => {
     // This mesh as one server's replica of a cluster's (the cluster itself is stubbed out here).
     const quiet = { signal: () => {}, plan: () => {}, peerLeft: () => {} }
-    mesh.replicate({
-      serverId: 'srv1',
-      planning: true,
-      memberUp: () => {},
-      memberDown: () => {},
-      planIssued: () => {},
-      excluded: () => {},
-      stageReady: () => {},
-      remoteSink: () => quiet,
-    })
+    mesh.replicate({ ...LOCAL_ONLY, serverId: 'srv1', remoteSink: () => quiet })
     // As another server lists it: the only worker, holding every layer, loaded.
     const identity = generateIdentity()
     const id = peerIdFromPublicKey(identity.publicKey)
