@@ -1,9 +1,9 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { generateIdentity } from '@butterfly/core'
+import { generateIdentity, peerIdFromPublicKey } from '@butterfly/core'
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest'
-import { JoinTokenStore, parseJoinTokenFile } from '../src/control/join-tokens.js'
+import { type JoinTokenRecord, JoinTokenStore, parseJoinTokenFile } from '../src/control/join-tokens.js'
 import type { SignalServer } from '../src/http/signal-server.js'
 import {
   caps,
@@ -248,5 +248,38 @@ describe('the token file', () => {
     await expect(
       startServer({ meshes: [{ name: 'default', modelDir: model.dir }], joinTokenFile: path }),
     ).rejects.toMatchObject({ code: 'ERR_JOIN_TOKEN_FILE' })
+  })
+})
+
+describe('merging the records another server shares', () => {
+  test('adds new tokens, takes bindings and revocations, never undoes them, refuses clashes', () => {
+    const here = JoinTokenStore.open(undefined)
+    const there = JoinTokenStore.open(undefined)
+    const issued = there.issue({ mesh: 'default', label: 'w' })
+    expect(here.merge(there.shared())).toEqual({ revoked: [], refused: 0, error: undefined })
+    expect(here.get(issued.id)?.status).toBe('unused')
+    const peer = peerIdFromPublicKey(generateIdentity().publicKey)
+    expect(there.admit(issued.token, 'default', peer)).toBe(issued.id)
+    here.merge(there.shared())
+    expect(here.get(issued.id)?.boundPeerId).toBe(peer)
+    // An older copy (unbound, live) changes nothing: state only moves forward.
+    const old = { ...(there.shared()[0] as JoinTokenRecord), boundPeerId: null }
+    there.revoke(issued.id)
+    const { revoked } = here.merge(there.shared())
+    expect(revoked.map((r) => r.id)).toEqual([issued.id])
+    expect(here.merge([old])).toEqual({ revoked: [], refused: 0, error: undefined })
+    expect(here.get(issued.id)).toMatchObject({ status: 'revoked', boundPeerId: peer })
+    expect(() => here.admit(issued.token, 'default', peer)).toThrow(
+      expect.objectContaining({ code: 'ERR_JOIN_TOKEN_REVOKED' }),
+    )
+    // The same id with another hash, or the same hash under another id or mesh: refused.
+    const record = there.shared()[0] as JoinTokenRecord
+    const clashes = [
+      { ...record, sha256: 'f'.repeat(64) },
+      { ...record, id: 'jt_ffffffffffffffff' },
+      { ...record, mesh: 'other' },
+    ]
+    expect(here.merge(clashes).refused).toBe(3)
+    expect(here.list()).toHaveLength(1)
   })
 })

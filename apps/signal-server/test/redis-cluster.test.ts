@@ -14,7 +14,7 @@ import {
   until,
   WORKER_BIN,
 } from '@butterfly/testing/node'
-import { afterAll, afterEach, beforeAll, expect, test } from 'vitest'
+import { afterAll, afterEach, beforeAll, expect, test, vi } from 'vitest'
 
 // Two `butterfly-server --redis` processes on one real redis-server: one mesh. A worker joined to
 // server A serves completions asked of server B (B's gateway reaches it through signals relayed
@@ -53,8 +53,8 @@ afterAll(async () => {
   await rm(cache, { recursive: true, force: true })
 })
 
-async function server(port = 0): Promise<{ proc: Proc; url: string }> {
-  const proc = start(SERVER_BIN, ['--port', String(port), '--model', 'synthetic:tiny'], {
+async function server(port = 0, extra: string[] = []): Promise<{ proc: Proc; url: string }> {
+  const proc = start(SERVER_BIN, ['--port', String(port), '--model', 'synthetic:tiny', ...extra], {
     BUTTERFLY_CACHE_DIR: cache,
     BUTTERFLY_REDIS_URL: aclUrl(redis.url, REDIS_PASSWORD),
     BUTTERFLY_CLUSTER_SECRET: 'redis-cluster test secret',
@@ -216,3 +216,39 @@ test('Redis restarted under traffic: every completion is exact or fails with a c
   expect(worker.output()).not.toMatch(/rejoined/)
   expect(worker.child.exitCode).toBeNull()
 }, 180_000)
+
+test('per-peer tokens: one issued on A admits its worker through B, and A serves exact completions through it', async () => {
+  const admin = 'redis-cluster-admin'
+  const flags = ['--admin-token', admin, '--require-peer-tokens']
+  const a = await server(0, flags)
+  const b = await server(0, flags)
+  const res = await fetch(`${a.url}/admin/join-tokens`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ mesh: 'default', label: 'through-b' }),
+  })
+  expect(res.status).toBe(201)
+  const { id, token } = (await res.json()) as { id: string; token: string }
+  // B takes the token in at its next sync (every second); a join before that would be refused.
+  const tokensOf = async (url: string) => {
+    const r = await fetch(`${url}/admin/join-tokens`, { headers: { authorization: `Bearer ${admin}` } })
+    return ((await r.json()) as { tokens: Array<{ id: string; boundPeerId: string | null }> }).tokens
+  }
+  await vi.waitFor(async () => expect((await tokensOf(b.url)).map((t) => t.id)).toContain(id), {
+    timeout: 10_000,
+    interval: 50,
+  })
+  const worker = start(WORKER_BIN, ['join', '--server', b.url, '--device', 'cpu', '--token', token], {
+    BUTTERFLY_CACHE_DIR: cache,
+    BUTTERFLY_IDENTITY: join(cache, 't.identity.json'),
+  })
+  procs.push(worker)
+  const peerId = (await worker.waitFor(/joined mesh default as (\S+)/))[1] as string
+  await until<Health>(`${a.url}/health`, (h) => h.meshes[0]?.ready === true)
+  expect(await complete(a.url, 12)).toBe(await reference(12))
+  // The binding made on B is A's too.
+  await vi.waitFor(
+    async () => expect((await tokensOf(a.url)).find((t) => t.id === id)?.boundPeerId).toBe(peerId),
+    { timeout: 10_000, interval: 50 },
+  )
+}, 120_000)

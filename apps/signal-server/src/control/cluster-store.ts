@@ -283,6 +283,49 @@ export class ClusterStore {
     return this.openedHash(key, await this.redis.hGetAll(key))
   }
 
+  /**
+   * Sets and drops entries of this server's join-token records (see token-share.ts) and stores
+   * its token generation, which readers check before reading the records again.
+   */
+  async putTokens(
+    server: string,
+    set: ReadonlyMap<string, string>,
+    drop: readonly string[],
+    gen: number,
+    ttlMs: number,
+  ): Promise<void> {
+    const key = this.key('tokens', server)
+    const genKey = this.key('tokens-gen', server)
+    const tx = this.redis.multi()
+    if (set.size > 0) {
+      tx.hSet(key, Object.fromEntries([...set].map(([id, r]) => [id, this.sealed(key, r, id)])))
+    }
+    if (drop.length > 0) tx.hDel(key, [...drop])
+    await tx
+      .pExpire(key, ttlMs)
+      .set(genKey, this.sealed(genKey, String(gen)), { expiration: { type: 'PX', value: ttlMs } })
+      .exec()
+  }
+
+  /** Each server's token generation (null: none, or not sealed by this cluster). */
+  async tokenGens(servers: readonly string[]): Promise<(string | null)[]> {
+    if (servers.length === 0) return []
+    const keys = servers.map((s) => this.key('tokens-gen', s))
+    const values = await this.redis.mGet(keys)
+    return values.map((v, i) =>
+      typeof v === 'string' && v.length <= 128 ? this.opened(keys[i] as string, v) : null,
+    )
+  }
+
+  /** One server's join-token records as raw entries; throws ERR_CLUSTER_PAYLOAD past the cap. */
+  async tokens(server: string): Promise<Record<string, string>> {
+    const key = this.key('tokens', server)
+    if ((await this.redis.hLen(key)) > CLUSTER_LIMITS.peers) {
+      throw new ClusterError('ERR_CLUSTER_PAYLOAD', `server ${server} shares too many join tokens`)
+    }
+    return this.openedHash(key, await this.redis.hGetAll(key))
+  }
+
   /** A server leaving cleanly: its liveness key and member lists go at once. */
   async leave(server: string, meshes: readonly string[]): Promise<void> {
     const tx = this.redis.multi().del(this.key('server', server))

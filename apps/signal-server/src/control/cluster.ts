@@ -7,8 +7,10 @@ import { CLUSTER_EVENTS, hardenedAdapter } from './cluster-adapter.js'
 import { type ClusterSignal, parseClusterSignal, parseHint } from './cluster-records.js'
 import { ClusterSeal } from './cluster-seal.js'
 import { ClusterStore, type RedisClient } from './cluster-store.js'
+import type { JoinAdmission } from './join-admission.js'
 import { MeshCluster } from './mesh-cluster.js'
 import type { MeshRegistry } from './mesh-registry.js'
+import { TokenShare } from './token-share.js'
 
 /** How old a sealed message may be on arrival (clocks of the servers a little apart included). */
 const MESSAGE_AGE_MS = 60_000
@@ -21,6 +23,8 @@ export interface ClusterInit {
   readonly url: string
   readonly io: Server
   readonly registry: MeshRegistry
+  /** Per-peer join tokens to share with the other servers (see token-share.ts). */
+  readonly admission?: JoinAdmission | undefined
   /** A server silent this long is dead and its peers leave; the heartbeat timeout. */
   readonly deadAfterMs: number
   /** How often each mesh syncs with Redis. Default 1000. */
@@ -198,6 +202,12 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
     })
     held.splice(0, held.length, ...keep)
   }
+  const shareTokens =
+    init.admission?.tokens === undefined
+      ? undefined
+      : new TokenShare(store, serverId, init.admission, init.deadAfterMs * 4, onRejected, onError)
+  const liveServers = () => [...new Set([...clusters.values()].flatMap(({ cluster }) => cluster.liveServers))]
+  const syncTokens = serialized(async () => shareTokens?.sync(liveServers()), onError)
   const refuse = (err: unknown) =>
     onRejected(err instanceof ClusterError ? err : new ClusterError('ERR_CLUSTER_PAYLOAD', String(err)))
   init.io.on(CLUSTER_EVENTS.hint, (payload: unknown) => {
@@ -205,7 +215,10 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
       const forged = unsealed(CLUSTER_EVENTS.hint, payload)
       if (forged !== undefined) throw forged
       const hint = parseHint(payload)
-      if (hint.from !== serverId) void clusters.get(hint.mesh)?.run()
+      if (hint.from !== serverId) {
+        void clusters.get(hint.mesh)?.run()
+        void syncTokens()
+      }
     } catch (err) {
       refuse(err)
     }
@@ -236,17 +249,21 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
   })
 
   await Promise.all([...clusters.values()].map(({ cluster }) => cluster.sync()))
+  await syncTokens()
   const timer = setInterval(() => {
     for (const { run } of clusters.values()) void run()
+    void syncTokens()
   }, syncMs)
   timer.unref()
   let closing: Promise<void> | undefined
   return {
     serverId,
-    sync: () =>
-      Promise.all(
+    sync: async () => {
+      await Promise.all(
         [...clusters.values()].map(({ cluster, held }) => cluster.sync().finally(() => release(held))),
-      ).then(() => {}),
+      )
+      await shareTokens?.sync(liveServers())
+    },
     planning: (name) => clusters.get(name)?.cluster.planning ?? false,
     close: () => {
       closing ??= (async () => {

@@ -1,6 +1,6 @@
 import { ControlError } from '@butterfly/core'
 import { JoinRefusedError } from '../errors.js'
-import type { JoinTokenStore, JoinTokenView } from './join-tokens.js'
+import type { JoinTokenRecord, JoinTokenStore, JoinTokenView } from './join-tokens.js'
 import type { Mesh } from './mesh.js'
 import type { MeshRegistry } from './mesh-registry.js'
 
@@ -137,6 +137,21 @@ export class JoinAdmission {
     const before = this.options.tokens?.revoke(id)
     if (before?.boundPeerId != null) this.registry.get(before.mesh)?.remove([before.boundPeerId], 'revoked')
     return before
+  }
+
+  /**
+   * Takes in the join tokens another server of the cluster shares (see JoinTokenStore.merge). A
+   * peer of this server bound to a token revoked there is removed from its mesh here at once.
+   */
+  mergeTokens(records: readonly JoinTokenRecord[]): { refused: number; error: unknown } {
+    const store = this.options.tokens
+    if (store === undefined) return { refused: 0, error: undefined }
+    const { revoked, refused, error } = store.merge(records)
+    for (const r of revoked) {
+      const mesh = r.boundPeerId === null ? undefined : this.registry.get(r.mesh)
+      if (mesh?.isLocal(r.boundPeerId as string)) mesh.remove([r.boundPeerId as string], 'revoked')
+    }
+    return { refused, error }
   }
 
   private forgetFullBuckets(now: number): void {

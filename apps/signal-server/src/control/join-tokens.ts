@@ -2,30 +2,21 @@ import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { parsePeerId } from '@butterfly/core'
 import { JoinRefusedError, JoinTokenFileError } from '../errors.js'
+import {
+  checkLabel,
+  FILE_VERSION,
+  JOIN_TOKEN_LIMITS,
+  type JoinTokenRecord,
+  parseJoinTokenFile,
+} from './join-token-file.js'
 
-/** Caps on what an operator (or a tampered file) can make the server hold. */
-export const JOIN_TOKEN_LIMITS = {
-  fileBytes: 4 * 1024 * 1024,
-  tokens: 10_000,
-  label: 128,
-  /** Ten years. */
-  maxExpiresInSeconds: 10 * 365 * 24 * 3600,
-} as const
-
-/** One issued token as the file keeps it: never the token itself, only its SHA-256. */
-export interface JoinTokenRecord {
-  readonly id: string
-  readonly mesh: string
-  readonly label: string | null
-  /** Hex SHA-256 of the token. */
-  readonly sha256: string
-  /** ISO 8601. */
-  readonly createdAt: string
-  readonly expiresAt: string | null
-  revokedAt: string | null
-  /** The first identity that joined with it; nobody else may. */
-  boundPeerId: string | null
-}
+export {
+  checkLabel,
+  JOIN_TOKEN_LIMITS,
+  type JoinTokenRecord,
+  parseJoinTokenFile,
+  parseJoinTokenRecord,
+} from './join-token-file.js'
 
 /** What an issue returns: the token, shown this once. */
 export interface IssuedJoinToken {
@@ -54,82 +45,8 @@ export interface IssueRequest {
   readonly expiresInSeconds?: number | undefined
 }
 
-const ID_RE = /^jt_[0-9a-f]{16}$/
-const HASH_RE = /^[0-9a-f]{64}$/
-const LABEL_RE = /^[\x20-\x7e]*$/
-const FILE_VERSION = 1
-
 function sha256(token: string): string {
   return createHash('sha256').update(token).digest('hex')
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
-
-/** A printable-ASCII label of at most JOIN_TOKEN_LIMITS.label characters; `what` names it in errors. */
-export function checkLabel(v: unknown, what: string): string | null {
-  if (v === undefined || v === null) return null
-  if (typeof v !== 'string' || v.length > JOIN_TOKEN_LIMITS.label || !LABEL_RE.test(v)) {
-    throw new TypeError(`${what} must be printable ASCII of at most ${JOIN_TOKEN_LIMITS.label} characters`)
-  }
-  return v
-}
-
-function isoOrNull(v: unknown, what: string): string | null {
-  if (v === null) return null
-  if (typeof v !== 'string' || v.length > 40 || Number.isNaN(Date.parse(v))) {
-    throw new TypeError(`${what} must be an ISO 8601 time or null`)
-  }
-  return v
-}
-
-/** Parses the token file's text; every fault is ERR_JOIN_TOKEN_FILE naming `source` and the field. */
-export function parseJoinTokenFile(text: string, source: string): JoinTokenRecord[] {
-  const fail = (why: string) => new JoinTokenFileError(`${source}: ${why}`)
-  if (text.length > JOIN_TOKEN_LIMITS.fileBytes)
-    throw fail(`larger than ${JOIN_TOKEN_LIMITS.fileBytes} bytes`)
-  let json: unknown
-  try {
-    json = JSON.parse(text)
-  } catch (err) {
-    throw fail(`not JSON (${(err as Error).message})`)
-  }
-  if (!isRecord(json)) throw fail('must be an object {"version": 1, "tokens": [...]}')
-  if (json.version !== FILE_VERSION) throw fail(`version must be ${FILE_VERSION}`)
-  const { tokens } = json
-  if (!Array.isArray(tokens)) throw fail('tokens must be an array')
-  if (tokens.length > JOIN_TOKEN_LIMITS.tokens) throw fail(`more than ${JOIN_TOKEN_LIMITS.tokens} tokens`)
-  const ids = new Set<string>()
-  const hashes = new Set<string>()
-  return tokens.map((t, i) => {
-    const at = `tokens[${i}]`
-    if (!isRecord(t)) throw fail(`${at} must be an object`)
-    try {
-      if (typeof t.id !== 'string' || !ID_RE.test(t.id))
-        throw new TypeError('id must be jt_ and 16 hex digits')
-      if (typeof t.sha256 !== 'string' || !HASH_RE.test(t.sha256))
-        throw new TypeError('sha256 must be 64 lowercase hex digits')
-      if (ids.has(t.id)) throw new TypeError(`id ${t.id} appears twice`)
-      if (hashes.has(t.sha256)) throw new TypeError('sha256 appears twice')
-      ids.add(t.id)
-      hashes.add(t.sha256)
-      const createdAt = isoOrNull(t.createdAt, 'createdAt')
-      if (createdAt === null) throw new TypeError('createdAt must be an ISO 8601 time')
-      return {
-        id: t.id,
-        mesh: parsePeerId(t.mesh, 'mesh'),
-        label: checkLabel(t.label, 'label'),
-        sha256: t.sha256,
-        createdAt,
-        expiresAt: isoOrNull(t.expiresAt ?? null, 'expiresAt'),
-        revokedAt: isoOrNull(t.revokedAt ?? null, 'revokedAt'),
-        boundPeerId: t.boundPeerId == null ? null : parsePeerId(t.boundPeerId, 'boundPeerId'),
-      }
-    } catch (err) {
-      throw fail(`${at}.${(err as Error).message}`)
-    }
-  })
 }
 
 /**
@@ -206,6 +123,66 @@ export class JoinTokenStore {
   get(id: string): JoinTokenView | undefined {
     const r = this.records.find((x) => x.id === id)
     return r === undefined ? undefined : this.view(r)
+  }
+
+  /** Every record as stored (copies): what a cluster shares with its other servers. */
+  shared(): JoinTokenRecord[] {
+    return this.records.map((r) => ({ ...r }))
+  }
+
+  /**
+   * Takes in records another server holds: tokens it issued, and what happened to them there
+   * (bound, revoked). Only ever moves a token forward: a new id is added, an unbound one takes the
+   * binding, a live one the revocation; a record whose id or hash clashes with another is refused.
+   * Returns the tokens this revoked here, and how many records were refused.
+   */
+  merge(incoming: readonly JoinTokenRecord[]): {
+    revoked: JoinTokenRecord[]
+    refused: number
+    error: unknown
+  } {
+    const revoked: JoinTokenRecord[] = []
+    let refused = 0
+    let changed = false
+    for (const t of incoming) {
+      const r = this.byHash.get(t.sha256)
+      if (r === undefined) {
+        const clash = this.records.some((x) => x.id === t.id)
+        if (clash || this.records.length >= JOIN_TOKEN_LIMITS.tokens) {
+          refused++
+          continue
+        }
+        const record = { ...t }
+        this.records.push(record)
+        this.byHash.set(record.sha256, record)
+        if (record.revokedAt !== null) revoked.push(record)
+        changed = true
+        continue
+      }
+      if (r.id !== t.id || r.mesh !== t.mesh) {
+        refused++
+        continue
+      }
+      if (r.boundPeerId === null && t.boundPeerId !== null) {
+        r.boundPeerId = t.boundPeerId
+        changed = true
+      }
+      if (r.revokedAt === null && t.revokedAt !== null) {
+        r.revokedAt = t.revokedAt
+        revoked.push(r)
+        changed = true
+      }
+    }
+    // A failed write keeps the merge in memory (the next change writes it all) and is returned.
+    let error: unknown
+    if (changed) {
+      try {
+        this.persist(() => {})
+      } catch (err) {
+        error = err
+      }
+    }
+    return { revoked, refused, error }
   }
 
   /** Marks a token revoked (kept, so it stays refused); returns it as it was, or undefined. */

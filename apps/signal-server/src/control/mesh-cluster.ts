@@ -69,6 +69,11 @@ export class MeshCluster implements MeshReplication {
     return this.init.serverId
   }
 
+  /** The other servers whose liveness key was there at the last sync. */
+  get liveServers(): readonly string[] {
+    return this.live
+  }
+
   attach(mesh: Mesh): void {
     this.mesh = mesh
     mesh.replicate(this)

@@ -186,6 +186,7 @@ export async function createSignalServer(init: ServerInit): Promise<SignalServer
         ...init.redis,
         io,
         registry: meshes,
+        admission,
         deadAfterMs: options.heartbeatTimeoutMs,
         onRejected: (err) => {
           metrics.clusterRejected.inc({ code: err.code })
