@@ -2,6 +2,7 @@ import type { ReputationBook } from '@butterfly/core'
 import { parsePeerEvidence, peerEvidenceJson } from './cluster-records.js'
 import type { ClusterStore } from './cluster-store.js'
 import type { EvidenceSource, Mesh, PeerEvidence } from './mesh.js'
+import { OwnEntries } from './own-entries.js'
 
 /** A gateway's ReputationBook as the evidence its mesh shares. */
 export function evidenceFromBook(book: ReputationBook): EvidenceSource {
@@ -23,8 +24,7 @@ export function evidenceFromBook(book: ReputationBook): EvidenceSource {
  * for it.
  */
 export class EvidenceShare {
-  /** This server's entries as last written (peer -> JSON). */
-  private readonly written = new Map<string, string>()
+  private readonly written = new OwnEntries()
 
   constructor(
     private readonly store: ClusterStore,
@@ -62,19 +62,11 @@ export class EvidenceShare {
 
   private async publish(name: string, own: ReadonlyMap<string, PeerEvidence>): Promise<void> {
     // Redis lost them (a restart): write them all again.
-    if (this.written.size > 0 && (await this.store.evidenceCount(name, this.serverId)) === 0) {
-      this.written.clear()
-    }
-    const set = new Map<string, string>()
-    for (const [peer, e] of own) {
-      const json = peerEvidenceJson(e)
-      if (this.written.get(peer) !== json) set.set(peer, json)
-    }
-    const drop = [...this.written.keys()].filter((peer) => !own.has(peer))
+    if (this.written.any && (await this.store.evidenceCount(name, this.serverId)) === 0) this.written.forget()
+    const changes = this.written.changes(new Map([...own].map(([peer, e]) => [peer, peerEvidenceJson(e)])))
     // Written every sync, even unchanged, to renew the expiry that cleans up after a dead server.
-    if (set.size === 0 && drop.length === 0 && this.written.size === 0) return
-    await this.store.putEvidence(name, this.serverId, set, drop, this.ttlMs)
-    for (const [peer, json] of set) this.written.set(peer, json)
-    for (const peer of drop) this.written.delete(peer)
+    if (changes.set.size === 0 && changes.drop.length === 0 && !this.written.any) return
+    await this.store.putEvidence(name, this.serverId, changes.set, changes.drop, this.ttlMs)
+    this.written.wrote(changes)
   }
 }

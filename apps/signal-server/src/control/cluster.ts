@@ -160,7 +160,10 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
     }
     return undefined
   }
-  const clusters = new Map<string, { cluster: MeshCluster; run: () => Promise<void>; held: HeldSignal[] }>()
+  const clusters = new Map<
+    string,
+    { cluster: MeshCluster; sync: () => Promise<void>; run: () => Promise<void>; held: HeldSignal[] }
+  >()
   for (const mesh of init.registry.list()) {
     const cluster = new MeshCluster({
       serverId,
@@ -177,8 +180,9 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
     })
     cluster.attach(mesh)
     const held: HeldSignal[] = []
-    const run = serialized(() => cluster.sync().finally(() => release(held)), onError)
-    clusters.set(mesh.name, { cluster, run, held })
+    // Every sync, on the timer, a hint or by hand, ends by delivering what it made deliverable.
+    const sync = () => cluster.sync().finally(() => release(held))
+    clusters.set(mesh.name, { cluster, sync, run: serialized(sync, onError), held })
   }
 
   const holdMs = init.holdSignalMs ?? Math.min(Math.max(2 * syncMs, 1000), 5000)
@@ -248,7 +252,7 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
     tryDeliver(s)
   })
 
-  await Promise.all([...clusters.values()].map(({ cluster }) => cluster.sync()))
+  await Promise.all([...clusters.values()].map(({ sync }) => sync()))
   await syncTokens()
   const timer = setInterval(() => {
     for (const { run } of clusters.values()) void run()
@@ -259,9 +263,7 @@ export async function startCluster(init: ClusterInit): Promise<Cluster> {
   return {
     serverId,
     sync: async () => {
-      await Promise.all(
-        [...clusters.values()].map(({ cluster, held }) => cluster.sync().finally(() => release(held))),
-      )
+      await Promise.all([...clusters.values()].map(({ sync }) => sync()))
       await shareTokens?.sync(liveServers())
     },
     planning: (name) => clusters.get(name)?.cluster.planning ?? false,

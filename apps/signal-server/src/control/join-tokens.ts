@@ -58,6 +58,7 @@ function sha256(token: string): string {
 export class JoinTokenStore {
   private readonly records: JoinTokenRecord[]
   private readonly byHash = new Map<string, JoinTokenRecord>()
+  private changes = 0
 
   private constructor(
     private readonly path: string | undefined,
@@ -88,6 +89,11 @@ export class JoinTokenStore {
 
   get size(): number {
     return this.records.length
+  }
+
+  /** Counts the changes made to the records (issue, bind, revoke, merge): unchanged, unchanged. */
+  get version(): number {
+    return this.changes
   }
 
   issue(request: IssueRequest): IssuedJoinToken {
@@ -247,6 +253,7 @@ export class JoinTokenStore {
 
   /** Writes the file atomically; on failure undoes the change in memory and throws. */
   private persist(undo: () => void): void {
+    this.changes++
     if (this.path === undefined) return
     const text = `${JSON.stringify({ version: FILE_VERSION, tokens: this.records }, null, 2)}\n`
     const tmp = `${this.path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`

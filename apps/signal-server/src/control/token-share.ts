@@ -1,7 +1,8 @@
 import { ClusterError } from '../errors.js'
 import type { ClusterStore } from './cluster-store.js'
 import type { JoinAdmission } from './join-admission.js'
-import { type JoinTokenRecord, parseJoinTokenRecord } from './join-tokens.js'
+import { type JoinTokenRecord, type JoinTokenStore, parseJoinTokenRecord } from './join-tokens.js'
+import { OwnEntries } from './own-entries.js'
 
 /**
  * Per-peer join tokens across a cluster. Each server keeps its own token file and publishes its
@@ -13,9 +14,11 @@ import { type JoinTokenRecord, parseJoinTokenRecord } from './join-tokens.js'
  * whatever order they read each other in.
  */
 export class TokenShare {
-  /** This server's records as last written (id -> JSON), and its generation. */
-  private readonly written = new Map<string, string>()
+  /** This server's records as last written, and its generation. */
+  private readonly written = new OwnEntries()
   private gen = 0
+  /** The store's version when its records were last published (see JoinTokenStore.version). */
+  private published = -1
   /** Other servers' generations as last read. */
   private readonly seen = new Map<string, string>()
 
@@ -32,7 +35,7 @@ export class TokenShare {
   async sync(others: readonly string[]): Promise<void> {
     const tokens = this.admission.tokens
     if (tokens === undefined) return
-    await this.publish(tokens.shared())
+    await this.publish(tokens)
     const gens = await this.store.tokenGens(others)
     for (const [i, server] of others.entries()) {
       const gen = gens[i]
@@ -65,24 +68,22 @@ export class TokenShare {
     }
   }
 
-  private async publish(own: readonly JoinTokenRecord[]): Promise<void> {
-    if (own.length === 0 && this.written.size === 0) return
+  private async publish(tokens: JoinTokenStore): Promise<void> {
+    if (tokens.size === 0 && !this.written.any) return
     // Redis lost them (a restart): write them all again, under a new generation so readers look.
-    if (this.written.size > 0 && (await this.store.tokenGens([this.serverId]))[0] === null) {
-      this.written.clear()
+    if (this.written.any && (await this.store.tokenGens([this.serverId]))[0] === null) {
+      this.written.forget()
+      this.published = -1
     }
-    const set = new Map<string, string>()
-    const ids = new Set<string>()
-    for (const r of own) {
-      const json = JSON.stringify(r)
-      ids.add(r.id)
-      if (this.written.get(r.id) !== json) set.set(r.id, json)
-    }
-    const drop = [...this.written.keys()].filter((id) => !ids.has(id))
-    if (set.size > 0 || drop.length > 0) this.gen++
+    // Up to 10,000 records: serialised again only when the store changed since.
+    const changes =
+      tokens.version === this.published
+        ? { set: new Map<string, string>(), drop: [] }
+        : this.written.changes(new Map(tokens.shared().map((r) => [r.id, JSON.stringify(r)])))
+    if (changes.set.size > 0 || changes.drop.length > 0) this.gen++
     // Written every sync, even unchanged, to renew the expiry that cleans up after a dead server.
-    await this.store.putTokens(this.serverId, set, drop, this.gen, this.ttlMs)
-    for (const [id, json] of set) this.written.set(id, json)
-    for (const id of drop) this.written.delete(id)
+    await this.store.putTokens(this.serverId, changes.set, changes.drop, this.gen, this.ttlMs)
+    this.written.wrote(changes)
+    this.published = tokens.version
   }
 }
