@@ -1,13 +1,11 @@
 import { generateIdentity, peerIdFromPublicKey, signJoinProof, toBase64url } from '@butterfly/core'
-import { type RedisServer, startRedis } from '@butterfly/testing/node'
 import { encode } from '@msgpack/msgpack'
-import { createClient } from 'redis'
 import { afterAll, beforeAll, expect, test, vi } from 'vitest'
 import type { EvidenceSource } from '../src/control/mesh.js'
 import type { SignalServer } from '../src/http/signal-server.js'
+import { type ClusterFixture, startClusterFixture } from './cluster-fixture.js'
 import {
   caps,
-  closeClients,
   clusterRejected,
   connect,
   disconnected,
@@ -16,8 +14,6 @@ import {
   meshOf,
   next,
   request,
-  startServer,
-  tinyModel,
   workerIds,
 } from './helpers.js'
 
@@ -29,34 +25,24 @@ vi.setConfig({ testTimeout: 20_000 })
 // session another server holds. Each is refused under a stable code and nothing else changes.
 // Syncs are driven by hand (cluster.sync()), so every assertion follows a known round.
 
-let redis: RedisServer
-let model: Awaited<ReturnType<typeof tinyModel>>
+let fixture: ClusterFixture
 let a: SignalServer
 let b: SignalServer
-let rogue: ReturnType<typeof createClient>
+let rogue: ClusterFixture['rogue']
 const PREFIX = 'butterfly:'
 
 beforeAll(async () => {
-  redis = await startRedis()
-  model = await tinyModel()
-  const meshes = [{ name: 'default', modelDir: model.dir }]
-  a = await startServer({ meshes, redis: { url: redis.url, syncMs: 3_600_000 } })
-  // B refuses a signal from an unknown sender after the one sync it forces (A holds it 5 s).
-  b = await startServer({ meshes, redis: { url: redis.url, syncMs: 3_600_000, holdSignalMs: 0 } })
-  rogue = createClient({ url: redis.url })
-  await rogue.connect()
+  fixture = await startClusterFixture((meshes, url) => [
+    { meshes, redis: { url, syncMs: 3_600_000 } },
+    // B refuses a signal from an unknown sender after the one sync it forces (A holds it 5 s).
+    { meshes, redis: { url, syncMs: 3_600_000, holdSignalMs: 0 } },
+  ])
+  ;[a, b] = fixture.servers as [SignalServer, SignalServer]
+  rogue = fixture.rogue
 })
-afterAll(async () => {
-  rogue?.destroy()
-  for (const s of [a, b]) if (s) await closeClients(s).then(() => s.close())
-  await redis?.stop()
-  await model?.cleanup()
-})
+afterAll(() => fixture?.close())
 
-// Each sync ends once its own writes have landed: two rounds each way carry any change across.
-const sync = async () => {
-  for (const s of [a, b, a, b]) await s.cluster?.sync()
-}
+const sync = () => fixture.sync()
 const rejected = clusterRejected
 
 test('a worker joined to A is a member of B, and signals cross between them', async () => {

@@ -1,21 +1,10 @@
-import { type RedisServer, startRedis } from '@butterfly/testing/node'
 import { encode } from '@msgpack/msgpack'
-import { createClient } from 'redis'
 import { afterAll, beforeAll, expect, test, vi } from 'vitest'
 import { CLUSTER_EVENTS } from '../src/control/cluster-adapter.js'
 import { ClusterSeal } from '../src/control/cluster-seal.js'
 import type { SignalServer } from '../src/http/signal-server.js'
-import {
-  closeClients,
-  clusterRejected,
-  joinWorker,
-  meshOf,
-  next,
-  request,
-  startServer,
-  tinyModel,
-  workerIds,
-} from './helpers.js'
+import { type ClusterFixture, startClusterFixture } from './cluster-fixture.js'
+import { clusterRejected, joinWorker, meshOf, next, request, workerIds } from './helpers.js'
 
 vi.setConfig({ testTimeout: 20_000 })
 
@@ -27,36 +16,29 @@ vi.setConfig({ testTimeout: 20_000 })
 
 const SECRET = 'a cluster secret of some length'
 const PREFIX = 'sealed:'
-let redis: RedisServer
-let model: Awaited<ReturnType<typeof tinyModel>>
+let fixture: ClusterFixture
 let a: SignalServer
 let b: SignalServer
 let other: SignalServer
-let rogue: ReturnType<typeof createClient>
+let rogue: ClusterFixture['rogue']
 /** The workers of the first test: one on A, one on B. */
 const ids = { w: '', x: '' }
 
 beforeAll(async () => {
-  redis = await startRedis()
-  model = await tinyModel()
-  const meshes = [{ name: 'default', modelDir: model.dir }]
-  const redisInit = { url: redis.url, syncMs: 3_600_000, keyPrefix: PREFIX }
-  a = await startServer({ meshes, redis: { ...redisInit, secret: SECRET } })
-  b = await startServer({ meshes, redis: { ...redisInit, secret: SECRET } })
-  other = await startServer({ meshes, redis: { ...redisInit, secret: 'another secret, not theirs' } })
-  rogue = createClient({ url: redis.url })
-  await rogue.connect()
+  fixture = await startClusterFixture((meshes, url) => {
+    const redis = { url, syncMs: 3_600_000, keyPrefix: PREFIX }
+    return [
+      { meshes, redis: { ...redis, secret: SECRET } },
+      { meshes, redis: { ...redis, secret: SECRET } },
+      { meshes, redis: { ...redis, secret: 'another secret, not theirs' } },
+    ]
+  })
+  ;[a, b, other] = fixture.servers as [SignalServer, SignalServer, SignalServer]
+  rogue = fixture.rogue
 })
-afterAll(async () => {
-  rogue?.destroy()
-  for (const s of [a, b, other]) if (s) await closeClients(s).then(() => s.close())
-  await redis?.stop()
-  await model?.cleanup()
-})
+afterAll(() => fixture?.close())
 
-const sync = async () => {
-  for (const s of [a, b, other, a, b]) await s.cluster?.sync()
-}
+const sync = () => fixture.sync([a, b, other, a, b])
 const rejected = clusterRejected
 const key = (...parts: string[]) => PREFIX + parts.join(':')
 

@@ -1,19 +1,9 @@
 import { generateIdentity } from '@butterfly/core'
-import { type RedisServer, startRedis } from '@butterfly/testing/node'
-import { createClient } from 'redis'
 import { afterAll, beforeAll, expect, test, vi } from 'vitest'
 import { ClusterSeal } from '../src/control/cluster-seal.js'
 import type { SignalServer } from '../src/http/signal-server.js'
-import {
-  closeClients,
-  clusterRejected,
-  disconnected,
-  joinWorker,
-  meshOf,
-  startServer,
-  tinyModel,
-  workerIds,
-} from './helpers.js'
+import { type ClusterFixture, startClusterFixture } from './cluster-fixture.js'
+import { clusterRejected, disconnected, joinWorker, meshOf, workerIds } from './helpers.js'
 
 vi.setConfig({ testTimeout: 20_000 })
 
@@ -23,36 +13,27 @@ vi.setConfig({ testTimeout: 20_000 })
 
 const ADMIN = 'cluster-admin-token'
 const SECRET = 'tokens test cluster secret'
-let redis: RedisServer
-let model: Awaited<ReturnType<typeof tinyModel>>
+let fixture: ClusterFixture
 let a: SignalServer
 let b: SignalServer
-let rogue: ReturnType<typeof createClient>
+let rogue: ClusterFixture['rogue']
 
 beforeAll(async () => {
-  redis = await startRedis()
-  model = await tinyModel()
-  const init = {
-    meshes: [{ name: 'default', modelDir: model.dir }],
-    adminToken: ADMIN,
-    requirePeerTokens: true,
-    redis: { url: redis.url, syncMs: 3_600_000, secret: SECRET },
-  }
-  a = await startServer(init)
-  b = await startServer(init)
-  rogue = createClient({ url: redis.url })
-  await rogue.connect()
+  fixture = await startClusterFixture((meshes, url) => {
+    const init = {
+      meshes,
+      adminToken: ADMIN,
+      requirePeerTokens: true,
+      redis: { url, syncMs: 3_600_000, secret: SECRET },
+    }
+    return [init, init]
+  })
+  ;[a, b] = fixture.servers as [SignalServer, SignalServer]
+  rogue = fixture.rogue
 })
-afterAll(async () => {
-  rogue?.destroy()
-  for (const s of [a, b]) if (s) await closeClients(s).then(() => s.close())
-  await redis?.stop()
-  await model?.cleanup()
-})
+afterAll(() => fixture?.close())
 
-const sync = async () => {
-  for (const s of [a, b, a, b]) await s.cluster?.sync()
-}
+const sync = () => fixture.sync()
 function admin(s: SignalServer, method: string, path: string, body?: unknown): Promise<Response> {
   return fetch(`${s.url}${path}`, {
     method,

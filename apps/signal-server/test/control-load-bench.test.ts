@@ -7,16 +7,19 @@ import { startBenchRedis } from '../src/bench/control-load-redis.js'
 // server and with two on one Redis.
 vi.setConfig({ testTimeout: 90_000 })
 
+/** 20 peers, churn 5 + 5/s for 2 s, 20 signals/s over 2 pairs. */
+const SMALL = {
+  peers: 20,
+  rampPerSec: 50,
+  churnPerSec: 5,
+  churnSeconds: 2,
+  signalPairs: 2,
+  signalsPerSec: 20,
+}
+
 describe('control load bench', () => {
   test('20 real peers join, churn and relay every signal through a real server process', async () => {
-    const r = await controlLoadBench({
-      peers: 20,
-      rampPerSec: 50,
-      churnPerSec: 5,
-      churnSeconds: 2,
-      signalPairs: 2,
-      signalsPerSec: 20,
-    })
+    const r = await controlLoadBench(SMALL)
     expect(r.joined).toBe(20)
     expect(r.refused).toBe(0)
     expect(r.lost).toBe(0)
@@ -36,12 +39,7 @@ describe('control load bench', () => {
     if ('skipped' in redis) throw new Error(redis.skipped)
     try {
       const r = await controlLoadBench({
-        peers: 20,
-        rampPerSec: 50,
-        churnPerSec: 5,
-        churnSeconds: 2,
-        signalPairs: 2,
-        signalsPerSec: 20,
+        ...SMALL,
         redisUrl: redis.url,
         servers: 2,
       })
