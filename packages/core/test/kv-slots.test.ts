@@ -39,7 +39,7 @@ function readRow(pool: KvPool, slot: number, layer: number, p: number): number[]
 }
 
 describe('KvPool', () => {
-  it('moves the last slot into a freed one, rows intact, and shrinks once mostly empty', () => {
+  it('moves the last slot into a freed one, rows intact, and shrinks once it stood mostly empty', () => {
     const pool = new KvPool(2, HEADS, D, 8)
     const ids = ['a', 'b', 'c', 'd', 'e']
     ids.forEach((id, i) => {
@@ -55,13 +55,48 @@ describe('KvPool', () => {
     }
     expect(pool.release(3)).toBeUndefined()
     expect(pool.release(2)).toBeUndefined()
-    // Two of eight slots used: halved.
+    // Two of eight slots used, but five were since the last trim: kept, then halved.
+    expect(pool.slots).toBe(8)
+    pool.trim()
+    expect(pool.slots).toBe(8)
+    pool.trim()
     expect(pool.slots).toBe(4)
     expect(readRow(pool, 1, 0, 4)).toEqual(Array.from({ length: width }, (_, e) => 5040 + e))
     pool.release(0)
     pool.release(0)
     expect(pool.used).toBe(0)
+    expect(pool.slots).toBe(4)
+    pool.trim()
+    pool.trim()
     expect(pool.bytes).toBe(0)
+    // A slot used between two trims keeps its room at the next.
+    pool.alloc('f')
+    pool.release(0)
+    pool.trim()
+    expect(pool.slots).toBe(1)
+    pool.trim()
+    expect(pool.slots).toBe(0)
+  })
+
+  it('swaps two slots with every position either holds, in every layer', () => {
+    const pool = new KvPool(2, HEADS, D, 8)
+    for (const [i, id] of ['a', 'b', 'c'].entries()) {
+      pool.alloc(id)
+      for (let n = 0; n <= 2 * i; n++) writeRow(pool, i, i + 1)
+    }
+    pool.swap(0, 2)
+    expect(pool.owners).toEqual(['c', 'b', 'a'])
+    expect(pool.lengths).toEqual([5, 3, 1])
+    for (const layer of [0, 1]) {
+      for (let p = 0; p < 5; p++) {
+        expect(readRow(pool, 0, layer, p)).toEqual(Array.from({ length: width }, (_, e) => 3000 + p * 10 + e))
+      }
+      expect(readRow(pool, 2, layer, 0)).toEqual(Array.from({ length: width }, (_, e) => 1000 + e))
+      expect(readRow(pool, 1, layer, 2)).toEqual(Array.from({ length: width }, (_, e) => 2020 + e))
+    }
+    // Values too (the negated rows), and a slot swapped with itself is unchanged.
+    pool.swap(1, 1)
+    expect(pool.view(1, 2, 3).values[0]).toBe(-1000)
   })
 
   it('keeps its minimum of slots, so a single row always has a padding neighbour', () => {
@@ -69,6 +104,8 @@ describe('KvPool', () => {
     pool.alloc('a')
     expect(pool.slots).toBe(2)
     pool.release(0)
+    pool.trim()
+    pool.trim()
     expect(pool.slots).toBe(2)
   })
 })
@@ -93,6 +130,38 @@ describe('KvSlots', () => {
     kv.truncate('b', 4)
     expect(kv.length('b')).toBe(4)
     expect(kv.size).toBe(2)
+  })
+
+  it('gathers generations onto consecutive slots with the fewest swaps, rows and places intact', () => {
+    const kv = new KvSlots(init)
+    const ids = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']
+    for (const [i, id] of ids.entries()) {
+      kv.reserve(id, 10)
+      for (let n = 0; n <= i; n++) writeRow(kv.place(id).pool, i, i + 1)
+    }
+    // Alternate halves, as a two-stage pipeline leaves them: a c e g, then b d f h.
+    expect(kv.gather(['a', 'c', 'e', 'g'])).toBe(2)
+    const slotOf = (id: string) => kv.place(id).slot
+    const slots = ['a', 'c', 'e', 'g'].map(slotOf).sort((x, y) => x - y)
+    expect(slots).toEqual([
+      slots[0],
+      (slots[0] as number) + 1,
+      (slots[0] as number) + 2,
+      (slots[0] as number) + 3,
+    ])
+    // The other half is gathered by the same swaps.
+    expect(kv.gather(['b', 'd', 'f', 'h'])).toBe(0)
+    for (const [i, id] of ids.entries()) {
+      const { pool, slot } = kv.place(id)
+      expect(pool.owners[slot]).toBe(id)
+      expect(kv.length(id)).toBe(i + 1)
+      expect(readRow(pool, slot, 1, i)).toEqual(
+        Array.from({ length: width }, (_, e) => (i + 1) * 1000 + i * 10 + e),
+      )
+    }
+    expect(kv.gather(['a'])).toBe(0)
+    kv.reserve('z', 40)
+    expect(() => kv.gather(['a', 'z'])).toThrow(GenerationError)
   })
 
   it('caps the last tier at the context and refuses to go past it', () => {

@@ -9,7 +9,7 @@ import {
 } from '@butterfly/core'
 import { FAMILY_CONFIGS } from '@butterfly/testing'
 import { syntheticConfig, syntheticWeights } from '@butterfly/testing/node'
-import { afterAll, describe, expect, test } from 'vitest'
+import { afterAll, describe, expect, test, vi } from 'vitest'
 import { createNodeBackend } from '../src/backend/node-backend.js'
 
 // Continuous batching on onnxruntime-node: generations running together through the same stages
@@ -237,9 +237,9 @@ describe('micro-batches', () => {
 
 describe('generations on scattered slots', () => {
   // Ten generations hold slots 0..9 of one pool. Five of them (slots 0-3 and 9) decode together
-  // (the batch gate runs them once half the stage's generations are back): one run over slots
-  // 0..9, with 4-8 as padding, is cheaper than two runs, and it must neither change those five
-  // outputs nor touch the padding slots' caches.
+  // (the batch gate runs them once half the stage's generations are back): the stage gathers them
+  // onto slots 0..4 (g9 swaps with g4) and runs them once, without padding. Neither their outputs
+  // nor the other five's caches may change; the other five then hold slots 5..9 and run as they are.
   const config = syntheticConfig('tiny')
   const stages: StageSession[] = []
   afterAll(async () => {
@@ -267,7 +267,7 @@ describe('generations on scattered slots', () => {
   const first = [0, 1, 2, 3, 9]
   const later = [4, 5, 6, 7, 8]
 
-  test('one run over the gap, and every output as alone', async () => {
+  test('one run without padding, and every output as alone', async () => {
     const alone = await open()
     const want = new Map<number, ReturnType<typeof topk>>()
     for (const g of all) {
@@ -280,12 +280,108 @@ describe('generations on scattered slots', () => {
     const s = await open()
     for (const g of all) await s.step(`g${g}`, { tokens: prompt(g), seqLen: prompt(g).length, startPos: 0 })
     await Promise.all(all.map((g) => decode(s, g, prompt(g).length)))
-    const runsBefore = s.batchStats?.runs ?? 0
+    const before = s.batchStats
     const got = await Promise.all(first.map((g) => decode(s, g, prompt(g).length + 1)))
-    expect((s.batchStats?.runs ?? 0) - runsBefore).toBe(1)
+    const after = s.batchStats
+    expect((after?.runs ?? 0) - (before?.runs ?? 0)).toBe(1)
+    expect((after?.swaps ?? 0) - (before?.swaps ?? 0)).toBe(1)
+    expect((after?.padded ?? 0) - (before?.padded ?? 0)).toBe(0)
     for (const [i, o] of got.entries()) expect(topk(o), `g${first[i]}`).toEqual(want.get(first[i] as number))
-    // The padding slots' caches are intact: their next steps are as alone.
+    // The others' caches moved intact: their next steps are as alone, in one run with no swap.
     const rest = await Promise.all(later.map((g) => decode(s, g, prompt(g).length + 1)))
+    expect((s.batchStats?.runs ?? 0) - (after?.runs ?? 0)).toBe(1)
+    expect((s.batchStats?.swaps ?? 0) - (after?.swaps ?? 0)).toBe(0)
+    expect((s.batchStats?.padded ?? 0) - (after?.padded ?? 0)).toBe(0)
     for (const [i, o] of rest.entries()) expect(topk(o), `g${later[i]}`).toEqual(want.get(later[i] as number))
+  })
+})
+
+describe('a generation moving up a KV tier in a batch', () => {
+  // a, b and c hold slots 0..2 of the first tier (32 positions). After a round of all three,
+  // c's and b's next steps run together (the batch gate waits for both), c's first; b's needs a
+  // 33rd position, so b moves to the next tier and c, the last slot, moves into b's old one while
+  // the run is being made: c must be read and written where it now lives, b in its new pool.
+  const config = syntheticConfig('tiny')
+  const stages: StageSession[] = []
+  afterAll(async () => {
+    await Promise.all(stages.map((s) => s.dispose()))
+  })
+  const open = async () => {
+    const s = await createNodeBackend({ threads: 1 }).createStage(
+      { config, layerStart: 0, layerEnd: config.numLayers },
+      syntheticWeights(config),
+    )
+    stages.push(s)
+    return s
+  }
+  type G = 'a' | 'b' | 'c'
+  const lengths: Record<G, number> = { a: 3, b: 31, c: 4 }
+  const prompt = (n: number) => Array.from({ length: n }, (_, j) => (7 + 5 * n + 3 * j) % config.vocabSize)
+  const values = (o: Awaited<ReturnType<StageSession['step']>>) => Array.from(o.topk?.values ?? [])
+  /** Decode steps, in rounds of generations stepped together: each generation's k-th is token 11 + k. */
+  const rounds: G[][] = [['a', 'b', 'c'], ['c', 'b'], ['a'], ['a', 'b', 'c']]
+
+  test('every generation decodes as alone', async () => {
+    const alone = await open()
+    const want: Record<G, number[][]> = { a: [], b: [], c: [] }
+    for (const g of ['a', 'b', 'c'] as const) {
+      const n = lengths[g]
+      await alone.step(g, { tokens: prompt(n), seqLen: n, startPos: 0 })
+      for (let k = 0; k < rounds.filter((r) => r.includes(g)).length; k++) {
+        want[g].push(values(await alone.step(g, { tokens: [11 + k], seqLen: 1, startPos: n + k })))
+      }
+    }
+    const s = await open()
+    const got: Record<G, number[][]> = { a: [], b: [], c: [] }
+    for (const g of ['a', 'b', 'c'] as const) {
+      await s.step(g, { tokens: prompt(lengths[g]), seqLen: lengths[g], startPos: 0 })
+    }
+    for (const round of rounds) {
+      console.log('round', round, s.batchStats)
+      const outs = await Promise.all(
+        round.map((g) => {
+          const k = got[g].length
+          return s.step(g, { tokens: [11 + k], seqLen: 1, startPos: lengths[g] + k })
+        }),
+      )
+      for (const [i, g] of round.entries())
+        got[g].push(values(outs[i] as Awaited<ReturnType<StageSession['step']>>))
+    }
+    expect(got).toEqual(want)
+  })
+})
+
+describe('KV memory after a burst', () => {
+  // The pools keep their room while generations come and go (reallocating after every burst
+  // forced full garbage collections), and give it back once it was not needed for a trim period.
+  const config = syntheticConfig('tiny')
+
+  test('kept while needed, freed two trim periods after the last generation left', async () => {
+    const s = await createNodeBackend({ threads: 1 }).createStage(
+      { config, layerStart: 0, layerEnd: config.numLayers },
+      syntheticWeights(config),
+    )
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    try {
+      const ids = Array.from({ length: 8 }, (_, g) => `m${g}`)
+      const prompt = [3, 1, 4, 1]
+      await Promise.all(ids.map((id) => s.step(id, { tokens: prompt, seqLen: 4, startPos: 0 })))
+      await Promise.all(ids.map((id) => s.step(id, { tokens: [5], seqLen: 1, startPos: 4 })))
+      const held = s.batchStats?.kvBytes ?? 0
+      expect(held).toBeGreaterThan(0)
+      for (const id of ids) s.endGeneration(id)
+      expect(s.batchStats?.kvBytes).toBe(held)
+      // The first trim sees the eight generations since the stage started: it keeps their room.
+      vi.advanceTimersByTime(2000)
+      expect(s.batchStats?.kvBytes).toBe(held)
+      vi.advanceTimersByTime(2000)
+      expect(s.batchStats?.kvBytes).toBe(0)
+      // A new generation after that gets room again and decodes.
+      await s.step('n', { tokens: prompt, seqLen: 4, startPos: 0 })
+      expect((await s.step('n', { tokens: [5], seqLen: 1, startPos: 4 })).topk?.ids.length).toBeGreaterThan(0)
+    } finally {
+      vi.useRealTimers()
+      await s.dispose()
+    }
   })
 })

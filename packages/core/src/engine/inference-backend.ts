@@ -126,6 +126,12 @@ export interface BatchStats {
   readonly widest: number
   /** The most prompts' chunks one run computed (prompts of the same chunk size batch too). */
   readonly widestPrefill: number
+  /** Padding rows computed in decode runs (slots between a run's generations). */
+  readonly padded: number
+  /** Slot swaps that gathered a decode run's generations onto consecutive slots. */
+  readonly swaps: number
+  /** Bytes the KV caches' buffers hold now (they shrink a few seconds after they stop being needed). */
+  readonly kvBytes: number
 }
 
 /** Throws GenerationError ERR_TRUNCATE unless `length` is a non-negative safe integer. */

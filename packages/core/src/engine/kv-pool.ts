@@ -10,8 +10,12 @@ export class KvPool {
   /** Slot index → positions held. */
   readonly lengths: number[] = []
   private allocated = 0
+  /** The most slots used since the last trim. */
+  private peak = 0
   private keys: Float32Array[] = []
   private values: Float32Array[] = []
+  /** One head's positions of a slot, while two slots swap. */
+  private scratch = new Float32Array(0)
 
   constructor(
     private readonly layers: number,
@@ -46,6 +50,7 @@ export class KvPool {
     if (this.used === this.allocated) this.resize(Math.max(this.minSlots, this.allocated * 2, 1))
     this.owners.push(id)
     this.lengths.push(0)
+    this.peak = Math.max(this.peak, this.used)
     return this.used - 1
   }
 
@@ -62,13 +67,23 @@ export class KvPool {
     }
     this.owners.pop()
     this.lengths.pop()
-    // Shrink by halves once three quarters stand empty, so a burst of generations that has
-    // left does not pin its memory, and a steady load does not reallocate back and forth.
-    if (this.used === 0 && this.minSlots <= 1) this.resize(0)
-    else if (this.allocated > this.minSlots && this.used <= this.allocated / 4) {
-      this.resize(Math.max(this.minSlots, this.allocated / 2))
-    }
     return moved
+  }
+
+  /**
+   * Gives back memory the pool has not needed since the last trim: it halves while three
+   * quarters of its slots stood empty all that time, and empties once no slot was used. The
+   * owner calls it every few seconds. Shrinking as generations leave would reallocate the
+   * buffers after every burst and again as the next one arrives; large short-lived buffers
+   * (external memory to the JS engine) then force a full garbage collection every few runs.
+   */
+  trim(): void {
+    const need = Math.max(this.peak, this.used)
+    this.peak = this.used
+    let target = this.allocated
+    while (target > this.minSlots && need <= target / 4) target = Math.max(this.minSlots, target / 2)
+    if (need === 0 && this.minSlots <= 1) target = 0
+    if (target !== this.allocated) this.resize(target)
   }
 
   /** Layer `layer`'s keys and values for slots [lo, hi), as views of the buffers. */
@@ -107,6 +122,34 @@ export class KvPool {
         v.set(values.subarray(row + h * d, row + (h + 1) * d), to)
       }
     }
+  }
+
+  /**
+   * Exchanges two occupied slots: their owners, lengths and the positions either holds, in every
+   * layer. Rows past a slot's length are never read as past, so only the longer length is copied.
+   */
+  swap(a: number, b: number): void {
+    if (a === b) return
+    const { heads, headDim: d, capacity } = this
+    const n = Math.max(this.lengths[a] as number, this.lengths[b] as number) * d
+    if (this.scratch.length < n) this.scratch = new Float32Array(capacity * d)
+    const tmp = this.scratch
+    const f = this.slotFloats
+    for (const buf of [...this.keys, ...this.values]) {
+      for (let h = 0; h < heads; h++) {
+        const at = a * f + h * capacity * d
+        const bt = b * f + h * capacity * d
+        tmp.set(buf.subarray(at, at + n))
+        buf.copyWithin(at, bt, bt + n)
+        buf.set(tmp.subarray(0, n), bt)
+      }
+    }
+    const owner = this.owners[a] as string
+    this.owners[a] = this.owners[b] as string
+    this.owners[b] = owner
+    const length = this.lengths[a] as number
+    this.lengths[a] = this.lengths[b] as number
+    this.lengths[b] = length
   }
 
   /** Copies the first `length` positions of another pool's slot into `slot` (a tier change). */

@@ -74,6 +74,51 @@ export class KvSlots {
     this.places.set(id, { pool, slot })
   }
 
+  /**
+   * Moves generations that share a pool onto consecutive slots, so that one run reads them
+   * without padding rows between them. Slots are taken on arrival, so generations that run
+   * together (one half of a pipeline's generations, say) interleave with the others; each of
+   * them outside the window of slots that already holds the most of them swaps with a
+   * non-member inside it. Generations that keep running together stay gathered, so it costs
+   * copies once, where padding costs compute at every run. Returns the swaps made.
+   */
+  gather(ids: readonly string[]): number {
+    const first = ids[0]
+    if (first === undefined || ids.length < 2) return 0
+    const { pool } = this.place(first)
+    const want = new Set(ids)
+    for (const id of want) {
+      if (this.place(id).pool !== pool)
+        throw new GenerationError('ERR_STEP_ORDER', `${id} is in another pool`)
+    }
+    const n = want.size
+    const member = (slot: number) => want.has(pool.owners[slot] as string)
+    let inside = 0
+    for (let s = 0; s < n; s++) if (member(s)) inside++
+    let best = inside
+    let lo = 0
+    for (let s = 1; s + n <= pool.used; s++) {
+      if (member(s - 1)) inside--
+      if (member(s + n - 1)) inside++
+      if (inside > best) {
+        best = inside
+        lo = s
+      }
+    }
+    if (best === n) return 0
+    const holes: number[] = []
+    for (let s = lo; s < lo + n; s++) if (!member(s)) holes.push(s)
+    let swaps = 0
+    for (let s = 0; s < pool.used; s++) {
+      if ((s >= lo && s < lo + n) || !member(s)) continue
+      const hole = holes[swaps++] as number
+      pool.swap(s, hole)
+      this.places.set(pool.owners[s] as string, { pool, slot: s })
+      this.places.set(pool.owners[hole] as string, { pool, slot: hole })
+    }
+    return swaps
+  }
+
   /** Records `count` more positions after their rows were written. */
   advance(id: string, count: number): void {
     const p = this.place(id)
@@ -95,6 +140,11 @@ export class KvSlots {
 
   clear(): void {
     for (const id of [...this.places.keys()]) this.end(id)
+  }
+
+  /** Shrinks every pool to what it needed since the last trim (KvPool.trim); never during a run. */
+  trim(): void {
+    for (const pool of this.pools.values()) pool.trim()
   }
 
   /** Bytes held by every pool's buffers. */

@@ -34,6 +34,8 @@ export type { OrtStageComponents, OrtStageOptions, SessionLoader } from './ort-s
 const DEFAULT_MAX_BATCH = 128
 const DEFAULT_PREFILL_CHUNK = 128
 const DEFAULT_MICRO_BATCHES = 1
+/** How often, at most, a busy stage gives back KV memory it has not needed (KvPool.trim). */
+const TRIM_MS = 2000
 /** Padding slots a batch may run rather than split in two runs around them. */
 const MAX_GAP = 2
 
@@ -92,8 +94,9 @@ class OrtStage extends ShapedStage implements StageSession {
   private readonly ending = new Set<string>()
   private running = false
   private pumpQueued = false
+  private trimTimer: ReturnType<typeof setTimeout> | undefined
   private disposed = false
-  private stats = { runs: 0, steps: 0, widest: 0, widestPrefill: 0 }
+  private stats = { runs: 0, steps: 0, widest: 0, widestPrefill: 0, padded: 0, swaps: 0 }
   private readonly padSingleRow: boolean
   private readonly maxBatch: number
   private readonly groups: number
@@ -126,7 +129,7 @@ class OrtStage extends ShapedStage implements StageSession {
   }
 
   get batchStats(): BatchStats {
-    return { ...this.stats }
+    return { ...this.stats, kvBytes: this.kv.bytes }
   }
 
   step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
@@ -174,8 +177,22 @@ class OrtStage extends ShapedStage implements StageSession {
     else this.kv.end(generationId)
   }
 
+  /** Trims the KV pools TRIM_MS from now, between runs (KvPool.trim says why not at once). */
+  private trimLater(): void {
+    if (this.trimTimer !== undefined || this.disposed) return
+    const timer = setTimeout(() => {
+      this.trimTimer = undefined
+      if (!this.running) this.kv.trim()
+      // Until the pools are empty: what was needed since this trim is only known at the next.
+      if (this.kv.bytes > 0) this.trimLater()
+    }, TRIM_MS)
+    ;(timer as { unref?: () => void }).unref?.()
+    this.trimTimer = timer
+  }
+
   async dispose(): Promise<void> {
     this.disposed = true
+    clearTimeout(this.trimTimer)
     this.gate.release()
     this.queue.failAll(new GenerationError('ERR_ABORTED', 'the stage was disposed'))
     this.kv.clear()
@@ -207,6 +224,7 @@ class OrtStage extends ShapedStage implements StageSession {
       for (const id of this.ending) this.kv.end(id)
       this.ending.clear()
       this.running = false
+      this.trimLater()
       // The generations of this run queue their next step from its continuations (in-process a
       // few microtasks later): let them, so they join the next batch instead of missing it.
       afterMicrotasks(() => this.pump())
@@ -219,15 +237,27 @@ class OrtStage extends ShapedStage implements StageSession {
    * once all its positions ran.
    */
   private async run(steps: readonly QueuedStep[], size: number): Promise<void> {
-    const byPool = new Map<KvPool, Array<{ step: QueuedStep; row: BatchRow }>>()
-    for (const step of steps.filter((s) => this.admit(s, size))) {
-      const { pool, slot } = this.kv.place(step.id)
-      const rows = byPool.get(pool) ?? []
-      rows.push({ step, row: this.rowOf(step, slot, step.done, size) })
-      byPool.set(pool, rows)
+    // Every reserve first: one that moves a generation up a tier frees its slot, and the last
+    // slot of that pool moves into it, so slots are read only once all of them are made.
+    const admitted = steps.filter((s) => this.admit(s, size))
+    const byPool = new Map<KvPool, QueuedStep[]>()
+    for (const step of admitted) {
+      const { pool } = this.kv.place(step.id)
+      byPool.set(pool, [...(byPool.get(pool) ?? []), step])
+    }
+    // Decode runs read their generations' slots without padding between them (see gather).
+    if (size === 1)
+      for (const group of byPool.values()) this.stats.swaps += this.kv.gather(group.map((s) => s.id))
+    const rowsByPool = new Map<KvPool, Array<{ step: QueuedStep; row: BatchRow }>>()
+    for (const [pool, group] of byPool) {
+      const rows = group.map((step) => ({
+        step,
+        row: this.rowOf(step, this.kv.place(step.id).slot, step.done, size),
+      }))
+      rowsByPool.set(pool, rows)
     }
     const allRows = steps[0]?.input.allRows === true
-    for (const [pool, rows] of byPool) {
+    for (const [pool, rows] of rowsByPool) {
       rows.sort((a, b) => a.row.slot - b.row.slot)
       // Only a decode step can be a single row (a chunk has two or more).
       const padSingle = size === 1 && this.padSingleRow
@@ -236,8 +266,10 @@ class OrtStage extends ShapedStage implements StageSession {
         const entries: Array<BatchRow | undefined> = new Array(seg.hi - seg.lo).fill(undefined)
         for (const r of seg.rows) entries[r.row.slot - seg.lo] = r.row
         this.stats.runs++
-        if (size === 1) this.stats.widest = Math.max(this.stats.widest, seg.rows.length)
-        else this.stats.widestPrefill = Math.max(this.stats.widestPrefill, seg.rows.length)
+        if (size === 1) {
+          this.stats.widest = Math.max(this.stats.widest, seg.rows.length)
+          this.stats.padded += seg.hi - seg.lo - seg.rows.length
+        } else this.stats.widestPrefill = Math.max(this.stats.widestPrefill, seg.rows.length)
         try {
           const outs = await runBatch(this.session, this.ort, this.init.config, this.io, {
             pool,
