@@ -15,6 +15,7 @@ import {
   sustain,
 } from './concurrency-load.js'
 import { type SyntheticBenchOptions, syntheticBench } from './concurrency-synthetic.js'
+import { describeThreads, workerThreadArgs } from './worker-threads.js'
 
 /**
  * Many generations at once against one alone, side by side in one run:
@@ -54,12 +55,6 @@ export function concurrencyOptions(quick: boolean): ConcurrencyBenchOptions {
     ? { model: 'synthetic:tiny', streams: 4, promptTokens: 8, decodeTokens: 8, rounds: 1 }
     : { model: 'synthetic:100m', streams: 16, promptTokens: 16, decodeTokens: 16, rounds: 3 }
   return { embedded: { ...embedded, slowClaimCheck }, synthetic: { ...synthetic, slowClaimCheck } }
-}
-
-/** BUTTERFLY_BENCH_WORKER_THREADS=N runs each bench worker with `--threads N`. */
-function workerThreadArgs(): string[] {
-  const threads = process.env.BUTTERFLY_BENCH_WORKER_THREADS
-  return threads === undefined || threads === '' ? [] : ['--threads', threads]
 }
 
 const claimCheck = (on: boolean) => (on ? 'slow-claim check on' : 'slow-claim check off')
@@ -251,7 +246,7 @@ const RELAYS: readonly Relay[] = ['chain', 'coordinator']
 export async function concurrencySection(opts: ConcurrencyBenchOptions): Promise<void> {
   const e = opts.embedded
   console.log(
-    `\n## Concurrency: embedded model (models/shakespeare), butterfly-server + 2 butterfly-worker processes (r=1, 2 stages, --max-concurrent ${e.concurrency}, ${claimCheck(e.slowClaimCheck)}), official openai client, /v1/completions, greedy; medians over rounds; hidden states chained worker to worker (--relay chain), then relayed through the server (the default)`,
+    `\n## Concurrency: embedded model (models/shakespeare), butterfly-server + 2 butterfly-worker processes (r=1, 2 stages, --max-concurrent ${e.concurrency}, ${claimCheck(e.slowClaimCheck)}, ${describeThreads()}), official openai client, /v1/completions, greedy; medians over rounds; hidden states chained worker to worker (--relay chain), then relayed through the server (the default)`,
   )
   const figures = new Map<Relay, EmbeddedFigures>()
   for (const relay of RELAYS) figures.set(relay, await embeddedBench(e, relay))
