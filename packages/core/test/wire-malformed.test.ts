@@ -1,7 +1,7 @@
 import { mulberry32 as rng } from '@butterfly/testing'
 import { describe, expect, it } from 'vitest'
 import { WireProtocolError, type WireProtocolErrorCode } from '../src/errors.js'
-import { FrameType, MAX_CHUNK_PAYLOAD_BYTES } from '../src/wire/frame.js'
+import { encodeFrame, FrameType, MAX_CHUNK_PAYLOAD_BYTES } from '../src/wire/frame.js'
 import { encodeMessage, type Message } from '../src/wire/messages.js'
 import { Reassembler, type ReassemblerOptions } from '../src/wire/reassembler.js'
 import { expectWireError, frameOf, patched, RawBody } from './wire-helpers.js'
@@ -37,6 +37,18 @@ function stepRequestBody(o: {
 
 function withTail(body: Uint8Array, tail: number[]): Uint8Array {
   return Uint8Array.from([...body, ...tail])
+}
+
+/** A StepRequest frame with the Candidates flag: a u32 count must end the body. */
+function candidatesFrame(body: Uint8Array): Uint8Array {
+  return encodeFrame({
+    type: B.StepRequest,
+    messageId: 1,
+    chunkIndex: 0,
+    chunkCount: 1,
+    flags: 0x08,
+    payload: body,
+  })
 }
 
 /** A frame with the Extensions flag, written by hand (encodeFrame refuses it on most types). */
@@ -222,6 +234,21 @@ const cases: Case[] = [
   {
     name: 'both tokens and hidden',
     frames: () => [frameOf(B.StepRequest, stepRequestBody({ tokens: [1, 2], hidden: [1, 2] }))],
+    code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'candidates flag without the count',
+    frames: () => [candidatesFrame(stepRequestBody({}))],
+    code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'zero candidates',
+    frames: () => [candidatesFrame(withTail(stepRequestBody({}), [0, 0, 0, 0]))],
+    code: 'ERR_WIRE_PAYLOAD',
+  },
+  {
+    name: 'more candidates than any top-k',
+    frames: () => [candidatesFrame(withTail(stepRequestBody({}), [1, 0, 1, 0]))],
     code: 'ERR_WIRE_PAYLOAD',
   },
   {

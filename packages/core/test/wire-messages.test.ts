@@ -151,6 +151,44 @@ describe('wire messages', () => {
     }
   })
 
+  it('round-trips a StepRequest that limits the candidates, alone, routed, fingerprinted and batched', () => {
+    const base: StepRequest = {
+      type: 'StepRequest',
+      generationId: 'g',
+      stepIndex: 5,
+      startPos: 5,
+      seqLen: 1,
+      temperature: 0,
+      deadlineMs: 100,
+      hidden: randomFloats(8, 4),
+    }
+    const variants: StepRequest[] = [
+      { ...base, candidates: 1 },
+      { ...base, candidates: 65536, fingerprintChallenge: 7 },
+      { ...base, candidates: 3, route: ['p2'], replyTo: 'coord' },
+    ]
+    for (const m of variants) {
+      const frames = encodeMessage(m)
+      expect((decodeFrame(frames[0] as Uint8Array).flags ?? 0) & 0x08).toBe(0x08)
+      const got = deliver(frames) as StepRequest
+      expect(got.candidates).toBe(m.candidates)
+      expect(got.fingerprintChallenge).toBe(m.fingerprintChallenge)
+      expect(got.route).toEqual(m.route)
+      expect(firstByteMismatch(got.hidden as Float32Array, base.hidden as Float32Array)).toBe(-1)
+    }
+    const batch = deliver(encodeMessage({ type: 'StepRequests', requests: [...variants, base] }))
+    expect(batch.type === 'StepRequests' && batch.requests.map((r) => r.candidates)).toEqual([
+      1,
+      65536,
+      3,
+      undefined,
+    ])
+    expect((decodeFrame(encodeMessage(base)[0] as Uint8Array).flags ?? 0) & 0x08).toBe(0)
+    for (const bad of [0, -1, 65537, 1.5, Number.NaN]) {
+      expectWireError(() => encodeMessage({ ...base, candidates: bad }), 'ERR_WIRE_PAYLOAD')
+    }
+  })
+
   it('round-trips EndGeneration, FetchHidden, Truncate, Ping and Pong', () => {
     const cases: Message[] = [
       { type: 'EndGeneration', generationId: 'abc_DEF-123' },

@@ -3,7 +3,7 @@ import { transportBench } from '@butterfly/node-platform/bench'
 import { concurrencyOptions, concurrencySection } from './concurrency-bench.js'
 import { describeMachine, meshBench } from './mesh-bench.js'
 import { replicationBench } from './replication-bench.js'
-import { wireBytesLine } from './wire-bytes.js'
+import { lastStageBytesLine, wireBytesLine } from './wire-bytes.js'
 
 /**
  * The mesh half of `npm run bench`: WebRTC transport figures, placement time for 100 peers ×
@@ -33,6 +33,7 @@ async function main(): Promise<void> {
   // fp32 is every mesh's default; fp16 is what a mesh started with --wire-dtype fp16 sends.
   console.log(wireBytesLine(hidden, 'fp32'))
   console.log(wireBytesLine(hidden, 'fp16'))
+  console.log(lastStageBytesLine())
 
   const model = quick ? 'synthetic:tiny' : 'synthetic:100m'
   console.log(

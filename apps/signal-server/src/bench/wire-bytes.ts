@@ -58,3 +58,28 @@ export function wireBytesLine(hidden: number, dtype: HiddenDtype): string {
     `results alone ${b.fullResult + 2 * b.fpResult} B vs ${3 * b.fullResult} B)`
   )
 }
+
+/**
+ * Bytes of the last stage's signed answer to one decode step with k candidates: what comes back
+ * to the coordinator per token. A greedy draw asks for one (StageStepInput.candidates); sampling
+ * with top_k for k; log-probabilities, penalties and biases for every candidate the stage has.
+ */
+export function lastStageAnswerBytes(k: number): number {
+  const values = Float32Array.from({ length: k }, (_, i) => 10 - i)
+  const ids = Int32Array.from({ length: k }, (_, i) => i)
+  const msg: Message = {
+    type: 'StepResult',
+    generationId: 'g0123456789abcdef',
+    stepIndex: 1,
+    topk: { values, ids, logSumExp: 12.5 },
+    signature: new Uint8Array(64),
+  }
+  return encodeMessage(msg).reduce((n, f) => n + f.byteLength, 0)
+}
+
+/** The bench's line for the last stage's answers at the stage's top-k (64) and fewer. */
+export function lastStageBytesLine(stageTopK = 64): string {
+  const all = lastStageAnswerBytes(stageTopK)
+  const sizes = [1, 5, 20].map((k) => `${k} candidates ${lastStageAnswerBytes(k)} B`)
+  return `   wire bytes of the last stage's answer per decode token: all ${stageTopK} candidates ${all} B; ${sizes.join('; ')} (greedy asks for 1: ${((1 - lastStageAnswerBytes(1) / all) * 100).toFixed(0)}% less)`
+}

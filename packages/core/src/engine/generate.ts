@@ -114,6 +114,7 @@ export async function* generate(
   // 0 (greedy) makes the stage use 1, as does a request for log-probabilities.
   const temperature = request.logprobs === true ? 1 : sampling.temperature
   const lseTemperature = temperature === 0 ? 1 : temperature
+  const candidates = candidatesNeeded(sampling, request.logprobs === true)
   const L = prompt.length
   let position = 0
   /** Every token fed so far, for replay onto a recovered pipeline. */
@@ -130,11 +131,8 @@ export async function* generate(
     let out: TopKLogits | undefined
     for (const stage of stages) {
       const data = stage.isFirst ? { tokens } : hidden === undefined ? {} : { hidden }
-      const res = await stage.step(
-        id,
-        { ...data, seqLen: tokens.length, startPos: position, temperature },
-        signal,
-      )
+      const input = { ...data, seqLen: tokens.length, startPos: position, temperature }
+      const res = await stage.step(id, candidates === undefined ? input : { ...input, candidates }, signal)
       hidden = res.hidden
       out = res.topk
     }
@@ -237,4 +235,17 @@ export async function* generate(
   function result(finishReason: FinishReason, completionTokens: number): GenerationResult {
     return { finishReason, promptTokens: prompt.length, completionTokens }
   }
+}
+
+/**
+ * How many of the last stage's candidates the draw can use (StageStepInput.candidates), so that
+ * fewer bytes come back: one for a greedy token, top_k for a sampled one; all of them for
+ * log-probabilities, penalties and logit biases, which look past the first.
+ */
+export function candidatesNeeded(sampling: SamplingParams, logprobs: boolean): number | undefined {
+  const bias = sampling.logitBias !== undefined && Object.keys(sampling.logitBias).length > 0
+  if (logprobs || bias || (sampling.frequencyPenalty ?? 0) !== 0 || (sampling.presencePenalty ?? 0) !== 0) {
+    return undefined
+  }
+  return sampling.temperature === 0 ? 1 : sampling.topK
 }

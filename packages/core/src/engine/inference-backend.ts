@@ -28,6 +28,13 @@ export interface StageStepInput {
    * replica replaying a window of w positions as one step answers for each of them.
    */
   readonly allRows?: boolean
+  /**
+   * Last stage: the coordinator needs at most this many candidates per position (one for a
+   * greedy draw without penalties or log-probabilities), so the stage may answer with that many
+   * of its top-k instead of all (limitCandidates). Stages that verify answers ask their peers for
+   * every candidate regardless: votes compare candidate lists.
+   */
+  readonly candidates?: number
 }
 
 export interface StageStepOutput {

@@ -4,7 +4,7 @@ import type { RowTopK, TopKLogits } from '../base/top-k-logits.js'
 import { GenerationError } from '../errors.js'
 import type { ModelConfig } from '../model/model-config.js'
 import type { StageIo } from '../onnx/stage-io.js'
-import type { StageStepOutput } from './inference-backend.js'
+import type { StageStepInput, StageStepOutput } from './inference-backend.js'
 import type { KvPool } from './kv-pool.js'
 
 /**
@@ -31,6 +31,26 @@ export interface BatchRow {
   readonly hidden?: Float32Array
   /** Last stage: the temperature the log-sum-exp is computed at (> 0). */
   readonly temperature: number
+}
+
+/** A step's positions [from, from + size) as a batch row in `slot`. */
+export function batchRow(
+  input: StageStepInput,
+  slot: number,
+  from: number,
+  size: number,
+  hiddenSize: number,
+): BatchRow {
+  const t = input.temperature ?? 0
+  const H = hiddenSize
+  return {
+    slot,
+    temperature: t > 0 ? t : 1,
+    ...(input.tokens !== undefined ? { tokens: input.tokens.slice(from, from + size) } : {}),
+    ...(input.hidden !== undefined
+      ? { hidden: size === input.seqLen ? input.hidden : input.hidden.subarray(from * H, (from + size) * H) }
+      : {}),
+  }
 }
 
 /** What one row of a batch produced. */
@@ -212,6 +232,28 @@ export function toStepOutput(out: BatchRowOutput, allRows: boolean): StageStepOu
     ...result,
     logits: rows.rows === 1 ? logits : logits.slice(logits.length - logits.length / rows.rows),
   }
+}
+
+/**
+ * The first `k` candidates of each position (StageStepInput.candidates), log-sum-exps unchanged:
+ * they are over the whole vocabulary. Candidates are sorted, equal values lower id first, so these
+ * are exactly what a top-k of k would have found; only fewer bytes go back to the coordinator.
+ */
+export function limitCandidates(out: StageStepOutput, k: number | undefined): StageStepOutput {
+  const { topk, rowTopk } = out
+  if (k === undefined || topk === undefined || topk.values.length <= k) return out
+  const limited: StageStepOutput = {
+    ...out,
+    topk: { values: topk.values.slice(0, k), ids: topk.ids.slice(0, k), logSumExp: topk.logSumExp },
+  }
+  if (rowTopk === undefined || rowTopk.k <= k) return limited
+  const values = new Float32Array(rowTopk.rows * k)
+  const ids = new Int32Array(rowTopk.rows * k)
+  for (let r = 0; r < rowTopk.rows; r++) {
+    values.set(rowTopk.values.subarray(r * rowTopk.k, r * rowTopk.k + k), r * k)
+    ids.set(rowTopk.ids.subarray(r * rowTopk.k, r * rowTopk.k + k), r * k)
+  }
+  return { ...limited, rowTopk: { rows: rowTopk.rows, k, values, ids, logSumExp: rowTopk.logSumExp } }
 }
 
 /** The output of a step run in chunks: hidden states (or per-position candidates) in order. */

@@ -17,7 +17,9 @@ import { KvSlots } from './kv-slots.js'
 import {
   type BatchRow,
   type BatchRowOutput,
+  batchRow,
   joinChunks,
+  limitCandidates,
   type OrtRuntime,
   runBatch,
   toStepOutput,
@@ -252,7 +254,7 @@ class OrtStage extends ShapedStage implements StageSession {
     for (const [pool, group] of byPool) {
       const rows = group.map((step) => ({
         step,
-        row: this.rowOf(step, this.kv.place(step.id).slot, step.done, size),
+        row: batchRow(step.input, this.kv.place(step.id).slot, step.done, size, this.init.config.hiddenSize),
       }))
       rowsByPool.set(pool, rows)
     }
@@ -317,27 +319,17 @@ class OrtStage extends ShapedStage implements StageSession {
     }
   }
 
-  private rowOf(step: QueuedStep, slot: number, from: number, size: number): BatchRow {
-    const { input } = step
-    const H = this.init.config.hiddenSize
-    const t = input.temperature ?? 0
-    return {
-      slot,
-      temperature: t > 0 ? t : 1,
-      ...(input.tokens !== undefined ? { tokens: input.tokens.slice(from, from + size) } : {}),
-      ...(input.hidden !== undefined
-        ? {
-            hidden: size === input.seqLen ? input.hidden : input.hidden.subarray(from * H, (from + size) * H),
-          }
-        : {}),
-    }
-  }
-
   private finish(step: QueuedStep, out: BatchRowOutput | StageStepOutput | undefined): void {
     this.queue.remove(step)
     this.stats.steps++
     if (out === undefined) step.reject(new GenerationError('ERR_STEP_ORDER', 'the stage produced no output'))
-    else step.resolve('rows' in out ? toStepOutput(out, step.input.allRows === true) : out)
+    else
+      step.resolve(
+        limitCandidates(
+          'rows' in out ? toStepOutput(out, step.input.allRows === true) : out,
+          step.input.candidates,
+        ),
+      )
   }
 
   private fail(step: QueuedStep, err: unknown): void {

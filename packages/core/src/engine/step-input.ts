@@ -26,6 +26,9 @@ export function validateStepInput(config: ModelConfig, io: StageIo, input: Stage
   if (input.allRows !== undefined && !(typeof input.allRows === 'boolean' && (io.isLast || !input.allRows))) {
     throw bad('allRows is a boolean, and only the last stage computes per-position candidates')
   }
+  if (input.candidates !== undefined && !(Number.isInteger(input.candidates) && input.candidates >= 1)) {
+    throw bad('candidates must be a positive integer')
+  }
   if (io.isLast && input.temperature !== undefined) {
     if (!Number.isFinite(input.temperature) || input.temperature < 0) throw bad('temperature must be ≥ 0')
   }

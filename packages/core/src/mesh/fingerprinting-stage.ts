@@ -46,7 +46,9 @@ export class FingerprintingStage extends ShapedStage implements StageSession {
     signal?: AbortSignal,
     hiddenDtype?: HiddenDtype,
   ): Promise<StageStepOutput> {
-    const { fingerprint, ...plain } = input
+    // Fingerprint answers carry their own candidates (token rows): the caller's limit is not theirs.
+    const { fingerprint, candidates: _limit, ...unlimited } = input
+    const plain: StageStepInput = fingerprint === undefined ? input : unlimited
     const fp16 = hiddenDtype === 'fp16'
     // Whatever was kept belongs to an earlier step, which can no longer be voted on.
     this.kept.delete(generationId)

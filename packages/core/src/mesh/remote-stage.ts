@@ -119,6 +119,7 @@ export class RemoteStage extends ShapedStage implements StageSession {
         ...(input.tokens !== undefined ? { tokens: Int32Array.from(input.tokens) } : {}),
         ...hiddenFields(input.hidden, this.init.hiddenDtype),
         ...(challenge !== undefined ? { fingerprintChallenge: challenge } : {}),
+        ...(this.init.isLast && input.candidates !== undefined ? { candidates: input.candidates } : {}),
         ...(this.chain !== undefined ? { route: [...this.chain.route], replyTo: this.chain.replyTo } : {}),
       },
       signal,
@@ -219,9 +220,9 @@ export class RemoteStage extends ShapedStage implements StageSession {
   }
 
   /**
-   * Sends a Truncate once every request of the generation pending here is settled (so the peer
-   * received those first); resolves once sent. A no-op for a generation this stage never stepped.
-   * Fails with ERR_STAGE_BUSY if a step of the generation started while it waited.
+   * Sends a Truncate once every request of the generation pending here is settled (so the peer got
+   * those first); resolves once sent. A no-op for a generation this stage never stepped. Fails with
+   * ERR_STAGE_BUSY if a step of the generation started while it waited.
    */
   async truncate(generationId: string, length: number, signal?: AbortSignal): Promise<void> {
     checkTruncateLength(generationId, length)
@@ -296,10 +297,7 @@ export class RemoteStage extends ShapedStage implements StageSession {
     else this.settle(key, out)
   }
 
-  /**
-   * The results of a batched run: one signature over all of them, checked once. A batch that
-   * fails it fails every step in it; an item for a step asked with another length is refused.
-   */
+  /** A batched run's results: one signature, checked once, fails them all; a wrong length is refused. */
   private receiveBatch(msg: StepResults): void {
     const key = (r: StepResult) => `${r.generationId}:${r.stepIndex}`
     for (const { result: r } of msg.results)

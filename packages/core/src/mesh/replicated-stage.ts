@@ -144,8 +144,10 @@ export class ReplicatedStage extends ShapedStage implements StageSession {
     return this.members.map(({ peerId, cls, state }) => ({ peerId, cls, state }))
   }
 
-  async step(generationId: string, input: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
+  async step(generationId: string, asked: StageStepInput, signal?: AbortSignal): Promise<StageStepOutput> {
     signal?.throwIfAborted()
+    // Every replica answers with all its candidates, whatever the caller needs: votes compare them.
+    const { candidates: _limit, ...input } = asked
     const st = this.state(generationId)
     const expected = endOf(st.steps)
     if (input.startPos !== expected) {

@@ -144,6 +144,7 @@ export function createStageHost(local: StageSession, options: StageHostOptions =
             ...(req.fingerprintChallenge !== undefined
               ? { fingerprint: { challenge: req.fingerprintChallenge } }
               : {}),
+            ...(req.candidates !== undefined ? { candidates: req.candidates } : {}),
           },
           undefined,
           req.hiddenDtype,

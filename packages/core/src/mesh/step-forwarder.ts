@@ -105,6 +105,7 @@ export class StepForwarder {
       deadlineMs: req.deadlineMs,
       hidden,
       ...(req.hiddenDtype !== undefined ? { hiddenDtype: req.hiddenDtype } : {}),
+      ...(req.candidates !== undefined ? { candidates: req.candidates } : {}),
       route: rest,
       replyTo: req.replyTo as string,
     }

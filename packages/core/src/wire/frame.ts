@@ -44,12 +44,17 @@ export const FrameFlag = {
    * to the next peer of the route instead of answering, and the route's last peer answers replyTo.
    */
   Route: 0x04,
+  /**
+   * StepRequest only: a u32 candidate count follows the fingerprint challenge (if any): the
+   * last stage answers with at most that many of its top-k candidates.
+   */
+  Candidates: 0x08,
 } as const
 
 /** The flags StepRequest and StepResult may carry; other types carry none. */
 export const STEP_FLAGS = FrameFlag.Extensions | FrameFlag.HiddenDtype
-/** The flags a StepRequest may carry: the step flags and a route. */
-export const REQUEST_FLAGS = STEP_FLAGS | FrameFlag.Route
+/** The flags a StepRequest may carry: the step flags, a route and a candidate count. */
+export const REQUEST_FLAGS = STEP_FLAGS | FrameFlag.Route | FrameFlag.Candidates
 
 export const FrameType = {
   StepRequest: 1,

@@ -48,6 +48,7 @@ export * from './validate-message.js'
  *   StepRequest    id, u32 stepIndex, u32 startPos, u32 seqLen, f32 temperature, u32 deadlineMs,
  *                  u32 tokenCount, u32 hiddenCount, [tag], i32[tokenCount], hidden[hiddenCount],
  *                  then only with FrameFlag.Extensions: u32 fingerprintChallenge,
+ *                  then only with FrameFlag.Candidates: u32 candidates,
  *                  then only with FrameFlag.Route: the route (wire/step-route.ts)
  *   StepResult     id, u32 stepIndex, u32 hiddenCount, u32 topkCount, [tag], f64 logSumExp (0 without
  *                  top-k), hidden[hiddenCount], f32[topkCount] values, i32[topkCount] ids,
@@ -149,6 +150,10 @@ function encodeBody(msg: WireMessage): { type: FrameType; flags: number; body: B
       if (m.fingerprintChallenge !== undefined) {
         flags |= FrameFlag.Extensions
         w.u32(m.fingerprintChallenge)
+      }
+      if (m.candidates !== undefined) {
+        flags |= FrameFlag.Candidates
+        w.u32(m.candidates)
       }
       if (m.replyTo !== undefined) {
         flags |= FrameFlag.Route
@@ -253,6 +258,7 @@ export function decodeMessageBody(type: FrameType, body: Uint8Array, flags = 0):
       if (tokenCount > 0) m.tokens = r.int32Array(tokenCount)
       if (hiddenCount > 0) m.hidden = fp16 ? r.float16Array(hiddenCount) : r.float32Array(hiddenCount)
       if ((flags & FrameFlag.Extensions) !== 0) m.fingerprintChallenge = r.u32()
+      if ((flags & FrameFlag.Candidates) !== 0) m.candidates = r.u32()
       if ((flags & FrameFlag.Route) !== 0) Object.assign(m, readRoute(r))
       msg = m
       break

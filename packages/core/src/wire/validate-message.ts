@@ -1,8 +1,11 @@
 import type { TopKLogits } from '../base/top-k-logits.js'
 import type { WireError } from '../errors.js'
-import { payloadError, utf8Bytes } from './body.js'
+import { payloadError } from './body.js'
 import { checkFp16Values, checkHiddenDtype, type HiddenDtype } from './hidden-dtype.js'
 import { checkRoute } from './step-route.js'
+import { checkError } from './wire-error.js'
+
+export { MAX_ERROR_MESSAGE_BYTES, MAX_ERROR_NAME_LENGTH, toWireError } from './wire-error.js'
 
 /**
  * The mesh messages and the field-by-field rules both sides apply: a sender validates before
@@ -17,8 +20,6 @@ export const MAX_POSITIONS = 1 << 24
 export const MAX_HIDDEN_SIZE = 1 << 16
 export const MAX_TOPK = 1 << 16
 export const MAX_TEMPERATURE = 100
-export const MAX_ERROR_NAME_LENGTH = 64
-export const MAX_ERROR_MESSAGE_BYTES = 1024
 /** An Ed25519 signature. */
 export const STEP_SIGNATURE_BYTES = 64
 /**
@@ -53,6 +54,12 @@ export interface StepRequest {
   /** A chained step (wire/step-route.ts): the peers to forward the output to, then who to answer. */
   route?: string[]
   replyTo?: string
+  /**
+   * 1..MAX_TOPK. The last stage answers with at most this many of its candidates (the
+   * coordinator's draw needs no more: one for a greedy token without penalties or log-probs);
+   * earlier stages of a chain pass it on.
+   */
+  candidates?: number
 }
 
 export interface StepResult {
@@ -131,8 +138,6 @@ export type Message =
   | Pong
 
 const GENERATION_ID = /^[A-Za-z0-9_-]{1,64}$/
-const ERROR_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/
-const ERROR_CODE = /^[A-Za-z0-9_]{1,64}$/
 
 export function validateMessage(msg: unknown): Message {
   if (typeof msg !== 'object' || msg === null) throw payloadError('message must be an object')
@@ -190,6 +195,11 @@ function validateStepRequest(m: Record<string, unknown>): StepRequest {
   }
   const { tokens, hidden } = m
   if (m.fingerprintChallenge !== undefined) checkU32(m, 'fingerprintChallenge')
+  if (m.candidates !== undefined) {
+    const k = checkU32(m, 'candidates')
+    if (k < 1 || k > MAX_TOPK)
+      throw payloadError(`StepRequest.candidates must be in [1, ${MAX_TOPK}], got ${k}`)
+  }
   checkRoute(m)
   if ((tokens === undefined) === (hidden === undefined)) {
     throw payloadError('StepRequest needs exactly one of tokens (first stage) and hidden')
@@ -298,49 +308,4 @@ function checkFinite(values: unknown, field: string): asserts values is Float32A
   for (let i = 0; i < values.length; i++) {
     if (!Number.isFinite(values[i] as number)) throw payloadError(`${field}[${i}] is ${values[i]}`)
   }
-}
-
-function checkError(error: unknown): void {
-  if (typeof error !== 'object' || error === null) throw payloadError('StepError.error must be an object')
-  const { name, code, message } = error as Record<string, unknown>
-  if (!(typeof name === 'string' && ERROR_NAME.test(name))) {
-    throw payloadError(`StepError.error.name must be an identifier of at most ${MAX_ERROR_NAME_LENGTH} chars`)
-  }
-  if (!(typeof code === 'string' && ERROR_CODE.test(code))) {
-    throw payloadError('StepError.error.code must be 1..64 chars of [A-Za-z0-9_]')
-  }
-  // UTF-8 never takes fewer bytes than UTF-16 code units, so a long string fails without encoding.
-  if (typeof message !== 'string' || message.length > MAX_ERROR_MESSAGE_BYTES) {
-    throw payloadError(
-      `StepError.error.message must be a string of at most ${MAX_ERROR_MESSAGE_BYTES} UTF-8 bytes`,
-    )
-  }
-  const bytes = utf8Bytes(message).length
-  if (bytes > MAX_ERROR_MESSAGE_BYTES) {
-    throw payloadError(`StepError.error.message is ${bytes} UTF-8 bytes, over ${MAX_ERROR_MESSAGE_BYTES}`)
-  }
-}
-
-/**
- * Turns anything thrown into a WireError that passes validation: names and codes that do not
- * fit are replaced, messages are cut to MAX_ERROR_MESSAGE_BYTES on a character boundary.
- */
-export function toWireError(err: unknown): WireError {
-  const e = (typeof err === 'object' && err !== null ? err : {}) as Record<string, unknown>
-  const rawName = typeof e.name === 'string' ? e.name : 'Error'
-  const name = ERROR_NAME.test(rawName) ? rawName : 'Error'
-  let code = typeof e.code === 'string' && ERROR_CODE.test(e.code) ? e.code : 'ERR_INTERNAL'
-  if (name === 'AbortError' && code === 'ERR_INTERNAL') code = 'ERR_ABORTED'
-  const rawMessage = typeof e.message === 'string' ? e.message : typeof err === 'object' ? '' : String(err)
-  return { name, code, message: truncateUtf8(rawMessage, MAX_ERROR_MESSAGE_BYTES) }
-}
-
-function truncateUtf8(s: string, maxBytes: number): string {
-  const bytes = utf8Bytes(s)
-  if (bytes.length <= maxBytes) return s
-  const ellipsis = '…'
-  let end = maxBytes - 3
-  // Back up over continuation bytes (10xxxxxx) so no code point is split.
-  while (end > 0 && ((bytes[end] as number) & 0xc0) === 0x80) end--
-  return new TextDecoder().decode(bytes.subarray(0, end)) + ellipsis
 }
