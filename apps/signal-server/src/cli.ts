@@ -59,6 +59,13 @@ export interface MainOptions {
   signal?: AbortSignal
   /** Called once the server listens (tests reach the server through it). */
   onListening?: (server: SignalServer) => void
+  /**
+   * The program (bin/butterfly-server.js) only: once stopped, the process exits this long after at
+   * the latest. Closing waits for connections and peers to go, and under load the native handles
+   * of torn-down WebRTC peers have kept the event loop alive after everything closed (the process
+   * then never exited on SIGTERM).
+   */
+  exitAfterStopMs?: number
 }
 
 /** Builds the `butterfly-server` command; `run` receives the parsed options. */
@@ -346,5 +353,13 @@ async function serve(
   out.write(startupLines(opts, server, modelDir))
   options.onListening?.(server)
   await stopped(options.signal)
+  const grace = options.exitAfterStopMs
+  if (grace !== undefined) {
+    setTimeout(() => {
+      process.stderr.write(`butterfly-server: still running ${grace / 1000} s after the stop; exiting\n`)
+      // 0 when the close finished (something else held the loop), 1 when the close itself hung.
+      process.exit(process.exitCode ?? 1)
+    }, grace).unref()
+  }
   await server.close()
 }

@@ -307,6 +307,32 @@ describe('butterfly-server', () => {
     expect(await exited).toEqual([0, null])
   })
 
+  test('exits within its grace period after SIGTERM even when a leaked handle holds its event loop', async () => {
+    // The handle stands for what was seen under load: torn-down WebRTC peers' native handles.
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'data:text/javascript,setInterval(() => {}, 1000)',
+        BIN,
+        '--port',
+        '0',
+        '--model',
+        model.dir,
+      ],
+      { env: env(), stdio: ['pipe', 'pipe', 'pipe'] },
+    )
+    let err = ''
+    child.stderr.on('data', (d) => (err += d))
+    const url = await listening(child)
+    expect((await fetch(`${url}/health`)).status).toBe(200)
+    const exited = once(child, 'close')
+    child.kill('SIGTERM')
+    // The close finished, so the exit code is still 0; the line says why it came late.
+    expect(await exited).toEqual([0, null])
+    expect(err).toContain('butterfly-server: still running 5 s after the stop; exiting')
+  })
+
   test('says which TURN URLs it mints credentials for, and never prints the secret', async () => {
     const secret = 'do-not-print-me'
     const child = start(['--port', '0', '--model', model.dir, '--turn-url', 'turn:127.0.0.1:3478'], {
