@@ -9,7 +9,7 @@ import {
   runCliMain,
 } from '@butterfly/node-platform'
 import { Command, Option } from 'commander'
-import { type AdmissionCliOptions, admissionOptions } from './admission-options.js'
+import { admissionOptions } from './admission-options.js'
 import { intArg, meshArg, numberArg, pathArg, tokenArg } from './cli-args.js'
 import {
   type ClusterCliOptions,
@@ -20,37 +20,29 @@ import {
 import { DEFAULT_JOIN_RATE, DEFAULT_MAX_PEERS_PER_ADDRESS } from './control/join-admission.js'
 import { DEFAULT_SERVED_CONTEXT } from './control/mesh-registry.js'
 import { SLOW_CLAIM_DEFAULTS } from './gateway/claim-check.js'
+import { type GatewayCliOptions, gatewayFromCli } from './gateway-cli.js'
 import type { SignalServer } from './http/signal-server.js'
 import { type IceCliOptions, iceOptions, turnFromCli } from './ice-options.js'
 import { startupLines } from './startup-lines.js'
-import { stopped } from './stopped.js'
+import { exitAfter, stopped } from './stopped.js'
 import { tokensCommand } from './tokens-cli.js'
 
-export interface ServerCliOptions extends AdmissionCliOptions, IceCliOptions, ClusterCliOptions {
+export interface ServerCliOptions extends GatewayCliOptions, IceCliOptions, ClusterCliOptions {
   host: string
   port: number
   model: string
   hfEndpoint?: string
   mesh: string
   meshToken?: string
-  apiToken?: string
   heartbeatMs: number
   planStrategy: 'throughput' | 'memory' | 'uniform'
   replicas: number
-  stepTimeoutMs: number
-  trustAfter: number
-  verification: 'windowed' | 'every-step'
-  verifyWindow: number
   context: number
   joinTokenFile?: string
   adminToken?: string
   requirePeerTokens: boolean
   maxPeersPerAddress: number
   joinRate: number
-  slowClaimFactor: number
-  slowClaimMinSteps: number
-  wireDtype: 'fp32' | 'fp16'
-  relay: 'chain' | 'coordinator'
 }
 
 export interface MainOptions {
@@ -59,12 +51,7 @@ export interface MainOptions {
   signal?: AbortSignal
   /** Called once the server listens (tests reach the server through it). */
   onListening?: (server: SignalServer) => void
-  /**
-   * The program (bin/butterfly-server.js) only: once stopped, the process exits this long after at
-   * the latest. Closing waits for connections and peers to go, and under load the native handles
-   * of torn-down WebRTC peers have kept the event loop alive after everything closed (the process
-   * then never exited on SIGTERM).
-   */
+  /** The program (bin/butterfly-server.js) only: once stopped, exit this long after at the latest (exitAfter). */
   exitAfterStopMs?: number
 }
 
@@ -306,7 +293,6 @@ async function serve(
   )
   // A downloaded model is known by its repository (or URL), not by its cache directory's name.
   const modelId = isRemoteSpec(opts.model) ? describeSpec(parseRemoteSpec(opts.model)) : undefined
-  const heartbeatMs = opts.heartbeatMs
   const server = await createSignalServer({
     host: opts.host,
     port: opts.port,
@@ -320,8 +306,8 @@ async function serve(
     iceServers: opts.iceServers,
     turn: turnFromCli(opts),
     iceTransportPolicy: opts.iceTransportPolicy,
-    heartbeatMs,
-    heartbeatTimeoutMs: 3 * heartbeatMs,
+    heartbeatMs: opts.heartbeatMs,
+    heartbeatTimeoutMs: 3 * opts.heartbeatMs,
     planOptions: { strategy: opts.planStrategy },
     maxContext: opts.context,
     replicas: opts.replicas,
@@ -330,36 +316,15 @@ async function serve(
     extend: async (parts) => {
       const { attachGateway } = await import('./api/attach-gateway.js')
       const { nodeWrtc } = await import('@butterfly/node-platform')
-      await attachGateway(
-        parts,
-        {
-          apiToken: opts.apiToken,
-          maxConcurrent: opts.maxConcurrent,
-          maxQueued: opts.maxQueued,
-          maxQueuedPerKey: opts.maxQueuedPerKey,
-          maxQueueWaitMs: opts.maxQueueWait * 1000,
-          stepTimeoutMs: opts.stepTimeoutMs,
-          reputation: { trustAfter: opts.trustAfter },
-          verification: opts.verification,
-          verifyWindow: opts.verifyWindow,
-          slowClaim: { factor: opts.slowClaimFactor, minSteps: opts.slowClaimMinSteps },
-          wireDtype: opts.wireDtype,
-          relay: opts.relay,
-        },
-        { wrtc: nodeWrtc(), log: (line) => process.stderr.write(`butterfly-server: ${line}\n`) },
-      )
+      await attachGateway(parts, gatewayFromCli(opts), {
+        wrtc: nodeWrtc(),
+        log: (line) => process.stderr.write(`butterfly-server: ${line}\n`),
+      })
     },
   })
   out.write(startupLines(opts, server, modelDir))
   options.onListening?.(server)
   await stopped(options.signal)
-  const grace = options.exitAfterStopMs
-  if (grace !== undefined) {
-    setTimeout(() => {
-      process.stderr.write(`butterfly-server: still running ${grace / 1000} s after the stop; exiting\n`)
-      // 0 when the close finished (something else held the loop), 1 when the close itself hung.
-      process.exit(process.exitCode ?? 1)
-    }, grace).unref()
-  }
+  exitAfter(options.exitAfterStopMs)
   await server.close()
 }
