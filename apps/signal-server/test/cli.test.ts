@@ -324,13 +324,18 @@ describe('butterfly-server', () => {
     )
     let err = ''
     child.stderr.on('data', (d) => (err += d))
-    const url = await listening(child)
-    expect((await fetch(`${url}/health`)).status).toBe(200)
-    const exited = once(child, 'close')
-    child.kill('SIGTERM')
-    // The close finished, so the exit code is still 0; the line says why it came late.
-    expect(await exited).toEqual([0, null])
-    expect(err).toContain('butterfly-server: still running 5 s after the stop; exiting')
+    try {
+      const url = await listening(child)
+      expect((await fetch(`${url}/health`)).status).toBe(200)
+      const exited = once(child, 'close')
+      child.kill('SIGTERM')
+      // The close finished, so the exit code is still 0; the line says why it came late.
+      expect(await exited).toEqual([0, null])
+      expect(err).toContain('butterfly-server: still running 5 s after the stop; exiting')
+    } finally {
+      // Without the limit it never exits: no process outlives a failed run.
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    }
   })
 
   test('says which TURN URLs it mints credentials for, and never prints the secret', async () => {
