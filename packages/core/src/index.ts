@@ -57,7 +57,8 @@
  * rolling a generation's KV cache back, `checkTruncateLength`; `StageShape` / `ShapedStage` carry
  * a stage's layer range), `createOrtStage` (any onnxruntime package passed in
  * as a component; a `StageCache` keeps built stages, keyed by `stageDescription`), `uniformPartition(layers, k)`, `generate(pipeline, request)` (the in-order
- * pipeline loop; `logprobs` asks the last stage for temperature-1 log-probabilities), `Sampler`
+ * pipeline loop; `logprobs` asks the last stage for temperature-1 log-probabilities;
+ * `candidatesNeeded` says how many candidates its draw asks the last stage for), `Sampler`
  * (greedy / temperature / top-k / top-p with a seed, and OpenAI's frequency / presence penalties
  * within the top-k, from top-k logits).
  *
