@@ -235,25 +235,27 @@ describe('micro-batches', () => {
   })
 })
 
+/** A one-stage tiny model on one thread, disposed after the file. */
+const whole: StageSession[] = []
+afterAll(async () => {
+  await Promise.all(whole.map((s) => s.dispose()))
+})
+async function wholeStage(config: ModelConfig): Promise<StageSession> {
+  const s = await createNodeBackend({ threads: 1 }).createStage(
+    { config, layerStart: 0, layerEnd: config.numLayers },
+    syntheticWeights(config),
+  )
+  whole.push(s)
+  return s
+}
+
 describe('generations on scattered slots', () => {
   // Ten generations hold slots 0..9 of one pool. Five of them (slots 0-3 and 9) decode together
   // (the batch gate runs them once half the stage's generations are back): the stage gathers them
   // onto slots 0..4 (g9 swaps with g4) and runs them once, without padding. Neither their outputs
   // nor the other five's caches may change; the other five then hold slots 5..9 and run as they are.
   const config = syntheticConfig('tiny')
-  const stages: StageSession[] = []
-  afterAll(async () => {
-    await Promise.all(stages.map((s) => s.dispose()))
-  })
-  const open = async () => {
-    const backend = createNodeBackend({ threads: 1 })
-    const s = await backend.createStage(
-      { config, layerStart: 0, layerEnd: config.numLayers },
-      syntheticWeights(config),
-    )
-    stages.push(s)
-    return s
-  }
+  const open = () => wholeStage(config)
   const prompt = (g: number) =>
     Array.from({ length: 3 + g }, (_, j) => (5 + 11 * g + 7 * j) % config.vocabSize)
   const decode = (s: StageSession, g: number, at: number) =>
@@ -302,18 +304,7 @@ describe('a generation moving up a KV tier in a batch', () => {
   // 33rd position, so b moves to the next tier and c, the last slot, moves into b's old one while
   // the run is being made: c must be read and written where it now lives, b in its new pool.
   const config = syntheticConfig('tiny')
-  const stages: StageSession[] = []
-  afterAll(async () => {
-    await Promise.all(stages.map((s) => s.dispose()))
-  })
-  const open = async () => {
-    const s = await createNodeBackend({ threads: 1 }).createStage(
-      { config, layerStart: 0, layerEnd: config.numLayers },
-      syntheticWeights(config),
-    )
-    stages.push(s)
-    return s
-  }
+  const open = () => wholeStage(config)
   type G = 'a' | 'b' | 'c'
   const lengths: Record<G, number> = { a: 3, b: 31, c: 4 }
   const prompt = (n: number) => Array.from({ length: n }, (_, j) => (7 + 5 * n + 3 * j) % config.vocabSize)
@@ -357,10 +348,7 @@ describe('KV memory after a burst', () => {
   const config = syntheticConfig('tiny')
 
   test('kept while needed, freed two trim periods after the last generation left', async () => {
-    const s = await createNodeBackend({ threads: 1 }).createStage(
-      { config, layerStart: 0, layerEnd: config.numLayers },
-      syntheticWeights(config),
-    )
+    const s = await wholeStage(config)
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
     try {
       const ids = Array.from({ length: 8 }, (_, g) => `m${g}`)
@@ -381,7 +369,6 @@ describe('KV memory after a burst', () => {
       expect((await s.step('n', { tokens: [5], seqLen: 1, startPos: 4 })).topk?.ids.length).toBeGreaterThan(0)
     } finally {
       vi.useRealTimers()
-      await s.dispose()
     }
   })
 })

@@ -26,7 +26,6 @@ export function decodeWireBytes(hidden: number, dtype: HiddenDtype): DecodeWireB
   const fp16 = dtype === 'fp16'
   const state = roundToFp16(Float32Array.from({ length: hidden }, (_, i) => Math.sin(i)))
   const tag = fp16 ? { hiddenDtype: 'fp16' as const } : {}
-  const size = (msg: Message) => encodeMessage(msg).reduce((n, f) => n + f.byteLength, 0)
   const common = { generationId: 'g0123456789abcdef', stepIndex: 1 }
   const request = (fingerprint: boolean) =>
     size({
@@ -74,6 +73,11 @@ export function lastStageAnswerBytes(k: number): number {
     topk: { values, ids, logSumExp: 12.5 },
     signature: new Uint8Array(64),
   }
+  return size(msg)
+}
+
+/** A message's bytes on the wire, frame headers included. */
+function size(msg: Message): number {
   return encodeMessage(msg).reduce((n, f) => n + f.byteLength, 0)
 }
 

@@ -241,25 +241,22 @@ class OrtStage extends ShapedStage implements StageSession {
   private async run(steps: readonly QueuedStep[], size: number): Promise<void> {
     // Every reserve first: one that moves a generation up a tier frees its slot, and the last
     // slot of that pool moves into it, so slots are read only once all of them are made.
-    const admitted = steps.filter((s) => this.admit(s, size))
     const byPool = new Map<KvPool, QueuedStep[]>()
-    for (const step of admitted) {
+    for (const step of steps.filter((s) => this.admit(s, size))) {
       const { pool } = this.kv.place(step.id)
-      byPool.set(pool, [...(byPool.get(pool) ?? []), step])
-    }
-    // Decode runs read their generations' slots without padding between them (see gather).
-    if (size === 1)
-      for (const group of byPool.values()) this.stats.swaps += this.kv.gather(group.map((s) => s.id))
-    const rowsByPool = new Map<KvPool, Array<{ step: QueuedStep; row: BatchRow }>>()
-    for (const [pool, group] of byPool) {
-      const rows = group.map((step) => ({
-        step,
-        row: batchRow(step.input, this.kv.place(step.id).slot, step.done, size, this.init.config.hiddenSize),
-      }))
-      rowsByPool.set(pool, rows)
+      const group = byPool.get(pool)
+      if (group === undefined) byPool.set(pool, [step])
+      else group.push(step)
     }
     const allRows = steps[0]?.input.allRows === true
-    for (const [pool, rows] of rowsByPool) {
+    const H = this.init.config.hiddenSize
+    for (const [pool, group] of byPool) {
+      // Decode runs read their generations' slots without padding between them (see gather).
+      if (size === 1) this.stats.swaps += this.kv.gather(group.map((s) => s.id))
+      const rows = group.map((step) => ({
+        step,
+        row: batchRow(step.input, this.kv.place(step.id).slot, step.done, size, H),
+      }))
       rows.sort((a, b) => a.row.slot - b.row.slot)
       // Only a decode step can be a single row (a chunk has two or more).
       const padSingle = size === 1 && this.padSingleRow
