@@ -124,4 +124,23 @@ describe('fewer candidates from the last stage', () => {
     }
     expect(cut?.rowTopk?.logSumExp).toEqual(rows?.logSumExp)
   })
+
+  test('a candidate count that is not a positive integer is refused with ERR_STEP_INPUT', async () => {
+    const p = await pipeline()
+    const { hidden } = await (p.stages[0] as StageSession).step('bad', {
+      tokens: prompt,
+      seqLen: prompt.length,
+      startPos: 0,
+    })
+    for (const candidates of [0, -1, 1.5, Number.NaN]) {
+      await expect(
+        (p.stages[1] as StageSession).step('bad', {
+          hidden: hidden as Float32Array,
+          seqLen: prompt.length,
+          startPos: 0,
+          candidates,
+        }),
+      ).rejects.toMatchObject({ code: 'ERR_STEP_INPUT' })
+    }
+  })
 })
