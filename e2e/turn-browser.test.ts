@@ -55,6 +55,12 @@ describe('a tab with relay-only ICE', () => {
       .getByTestId('contribute-layers')
       .getByText(/^\d+–\d+$/)
       .waitFor({ timeout: 90_000 })
+      .catch(async (err: unknown) => {
+        // Says where the tab stopped (CI once saw it get no layers in 90 s; alone it takes 4 s).
+        const phase = await tab.getByTestId('contribute-phase').textContent()
+        const peers = await fetch(`${mesh.url}/health`).then((r) => r.text())
+        throw new Error(`${String(err)}\ntab phase: ${phase}\nhealth: ${peers.slice(0, 2000)}`)
+      })
     const health = await until<Health>(
       `${mesh.url}/health`,
       (h) => h.meshes[0]?.ready === true && h.meshes[0].plan.stages.length === 2,
